@@ -1,0 +1,3 @@
+from pystributed.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Load config.py (or $PYSTRIBUTED_CONFIG), then PYSTRIBUTED_<KEY> variables over it."""
+import dataclasses
+import difflib
+import os
+import re
+import runpy
+import shlex
+import sys
+from typing import List, Optional
+
+from pystributed.errors import ConfigError
+
+LOCAL = "local"  # REMOTE_SERVER value that runs on the local engine, without ssh
+
+# Docker's reference grammar (distribution/reference): lowercase path components.
+_IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_REGISTRY = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._/-]+)?")
+
+
+def _default_base_image():
+    # Pickles and wheels need the same Python on both sides, so follow the local one.
+    return f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    REMOTE_SERVER: str
+    DOCKER_REGISTRY: str = ""
+    DOCKER_IMAGE_NAME: str = "pystributed"
+    REMOTE_WORKDIR: str = "pystributed-runs"
+    USER_CODE_PATH: str = "user_code.py"
+    BASE_IMAGE: str = dataclasses.field(default_factory=_default_base_image)
+    REQUIREMENTS: Optional[str] = None
+    LOCAL_RESULTS_DIR: str = "results"
+    DOCKER_RUN_ARGS: List[str] = dataclasses.field(default_factory=list)
+    SSH_OPTIONS: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def is_local(self):
+        return self.REMOTE_SERVER == LOCAL
+
+    @property
+    def image_repository(self):
+        if self.DOCKER_REGISTRY:
+            return f"{self.DOCKER_REGISTRY}/{self.DOCKER_IMAGE_NAME}"
+        return self.DOCKER_IMAGE_NAME
+
+
+KEYS = [field.name for field in dataclasses.fields(Config)]
+_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS"}
+_OPTIONAL_KEYS = {"REQUIREMENTS"}
+# PYSTRIBUTED_ variables that are not config keys.
+_OTHER_VARIABLES = {"CONFIG", "RESULTS"}
+
+
+def load(path=None, environ=None, *, require_server=True, **overrides):
+    """Return the Config from `path` (default $PYSTRIBUTED_CONFIG or ./config.py), the
+    environment and `overrides`, each over the one before. Raise ConfigError on a bad value.
+    Without `require_server`, a missing REMOTE_SERVER is taken as 'local' (to read other keys)."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("PYSTRIBUTED_CONFIG")
+    if path is None and os.path.exists("config.py"):
+        path = "config.py"
+    values = {}
+    if path:
+        values.update(_read_file(path))
+    source = {key: path for key in values}
+    for name, value in environ.items():
+        if name.startswith("PYSTRIBUTED_") and name[12:] not in _OTHER_VARIABLES:
+            key = _check_key(name[12:], name)
+            values[key] = _from_string(key, value)
+            source[key] = f"${name}"
+    for key, value in overrides.items():
+        values[_check_key(key, "the arguments")] = value
+        source[key] = "the arguments"
+    for key, value in values.items():
+        _check_type(key, value, source[key])
+    if "REMOTE_SERVER" not in values and not require_server:
+        values["REMOTE_SERVER"] = LOCAL
+    if "REMOTE_SERVER" not in values:
+        where = f"{path}" if path else "config.py (none found in the working directory)"
+        raise ConfigError(
+            f"REMOTE_SERVER is not set in {where}. Set it to your server's ssh address "
+            f"(e.g. REMOTE_SERVER = 'user@gpu-box') or to {LOCAL!r} to run on the local Docker engine; "
+            f"config.py.example lists every key"
+        )
+    config = Config(**values)
+    _check_values(config, source)
+    return config
+
+
+def _read_file(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        namespace = runpy.run_path(path)
+    except Exception as e:
+        raise ConfigError(f"{path} could not be loaded: {type(e).__name__}: {e}") from e
+    values = {}
+    for name, value in namespace.items():
+        if name.isupper() and not name.startswith("_"):
+            values[_check_key(name, path)] = value
+    return values
+
+
+def _check_key(key, where):
+    if key in KEYS:
+        return key
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"the keys are {', '.join(KEYS)}"
+    raise ConfigError(f"unknown config key {key} in {where}: {hint}")
+
+
+def _from_string(key, value):
+    if key in _LIST_KEYS:
+        return shlex.split(value)
+    if key in _OPTIONAL_KEYS and value == "":
+        return None
+    return value
+
+
+def _check_type(key, value, where):
+    if key in _LIST_KEYS:
+        if isinstance(value, str):
+            raise ConfigError(f"{key} in {where} must be a list of strings, e.g. {shlex.split(value)!r}")
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        expected = "a list of strings"
+    elif key in _OPTIONAL_KEYS:
+        ok, expected = value is None or isinstance(value, str), "a string or None"
+    else:
+        ok, expected = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{key} in {where} must be {expected}, not {type(value).__name__} {value!r}")
+
+
+def _check_values(config, source):
+    def refuse(key, why):
+        raise ConfigError(f"{key} = {getattr(config, key)!r} in {source.get(key, 'the defaults')} {why}")
+
+    if not config.REMOTE_SERVER or config.REMOTE_SERVER.startswith("-") or _has_space_or_control(
+        config.REMOTE_SERVER
+    ):
+        refuse("REMOTE_SERVER", "is not an ssh destination (user@host, host, or a Host alias)")
+    if config.DOCKER_REGISTRY and not _REGISTRY.fullmatch(config.DOCKER_REGISTRY):
+        refuse("DOCKER_REGISTRY", "is not a registry address such as registry.example.com:5000/team")
+    if not config.DOCKER_REGISTRY and not config.is_local:
+        refuse(
+            "DOCKER_REGISTRY",
+            "is empty: the remote server pulls the image from a registry both machines reach",
+        )
+    if not _IMAGE_NAME.fullmatch(config.DOCKER_IMAGE_NAME):
+        refuse("DOCKER_IMAGE_NAME", "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
+    if not config.BASE_IMAGE or config.BASE_IMAGE.startswith("-") or _has_space_or_control(config.BASE_IMAGE):
+        refuse("BASE_IMAGE", "is not an image reference such as python:3.11-slim")
+    for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):
+        value = getattr(config, key)
+        if not value or "\0" in value or "\n" in value:
+            refuse(key, "must be a non-empty path on one line")
+
+
+def _has_space_or_control(text):
+    return any(c.isspace() or ord(c) < 32 for c in text)

@@ -1,0 +1,164 @@
+"""The build context: the Dockerfile, the requirements and the notebook's folder, as one tar stream.
+
+We write the tar ourselves (and give it to `docker build -`) so that the Dockerfile and the saved
+cell never have to be written into the user's folder, and so that default exclusions apply even
+when the folder has no .dockerignore.
+"""
+import io
+import json
+import os
+import re
+import shlex
+import tarfile
+from pathlib import Path
+
+from pystributed.errors import PystributedError
+
+RESULTS_IN_CONTAINER = "/results"
+APP_DIR = "/app"
+DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
+
+
+def dockerfile(base_image, entry_point, requirements_name=None):
+    lines = [
+        f"FROM {base_image}",
+        # Unbuffered, so that prints reach the notebook as they happen.
+        f"ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS={RESULTS_IN_CONTAINER}",
+        f"WORKDIR {APP_DIR}",
+    ]
+    if requirements_name:
+        # Its own layer before the code: a code change does not reinstall the requirements.
+        lines += [
+            "COPY requirements/ /tmp/pystributed-requirements/",
+            "RUN cd /tmp/pystributed-requirements && "
+            f"pip install --no-cache-dir --disable-pip-version-check -r {shlex.quote(requirements_name)}",
+        ]
+    lines += [
+        f"COPY context/ {APP_DIR}/",
+        f"CMD {json.dumps(['python', entry_point])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def entry_point(context_dir, code_path):
+    """The saved cell's path inside the image: where it lies in the context, else its name."""
+    code, context = Path(code_path).resolve(), Path(context_dir).resolve()
+    try:
+        return code.relative_to(context).as_posix()
+    except ValueError:
+        return code.name
+
+
+def write(file, *, context_dir, code_path, base_image, requirements=None, excludes=()):
+    """Write the build context for the saved cell at `code_path` to the binary `file`."""
+    entry = entry_point(context_dir, code_path)
+    requirements_name = Path(requirements).name if requirements else None
+    with tarfile.open(fileobj=file, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile(base_image, entry, requirements_name).encode())
+        if requirements:
+            for path, name in requirement_files(requirements):
+                tar.add(path, f"requirements/{name}", filter=_normalize)
+        for path, name in context_files(context_dir, excludes):
+            if name != entry:
+                tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
+        tar.add(code_path, f"context/{entry}", filter=_normalize)
+
+
+def context_files(context_dir, excludes=()):
+    """(path, relative name) of each file and folder in the context, honouring .dockerignore."""
+    root = Path(context_dir)
+    patterns = DEFAULT_EXCLUDES + list(excludes) + read_dockerignore(root / ".dockerignore")
+    ignored = Matcher(patterns)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        kept = []
+        for name in sorted(dirnames):
+            rel = (rel_dir / name).as_posix()
+            if not ignored(rel):
+                kept.append(name)
+                yield Path(dirpath, name), rel
+            elif ignored.may_include_below(rel):
+                kept.append(name)  # a later `!pattern` may bring back something inside
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            rel = (rel_dir / name).as_posix()
+            if not ignored(rel):
+                yield Path(dirpath, name), rel
+
+
+def requirement_files(requirements):
+    """The requirements file, plus the local files it names by relative path (wheels,
+    --find-links folders, -r includes), so that pip finds them in the image."""
+    req = Path(requirements)
+    if not req.is_file():
+        raise PystributedError(f"REQUIREMENTS file {requirements} does not exist")
+    yield req, req.name
+    folder = req.parent.resolve()
+    for line in req.read_text(encoding="utf-8").splitlines():
+        for word in line.split("#")[0].split():
+            word = word.split("=", 1)[1] if word.startswith("--") and "=" in word else word
+            path = (folder / word).resolve()
+            if word and not word.startswith("-") and path.exists() and folder in path.parents:
+                yield path, path.relative_to(folder).as_posix()
+
+
+def read_dockerignore(path):
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+class Matcher:
+    """Docker's .dockerignore rules: the last matching pattern wins, `!` re-includes, `**` spans
+    folders, and a pattern that matches a folder matches everything in it."""
+
+    def __init__(self, patterns):
+        self.rules = []
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            pattern = os.path.normpath(pattern.lstrip("!").strip()).lstrip("/")
+            if pattern and pattern != ".":
+                self.rules.append((negate, pattern, _regex(pattern)))
+
+    def __call__(self, rel):
+        parents = [rel] + [p.as_posix() for p in Path(rel).parents if p.as_posix() != "."]
+        excluded = False
+        for negate, _, regex in self.rules:
+            if any(regex.fullmatch(p) for p in parents):
+                excluded = not negate
+        return excluded
+
+    def may_include_below(self, rel):
+        return any(negate and pattern.startswith(rel + "/") or negate and "**" in pattern
+                   for negate, pattern, _ in self.rules)
+
+
+def _regex(pattern):
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def _add_bytes(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _normalize(info):
+    # Owned by root and readable by all: the container runs as the ssh user's uid.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode |= 0o555 if info.isdir() else 0o444
+    return info

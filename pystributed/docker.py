@@ -1,0 +1,47 @@
+"""Every `docker` argument list, in one place."""
+
+RUN_LABEL = "pystributed.run"
+
+
+def build(tag):
+    # "-": the Dockerfile and the context arrive as one tar stream on stdin (see context.py).
+    return ["docker", "build", "--tag", tag, "-"]
+
+
+def push(ref):
+    return ["docker", "push", ref]
+
+
+def pull(ref):
+    return ["docker", "pull", ref]
+
+
+def container_name(run_id):
+    return f"pystributed-{run_id}"
+
+
+def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
+    """Start the run's container in the background: the run goes on if the connection drops.
+    `extra_args` (DOCKER_RUN_ARGS) come last, so that they can override ours (e.g. --user)."""
+    cmd = ["docker", "run", "--detach", "--name", container_name(run_id),
+           "--label", f"{RUN_LABEL}={run_id}", "--user", user,
+           "--volume", f"{results_dir}:{env['PYSTRIBUTED_RESULTS']}"]
+    for key, value in env.items():
+        cmd += ["--env", f"{key}={value}"]
+    return [*cmd, *extra_args, ref]
+
+
+def logs(run_id, *, follow=False):
+    return ["docker", "logs", *(["--follow"] if follow else []), container_name(run_id)]
+
+
+def wait(run_id):
+    return ["docker", "wait", container_name(run_id)]
+
+
+def stop(run_id):
+    return ["docker", "stop", container_name(run_id)]
+
+
+def remove(run_id):
+    return ["docker", "rm", "--force", container_name(run_id)]

@@ -1,0 +1,93 @@
+"""The one way this package runs a program: an argument list, never a shell of ours."""
+import codecs
+import logging
+import shlex
+import subprocess
+import tempfile
+import threading
+
+from pystributed.errors import StepError
+
+log = logging.getLogger("pystributed")
+
+
+def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
+    """Run `cmd` to the end and return its stdout; raise StepError naming `step` if it fails.
+    `write_stdin(file)` writes the program's input (e.g. a tar stream); `read_stdout(file)`
+    consumes its output as it comes (and the return value is then what it returned)."""
+    log.debug("$ %s", shlex.join(cmd))
+    # Files, not pipes: a chatty program can't block on a full pipe while we write its stdin.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = _popen(cmd, step, stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE if read_stdout else out, stderr=err, cwd=cwd)
+        value = None
+        try:
+            if write_stdin:
+                with proc.stdin:
+                    write_stdin(proc.stdin)
+            if read_stdout:
+                with proc.stdout:
+                    value = read_stdout(proc.stdout)
+        except BrokenPipeError:
+            pass  # the program stopped reading; its exit code and stderr say why
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            returncode = proc.wait()
+        stdout, stderr = _read(out), _read(err)
+    if read_stdout and not returncode:
+        return value
+    if returncode:
+        raise StepError(step, f"`{_short(cmd)}` exited with code {returncode}",
+                        output=stderr or stdout, hint=hint)
+    return stdout
+
+
+def stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
+    """Run `cmd`, handing its output to the callbacks as it arrives (chunks, not lines, so a
+    progress bar's `\\r` and a print without newline show at once). Return its exit code."""
+    log.debug("$ %s", shlex.join(cmd))
+    proc = _popen(cmd, step, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, cwd=cwd)
+    pumps = [threading.Thread(target=_pump, args=(pipe, callback), daemon=True)
+             for pipe, callback in ((proc.stdout, on_stdout), (proc.stderr, on_stderr))]
+    for pump in pumps:
+        pump.start()
+    try:
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: the caller decides what happens to the remote side
+            proc.terminate()
+            proc.wait()
+        for pump in pumps:
+            pump.join()
+    return proc.returncode
+
+
+def _pump(pipe, callback):
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with pipe:
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            callback(decoder.decode(chunk))
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        callback(tail)
+
+
+def _popen(cmd, step, **kwargs):
+    try:
+        return subprocess.Popen(cmd, **kwargs)
+    except FileNotFoundError:
+        raise StepError(step, f"`{cmd[0]}` was not found on PATH",
+                        hint=f"Install {cmd[0]} (see the README's prerequisites) and try again.") from None
+
+
+def _read(file):
+    file.seek(0)
+    return file.read().decode("utf-8", errors="replace")
+
+
+def _short(cmd):
+    text = shlex.join(cmd)
+    return text if len(text) < 300 else text[:300] + " …"

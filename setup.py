@@ -1,0 +1,13 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pystributed",
+    version="0.1.0",
+    description="Run one Jupyter cell on your own GPU server inside a Docker image.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pystributed", "pystributed.*"]),
+    python_requires=">=3.9",
+    install_requires=["ipython"],
+    extras_require={"test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff"]},
+)
