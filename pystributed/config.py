@@ -1,4 +1,6 @@
 """Load config.py (or $PYSTRIBUTED_CONFIG), then PYSTRIBUTED_<KEY> variables over it."""
+from __future__ import annotations
+
 import dataclasses
 import difflib
 import os
@@ -6,7 +8,6 @@ import re
 import runpy
 import shlex
 import sys
-from typing import List, Optional
 
 from pystributed.errors import ConfigError
 
@@ -30,10 +31,10 @@ class Config:
     REMOTE_WORKDIR: str = "pystributed-runs"
     USER_CODE_PATH: str = "user_code.py"
     BASE_IMAGE: str = dataclasses.field(default_factory=_default_base_image)
-    REQUIREMENTS: Optional[str] = None
+    REQUIREMENTS: str | None = None
     LOCAL_RESULTS_DIR: str = "results"
-    DOCKER_RUN_ARGS: List[str] = dataclasses.field(default_factory=list)
-    SSH_OPTIONS: List[str] = dataclasses.field(default_factory=list)
+    DOCKER_RUN_ARGS: list[str] = dataclasses.field(default_factory=list)
+    SSH_OPTIONS: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def is_local(self):
@@ -49,8 +50,8 @@ class Config:
 KEYS = [field.name for field in dataclasses.fields(Config)]
 _LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS"}
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
-# PYSTRIBUTED_ variables that are not config keys.
-_OTHER_VARIABLES = {"CONFIG", "RESULTS"}
+# PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
+_OTHER_VARIABLES = ("CONFIG", "RESULTS", "RUN_ID", "SANDBOX")
 
 
 def load(path=None, environ=None, *, require_server=True, **overrides):
@@ -66,8 +67,11 @@ def load(path=None, environ=None, *, require_server=True, **overrides):
         values.update(_read_file(path))
     source = {key: path for key in values}
     for name, value in environ.items():
-        if name.startswith("PYSTRIBUTED_") and name[12:] not in _OTHER_VARIABLES:
-            key = _check_key(name[12:], name)
+        key = name[len("PYSTRIBUTED_"):]
+        if not name.startswith("PYSTRIBUTED_") or key.startswith(_OTHER_VARIABLES):
+            continue
+        if key in KEYS or difflib.get_close_matches(key, KEYS, n=1):  # a key, or a typo of one
+            key = _check_key(key, f"${name}")
             values[key] = _from_string(key, value)
             source[key] = f"${name}"
     for key, value in overrides.items():

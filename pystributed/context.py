@@ -16,6 +16,7 @@ from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
 APP_DIR = "/app"
+PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
 
 
@@ -30,8 +31,7 @@ def dockerfile(base_image, entry_point, requirements_name=None):
         # Its own layer before the code: a code change does not reinstall the requirements.
         lines += [
             "COPY requirements/ /tmp/pystributed-requirements/",
-            "RUN cd /tmp/pystributed-requirements && "
-            f"pip install --no-cache-dir --disable-pip-version-check -r {shlex.quote(requirements_name)}",
+            f"RUN cd /tmp/pystributed-requirements && pip install {PIP_OPTIONS} -r {shlex.quote(requirements_name)}",
         ]
     lines += [
         f"COPY context/ {APP_DIR}/",

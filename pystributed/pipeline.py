@@ -2,7 +2,6 @@
 run on the server, fetch the results."""
 import collections
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -121,7 +120,8 @@ def run_container(config, image, run_id, run_dir, user, steps):
 
     cwd = remote.cwd(config)
     try:
-        code = util.stream(remote.command(config, start, docker.logs(run_id, follow=True)),
+        code = util.stream(remote.command(config, remote.redirect(start, "/dev/null"),
+                                          docker.logs(run_id, follow=True)),
                            step="run", on_stdout=show(sys.stdout), on_stderr=show(sys.stderr), cwd=cwd)
     except KeyboardInterrupt:
         steps.say(f"\nInterrupted: stopping container {docker.container_name(run_id)} ...\n")
@@ -136,13 +136,10 @@ def run_container(config, image, run_id, run_dir, user, steps):
 
 def finish(config, run_id, run_dir):
     """Wait for the container, save its log into the run folder, remove it; return its exit code."""
-    log = shlex.quote(f"{run_dir}/{results.LOG_NAME}")
-    script = " && ".join([
-        shlex.join(docker.wait(run_id)),
-        f"{shlex.join(docker.logs(run_id))} >{log} 2>&1",
-        f"{shlex.join(docker.remove(run_id))} >/dev/null",
-    ])
-    out = util.run(remote.command(config, ["sh", "-c", script]), step="run", cwd=remote.cwd(config))
+    out = util.run(remote.command(config, docker.wait(run_id),
+                                  remote.redirect(docker.logs(run_id), f"{run_dir}/{results.LOG_NAME}"),
+                                  remote.redirect(docker.remove(run_id), "/dev/null")),
+                   step="run", cwd=remote.cwd(config))
     return int(out.split()[0])
 
 

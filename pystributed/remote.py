@@ -9,9 +9,10 @@ SSH_DEFAULTS = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "Se
 
 
 def command(config, *commands):
-    """The argv that runs the argument lists `commands` on the server, one after another,
-    stopping at the first that fails. Every word is quoted for the remote shell."""
-    script = " && ".join(shlex.join(words) for words in commands)
+    """The argv that runs `commands` on the server, one after another, stopping at the first
+    that fails. An argument list has every word quoted for the remote shell; a string is shell
+    that we wrote (a redirection around quoted words), taken as it is."""
+    script = " && ".join(c if isinstance(c, str) else shlex.join(c) for c in commands)
     if config.is_local:
         return ["sh", "-c", script]
     # Options given first win in ssh, so the user's SSH_OPTIONS come before our defaults;
@@ -30,4 +31,9 @@ def workdir(config):
     path = config.REMOTE_WORKDIR
     if path == "~":
         return "."
-    return path[2:] if path.startswith("~/") else path
+    return path.removeprefix("~/")
+
+
+def redirect(words, path):
+    """`words >path 2>&1`, quoted, for command()."""
+    return f"{shlex.join(words)} >{shlex.quote(path)} 2>&1"

@@ -1,4 +1,6 @@
 """Run ids, the result object, and landing a run folder's tar stream safely on this machine."""
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import os
@@ -7,7 +9,6 @@ import secrets
 import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import List
 
 from pystributed.errors import PystributedError
 
@@ -31,7 +32,7 @@ class RunResult:
     run_id: str
     exit_code: int
     local_path: Path
-    files: List[str]
+    files: list[str]
 
     @property
     def ok(self):
