@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="pystributed",
     version="0.1.0",
     description="Run one Jupyter cell on your own GPU server inside a Docker image.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pystributed", "pystributed.*"]),
     python_requires=">=3.9",

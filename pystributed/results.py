@@ -45,7 +45,8 @@ class RunResult:
 
 def extract(stream, destination):
     """Unpack the tar `stream` of a run folder into `destination`, which appears only when it is
-    complete: a half-copied folder never takes the final name. Return the relative file names.
+    complete: a half-copied folder never takes the final name. Return the relative file names
+    and the names left out.
 
     Only regular files and folders are taken, and only inside the folder: whatever ran on the
     server must not be able to write elsewhere here (absolute names, `..`, links)."""
@@ -53,6 +54,23 @@ def extract(stream, destination):
     partial = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    try:
+        files, skipped = _extract_into(stream, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if destination.exists():  # fetched before: replace it whole
+        old = destination.with_name(f".{destination.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        destination.rename(old)
+        partial.rename(destination)
+        shutil.rmtree(old)
+    else:
+        partial.rename(destination)
+    return files, skipped
+
+
+def _extract_into(stream, folder):
     files, skipped = [], []
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -62,7 +80,7 @@ def extract(stream, destination):
             if name is None or not (member.isfile() or member.isdir()):
                 skipped.append(member.name)
                 continue
-            target = partial / name
+            target = folder / name
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -72,14 +90,6 @@ def extract(stream, destination):
             os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
             os.utime(target, (member.mtime, member.mtime))
             files.append(name)
-    if destination.exists():  # fetched before: replace it whole
-        old = destination.with_name(f".{destination.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        destination.rename(old)
-        partial.rename(destination)
-        shutil.rmtree(old)
-    else:
-        partial.rename(destination)
     return sorted(files), skipped
 
 

@@ -1,0 +1,114 @@
+import sys
+
+import pytest
+
+from pystributed import config
+from pystributed.errors import ConfigError
+
+
+def write(tmp_path, text, name="config.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_with_only_the_server(tmp_path):
+    cfg = config.load(write(tmp_path, "REMOTE_SERVER = 'local'\n"), environ={})
+    assert cfg.REMOTE_SERVER == "local" and cfg.is_local
+    assert cfg.DOCKER_IMAGE_NAME == "pystributed"
+    assert cfg.USER_CODE_PATH == "user_code.py"
+    assert cfg.LOCAL_RESULTS_DIR == "results"
+    assert cfg.REMOTE_WORKDIR == "pystributed-runs"
+    assert cfg.BASE_IMAGE == f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+    assert cfg.DOCKER_RUN_ARGS == [] and cfg.REQUIREMENTS is None
+    assert cfg.image_repository == "pystributed"
+
+
+def test_config_py_in_the_working_directory_is_read(tmp_path):
+    write(tmp_path, "import os\nREMOTE_SERVER = 'gpu'\nDOCKER_REGISTRY = 'reg:5000'\n_helper = 1\n")
+    cfg = config.load(environ={})
+    assert cfg.REMOTE_SERVER == "gpu" and cfg.image_repository == "reg:5000/pystributed"
+
+
+def test_pystributed_config_names_another_file(tmp_path):
+    path = write(tmp_path, "REMOTE_SERVER = 'other'\nDOCKER_REGISTRY = 'r'\n", "elsewhere.py")
+    assert config.load(environ={"PYSTRIBUTED_CONFIG": path}).REMOTE_SERVER == "other"
+
+
+def test_environment_overrides_the_file_and_splits_lists(tmp_path):
+    path = write(tmp_path, "REMOTE_SERVER = 'gpu'\nDOCKER_REGISTRY = 'r'\nDOCKER_RUN_ARGS = ['--gpus', 'all']\n")
+    cfg = config.load(path, environ={
+        "PYSTRIBUTED_REMOTE_SERVER": "other",
+        "PYSTRIBUTED_DOCKER_RUN_ARGS": "--shm-size 8g --env 'A=b c'",
+        "PYSTRIBUTED_SANDBOX": "/tmp/x",  # not a key, not a typo of one: ignored
+    })
+    assert cfg.REMOTE_SERVER == "other"
+    assert cfg.DOCKER_RUN_ARGS == ["--shm-size", "8g", "--env", "A=b c"]
+
+
+def test_keyword_overrides_win(tmp_path):
+    path = write(tmp_path, "REMOTE_SERVER = 'gpu'\nDOCKER_REGISTRY = 'r'\n")
+    assert config.load(path, environ={}, REMOTE_SERVER="local").is_local
+
+
+def test_missing_server_names_what_to_set():
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(environ={})
+    msg, = excinfo.value.args
+    assert msg.startswith("REMOTE_SERVER is not set in config.py (none found in the working directory)")
+    assert "'local'" in msg
+
+
+def test_misspelt_key_suggests_the_right_one(tmp_path):
+    path = write(tmp_path, "REMOTE_SERVER = 'local'\nDOCKER_IMAGE_NAEM = 'x'\n")
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(path, environ={})
+    msg, = excinfo.value.args
+    assert msg == f"unknown config key DOCKER_IMAGE_NAEM in {path}: did you mean DOCKER_IMAGE_NAME?"
+
+
+def test_misspelt_environment_variable_suggests_too():
+    with pytest.raises(ConfigError, match=r"REMOTE_SEVRER in \$PYSTRIBUTED_REMOTE_SEVRER: did you mean REMOTE_SERVER"):
+        config.load(environ={"PYSTRIBUTED_REMOTE_SEVRER": "x"})
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("DOCKER_RUN_ARGS = '--gpus all'", "DOCKER_RUN_ARGS in {} must be a list of strings, e.g. ['--gpus', 'all']"),
+    ("REMOTE_WORKDIR = 5", "REMOTE_WORKDIR in {} must be a string, not int 5"),
+    ("REQUIREMENTS = ['a']", "REQUIREMENTS in {} must be a string or None, not list ['a']"),
+])
+def test_wrong_types(tmp_path, line, expected):
+    path = write(tmp_path, f"REMOTE_SERVER = 'local'\n{line}\n")
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(path, environ={})
+    assert excinfo.value.args[0] == expected.format(path)
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    ("REMOTE_SERVER", "-oProxyCommand=touch /tmp/x", "is not an ssh destination"),
+    ("REMOTE_SERVER", "host; rm -rf /", "is not an ssh destination"),
+    ("DOCKER_IMAGE_NAME", "My Image", "is not a valid image name"),
+    ("DOCKER_IMAGE_NAME", "-x", "is not a valid image name"),
+    ("DOCKER_REGISTRY", "--config=/x", "is not a registry address"),
+    ("BASE_IMAGE", "--privileged", "is not an image reference"),
+    ("REMOTE_WORKDIR", "a\nb", "must be a non-empty path on one line"),
+])
+def test_values_that_could_be_read_as_options_are_refused(key, value, why):
+    overrides = {"REMOTE_SERVER": "local", key: value}
+    with pytest.raises(ConfigError, match=why):
+        config.load(environ={}, **overrides)
+
+
+def test_a_remote_server_needs_a_registry():
+    with pytest.raises(ConfigError, match="DOCKER_REGISTRY = '' in the defaults is empty"):
+        config.load(environ={}, REMOTE_SERVER="gpu")
+
+
+def test_a_broken_config_file_says_so(tmp_path):
+    path = write(tmp_path, "REMOTE_SERVER = \n")
+    with pytest.raises(ConfigError, match=f"{path} could not be loaded: SyntaxError"):
+        config.load(path, environ={})
+
+
+def test_saving_needs_no_server():
+    assert config.load(environ={}, require_server=False).USER_CODE_PATH == "user_code.py"

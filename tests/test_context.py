@@ -1,0 +1,89 @@
+import io
+import tarfile
+
+import pytest
+
+from pystributed import context
+
+
+def members(tmp_path, **kwargs):
+    buf = io.BytesIO()
+    kwargs.setdefault("base_image", "python:3.11-slim")
+    context.write(buf, context_dir=str(tmp_path), **kwargs)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        return {m.name: (tar.extractfile(m).read() if m.isfile() else None) for m in tar}
+
+
+def test_dockerfile_without_requirements():
+    assert context.dockerfile("python:3.11-slim", "user_code.py") == (
+        "FROM python:3.11-slim\n"
+        "ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS=/results\n"
+        "WORKDIR /app\n"
+        "COPY context/ /app/\n"
+        'CMD ["python", "user_code.py"]\n'
+    )
+
+
+def test_requirements_come_in_their_own_layer_before_the_code():
+    lines = context.dockerfile("base", "sub/cell.py", "requirements.txt").splitlines()
+    assert lines[3:] == [
+        "COPY requirements/ /tmp/pystributed-requirements/",
+        ("RUN cd /tmp/pystributed-requirements && pip install --no-cache-dir --disable-pip-version-check"
+        " -r requirements.txt"),
+        "COPY context/ /app/",
+        'CMD ["python", "sub/cell.py"]',
+    ]
+
+
+def test_context_holds_the_folder_and_the_cell_but_not_the_clutter(tmp_path):
+    (tmp_path / "my_model.pth").write_bytes(b"weights")
+    (tmp_path / "user_code.py").write_text("print(1)\n")
+    for clutter in [".git/HEAD", ".ipynb_checkpoints/a.ipynb", "pkg/__pycache__/m.pyc", "results/r/out.txt"]:
+        (tmp_path / clutter).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / clutter).write_text("x")
+    (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
+    got = members(tmp_path, code_path=str(tmp_path / "user_code.py"), excludes=["results"])
+    assert set(got) == {"Dockerfile", "context/my_model.pth", "context/pkg", "context/pkg/m.py",
+                        "context/user_code.py"}
+    assert got["context/user_code.py"] == b"print(1)\n"
+
+
+def test_a_cell_saved_outside_the_folder_is_added_by_name(tmp_path):
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "cell.py").write_text("print(2)\n")
+    got = members(tmp_path / "ctx", code_path=str(tmp_path / "cell.py"))
+    assert got["context/cell.py"] == b"print(2)\n"
+    assert b'CMD ["python", "cell.py"]' in got["Dockerfile"]
+
+
+def test_dockerignore_is_honoured(tmp_path):
+    (tmp_path / ".dockerignore").write_text("# comment\n*.log\ndata/**\n!data/keep.csv\n/secret.txt\n")
+    for name in ["a.log", "b.py", "data/big.bin", "data/keep.csv", "secret.txt", "sub/secret.txt"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "c.py").write_text("pass\n")
+    got = members(tmp_path, code_path=str(tmp_path / "c.py"))
+    assert {n for n in got if n.startswith("context/") and got[n] is not None} == {
+        "context/b.py", "context/c.py", "context/data/keep.csv", "context/sub/secret.txt"}
+
+
+@pytest.mark.parametrize(("pattern", "path", "excluded"), [
+    ("*.log", "a.log", True),
+    ("*.log", "sub/a.log", False),
+    ("**/*.log", "sub/deep/a.log", True),
+    ("build", "build/x/y.o", True),
+    ("data/*", "data/a", True),
+    ("data/?", "data/ab", False),
+])
+def test_matcher(pattern, path, excluded):
+    assert context.Matcher([pattern])(path) is excluded
+
+
+def test_requirements_ship_the_wheels_they_name(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "demo-1.0-py3-none-any.whl").write_bytes(b"PK")
+    req = tmp_path / "requirements.txt"
+    req.write_text("./wheels/demo-1.0-py3-none-any.whl\n--find-links=wheels  # local\nrequests==2.0\n")
+    names = [name for _, name in context.requirement_files(str(req))]
+    assert names == ["requirements.txt", "wheels/demo-1.0-py3-none-any.whl", "wheels"]

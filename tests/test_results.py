@@ -1,0 +1,66 @@
+import io
+import tarfile
+
+import pytest
+
+from pystributed import results
+from pystributed.errors import PystributedError
+
+
+def tar_stream(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = data
+                tar.addfile(info)
+            elif kind == tarfile.DIRTYPE:
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_run_ids_are_unique_and_checked():
+    ids = {results.new_run_id() for _ in range(100)}
+    assert len(ids) == 100
+    for run_id in ids:
+        assert results.check_run_id(run_id) == run_id
+    with pytest.raises(PystributedError, match="is not a run id"):
+        results.check_run_id("../etc")
+
+
+def test_extract_lands_files_under_the_final_name(tmp_path):
+    stream = tar_stream([(".", tarfile.DIRTYPE, None), ("./sub", tarfile.DIRTYPE, None),
+                         ("./sub/a.txt", tarfile.REGTYPE, b"A"), ("./b.txt", tarfile.REGTYPE, b"B")])
+    files, skipped = results.extract(stream, tmp_path / "run")
+    assert files == ["b.txt", "sub/a.txt"] and skipped == []
+    assert (tmp_path / "run" / "sub" / "a.txt").read_bytes() == b"A"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_extract_refuses_to_write_outside(tmp_path):
+    stream = tar_stream([("/etc/evil", tarfile.REGTYPE, b"x"), ("../evil", tarfile.REGTYPE, b"x"),
+                         ("link", tarfile.SYMTYPE, "/etc"), ("ok", tarfile.REGTYPE, b"fine")])
+    files, skipped = results.extract(stream, tmp_path / "run")
+    assert files == ["ok"]
+    assert skipped == ["/etc/evil", "../evil", "link"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_broken_stream_leaves_no_final_folder(tmp_path):
+    data = tar_stream([("big", tarfile.REGTYPE, b"x" * 100000)]).getvalue()[:5000]
+    with pytest.raises(tarfile.TarError):
+        results.extract(io.BytesIO(data), tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetching_again_replaces_the_folder_whole(tmp_path):
+    results.extract(tar_stream([("old", tarfile.REGTYPE, b"1")]), tmp_path / "run")
+    results.extract(tar_stream([("new", tarfile.REGTYPE, b"2")]), tmp_path / "run")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
