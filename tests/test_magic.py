@@ -1,0 +1,77 @@
+import importlib
+import subprocess
+import sys
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+
+@pytest.fixture
+def ip():
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def test_import_of_runner_registers_the_magic_in_the_running_ipython(ip):
+    import pystributed.main
+
+    importlib.reload(pystributed.main)  # what `import pystributed.main as runner` does the first time
+    assert "save_for_remote" in ip.magics_manager.magics["cell"]
+
+
+def test_load_ext_registers_it_too(ip):
+    ip.run_line_magic("load_ext", "pystributed")
+    assert "save_for_remote" in ip.magics_manager.magics["cell"]
+
+
+def test_the_cell_is_saved_and_not_run(ip, tmp_path, capsys):
+    ip.run_line_magic("load_ext", "pystributed")
+    result = ip.run_cell("%%save_for_remote\nraise SystemExit('ran locally')\n")
+    assert result.success
+    assert (tmp_path / "user_code.py").read_text() == "raise SystemExit('ran locally')\n"
+    out = capsys.readouterr().out
+    assert out == ("Saved the cell (1 lines) to user_code.py; run it remotely with runner.main() "
+                   "or `python -m pystributed run user_code.py`.\n")
+
+
+def test_the_path_comes_from_the_line_or_the_config(ip, tmp_path):
+    ip.run_line_magic("load_ext", "pystributed")
+    (tmp_path / "config.py").write_text("USER_CODE_PATH = 'cells/train.py'\n")
+    assert ip.run_cell("%%save_for_remote\nx = 1\n").success
+    assert ip.run_cell("%%save_for_remote other.py\ny = 2\n").success
+    assert (tmp_path / "cells" / "train.py").read_text() == "x = 1\n"
+    assert (tmp_path / "other.py").read_text() == "y = 2\n"
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("x = 1\ny = (\n", "the cell does not compile: '(' was never closed (line 2); nothing was saved"),
+    ("\n  \n", "the cell is empty: nothing to save"),
+])
+def test_bad_cells_are_refused_and_nothing_is_written(ip, tmp_path, cell, message):
+    from IPython.core.error import UsageError
+
+    ip.run_line_magic("load_ext", "pystributed")
+    with pytest.raises(UsageError) as excinfo:
+        ip.run_cell_magic("save_for_remote", "", cell)
+    assert excinfo.value.args == (message,)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_outside_ipython_works():
+    out = subprocess.run([sys.executable, "-c", "import pystributed.main as r; print(callable(r.main))"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "True\n"
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "pystributed", "run", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "usage: python -m pystributed run [-h] [-q] [FILE]" in out
+
+
+def test_cli_reports_a_config_error_with_exit_code_1():
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], check=False,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")

@@ -1,0 +1,140 @@
+"""The exact argument lists given to docker, ssh and sh, faked at the one helper that runs them."""
+import io
+import tarfile
+
+import pytest
+
+from pystributed import config, pipeline, remote, util
+from pystributed.errors import RemoteCellError, StepError
+
+SSH = ["ssh", "-F", "/cfg", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
+       "-o", "ServerAliveCountMax=4", "--", "gpu-box"]
+RUN_ID = "20261125-101502-3fa9c1"
+IMAGE = f"reg:5000/proj:{RUN_ID}"
+RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
+
+
+def empty_tar():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("./out.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"42"))
+    buf.seek(0)
+    return buf
+
+
+class Calls(list):
+    """(step, argv) of each program run; `exit[0]` is the exit code the cell should report."""
+
+    def __init__(self):
+        super().__init__()
+        self.exit = [0]
+
+
+@pytest.fixture
+def calls(monkeypatch, tmp_path):
+    (tmp_path / "user_code.py").write_text("print('hi')\n")
+    recorded = Calls()
+    recorded_exit = recorded.exit
+
+    def fake_run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
+        recorded.append((step, cmd))
+        if write_stdin:
+            write_stdin(io.BytesIO())
+        if read_stdout:
+            return read_stdout(empty_tar())
+        script = cmd[-1]
+        if script.startswith("mkdir"):
+            return f"{RUN_DIR}\n1000\n1000\n"
+        if script.startswith("docker wait"):
+            return f"{recorded_exit[0]}\n"
+        return ""
+
+    def fake_stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
+        recorded.append((step, cmd))
+        on_stdout("hi\n")
+        return 0
+
+    monkeypatch.setattr(util, "run", fake_run)
+    monkeypatch.setattr(util, "stream", fake_stream)
+    monkeypatch.setattr(pipeline.results, "new_run_id", lambda: RUN_ID)
+    return recorded
+
+
+
+
+@pytest.fixture
+def remote_config():
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj", REMOTE_WORKDIR="runs with space/$(x)",
+                       SSH_OPTIONS=["-F", "/cfg"], DOCKER_RUN_ARGS=["--gpus", "all"])
+
+
+def test_every_argv_of_a_remote_run(calls, remote_config):
+    result = pipeline.run(remote_config, quiet=True)
+    q_dir = "'/home/me/runs with space/$(x)/20261125-101502-3fa9c1'"
+    assert [step for step, _ in calls] == ["build", "push", "connect", "pull", "run", "run", "fetch"]
+    assert calls[0][1] == ["docker", "build", "--tag", IMAGE, "-"]
+    assert calls[1][1] == ["docker", "push", IMAGE]
+    assert calls[2][1] == SSH + [
+        (f"mkdir -p -- 'runs with space/$(x)/{RUN_ID}' && cd -- 'runs with space/$(x)/{RUN_ID}' "
+        "&& pwd && id -u && id -g")]
+    assert calls[3][1] == SSH + [f"docker pull {IMAGE}"]
+    assert calls[4][1] == SSH + [
+        (f"docker run --detach --name pystributed-{RUN_ID} --label pystributed.run={RUN_ID} "
+        f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env PYSTRIBUTED_RESULTS=/results "
+        f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {IMAGE} >/dev/null 2>&1"
+        f" && docker logs --follow pystributed-{RUN_ID}")]
+    assert calls[5][1] == SSH + [
+        (f"docker wait pystributed-{RUN_ID} && docker logs pystributed-{RUN_ID} "
+        f">{q_dir[:-1]}/output.log' 2>&1 && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1")]
+    assert calls[6][1] == SSH + [f"tar -C {q_dir} -cf - ."]
+    assert result.exit_code == 0 and result.files == ["out.txt"] and result.run_id == RUN_ID
+    assert (result.local_path / "out.txt").read_text() == "42"
+
+
+def test_local_runs_through_sh_without_push_or_pull(calls):
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    pipeline.run(cfg, quiet=True)
+    assert [step for step, _ in calls] == ["build", "connect", "run", "run", "fetch"]
+    assert calls[0][1] == ["docker", "build", "--tag", f"pystributed:{RUN_ID}", "-"]
+    assert all(cmd[:2] == ["sh", "-c"] for _, cmd in calls[1:])
+
+
+def test_a_failing_cell_raises_after_fetching(calls, remote_config):
+    calls.exit[0] = 137
+    with pytest.raises(RemoteCellError) as excinfo:
+        pipeline.run(remote_config, quiet=True)
+    msg = str(excinfo.value)
+    assert msg.startswith(f"the cell failed with exit code 137 (run {RUN_ID}).\n"
+                          "The container was killed (SIGKILL), most likely for running out of memory.")
+    assert "Remote output (end):\n    hi" in msg
+    assert calls[-1][0] == "fetch"
+
+
+def test_a_cell_that_does_not_compile_is_refused_before_anything_runs(calls, remote_config, tmp_path):
+    (tmp_path / "user_code.py").write_text("x = 1\ny = (\n")
+    with pytest.raises(Exception, match=r"user_code.py does not compile: .* \(line 2\)"):
+        pipeline.run(remote_config, quiet=True)
+    assert calls == []
+
+
+def test_redirect_quotes_the_words_and_the_path():
+    assert remote.redirect(["echo", "a b"], "/x y") == "echo 'a b' >'/x y' 2>&1"
+
+
+def test_workdir_tilde_becomes_relative_to_home():
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR="~/my runs")
+    assert remote.workdir(cfg) == "my runs"
+
+
+def test_step_errors_name_the_step_and_show_the_tool_output(tmp_path):
+    with pytest.raises(StepError) as excinfo:
+        util.run(["sh", "-c", "echo oops >&2; exit 3"], step="push", hint="Log in.")
+    assert str(excinfo.value) == "push failed: `sh -c 'echo oops >&2; exit 3'` exited with code 3\n    oops\nLog in."
+
+
+def test_a_missing_binary_is_named():
+    with pytest.raises(StepError, match="build failed: `no-such-docker` was not found on PATH"):
+        util.run(["no-such-docker", "build"], step="build")
