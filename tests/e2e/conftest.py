@@ -1,0 +1,72 @@
+"""End-to-end tests on the sandbox (scripts/sandbox.sh): a real local engine, a registry on
+127.0.0.1 and a remote engine reached only through sshd. With CI=true a missing piece fails the
+tests; elsewhere it skips them."""
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX = ROOT / "scripts" / "sandbox.sh"
+
+
+def unavailable(reason):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the end-to-end sandbox is unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def sandbox_env():
+    """The variables that point pystributed at the sandbox; the sandbox runs while tests do."""
+    if os.geteuid() != 0:
+        unavailable("the sandbox starts daemons and a user, so it needs root")
+    for tool in ("dockerd", "docker", "docker-registry", "sshd", "debootstrap"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
+            unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install`")
+    already_running = subprocess.run([SANDBOX, "status"], capture_output=True, check=False).returncode == 0
+    subprocess.run([SANDBOX, "start"], check=True)
+    out = subprocess.run([SANDBOX, "env"], capture_output=True, text=True, check=True).stdout
+    env = {}
+    for line in out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    yield env
+    if not already_running:
+        subprocess.run([SANDBOX, "stop"], check=True)
+
+
+@pytest.fixture
+def sandbox(sandbox_env, monkeypatch):
+    for name, value in sandbox_env.items():
+        monkeypatch.setenv(name, value)
+    return Sandbox(sandbox_env)
+
+
+class Sandbox:
+    def __init__(self, env):
+        self.env = env
+        self.registry = env["PYSTRIBUTED_DOCKER_REGISTRY"]
+        self.ssh = ["ssh", *shlex.split(env["PYSTRIBUTED_SSH_OPTIONS"]), env["PYSTRIBUTED_REMOTE_SERVER"]]
+
+    def docker(self, engine, *args):
+        """Run docker on the 'local' or the 'remote' engine directly (as root), for checking."""
+        host = self.env["DOCKER_HOST"] if engine == "local" else self.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]
+        return subprocess.run(["docker", "-H", host, *args], capture_output=True, text=True, check=False)
+
+    def remote_shell(self, script):
+        return subprocess.run([*self.ssh, script], capture_output=True, text=True, check=True).stdout
+
+    def registry_tags(self, name="pystributed"):
+        with urllib.request.urlopen(f"http://{self.registry}/v2/{name}/tags/list", timeout=10) as response:
+            return json.load(response)["tags"] or []
+
+    def container_events(self, engine, run_id, since):
+        out = self.docker(engine, "events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1),
+                          "--filter", f"label=pystributed.run={run_id}", "--format", "{{.Action}}").stdout
+        return out.split()
