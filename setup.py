@@ -11,5 +11,8 @@ setup(
     packages=find_packages(include=["pystributed", "pystributed.*"]),
     python_requires=">=3.9",
     install_requires=["ipython"],
-    extras_require={"test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff"]},
+    extras_require={
+        "demo": ["nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff"],
+    },
 )

@@ -25,7 +25,7 @@ class RemoteMagics(Magics):
         path = args.path or _code_path()
         save(cell, path)
         lines = len(cell.strip("\n").splitlines())
-        print(f"Saved the cell ({lines} lines) to {path}; run it remotely with runner.main() "
+        print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}; run it remotely with runner.main() "
               f"or `python -m pystributed run {path}`.")
 
 

@@ -31,7 +31,7 @@ def test_the_cell_is_saved_and_not_run(ip, tmp_path, capsys):
     assert result.success
     assert (tmp_path / "user_code.py").read_text() == "raise SystemExit('ran locally')\n"
     out = capsys.readouterr().out
-    assert out == ("Saved the cell (1 lines) to user_code.py; run it remotely with runner.main() "
+    assert out == ("Saved the cell (1 line) to user_code.py; run it remotely with runner.main() "
                    "or `python -m pystributed run user_code.py`.\n")
 
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The example notebook, end to end: save a cell, build, push, run on the server, results back.
+# With no server configured (no examples/demo/config.py, no PYSTRIBUTED_REMOTE_SERVER) it runs
+# against the local sandbox, which it installs and starts (Debian, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --editable '.[demo]'
+if [ ! -f examples/demo/config.py ] && [ -z "${PYSTRIBUTED_REMOTE_SERVER:-}" ]; then
+    scripts/sandbox.sh install
+    scripts/sandbox.sh start
+    eval "$(scripts/sandbox.sh env)"
+fi
+python3 scripts/run_notebook.py examples/demo/demo.ipynb
