@@ -11,7 +11,9 @@ import sys
 
 from pystributed.errors import ConfigError
 
-LOCAL = "local"  # REMOTE_SERVER value that runs on the local engine, without ssh
+LOCAL = "local"
+# What interrupting the kernel during a run does to the container.
+INTERRUPT_CHOICES = ("stop", "detach")  # REMOTE_SERVER value that runs on the local engine, without ssh
 
 # Docker's reference grammar (distribution/reference): lowercase path components.
 _IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
@@ -35,6 +37,7 @@ class Config:
     LOCAL_RESULTS_DIR: str = "results"
     DOCKER_RUN_ARGS: list[str] = dataclasses.field(default_factory=list)
     SSH_OPTIONS: list[str] = dataclasses.field(default_factory=list)
+    ON_INTERRUPT: str = "stop"
 
     @property
     def is_local(self):
@@ -156,6 +159,8 @@ def _check_values(config, source):
         refuse("DOCKER_IMAGE_NAME", "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
     if not config.BASE_IMAGE or config.BASE_IMAGE.startswith("-") or _has_space_or_control(config.BASE_IMAGE):
         refuse("BASE_IMAGE", "is not an image reference such as python:3.11-slim")
+    if config.ON_INTERRUPT not in INTERRUPT_CHOICES:
+        refuse("ON_INTERRUPT", f"must be one of {', '.join(INTERRUPT_CHOICES)}")
     for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):
         value = getattr(config, key)
         if not value or "\0" in value or "\n" in value:

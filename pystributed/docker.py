@@ -5,7 +5,8 @@ RUN_LABEL = "pystributed.run"
 
 def build(tag):
     # "-": the Dockerfile and the context arrive as one tar stream on stdin (see context.py).
-    return ["docker", "build", "--tag", tag, "-"]
+    # --quiet: stdout is then the image id alone; errors still go to stderr.
+    return ["docker", "build", "--quiet", "--tag", tag, "-"]
 
 
 def push(ref):

@@ -1,4 +1,5 @@
-"""%%save_for_remote: save the cell for a remote run instead of running it here."""
+"""%%save_for_remote saves the cell for a remote run instead of running it here; %%remote saves
+and runs it in one step. Both take options that override the config for that run."""
 import os
 import tempfile
 
@@ -9,24 +10,77 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from pystributed import config as configuration
 from pystributed.errors import PystributedError
 
+_saved_options = {}  # code path -> overrides given to %%save_for_remote, for the next main()
+
+
+def run_options(func):
+    for decorator in reversed([
+        argument("--server", help="REMOTE_SERVER for this run"),
+        argument("--image", help="BASE_IMAGE for this run"),
+        argument("--gpus", help="GPUs for this run, as `docker run --gpus` takes them (e.g. all)"),
+        argument("--detach", action="store_true",
+                 help="start the run and return at once; follow it later with runner.attach(RUN_ID)"),
+    ]):
+        func = decorator(func)
+    return func
+
 
 @magics_class
 class RemoteMagics(Magics):
     @magic_arguments()
     @argument("path", nargs="?", help="where to save the cell (default: USER_CODE_PATH, user_code.py)")
+    @run_options
     @cell_magic
     def save_for_remote(self, line, cell):
         """Save this cell's code for a remote run, without running it here.
 
         Then `runner.main()` builds it into a Docker image, runs it on REMOTE_SERVER and
-        fetches its results. A cell that does not compile is refused.
+        fetches its results. A cell that does not compile is refused. The options apply to
+        that next run.
         """
         args = parse_argstring(self.save_for_remote, line)
-        path = args.path or _code_path()
+        base = _config()
+        path = args.path or base.USER_CODE_PATH
         save(cell, path)
+        _saved_options[os.path.abspath(path)] = overrides(args, base)
         lines = len(cell.strip("\n").splitlines())
-        print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}; run it remotely with runner.main() "
-              f"or `python -m pystributed run {path}`.")
+        print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}; run it remotely with "
+              f"runner.main() or `python -m pystributed run {path}`.")
+
+    @magic_arguments()
+    @run_options
+    @argument("-q", "--quiet", action="store_true", help="no step display, only the cell's output")
+    @cell_magic
+    def remote(self, line, cell):
+        """Run this cell on REMOTE_SERVER in one step (save, build, push, run, fetch); the
+        RunResult is the cell's result."""
+        from pystributed import pipeline
+
+        args = parse_argstring(self.remote, line)
+        base = _config()
+        save(cell, base.USER_CODE_PATH)
+        options = overrides(args, base)
+        detach = options.pop("detach", False)
+        config = configuration.load(**options)
+        return pipeline.run(config, quiet=args.quiet, detach=detach)
+
+
+def overrides(args, base):
+    options = {}
+    if args.server:
+        options["REMOTE_SERVER"] = args.server
+    if args.image:
+        options["BASE_IMAGE"] = args.image
+    if args.gpus:
+        options["DOCKER_RUN_ARGS"] = [*base.DOCKER_RUN_ARGS, "--gpus", args.gpus]
+    if args.detach:
+        options["detach"] = True
+    return options
+
+
+def saved_options(path):
+    """The options %%save_for_remote was given for the cell saved at `path` (once)."""
+    return dict(_saved_options.pop(os.path.abspath(path), {}))
 
 
 def save(source, path):
@@ -45,9 +99,9 @@ def save(source, path):
     os.replace(tmp, path)
 
 
-def _code_path():
+def _config():
     try:
-        return configuration.load(require_server=False).USER_CODE_PATH
+        return configuration.load(require_server=False)
     except PystributedError as e:
         raise UsageError(str(e)) from None
 

@@ -1,49 +1,102 @@
-"""The five steps of a remote run, top to bottom: save (done by the magic), build, push,
-run on the server, fetch the results."""
+"""The steps of a remote run, top to bottom: save (done by the magic), build, push, run on the
+server, fetch the results. Each step's commands come from docker.py and remote.py."""
 import collections
+import dataclasses
+import hashlib
 import os
-import sys
+import re
 from pathlib import Path
 
-from pystributed import context, docker, remote, results, util
-from pystributed.errors import PystributedError, RemoteCellError, StepError
-from pystributed.progress import Steps
-
-EXIT_HINTS = {
-    125: "Docker could not start the container: check DOCKER_RUN_ARGS and the image.",
-    126: "The entry point could not be executed: check that the image runs `python`.",
-    127: "The entry point was not found: BASE_IMAGE must provide `python` on its PATH.",
-    137: "The container was killed (SIGKILL), most likely for running out of memory.",
-}
+from pystributed import context, docker, live, progress, record, remote, results, util
+from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 
 
-def run(config, *, code_path=None, quiet=False):
-    """Build, push, run and fetch the saved cell; return a RunResult. Raise RemoteCellError if
-    the cell exits non-zero (after its results are fetched), StepError if a step fails."""
+def run(config, *, code_path=None, quiet=False, detach=False, on_interrupt=None):
+    """Build, push, run and fetch the saved cell; return a RunResult. With `detach`, return as
+    soon as the container has started. Raise RemoteCellError if the cell exits non-zero (after
+    its results are fetched), StepError if a step fails."""
     code_path = code_path or config.USER_CODE_PATH
-    check_code(code_path)
-    steps = Steps(quiet=quiet)
-    run_id = results.new_run_id()
-    image = f"{config.image_repository}:{run_id}"
-    where = "the local engine" if config.is_local else config.REMOTE_SERVER
+    source = check_code(code_path)
+    steps = progress.steps_for(quiet)
+    result = results.RunResult(
+        results.new_run_id(), server=where(config), started=results.now_iso(),
+        source_sha256=hashlib.sha256(source.encode()).hexdigest(), config=dataclasses.asdict(config))
+    result.image = f"{config.image_repository}:{result.run_id}"
+    with _recorded(config, result):
+        with steps.step("build", result.image):
+            result.image_digest = build(config, code_path, result.image)
+        if config.DOCKER_REGISTRY:
+            with steps.step("push", config.DOCKER_REGISTRY):
+                result.image_digest = push(config, result.image, steps) or result.image_digest
+        with steps.step("connect", result.server):
+            result.remote_dir, user = make_run_dir(config, result.run_id)
+        if not config.is_local:
+            with steps.step("pull", result.server):
+                pull(config, result.image, steps)
+        start = start_command(config, result, user)
+        if detach:
+            with steps.step("start", result.server):
+                util.run(remote.command(config, remote.redirect(start, "/dev/null", stderr=False)),
+                         step="run", cwd=remote.cwd(config), hint=EXIT_HINTS[125])
+            result.status = "running"
+            steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
+                      f"results with runner.attach({result.run_id!r}).\n")
+            return result
+    entry = context.entry_point(".", code_path)
+    return follow(config, result, steps, start=start, on_interrupt=on_interrupt or config.ON_INTERRUPT,
+                  entry=entry, code_path=code_path)
 
-    with steps.step("build", image):
-        build(config, code_path, image)
-    if config.DOCKER_REGISTRY:
-        with steps.step("push", config.DOCKER_REGISTRY):
-            push(config, image)
-    with steps.step("connect", where):
-        run_dir, user = make_run_dir(config, run_id)
-    if not config.is_local:
-        with steps.step("pull", where):
-            pull(config, image)
-    with steps.step("run", f"run {run_id} on {where}", live=True):
-        exit_code, tail = run_container(config, image, run_id, run_dir, user, steps)
-    with steps.step("fetch", f"to {Path(config.LOCAL_RESULTS_DIR) / run_id}"):
-        result = fetch(config, run_id, run_dir, exit_code)
-    if exit_code:
-        raise RemoteCellError(result, failure_message(config, result, tail))
+
+def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
+    """Follow a run started earlier (from any kernel or shell): its output from the start, then
+    live; then fetch its results. An interrupt leaves it running."""
+    results.check_run_id(run_id)
+    result = record.load(config.LOCAL_RESULTS_DIR, run_id) or results.RunResult(run_id, server=where(config))
+    if not result.remote_dir:
+        result.remote_dir, _ = make_run_dir(config, run_id)
+    return follow(config, result, progress.steps_for(quiet), start=None, on_interrupt=on_interrupt,
+                  entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
+
+
+def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
+    """Stream the run's output (starting the container first if `start` is given), wait for it,
+    fetch its results. What happens on an interrupt: `on_interrupt` ('stop' or 'detach')."""
+    result.status = "running"
+    record.save(config.LOCAL_RESULTS_DIR, result)
+    try:
+        with steps.step("run", f"run {result.run_id} on {result.server}", live=True):
+            stderr, output = stream_output(config, result, start)
+            result.exit_code = finish(config, result)
+    except KeyboardInterrupt:
+        interrupted(config, result, steps, on_interrupt)
+        raise
+    except StepError:
+        record.save(config.LOCAL_RESULTS_DIR, result)
+        raise
+    result.status = "succeeded" if result.exit_code == 0 else "failed"
+    fetch(config, result, steps)
+    if result.exit_code:
+        raise remote_cell_error(result, stderr, output, entry=entry, code_path=code_path)
     return result
+
+
+def interrupted(config, result, steps, on_interrupt):
+    name = docker.container_name(result.run_id)
+    if on_interrupt == "detach":
+        result.status = "detached"
+        record.save(config.LOCAL_RESULTS_DIR, result)
+        steps.say(f"\nInterrupted: run {result.run_id} goes on on {result.server} (container {name}). "
+                  f"Reattach with runner.attach({result.run_id!r}).\n")
+        return
+    steps.say(f"\nInterrupted: stopping container {name} and fetching what results exist ...\n")
+    result.status = "interrupted"
+    try:
+        util.run(remote.command(config, docker.stop(result.run_id)), step="run", cwd=remote.cwd(config))
+        result.exit_code = finish(config, result)
+        fetch(config, result, steps)
+    except StepError as e:
+        steps.say(f"{e}\n")
+    record.save(config.LOCAL_RESULTS_DIR, result)
 
 
 def check_code(code_path):
@@ -56,9 +109,15 @@ def check_code(code_path):
         compile(source, code_path, "exec")
     except SyntaxError as e:
         raise PystributedError(f"{code_path} does not compile: {e.msg} (line {e.lineno})") from None
+    return source
+
+
+def where(config):
+    return "the local engine" if config.is_local else config.REMOTE_SERVER
 
 
 def build(config, code_path, image):
+    """Return the image id."""
     excludes = []
     results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
     if Path.cwd() in results_dir.parents:
@@ -68,14 +127,18 @@ def build(config, code_path, image):
         context.write(stdin, context_dir=".", code_path=code_path, base_image=config.BASE_IMAGE,
                       requirements=config.REQUIREMENTS, excludes=excludes)
 
-    util.run(docker.build(image), step="build", write_stdin=write_context,
-             hint="Is the Docker engine running here (`docker info`)? Check BASE_IMAGE and REQUIREMENTS.")
+    out = util.run(docker.build(image), step="build", write_stdin=write_context,
+                   hint="Is the Docker engine running here (`docker info`)? Check BASE_IMAGE and REQUIREMENTS.")
+    return out.strip()
 
 
-def push(config, image):
-    util.run(docker.push(image), step="push",
-             hint=f"Is {config.DOCKER_REGISTRY} up, and are you logged in here "
-                  f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on this machine)?")
+def push(config, image, steps):
+    """Return the digest the registry gave the image."""
+    out = util.run(docker.push(image), step="push", read_stdout=_layer_progress(steps, "Pushed", "exists"),
+                   hint=f"Is {config.DOCKER_REGISTRY} up, and are you logged in here "
+                        f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on this machine)?")
+    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
+    return digest.group(1) if digest else ""
 
 
 def make_run_dir(config, run_id):
@@ -95,73 +158,120 @@ def make_run_dir(config, run_id):
     return path, f"{uid}:{gid}"
 
 
-def pull(config, image):
+def pull(config, image, steps):
     util.run(remote.command(config, docker.pull(image)), step="pull", cwd=remote.cwd(config),
+             read_stdout=_layer_progress(steps, "Pull complete", "exists"),
              hint=f"Can the server reach {config.DOCKER_REGISTRY}, and is it logged in there "
                   f"(`docker login` on {config.REMOTE_SERVER})?")
 
 
-def run_container(config, image, run_id, run_dir, user, steps):
-    """Start the container detached, stream its output here, then wait for its exit code and
-    keep its output as output.log in the run folder. Return the exit code and the output's end."""
-    tail = collections.deque(maxlen=200)
-    env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": run_id,
+def _layer_progress(steps, *done_words):
+    """Read docker push/pull output, showing how many layers are through; return the text."""
+    def read(stdout):
+        lines, seen, done = [], set(), set()
+        for raw in stdout:
+            line = raw.decode("utf-8", errors="replace")
+            lines.append(line)
+            layer, _, state = line.partition(": ")
+            if re.fullmatch(r"[0-9a-f]{12}", layer):
+                seen.add(layer)
+                if any(word in state for word in done_words):
+                    done.add(layer)
+                steps.progress(f"{len(done)}/{len(seen)} layers")
+        return "".join(lines)
+    return read
+
+
+def start_command(config, result, user):
+    env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": result.run_id,
            # The ssh user's uid has no home in the image; libraries want somewhere to cache.
            "HOME": "/tmp"}
-    start = docker.run_detached(image, run_id=run_id, results_dir=run_dir, user=user, env=env,
-                                extra_args=config.DOCKER_RUN_ARGS)
+    return docker.run_detached(result.image, run_id=result.run_id, results_dir=result.remote_dir,
+                               user=user, env=env, extra_args=config.DOCKER_RUN_ARGS)
 
-    def show(stream):
-        def write(text):
-            stream.write(text)
-            stream.flush()
-            tail.append(text)
-        return write
 
-    cwd = remote.cwd(config)
-    try:
-        code = util.stream(remote.command(config, remote.redirect(start, "/dev/null"),
-                                          docker.logs(run_id, follow=True)),
-                           step="run", on_stdout=show(sys.stdout), on_stderr=show(sys.stderr), cwd=cwd)
-    except KeyboardInterrupt:
-        steps.say(f"\nInterrupted: stopping container {docker.container_name(run_id)} ...\n")
-        util.run(remote.command(config, docker.stop(run_id)), step="run", cwd=cwd)
-        finish(config, run_id, run_dir)
-        raise
+def stream_output(config, result, start):
+    """Show the container's stdout and stderr here as they come (starting it first if `start`
+    is given); return the end of its stderr and of all its output, for an error message."""
+    stderr_tail, tail = collections.deque(maxlen=400), collections.deque(maxlen=400)
+    out, err = live.Redraws("stdout"), live.Redraws("stderr")
+
+    def on_stdout(text):
+        out.write(text)
+        tail.append(text)
+
+    def on_stderr(text):
+        err.write(text)
+        stderr_tail.append(text)
+        tail.append(text)
+
+    commands = [docker.logs(result.run_id, follow=True)]
+    if start:
+        commands.insert(0, remote.redirect(start, "/dev/null", stderr=False))
+    code = util.stream(remote.command(config, *commands), step="run", on_stdout=on_stdout,
+                       on_stderr=on_stderr, cwd=remote.cwd(config))
+    out.close()
+    err.close()
+    if code == 255 and not config.is_local:
+        result.status = "detached"
+        raise StepError("run", f"the connection to {config.REMOTE_SERVER} dropped (ssh exit code 255)",
+                        output="".join(stderr_tail),
+                        hint=f"The run goes on there. Follow it again and fetch its results with "
+                             f"runner.attach({result.run_id!r}) once the server is reachable.")
     if code:
         raise StepError("run", f"the container could not be started or followed (exit code {code})",
-                        output="".join(tail), hint=EXIT_HINTS.get(code, ""))
-    return finish(config, run_id, run_dir), "".join(tail)
+                        output="".join(stderr_tail), hint=EXIT_HINTS.get(code, ""))
+    return "".join(stderr_tail), "".join(tail)
 
 
-def finish(config, run_id, run_dir):
+def finish(config, result):
     """Wait for the container, save its log into the run folder, remove it; return its exit code."""
+    run_id = result.run_id
     out = util.run(remote.command(config, docker.wait(run_id),
-                                  remote.redirect(docker.logs(run_id), f"{run_dir}/{results.LOG_NAME}"),
+                                  remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}"),
                                   remote.redirect(docker.remove(run_id), "/dev/null")),
                    step="run", cwd=remote.cwd(config))
+    result.ended = results.now_iso()
     return int(out.split()[0])
 
 
-def fetch(config, run_id, run_dir, exit_code):
-    local = Path(config.LOCAL_RESULTS_DIR) / run_id
+def fetch(config, result, steps):
+    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it."""
+    local = Path(config.LOCAL_RESULTS_DIR) / result.run_id
     local.parent.mkdir(parents=True, exist_ok=True)
-    files, skipped = util.run(
-        remote.command(config, ["tar", "-C", run_dir, "-cf", "-", "."]), step="fetch",
-        cwd=remote.cwd(config), read_stdout=lambda stream: results.extract(stream, local),
-        hint=f"The results are still on the server in {run_dir}; fetch them again later.")
+    result.local_path = local.resolve()
+
+    def add_record(folder, files):
+        result.files = files
+        (folder / "run.json").write_text(result.to_json(), encoding="utf-8")
+
+    def on_bytes(total):
+        steps.progress(f"{total / 1e6:.1f} MB")
+
+    with steps.step("fetch", f"to {local}"):
+        _, skipped = util.run(
+            remote.command(config, ["tar", "-C", result.remote_dir, "-cf", "-", "."]), step="fetch",
+            cwd=remote.cwd(config),
+            read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes),
+            hint=f"The results are still on the server in {result.remote_dir}; "
+                 f"fetch them again with runner.attach({result.run_id!r}).")
+    record.save(config.LOCAL_RESULTS_DIR, result)
     if skipped:
-        print(f"fetch: left out (not plain files inside the run folder): {', '.join(skipped)}",
-              file=sys.stderr)
-    return results.RunResult(run_id, exit_code, local.resolve(), files)
+        steps.say(f"fetch: left out (not plain files inside the run folder): {', '.join(skipped)}\n")
+    return result
 
 
-def failure_message(config, result, tail):
-    lines = [f"the cell failed with exit code {result.exit_code} (run {result.run_id})."]
-    if result.exit_code in EXIT_HINTS:
-        lines.append(EXIT_HINTS[result.exit_code])
-    lines.append(f"Full log: {result.log}; results fetched to {result.local_path}")
-    last = tail.strip().splitlines()[-30:]
-    if last:
-        lines += ["Remote output (end):"] + ["    " + line for line in last]
-    return "\n".join(lines)
+class _recorded:
+    """Save the run's record if a step before the container fails or is interrupted."""
+
+    def __init__(self, config, result):
+        self.config, self.result = config, result
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if kind is not None:
+            self.result.status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+            self.result.ended = results.now_iso()
+        record.save(self.config.LOCAL_RESULTS_DIR, self.result)

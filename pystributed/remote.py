@@ -34,6 +34,6 @@ def workdir(config):
     return path.removeprefix("~/")
 
 
-def redirect(words, path):
-    """`words >path 2>&1`, quoted, for command()."""
-    return f"{shlex.join(words)} >{shlex.quote(path)} 2>&1"
+def redirect(words, path, *, stderr=True):
+    """`words >path 2>&1` (or without `2>&1`), quoted, for command()."""
+    return f"{shlex.join(words)} >{shlex.quote(path)}" + (" 2>&1" if stderr else "")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import html
+import json
 import os
 import re
 import secrets
@@ -29,10 +31,21 @@ def check_run_id(run_id):
 
 @dataclasses.dataclass
 class RunResult:
+    """What a run did; saved as run.json in its folder and in LOCAL_RESULTS_DIR/.runs/."""
+
     run_id: str
-    exit_code: int
-    local_path: Path
-    files: list[str]
+    exit_code: int | None = None
+    local_path: Path | None = None  # LOCAL_RESULTS_DIR/<run-id>, once fetched
+    files: list[str] = dataclasses.field(default_factory=list)
+    status: str = "starting"  # running, succeeded, failed, interrupted, detached
+    server: str = ""
+    image: str = ""
+    image_digest: str = ""
+    remote_dir: str = ""
+    started: str = ""
+    ended: str = ""
+    source_sha256: str = ""
+    config: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self):
@@ -40,13 +53,72 @@ class RunResult:
 
     @property
     def log(self):
-        return self.local_path / LOG_NAME
+        return self.local_path / LOG_NAME if self.local_path else None
+
+    @property
+    def duration(self):
+        if not self.started:
+            return None
+        end = datetime.datetime.fromisoformat(self.ended) if self.ended else _now()
+        return (end - datetime.datetime.fromisoformat(self.started)).total_seconds()
+
+    def to_json(self):
+        data = dataclasses.asdict(self)
+        data["local_path"] = str(self.local_path) if self.local_path else None
+        return json.dumps(data, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text):
+        data = json.loads(text)
+        data["local_path"] = Path(data["local_path"]) if data.get("local_path") else None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def __str__(self):
+        took = f"{self.duration:.1f}s" if self.duration is not None else "-"
+        lines = [f"run {self.run_id}: {self.status} (exit code {self.exit_code}) in {took} on {self.server}"]
+        lines += [f"  {size:>10}  {path}" for path, size in self._file_rows()]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+    def _repr_html_(self):
+        took = f"{self.duration:.1f}s" if self.duration is not None else "-"
+        rows = "".join(
+            f"<tr><td><a href='{html.escape(path)}' target='_blank'>{html.escape(path)}</a></td>"
+            f"<td style='text-align:right'>{size}</td></tr>" for path, size in self._file_rows())
+        return (f"<b>run {html.escape(self.run_id)}</b>: {html.escape(self.status)} "
+                f"(exit code {self.exit_code}) in {took} on {html.escape(self.server)}"
+                f"<table>{rows}</table>")
+
+    def _file_rows(self):
+        for name in self.files:
+            path = self.local_path / name
+            size = _size(path.stat().st_size) if path.exists() else "missing"
+            yield os.path.relpath(path), size
 
 
-def extract(stream, destination):
+def _size(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def now_iso():
+    return _now().isoformat(timespec="milliseconds")
+
+
+def extract(stream, destination, *, finalize=None, on_bytes=None):
     """Unpack the tar `stream` of a run folder into `destination`, which appears only when it is
     complete: a half-copied folder never takes the final name. Return the relative file names
-    and the names left out.
+    and the names left out. `finalize(folder, files)` may add to the folder before it lands;
+    `on_bytes(total)` hears how much has arrived.
 
     Only regular files and folders are taken, and only inside the folder: whatever ran on the
     server must not be able to write elsewhere here (absolute names, `..`, links)."""
@@ -55,7 +127,9 @@ def extract(stream, destination):
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        files, skipped = _extract_into(stream, partial)
+        files, skipped = _extract_into(stream, partial, on_bytes)
+        if finalize:
+            finalize(partial, files)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -70,8 +144,8 @@ def extract(stream, destination):
     return files, skipped
 
 
-def _extract_into(stream, folder):
-    files, skipped = [], []
+def _extract_into(stream, folder, on_bytes):
+    files, skipped, total = [], [], 0
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             name = _safe_name(member.name)
@@ -86,7 +160,11 @@ def _extract_into(stream, folder):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with tar.extractfile(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    dst.write(chunk)
+                    total += len(chunk)
+                    if on_bytes:
+                        on_bytes(total)
             os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
             os.utime(target, (member.mtime, member.mtime))
             files.append(name)

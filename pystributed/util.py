@@ -30,6 +30,12 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
                     value = read_stdout(proc.stdout)
         except BrokenPipeError:
             pass  # the program stopped reading; its exit code and stderr say why
+        except Exception as e:
+            # A reader's error (a cut-off tar stream) is most often the program's failure:
+            # then its own message is the one to show.
+            if proc.wait() == 0:
+                raise
+            value = e
         except BaseException:
             proc.kill()
             raise
@@ -39,6 +45,8 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
     if read_stdout and not returncode:
         return value
     if returncode:
+        if isinstance(value, Exception):
+            stderr = f"{stderr}\n({type(value).__name__}: {value})"
         raise StepError(step, f"`{_short(cmd)}` exited with code {returncode}",
                         output=stderr or stdout, hint=hint)
     return stdout

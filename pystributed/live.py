@@ -1,0 +1,67 @@
+"""The remote code's output, shown here as it arrives."""
+import sys
+import time
+
+
+class Redraws:
+    """Pass text on to a stream at once, except lines that redraw themselves with `\\r`
+    (progress bars): of those only the latest state goes out, at most every `interval` seconds,
+    so a 10,000-step bar is one updating line, not 10,000 lines in the notebook."""
+
+    def __init__(self, name, interval=0.25, clock=time.monotonic):
+        self.name, self.interval, self.clock = name, interval, clock  # name: "stdout"/"stderr"
+        self.line = ""  # the current line, since the last newline
+        self.shown = ""  # what of it the stream shows
+        self.last_redraw = float("-inf")
+
+    @property
+    def stream(self):
+        return getattr(sys, self.name)  # looked up each time: Jupyter swaps it per cell
+
+    def write(self, text):
+        out = []
+        lines = (self.line + text).split("\n")
+        for line in lines[:-1]:
+            out.append(self._complete(line))
+        self.line = lines[-1]
+        if "\r" in self.line:  # keep only the latest state of a redrawn line
+            self.line = "\r" + self._visible(self.line)
+        out.append(self._partial())
+        self._emit("".join(out))
+
+    def close(self):
+        """Show the last state of an unfinished line."""
+        if self.line and self.shown != self._visible(self.line):
+            self._emit("\r" + self._visible(self.line))
+        self.line = self.shown = ""
+
+    def _complete(self, line):
+        visible = self._visible(line)
+        if "\r" in line or self.shown and not visible.startswith(self.shown):
+            text = "\r" + visible + "\n"
+        else:
+            text = visible[len(self.shown):] + "\n"
+        self.shown = ""
+        return text
+
+    def _partial(self):
+        visible = self._visible(self.line)
+        if "\r" not in self.line and visible.startswith(self.shown):
+            text, self.shown = visible[len(self.shown):], visible  # print(..., end=""): show now
+            return text
+        now = self.clock()
+        if now - self.last_redraw < self.interval or visible == self.shown:
+            return ""
+        self.last_redraw, self.shown = now, visible
+        return "\r" + visible
+
+    @staticmethod
+    def _visible(line):
+        """What a terminal would show of `line`, near enough: its last non-empty redraw."""
+        redraws = [part for part in line.split("\r") if part]
+        return redraws[-1] if redraws else ""
+
+    def _emit(self, text):
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
