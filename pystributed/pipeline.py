@@ -71,6 +71,8 @@ def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
         interrupted(config, result, steps, on_interrupt)
         raise
     except StepError:
+        if result.status != "detached":  # a dropped connection leaves the run going
+            result.status, result.ended = "failed", results.now_iso()
         record.save(config.LOCAL_RESULTS_DIR, result)
         raise
     result.status = "succeeded" if result.exit_code == 0 else "failed"

@@ -70,12 +70,15 @@ class NotebookSteps(Steps):
 
         self.handle = display(_Table(self.rows), display_id=True)
         self.ticking = None
+        self.refreshed = 0.0
 
     def progress(self, text):
         super().progress(text)
-        self._refresh()
+        if time.monotonic() - self.refreshed > 0.3:  # a few updates a second are enough to watch
+            self._refresh()
 
     def _refresh(self):
+        self.refreshed = time.monotonic()
         self.handle.update(_Table(self.rows))
 
     def _started(self, row, live):

@@ -1,6 +1,7 @@
 """The local record of every run: LOCAL_RESULTS_DIR/.runs/<run-id>.json, written when the run
 starts and when it ends, so that a run can be found again by its id, even one that never
 finished; and runner.runs() to list them."""
+import html
 import os
 import tempfile
 from pathlib import Path
@@ -49,5 +50,6 @@ class RunList(list):
 
     def _repr_html_(self):
         head = "<tr><th>run</th><th>status</th><th>exit</th><th>took</th><th>server</th><th>files</th></tr>"
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in self._rows())
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                       for row in self._rows())
         return f"<table>{head}{body}</table>"
