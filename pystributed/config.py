@@ -13,7 +13,9 @@ from pystributed.errors import ConfigError
 
 LOCAL = "local"
 # What interrupting the kernel during a run does to the container.
-INTERRUPT_CHOICES = ("stop", "detach")  # REMOTE_SERVER value that runs on the local engine, without ssh
+INTERRUPT_CHOICES = ("stop", "detach")
+# How the image reaches the server: through DOCKER_REGISTRY, or built there from the context.
+TRANSPORTS = ("registry", "remote-build")  # REMOTE_SERVER value that runs on the local engine, without ssh
 
 # Docker's reference grammar (distribution/reference): lowercase path components.
 _IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
@@ -38,6 +40,7 @@ class Config:
     DOCKER_RUN_ARGS: list[str] = dataclasses.field(default_factory=list)
     SSH_OPTIONS: list[str] = dataclasses.field(default_factory=list)
     ON_INTERRUPT: str = "stop"
+    TRANSPORT: str = "registry"
 
     @property
     def is_local(self):
@@ -150,11 +153,11 @@ def _check_values(config, source):
         refuse("REMOTE_SERVER", "is not an ssh destination (user@host, host, or a Host alias)")
     if config.DOCKER_REGISTRY and not _REGISTRY.fullmatch(config.DOCKER_REGISTRY):
         refuse("DOCKER_REGISTRY", "is not a registry address such as registry.example.com:5000/team")
-    if not config.DOCKER_REGISTRY and not config.is_local:
-        refuse(
-            "DOCKER_REGISTRY",
-            "is empty: the remote server pulls the image from a registry both machines reach",
-        )
+    if config.TRANSPORT not in TRANSPORTS:
+        refuse("TRANSPORT", f"must be one of {', '.join(TRANSPORTS)}")
+    if not config.DOCKER_REGISTRY and not config.is_local and config.TRANSPORT == "registry":
+        refuse("DOCKER_REGISTRY", "is empty: the server pulls the image from a registry both machines reach "
+               "(or set TRANSPORT = 'remote-build' to build on the server)")
     if not _IMAGE_NAME.fullmatch(config.DOCKER_IMAGE_NAME):
         refuse("DOCKER_IMAGE_NAME", "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
     if not config.BASE_IMAGE or config.BASE_IMAGE.startswith("-") or _has_space_or_control(config.BASE_IMAGE):

@@ -4,6 +4,7 @@ We write the tar ourselves (and give it to `docker build -`) so that the Dockerf
 cell never have to be written into the user's folder, and so that default exclusions apply even
 when the folder has no .dockerignore.
 """
+import hashlib
 import io
 import json
 import os
@@ -16,6 +17,7 @@ from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
 APP_DIR = "/app"
+_MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
 
@@ -35,6 +37,8 @@ def dockerfile(base_image, entry_point, requirements_name=None):
         ]
     lines += [
         f"COPY context/ {APP_DIR}/",
+        # The cell last and alone: a change of the cell rebuilds, pushes and pulls only this layer.
+        f"COPY cell/ {APP_DIR}/",
         f"CMD {json.dumps(['python', entry_point])}",
     ]
     return "\n".join(lines) + "\n"
@@ -50,18 +54,31 @@ def entry_point(context_dir, code_path):
 
 
 def write(file, *, context_dir, code_path, base_image, requirements=None, excludes=()):
-    """Write the build context for the saved cell at `code_path` to the binary `file`."""
+    """Write the build context for the saved cell at `code_path` to the binary `file`; return
+    the sha256 of what was written. Times are left out, so the same content gives the same hash."""
     entry = entry_point(context_dir, code_path)
     requirements_name = Path(requirements).name if requirements else None
+    file = _Hashing(file)
     with tarfile.open(fileobj=file, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "Dockerfile", dockerfile(base_image, entry, requirements_name).encode())
+        _add_folder(tar, "context")  # COPY needs it, even when the cell is all there is
         if requirements:
             for path, name in requirement_files(requirements):
                 tar.add(path, f"requirements/{name}", filter=_normalize)
         for path, name in context_files(context_dir, excludes):
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
-        tar.add(code_path, f"context/{entry}", filter=_normalize)
+        tar.add(code_path, f"cell/{entry}", filter=_normalize)
+    return file.sha256.hexdigest()
+
+
+class _Hashing:
+    def __init__(self, file):
+        self.file, self.sha256 = file, hashlib.sha256()
+
+    def write(self, data):
+        self.sha256.update(data)
+        return self.file.write(data)
 
 
 def context_files(context_dir, excludes=()):
@@ -152,13 +169,21 @@ def _regex(pattern):
 
 def _add_bytes(tar, name, data):
     info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), 0o644
+    info.size, info.mode, info.mtime = len(data), 0o644, _MTIME
     tar.addfile(info, io.BytesIO(data))
+
+
+def _add_folder(tar, name):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, _MTIME
+    tar.addfile(info)
 
 
 def _normalize(info):
     # Owned by root and readable by all: the container runs as the ssh user's uid.
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mtime = _MTIME
+    info.pax_headers = {}
     info.mode |= 0o555 if info.isdir() else 0o444
     return info

@@ -9,6 +9,15 @@ def build(tag):
     return ["docker", "build", "--quiet", "--tag", tag, "-"]
 
 
+def inspect_image(ref):
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", ref]
+
+
+def repo_digests(ref):
+    """Prints the image's digests in registries it was pushed to (or pulled from)."""
+    return ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref]
+
+
 def push(ref):
     return ["docker", "push", ref]
 

@@ -5,6 +5,8 @@ import dataclasses
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from pystributed import context, docker, live, progress, record, remote, results, util
@@ -21,16 +23,21 @@ def run(config, *, code_path=None, quiet=False, detach=False, on_interrupt=None)
     result = results.RunResult(
         results.new_run_id(), server=where(config), started=results.now_iso(),
         source_sha256=hashlib.sha256(source.encode()).hexdigest(), config=dataclasses.asdict(config))
-    result.image = f"{config.image_repository}:{result.run_id}"
-    with _recorded(config, result):
-        with steps.step("build", result.image):
-            result.image_digest = build(config, code_path, result.image)
-        if config.DOCKER_REGISTRY:
-            with steps.step("push", config.DOCKER_REGISTRY):
-                result.image_digest = push(config, result.image, steps) or result.image_digest
+    with _recorded(config, result), remote.shared_connection(config) as shared:
+        return _run(shared, result, steps, code_path=code_path, detach=detach,
+                    on_interrupt=on_interrupt or config.ON_INTERRUPT)
+
+
+def _run(config, result, steps, *, code_path, detach, on_interrupt):
+    with tempfile.TemporaryFile() as build_context:
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
-        if not config.is_local:
+        with steps.step("build"):
+            build(config, code_path, build_context, result, steps)
+        if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
+            with steps.step("push", config.DOCKER_REGISTRY):
+                push(config, result, steps)
+        if not config.is_local and config.TRANSPORT == "registry":
             with steps.step("pull", result.server):
                 pull(config, result.image, steps)
         start = start_command(config, result, user)
@@ -42,9 +49,8 @@ def run(config, *, code_path=None, quiet=False, detach=False, on_interrupt=None)
             steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
                       f"results with runner.attach({result.run_id!r}).\n")
             return result
-    entry = context.entry_point(".", code_path)
-    return follow(config, result, steps, start=start, on_interrupt=on_interrupt or config.ON_INTERRUPT,
-                  entry=entry, code_path=code_path)
+    return follow(config, result, steps, start=start, on_interrupt=on_interrupt,
+                  entry=context.entry_point(".", code_path), code_path=code_path)
 
 
 def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
@@ -52,10 +58,11 @@ def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
     live; then fetch its results. An interrupt leaves it running."""
     results.check_run_id(run_id)
     result = record.load(config.LOCAL_RESULTS_DIR, run_id) or results.RunResult(run_id, server=where(config))
-    if not result.remote_dir:
-        result.remote_dir, _ = make_run_dir(config, run_id)
-    return follow(config, result, progress.steps_for(quiet), start=None, on_interrupt=on_interrupt,
-                  entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
+    with remote.shared_connection(config) as shared:
+        if not result.remote_dir:
+            result.remote_dir, _ = make_run_dir(shared, run_id)
+        return follow(shared, result, progress.steps_for(quiet), start=None, on_interrupt=on_interrupt,
+                      entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
 
 
 def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
@@ -118,29 +125,48 @@ def where(config):
     return "the local engine" if config.is_local else config.REMOTE_SERVER
 
 
-def build(config, code_path, image):
-    """Return the image id."""
+def build(config, code_path, build_context, result, steps):
+    """Pack the build context and tag the image by its hash: an image built from the same
+    content before (here, or on the server with TRANSPORT = "remote-build") is used again."""
     excludes = []
     results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
     if Path.cwd() in results_dir.parents:
         excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
+    digest = context.write(build_context, context_dir=".", code_path=code_path, base_image=config.BASE_IMAGE,
+                           requirements=config.REQUIREMENTS, excludes=excludes)
+    result.image = f"{config.image_repository}:{digest[:16]}"
+    on_server = config.TRANSPORT == "remote-build"
+    if image_present(config, result.image, on_server=on_server):
+        steps.progress("up to date")
+        return
+    build_context.seek(0)
+    command = remote.command(config, docker.build(result.image)) if on_server else docker.build(result.image)
+    util.run(command, step="build", cwd=remote.cwd(config) if on_server else None,
+             write_stdin=lambda stdin: shutil.copyfileobj(build_context, stdin, 1 << 20),
+             hint="Is the Docker engine running " + ("on the server" if on_server else "here (`docker info`)")
+                  + "? Check BASE_IMAGE and REQUIREMENTS.")
 
-    def write_context(stdin):
-        context.write(stdin, context_dir=".", code_path=code_path, base_image=config.BASE_IMAGE,
-                      requirements=config.REQUIREMENTS, excludes=excludes)
 
-    out = util.run(docker.build(image), step="build", write_stdin=write_context,
-                   hint="Is the Docker engine running here (`docker info`)? Check BASE_IMAGE and REQUIREMENTS.")
-    return out.strip()
+def image_present(config, image, *, on_server=False):
+    command = docker.inspect_image(image)
+    if on_server:
+        command = remote.command(config, command)
+    return util.succeeds(command, cwd=remote.cwd(config) if on_server else None)
 
 
-def push(config, image, steps):
-    """Return the digest the registry gave the image."""
-    out = util.run(docker.push(image), step="push", read_stdout=_layer_progress(steps, "Pushed", "exists"),
+def push(config, result, steps):
+    """Push the image, unless the registry has it (docker knows a digest of it there)."""
+    known = [d for d in util.output(docker.repo_digests(result.image)).split()
+             if d.startswith(config.image_repository + "@")]
+    if known:
+        result.image_digest = known[0].split("@", 1)[1]
+        steps.progress("already there")
+        return
+    out = util.run(docker.push(result.image), step="push", read_stdout=_layer_progress(steps, "Pushed", "exists"),
                    hint=f"Is {config.DOCKER_REGISTRY} up, and are you logged in here "
                         f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on this machine)?")
     digest = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
-    return digest.group(1) if digest else ""
+    result.image_digest = digest.group(1) if digest else ""
 
 
 def make_run_dir(config, run_id):
@@ -151,8 +177,7 @@ def make_run_dir(config, run_id):
         remote.command(config, ["mkdir", "-p", "--", run_dir], ["cd", "--", run_dir], ["pwd"],
                        ["id", "-u"], ["id", "-g"]),
         step="connect", cwd=remote.cwd(config),
-        hint=f"Check that `ssh {config.REMOTE_SERVER}` works from a terminal here, and that "
-             f"REMOTE_WORKDIR ({config.REMOTE_WORKDIR}) can be created there.")
+        hint=f"{remote.connect_hint(config)} REMOTE_WORKDIR ({config.REMOTE_WORKDIR}) must be creatable there.")
     path, uid, gid = out.splitlines()[-3:]
     if ":" in path:  # docker's --volume would split it there
         raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",
@@ -161,6 +186,9 @@ def make_run_dir(config, run_id):
 
 
 def pull(config, image, steps):
+    if image_present(config, image, on_server=True):
+        steps.progress("already there")
+        return
     util.run(remote.command(config, docker.pull(image)), step="pull", cwd=remote.cwd(config),
              read_stdout=_layer_progress(steps, "Pull complete", "exists"),
              hint=f"Can the server reach {config.DOCKER_REGISTRY}, and is it logged in there "
@@ -273,7 +301,7 @@ class _recorded:
         return self
 
     def __exit__(self, kind, error, tb):
-        if kind is not None:
+        if kind is not None and self.result.status == "starting":  # later, follow() says what happened
             self.result.status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
             self.result.ended = results.now_iso()
         record.save(self.config.LOCAL_RESULTS_DIR, self.result)

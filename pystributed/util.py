@@ -52,6 +52,19 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
     return stdout
 
 
+def succeeds(cmd, *, cwd=None):
+    """Whether `cmd` exits 0 (its output is not wanted): for questions like "is the image there?"."""
+    log.debug("$ %s", shlex.join(cmd))
+    return subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode == 0
+
+
+def output(cmd):
+    """`cmd`'s stdout, whether or not it succeeds (for looking things up)."""
+    log.debug("$ %s", shlex.join(cmd))
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False).stdout
+
+
 def stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
     """Run `cmd`, handing its output to the callbacks as it arrives (chunks, not lines, so a
     progress bar's `\\r` and a print without newline show at once). Return its exit code."""

@@ -21,6 +21,7 @@ def test_dockerfile_without_requirements():
         "ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS=/results\n"
         "WORKDIR /app\n"
         "COPY context/ /app/\n"
+        "COPY cell/ /app/\n"
         'CMD ["python", "user_code.py"]\n'
     )
 
@@ -32,6 +33,7 @@ def test_requirements_come_in_their_own_layer_before_the_code():
         ("RUN cd /tmp/pystributed-requirements && pip install --no-cache-dir --disable-pip-version-check"
         " -r requirements.txt"),
         "COPY context/ /app/",
+        "COPY cell/ /app/",
         'CMD ["python", "sub/cell.py"]',
     ]
 
@@ -44,16 +46,16 @@ def test_context_holds_the_folder_and_the_cell_but_not_the_clutter(tmp_path):
         (tmp_path / clutter).write_text("x")
     (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
     got = members(tmp_path, code_path=str(tmp_path / "user_code.py"), excludes=["results"])
-    assert set(got) == {"Dockerfile", "context/my_model.pth", "context/pkg", "context/pkg/m.py",
-                        "context/user_code.py"}
-    assert got["context/user_code.py"] == b"print(1)\n"
+    assert set(got) == {"Dockerfile", "context", "context/my_model.pth", "context/pkg", "context/pkg/m.py",
+                        "cell/user_code.py"}
+    assert got["cell/user_code.py"] == b"print(1)\n"
 
 
 def test_a_cell_saved_outside_the_folder_is_added_by_name(tmp_path):
     (tmp_path / "ctx").mkdir()
     (tmp_path / "cell.py").write_text("print(2)\n")
     got = members(tmp_path / "ctx", code_path=str(tmp_path / "cell.py"))
-    assert got["context/cell.py"] == b"print(2)\n"
+    assert got["cell/cell.py"] == b"print(2)\n"
     assert b'CMD ["python", "cell.py"]' in got["Dockerfile"]
 
 
@@ -65,7 +67,7 @@ def test_dockerignore_is_honoured(tmp_path):
     (tmp_path / "c.py").write_text("pass\n")
     got = members(tmp_path, code_path=str(tmp_path / "c.py"))
     assert {n for n in got if n.startswith("context/") and got[n] is not None} == {
-        "context/b.py", "context/c.py", "context/data/keep.csv", "context/sub/secret.txt"}
+        "context/b.py", "context/data/keep.csv", "context/sub/secret.txt"}
 
 
 @pytest.mark.parametrize(("pattern", "path", "excluded"), [
@@ -87,3 +89,20 @@ def test_requirements_ship_the_wheels_they_name(tmp_path):
     req.write_text("./wheels/demo-1.0-py3-none-any.whl\n--find-links=wheels  # local\nrequests==2.0\n")
     names = [name for _, name in context.requirement_files(str(req))]
     assert names == ["requirements.txt", "wheels/demo-1.0-py3-none-any.whl", "wheels"]
+
+
+def test_the_hash_follows_content_not_times(tmp_path):
+    import os
+
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "c.py").write_text("pass\n")
+
+    def digest():
+        return context.write(io.BytesIO(), context_dir=str(tmp_path), code_path=str(tmp_path / "c.py"),
+                             base_image="b")
+
+    first = digest()
+    os.utime(tmp_path / "a.txt", (0, 0))
+    assert digest() == first
+    (tmp_path / "c.py").write_text("pass  # changed\n")
+    assert digest() != first

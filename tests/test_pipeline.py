@@ -1,6 +1,7 @@
 """The exact argument lists given to docker, ssh and sh, faked at the one helper that runs them."""
 import io
 import json
+import re
 import tarfile
 
 import pytest
@@ -8,10 +9,10 @@ import pytest
 from pystributed import config, pipeline, remote, util
 from pystributed.errors import RemoteCellError, StepError
 
-SSH = ["ssh", "-F", "/cfg", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
+SSH = ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
        "-o", "ServerAliveCountMax=4", "--", "gpu-box"]
 RUN_ID = "20261125-101502-3fa9c1"
-IMAGE = f"reg:5000/proj:{RUN_ID}"
+TAG = "[0-9a-f]{16}"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
 
 
@@ -23,6 +24,11 @@ def empty_tar():
         tar.addfile(info, io.BytesIO(b"42"))
     buf.seek(0)
     return buf
+
+
+def unsocket(cmd):
+    """The ControlPath folder is a new temporary one each time: name it SOCKET."""
+    return [re.sub(r"ControlPath=.*/%C", "ControlPath=SOCKET/%C", word) for word in cmd]
 
 
 class Calls(list):
@@ -40,7 +46,7 @@ def calls(monkeypatch, tmp_path):
     recorded_exit = recorded.exit
 
     def fake_run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
-        recorded.append((step, cmd))
+        recorded.append((step, unsocket(cmd)))
         if write_stdin:
             write_stdin(io.BytesIO())
         if read_stdout and step == "fetch":
@@ -55,12 +61,14 @@ def calls(monkeypatch, tmp_path):
         return ""
 
     def fake_stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
-        recorded.append((step, cmd))
+        recorded.append((step, unsocket(cmd)))
         on_stdout("hi\n")
         return 0
 
     monkeypatch.setattr(util, "run", fake_run)
     monkeypatch.setattr(util, "stream", fake_stream)
+    monkeypatch.setattr(util, "succeeds", lambda cmd, cwd=None: recorded.append(("?", unsocket(cmd))) or False)
+    monkeypatch.setattr(util, "output", lambda cmd: recorded.append(("?", unsocket(cmd))) or "")
     monkeypatch.setattr(pipeline.results, "new_run_id", lambda: RUN_ID)
     return recorded
 
@@ -76,36 +84,62 @@ def remote_config():
 
 def test_every_argv_of_a_remote_run(calls, remote_config):
     result = pipeline.run(remote_config, quiet=True)
+    image = result.image
+    assert re.fullmatch(f"reg:5000/proj:{TAG}", image)
     q_dir = "'/home/me/runs with space/$(x)/20261125-101502-3fa9c1'"
-    assert [step for step, _ in calls] == ["build", "push", "connect", "pull", "run", "run", "fetch"]
-    assert calls[0][1] == ["docker", "build", "--quiet", "--tag", IMAGE, "-"]
-    assert calls[1][1] == ["docker", "push", IMAGE]
-    assert calls[2][1] == SSH + [
-        (f"mkdir -p -- 'runs with space/$(x)/{RUN_ID}' && cd -- 'runs with space/$(x)/{RUN_ID}' "
-        "&& pwd && id -u && id -g")]
-    assert calls[3][1] == SSH + [f"docker pull {IMAGE}"]
-    assert calls[4][1] == SSH + [
-        (f"docker run --detach --name pystributed-{RUN_ID} --label pystributed.run={RUN_ID} "
-        f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env PYSTRIBUTED_RESULTS=/results "
-        f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {IMAGE} >/dev/null"
-        f" && docker logs --follow pystributed-{RUN_ID}")]
-    assert calls[5][1] == SSH + [
-        (f"docker wait pystributed-{RUN_ID} && docker logs pystributed-{RUN_ID} "
-        f">{q_dir[:-1]}/output.log' 2>&1 && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1")]
-    assert calls[6][1] == SSH + [f"tar -C {q_dir} -cf - ."]
+    assert calls == [
+        ("?", ["ssh", "-G", "-F", "/cfg", "--", "gpu-box"]),
+        ("connect", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes",
+                     "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "ControlMaster=yes",
+                     "-o", "ControlPersist=120", "-N", "-f", "--", "gpu-box"]),
+        ("connect", SSH + [(f"mkdir -p -- 'runs with space/$(x)/{RUN_ID}' && cd -- 'runs with space/$(x)/{RUN_ID}'"
+                           " && pwd && id -u && id -g")]),
+        ("?", ["docker", "image", "inspect", "--format", "{{.Id}}", image]),
+        ("build", ["docker", "build", "--quiet", "--tag", image, "-"]),
+        ("?", ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image]),
+        ("push", ["docker", "push", image]),
+        ("?", SSH + [f"docker image inspect --format '{{{{.Id}}}}' {image}"]),
+        ("pull", SSH + [f"docker pull {image}"]),
+        ("run", SSH + [
+            (f"docker run --detach --name pystributed-{RUN_ID} --label pystributed.run={RUN_ID} "
+            f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env PYSTRIBUTED_RESULTS=/results "
+            f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {image} >/dev/null"
+            f" && docker logs --follow pystributed-{RUN_ID}")]),
+        ("run", SSH + [
+            (f"docker wait pystributed-{RUN_ID} && docker logs pystributed-{RUN_ID} "
+            f">{q_dir[:-1]}/output.log' 2>&1 && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1")]),
+        ("fetch", SSH + [f"tar -C {q_dir} -cf - ."]),
+        ("?", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-O", "exit", "--", "gpu-box"]),
+    ]
     assert result.exit_code == 0 and result.files == ["out.txt"] and result.run_id == RUN_ID
     assert (result.local_path / "out.txt").read_text() == "42"
     assert result.image_digest == "sha256:" + "a" * 64 and result.status == "succeeded"
     saved = json.loads((result.local_path / "run.json").read_text())
-    assert saved["status"] == "succeeded" and saved["exit_code"] == 0 and saved["image"] == IMAGE
+    assert saved["status"] == "succeeded" and saved["exit_code"] == 0 and saved["image"] == image
+
+
+def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(calls, remote_config, monkeypatch):
+    monkeypatch.setattr(util, "succeeds", lambda cmd, cwd=None: True)
+    monkeypatch.setattr(util, "output", lambda cmd: "reg:5000/proj@sha256:" + "b" * 64 + "\n")
+    result = pipeline.run(remote_config, quiet=True)
+    assert [step for step, _ in calls] == ["connect", "connect", "run", "run", "fetch"]
+    assert result.image_digest == "sha256:" + "b" * 64
+
+
+def test_remote_build_sends_the_context_over_ssh(calls, remote_config):
+    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", TRANSPORT="remote-build", SSH_OPTIONS=["-F", "/cfg"])
+    result = pipeline.run(cfg, quiet=True)
+    assert re.fullmatch(f"pystributed:{TAG}", result.image)
+    steps = [(step, cmd[-1]) for step, cmd in calls if step != "?"]
+    assert [step for step, _ in steps] == ["connect", "connect", "build", "run", "run", "fetch"]
+    assert steps[2][1] == f"docker build --quiet --tag {result.image} -"
 
 
 def test_local_runs_through_sh_without_push_or_pull(calls):
     cfg = config.load(environ={}, REMOTE_SERVER="local")
     pipeline.run(cfg, quiet=True)
-    assert [step for step, _ in calls] == ["build", "connect", "run", "run", "fetch"]
-    assert calls[0][1] == ["docker", "build", "--quiet", "--tag", f"pystributed:{RUN_ID}", "-"]
-    assert all(cmd[:2] == ["sh", "-c"] for _, cmd in calls[1:])
+    assert [step for step, _ in calls if step != "?"] == ["connect", "build", "run", "run", "fetch"]
+    assert [cmd[:2] for step, cmd in calls if step not in ("?", "build")] == [["sh", "-c"]] * 4
 
 
 def test_a_failing_cell_raises_after_fetching(calls, remote_config):
@@ -115,7 +149,7 @@ def test_a_failing_cell_raises_after_fetching(calls, remote_config):
     msg = str(excinfo.value)
     assert msg.startswith(f"the cell failed with exit code 137\n(run {RUN_ID} on gpu-box, exit code 137)\n"
                           "The container was killed (SIGKILL), most likely for running out of memory.")
-    assert calls[-1][0] == "fetch"
+    assert calls[-2][0] == "fetch"
 
 
 def test_a_cell_that_does_not_compile_is_refused_before_anything_runs(calls, remote_config, tmp_path):

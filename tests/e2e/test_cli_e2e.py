@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -41,8 +42,10 @@ def test_remote_run_from_the_shell(sandbox, tmp_path):
     log = (tmp_path / "results" / run_id / "output.log").read_text()
     assert "read some data" in log and "to stderr" in log
     # The image crossed the registry and ran on the remote engine only.
-    assert run_id in sandbox.registry_tags()
-    assert sandbox.docker("remote", "image", "inspect", f"{sandbox.registry}/pystributed:{run_id}").returncode == 0
+    image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
+    assert image.startswith(f"{sandbox.registry}/pystributed:")
+    assert image.rsplit(":", 1)[1] in sandbox.registry_tags()
+    assert sandbox.docker("remote", "image", "inspect", image).returncode == 0
     assert "start" in sandbox.container_events("remote", run_id, started)
     assert sandbox.container_events("local", run_id, started) == []
     # The remote run folder is the ssh user's, and no container is left behind.
@@ -54,6 +57,7 @@ def test_remote_run_from_the_shell(sandbox, tmp_path):
 def test_a_failing_cell_fails_the_command_with_the_remote_traceback(sandbox, tmp_path):
     (tmp_path / "cell.py").write_text("x = 1\nraise ValueError(f'bad value {x}')\n")
     proc = pystributed("run", "cell.py", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     run_id = only_run_folder()
     assert proc.returncode == 1
     assert f"\nerror: ValueError: bad value 1\n(run {run_id} on pystributed-sandbox, exit code 1)" in proc.stderr
@@ -74,7 +78,8 @@ def test_local_server_without_registry_runs_on_the_local_engine(sandbox, tmp_pat
     assert (tmp_path / "results" / run_id / "r.txt").read_text() == "local"
     assert (tmp_path / "server side" / run_id / "r.txt").read_text() == "local"
     assert "start" in sandbox.container_events("local", run_id, started)
-    assert run_id not in sandbox.registry_tags()
+    image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
+    assert image.startswith("pystributed:")  # no registry in the name: nothing to push it to
 
 
 def make_wheel(folder, name="pystributed_demo_dep", version="1.2.3"):
