@@ -49,8 +49,15 @@ def wait(run_id):
     return ["docker", "wait", container_name(run_id)]
 
 
-def stop(run_id):
-    return ["docker", "stop", container_name(run_id)]
+def interrupt(run_id):
+    # SIGINT: the cell gets a KeyboardInterrupt, as in a notebook, so its `finally:` blocks run
+    # and its traceback lands in the log. (Python as PID 1 ignores the SIGTERM of `docker stop`.)
+    return ["docker", "kill", "--signal", "INT", container_name(run_id)]
+
+
+def stop(run_id, seconds=10):
+    """Wait up to `seconds` for the container to end, then kill it."""
+    return ["docker", "stop", "--time", str(seconds), container_name(run_id)]
 
 
 def remove(run_id):

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -100,7 +101,9 @@ def interrupted(config, result, steps, on_interrupt):
     steps.say(f"\nInterrupted: stopping container {name} and fetching what results exist ...\n")
     result.status = "interrupted"
     try:
-        util.run(remote.command(config, docker.stop(result.run_id)), step="run", cwd=remote.cwd(config))
+        # The container may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
+        stop = f"{remote.redirect(docker.interrupt(result.run_id), '/dev/null')}; {shlex.join(docker.stop(result.run_id))}"
+        util.run(remote.command(config, stop), step="run", cwd=remote.cwd(config))
         result.exit_code = finish(config, result)
         fetch(config, result, steps)
     except StepError as e:

@@ -77,12 +77,14 @@ def stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
         pump.start()
     try:
         proc.wait()
-    finally:
-        if proc.poll() is None:  # interrupted: the caller decides what happens to the remote side
-            proc.terminate()
-            proc.wait()
-        for pump in pumps:
-            pump.join()
+    except BaseException:
+        # Interrupted: the caller decides what happens on the remote side. Our pipes may be
+        # held by an ssh ControlMaster until the remote command ends, so don't wait for them.
+        proc.terminate()
+        proc.wait()
+        raise
+    for pump in pumps:
+        pump.join()
     return proc.returncode
 
 

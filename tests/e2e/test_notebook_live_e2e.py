@@ -91,6 +91,8 @@ def test_interrupt_stops_the_container_and_marks_the_run(kernel, sandbox, tmp_pa
     run_id = record["run_id"]
     assert sandbox.docker("remote", "ps", "-aq", "--filter", f"label=pystributed.run={run_id}").stdout == ""
     assert (tmp_path / "results" / run_id / "partial.txt").read_text() == "so far"
+    # The cell itself got a KeyboardInterrupt, as it would locally: its traceback is in the log.
+    assert "KeyboardInterrupt" in (tmp_path / "results" / run_id / "output.log").read_text()
     assert json.loads((tmp_path / "results" / run_id / "run.json").read_text())["status"] == "interrupted"
 
 
