@@ -26,7 +26,7 @@ class Steps:
 
     def __init__(self, *, quiet=False):
         self.quiet = quiet
-        self.rows = []  # [name, detail, state, started, took]
+        self.rows = []  # [name, detail, state, started, took, progress]
 
     def say(self, text):
         if not self.quiet:
@@ -35,12 +35,12 @@ class Steps:
 
     def progress(self, text):
         """How far the running step is (bytes moved, layers pushed)."""
-        self.rows[-1][1] = text
+        self.rows[-1][5] = text
 
     @contextlib.contextmanager
     def step(self, name, detail="", *, live=False):
         """With `live`, output comes in between, so start and end each get a line."""
-        row = [name, detail, "running", time.monotonic(), None]
+        row = [name, detail, "running", time.monotonic(), None, ""]
         self.rows.append(row)
         self._started(row, live)
         try:
@@ -57,7 +57,7 @@ class Steps:
         self.say(f"{row[0]:<8}{row[1]} ...{chr(10) if live else ' '}")
 
     def _ended(self, row, live):
-        took = f"{row[2]} in {row[4]:.1f}s"
+        took = f"{row[2]} in {row[4]:.1f}s" + (f" ({row[5]})" if row[5] else "")
         self.say(f"{row[0]:<8}{took}\n" if live else f"{took}\n")
 
 
@@ -107,11 +107,11 @@ class _Table:
         return f"{took:.1f}s"
 
     def __repr__(self):
-        return " | ".join(f"{_MARKS[r[2]]} {r[0]} {self._took(r)}" + (f" ({r[1]})" if r[1] else "")
+        return " | ".join(f"{_MARKS[r[2]]} {r[0]} {self._took(r)}" + (f" ({r[5] or r[1]})" if r[5] or r[1] else "")
                           for r in self.rows) or "starting"
 
     def _repr_html_(self):
         cells = "".join(
             f"<td style='padding:0 1em 0 0'>{_MARKS[r[2]]} <b>{r[0]}</b> {self._took(r)}"
-            f"<br><small>{html.escape(r[1])}</small></td>" for r in self.rows)
+            f"<br><small>{html.escape(r[5] or r[1])}</small></td>" for r in self.rows)
         return f"<table><tr>{cells}</tr></table>"
