@@ -31,5 +31,6 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"{result.run_id}: {len(result.files)} files in {result.local_path}")
+    if result.local_path:
+        print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
     return 0

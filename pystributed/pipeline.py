@@ -33,7 +33,7 @@ def _run(config, result, steps, *, code_path, detach, on_interrupt):
     with tempfile.TemporaryFile() as build_context:
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
-        with steps.step("build"):
+        with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
             build(config, code_path, build_context, result, steps)
         if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
             with steps.step("push", config.DOCKER_REGISTRY):
@@ -279,7 +279,7 @@ def fetch(config, result, steps):
         (folder / "run.json").write_text(result.to_json(), encoding="utf-8")
 
     def on_bytes(total):
-        steps.progress(f"{total / 1e6:.1f} MB")
+        steps.progress(results.human_size(total))
 
     with steps.step("fetch", f"to {local}"):
         _, skipped = util.run(

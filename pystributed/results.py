@@ -95,11 +95,11 @@ class RunResult:
     def _file_rows(self):
         for name in self.files:
             path = self.local_path / name
-            size = _size(path.stat().st_size) if path.exists() else "missing"
+            size = human_size(path.stat().st_size) if path.exists() else "missing"
             yield os.path.relpath(path), size
 
 
-def _size(n):
+def human_size(n):
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
