@@ -41,6 +41,8 @@ class Config:
     SSH_OPTIONS: list[str] = dataclasses.field(default_factory=list)
     ON_INTERRUPT: str = "stop"
     TRANSPORT: str = "registry"
+    ENV: dict[str, str] = dataclasses.field(default_factory=dict)
+    SECRETS: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def is_local(self):
@@ -54,7 +56,9 @@ class Config:
 
 
 KEYS = [field.name for field in dataclasses.fields(Config)]
-_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS"}
+_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS"}
+_DICT_KEYS = {"ENV"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
 # PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
 _OTHER_VARIABLES = ("CONFIG", "RESULTS", "RUN_ID", "SANDBOX")
@@ -124,6 +128,8 @@ def _check_key(key, where):
 def _from_string(key, value):
     if key in _LIST_KEYS:
         return shlex.split(value)
+    if key in _DICT_KEYS:  # "A=1 B='two words'"
+        return dict(word.partition("=")[::2] for word in shlex.split(value))
     if key in _OPTIONAL_KEYS and value == "":
         return None
     return value
@@ -135,6 +141,9 @@ def _check_type(key, value, where):
             raise ConfigError(f"{key} in {where} must be a list of strings, e.g. {shlex.split(value)!r}")
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         expected = "a list of strings"
+    elif key in _DICT_KEYS:
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        expected = "a dict of strings to strings"
     elif key in _OPTIONAL_KEYS:
         ok, expected = value is None or isinstance(value, str), "a string or None"
     else:
@@ -162,6 +171,9 @@ def _check_values(config, source):
         refuse("DOCKER_IMAGE_NAME", "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
     if not config.BASE_IMAGE or config.BASE_IMAGE.startswith("-") or _has_space_or_control(config.BASE_IMAGE):
         refuse("BASE_IMAGE", "is not an image reference such as python:3.11-slim")
+    for name in [*config.ENV, *config.SECRETS]:
+        if not _ENV_NAME.fullmatch(name):
+            refuse("ENV" if name in config.ENV else "SECRETS", f"holds {name!r}, which is not a variable name")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:
         refuse("ON_INTERRUPT", f"must be one of {', '.join(INTERRUPT_CHOICES)}")
     for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):

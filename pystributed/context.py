@@ -53,9 +53,10 @@ def entry_point(context_dir, code_path):
         return code.name
 
 
-def write(file, *, context_dir, code_path, base_image, requirements=None, excludes=()):
-    """Write the build context for the saved cell at `code_path` to the binary `file`; return
-    the sha256 of what was written. Times are left out, so the same content gives the same hash."""
+def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=()):
+    """Write the build context for the cell `source`, saved at `code_path`, to the binary `file`;
+    return the sha256 of what was written. Times are left out, so the same content gives the
+    same hash."""
     entry = entry_point(context_dir, code_path)
     requirements_name = Path(requirements).name if requirements else None
     file = _Hashing(file)
@@ -68,7 +69,7 @@ def write(file, *, context_dir, code_path, base_image, requirements=None, exclud
         for path, name in context_files(context_dir, excludes):
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
-        tar.add(code_path, f"cell/{entry}", filter=_normalize)
+        _add_bytes(tar, f"cell/{entry}", source.encode())
     return file.sha256.hexdigest()
 
 

@@ -32,10 +32,11 @@ def container_name(run_id):
 
 def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
     """Start the run's container in the background: the run goes on if the connection drops.
+    More variables come from stdin (--env-file /dev/stdin: values that must not be seen in `ps`).
     `extra_args` (DOCKER_RUN_ARGS) come last, so that they can override ours (e.g. --user)."""
     cmd = ["docker", "run", "--detach", "--name", container_name(run_id),
            "--label", f"{RUN_LABEL}={run_id}", "--user", user,
-           "--volume", f"{results_dir}:{env['PYSTRIBUTED_RESULTS']}"]
+           "--volume", f"{results_dir}:{env['PYSTRIBUTED_RESULTS']}", "--env-file", "/dev/stdin"]
     for key, value in env.items():
         cmd += ["--env", f"{key}={value}"]
     return [*cmd, *extra_args, ref]

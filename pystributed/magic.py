@@ -10,7 +10,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from pystributed import config as configuration
 from pystributed.errors import PystributedError
 
-_saved_options = {}  # code path -> overrides given to %%save_for_remote, for the next main()
+# code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
+# this copy: another kernel in the same folder may have saved its own cell to the same file since.
+_saved = {}
 
 
 def run_options(func):
@@ -42,7 +44,7 @@ class RemoteMagics(Magics):
         base = _config()
         path = args.path or base.USER_CODE_PATH
         save(cell, path)
-        _saved_options[os.path.abspath(path)] = overrides(args, base)
+        _saved[os.path.abspath(path)] = (cell, overrides(args, base))
         lines = len(cell.strip("\n").splitlines())
         print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}; run it remotely with "
               f"runner.main() or `python -m pystributed run {path}`.")
@@ -62,7 +64,7 @@ class RemoteMagics(Magics):
         options = overrides(args, base)
         detach = options.pop("detach", False)
         config = configuration.load(**options)
-        return pipeline.run(config, quiet=args.quiet, detach=detach)
+        return pipeline.run(config, source=cell, quiet=args.quiet, detach=detach)
 
 
 def overrides(args, base):
@@ -78,9 +80,25 @@ def overrides(args, base):
     return options
 
 
-def saved_options(path):
-    """The options %%save_for_remote was given for the cell saved at `path` (once)."""
-    return dict(_saved_options.pop(os.path.abspath(path), {}))
+def saved(path):
+    """(source, options) of the cell this kernel saved at `path`, or (None, {})."""
+    source, options = _saved.get(os.path.abspath(path), (None, {}))
+    if source is not None and _read(path) != _with_newline(source):
+        print(f"note: {path} changed since this kernel saved the cell there (another kernel?); "
+              "running the cell this kernel saved.")
+    return source, dict(options)
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _with_newline(source):
+    return source if source.endswith("\n") else source + "\n"
 
 
 def save(source, path):
@@ -95,7 +113,7 @@ def save(source, path):
     # Write then rename: a reader never sees half a cell.
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".user_code.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(source if source.endswith("\n") else source + "\n")
+        f.write(_with_newline(source))
     os.replace(tmp, path)
 
 

@@ -18,10 +18,11 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     """
     base = configuration.load(config_path, require_server=False)
     code_path = code_path or base.USER_CODE_PATH
-    saved = magic.saved_options(code_path)
+    source, saved = magic.saved(code_path)
     detach = saved.pop("detach", False) or detach
     config = configuration.load(config_path, **{**saved, **overrides})
-    return pipeline.run(config, code_path=code_path, quiet=quiet, detach=detach, on_interrupt=on_interrupt)
+    return pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
+                        on_interrupt=on_interrupt)
 
 
 def submit(config_path=None, **kwargs):

@@ -14,38 +14,40 @@ from pystributed import context, docker, live, progress, record, remote, results
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 
 
-def run(config, *, code_path=None, quiet=False, detach=False, on_interrupt=None):
-    """Build, push, run and fetch the saved cell; return a RunResult. With `detach`, return as
-    soon as the container has started. Raise RemoteCellError if the cell exits non-zero (after
-    its results are fetched), StepError if a step fails."""
+def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None):
+    """Build, push, run and fetch the saved cell (`source`, else read from `code_path`); return a
+    RunResult. With `detach`, return as soon as the container has started. Raise RemoteCellError
+    if the cell exits non-zero (after its results are fetched), StepError if a step fails."""
     code_path = code_path or config.USER_CODE_PATH
-    source = check_code(code_path)
+    source = check_code(code_path, source)
+    check_tools(config)
+    run_env = environment(config)  # before anything runs: a missing secret is the user's to fix
     steps = progress.steps_for(quiet)
     result = results.RunResult(
         results.new_run_id(), server=where(config), started=results.now_iso(),
         source_sha256=hashlib.sha256(source.encode()).hexdigest(), config=dataclasses.asdict(config))
     with _recorded(config, result), remote.shared_connection(config) as shared:
-        return _run(shared, result, steps, code_path=code_path, detach=detach,
-                    on_interrupt=on_interrupt or config.ON_INTERRUPT)
+        return _run(shared, result, steps, code_path=code_path, source=source, run_env=run_env,
+                    detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT)
 
 
-def _run(config, result, steps, *, code_path, detach, on_interrupt):
+def _run(config, result, steps, *, code_path, source, run_env, detach, on_interrupt):
     with tempfile.TemporaryFile() as build_context:
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
         with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
-            build(config, code_path, build_context, result, steps)
+            build(config, code_path, source, build_context, result, steps)
         if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
             with steps.step("push", config.DOCKER_REGISTRY):
                 push(config, result, steps)
         if not config.is_local and config.TRANSPORT == "registry":
             with steps.step("pull", result.server):
-                pull(config, result.image, steps)
-        start = start_command(config, result, user)
+                pull(config, result, steps)
+        start = Start(start_command(config, result, user), run_env)
         if detach:
             with steps.step("start", result.server):
-                util.run(remote.command(config, remote.redirect(start, "/dev/null", stderr=False)),
-                         step="run", cwd=remote.cwd(config), hint=EXIT_HINTS[125])
+                util.run(remote.command(config, start.script()), step="run", cwd=remote.cwd(config),
+                         write_stdin=start.write_env, hint=EXIT_HINTS[125])
             result.status = "running"
             steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
                       f"results with runner.attach({result.run_id!r}).\n")
@@ -111,12 +113,15 @@ def interrupted(config, result, steps, on_interrupt):
     record.save(config.LOCAL_RESULTS_DIR, result)
 
 
-def check_code(code_path):
-    if not os.path.isfile(code_path):
+def check_code(code_path, source=None):
+    if source is None and not os.path.isfile(code_path):
         raise PystributedError(
             f"there is no saved cell at {code_path}: mark a cell with %%save_for_remote first "
             "(or set USER_CODE_PATH)")
-    source = Path(code_path).read_text(encoding="utf-8")
+    if source is None:
+        source = Path(code_path).read_text(encoding="utf-8")
+    if not source.strip():
+        raise PystributedError(f"the cell saved at {code_path} is empty: nothing to run")
     try:
         compile(source, code_path, "exec")
     except SyntaxError as e:
@@ -124,19 +129,58 @@ def check_code(code_path):
     return source
 
 
+def check_tools(config):
+    needed = ["docker"] + ([] if config.is_local else ["ssh"])
+    for tool in needed:
+        if not shutil.which(tool):
+            raise PystributedError(
+                f"`{tool}` is not installed here (not found on PATH): pystributed runs it. "
+                + ("Install Docker: https://docs.docker.com/engine/install/" if tool == "docker"
+                   else "Install the OpenSSH client (e.g. `apt-get install openssh-client`)."))
+
+
+def environment(config):
+    """ENV, and SECRETS taken from this machine's environment: given to the container at run time
+    through the standard input of `docker run --env-file /dev/stdin`, so that no value is ever in
+    an image layer, a log, or a command line that `ps` shows on the server."""
+    env = dict(config.ENV)
+    for name in config.SECRETS:
+        if name not in os.environ:
+            raise PystributedError(f"SECRETS names {name}, which is not set in this environment: "
+                                   f"set it here (e.g. export {name}=...) before running")
+        env[name] = os.environ[name]
+    for name, value in env.items():
+        if "\n" in value or "\0" in value:
+            raise PystributedError(f"the value of {name} holds a newline, which docker's --env-file cannot carry")
+    return env
+
+
+class Start:
+    """The command that starts the container, and the environment it reads from stdin."""
+
+    def __init__(self, command, env):
+        self.command, self.env = command, env
+
+    def script(self):
+        return remote.redirect(self.command, "/dev/null", stderr=False)
+
+    def write_env(self, stdin):
+        stdin.write("".join(f"{k}={v}\n" for k, v in self.env.items()).encode())
+
+
 def where(config):
     return "the local engine" if config.is_local else config.REMOTE_SERVER
 
 
-def build(config, code_path, build_context, result, steps):
+def build(config, code_path, source, build_context, result, steps):
     """Pack the build context and tag the image by its hash: an image built from the same
     content before (here, or on the server with TRANSPORT = "remote-build") is used again."""
     excludes = []
     results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
     if Path.cwd() in results_dir.parents:
         excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
-    digest = context.write(build_context, context_dir=".", code_path=code_path, base_image=config.BASE_IMAGE,
-                           requirements=config.REQUIREMENTS, excludes=excludes)
+    digest = context.write(build_context, context_dir=".", code_path=code_path, source=source,
+                           base_image=config.BASE_IMAGE, requirements=config.REQUIREMENTS, excludes=excludes)
     result.image = f"{config.image_repository}:{digest[:16]}"
     on_server = config.TRANSPORT == "remote-build"
     if image_present(config, result.image, on_server=on_server):
@@ -157,11 +201,11 @@ def image_present(config, image, *, on_server=False):
     return util.succeeds(command, cwd=remote.cwd(config) if on_server else None)
 
 
-def push(config, result, steps):
+def push(config, result, steps, *, again=False):
     """Push the image, unless the registry has it (docker knows a digest of it there)."""
     known = [d for d in util.output(docker.repo_digests(result.image)).split()
              if d.startswith(config.image_repository + "@")]
-    if known:
+    if known and not again:
         result.image_digest = known[0].split("@", 1)[1]
         steps.progress("already there")
         return
@@ -188,14 +232,23 @@ def make_run_dir(config, run_id):
     return path, f"{uid}:{gid}"
 
 
-def pull(config, image, steps):
-    if image_present(config, image, on_server=True):
+def pull(config, result, steps):
+    if image_present(config, result.image, on_server=True):
         steps.progress("already there")
         return
-    util.run(remote.command(config, docker.pull(image)), step="pull", cwd=remote.cwd(config),
-             read_stdout=_layer_progress(steps, "Pull complete", "exists"),
-             hint=f"Can the server reach {config.DOCKER_REGISTRY}, and is it logged in there "
-                  f"(`docker login` on {config.REMOTE_SERVER})?")
+    command = remote.command(config, docker.pull(result.image))
+    hint = (f"Can the server reach {config.DOCKER_REGISTRY}, and is it logged in there "
+            f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on {config.REMOTE_SERVER})?")
+    read = _layer_progress(steps, "Pull complete", "exists")
+    try:
+        util.run(command, step="pull", cwd=remote.cwd(config), read_stdout=read, hint=hint)
+    except StepError as e:
+        if "manifest unknown" not in e.output and "not found" not in e.output:
+            raise
+        # The registry lost the image we pushed earlier (garbage collection, a reset): push it again.
+        steps.progress("pushing again")
+        push(config, result, steps, again=True)
+        util.run(command, step="pull", cwd=remote.cwd(config), read_stdout=read, hint=hint)
 
 
 def _layer_progress(steps, *done_words):
@@ -240,9 +293,9 @@ def stream_output(config, result, start):
 
     commands = [docker.logs(result.run_id, follow=True)]
     if start:
-        commands.insert(0, remote.redirect(start, "/dev/null", stderr=False))
+        commands.insert(0, start.script())
     code = util.stream(remote.command(config, *commands), step="run", on_stdout=on_stdout,
-                       on_stderr=on_stderr, cwd=remote.cwd(config))
+                       on_stderr=on_stderr, cwd=remote.cwd(config), write_stdin=start and start.write_env)
     out.close()
     err.close()
     if code == 255 and not config.is_local:

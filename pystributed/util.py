@@ -65,12 +65,16 @@ def output(cmd):
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False).stdout
 
 
-def stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
+def stream(cmd, *, step, on_stdout, on_stderr, cwd=None, write_stdin=None):
     """Run `cmd`, handing its output to the callbacks as it arrives (chunks, not lines, so a
-    progress bar's `\\r` and a print without newline show at once). Return its exit code."""
+    progress bar's `\\r` and a print without newline show at once). Return its exit code.
+    `write_stdin(file)` writes its (small) input."""
     log.debug("$ %s", shlex.join(cmd))
-    proc = _popen(cmd, step, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, cwd=cwd)
+    proc = _popen(cmd, step, stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    if write_stdin:
+        with proc.stdin:
+            write_stdin(proc.stdin)
     pumps = [threading.Thread(target=_pump, args=(pipe, callback), daemon=True)
              for pipe, callback in ((proc.stdout, on_stdout), (proc.stderr, on_stderr))]
     for pump in pumps:

@@ -112,3 +112,11 @@ def test_a_broken_config_file_says_so(tmp_path):
 
 def test_saving_needs_no_server():
     assert config.load(environ={}, require_server=False).USER_CODE_PATH == "user_code.py"
+
+
+def test_env_and_secrets():
+    cfg = config.load(environ={"PYSTRIBUTED_ENV": "A=1 B='two words'", "PYSTRIBUTED_SECRETS": "HF_TOKEN"},
+                      REMOTE_SERVER="local")
+    assert cfg.ENV == {"A": "1", "B": "two words"} and cfg.SECRETS == ["HF_TOKEN"]
+    with pytest.raises(ConfigError, match="SECRETS = \\['bad name'\\] in the arguments holds 'bad name'"):
+        config.load(environ={}, REMOTE_SERVER="local", SECRETS=["bad name"])

@@ -1,5 +1,6 @@
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,7 @@ from pystributed import context
 def members(tmp_path, **kwargs):
     buf = io.BytesIO()
     kwargs.setdefault("base_image", "python:3.11-slim")
+    kwargs.setdefault("source", Path(kwargs["code_path"]).read_text())
     context.write(buf, context_dir=str(tmp_path), **kwargs)
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
@@ -99,7 +101,7 @@ def test_the_hash_follows_content_not_times(tmp_path):
 
     def digest():
         return context.write(io.BytesIO(), context_dir=str(tmp_path), code_path=str(tmp_path / "c.py"),
-                             base_image="b")
+                             source=(tmp_path / "c.py").read_text(), base_image="b")
 
     first = digest()
     os.utime(tmp_path / "a.txt", (0, 0))

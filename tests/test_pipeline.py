@@ -7,7 +7,7 @@ import tarfile
 import pytest
 
 from pystributed import config, pipeline, remote, util
-from pystributed.errors import RemoteCellError, StepError
+from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 SSH = ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
        "-o", "ServerAliveCountMax=4", "--", "gpu-box"]
@@ -60,8 +60,12 @@ def calls(monkeypatch, tmp_path):
             return f"{recorded_exit[0]}\n"
         return ""
 
-    def fake_stream(cmd, *, step, on_stdout, on_stderr, cwd=None):
+    def fake_stream(cmd, *, step, on_stdout, on_stderr, cwd=None, write_stdin=None):
         recorded.append((step, unsocket(cmd)))
+        if write_stdin:
+            stdin = io.BytesIO()
+            write_stdin(stdin)
+            recorded.stdin = stdin.getvalue()
         on_stdout("hi\n")
         return 0
 
@@ -102,7 +106,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
         ("pull", SSH + [f"docker pull {image}"]),
         ("run", SSH + [
             (f"docker run --detach --name pystributed-{RUN_ID} --label pystributed.run={RUN_ID} "
-            f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env PYSTRIBUTED_RESULTS=/results "
+            f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env-file /dev/stdin --env PYSTRIBUTED_RESULTS=/results "
             f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {image} >/dev/null"
             f" && docker logs --follow pystributed-{RUN_ID}")]),
         ("run", SSH + [
@@ -133,6 +137,30 @@ def test_remote_build_sends_the_context_over_ssh(calls, remote_config):
     steps = [(step, cmd[-1]) for step, cmd in calls if step != "?"]
     assert [step for step, _ in steps] == ["connect", "connect", "build", "run", "run", "fetch"]
     assert steps[2][1] == f"docker build --quiet --tag {result.image} -"
+
+
+def test_env_and_secrets_travel_on_stdin_not_on_any_command_line(calls, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "s3cr3t-value")
+    cfg = config.load(environ={}, REMOTE_SERVER="local", ENV={"MODE": "fast"}, SECRETS=["API_TOKEN"])
+    result = pipeline.run(cfg, quiet=True)
+    assert calls.stdin == b"MODE=fast\nAPI_TOKEN=s3cr3t-value\n"
+    assert not any("s3cr3t" in word for _, cmd in calls for word in cmd)
+    assert "s3cr3t" not in result.to_json() and "API_TOKEN" in result.to_json()
+
+
+def test_a_secret_missing_here_is_refused_before_anything_runs(calls, monkeypatch):
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    cfg = config.load(environ={}, REMOTE_SERVER="local", SECRETS=["API_TOKEN"])
+    with pytest.raises(PystributedError, match="SECRETS names API_TOKEN, which is not set in this environment"):
+        pipeline.run(cfg, quiet=True)
+    assert calls == []
+
+
+def test_a_missing_tool_is_named_before_anything_runs(calls, remote_config, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(PystributedError, match="`docker` is not installed here"):
+        pipeline.run(remote_config, quiet=True)
+    assert calls == []
 
 
 def test_local_runs_through_sh_without_push_or_pull(calls):
