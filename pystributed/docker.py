@@ -42,6 +42,10 @@ def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
     return [*cmd, *extra_args, ref]
 
 
+def inspect_container(run_id):
+    return ["docker", "container", "inspect", "--format", "{{.State.Status}}", container_name(run_id)]
+
+
 def logs(run_id, *, follow=False):
     return ["docker", "logs", *(["--follow"] if follow else []), container_name(run_id)]
 

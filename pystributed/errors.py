@@ -12,8 +12,8 @@ class ConfigError(PystributedError):
 class StepError(PystributedError):
     """A step (build, push, connect, pull, run, fetch) failed; carries the tool's own message."""
 
-    def __init__(self, step, message, *, output="", hint=""):
-        self.step, self.message, self.output, self.hint = step, message, output, hint
+    def __init__(self, step, message, *, output="", hint="", code=None):
+        self.step, self.message, self.output, self.hint, self.code = step, message, output, hint, code
         text = f"{step} failed: {message}"
         if output.strip():
             text += "\n" + "\n".join("    " + line for line in output.strip().splitlines()[-20:])

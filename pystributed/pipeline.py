@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,10 +62,18 @@ def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
     live; then fetch its results. An interrupt leaves it running."""
     results.check_run_id(run_id)
     result = record.load(config.LOCAL_RESULTS_DIR, run_id) or results.RunResult(run_id, server=where(config))
+    steps = progress.steps_for(quiet)
     with remote.shared_connection(config) as shared:
         if not result.remote_dir:
             result.remote_dir, _ = make_run_dir(shared, run_id)
-        return follow(shared, result, progress.steps_for(quiet), start=None, on_interrupt=on_interrupt,
+        if not util.succeeds(remote.command(shared, docker.inspect_container(run_id)), cwd=remote.cwd(shared)):
+            # It ended and was cleaned up (its output is in the run folder): fetch what it left.
+            steps.say(f"Run {run_id} has ended; fetching its results and log.\n")
+            fetch(shared, result, steps)
+            if result.log and result.log.exists():
+                steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
+            return result
+        return follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
                       entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
 
 
@@ -75,8 +84,11 @@ def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
     record.save(config.LOCAL_RESULTS_DIR, result)
     try:
         with steps.step("run", f"run {result.run_id} on {result.server}", live=True):
-            stderr, output = stream_output(config, result, start)
-            result.exit_code = finish(config, result)
+            try:
+                stderr, output = stream_output(config, result, start)
+                result.exit_code = finish(config, result)
+            except StepError as e:
+                raise dropped(config, result, e) from None
     except KeyboardInterrupt:
         interrupted(config, result, steps, on_interrupt)
         raise
@@ -86,7 +98,11 @@ def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
         record.save(config.LOCAL_RESULTS_DIR, result)
         raise
     result.status = "succeeded" if result.exit_code == 0 else "failed"
-    fetch(config, result, steps)
+    try:
+        fetch(config, result, steps)
+    except StepError:
+        record.save(config.LOCAL_RESULTS_DIR, result)  # finished, but not fetched: local_path stays None
+        raise
     if result.exit_code:
         raise remote_cell_error(result, stderr, output, entry=entry, code_path=code_path)
     return result
@@ -232,6 +248,19 @@ def make_run_dir(config, run_id):
     return path, f"{uid}:{gid}"
 
 
+def engine_hint(config, error):
+    """A better hint for a docker command on the server that could not reach its engine."""
+    output = error.output.lower()
+    if "permission denied" in output and "docker" in output:
+        return StepError(error.step, error.message, output=error.output, hint=(
+            f"The ssh user may not use Docker on {config.REMOTE_SERVER}: add it to the `docker` group "
+            "(`sudo usermod -aG docker USER`); the next run's new connection picks that up."))
+    if "cannot connect to the docker daemon" in output:
+        return StepError(error.step, error.message, output=error.output, hint=(
+            f"Docker is not running on {config.REMOTE_SERVER}: start it there (`sudo systemctl start docker`)."))
+    return error
+
+
 def pull(config, result, steps):
     if image_present(config, result.image, on_server=True):
         steps.progress("already there")
@@ -244,7 +273,7 @@ def pull(config, result, steps):
         util.run(command, step="pull", cwd=remote.cwd(config), read_stdout=read, hint=hint)
     except StepError as e:
         if "manifest unknown" not in e.output and "not found" not in e.output:
-            raise
+            raise engine_hint(config, e) from None
         # The registry lost the image we pushed earlier (garbage collection, a reset): push it again.
         steps.progress("pushing again")
         push(config, result, steps, again=True)
@@ -298,26 +327,36 @@ def stream_output(config, result, start):
                        on_stderr=on_stderr, cwd=remote.cwd(config), write_stdin=start and start.write_env)
     out.close()
     err.close()
-    if code == 255 and not config.is_local:
-        result.status = "detached"
-        raise StepError("run", f"the connection to {config.REMOTE_SERVER} dropped (ssh exit code 255)",
-                        output="".join(stderr_tail),
-                        hint=f"The run goes on there. Follow it again and fetch its results with "
-                             f"runner.attach({result.run_id!r}) once the server is reachable.")
     if code:
-        raise StepError("run", f"the container could not be started or followed (exit code {code})",
-                        output="".join(stderr_tail), hint=EXIT_HINTS.get(code, ""))
+        raise engine_hint(config, StepError(
+            "run", f"the container could not be started or followed (exit code {code})",
+            output="".join(stderr_tail), hint=EXIT_HINTS.get(code, ""), code=code))
     return "".join(stderr_tail), "".join(tail)
 
 
+def dropped(config, result, error):
+    """ssh's own failure (exit code 255) once the container runs: the run goes on there."""
+    if error.code != 255 or config.is_local:
+        return error
+    result.status = "detached"
+    return StepError("run", f"the connection to {config.REMOTE_SERVER} dropped (ssh exit code 255)",
+                     output=error.output, hint=f"The run goes on there. Follow it again and fetch its results "
+                                                f"with runner.attach({result.run_id!r}) once the server is reachable.")
+
+
 def finish(config, result):
-    """Wait for the container, save its log into the run folder, remove it; return its exit code."""
+    """Wait for the container, save its log into the run folder, remove it; return its exit code.
+    If the log cannot be saved (a full disk), the container stays, so that its log is not lost."""
     run_id = result.run_id
-    out = util.run(remote.command(config, docker.wait(run_id),
-                                  remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}"),
-                                  remote.redirect(docker.remove(run_id), "/dev/null")),
+    save_log = remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}")
+    remove = remote.redirect(docker.remove(run_id), "/dev/null")
+    out = util.run(remote.command(config, docker.wait(run_id), f"{{ {save_log} && {remove} || echo log-not-saved; }}"),
                    step="run", cwd=remote.cwd(config))
     result.ended = results.now_iso()
+    if "log-not-saved" in out:
+        print(f"warning: the output could not be saved as {results.LOG_NAME} in {result.remote_dir} on "
+              f"{result.server} (is its disk full?); the container is kept, its output is in "
+              f"`docker logs {docker.container_name(run_id)}` there.", file=sys.stderr)
     return int(out.split()[0])
 
 

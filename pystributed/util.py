@@ -48,7 +48,7 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
         if isinstance(value, Exception):
             stderr = f"{stderr}\n({type(value).__name__}: {value})"
         raise StepError(step, f"`{_short(cmd)}` exited with code {returncode}",
-                        output=stderr or stdout, hint=hint)
+                        output=stderr or stdout, hint=hint, code=returncode)
     return stdout
 
 
