@@ -294,3 +294,48 @@ def test_secrets_reach_the_run_and_nothing_else(sandbox, cell, monkeypatch, tmp_
         history = sandbox.docker(engine, "history", "--no-trunc", image).stdout
         inspect = sandbox.docker(engine, "image", "inspect", image).stdout
         assert history and secret not in history and secret not in inspect
+
+
+def test_no_docker_engine_here(sandbox, cell, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix:///tmp/pst-no-engine-{os.getpid()}.sock")
+    proc = pystributed("run")
+    assert proc.returncode == 1
+    assert "error: build failed" in proc.stderr and "Cannot connect to the Docker daemon" in proc.stderr
+    assert "Is the Docker engine running here (`docker info`)?" in proc.stderr
+
+
+def test_no_docker_binary_here(sandbox, cell, monkeypatch, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").symlink_to("/usr/bin/ssh")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "error: `docker` is not installed here (not found on PATH)" in proc.stderr
+
+
+def test_two_kernels_in_one_folder_run_their_own_cells(sandbox, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kernel import Kernel, stream_text
+
+    kernels = [Kernel(tmp_path), Kernel(tmp_path)]
+    try:
+        for k in kernels:
+            k.execute("import pystributed.main as runner")
+        for i, k in enumerate(kernels):  # the second save overwrites user_code.py
+            k.execute(f"%%save_for_remote\nimport time\ntime.sleep(1)\nprint('cell of kernel {i}')\n")
+        with ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(lambda k: k.execute("r = runner.main()\nprint('RUN', r.run_id)"), kernels))
+    finally:
+        for k in kernels:
+            k.close()
+    run_ids = []
+    for i, (messages, reply) in enumerate(done):
+        out = stream_text(messages)
+        assert reply["status"] == "ok", out
+        assert f"cell of kernel {i}\n" in out and f"cell of kernel {1 - i}" not in out
+        run_ids.append(out.split("RUN ")[1].split()[0])
+    assert run_ids[0] != run_ids[1]
+    for i, run_id in enumerate(run_ids):
+        assert (tmp_path / "results" / run_id / "output.log").read_text() == f"cell of kernel {i}\n"
