@@ -70,3 +70,13 @@ class Sandbox:
         out = self.docker(engine, "events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1),
                           "--filter", f"label=pystributed.run={run_id}", "--format", "{{.Action}}").stdout
         return out.split()
+
+    def assert_ran_remotely(self, run_folder, started):
+        """The run's image crossed the registry, and its container ran on the remote engine only."""
+        run_id = run_folder.name
+        image = json.loads((run_folder / "run.json").read_text())["image"]
+        assert image.startswith(f"{self.registry}/pystributed:")
+        assert image.rsplit(":", 1)[1] in self.registry_tags()
+        assert self.docker("remote", "image", "inspect", image).returncode == 0
+        assert "start" in self.container_events("remote", run_id, started)
+        assert self.container_events("local", run_id, started) == []

@@ -42,12 +42,7 @@ def test_remote_run_from_the_shell(sandbox, tmp_path):
     log = (tmp_path / "results" / run_id / "output.log").read_text()
     assert "read some data" in log and "to stderr" in log
     # The image crossed the registry and ran on the remote engine only.
-    image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
-    assert image.startswith(f"{sandbox.registry}/pystributed:")
-    assert image.rsplit(":", 1)[1] in sandbox.registry_tags()
-    assert sandbox.docker("remote", "image", "inspect", image).returncode == 0
-    assert "start" in sandbox.container_events("remote", run_id, started)
-    assert sandbox.container_events("local", run_id, started) == []
+    sandbox.assert_ran_remotely(tmp_path / "results" / run_id, started)
     # The remote run folder is the ssh user's, and no container is left behind.
     owners = sandbox.remote_shell(f"stat -c %U pystributed-runs/{run_id} pystributed-runs/{run_id}/out.txt")
     assert owners.split() == ["pystributed", "pystributed"]

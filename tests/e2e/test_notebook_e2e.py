@@ -1,5 +1,4 @@
 """A real notebook in a real Jupyter kernel: mark a cell, runner.main(), results back."""
-import json
 import time
 
 import nbformat
@@ -41,12 +40,7 @@ def test_notebook_runs_a_cell_remotely(sandbox, tmp_path):
     run_id, exit_code, files = text_of(ran).split("RUN ")[1].split(" ", 2)
     assert exit_code == "0" and files.strip() == "['answer.txt', 'output.log']"
     assert (tmp_path / "results" / run_id / "answer.txt").read_text() == "FROM THE NOTEBOOK FOLDER\n"
-    image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
-    assert image.startswith(f"{sandbox.registry}/pystributed:")
-    assert image.rsplit(":", 1)[1] in sandbox.registry_tags()
-    assert sandbox.docker("remote", "image", "inspect", image).returncode == 0
-    assert "start" in sandbox.container_events("remote", run_id, started)
-    assert sandbox.container_events("local", run_id, started) == []
+    sandbox.assert_ran_remotely(tmp_path / "results" / run_id, started)
 
 
 def test_a_failing_remote_cell_raises_in_the_notebook(sandbox, tmp_path):
