@@ -1,5 +1,7 @@
 """What a user sees in a real Jupyter kernel: live output, errors, interrupts, the run record."""
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -56,6 +58,29 @@ def test_stdout_and_stderr_stay_apart_and_progress_bars_stay_small(kernel, tmp_p
     assert "to stderr\n" in stderr and "to stdout" not in stderr
     assert stderr.count("\r") < 100 and len(stderr) < 10000
     assert stderr.rstrip().endswith("100%|" + "#" * 19)
+
+
+def test_a_real_tqdm_bar_of_10000_steps_stays_one_line(kernel, tmp_path):
+    # The real tqdm, as users run it, shipped as a wheel: the container has no network.
+    deps = tmp_path / "deps"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(deps), "tqdm"],
+                   check=True)
+    wheel, = deps.glob("tqdm-*.whl")
+    (deps / "requirements.txt").write_text(f"./{wheel.name}\n")
+    (tmp_path / "config.py").write_text("REQUIREMENTS = 'deps/requirements.txt'\n")
+    messages, reply = kernel.execute(
+        "%%remote\n"
+        "from tqdm import tqdm\n"
+        "for i in tqdm(range(10000), mininterval=0, miniters=1):\n"
+        "    pass\n"
+        "print('done')\n", timeout=600)
+    assert reply["status"] == "ok", error_of(messages)
+    stderr = stream_text(messages, "stderr")
+    assert stderr.count("\r") < 100 and len(stderr) < 20000, len(stderr)
+    assert "10000/10000" in stderr.splitlines()[-1]
+    assert "done\n" in stream_text(messages)
+    log = (tmp_path / "results" / run_id_from(tmp_path)["run_id"] / "output.log").read_bytes()
+    assert log.count(b"\r") > 5000  # tqdm did redraw thousands of times; the notebook got a few
 
 
 def test_a_remote_value_error_is_a_value_error_with_the_remote_traceback(kernel, tmp_path):
