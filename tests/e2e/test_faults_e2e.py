@@ -7,9 +7,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 SANDBOX_DIR = Path(os.environ.get("PYSTRIBUTED_SANDBOX", "/tmp/pystributed-sandbox"))
 KEYS = SANDBOX_DIR / "ssh"
@@ -152,6 +154,49 @@ def test_registry_down(sandbox, cell, monkeypatch):
     assert proc.returncode == 1
     assert "error: push failed" in proc.stderr and "connection refused" in proc.stderr.lower()
     assert "docker login 127.0.0.1:" in proc.stderr and "on this machine" in proc.stderr
+
+
+@pytest.fixture
+def private_registry(sandbox, tmp_path):
+    """A registry on 127.0.0.1 that wants a login (htpasswd, user `u`, password `pw`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # bcrypt hashes, as the registry wants; in Python up to 3.12
+        except ImportError:
+            unavailable("the crypt module (Python < 3.13) makes the registry's password file")
+    folder, port = tmp_path / "registry", free_port()
+    folder.mkdir()
+    (folder / "htpasswd").write_text(f"u:{crypt.crypt('pw', crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    (folder / "config.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: test\n    path: {folder}/htpasswd\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait()
+
+
+def test_a_registry_that_refuses_us_says_where_to_log_in(sandbox, cell, private_registry, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYSTRIBUTED_DOCKER_REGISTRY", private_registry)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # our login, not root's
+    proc = pystributed("run")
+    assert proc.returncode == 1
+    assert "error: push failed" in proc.stderr and "no basic auth credentials" in proc.stderr
+    assert f"docker login {private_registry}` on this machine" in proc.stderr
+    # Logged in here but not on the server: the push goes through, the pull is refused there.
+    subprocess.run(["docker", "login", "--username", "u", "--password-stdin", private_registry],
+                   input="pw", text=True, capture_output=True, check=True)
+    proc = pystributed("run")
+    assert proc.returncode == 1
+    assert "error: pull failed" in proc.stderr
+    assert f"docker login {private_registry}` on pystributed-sandbox" in proc.stderr
 
 
 def test_remote_engine_down(server, cell, tmp_path):
