@@ -17,6 +17,8 @@ from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
 APP_DIR = "/app"
+RUNNER_DIR = "/pystributed"  # cell_runner.py, and the run's settings and --in pickles
+RUNNER = Path(__file__).with_name("cell_runner.py")
 _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
@@ -39,7 +41,8 @@ def dockerfile(base_image, entry_point, requirements_name=None):
         f"COPY context/ {APP_DIR}/",
         # The cell last and alone: a change of the cell rebuilds, pushes and pulls only this layer.
         f"COPY cell/ {APP_DIR}/",
-        f"CMD {json.dumps(['python', entry_point])}",
+        f"COPY pystributed/ {RUNNER_DIR}/",
+        f"CMD {json.dumps(['python', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -53,10 +56,10 @@ def entry_point(context_dir, code_path):
         return code.name
 
 
-def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=()):
+def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(), runner_files=None):
     """Write the build context for the cell `source`, saved at `code_path`, to the binary `file`;
     return the sha256 of what was written. Times are left out, so the same content gives the
-    same hash."""
+    same hash. `runner_files` ({name: bytes}) go next to cell_runner.py (the --in pickles)."""
     entry = entry_point(context_dir, code_path)
     requirements_name = Path(requirements).name if requirements else None
     file = _Hashing(file)
@@ -70,6 +73,9 @@ def write(file, *, context_dir, code_path, source, base_image, requirements=None
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
         _add_bytes(tar, f"cell/{entry}", source.encode())
+        _add_bytes(tar, f"pystributed/{RUNNER.name}", RUNNER.read_bytes())
+        for name, data in sorted((runner_files or {}).items()):
+            _add_bytes(tar, f"pystributed/{name}", data)
     return file.sha256.hexdigest()
 
 

@@ -24,7 +24,8 @@ def test_dockerfile_without_requirements():
         "WORKDIR /app\n"
         "COPY context/ /app/\n"
         "COPY cell/ /app/\n"
-        'CMD ["python", "user_code.py"]\n'
+        "COPY pystributed/ /pystributed/\n"
+        'CMD ["python", "/pystributed/cell_runner.py", "user_code.py"]\n'
     )
 
 
@@ -36,7 +37,8 @@ def test_requirements_come_in_their_own_layer_before_the_code():
         " -r requirements.txt"),
         "COPY context/ /app/",
         "COPY cell/ /app/",
-        'CMD ["python", "sub/cell.py"]',
+        "COPY pystributed/ /pystributed/",
+        'CMD ["python", "/pystributed/cell_runner.py", "sub/cell.py"]',
     ]
 
 
@@ -49,7 +51,7 @@ def test_context_holds_the_folder_and_the_cell_but_not_the_clutter(tmp_path):
     (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
     got = members(tmp_path, code_path=str(tmp_path / "user_code.py"), excludes=["results"])
     assert set(got) == {"Dockerfile", "context", "context/my_model.pth", "context/pkg", "context/pkg/m.py",
-                        "cell/user_code.py"}
+                        "cell/user_code.py", "pystributed/cell_runner.py"}
     assert got["cell/user_code.py"] == b"print(1)\n"
 
 
@@ -58,7 +60,7 @@ def test_a_cell_saved_outside_the_folder_is_added_by_name(tmp_path):
     (tmp_path / "cell.py").write_text("print(2)\n")
     got = members(tmp_path / "ctx", code_path=str(tmp_path / "cell.py"))
     assert got["cell/cell.py"] == b"print(2)\n"
-    assert b'CMD ["python", "cell.py"]' in got["Dockerfile"]
+    assert b'CMD ["python", "/pystributed/cell_runner.py", "cell.py"]' in got["Dockerfile"]
 
 
 def test_dockerignore_is_honoured(tmp_path):
