@@ -41,12 +41,13 @@ class Statement:
     def __init__(self, cell, node, text):
         self.cell, self.node, self.text, self.line = cell, node, text, node.lineno
         self.binds, self.now, self.later = scope_names(text)
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-            self.now = self.now | {node.target.id}  # symtable counts `x += 1` as a binding only
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             self.reads_first = self.now  # `x = x + 1` reads x before binding it
         else:
             self.reads_first = self.now - self.binds  # `for i in ...: f(i)` binds i before reading it
+        # symtable counts `x += 1` as a binding only; it reads x first, unless x was set otherwise here.
+        self.now = self.now | _incremented(node)
+        self.reads_first = self.reads_first | _incremented(node)
         self.portable = portable(node)
         self.star = isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
 
@@ -100,6 +101,25 @@ def _globals_read(table, now, later, *, deferred):
             (later if deferred else now).add(symbol.get_name())
     for child in table.get_children():
         _globals_read(child, now, later, deferred=deferred)
+
+
+def _incremented(node):
+    """Names a statement updates in place (`x += 1`) at the top level, and does not set otherwise."""
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)  # their names are their own
+    if isinstance(node, scopes):
+        return set()
+    updated, stored, stack = set(), set(), [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name):
+            updated.add(n.target.id)
+            stack.append(n.value)
+            continue
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            stored.add(n.id)
+        if not isinstance(n, scopes):
+            stack.extend(ast.iter_child_nodes(n))
+    return updated - stored
 
 
 def portable(node):
