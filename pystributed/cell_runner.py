@@ -68,8 +68,9 @@ def main(argv):
             tb = tb.tb_next  # the cell's traceback, without this file's frames
         traceback.print_exception(kind, error, tb)
         return 1
-    results = os.path.join(os.environ.get("PYSTRIBUTED_RESULTS", "."), VALUES_DIR)
-    save_values(results, namespace, settings.get("out", []), value)
+    if settings:  # a notebook is waiting for them (`python -m pystributed run` is not)
+        results = os.path.join(os.environ.get("PYSTRIBUTED_RESULTS", "."), VALUES_DIR)
+        save_values(results, namespace, settings["out"], value)
     return 0
 
 

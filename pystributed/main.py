@@ -44,8 +44,11 @@ def submit(config_path=None, **kwargs):
 
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
-    its results. Interrupting leaves the run going."""
-    return pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    its results, and the --out variables it was started with. Interrupting leaves the run going."""
+    result = pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    if result.local_path:
+        variables.Exchange.of_run(result, namespace=_namespace()).collect(result)
+    return result
 
 
 def runs(config_path=None):

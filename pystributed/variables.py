@@ -35,6 +35,12 @@ class Exchange:
         self.inputs, self.out = names(inputs, "--in"), names(out, "--out")
         self.namespace = namespace
 
+    @classmethod
+    def of_run(cls, result, *, namespace=None):
+        """The exchange a fetched run was started with (for attach: its --out names)."""
+        report, _ = _read(Path(result.local_path) / cell_runner.VALUES_DIR)
+        return cls(out=list(report["out"]) if report else [], namespace=namespace)
+
     @property
     def pickles(self):
         return bool(self.inputs or self.out)

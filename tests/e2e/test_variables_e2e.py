@@ -65,6 +65,17 @@ def test_an_unpicklable_or_unassigned_out_variable_is_named(kernel, tmp_path):
     ok(kernel, "assert fine == 'yes'\nassert 'lock' not in globals()")
 
 
+def test_a_detached_run_hands_its_out_variables_to_whoever_attaches(kernel, tmp_path):
+    ok(kernel, "import pystributed.main as runner")
+    ok(kernel, "%%remote --detach --out answer\nimport time\ntime.sleep(2)\nanswer = 6 * 7\n")
+    [run_id] = runs(tmp_path)
+    other = Kernel(tmp_path)
+    try:
+        ok(other, f"import pystributed.main as runner\nr = runner.attach({run_id!r})\nassert answer == 42")
+    finally:
+        other.close()
+
+
 def test_earlier_cells_come_along_and_the_cell_runs_untouched(kernel, tmp_path):
     ok(kernel, "import pystributed.main as runner")
     ok(kernel, "import math\n\ndef scale(x):\n    return math.floor(x * FACTOR)\n")
