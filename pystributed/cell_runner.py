@@ -58,9 +58,12 @@ def main(argv):
     linecache.cache[EARLIER] = (len(head), None, head.splitlines(True), EARLIER)
     namespace = module.__dict__
     try:
+        # The --in values first, since the definitions may read them (`def f(k=K)`); those whose
+        # class is one of the definitions (a class defined in the notebook) once that exists.
+        pending = load_inputs(read_inputs(os.path.join(HERE, "inputs.pkl")), namespace, strict=False)
         if head:
             exec(compile(head, EARLIER, "exec"), namespace)  # noqa: S102 (running the cell is the point)
-        load_inputs(os.path.join(HERE, "inputs.pkl"), namespace)
+        load_inputs(pending, namespace, strict=True)
         value = run_cell(cell, path, namespace)
     except Exception:  # noqa: BLE001 (whatever the cell raises is reported as its traceback)
         kind, error, tb = sys.exc_info()
@@ -74,17 +77,25 @@ def main(argv):
     return 0
 
 
-def load_inputs(path, namespace):
+def read_inputs(path):
     if not os.path.exists(path):
-        return
+        return {}
     with open(path, "rb") as f:
-        pickles = pickle.load(f)
+        return pickle.load(f)
+
+
+def load_inputs(pickles, namespace, *, strict):
+    """Unpickle {name: pickle} into `namespace`; return those that failed (or raise, if `strict`)."""
+    failed = {}
     for name, data in pickles.items():
         try:
             namespace[name] = pickle.loads(data)
         except Exception as e:  # noqa: BLE001 (user objects raise anything)
-            raise RuntimeError(f"--in {name} could not be unpickled in the image ({type(e).__name__}: {e}); "
-                               "its type's module must be installed in the image") from None
+            if strict:
+                raise RuntimeError(f"--in {name} could not be unpickled in the image ({type(e).__name__}: {e}); "
+                                   "its type's module must be installed in the image") from None
+            failed[name] = data
+    return failed
 
 
 def run_cell(cell, path, namespace):

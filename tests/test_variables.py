@@ -28,18 +28,30 @@ def run_in_image(tmp_path, script, *, out=(), inputs=None):
     return proc, results.RunResult("20261125-101502-3fa9c1", local_path=results_dir), exchange
 
 
+class Box:
+    def __init__(self, v):
+        self.v = v
+
+
+Box.__module__, Box.__qualname__ = "__main__", "Box"
+
+
 def test_inputs_in_outputs_and_the_last_value_back(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "helper.py").write_text("TWO = 2\n")  # the notebook folder's modules import
-    script = (f"{cell_runner.HEAD}# In[1]\nclass Box:\n    def __init__(self, v):\n        self.v = v\n\n"
+    script = (f"{cell_runner.HEAD}# In[1]\nclass Box:\n    def __init__(self, v=x):\n        self.v = v\n\n"
               f"{cell_runner.MARKER}import helper\nbox = Box(x * helper.TWO)\nprint(__name__, type(box).__module__)\n"
-              "box.v\n")
-    proc, result, exchange = run_in_image(tmp_path, script, out=["box"], inputs={"x": 21})
+              "box.v + Box().v - given.v\n")
+    sys.modules["__main__"].Box = Box  # as the notebook has it: `given` pickles as __main__.Box
+    try:
+        proc, result, exchange = run_in_image(tmp_path, script, out=["box"], inputs={"x": 21, "given": Box(21)})
+    finally:
+        del sys.modules["__main__"].Box
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "__main__ __main__\n"
     namespace = {"x": 21}
     exchange.namespace = namespace
-    sys.modules["__main__"].Box = type("Box", (), {})  # the notebook's own class of that name
+    sys.modules["__main__"].Box = Box
     try:
         exchange.collect(result)
     finally:
