@@ -49,28 +49,28 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
 
 
 def _run(config, result, steps, *, code_path, digest, build_context, run_env, detach, on_interrupt, variables):
-    with steps.step("connect", result.server):
-        result.remote_dir, user = make_run_dir(config, result.run_id)
-    with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
-        if variables:
-            variables.check_python(config, on_server=config.TRANSPORT == "remote-build")
-        build(config, digest, build_context, result, steps)
-    build_context.close()  # not kept on disk for the length of the run
-    if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
-        with steps.step("push", config.DOCKER_REGISTRY):
-            push(config, result, steps)
-    if not config.is_local and config.TRANSPORT == "registry":
-        with steps.step("pull", result.server):
-            pull(config, result, steps)
-    start = Start(start_command(config, result, user), run_env)
-    if detach:
-        with steps.step("start", result.server):
-            util.run(remote.command(config, start.script()), step="run", cwd=remote.cwd(config),
-                     write_stdin=start.write_env, hint=EXIT_HINTS[125])
-        result.status = "running"
-        steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
-                  f"results with runner.attach({result.run_id!r}).\n")
-        return result
+    with build_context:  # closed before the run itself: not kept on disk for its length
+        with steps.step("connect", result.server):
+            result.remote_dir, user = make_run_dir(config, result.run_id)
+        with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
+            if variables:
+                variables.check_python(config, on_server=config.TRANSPORT == "remote-build")
+            build(config, digest, build_context, result, steps)
+        if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
+            with steps.step("push", config.DOCKER_REGISTRY):
+                push(config, result, steps)
+        if not config.is_local and config.TRANSPORT == "registry":
+            with steps.step("pull", result.server):
+                pull(config, result, steps)
+        start = Start(start_command(config, result, user), run_env)
+        if detach:
+            with steps.step("start", result.server):
+                util.run(remote.command(config, start.script()), step="run", cwd=remote.cwd(config),
+                         write_stdin=start.write_env, hint=EXIT_HINTS[125])
+            result.status = "running"
+            steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
+                      f"results with runner.attach({result.run_id!r}).\n")
+            return result
     return follow(config, result, steps, start=start, on_interrupt=on_interrupt,
                   entry=context.entry_point(".", code_path), code_path=code_path)
 
