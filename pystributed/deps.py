@@ -74,7 +74,11 @@ def statements(cell, source):
         end = node.end_lineno
         shares_a_line = (i > 0 and body[i - 1].end_lineno >= start) or (i + 1 < len(body) and body[i + 1].lineno <= end)
         text = ast.unparse(node) + "\n" if shares_a_line else "".join(lines[start - 1:end])
-        found.append(Statement(cell, node, text))
+        try:  # IPython compiles statement by statement, and stops at one that does not compile
+            compile(ast.Module(body=[node], type_ignores=[]), cell, "exec")
+            found.append(Statement(cell, node, text))
+        except SyntaxError:  # `return` outside a function: what follows never ran
+            break
     return found
 
 

@@ -83,6 +83,7 @@ class RemoteMagics(Magics):
 def with_earlier_cells(shell, cell, args):
     """The script to save: the definitions the cell uses from earlier cells, then the cell; and
     the cells they came from. Names it would lack are reported here, before any build."""
+    check_cell(cell, "the cell")
     if args.no_deps or shell is None:
         return cell, []
     given = variables.names(args.inputs, "--in")
@@ -126,13 +127,17 @@ def _with_newline(source):
     return source if source.endswith("\n") else source + "\n"
 
 
-def save(source, path):
+def check_cell(source, path):
     if not source.strip():
         raise UsageError("the cell is empty: nothing to save")
     try:
         compile(source, path, "exec")
     except SyntaxError as e:
         raise UsageError(f"the cell does not compile: {e.msg} (line {e.lineno}); nothing was saved") from None
+
+
+def save(source, path):
+    check_cell(source, path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Write then rename: a reader never sees half a cell.

@@ -116,3 +116,9 @@ def test_the_history_is_the_cells_before_the_running_one(tmp_path):
 def test_a_name_set_and_then_incremented_in_one_block_is_the_cell_own():
     assert script("if True:\n    total = 0\n    for i in range(3):\n        total += i\n"
                   "def f():\n    n = 0\n    n += 1\n")[1] == []
+
+
+def test_cells_that_never_ran_define_nothing():
+    with pytest.raises(deps.UnresolvedNames) as excinfo:
+        script("print(a, b, c)\n", "a = (\n", "c = 3\nreturn 1\nb = 2\n")
+    assert set(excinfo.value.problems) == {"a", "b"}
