@@ -17,6 +17,8 @@ from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
 APP_DIR = "/app"
+RUNNER_DIR = "/pystributed"  # cell_runner.py (its own layer), and the run's settings and --in pickles (the cell's)
+RUNNER = Path(__file__).with_name("cell_runner.py")
 _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
@@ -36,10 +38,12 @@ def dockerfile(base_image, entry_point, requirements_name=None):
             f"RUN cd /tmp/pystributed-requirements && pip install {PIP_OPTIONS} -r {shlex.quote(requirements_name)}",
         ]
     lines += [
+        f"COPY runner/ {RUNNER_DIR}/",
         f"COPY context/ {APP_DIR}/",
-        # The cell last and alone: a change of the cell rebuilds, pushes and pulls only this layer.
-        f"COPY cell/ {APP_DIR}/",
-        f"CMD {json.dumps(['python', entry_point])}",
+        # The cell (with its --in values) last and alone: a change of the cell rebuilds, pushes and
+        # pulls only this layer. It holds cell{APP_DIR}/ and cell{RUNNER_DIR}/, so it is copied to /.
+        "COPY cell/ /",
+        f"CMD {json.dumps(['python', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -53,10 +57,10 @@ def entry_point(context_dir, code_path):
         return code.name
 
 
-def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=()):
+def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(), runner_files=None):
     """Write the build context for the cell `source`, saved at `code_path`, to the binary `file`;
     return the sha256 of what was written. Times are left out, so the same content gives the
-    same hash."""
+    same hash. `runner_files` ({name: bytes}) go next to cell_runner.py (the --in pickles)."""
     entry = entry_point(context_dir, code_path)
     requirements_name = Path(requirements).name if requirements else None
     file = _Hashing(file)
@@ -69,7 +73,10 @@ def write(file, *, context_dir, code_path, source, base_image, requirements=None
         for path, name in context_files(context_dir, excludes):
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
-        _add_bytes(tar, f"cell/{entry}", source.encode())
+        _add_bytes(tar, f"runner/{RUNNER.name}", RUNNER.read_bytes())
+        _add_bytes(tar, f"cell{APP_DIR}/{entry}", source.encode())
+        for name, data in sorted((runner_files or {}).items()):
+            _add_bytes(tar, f"cell{RUNNER_DIR}/{name}", data)
     return file.sha256.hexdigest()
 
 

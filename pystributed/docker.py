@@ -18,6 +18,12 @@ def repo_digests(ref):
     return ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref]
 
 
+def python_version(ref):
+    """Prints the image's Python major.minor (without the network, whatever its entry point)."""
+    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref,
+            "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+
+
 def push(ref):
     return ["docker", "push", ref]
 

@@ -8,6 +8,7 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from pystributed import config as configuration
+from pystributed import deps, variables
 from pystributed.errors import PystributedError
 
 # code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
@@ -22,6 +23,12 @@ def run_options(func):
         argument("--gpus", help="GPUs for this run, as `docker run --gpus` takes them (e.g. all)"),
         argument("--detach", action="store_true",
                  help="start the run and return at once; follow it later with runner.attach(RUN_ID)"),
+        argument("--out", metavar="NAMES", help="variables to bring back into the notebook, e.g. result,model"),
+        argument("--in", dest="inputs", metavar="NAMES", help="notebook variables to send into the run, e.g. x,y"),
+        argument("--no-deps", action="store_true",
+                 help="do not bring along the definitions this cell uses from earlier cells"),
+        argument("--cache", action="store_true",
+                 help="reuse an earlier run of the same code, inputs, image and data, without running it again"),
     ]):
         func = decorator(func)
     return func
@@ -43,10 +50,12 @@ class RemoteMagics(Magics):
         args = parse_argstring(self.save_for_remote, line)
         base = _config()
         path = args.path or base.USER_CODE_PATH
-        save(cell, path)
-        _saved[os.path.abspath(path)] = (cell, overrides(args, base))
+        script, earlier = with_earlier_cells(self.shell, cell, args)
+        save(script, path)
+        _saved[os.path.abspath(path)] = (script, overrides(args, base))
         lines = len(cell.strip("\n").splitlines())
-        print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}; run it remotely with "
+        along = f", with what it uses from {', '.join(earlier)}" if earlier else ""
+        print(f"Saved the cell ({lines} line{'s' * (lines != 1)}) to {path}{along}; run it remotely with "
               f"runner.main() or `python -m pystributed run {path}`.")
 
     @magic_arguments()
@@ -60,11 +69,25 @@ class RemoteMagics(Magics):
 
         args = parse_argstring(self.remote, line)
         base = _config()
-        save(cell, base.USER_CODE_PATH)
+        script, _ = with_earlier_cells(self.shell, cell, args)
+        save(script, base.USER_CODE_PATH)
         options = overrides(args, base)
-        detach = options.pop("detach", False)
+        detach, cache = options.pop("detach", False), options.pop("cache", False)
+        exchange = variables.Exchange(inputs=options.pop("inputs", None), out=options.pop("out", None),
+                                      namespace=self.shell.user_ns)
         config = configuration.load(**options)
-        return pipeline.run(config, source=cell, quiet=args.quiet, detach=detach)
+        result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach, variables=exchange, cache=cache)
+        return result if result.value is None else result.value  # the cell's own value, as locally
+
+
+def with_earlier_cells(shell, cell, args):
+    """The script to save: the definitions the cell uses from earlier cells, then the cell; and
+    the cells they came from. Names it would lack are reported here, before any build."""
+    check_cell(cell, "the cell")
+    if args.no_deps or shell is None:
+        return cell, []
+    given = variables.names(args.inputs, "--in")
+    return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 
 def overrides(args, base):
@@ -77,6 +100,9 @@ def overrides(args, base):
         options["DOCKER_RUN_ARGS"] = [*base.DOCKER_RUN_ARGS, "--gpus", args.gpus]
     if args.detach:
         options["detach"] = True
+    for option in ("out", "inputs", "cache"):
+        if getattr(args, option):
+            options[option] = getattr(args, option)
     return options
 
 
@@ -101,13 +127,17 @@ def _with_newline(source):
     return source if source.endswith("\n") else source + "\n"
 
 
-def save(source, path):
+def check_cell(source, path):
     if not source.strip():
         raise UsageError("the cell is empty: nothing to save")
     try:
         compile(source, path, "exec")
     except SyntaxError as e:
         raise UsageError(f"the cell does not compile: {e.msg} (line {e.lineno}); nothing was saved") from None
+
+
+def save(source, path):
+    check_cell(source, path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Write then rename: a reader never sees half a cell.

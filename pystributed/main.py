@@ -3,26 +3,38 @@
     import pystributed.main as runner   # registers %%save_for_remote and %%remote
     runner.main()                        # build, push, run remotely, fetch the results
 """
+import sys
+
 from pystributed import config as configuration
-from pystributed import magic, pipeline, record
+from pystributed import magic, pipeline, record, variables
 from pystributed.magic import register as _register
 
 
-def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_interrupt=None, **overrides):
+def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_interrupt=None, out=None, inputs=None,
+         cache=None, **overrides):
     """Run the saved cell remotely and return a RunResult (run_id, exit_code, local_path, files).
 
     Settings come from config.py (or `config_path`, or $PYSTRIBUTED_CONFIG), then
     PYSTRIBUTED_<KEY> variables, then options given to %%save_for_remote, then keyword
     arguments such as REMOTE_SERVER="gpu-box". `detach=True` returns once the container has
     started (follow it with attach()); `on_interrupt` ("stop" or "detach") overrides ON_INTERRUPT.
+    `out=["result"]` brings those variables back into the notebook, `inputs=["x"]` sends them
+    (like --out and --in); the cell's last expression is shown and kept as `.value`. `cache=True`
+    reuses an earlier run of the same code, inputs, image and data.
     """
     base = configuration.load(config_path, require_server=False)
     code_path = code_path or base.USER_CODE_PATH
     source, saved = magic.saved(code_path)
     detach = saved.pop("detach", False) or detach
+    exchange = variables.Exchange(inputs=saved.pop("inputs", None) if inputs is None else inputs,
+                                  out=saved.pop("out", None) if out is None else out, namespace=_namespace())
+    cache = saved.pop("cache", False) if cache is None else cache
     config = configuration.load(config_path, **{**saved, **overrides})
-    return pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
-                        on_interrupt=on_interrupt)
+    result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
+                          on_interrupt=on_interrupt, variables=exchange, cache=cache)
+    if result.value is not None:
+        _show(result.value)
+    return result
 
 
 def submit(config_path=None, **kwargs):
@@ -32,14 +44,33 @@ def submit(config_path=None, **kwargs):
 
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
-    its results. Interrupting leaves the run going."""
-    return pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    its results, and the --out variables it was started with. Interrupting leaves the run going."""
+    result = pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    if result.local_path:
+        variables.Exchange.of_run(result, namespace=_namespace()).collect(result)
+    return result
 
 
 def runs(config_path=None):
     """Past runs recorded in LOCAL_RESULTS_DIR, newest first."""
     config = configuration.load(config_path, require_server=False)
     return record.runs(config.LOCAL_RESULTS_DIR)
+
+
+def _namespace():
+    """The notebook's variables: IPython's user namespace, or the script's own globals."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else vars(sys.modules["__main__"])
+
+
+def _show(value):
+    try:
+        from IPython.display import display
+    except ImportError:
+        display = print
+    display(value)
 
 
 _register()

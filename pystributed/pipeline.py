@@ -11,33 +11,51 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pystributed import cache as runs_cache
 from pystributed import context, docker, live, progress, record, remote, results, util
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 
 
-def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None):
+def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None, variables=None,
+        cache=False):
     """Build, push, run and fetch the saved cell (`source`, else read from `code_path`); return a
     RunResult. With `detach`, return as soon as the container has started. Raise RemoteCellError
-    if the cell exits non-zero (after its results are fetched), StepError if a step fails."""
+    if the cell exits non-zero (after its results are fetched), StepError if a step fails.
+    `variables` (a variables.Exchange) sends and brings back variables; with `cache`, an earlier
+    run of the same build context and settings is reused without contacting the server."""
     code_path = code_path or config.USER_CODE_PATH
     source = check_code(code_path, source)
     check_tools(config)
     run_env = environment(config)  # before anything runs: a missing secret is the user's to fix
     steps = progress.steps_for(quiet)
-    result = results.RunResult(
-        results.new_run_id(), server=where(config), started=results.now_iso(),
-        source_sha256=hashlib.sha256(source.encode()).hexdigest(), config=dataclasses.asdict(config))
-    with _recorded(config, result), remote.shared_connection(config) as shared:
-        return _run(shared, result, steps, code_path=code_path, source=source, run_env=run_env,
-                    detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT)
-
-
-def _run(config, result, steps, *, code_path, source, run_env, detach, on_interrupt):
     with tempfile.TemporaryFile() as build_context:
+        digest = pack(config, code_path, source, build_context, variables)
+        key = cache and runs_cache.key(config, digest)
+        reused = key and runs_cache.reuse(config, key, variables, steps)
+        if reused:
+            return reused
+        result = results.RunResult(
+            results.new_run_id(), server=where(config), started=results.now_iso(),
+            source_sha256=hashlib.sha256(source.encode()).hexdigest(), config=dataclasses.asdict(config))
+        with _recorded(config, result), remote.shared_connection(config) as shared:
+            result = _run(shared, result, steps, code_path=code_path, digest=digest, build_context=build_context,
+                          run_env=run_env, detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT,
+                          variables=variables)
+    if variables and result.status == "succeeded":
+        variables.collect(result)
+        if key:
+            runs_cache.remember(config, key, result)
+    return result
+
+
+def _run(config, result, steps, *, code_path, digest, build_context, run_env, detach, on_interrupt, variables):
+    with build_context:  # closed before the run itself: not kept on disk for its length
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
         with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
-            build(config, code_path, source, build_context, result, steps)
+            if variables:
+                variables.check_python(config, on_server=config.TRANSPORT == "remote-build")
+            build(config, digest, build_context, result, steps)
         if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
             with steps.step("push", config.DOCKER_REGISTRY):
                 push(config, result, steps)
@@ -188,15 +206,20 @@ def where(config):
     return "the local engine" if config.is_local else config.REMOTE_SERVER
 
 
-def build(config, code_path, source, build_context, result, steps):
-    """Pack the build context and tag the image by its hash: an image built from the same
-    content before (here, or on the server with TRANSPORT = "remote-build") is used again."""
+def pack(config, code_path, source, build_context, variables=None):
+    """Write the build context to `build_context`; return its hash, which names the image."""
     excludes = []
     results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
     if Path.cwd() in results_dir.parents:
         excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
-    digest = context.write(build_context, context_dir=".", code_path=code_path, source=source,
-                           base_image=config.BASE_IMAGE, requirements=config.REQUIREMENTS, excludes=excludes)
+    return context.write(build_context, context_dir=".", code_path=code_path, source=source,
+                         base_image=config.BASE_IMAGE, requirements=config.REQUIREMENTS, excludes=excludes,
+                         runner_files=variables.runner_files() if variables else None)
+
+
+def build(config, digest, build_context, result, steps):
+    """Tag the image by the build context's hash: an image built from the same content before
+    (here, or on the server with TRANSPORT = "remote-build") is used again."""
     result.image = f"{config.image_repository}:{digest[:16]}"
     on_server = config.TRANSPORT == "remote-build"
     if image_present(config, result.image, on_server=on_server):

@@ -10,6 +10,7 @@ import re
 import secrets
 import shutil
 import tarfile
+import types
 from pathlib import Path, PurePosixPath
 
 from pystributed.errors import PystributedError
@@ -46,6 +47,9 @@ class RunResult:
     ended: str = ""
     source_sha256: str = ""
     config: dict = dataclasses.field(default_factory=dict)
+    # Not fields, not in run.json: what the cell handed back (see variables.py), once fetched.
+    values = types.MappingProxyType({})  # the --out variables
+    value = None  # the cell's last expression
 
     @property
     def ok(self):

@@ -22,9 +22,10 @@ def test_dockerfile_without_requirements():
         "FROM python:3.11-slim\n"
         "ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS=/results\n"
         "WORKDIR /app\n"
+        "COPY runner/ /pystributed/\n"
         "COPY context/ /app/\n"
-        "COPY cell/ /app/\n"
-        'CMD ["python", "user_code.py"]\n'
+        "COPY cell/ /\n"
+        'CMD ["python", "/pystributed/cell_runner.py", "user_code.py"]\n'
     )
 
 
@@ -34,9 +35,10 @@ def test_requirements_come_in_their_own_layer_before_the_code():
         "COPY requirements/ /tmp/pystributed-requirements/",
         ("RUN cd /tmp/pystributed-requirements && pip install --no-cache-dir --disable-pip-version-check"
         " -r requirements.txt"),
+        "COPY runner/ /pystributed/",
         "COPY context/ /app/",
-        "COPY cell/ /app/",
-        'CMD ["python", "sub/cell.py"]',
+        "COPY cell/ /",
+        'CMD ["python", "/pystributed/cell_runner.py", "sub/cell.py"]',
     ]
 
 
@@ -49,16 +51,16 @@ def test_context_holds_the_folder_and_the_cell_but_not_the_clutter(tmp_path):
     (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
     got = members(tmp_path, code_path=str(tmp_path / "user_code.py"), excludes=["results"])
     assert set(got) == {"Dockerfile", "context", "context/my_model.pth", "context/pkg", "context/pkg/m.py",
-                        "cell/user_code.py"}
-    assert got["cell/user_code.py"] == b"print(1)\n"
+                        "cell/app/user_code.py", "runner/cell_runner.py"}
+    assert got["cell/app/user_code.py"] == b"print(1)\n"
 
 
 def test_a_cell_saved_outside_the_folder_is_added_by_name(tmp_path):
     (tmp_path / "ctx").mkdir()
     (tmp_path / "cell.py").write_text("print(2)\n")
     got = members(tmp_path / "ctx", code_path=str(tmp_path / "cell.py"))
-    assert got["cell/cell.py"] == b"print(2)\n"
-    assert b'CMD ["python", "cell.py"]' in got["Dockerfile"]
+    assert got["cell/app/cell.py"] == b"print(2)\n"
+    assert b'CMD ["python", "/pystributed/cell_runner.py", "cell.py"]' in got["Dockerfile"]
 
 
 def test_dockerignore_is_honoured(tmp_path):

@@ -75,3 +75,27 @@ def test_cli_reports_a_config_error_with_exit_code_1():
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
+
+
+def test_earlier_cells_come_along_and_the_options_are_kept_for_main(ip, tmp_path):
+    from pystributed import magic
+
+    ip.run_line_magic("load_ext", "pystributed")
+    assert ip.run_cell("K = 2\ndef f():\n    return K\n", store_history=True).success
+    assert ip.run_cell("%%save_for_remote --out r --in K --cache\nr = f()\n", store_history=True).success
+    saved = (tmp_path / "user_code.py").read_text()
+    assert saved.endswith("# --- the cell ---\nr = f()\n") and "def f():" in saved
+    assert "K = 2" not in saved  # sent with --in instead
+    _, options = magic.saved("user_code.py")
+    assert options == {"out": "r", "inputs": "K", "cache": True}
+
+
+def test_a_name_no_earlier_cell_defines_is_refused_before_saving(ip, tmp_path):
+    from pystributed.deps import UnresolvedNames
+
+    ip.run_line_magic("load_ext", "pystributed")
+    with pytest.raises(UnresolvedNames, match="nowhere: read in this cell"):
+        ip.run_cell_magic("save_for_remote", "", "print(nowhere)\n")
+    assert not (tmp_path / "user_code.py").exists()
+    ip.run_cell_magic("save_for_remote", "--no-deps", "print(nowhere)\n")
+    assert (tmp_path / "user_code.py").read_text() == "print(nowhere)\n"

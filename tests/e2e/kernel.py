@@ -27,8 +27,10 @@ class Kernel:
                 on_message(msg)
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 break
-        reply = self.client.get_shell_msg(timeout=timeout)
-        return messages, reply["content"]
+        while True:  # skip a late kernel_info_reply from start_new_kernel: it made replies one off
+            reply = self.client.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return messages, reply["content"]
 
     def interrupt(self):
         self.manager.interrupt_kernel()

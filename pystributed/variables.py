@@ -1,0 +1,151 @@
+"""Variables in and out of a run: `--in x,y` pickles notebook variables into the build context,
+`--out a,b` brings variables back into the notebook, and the cell's last expression comes back
+as its value. The image side is cell_runner.py; this is the notebook side."""
+import json
+import keyword
+import pickle
+import sys
+from pathlib import Path
+
+from pystributed import cell_runner, docker, remote, util
+from pystributed.errors import PystributedError
+
+# The image's Python, by image id (an id names one content, so the answer never goes stale).
+_pythons = {}
+
+
+def names(value, option):
+    """A list of variable names from "a,b" or ["a", "b"]; refuse anything that is not one."""
+    if value is None:
+        return []
+    words = value.split(",") if isinstance(value, str) else list(value)
+    words = [w.strip() for w in words if w.strip()]
+    for word in words:
+        if not word.isidentifier() or keyword.iskeyword(word):
+            raise PystributedError(f"{option} {word!r}: not a variable name (give names separated by commas, "
+                                   f"e.g. {option} result,model)")
+    return list(dict.fromkeys(words))
+
+
+class Exchange:
+    """What one run takes in and hands back. `namespace`: the notebook's variables (IPython's
+    user namespace), where --in values are read and --out values land."""
+
+    def __init__(self, *, inputs=None, out=None, namespace=None):
+        self.inputs, self.out = names(inputs, "--in"), names(out, "--out")
+        self.namespace = namespace
+
+    @classmethod
+    def of_run(cls, result, *, namespace=None):
+        """The exchange a fetched run was started with (for attach: its --out names)."""
+        report, _ = _read(Path(result.local_path) / cell_runner.VALUES_DIR)
+        return cls(out=list(report["out"]) if report else [], namespace=namespace)
+
+    @property
+    def pickles(self):
+        return bool(self.inputs or self.out)
+
+    def runner_files(self):
+        """The files next to cell_runner.py in the image: which names to send back, the --in pickles."""
+        files = {"settings.json": json.dumps({"out": self.out}).encode()}
+        if self.inputs:
+            files["inputs.pkl"] = pickle.dumps(self._pickled_inputs(), cell_runner.PROTOCOL)
+        return files
+
+    def _pickled_inputs(self):
+        pickles = {}
+        for name in self.inputs:
+            if self.namespace is None or name not in self.namespace:
+                raise PystributedError(f"--in {name}: there is no variable {name} in the notebook; nothing was built")
+            try:
+                pickles[name] = pickle.dumps(self.namespace[name], cell_runner.PROTOCOL)
+            except Exception as e:  # noqa: BLE001 (user objects raise anything)
+                raise PystributedError(f"--in {name} could not be pickled ({type(e).__name__}: {e}); nothing was "
+                                       "built. Send what it is made from instead, or build it in the cell.") from None
+        return pickles
+
+    def check_python(self, config, *, on_server):
+        """Refuse, before building, an image whose Python cannot load this kernel's pickles."""
+        if not self.pickles:
+            return
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        there = image_python(config, on_server=on_server)
+        if there != here:
+            raise PystributedError(
+                f"--in/--out send pickles between this kernel (Python {here}) and the image, whose BASE_IMAGE "
+                f"{config.BASE_IMAGE} has Python {there}: pickles do not load across Python versions. Set "
+                f"BASE_IMAGE = 'python:{here}-slim' (or an image with Python {here}), or use a kernel with "
+                f"Python {there}.")
+
+    def collect(self, result):
+        """Load what the run handed back into result.values and result.value, and the --out
+        variables into the notebook. Raise naming each variable that did not come back."""
+        folder = Path(result.local_path) / cell_runner.VALUES_DIR
+        report, pickles = _read(folder)
+        values, problems = {}, []
+        for name in self.out:
+            status = report["out"].get(name, "was not saved (did the cell call sys.exit()?)") if report else (
+                "was not saved (did the cell call sys.exit()?)")
+            if status != "ok":
+                problems.append(f"{name} {status}")
+                continue
+            try:
+                values[name] = pickle.loads(pickles[name])
+            except Exception as e:  # noqa: BLE001 (user objects raise anything)
+                problems.append(f"{name} could not be unpickled here ({type(e).__name__}: {e})")
+        result.values = values
+        result.value = _last_value(report, pickles)
+        if self.namespace is not None:
+            self.namespace.update(values)
+        if problems:
+            loaded = f"; {', '.join(values)} came back" if values else ""
+            raise PystributedError(f"--out: {'; '.join(problems)} (run {result.run_id}{loaded})")
+        return result
+
+
+def _read(folder):
+    report_path, values_path = folder / "report.json", folder / "values.pkl"
+    if not report_path.is_file() or not values_path.is_file():
+        return None, {}
+    with values_path.open("rb") as f:
+        return json.loads(report_path.read_text(encoding="utf-8")), pickle.load(f)
+
+
+class Shown:
+    """A last value that could not come back as itself: it shows as the server showed it."""
+
+    def __init__(self, text, why):
+        self.text, self.why = text, why
+
+    def __repr__(self):
+        return self.text
+
+
+def _last_value(report, pickles):
+    shown = report and report.get("value")
+    if not shown:
+        return None
+    if cell_runner.LAST in pickles:
+        try:
+            return pickle.loads(pickles[cell_runner.LAST])
+        except Exception as e:  # noqa: BLE001 (user objects raise anything)
+            return Shown(shown["repr"], f"{type(e).__name__}: {e}")
+    return Shown(shown["repr"], shown.get("why", ""))
+
+
+def image_python(config, *, on_server):
+    """The major.minor of BASE_IMAGE's Python, asked of the engine that builds (once per image)."""
+    def command(words):
+        return remote.command(config, words) if on_server else words
+
+    cwd = remote.cwd(config) if on_server else None
+    image_id = util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
+    if image_id and image_id in _pythons:
+        return _pythons[image_id]
+    out = util.run(command(docker.python_version(config.BASE_IMAGE)), step="build", cwd=cwd,
+                   hint=f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`.")
+    version = out.strip().splitlines()[-1] if out.strip() else "unknown"
+    image_id = image_id or util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
+    if image_id:
+        _pythons[image_id] = version
+    return version
