@@ -11,7 +11,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pystributed import context, docker, live, progress, record, remote, results, util
+from pystributed import (
+    checks,
+    context,
+    data,
+    docker,
+    live,
+    progress,
+    record,
+    remote,
+    requirements,
+    results,
+    util,
+)
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 
 
@@ -33,6 +45,7 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
 
 
 def _run(config, result, steps, *, code_path, source, run_env, detach, on_interrupt):
+    checks.show(config, source, build_excludes(config))
     with tempfile.TemporaryFile() as build_context:
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
@@ -44,7 +57,11 @@ def _run(config, result, steps, *, code_path, source, run_env, detach, on_interr
         if not config.is_local and config.TRANSPORT == "registry":
             with steps.step("pull", result.server):
                 pull(config, result, steps)
-        start = Start(start_command(config, result, user), run_env)
+        mounts = []
+        if config.DATA or config.REMOTE_DATA:
+            with steps.step("data", result.server):
+                mounts = data.mounts(config, result, steps)
+        start = Start(start_command(config, result, user, mounts), run_env)
         if detach:
             with steps.step("start", result.server):
                 util.run(remote.command(config, start.script()), step="run", cwd=remote.cwd(config),
@@ -191,12 +208,10 @@ def where(config):
 def build(config, code_path, source, build_context, result, steps):
     """Pack the build context and tag the image by its hash: an image built from the same
     content before (here, or on the server with TRANSPORT = "remote-build") is used again."""
-    excludes = []
-    results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
-    if Path.cwd() in results_dir.parents:
-        excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
-    digest = context.write(build_context, context_dir=".", code_path=code_path, source=source,
-                           base_image=config.BASE_IMAGE, requirements=config.REQUIREMENTS, excludes=excludes)
+    with requirements.prepared(config.REQUIREMENTS, source) as requirements_file:
+        digest = context.write(build_context, context_dir=".", code_path=code_path, source=source,
+                               base_image=config.BASE_IMAGE, requirements=requirements_file,
+                               excludes=build_excludes(config))
     result.image = f"{config.image_repository}:{digest[:16]}"
     on_server = config.TRANSPORT == "remote-build"
     if image_present(config, result.image, on_server=on_server):
@@ -208,6 +223,15 @@ def build(config, code_path, source, build_context, result, steps):
              write_stdin=lambda stdin: shutil.copyfileobj(build_context, stdin, 1 << 20),
              hint="Is the Docker engine running " + ("on the server" if on_server else "here (`docker info`)")
                   + "? Check BASE_IMAGE and REQUIREMENTS.")
+
+
+def build_excludes(config):
+    """Left out of the build context besides .dockerignore: the local results, and DATA (mounted)."""
+    excludes = data.excluded(config)
+    results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
+    if Path.cwd() in results_dir.parents:
+        excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
+    return excludes
 
 
 def image_present(config, image, *, on_server=False):
@@ -297,12 +321,12 @@ def _layer_progress(steps, *done_words):
     return read
 
 
-def start_command(config, result, user):
+def start_command(config, result, user, mounts=()):
     env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": result.run_id,
            # The ssh user's uid has no home in the image; libraries want somewhere to cache.
            "HOME": "/tmp"}
     return docker.run_detached(result.image, run_id=result.run_id, results_dir=result.remote_dir,
-                               user=user, env=env, extra_args=config.DOCKER_RUN_ARGS)
+                               user=user, env=env, extra_args=[*mounts, *config.DOCKER_RUN_ARGS])
 
 
 def stream_output(config, result, start):
