@@ -25,6 +25,9 @@ def warnings_for(config, source, excludes, folder="."):
 
 
 def show(config, source, excludes):
+    """Refuse DATA that is not here; print the warnings (on stderr, also when quiet: they explain
+    a failure to come)."""
+    data.check(config)
     for line in warnings_for(config, source, excludes):
         print(f"warning: {line}", file=sys.stderr)
 

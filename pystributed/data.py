@@ -76,14 +76,19 @@ def check_remote_paths(config):
                         hint="Check the paths in REMOTE_DATA (absolute paths on the server).")
 
 
+def check(config):
+    """Before anything runs: every DATA entry is here."""
+    for entry in config.DATA:
+        if not Path(entry).exists():
+            raise PystributedError(f"DATA names {entry}, which does not exist in {Path.cwd()}: "
+                                   "DATA paths are relative to the notebook's folder")
+
+
 def local_files(entries):
     """(name in the tree, path here) of every file in the DATA entries, sorted."""
     files = {}
     for entry in entries:
         path = Path(entry)
-        if not path.exists():
-            raise PystributedError(f"DATA names {entry}, which does not exist in {Path.cwd()}: "
-                                   "DATA paths are relative to the notebook's folder")
         if path.is_file():
             files[path.as_posix()] = path
             continue

@@ -35,6 +35,7 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
     source = check_code(code_path, source)
     check_tools(config)
     run_env = environment(config)  # before anything runs: a missing secret is the user's to fix
+    checks.show(config, source, build_excludes(config))
     steps = progress.steps_for(quiet)
     result = results.RunResult(
         results.new_run_id(), server=where(config), started=results.now_iso(),
@@ -45,7 +46,6 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
 
 
 def _run(config, result, steps, *, code_path, source, run_env, detach, on_interrupt):
-    checks.show(config, source, build_excludes(config))
     with tempfile.TemporaryFile() as build_context:
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
