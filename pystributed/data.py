@@ -62,9 +62,14 @@ def volume_args(mapping):
     """`--volume SRC:/app/DST:ro` for each source path and where it goes in the container."""
     args = []
     for source, target in mapping.items():
-        target = target if target.startswith("/") else f"{APP_DIR}/{target.strip('/')}"
-        args += ["--volume", f"{source}:{target}:ro"]
+        args += ["--volume", f"{source}:{in_container(target)}:ro"]
     return args
+
+
+def in_container(target):
+    """Where a mount appears: a relative path is under /app, where the cell starts."""
+    target = posixpath.normpath(target)
+    return target if target.startswith("/") else f"{APP_DIR}/{target}"
 
 
 def check_remote_paths(config):
@@ -77,11 +82,16 @@ def check_remote_paths(config):
 
 
 def check(config):
-    """Before anything runs: every DATA entry is here."""
+    """Before anything runs: every DATA entry is here, and no two mounts share a place."""
     for entry in config.DATA:
         if not Path(entry).exists():
             raise PystributedError(f"DATA names {entry}, which does not exist in {Path.cwd()}: "
                                    "DATA paths are relative to the notebook's folder")
+    targets = [in_container(target) for target in [*excluded(config), *config.REMOTE_DATA.values()]]
+    twice = sorted({target for target in targets if targets.count(target) > 1})
+    if twice:
+        raise PystributedError(f"DATA and REMOTE_DATA mount two things at {', '.join(twice)} in the container: "
+                               "give each its own path")
 
 
 def local_files(entries):
@@ -127,10 +137,12 @@ class Hashes:
         self.known[key] = [*stamp, digest.hexdigest()]
         return digest.hexdigest()
 
-    def save(self):
+    def save(self, keep):
+        """Write what is known of the files `keep` (files no longer in DATA are forgotten)."""
+        keys = {str(path.resolve()) for path in keep}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + f".{os.getpid()}")
-        partial.write_text(json.dumps(self.known), encoding="utf-8")
+        partial.write_text(json.dumps({k: v for k, v in self.known.items() if k in keys}), encoding="utf-8")
         os.replace(partial, self.path)
 
 
@@ -138,7 +150,7 @@ def manifest(config, files):
     """[(name, sha256, size)] of the files, and the tree's key: the hash of that list."""
     hashes = Hashes(Path(config.LOCAL_RESULTS_DIR) / ".data-hashes.json")
     entries = [(name, hashes(path), path.stat().st_size) for name, path in files]
-    hashes.save()
+    hashes.save(keep=[path for _, path in files])
     key = hashlib.sha256(json.dumps([[name, sha] for name, sha, _ in entries]).encode()).hexdigest()
     return entries, key
 

@@ -20,6 +20,10 @@ def test_missing_data_is_refused_before_anything_runs():
     cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["nothere/"])
     with pytest.raises(PystributedError, match="DATA names nothere/, which does not exist"):
         data.check(cfg)
+    (Path("data")).mkdir()
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/"], REMOTE_DATA={"/srv/x": "./data"})
+    with pytest.raises(PystributedError, match="DATA and REMOTE_DATA mount two things at /app/data in the container"):
+        data.check(cfg)
 
 
 def test_files_of_folders_and_single_files(tmp_path):
