@@ -181,19 +181,34 @@ def sync(config, files, run_id, steps, *, roots):
     previous = [line.split()[1] for line in rest if line.startswith("tree ")]
     missing = {line.split()[1] for line in rest if line.startswith("missing ")}
     incoming = f"incoming/{run_id}"
-    if has_rsync == "rsync" and shutil.which("rsync") and RSYNC:
-        moved = send_rsync(config, roots, f"{data_dir}/{incoming}/tree/",
-                           [f"{data_dir}/trees/{name}" for name in previous], steps)
-    else:
-        moved = send_tar(config, entries, files, data_dir, incoming, missing, steps)
+    rsync = has_rsync == "rsync" and shutil.which("rsync") and RSYNC
+    try:
+        if rsync:
+            moved = send_rsync(config, roots, f"{data_dir}/{incoming}/tree/",
+                               [f"{data_dir}/trees/{name}" for name in previous], steps)
+        else:
+            moved = send_tar(config, entries, files, data_dir, incoming, missing, steps)
+    except StepError:
+        # Keep what arrived whole, so that the next run does not send it again.
+        util.succeeds(remote.command(config, ["cd", "--", data_dir], salvage(incoming, rsync)), cwd=remote.cwd(config))
+        raise
     finish = [["cd", "--", data_dir], f"{{ [ -d trees/{key} ] || mv -- {incoming}/tree trees/{key}; }}",
-              ["rm", "-rf", "--", incoming]]
+              ["rm", "-rf", "--", incoming, *(["trees/partial"] if rsync else [])]]
     util.run(remote.command(config, *finish), step="data", cwd=remote.cwd(config))
     steps.progress(f"{results.human_size(moved)} moved, {results.human_size(total)} in {len(entries)} files")
     return tree
 
 
 RSYNC = True  # rsync when both sides have it; tests turn it off to drive our own transfer
+
+
+def salvage(incoming, rsync):
+    """Shell that keeps the whole files of a cut-off transfer: rsync's (it writes each under a
+    temporary name first) as trees/partial, for the next `--link-dest`; ours checked by hash."""
+    if rsync:
+        return f"rm -rf trees/partial && mv -- {incoming}/tree trees/partial; rm -rf -- {incoming}"
+    return (f'for f in {incoming}/objects/*; do h=$(sha256sum < "$f") && h=${{h%% *}} && '
+            f'[ "$f" = "{incoming}/objects/$h" ] && mv -f -- "$f" objects/; done; rm -rf -- {incoming}')
 
 
 def send_tar(config, entries, files, data_dir, incoming, missing, steps):
@@ -223,11 +238,14 @@ def send_tar(config, entries, files, data_dir, incoming, missing, steps):
                         made.add(folder)
                         _add(tar, f"{incoming}/tree/{folder}".rstrip("/"), tarfile.DIRTYPE)
                 _add(tar, f"{incoming}/tree/{name}", tarfile.LNKTYPE, link=new.get(sha, f"objects/{sha}"))
+            _add(tar, f"{incoming}/complete", tarfile.REGTYPE)  # last: all before it arrived whole
 
-    # Objects come in under incoming/ and are moved into objects/ only once all of them arrived:
-    # a cut-off transfer never leaves a half file under a hash.
+    # Objects come in under incoming/ and are moved into objects/ only once all of them arrived
+    # (tar takes a stream cut at a block boundary for a whole one: hence the `complete` marker),
+    # so a cut-off transfer never leaves a half file under a hash.
     move = f"find {shlex.quote(incoming)}/objects -type f -exec sh -c 'mv -f -- \"$@\" objects/' sh {{}} +"
-    util.run(remote.command(config, ["cd", "--", data_dir], ["tar", "-x", "-f", "-"], move), step="data",
+    util.run(remote.command(config, ["cd", "--", data_dir], ["tar", "-x", "-f", "-"],
+                            ["test", "-e", f"{incoming}/complete"], move), step="data",
              cwd=remote.cwd(config), write_stdin=write,
              hint="Is there room on the server for the data (`df -h` there)? The next run sends only what is missing.")
     return sent.count

@@ -1,12 +1,14 @@
 """DATA: the file list, the mounts, and our own hash-based transfer run for real through `sh`
 (REMOTE_SERVER = "local" takes the same commands as ssh would, without the network)."""
+import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pystributed import config, data, progress
-from pystributed.errors import PystributedError
+from pystributed.errors import PystributedError, StepError
 
 
 def test_excluded_and_volume_args():
@@ -80,3 +82,43 @@ def test_our_own_transfer_sends_only_what_the_server_lacks(tmp_path, monkeypatch
     assert Path(f"{new_tree}/data/sub/3.bin").read_bytes() == (tmp_path / "data" / "sub" / "3.bin").read_bytes()
     assert Path(f"{tree}/data/sub/3.bin").read_bytes() != (tmp_path / "data" / "sub" / "3.bin").read_bytes()
     assert os.stat(f"{new_tree}/data/sub/1.bin").st_ino == os.stat(f"{tree}/data/sub/1.bin").st_ino
+
+
+def test_a_cut_off_transfer_keeps_the_whole_files_that_arrived(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "RSYNC", False)
+    server = tmp_path / "server"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data"])
+    (tmp_path / "data").mkdir()
+    contents = {f"{i}.bin": os.urandom(200_000) for i in range(4)}
+    for name, content in contents.items():
+        (tmp_path / "data" / name).write_bytes(content)
+    send_tar = data.send_tar
+
+    def cut_off(*args):  # the third file vanishes once hashed: the stream stops there
+        (tmp_path / "data" / "2.bin").unlink()
+        return send_tar(*args)
+
+    monkeypatch.setattr(data, "send_tar", cut_off)
+    with pytest.raises(StepError, match="data failed"):
+        synced(cfg, "20261125-000000-aaaaaa")
+    kept = os.listdir(server / ".data" / "objects")
+    assert hashlib.sha256(contents["0.bin"]).hexdigest() in kept
+    for name in kept:  # nothing half-written under a hash
+        assert hashlib.sha256((server / ".data" / "objects" / name).read_bytes()).hexdigest() == name
+    assert not os.listdir(server / ".data" / "incoming")
+
+    monkeypatch.setattr(data, "send_tar", send_tar)
+    (tmp_path / "data" / "2.bin").write_bytes(contents["2.bin"])
+    tree, shown = synced(cfg, "20261125-000001-aaaaaa")
+    amount, unit = shown.split()[:2]
+    assert unit == "KB" and float(amount) <= 800 - 200 * len(kept) + 30  # only what was not kept
+    assert Path(tree, "data", "2.bin").read_bytes() == contents["2.bin"]
+
+
+def test_a_cut_off_rsync_leaves_its_whole_files_for_the_next_link_dest(tmp_path):
+    (tmp_path / "incoming" / "T" / "tree" / "data").mkdir(parents=True)
+    (tmp_path / "incoming" / "T" / "tree" / "data" / "a.bin").write_bytes(b"a")
+    (tmp_path / "trees" / "partial").mkdir(parents=True)  # an older one goes
+    subprocess.run(["sh", "-c", data.salvage("incoming/T", rsync=True)], cwd=tmp_path, check=True)
+    assert (tmp_path / "trees" / "partial" / "data" / "a.bin").read_bytes() == b"a"
+    assert not os.listdir(tmp_path / "incoming")
