@@ -40,18 +40,16 @@ def excluded(config):
 
 def mounts(config, result, steps):
     """Sync DATA, check REMOTE_DATA; return the `docker run` arguments that mount them read-only."""
-    args = []
-    if config.DATA:
-        files = local_files(config.DATA)
-        if config.is_local:  # the engine is on this machine: mount the folder itself, nothing to copy
-            roots = {entry: Path(entry).resolve() for entry in excluded(config)}
-            if any(":" in str(root) for root in roots.values()):
-                raise PystributedError("the notebook's folder holds a ':' in its path, which docker cannot mount")
-            steps.progress("mounted from here")
-        else:
-            tree = sync(config, files, result.run_id, steps, roots=excluded(config))
-            roots = {entry: f"{tree}/{entry}" for entry in excluded(config)}
-        args += volume_args({str(root): entry for entry, root in roots.items()})
+    args, entries = [], excluded(config)
+    if entries and config.is_local:  # the engine is on this machine: mount the files where they are
+        sources = [str(Path(entry).resolve()) for entry in entries]
+        if any(":" in source for source in sources):
+            raise PystributedError("the notebook's folder holds a ':' in its path, which docker cannot mount")
+        args += volume_args(dict(zip(sources, entries)))
+        steps.progress("mounted from here")
+    elif entries:
+        tree = sync(config, local_files(config.DATA), result.run_id, steps, roots=entries)
+        args += volume_args({f"{tree}/{entry}": entry for entry in entries})
     if config.REMOTE_DATA:
         check_remote_paths(config)
         args += volume_args(config.REMOTE_DATA)
@@ -164,7 +162,7 @@ def sync(config, files, run_id, steps, *, roots):
                ["pwd"], "find incoming -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf -- {} +",
                "{ command -v rsync >/dev/null && echo rsync || echo no-rsync; }",
                (f"if [ -d trees/{key} ]; then echo tree-present; else echo tree-missing; mkdir -p incoming/{run_id}; "
-                "ls -t trees | head -n 5 | sed 's/^/tree /'; "
+                "ls -tc trees | head -n 5 | sed 's/^/tree /'; "
                 'while read -r h; do [ -e "objects/$h" ] || echo "missing $h"; done; fi')]
     hashes = sorted({sha for _, sha, _ in entries})
     out = util.run(remote.command(config, *prepare), step="data", cwd=remote.cwd(config),

@@ -141,3 +141,17 @@ def test_warnings_before_the_build_for_files_left_out_and_a_large_context(sandbo
             "change; the largest files: big.bin (3.0 MB), ") in out
     assert out.index("warning: the build context") < out.index("\nbuild")
     assert "no my_model.pth\nno missing.csv\n" in out  # it ran, as warned
+
+
+def test_on_the_local_engine_data_is_mounted_where_it_is(sandbox, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYSTRIBUTED_REMOTE_SERVER", "local")
+    monkeypatch.setenv("PYSTRIBUTED_DOCKER_REGISTRY", "")
+    monkeypatch.setenv("PYSTRIBUTED_REMOTE_WORKDIR", str(tmp_path / "server side"))
+    make_data(tmp_path / "data", files=20, size=MB)
+    (tmp_path / "user_code.py").write_text(CELL)
+    pipeline.run(config.load(DATA=["data/"]))
+    out = capsys.readouterr().out
+    local_sha = hashlib.sha256((tmp_path / "data" / "part-07.bin").read_bytes()).hexdigest()
+    assert "(mounted from here)" in out
+    assert f"sha {local_sha}\nfiles 20\ncannot write, errno 30\nmounted ['ro']\n" in out
+    assert not (tmp_path / "server side" / ".data").exists()
