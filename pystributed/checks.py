@@ -100,7 +100,7 @@ def version_differences(config, source, folder="."):
     for name in requirements.imported(source):
         for dist in requirements.distributions(name):
             wanted = pins.get(requirements.normalize(dist.metadata["Name"]))
-            if wanted and wanted != dist.version:
+            if wanted and requirements.public(wanted) != requirements.public(dist.version):
                 found.append(f"the cell imports {name}: {dist.metadata['Name']} is {dist.version} here "
                              f"but {wanted} in {config.REQUIREMENTS}")
     return found

@@ -80,11 +80,22 @@ def is_local_module(name, folder="."):
 
 
 class Pin:
-    def __init__(self, name, version, wheel=None):
-        self.name, self.version, self.wheel = name, version, wheel
+    """A distribution at the version installed here: from a local wheel, a VCS commit, or an index."""
+
+    def __init__(self, name, version, wheel=None, url=None):
+        self.name, self.version, self.wheel, self.url = name, version, wheel, url
+
+    def line(self):
+        if self.wheel:
+            return f"./wheels/{self.wheel.name}  # {self.name}=={self.version}, installed here from this wheel"
+        if self.url:
+            return f"{self.name} @ {self.url}"
+        # `torch==2.3.1` and not `==2.3.1+cpu`: an index has no local builds, and a base image's
+        # 2.3.1+cu121 satisfies it as it is.
+        return f"{self.name}=={public(self.version)}"
 
     def __repr__(self):
-        return f"{self.name}=={self.version}" + (f" (from {self.wheel})" if self.wheel else "")
+        return self.line()
 
 
 def resolve(source, folder="."):
@@ -103,9 +114,10 @@ def resolve(source, folder="."):
                 notes.append(f"{name} ({dist.metadata['Name']} {dist.version}) is installed here from the folder "
                              f"{_path(direct['url'])}: build a wheel of it and name it in a REQUIREMENTS file")
                 continue
-            wheel = _path(direct.get("url", ""))
+            wheel, vcs = _path(direct.get("url", "")), direct.get("vcs_info", {})
             wheel = wheel if wheel and wheel.suffix == ".whl" and wheel.is_file() else None
-            pins.setdefault(key, Pin(dist.metadata["Name"], dist.version, wheel))
+            url = f"{vcs['vcs']}+{direct['url']}@{vcs['commit_id']}" if "commit_id" in vcs else None
+            pins.setdefault(key, Pin(dist.metadata["Name"], dist.version, wheel, url))
     return list(pins.values()), notes
 
 
@@ -126,6 +138,11 @@ def _path(url):
     return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
 
 
+def public(version):
+    """The version without its local label (`2.3.1+cpu` -> `2.3.1`)."""
+    return version.split("+", 1)[0]
+
+
 def normalize(name):
     """PEP 503: `Scikit_Learn` and `scikit-learn` are one distribution."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -133,12 +150,7 @@ def normalize(name):
 
 def text(pins):
     lines = ["# Made by pystributed (REQUIREMENTS = 'auto'): the versions installed where the notebook runs."]
-    for pin in pins:
-        if pin.wheel:
-            lines.append(f"./wheels/{pin.wheel.name}  # {pin.name}=={pin.version}, installed here from this wheel")
-        else:
-            lines.append(f"{pin.name}=={pin.version}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [pin.line() for pin in pins]) + "\n"
 
 
 @contextlib.contextmanager

@@ -70,3 +70,9 @@ def test_the_default_base_image_follows_this_python():
     from pystributed import config
     assert config.load(environ={}, REMOTE_SERVER="local").BASE_IMAGE == (
         f"python:{sys.version_info.major}.{sys.version_info.minor}-slim")
+
+
+def test_local_version_labels_and_vcs_installs():
+    assert requirements.Pin("torch", "2.3.1+cpu").line() == "torch==2.3.1"
+    url = "git+https://example.com/lib.git@0123abc"
+    assert requirements.Pin("lib", "0.1", url=url).line() == f"lib @ {url}"
