@@ -10,7 +10,7 @@ from pystributed import context, data, requirements, results
 
 # Calls whose first argument is a file the cell reads: open(), torch.load, pd.read_csv, np.load...
 _READERS = {"open", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "read_csv", "read_table", "read_json",
-            "read_parquet", "read_excel", "read_feather", "read_pickle", "read_text", "read_bytes", "load_file"}
+            "read_parquet", "read_excel", "read_feather", "read_pickle", "load_file"}
 # A Path(...) may well be something the cell writes: it is only checked against the context.
 _PATHS = {"Path", "PurePath", "PosixPath"}
 _LARGEST = 5
@@ -33,24 +33,32 @@ def show(config, source, excludes):
 
 
 def read_paths(source):
-    """(path, checked only if it exists) of each string literal the cell passes as a file to read."""
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call) or not node.args:
+    """(path, checked only if it exists) of each string literal the cell passes as a file to read:
+    open('x'), torch.load('x'), Path('x').read_text(). A bare Path('x') may be a file it writes."""
+    read = set()  # the Path(...) calls that are read from
+    for node in ast.walk(ast.parse(source)):  # outer calls come before the calls inside them
+        if not isinstance(node, ast.Call):
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        first = node.args[0]
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):  # Path('x').open('w')
+            if name in ("read_text", "read_bytes") or name == "open" and not _writes(node, 0):
+                read.add(id(func.value))
+            continue
+        first = node.args[0] if node.args else None
         if name not in _READERS | _PATHS or not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
             continue
-        if name == "open" and _writes(node):
+        if name == "open" and _writes(node, 1):
             continue
         path = first.value
         if path and not os.path.isabs(path) and "://" not in path and not path.startswith("~"):
-            yield path, name in _PATHS
+            yield path, name in _PATHS and id(node) not in read
 
 
-def _writes(call):
-    mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"), None)
+def _writes(call, position):
+    """Whether the mode given at `position` (or as mode=) writes."""
+    mode = call.args[position] if len(call.args) > position else next(
+        (k.value for k in call.keywords if k.arg == "mode"), None)
     return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax+")
 
 

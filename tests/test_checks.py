@@ -11,9 +11,11 @@ def test_paths_the_cell_reads_are_found():
     source = ("import torch, pandas as pd, numpy as np\nfrom pathlib import Path\n"
               "m = torch.load('my_model.pth')\ndf = pd.read_csv('data/x.csv')\nopen('notes.txt')\n"
               "open('out.txt', 'w')\nopen(mode='a', file='log.txt')\nnp.load('/abs/arr.npy')\n"
-              "Path('maybe/out')\nopen(f'{x}.txt')\npd.read_csv('https://example.com/a.csv')\n")
-    assert list(checks.read_paths(source)) == [
-        ("my_model.pth", False), ("data/x.csv", False), ("notes.txt", False), ("maybe/out", True)]
+              "Path('maybe/out')\nopen(f'{x}.txt')\npd.read_csv('https://example.com/a.csv')\n"
+              "Path('cfg.json').read_text()\nPath('w.txt').open('w')\nPath('r.txt').open()\n")
+    assert sorted(checks.read_paths(source)) == [
+        ("cfg.json", False), ("data/x.csv", False), ("maybe/out", True), ("my_model.pth", False),
+        ("notes.txt", False), ("r.txt", False), ("w.txt", True)]
 
 
 def test_a_missing_or_ignored_file_is_named_and_data_counts_as_there(tmp_path):
