@@ -76,3 +76,15 @@ def test_local_version_labels_and_vcs_installs():
     assert requirements.Pin("torch", "2.3.1+cpu").line() == "torch==2.3.1"
     url = "git+https://example.com/lib.git@0123abc"
     assert requirements.Pin("lib", "0.1", url=url).line() == f"lib @ {url}"
+
+
+def test_the_python_3_9_fallbacks(monkeypatch):
+    monkeypatch.delattr(sys, "stdlib_module_names")
+    assert requirements.is_stdlib("json") and requirements.is_stdlib("sys") and requirements.is_stdlib("asyncio")
+    assert not requirements.is_stdlib("IPython")
+    monkeypatch.delattr(importlib.metadata, "packages_distributions")
+    requirements._import_names.cache_clear()
+    try:
+        assert [d.metadata["Name"] for d in requirements.distributions("IPython")] == ["ipython"]
+    finally:
+        requirements._import_names.cache_clear()
