@@ -2,21 +2,24 @@
 
 The key is the hash of the build context (the cell, the earlier cells it brought along, the --in
 pickles, the folder's files, BASE_IMAGE and the requirements: everything the image is made of)
-with the settings of the run itself. The index is LOCAL_RESULTS_DIR/.cache/<key>.json, naming
-the run; the run's folder there holds its files and values. Nothing is asked of the server.
+with the hash of the DATA files (mounted, not built in) and the settings of the run itself. The
+index is LOCAL_RESULTS_DIR/.cache/<key>.json, naming the run; the run's folder there holds its
+files and values. Nothing is asked of the server.
 """
 import hashlib
 import json
 from pathlib import Path
 
-from pystributed import cell_runner, record
+from pystributed import cell_runner, data, record
 
 INDEX = ".cache"
 
 
 def key(config, digest):
+    # DATA is mounted, not built in: its content counts through its own manifest's hash.
+    data_key = data.manifest(config, data.local_files(config.DATA))[1] if config.DATA else None
     settings = {"context": digest, "server": config.REMOTE_SERVER, "docker_run_args": config.DOCKER_RUN_ARGS,
-                "env": config.ENV, "secrets": config.SECRETS}
+                "env": config.ENV, "secrets": config.SECRETS, "data": data_key, "remote_data": config.REMOTE_DATA}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

@@ -43,6 +43,9 @@ class Config:
     TRANSPORT: str = "registry"
     ENV: dict[str, str] = dataclasses.field(default_factory=dict)
     SECRETS: list[str] = dataclasses.field(default_factory=list)
+    DATA: list[str] = dataclasses.field(default_factory=list)
+    REMOTE_DATA: dict[str, str] = dataclasses.field(default_factory=dict)
+    CONTEXT_WARN_MB: float = 500
 
     @property
     def is_local(self):
@@ -56,8 +59,9 @@ class Config:
 
 
 KEYS = [field.name for field in dataclasses.fields(Config)]
-_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS"}
-_DICT_KEYS = {"ENV"}
+_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS", "DATA"}
+_DICT_KEYS = {"ENV", "REMOTE_DATA"}
+_NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
 # PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
@@ -132,6 +136,11 @@ def _from_string(key, value):
         return dict(word.partition("=")[::2] for word in shlex.split(value))
     if key in _OPTIONAL_KEYS and value == "":
         return None
+    if key in _NUMBER_KEYS:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, not {value!r}") from None
     return value
 
 
@@ -144,6 +153,9 @@ def _check_type(key, value, where):
     elif key in _DICT_KEYS:
         ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         expected = "a dict of strings to strings"
+    elif key in _NUMBER_KEYS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        expected = "a number (0 or more)"
     elif key in _OPTIONAL_KEYS:
         ok, expected = value is None or isinstance(value, str), "a string or None"
     else:
@@ -180,6 +192,28 @@ def _check_values(config, source):
         value = getattr(config, key)
         if not value or "\0" in value or "\n" in value:
             refuse(key, "must be a non-empty path on one line")
+    for path in config.DATA:
+        if not _plain_relative(path):
+            refuse("DATA", f"holds {path!r}: each entry must be a path relative to the notebook's folder, "
+                           "without '..' or ':' (e.g. 'data/' or 'weights.pt')")
+    for server_path, container_path in config.REMOTE_DATA.items():
+        if not server_path.startswith("/") or ":" in server_path or _has_control(server_path):
+            refuse("REMOTE_DATA", f"holds {server_path!r}: the keys are absolute paths on the server")
+        if not (_plain_relative(container_path) or container_path.startswith("/") and _plain_relative(
+                container_path.lstrip("/"))):
+            refuse("REMOTE_DATA", f"maps {server_path!r} to {container_path!r}: the values are where it "
+                                  "appears in the container, relative to /app (e.g. 'imagenet') or absolute")
+
+
+def _plain_relative(path):
+    """A relative path that stays inside its folder, and that `docker run -v` can carry."""
+    parts = path.split("/")
+    return (bool(path.strip("/. ")) and not path.startswith("/") and ".." not in parts and ":" not in path
+            and "," not in path and not _has_control(path))
+
+
+def _has_control(text):
+    return any(ord(c) < 32 for c in text)
 
 
 def _has_space_or_control(text):

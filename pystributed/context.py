@@ -92,8 +92,7 @@ class _Hashing:
 def context_files(context_dir, excludes=()):
     """(path, relative name) of each file and folder in the context, honouring .dockerignore."""
     root = Path(context_dir)
-    patterns = DEFAULT_EXCLUDES + list(excludes) + read_dockerignore(root / ".dockerignore")
-    ignored = Matcher(patterns)
+    ignored = matcher(root, excludes)
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         kept = []
@@ -109,6 +108,11 @@ def context_files(context_dir, excludes=()):
             rel = (rel_dir / name).as_posix()
             if not ignored(rel):
                 yield Path(dirpath, name), rel
+
+
+def matcher(root, excludes=()):
+    """Whether a relative path is left out of the context."""
+    return Matcher(DEFAULT_EXCLUDES + list(excludes) + read_dockerignore(Path(root) / ".dockerignore"))
 
 
 def requirement_files(requirements):

@@ -12,7 +12,19 @@ import tempfile
 from pathlib import Path
 
 from pystributed import cache as runs_cache
-from pystributed import context, docker, live, progress, record, remote, results, util
+from pystributed import (
+    checks,
+    context,
+    data,
+    docker,
+    live,
+    progress,
+    record,
+    remote,
+    requirements,
+    results,
+    util,
+)
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 
 
@@ -27,6 +39,7 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
     source = check_code(code_path, source)
     check_tools(config)
     run_env = environment(config)  # before anything runs: a missing secret is the user's to fix
+    checks.show(config, source, build_excludes(config))
     steps = progress.steps_for(quiet)
     with tempfile.TemporaryFile() as build_context:
         digest = pack(config, code_path, source, build_context, variables)
@@ -62,7 +75,11 @@ def _run(config, result, steps, *, code_path, digest, build_context, run_env, de
         if not config.is_local and config.TRANSPORT == "registry":
             with steps.step("pull", result.server):
                 pull(config, result, steps)
-        start = Start(start_command(config, result, user), run_env)
+        mounts = []
+        if config.DATA or config.REMOTE_DATA:
+            with steps.step("data", result.server):
+                mounts = data.mounts(config, result, steps)
+        start = Start(start_command(config, result, user, mounts), run_env)
         if detach:
             with steps.step("start", result.server):
                 util.run(remote.command(config, start.script()), step="run", cwd=remote.cwd(config),
@@ -208,13 +225,11 @@ def where(config):
 
 def pack(config, code_path, source, build_context, variables=None):
     """Write the build context to `build_context`; return its hash, which names the image."""
-    excludes = []
-    results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
-    if Path.cwd() in results_dir.parents:
-        excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
-    return context.write(build_context, context_dir=".", code_path=code_path, source=source,
-                         base_image=config.BASE_IMAGE, requirements=config.REQUIREMENTS, excludes=excludes,
-                         runner_files=variables.runner_files() if variables else None)
+    with requirements.prepared(config.REQUIREMENTS, source) as requirements_file:
+        return context.write(build_context, context_dir=".", code_path=code_path, source=source,
+                             base_image=config.BASE_IMAGE, requirements=requirements_file,
+                             excludes=build_excludes(config),
+                             runner_files=variables.runner_files() if variables else None)
 
 
 def build(config, digest, build_context, result, steps):
@@ -231,6 +246,15 @@ def build(config, digest, build_context, result, steps):
              write_stdin=lambda stdin: shutil.copyfileobj(build_context, stdin, 1 << 20),
              hint="Is the Docker engine running " + ("on the server" if on_server else "here (`docker info`)")
                   + "? Check BASE_IMAGE and REQUIREMENTS.")
+
+
+def build_excludes(config):
+    """Left out of the build context besides .dockerignore: the local results, and DATA (mounted)."""
+    excludes = data.excluded(config)
+    results_dir = Path(config.LOCAL_RESULTS_DIR).resolve()
+    if Path.cwd() in results_dir.parents:
+        excludes.append(results_dir.relative_to(Path.cwd()).as_posix())
+    return excludes
 
 
 def image_present(config, image, *, on_server=False):
@@ -320,12 +344,12 @@ def _layer_progress(steps, *done_words):
     return read
 
 
-def start_command(config, result, user):
+def start_command(config, result, user, mounts=()):
     env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": result.run_id,
            # The ssh user's uid has no home in the image; libraries want somewhere to cache.
            "HOME": "/tmp"}
     return docker.run_detached(result.image, run_id=result.run_id, results_dir=result.remote_dir,
-                               user=user, env=env, extra_args=config.DOCKER_RUN_ARGS)
+                               user=user, env=env, extra_args=[*mounts, *config.DOCKER_RUN_ARGS])
 
 
 def stream_output(config, result, start):

@@ -31,6 +31,7 @@ install() {
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v sshd >/dev/null || missing+=(openssh-server)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v rsync >/dev/null || missing+=(rsync)  # DATA syncs with it when both sides have it
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
     log "installing ${missing[*]}"

@@ -120,3 +120,26 @@ def test_env_and_secrets():
     assert cfg.ENV == {"A": "1", "B": "two words"} and cfg.SECRETS == ["HF_TOKEN"]
     with pytest.raises(ConfigError, match="SECRETS = \\['bad name'\\] in the arguments holds 'bad name'"):
         config.load(environ={}, REMOTE_SERVER="local", SECRETS=["bad name"])
+
+
+def test_data_keys():
+    cfg = config.load(environ={"PYSTRIBUTED_DATA": "data/ 'my weights.pt'", "PYSTRIBUTED_CONTEXT_WARN_MB": "50",
+                               "PYSTRIBUTED_REMOTE_DATA": "/srv/imagenet=imagenet"}, REMOTE_SERVER="local")
+    assert cfg.DATA == ["data/", "my weights.pt"] and cfg.CONTEXT_WARN_MB == 50
+    assert cfg.REMOTE_DATA == {"/srv/imagenet": "imagenet"}
+    assert config.load(environ={}, REMOTE_SERVER="local").CONTEXT_WARN_MB == 500
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    ("DATA", ["../elsewhere"], "each entry must be a path relative to the notebook's folder"),
+    ("DATA", ["/abs/data"], "each entry must be a path relative"),
+    ("DATA", ["a:b"], "without '..' or ':'"),
+    ("DATA", ["."], "each entry must be a path relative"),
+    ("REMOTE_DATA", {"srv/data": "data"}, "the keys are absolute paths on the server"),
+    ("REMOTE_DATA", {"/srv/data": "../x"}, "the values are where it appears in the container"),
+    ("CONTEXT_WARN_MB", -1, "must be a number"),
+    ("CONTEXT_WARN_MB", "big", "must be a number"),
+])
+def test_data_values_are_checked(key, value, why):
+    with pytest.raises(ConfigError, match=why):
+        config.load(environ={}, REMOTE_SERVER="local", **{key: value})

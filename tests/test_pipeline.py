@@ -206,3 +206,26 @@ def test_step_errors_name_the_step_and_show_the_tool_output(tmp_path):
 def test_a_missing_binary_is_named():
     with pytest.raises(StepError, match="build failed: `no-such-docker` was not found on PATH"):
         util.run(["no-such-docker", "build"], step="build")
+
+
+def test_remote_data_is_checked_and_mounted_read_only(calls):
+    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", SSH_OPTIONS=["-F", "/cfg"],
+                      REMOTE_DATA={"/srv/image net;$(x)": "imagenet", "/srv/w.pt": "/opt/w.pt"})
+    pipeline.run(cfg, quiet=True)
+    check = [cmd for step, cmd in calls if step == "data"]
+    assert check == [SSH + [("{ [ -e '/srv/image net;$(x)' ] || echo '/srv/image net;$(x)'; } && "
+                             "{ [ -e /srv/w.pt ] || echo /srv/w.pt; }")]]
+    start = next(cmd[-1] for step, cmd in calls if step == "run")
+    assert "--volume '/srv/image net;$(x):/app/imagenet:ro' --volume /srv/w.pt:/opt/w.pt:ro" in start
+
+
+def test_missing_remote_data_fails_the_data_step(calls, monkeypatch):
+    real = util.run
+
+    def run(cmd, *, step, **kwargs):
+        return "/srv/gone\n" if step == "data" else real(cmd, step=step, **kwargs)
+
+    monkeypatch.setattr(util, "run", run)
+    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", REMOTE_DATA={"/srv/gone": "x"})
+    with pytest.raises(StepError, match="data failed: REMOTE_DATA names /srv/gone, which does not exist on gpu-box"):
+        pipeline.run(cfg, quiet=True)

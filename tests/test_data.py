@@ -1,0 +1,124 @@
+"""DATA: the file list, the mounts, and our own hash-based transfer run for real through `sh`
+(REMOTE_SERVER = "local" takes the same commands as ssh would, without the network)."""
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pystributed import config, data, progress
+from pystributed.errors import PystributedError, StepError
+
+
+def test_excluded_and_volume_args():
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/", "./weights.pt", "sub/dir/"])
+    assert data.excluded(cfg) == ["data", "weights.pt", "sub/dir"]
+    assert data.volume_args({"/srv/x y": "data", "/srv/z": "/opt/z"}) == [
+        "--volume", "/srv/x y:/app/data:ro", "--volume", "/srv/z:/opt/z:ro"]
+
+
+def test_missing_data_is_refused_before_anything_runs():
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["nothere/"])
+    with pytest.raises(PystributedError, match="DATA names nothere/, which does not exist"):
+        data.check(cfg)
+    (Path("data")).mkdir()
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/"], REMOTE_DATA={"/srv/x": "./data"})
+    with pytest.raises(PystributedError, match="DATA and REMOTE_DATA mount two things at /app/data in the container"):
+        data.check(cfg)
+
+
+def test_files_of_folders_and_single_files(tmp_path):
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "sub" / "b.bin").write_bytes(b"b")
+    (tmp_path / "data" / "a.bin").write_bytes(b"a")
+    (tmp_path / "w.pt").write_bytes(b"w")
+    os.symlink("../w.pt", tmp_path / "data" / "link.pt")
+    assert [name for name, _ in data.local_files(["data/", "w.pt"])] == [
+        "data/a.bin", "data/link.pt", "data/sub/b.bin", "w.pt"]
+
+
+def test_the_tree_key_follows_content_and_hashes_are_remembered(tmp_path):
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a").write_bytes(b"1")
+    _, key = data.manifest(cfg, data.local_files(cfg.DATA))
+    assert (tmp_path / "results" / ".data-hashes.json").is_file()
+    assert data.manifest(cfg, data.local_files(cfg.DATA))[1] == key
+    (tmp_path / "data" / "a").write_bytes(b"2")
+    assert data.manifest(cfg, data.local_files(cfg.DATA))[1] != key
+
+
+def synced(cfg, run_id):
+    steps = progress.Steps(quiet=True)
+    with steps.step("data"):
+        tree = data.sync(cfg, data.local_files(cfg.DATA), run_id, steps, roots=data.excluded(cfg))
+    return tree, steps.rows[-1][5]
+
+
+def test_our_own_transfer_sends_only_what_the_server_lacks(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "RSYNC", False)
+    server = tmp_path / "server side; $(x)"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data/", "w.pt"])
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    for i in range(5):
+        (tmp_path / "data" / "sub" / f"{i}.bin").write_bytes(os.urandom(100_000))
+    (tmp_path / "data" / "same.bin").write_bytes((tmp_path / "data" / "sub" / "0.bin").read_bytes())
+    (tmp_path / "w.pt").write_bytes(b"weights")
+
+    tree, shown = synced(cfg, "20261125-000000-aaaaaa")
+    assert shown.startswith("5")  # ~500 KB: the copy of 0.bin is sent once
+    assert (server / ".data" / "trees").is_dir() and tree.startswith(str(server))
+    for name in ["data/same.bin", "data/sub/3.bin", "w.pt"]:
+        assert Path(f"{tree}/{name}").read_bytes() == (tmp_path / name).read_bytes()
+    assert not os.listdir(server / ".data" / "incoming")
+    assert len(os.listdir(server / ".data" / "objects")) == 6
+
+    assert synced(cfg, "20261125-000001-aaaaaa") == (tree, "up to date, 600.0 KB in 7 files")
+
+    (tmp_path / "data" / "sub" / "3.bin").write_bytes(os.urandom(100_000))
+    new_tree, shown = synced(cfg, "20261125-000002-aaaaaa")
+    assert new_tree != tree and shown.startswith("1")  # ~100 KB and the tar headers, not 600 KB
+    assert Path(f"{new_tree}/data/sub/3.bin").read_bytes() == (tmp_path / "data" / "sub" / "3.bin").read_bytes()
+    assert Path(f"{tree}/data/sub/3.bin").read_bytes() != (tmp_path / "data" / "sub" / "3.bin").read_bytes()
+    assert os.stat(f"{new_tree}/data/sub/1.bin").st_ino == os.stat(f"{tree}/data/sub/1.bin").st_ino
+
+
+def test_a_cut_off_transfer_keeps_the_whole_files_that_arrived(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "RSYNC", False)
+    server = tmp_path / "server"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data"])
+    (tmp_path / "data").mkdir()
+    contents = {f"{i}.bin": os.urandom(200_000) for i in range(4)}
+    for name, content in contents.items():
+        (tmp_path / "data" / name).write_bytes(content)
+    send_tar = data.send_tar
+
+    def cut_off(*args):  # the third file vanishes once hashed: the stream stops there
+        (tmp_path / "data" / "2.bin").unlink()
+        return send_tar(*args)
+
+    monkeypatch.setattr(data, "send_tar", cut_off)
+    with pytest.raises(StepError, match="data failed"):
+        synced(cfg, "20261125-000000-aaaaaa")
+    kept = os.listdir(server / ".data" / "objects")
+    assert hashlib.sha256(contents["0.bin"]).hexdigest() in kept
+    for name in kept:  # nothing half-written under a hash
+        assert hashlib.sha256((server / ".data" / "objects" / name).read_bytes()).hexdigest() == name
+    assert not os.listdir(server / ".data" / "incoming")
+
+    monkeypatch.setattr(data, "send_tar", send_tar)
+    (tmp_path / "data" / "2.bin").write_bytes(contents["2.bin"])
+    tree, shown = synced(cfg, "20261125-000001-aaaaaa")
+    amount, unit = shown.split()[:2]
+    assert unit == "KB" and float(amount) <= 800 - 200 * len(kept) + 30  # only what was not kept
+    assert Path(tree, "data", "2.bin").read_bytes() == contents["2.bin"]
+
+
+def test_a_cut_off_rsync_leaves_its_whole_files_for_the_next_link_dest(tmp_path):
+    (tmp_path / "incoming" / "T" / "tree" / "data").mkdir(parents=True)
+    (tmp_path / "incoming" / "T" / "tree" / "data" / "a.bin").write_bytes(b"a")
+    (tmp_path / "trees" / "partial").mkdir(parents=True)  # an older one goes
+    subprocess.run(["sh", "-c", data.salvage("incoming/T", rsync=True)], cwd=tmp_path, check=True)
+    assert (tmp_path / "trees" / "partial" / "data" / "a.bin").read_bytes() == b"a"
+    assert not os.listdir(tmp_path / "incoming")
