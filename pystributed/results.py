@@ -146,7 +146,7 @@ def extract(stream, destination, *, finalize=None, on_bytes=None):
 
 def _extract_into(stream, folder, on_bytes):
     files, skipped, total = [], [], 0
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    with tarfile.open(fileobj=_Forward(stream), mode="r:") as tar:
         for member in tar:
             name = _safe_name(member.name)
             if name == "":
@@ -169,6 +169,29 @@ def _extract_into(stream, folder, on_bytes):
             os.utime(target, (member.mtime, member.mtime))
             files.append(name)
     return sorted(files), skipped
+
+
+class _Forward:
+    """A pipe that tarfile may treat as a file, as long as it reads on. tarfile's own stream mode
+    ("r|") copies every byte through small Python buffers: several times the CPU of `tar -x`."""
+
+    def __init__(self, stream):
+        self.stream, self.position = stream, 0
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.position += len(data)
+        return data
+
+    def tell(self):
+        return self.position
+
+    def seek(self, position, whence=0):
+        if whence != 0 or position < self.position:
+            raise tarfile.ReadError("the results stream can only be read forward")
+        while self.position < position and self.read(min(position - self.position, 1 << 20)):
+            pass
+        return self.position
 
 
 def _safe_name(name):
