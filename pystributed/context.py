@@ -36,10 +36,11 @@ def dockerfile(base_image, entry_point, requirements_name=None):
             f"RUN cd /tmp/pystributed-requirements && pip install {PIP_OPTIONS} -r {shlex.quote(requirements_name)}",
         ]
     lines += [
+        # Before the copies: a step after the cell's would be built again at every change of it.
+        f"CMD {json.dumps(['python', entry_point])}",
         f"COPY context/ {APP_DIR}/",
         # The cell last and alone: a change of the cell rebuilds, pushes and pulls only this layer.
         f"COPY cell/ {APP_DIR}/",
-        f"CMD {json.dumps(['python', entry_point])}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -22,9 +22,9 @@ def test_dockerfile_without_requirements():
         "FROM python:3.11-slim\n"
         "ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS=/results\n"
         "WORKDIR /app\n"
+        'CMD ["python", "user_code.py"]\n'
         "COPY context/ /app/\n"
         "COPY cell/ /app/\n"
-        'CMD ["python", "user_code.py"]\n'
     )
 
 
@@ -34,9 +34,9 @@ def test_requirements_come_in_their_own_layer_before_the_code():
         "COPY requirements/ /tmp/pystributed-requirements/",
         ("RUN cd /tmp/pystributed-requirements && pip install --no-cache-dir --disable-pip-version-check"
         " -r requirements.txt"),
+        'CMD ["python", "sub/cell.py"]',
         "COPY context/ /app/",
         "COPY cell/ /app/",
-        'CMD ["python", "sub/cell.py"]',
     ]
 
 
