@@ -10,6 +10,7 @@ here (images, registry tags, run folders on the server, temp folders) is removed
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -144,6 +145,7 @@ class Bench:
         options = shlex.split(self.env.get("PYSTRIBUTED_SSH_OPTIONS", ""))
         probe = subprocess.run(["scp", *options, "-q", f"{self.host}:/etc/hostname", os.devnull],
                                capture_output=True, check=False)
+        self.scp_label = "scp -r -O" if probe.returncode else "scp -r"
         return ["scp", *options, "-q", "-r"] + (["-O"] if probe.returncode else [])
 
     def copy_scp(self, remote_dir, dest):
@@ -159,16 +161,20 @@ class Bench:
                 raise subprocess.CalledProcessError(ssh.returncode, ssh.args)
         return timed(copy)
 
-    def copy_ours(self, remote_dir, dest):
-        """pystributed's own fetch step (tar stream, checked extraction, atomic landing, run.json),
-        with its own ssh connection, as a hand-typed command has."""
+    def copy_ours(self, remote_dir, dest, *, own_connection=False):
+        """pystributed's fetch step (tar stream, checked extraction, atomic landing, run.json) as a
+        run does it, on the run's open connection; or opening a connection of its own, as each
+        hand-typed command does."""
         config = dataclasses.replace(self.config("registry"), LOCAL_RESULTS_DIR=str(dest.parent))
         result = results.RunResult(dest.name, remote_dir=remote_dir)
-
-        def fetch():
-            with remote.shared_connection(config) as shared:
-                pipeline.fetch(shared, result, progress.steps_for(quiet=True))
-        return timed(fetch)
+        steps = progress.steps_for(quiet=True)
+        if own_connection:
+            def fetch():
+                with remote.shared_connection(config) as shared:
+                    pipeline.fetch(shared, result, steps)
+            return timed(fetch)
+        with remote.shared_connection(config) as shared:
+            return timed(lambda: pipeline.fetch(shared, result, steps))
 
     def hand_cold(self, transport):
         """build, push, pull (or build on the server), then the floor: what a user types for a
@@ -271,8 +277,14 @@ def main(argv=None):
     here = os.getcwd()
     os.chdir(project)
     bench = Bench(args, env, project)
+    bench.edit_cell()
     print(f"pystributed benchmark: median of {args.repeat} timing(s) each, {os.cpu_count()} CPU(s), "
-          f"server {bench.host} (sandbox on loopback), registry {bench.registry}", flush=True)
+          f"server {bench.host} (sandbox on loopback), registry {bench.registry}.\n"
+          "Our runs: pipeline.run() in this process, as runner.main() in a notebook. By hand: the floor is "
+          "`ssh HOST docker run --rm IMAGE python -c pass` plus copying the run's folder back (the faster of "
+          "`scp -r` and `ssh HOST tar -cf - | tar -xf -`); a cold run by hand is `docker build - <context`, "
+          "`docker push`, `ssh HOST docker pull` (registry) or `ssh HOST docker build - <context` (remote-build), "
+          "then the floor.", flush=True)
     try:
         report = measure(bench, args, workspace)
     finally:
@@ -284,108 +296,112 @@ def main(argv=None):
 
 def measure(bench, args, workspace):
     checks = []
-    times = {}
     if "remote-build" in args.transports:
         bench.base_on_server()
-    last = None
+    print(f"\n{'':64}{'median':>8}{'against':>10}{'ratio':>8}   target")
     for transport in args.transports:
-        cold, hand, change, same = [], [], [], []
-        for i in range(args.repeat):
-            # Each cold run, ours and by hand, gets requirements no engine has seen.
-            bench.new_requirements()
-            hand.append(bench.hand_cold(transport))
-            bench.new_requirements()
-            bench.edit_cell()
-            took, result = bench.run(transport)
-            cold.append(took)
-            bench.edit_cell()
-            took, changed = bench.run(transport)
-            change.append(took)
-            if transport == "registry":  # the most of any repeat
-                times["push"] = max(times.get("push", (0, 0, 0)), bench.pushed_bytes(result.image, changed.image),
-                                    key=sum)
-            same.append(bench.run(transport)[0])
-            print(f"  {transport} {i + 1}/{args.repeat}: cold {cold[-1]:.2f}s (by hand {hand[-1]:.2f}s), "
-                  f"change {change[-1]:.2f}s, no change {same[-1]:.2f}s", flush=True)
-            last = changed
-        times[transport] = {"cold": cold, "hand": hand, "change": change, "same": same}
-
-    # The floor, timed after the runs, on the last image, which is on the server.
-    run_floor, copy_scp, copy_tar = [], [], []
-    for i in range(args.repeat):
-        run_floor.append(bench.floor_run(last.image))
-        copy_scp.append(bench.copy_scp(last.remote_dir, workspace / f"floor-scp-{i}"))
-        copy_tar.append(bench.copy_tar(last.remote_dir, workspace / f"floor-tar-{i}"))
-    floor_copy = min(median(copy_scp), median(copy_tar))
-    floor = median(run_floor) + floor_copy
-
-    print()
-    print(f"{'':58}{'median':>9}{'by hand':>10}{'ratio':>8}   target")
-    line = "{:58}{:>8.2f}s{:>10}{:>8}   {}"
-    print(line.format("floor: ssh HOST docker run --rm IMAGE python -c pass", median(run_floor), "", "", ""))
-    print(line.format(f"floor: copy the run folder back ({'scp -r' if median(copy_scp) <= median(copy_tar) else 'ssh tar'}, "
-                      "the faster)", floor_copy, "", "", ""))
-    print(line.format("floor: both", floor, "", "", ""))
-    for transport in args.transports:
-        t = times[transport]
-        cold, hand = median(t["cold"]), median(t["hand"])
-        print(line.format(f"{transport}: cold run (new requirements)", cold, f"{hand:.2f}s", f"{cold / hand:.2f}x", ""))
-        for key, label in (("change", "rerun after a one-line change"), ("same", "rerun with no change")):
-            value = median(t[key])
-            ratio = value / floor
-            ok = ratio <= TARGETS[key]
-            checks.append((f"{transport}: {label} within {TARGETS[key]}x the floor", ok, f"{ratio:.2f}x"))
-            print(line.format(f"{transport}: {label}", value, f"{floor:.2f}s", f"{ratio:.2f}x",
-                              f"<= {TARGETS[key]}x {'PASS' if ok else 'MISS'}"))
-
-    if "push" in times:
-        layers, config_size, manifest_size = times["push"]
-        total = layers + config_size + manifest_size
-        ok = total <= TARGETS["push_bytes"]
-        checks.append(("one-line change pushes at most 64 KiB", ok, f"{total / 1024:.1f} KiB"))
-        print(f"\nbytes pushed for a one-line change (read from the registry, new tag vs. the previous one): "
-              f"{total:,} B = new layers {layers:,} B + config {config_size:,} B + manifest {manifest_size:,} B"
-              f"   <= 64 KiB {'PASS' if ok else 'MISS'}")
-
-    small, big = bench.make_copy_folders()
-    print("\ncopy-back from the server (each with its own ssh connection; "
-          "pystributed = its fetch step: tar stream, checked extraction, atomic landing, run.json):")
-    for label, folder in ((f"{args.small_files} files of 1 kB", small), (f"one file of {args.big_mb} MB", big)):
-        ours, scp, tar = [], [], []
-        for i in range(args.repeat):
-            for name, copy, out in (("ours", bench.copy_ours, ours), ("scp", bench.copy_scp, scp),
-                                    ("tar", bench.copy_tar, tar)):
-                dest = workspace / "copies" / f"{name}-{results.new_run_id()}"
-                dest.parent.mkdir(exist_ok=True)
-                out.append(copy(folder, dest))
-                shutil.rmtree(workspace / "copies")
-        best = min(median(scp), median(tar))
-        ratio = median(ours) / best
-        ok = ratio <= TARGETS["copy"]
-        checks.append((f"copy-back of {label} at least as fast as scp -r and ssh tar", ok, f"{ratio:.2f}x"))
-        print(f"  {label:22} pystributed {median(ours):6.2f}s   {' '.join(bench.scp[:1] + bench.scp[-2:])} "
-              f"{median(scp):6.2f}s   ssh … tar | tar {median(tar):6.2f}s   ratio to the best {ratio:.2f}x"
-              f"   {'PASS' if ok else 'MISS'}")
-
-    print("\nimport time (fresh interpreter, median):")
-    for label, code in (("import pystributed.main (in a kernel, IPython already loaded)",
-                         "import IPython, time; t = time.perf_counter(); import pystributed.main"),
-                        ("import pystributed.main (fresh Python, IPython included)",
-                         "import time; t = time.perf_counter(); import pystributed.main"),
-                        ("import pystributed.cli (what python -m pystributed loads)",
-                         "import time; t = time.perf_counter(); import pystributed.cli")):
-        values = [float(sh(sys.executable, "-c", f"{code}; print(time.perf_counter() - t)",
-                           env={**bench.env, "PYTHONPATH": str(ROOT)}, text=True)) for _ in range(args.repeat)]
-        print(f"  {label:62} {median(values) * 1000:6.0f} ms")
-
+        checks += measure_runs(bench, args, workspace, transport)
+    checks += measure_copy(bench, args, workspace)
+    measure_import(bench, args)
     print("\ntargets:")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
-    print("\nwhat was timed: pystributed runs are pipeline.run() in this process, as runner.main(); by hand, "
-          "cold = docker build - <context, docker push, ssh HOST docker pull (registry) or ssh HOST docker "
-          "build - <context (remote-build), then the floor's docker run; the floor's copy is the run folder "
-          "of the last run.")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+ROW = "{:64}{:>7.2f}s{:>10}{:>8}   {}"
+
+
+def measure_runs(bench, args, workspace, transport):
+    """Cold run, rerun after a change, rerun without; each round also times the cold run and the
+    floor by hand, so that both sides see the same load."""
+    t = {key: [] for key in ("cold", "hand", "change", "same", "floor_run", "scp", "tar")}
+    pushed = (0, 0, 0)
+    for i in range(args.repeat):
+        # Each cold run, ours and by hand, gets requirements no engine has seen.
+        bench.new_requirements()
+        t["hand"].append(bench.hand_cold(transport))
+        bench.new_requirements()
+        bench.edit_cell()
+        took, cold = bench.run(transport)
+        t["cold"].append(took)
+        bench.edit_cell()
+        took, changed = bench.run(transport)
+        t["change"].append(took)
+        if transport == "registry":  # the most of any round
+            pushed = max(pushed, bench.pushed_bytes(cold.image, changed.image), key=sum)
+        t["same"].append(bench.run(transport)[0])
+        # The floor: the image is on the server now; the run folder is what a run brings back.
+        t["floor_run"].append(bench.floor_run(changed.image))
+        t["scp"].append(bench.copy_scp(changed.remote_dir, workspace / f"floor-scp-{transport}-{i}"))
+        t["tar"].append(bench.copy_tar(changed.remote_dir, workspace / f"floor-tar-{transport}-{i}"))
+        print(f"  {transport} round {i + 1}/{args.repeat}: cold {t['cold'][-1]:.2f}s (by hand {t['hand'][-1]:.2f}s), "
+              f"change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, floor "
+              f"{t['floor_run'][-1] + min(t['scp'][-1], t['tar'][-1]):.2f}s", flush=True)
+    m = {key: median(values) for key, values in t.items()}
+    copy_by = "scp -r" if m["scp"] <= m["tar"] else "ssh tar"
+    floor = m["floor_run"] + min(m["scp"], m["tar"])
+    print(ROW.format(f"{transport}: floor: ssh HOST docker run --rm IMAGE python -c pass", m["floor_run"], "", "", ""))
+    print(ROW.format(f"{transport}: floor: copy the run folder back ({copy_by})", min(m["scp"], m["tar"]), "", "", ""))
+    print(ROW.format(f"{transport}: floor: both", floor, "", "", ""))
+    print(ROW.format(f"{transport}: cold run (new requirements)", m["cold"], f"{m['hand']:.2f}s",
+                     f"{m['cold'] / m['hand']:.2f}x", "(by hand: build, push, pull, floor)"))
+    checks = []
+    for key, label in (("change", "rerun after a one-line change"), ("same", "rerun with no change")):
+        ratio = m[key] / floor
+        ok = ratio <= TARGETS[key]
+        checks.append((f"{transport}: {label} within {TARGETS[key]}x the floor", ok, f"{ratio:.2f}x"))
+        print(ROW.format(f"{transport}: {label}", m[key], f"{floor:.2f}s", f"{ratio:.2f}x",
+                         f"<= {TARGETS[key]}x {'PASS' if ok else 'MISS'}"))
+    if transport == "registry":
+        layers, config_size, manifest_size = pushed
+        total = sum(pushed)
+        ok = total <= TARGETS["push_bytes"]
+        checks.append(("a one-line change pushes at most 64 KiB", ok, f"{total / 1024:.1f} KiB"))
+        print(f"{transport}: bytes pushed for a one-line change, read from the registry (new tag vs. the one "
+              f"before): {total:,} B = new layers {layers:,} + config {config_size:,} + manifest {manifest_size:,}"
+              f"   <= 64 KiB {'PASS' if ok else 'MISS'}")
+    return checks
+
+
+def measure_copy(bench, args, workspace):
+    small, big = bench.make_copy_folders()
+    print("\ncopy-back of a folder on the server; pystributed = its fetch step (tar stream, checked extraction, "
+          "atomic landing, run.json), in a run (on the run's connection) and alone (opening its own, as each "
+          "command typed by hand does):")
+    checks = []
+    ways = [("run", bench.copy_ours), ("alone", functools.partial(bench.copy_ours, own_connection=True)),
+            ("scp", bench.copy_scp), ("tar", bench.copy_tar)]
+    for label, folder in ((f"{args.small_files} files of 1 kB", small), (f"one file of {args.big_mb} MB", big)):
+        t = {name: [] for name, _ in ways}
+        for i in range(args.repeat):
+            for name, copy in ways[i % len(ways):] + ways[:i % len(ways)]:  # each goes first in turn
+                dest = workspace / "copies" / name
+                dest.parent.mkdir(exist_ok=True)
+                t[name].append(copy(folder, dest))
+                shutil.rmtree(workspace / "copies")
+        m = {name: median(values) for name, values in t.items()}
+        best = min(m["scp"], m["tar"])
+        ratio = m["run"] / best
+        ok = ratio <= TARGETS["copy"]
+        checks.append((f"copy-back of {label} in a run at least as fast as scp -r and ssh tar", ok, f"{ratio:.2f}x"))
+        print(f"  {label:20} in a run {m['run']:5.2f}s  alone {m['alone']:5.2f}s  {bench.scp_label} {m['scp']:5.2f}s  "
+              f"ssh … tar | tar {m['tar']:5.2f}s  ratio to the faster: in a run {ratio:.2f}x "
+              f"{'PASS' if ok else 'MISS'}, alone {m['alone'] / best:.2f}x")
+    return checks
+
+
+def measure_import(bench, args):
+    print("\nimport time, in a fresh interpreter:")
+    for label, code in (("import pystributed.main, IPython already loaded (a kernel)",
+                         "import IPython, time; t = time.perf_counter(); import pystributed.main"),
+                        ("import pystributed.main, IPython included",
+                         "import time; t = time.perf_counter(); import pystributed.main"),
+                        ("import pystributed.cli (python -m pystributed)",
+                         "import time; t = time.perf_counter(); import pystributed.cli")):
+        values = [float(sh(sys.executable, "-c", f"{code}; print(time.perf_counter() - t)",
+                           env={**bench.env, "PYTHONPATH": str(ROOT)}, text=True)) for _ in range(args.repeat)]
+        print(f"  {label:62} {median(values) * 1000:5.0f} ms")
 
 
 if __name__ == "__main__":
