@@ -49,6 +49,8 @@ def parse_args(argv=None):
                         help="timings per figure; the median is shown (default: 3, about 3 minutes on 2 cores)")
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
+    parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"], choices=["runs", "copy", "import"],
+                        help="what to time (default: all): runs and reruns with their floor, copy-back, import")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
                         help="number of small files in the copy-back test (default: 1000)")
     parser.add_argument("--big-mb", type=int, default=500, metavar="MB",
@@ -296,13 +298,16 @@ def main(argv=None):
 
 def measure(bench, args, workspace):
     checks = []
-    if "remote-build" in args.transports:
-        bench.base_on_server()
-    print(f"\n{'':64}{'median':>8}{'against':>10}{'ratio':>8}   target")
-    for transport in args.transports:
-        checks += measure_runs(bench, args, workspace, transport)
-    checks += measure_copy(bench, args, workspace)
-    measure_import(bench, args)
+    if "runs" in args.parts:
+        if "remote-build" in args.transports:
+            bench.base_on_server()
+        print(f"\n{'':64}{'median':>8}{'against':>10}{'ratio':>8}   target")
+        for transport in args.transports:
+            checks += measure_runs(bench, args, workspace, transport)
+    if "copy" in args.parts:
+        checks += measure_copy(bench, args, workspace)
+    if "import" in args.parts:
+        measure_import(bench, args)
     print("\ntargets:")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
