@@ -16,13 +16,13 @@ import os
 import secrets
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
@@ -262,10 +262,6 @@ class Bench:
         if self.remote_dirs:
             subprocess.run(self.remote(shlex.join(["rm", "-rf", "--", *sorted(self.remote_dirs)])),
                            capture_output=True, check=False)
-
-
-def median(values):
-    return statistics.median(values)
 
 
 def main(argv=None):
