@@ -304,7 +304,7 @@ def measure(bench, args, workspace):
         checks += measure_copy(bench, args, workspace)
     if "import" in args.parts:
         measure_import(bench, args)
-    print("\ntargets:")
+    print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
     return 0 if all(ok for _, ok, _ in checks) else 1
