@@ -38,12 +38,13 @@ def dockerfile(base_image, entry_point, requirements_name=None):
             f"RUN cd /tmp/pystributed-requirements && pip install {PIP_OPTIONS} -r {shlex.quote(requirements_name)}",
         ]
     lines += [
+        # Before the copies: a step after the cell's would be built again at every change of it.
+        f"CMD {json.dumps(['python', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
         f"COPY runner/ {RUNNER_DIR}/",
         f"COPY context/ {APP_DIR}/",
         # The cell (with its --in values) last and alone: a change of the cell rebuilds, pushes and
         # pulls only this layer. It holds cell{APP_DIR}/ and cell{RUNNER_DIR}/, so it is copied to /.
         "COPY cell/ /",
-        f"CMD {json.dumps(['python', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -22,10 +22,10 @@ def test_dockerfile_without_requirements():
         "FROM python:3.11-slim\n"
         "ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS=/results\n"
         "WORKDIR /app\n"
+        'CMD ["python", "/pystributed/cell_runner.py", "user_code.py"]\n'
         "COPY runner/ /pystributed/\n"
         "COPY context/ /app/\n"
         "COPY cell/ /\n"
-        'CMD ["python", "/pystributed/cell_runner.py", "user_code.py"]\n'
     )
 
 
@@ -35,10 +35,10 @@ def test_requirements_come_in_their_own_layer_before_the_code():
         "COPY requirements/ /tmp/pystributed-requirements/",
         ("RUN cd /tmp/pystributed-requirements && pip install --no-cache-dir --disable-pip-version-check"
         " -r requirements.txt"),
+        'CMD ["python", "/pystributed/cell_runner.py", "sub/cell.py"]',
         "COPY runner/ /pystributed/",
         "COPY context/ /app/",
         "COPY cell/ /",
-        'CMD ["python", "/pystributed/cell_runner.py", "sub/cell.py"]',
     ]
 
 

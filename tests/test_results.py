@@ -64,3 +64,31 @@ def test_fetching_again_replaces_the_folder_whole(tmp_path):
     results.extract(tar_stream([("new", tarfile.REGTYPE, b"2")]), tmp_path / "run")
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+class PipeLike:
+    """Only read(), as a pipe: extraction must never seek back."""
+
+    def __init__(self, data):
+        self.data = io.BytesIO(data)
+
+    def read(self, size=-1):
+        return self.data.read(size)
+
+
+def test_extract_reads_a_pipe_straight_through(tmp_path):
+    big = bytes(range(256)) * 12289  # over 3 MB, not a multiple of the 512-byte block
+    long_name = "deep/" + "n" * 150 + ".txt"  # a name only a PAX header holds
+    stream = tar_stream([("small", tarfile.REGTYPE, b"s" * 700), ("link", tarfile.SYMTYPE, "/etc"),
+                         ("big.bin", tarfile.REGTYPE, big), (long_name, tarfile.REGTYPE, b"long")])
+    files, skipped = results.extract(PipeLike(stream.getvalue()), tmp_path / "run")
+    assert files == ["big.bin", long_name, "small"] and skipped == ["link"]
+    assert (tmp_path / "run" / "big.bin").read_bytes() == big
+    assert (tmp_path / "run" / long_name).read_bytes() == b"long"
+
+
+def test_a_broken_pipe_stream_leaves_no_final_folder(tmp_path):
+    data = tar_stream([("big", tarfile.REGTYPE, b"x" * 100000)]).getvalue()[:5000]
+    with pytest.raises(tarfile.TarError):
+        results.extract(PipeLike(data), tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []

@@ -3,9 +3,9 @@ import os
 import subprocess
 import sys
 import time
-import zipfile
 
 import pytest
+from wheels import make_wheel
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 
@@ -75,18 +75,6 @@ def test_local_server_without_registry_runs_on_the_local_engine(sandbox, tmp_pat
     assert "start" in sandbox.container_events("local", run_id, started)
     image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
     assert image.startswith("pystributed:")  # no registry in the name: nothing to push it to
-
-
-def make_wheel(folder, name="pystributed_demo_dep", version="1.2.3"):
-    """A real, minimal wheel, made here: pip in the container cannot reach an index."""
-    path = folder / f"{name}-{version}-py3-none-any.whl"
-    info = f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as whl:
-        whl.writestr(f"{name}/__init__.py", f"VERSION = {version!r}\n")
-        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        whl.writestr(f"{info}/RECORD", f"{name}/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
-    return path
 
 
 def test_requirements_are_installed_in_the_image(sandbox, tmp_path, monkeypatch):

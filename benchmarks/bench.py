@@ -1,0 +1,409 @@
+"""How much a rerun costs, measured on the sandbox against the bare commands a careful user would type.
+
+    scripts/sandbox.sh start && python3 benchmarks/bench.py [--repeat 3]
+
+Every figure is the median of --repeat timings, and every ratio is against commands timed in the
+same invocation, so a busy machine slows both sides. Runs go through `pipeline.run()` in this
+process, as `runner.main()` does in a notebook (where the package is imported once). Everything made
+here (images, registry tags, run folders on the server, temp folders) is removed at the end.
+"""
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from statistics import median
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
+sys.path.insert(1, str(ROOT / "tests" / "e2e"))  # make_wheel
+
+from wheels import make_wheel
+
+from pystributed import config as configuration
+from pystributed import context, pipeline, progress, remote, results
+
+TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0}
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, "
+                  "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json")
+CELL = ("import os\n"
+        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'answer.txt'), 'w').write('{n}\\n')\n")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 benchmarks/bench.py",
+        description="Time cold runs, reruns and copy-back on the sandbox (scripts/sandbox.sh start) "
+                    "against the bare docker/ssh/scp commands, and print PASS or MISS per target.")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="timings per figure; the median is shown (default: 3, about 3 minutes on 2 cores)")
+    parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
+                        choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
+    parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"], choices=["runs", "copy", "import"],
+                        help="what to time (default: all): runs and reruns with their floor, copy-back, import")
+    parser.add_argument("--small-files", type=int, default=1000, metavar="N",
+                        help="number of small files in the copy-back test (default: 1000)")
+    parser.add_argument("--big-mb", type=int, default=500, metavar="MB",
+                        help="size of the one large file in the copy-back test (default: 500)")
+    parser.add_argument("--image-name", default="pystributed-bench",
+                        help="DOCKER_IMAGE_NAME for the runs; its images and tags are removed at the end")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def use_sandbox():
+    """Point this process (and the programs it starts) at the sandbox, unless the environment
+    points somewhere already."""
+    if os.environ.get("PYSTRIBUTED_REMOTE_SERVER"):
+        return
+    script = ROOT / "scripts" / "sandbox.sh"
+    if subprocess.run([script, "status"], capture_output=True, check=False).returncode:
+        sys.exit("error: the sandbox is not running: start it with `scripts/sandbox.sh start` (as root)")
+    for line in subprocess.run([script, "env"], capture_output=True, text=True, check=True).stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        os.environ[name] = shlex.split(value)[0]
+
+
+def timed(action):
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def sh(*cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, check=True, **kwargs).stdout
+
+
+class Bench:
+    def __init__(self, args, env, project):
+        self.args, self.env, self.project = args, env, project
+        self.host = env["PYSTRIBUTED_REMOTE_SERVER"]
+        self.ssh = ["ssh", *shlex.split(env.get("PYSTRIBUTED_SSH_OPTIONS", "")), "--", self.host]
+        self.registry = env["PYSTRIBUTED_DOCKER_REGISTRY"]
+        self.base = env["PYSTRIBUTED_BASE_IMAGE"]
+        self.images = {"local": set(), "remote": set()}  # to remove at the end
+        self.remote_dirs = set()
+        self.cells = 0
+        self.wheels = 0
+        self.scp = self._scp_command()
+
+    # --- the project and pystributed's runs -------------------------------------------------
+
+    def config(self, transport):
+        registry = self.registry if transport == "registry" else ""
+        return configuration.load(
+            None, self.env, DOCKER_IMAGE_NAME=self.args.image_name, DOCKER_REGISTRY=registry, TRANSPORT=transport,
+            REQUIREMENTS="deps/requirements.txt", LOCAL_RESULTS_DIR="results")
+
+    def edit_cell(self):
+        """A one-line change of the cell."""
+        self.cells += 1
+        (self.project / "user_code.py").write_text(CELL.format(n=self.cells))
+
+    def new_requirements(self):
+        deps = self.project / "deps"
+        shutil.rmtree(deps, ignore_errors=True)
+        deps.mkdir()
+        self.wheels += 1
+        # A version no engine has seen, even in an earlier invocation: its layer is new.
+        wheel = make_wheel(deps, "pystributed_bench_dep", f"1.{self.wheels}.{secrets.randbelow(10**9)}")
+        (deps / "requirements.txt").write_text(f"./{wheel.name}\n")
+
+    def run(self, transport):
+        """One run as runner.main() does it; returns (seconds, RunResult)."""
+        config = self.config(transport)
+        box = []
+        took = timed(lambda: box.append(pipeline.run(config, quiet=True)))
+        result = box[0]
+        self.images["remote"].add(result.image)
+        if transport == "registry":
+            self.images["local"].add(result.image)
+        self.remote_dirs.add(result.remote_dir)
+        return took, result
+
+    # --- the same by hand ------------------------------------------------------------------------
+
+    def remote(self, script):
+        """What a user types as `ssh HOST 'script'`."""
+        return [*self.ssh, script]
+
+    def floor_run(self, image):
+        return timed(lambda: sh(*self.remote(f"docker run --rm {shlex.quote(image)} python -c pass")))
+
+    def _scp_command(self):
+        """`scp -r`; the sandbox's sshd has no sftp subsystem, which newer scp uses, so -O then."""
+        options = shlex.split(self.env.get("PYSTRIBUTED_SSH_OPTIONS", ""))
+        probe = subprocess.run(["scp", *options, "-q", f"{self.host}:/etc/hostname", os.devnull],
+                               capture_output=True, check=False)
+        self.scp_label = "scp -r -O" if probe.returncode else "scp -r"
+        return ["scp", *options, "-q", "-r"] + (["-O"] if probe.returncode else [])
+
+    def copy_scp(self, remote_dir, dest):
+        return timed(lambda: sh(*self.scp, f"{self.host}:{remote_dir}", str(dest)))
+
+    def copy_tar(self, remote_dir, dest):
+        def copy():
+            dest.mkdir(parents=True)
+            with subprocess.Popen(self.remote(f"tar -C {shlex.quote(remote_dir)} -cf - ."),
+                                  stdout=subprocess.PIPE) as ssh:
+                subprocess.run(["tar", "-C", str(dest), "-xf", "-"], stdin=ssh.stdout, check=True)
+            if ssh.returncode:
+                raise subprocess.CalledProcessError(ssh.returncode, ssh.args)
+        return timed(copy)
+
+    def copy_ours(self, remote_dir, dest, *, own_connection=False):
+        """pystributed's fetch step (tar stream, checked extraction, atomic landing, run.json) as a
+        run does it, on the run's open connection; or opening a connection of its own, as each
+        hand-typed command does."""
+        config = dataclasses.replace(self.config("registry"), LOCAL_RESULTS_DIR=str(dest.parent))
+        result = results.RunResult(dest.name, remote_dir=remote_dir)
+        steps = progress.steps_for(quiet=True)
+        if own_connection:
+            def fetch():
+                with remote.shared_connection(config) as shared:
+                    pipeline.fetch(shared, result, steps)
+            return timed(fetch)
+        with remote.shared_connection(config) as shared:
+            return timed(lambda: pipeline.fetch(shared, result, steps))
+
+    def hand_cold(self, transport):
+        """build, push, pull (or build on the server), then the floor: what a user types for a
+        first run of new requirements."""
+        tag = f"{self.config(transport).image_repository}:hand-{secrets.token_hex(4)}"
+        ctx = self.project.parent / "context.tar"
+        with open(ctx, "wb") as file:
+            context.write(file, context_dir=".", code_path="user_code.py",
+                          source=(self.project / "user_code.py").read_text(), base_image=self.base,
+                          requirements="deps/requirements.txt", excludes=["results"])
+        start = time.perf_counter()
+        with open(ctx, "rb") as file:
+            if transport == "registry":
+                sh("docker", "build", "-q", "-t", tag, "-", stdin=file)
+                sh("docker", "push", tag)
+                sh(*self.remote(f"docker pull {shlex.quote(tag)}"))
+            else:
+                sh(*self.remote(f"docker build -q -t {shlex.quote(tag)} -"), stdin=file)
+        took = time.perf_counter() - start + self.floor_run(tag)
+        self.images["remote"].add(tag)
+        if transport == "registry":
+            self.images["local"].add(tag)
+        return took
+
+    # --- the registry ----------------------------------------------------------------------------
+
+    def manifest(self, image, reference=None):
+        """The image's manifest in the registry, its digest and its size in bytes."""
+        repository, tag = image.rsplit(":", 1)
+        name = repository.split("/", 1)[1]
+        url = f"http://{self.registry}/v2/{name}/manifests/{reference or tag}"
+        request = urllib.request.Request(url, headers={"Accept": MANIFEST_TYPES})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw, digest = response.read(), response.headers["Docker-Content-Digest"]
+        data = json.loads(raw)
+        if "manifests" in data:  # an index: the image's own manifest
+            own = next(m for m in data["manifests"] if m.get("platform", {}).get("os") != "unknown")
+            return self.manifest(image, own["digest"])
+        return data, digest, len(raw)
+
+    def pushed_bytes(self, before, after):
+        """What the registry got for `after` that `before` did not have: its new layers, its config
+        and its manifest (sizes as stored: compressed)."""
+        old, _, _ = self.manifest(before)
+        new, _, manifest_size = self.manifest(after)
+        old_layers = {layer["digest"] for layer in old["layers"]}
+        layers = sum(layer["size"] for layer in new["layers"] if layer["digest"] not in old_layers)
+        return layers, new["config"]["size"], manifest_size
+
+    # --- setup and cleanup -----------------------------------------------------------------------
+
+    def base_on_server(self):
+        """remote-build builds FROM the base image on the server; a real server pulls it from Docker
+        Hub, the sandbox's cannot, so it gets the local one once."""
+        if subprocess.run([*self.remote(f"docker image inspect {shlex.quote(self.base)}")],
+                          capture_output=True, check=False).returncode == 0:
+            return
+        saved = subprocess.Popen(["docker", "save", self.base], stdout=subprocess.PIPE)
+        subprocess.run(self.remote("docker load"), stdin=saved.stdout, capture_output=True, check=True)
+        saved.wait()
+
+    def make_copy_folders(self):
+        folder = f"pystributed-bench-copy-{secrets.token_hex(3)}"
+        n, mb = self.args.small_files, self.args.big_mb
+        script = (f"mkdir -p {folder}/small {folder}/big && cd {folder}/small && i=0 && "
+                  f"while [ $i -lt {n} ]; do mkdir -p d$((i / 100)) && "
+                  f"head -c 1000 /dev/urandom >d$((i / 100))/f$i.txt; i=$((i + 1)); done && "
+                  f"head -c {mb * 1000 * 1000} /dev/urandom >../big/big.bin && cd .. && pwd")
+        path = sh(*self.remote(script), text=True).strip()
+        self.remote_dirs.add(path)
+        return f"{path}/small", f"{path}/big"
+
+    def cleanup(self):
+        for image in self.images["remote"]:
+            subprocess.run(self.remote(f"docker rmi {shlex.quote(image)}"), capture_output=True, check=False)
+        for image in self.images["local"]:
+            with contextlib.suppress(Exception):
+                _, digest, _ = self.manifest(image)
+                repository = image.rsplit(":", 1)[0].split("/", 1)[1]
+                url = f"http://{self.registry}/v2/{repository}/manifests/{digest}"
+                urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
+            subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+        if self.remote_dirs:
+            subprocess.run(self.remote(shlex.join(["rm", "-rf", "--", *sorted(self.remote_dirs)])),
+                           capture_output=True, check=False)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    use_sandbox()
+    env = dict(os.environ)
+    workspace = Path(tempfile.mkdtemp(prefix="pystributed-bench-"))
+    project = workspace / "project"
+    project.mkdir()
+    (project / ".dockerignore").write_text("deps\nresults\n")
+    here = os.getcwd()
+    os.chdir(project)
+    bench = Bench(args, env, project)
+    bench.edit_cell()
+    print(f"pystributed benchmark: median of {args.repeat} timing(s) each, {os.cpu_count()} CPU(s), "
+          f"server {bench.host} (sandbox on loopback), registry {bench.registry}.\n"
+          "Our runs: pipeline.run() in this process, as runner.main() in a notebook. By hand: the floor is "
+          "`ssh HOST docker run --rm IMAGE python -c pass` plus copying the run's folder back (the faster of "
+          "`scp -r` and `ssh HOST tar -cf - | tar -xf -`); a cold run by hand is `docker build - <context`, "
+          "`docker push`, `ssh HOST docker pull` (registry) or `ssh HOST docker build - <context` (remote-build), "
+          "then the floor.", flush=True)
+    try:
+        report = measure(bench, args, workspace)
+    finally:
+        os.chdir(here)
+        bench.cleanup()
+        shutil.rmtree(workspace, ignore_errors=True)
+    return report
+
+
+def measure(bench, args, workspace):
+    checks = []
+    if "runs" in args.parts:
+        if "remote-build" in args.transports:
+            bench.base_on_server()
+        print(f"\n{'':64}{'median':>8}{'against':>10}{'ratio':>8}   target")
+        for transport in args.transports:
+            checks += measure_runs(bench, args, workspace, transport)
+    if "copy" in args.parts:
+        checks += measure_copy(bench, args, workspace)
+    if "import" in args.parts:
+        measure_import(bench, args)
+    print("\ntargets:" if checks else "")
+    for label, ok, figure in checks:
+        print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+ROW = "{:64}{:>7.2f}s{:>10}{:>8}   {}"
+
+
+def measure_runs(bench, args, workspace, transport):
+    """Cold run, rerun after a change, rerun without; each round also times the cold run and the
+    floor by hand, so that both sides see the same load."""
+    t = {key: [] for key in ("cold", "hand", "change", "same", "floor_run", "scp", "tar")}
+    pushed = (0, 0, 0)
+    for i in range(args.repeat):
+        # Each cold run, ours and by hand, gets requirements no engine has seen.
+        bench.new_requirements()
+        t["hand"].append(bench.hand_cold(transport))
+        bench.new_requirements()
+        bench.edit_cell()
+        took, cold = bench.run(transport)
+        t["cold"].append(took)
+        bench.edit_cell()
+        took, changed = bench.run(transport)
+        t["change"].append(took)
+        if transport == "registry":  # the most of any round
+            pushed = max(pushed, bench.pushed_bytes(cold.image, changed.image), key=sum)
+        t["same"].append(bench.run(transport)[0])
+        # The floor: the image is on the server now; the run folder is what a run brings back.
+        t["floor_run"].append(bench.floor_run(changed.image))
+        t["scp"].append(bench.copy_scp(changed.remote_dir, workspace / f"floor-scp-{transport}-{i}"))
+        t["tar"].append(bench.copy_tar(changed.remote_dir, workspace / f"floor-tar-{transport}-{i}"))
+        print(f"  {transport} round {i + 1}/{args.repeat}: cold {t['cold'][-1]:.2f}s (by hand {t['hand'][-1]:.2f}s), "
+              f"change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, floor "
+              f"{t['floor_run'][-1] + min(t['scp'][-1], t['tar'][-1]):.2f}s", flush=True)
+    m = {key: median(values) for key, values in t.items()}
+    copy_by = "scp -r" if m["scp"] <= m["tar"] else "ssh tar"
+    floor = m["floor_run"] + min(m["scp"], m["tar"])
+    print(ROW.format(f"{transport}: floor: ssh HOST docker run --rm IMAGE python -c pass", m["floor_run"], "", "", ""))
+    print(ROW.format(f"{transport}: floor: copy the run folder back ({copy_by})", min(m["scp"], m["tar"]), "", "", ""))
+    print(ROW.format(f"{transport}: floor: both", floor, "", "", ""))
+    print(ROW.format(f"{transport}: cold run (new requirements)", m["cold"], f"{m['hand']:.2f}s",
+                     f"{m['cold'] / m['hand']:.2f}x", "(by hand: build, push, pull, floor)"))
+    checks = []
+    for key, label in (("change", "rerun after a one-line change"), ("same", "rerun with no change")):
+        ratio = m[key] / floor
+        ok = ratio <= TARGETS[key]
+        checks.append((f"{transport}: {label} within {TARGETS[key]}x the floor", ok, f"{ratio:.2f}x"))
+        print(ROW.format(f"{transport}: {label}", m[key], f"{floor:.2f}s", f"{ratio:.2f}x",
+                         f"<= {TARGETS[key]}x {'PASS' if ok else 'MISS'}"))
+    if transport == "registry":
+        layers, config_size, manifest_size = pushed
+        total = sum(pushed)
+        ok = total <= TARGETS["push_bytes"]
+        checks.append(("a one-line change pushes at most 64 KiB", ok, f"{total / 1024:.1f} KiB"))
+        print(f"{transport}: bytes pushed for a one-line change, read from the registry (new tag vs. the one "
+              f"before): {total:,} B = new layers {layers:,} + config {config_size:,} + manifest {manifest_size:,}"
+              f"   <= 64 KiB {'PASS' if ok else 'MISS'}")
+    return checks
+
+
+def measure_copy(bench, args, workspace):
+    small, big = bench.make_copy_folders()
+    print("\ncopy-back of a folder on the server; pystributed = its fetch step (tar stream, checked extraction, "
+          "atomic landing, run.json), in a run (on the run's connection) and alone (opening its own, as each "
+          "command typed by hand does):")
+    checks = []
+    ways = [("run", bench.copy_ours), ("alone", functools.partial(bench.copy_ours, own_connection=True)),
+            ("scp", bench.copy_scp), ("tar", bench.copy_tar)]
+    for label, folder in ((f"{args.small_files} files of 1 kB", small), (f"one file of {args.big_mb} MB", big)):
+        t = {name: [] for name, _ in ways}
+        for i in range(args.repeat):
+            for name, copy in ways[i % len(ways):] + ways[:i % len(ways)]:  # each goes first in turn
+                dest = workspace / "copies" / name
+                dest.parent.mkdir(exist_ok=True)
+                t[name].append(copy(folder, dest))
+                shutil.rmtree(workspace / "copies")
+        m = {name: median(values) for name, values in t.items()}
+        best = min(m["scp"], m["tar"])
+        ratio = m["run"] / best
+        ok = ratio <= TARGETS["copy"]
+        checks.append((f"copy-back of {label} in a run at least as fast as scp -r and ssh tar", ok, f"{ratio:.2f}x"))
+        print(f"  {label:20} in a run {m['run']:5.2f}s  alone {m['alone']:5.2f}s  {bench.scp_label} {m['scp']:5.2f}s  "
+              f"ssh … tar | tar {m['tar']:5.2f}s  ratio to the faster: in a run {ratio:.2f}x "
+              f"{'PASS' if ok else 'MISS'}, alone {m['alone'] / best:.2f}x")
+    return checks
+
+
+def measure_import(bench, args):
+    print("\nimport time, in a fresh interpreter:")
+    for label, code in (("import pystributed.main, IPython already loaded (a kernel)",
+                         "import IPython, time; t = time.perf_counter(); import pystributed.main"),
+                        ("import pystributed.main, IPython included",
+                         "import time; t = time.perf_counter(); import pystributed.main"),
+                        ("import pystributed.cli (python -m pystributed)",
+                         "import time; t = time.perf_counter(); import pystributed.cli")):
+        values = [float(sh(sys.executable, "-c", f"{code}; print(time.perf_counter() - t)",
+                           env={**bench.env, "PYTHONPATH": str(ROOT)}, text=True)) for _ in range(args.repeat)]
+        print(f"  {label:62} {median(values) * 1000:5.0f} ms")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
