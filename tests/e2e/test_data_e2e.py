@@ -7,7 +7,7 @@ import sys
 import uuid
 
 import pytest
-from test_cli_e2e import make_wheel
+from wheels import make_wheel
 
 from pystributed import config, data, pipeline
 from pystributed.errors import StepError
