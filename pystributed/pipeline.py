@@ -119,14 +119,19 @@ def interrupted(config, result, steps, on_interrupt):
     steps.say(f"\nInterrupted: stopping container {name} and fetching what results exist ...\n")
     result.status = "interrupted"
     try:
-        # The container may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
-        stop = f"{remote.redirect(docker.interrupt(result.run_id), '/dev/null')}; {shlex.join(docker.stop(result.run_id))}"
-        util.run(remote.command(config, stop), step="run", cwd=remote.cwd(config))
+        stop(config, result.run_id)
         result.exit_code = finish(config, result)
         fetch(config, result, steps)
     except StepError as e:
         steps.say(f"{e}\n")
     record.save(config.LOCAL_RESULTS_DIR, result)
+
+
+def stop(config, run_id, *, step="run"):
+    """Interrupt the cell in its container (SIGINT), then stop it."""
+    # The container may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
+    script = f"{remote.redirect(docker.interrupt(run_id), '/dev/null')}; {shlex.join(docker.stop(run_id))}"
+    util.run(remote.command(config, script), step=step, cwd=remote.cwd(config))
 
 
 def check_code(code_path, source=None):
@@ -344,13 +349,17 @@ def dropped(config, result, error):
                                                 f"with runner.attach({result.run_id!r}) once the server is reachable.")
 
 
-def finish(config, result):
-    """Wait for the container, save its log into the run folder, remove it; return its exit code.
-    If the log cannot be saved (a full disk), the container stays, so that its log is not lost."""
+def finish(config, result, *, cancelled=False):
+    """Wait for the container, save its log and its final state (state.json) into the run
+    folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
+    container stays, so that its log is not lost."""
     run_id = result.run_id
     save_log = remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}")
+    save_state = remote.redirect(docker.inspect_state(docker.container_name(run_id), cancelled=cancelled),
+                                 f"{result.remote_dir}/{results.STATE_NAME}", stderr=False)
     remove = remote.redirect(docker.remove(run_id), "/dev/null")
-    out = util.run(remote.command(config, docker.wait(run_id), f"{{ {save_log} && {remove} || echo log-not-saved; }}"),
+    out = util.run(remote.command(config, docker.wait(run_id),
+                                  f"{{ {save_log} && {save_state} && {remove} || echo log-not-saved; }}"),
                    step="run", cwd=remote.cwd(config))
     result.ended = results.now_iso()
     if "log-not-saved" in out:
