@@ -4,7 +4,7 @@ import contextlib
 import sys
 
 from pystributed import config as configuration
-from pystributed import lifecycle, pipeline
+from pystributed import lifecycle, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 # Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
@@ -37,7 +37,7 @@ def _parser():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def run_id(sub):
-        sub.add_argument("run_id", metavar="RUN", help="the run id, e.g. 20261125-101502-3fa9c1")
+        sub.add_argument("run_id", metavar="RUN", type=_run_id, help="the run id, e.g. 20261125-101502-3fa9c1")
 
     for name, help, description in [
         ("run", "build, push, run remotely and fetch the results",
@@ -76,15 +76,22 @@ def _parser():
     sub.add_argument("--json", action="store_true", help="as JSON")
     sub = command("clean", "remove ended containers, old run folders, unused images and tags",
                   "Show, then remove: ended containers (their log and state saved in the run folder first), run "
-                  "folders of runs that ended more than AGE ago, the server's images of DOCKER_IMAGE_NAME that "
+                  "folders of ended runs unchanged for more than AGE, the server's images of DOCKER_IMAGE_NAME that "
                   "no container or remaining run uses, and their tags in DOCKER_REGISTRY. Runs that go on are "
                   "never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
     sub.add_argument("--older-than", metavar="AGE", type=_age,
-                     help="also remove run folders that ended more than AGE ago: 90s, 30m, 12h, 7d, 2w")
+                     help="also remove the folders of ended runs unchanged for AGE: 90s, 30m, 12h, 7d, 2w")
     choice = sub.add_mutually_exclusive_group()
     choice.add_argument("--yes", action="store_true", help="remove without asking")
     choice.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     return parser
+
+
+def _run_id(text):
+    try:
+        return results.check_run_id(text)
+    except PystributedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _age(text):

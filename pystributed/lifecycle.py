@@ -42,7 +42,7 @@ class RunState:
     container: bool = False  # its container is still on the server
     active: bool = False  # it runs, or may be about to: never removed
     remote_dir: str = ""
-    age: float | None = None  # seconds since it ended (or since its folder last changed)
+    age: float | None = None  # seconds since its run folder last changed (a file added or removed)
     local_path: str = ""  # where its results were fetched to here
 
     @property
@@ -181,7 +181,7 @@ def _parse_survey(config, sections):
         mounts = [m.get("Source") for m in info.get("Mounts") or []]
         # Only runs of this REMOTE_WORKDIR: other folders' runs share the engine.
         if run_id in runs and (not container or f"{workdir}/{run_id}" in mounts):
-            _describe(runs[run_id], info, now, container=container)
+            _describe(runs[run_id], info, container=container)
     for run in runs.values():
         if run.state == "no container":
             _from_index(config, run, logged=run.run_id in logged)
@@ -198,7 +198,7 @@ def _json(line):
         return {}
 
 
-def _describe(run, info, now, *, container):
+def _describe(run, info, *, container):
     state = info.get("State") or {}
     status, code = state.get("Status", ""), state.get("ExitCode")
     run.container, run.image = container, info.get("Image", run.image)
@@ -209,8 +209,6 @@ def _describe(run, info, now, *, container):
         return
     run.active, run.exit_code = False, code
     run.ended = docker_time(state.get("FinishedAt"))
-    if run.ended:
-        run.age = max(0.0, now - run.ended.timestamp())
     if status == "created":
         run.state = "failed to start"
     elif info.get("Cancelled"):
@@ -416,7 +414,7 @@ class Plan:
         lines = [f"On {self.server}:"]
         lines += [f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
                   for r in self.containers]
-        lines += [f"  run folder {r.remote_dir}  ({r.state}, {human_duration(r.age)} ago)" for r in self.folders]
+        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
         lines += [f"  image      {ref}" for ref in self.images]
         lines += ["In the registry:"] if self.tags else []
         lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
@@ -432,8 +430,8 @@ class Plan:
 
 
 def clean(config, *, older_than=None, apply=False, confirm=None):
-    """Work out what to remove: ended containers (their log and state saved first), run folders
-    ended more than `older_than` seconds ago, the server's images of DOCKER_IMAGE_NAME that no
+    """Work out what to remove: ended containers (their log and state saved first), the folders of
+    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME that no
     container and no remaining run uses, and the registry tags of those images (and of images
     our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
     (or when `confirm(plan)` says yes), remove them. Return the Plan."""
