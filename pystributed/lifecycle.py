@@ -11,6 +11,7 @@ import html
 import json
 import re
 import shlex
+import sys
 import time
 
 from pystributed import docker, live, pipeline, progress, record, registry, remote, results, util
@@ -275,7 +276,7 @@ def _result(config, run):
         result.started = run.started.isoformat(timespec="milliseconds")
     if run.ended:
         result.ended = run.ended.isoformat(timespec="milliseconds")
-    if run.active:
+    if run.active and run.container:
         result.status = "running"
     elif run.exit_code is not None:
         result.exit_code = run.exit_code
@@ -328,7 +329,10 @@ def wait(config, run_id, *, poll=5.0):
     return its RunState, whose exit_code is the cell's."""
     with remote.shared_connection(config) as shared:
         run = find(shared, run_id)
-        while run.active and not run.container:  # still being built elsewhere: its container comes
+        if run.active and not run.container:
+            print(f"Run {run_id} has no container yet (is it being built or pushed?): waiting for it.",
+                  file=sys.stderr)
+        while run.active and not run.container:
             time.sleep(poll)
             run = find(shared, run_id)
         if run.container:
@@ -402,6 +406,7 @@ class Plan:
     images: list = dataclasses.field(default_factory=list)  # refs on the server
     tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
     running: list = dataclasses.field(default_factory=list)  # RunState, never touched
+    images_kept_because: str = ""
     done: bool = False
 
     @property
@@ -423,6 +428,8 @@ class Plan:
         lines.append(f"Run folders: {age}.")
         if self.running:
             lines.append("Kept, still running or starting: " + ", ".join(r.run_id for r in self.running))
+        if self.images_kept_because:
+            lines.append(f"Images and tags: none, {self.images_kept_because}.")
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):
@@ -462,6 +469,10 @@ def _plan(config, older_than):
     if older_than is not None:
         plan.folders = [r for r in ended if r.remote_dir and r.age is not None and r.age >= older_than
                         and r.remote_dir.endswith(f"/{r.run_id}")]
+    if any(not r.image for r in plan.running):
+        plan.images_kept_because = (
+            "a run is starting whose image is not known yet: images are left alone until it runs")
+        return plan
     gone = {r.run_id for r in plan.folders}
     needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
     script = (f"{shlex.join(docker.container_images())} && echo {_MARK}images && "

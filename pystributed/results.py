@@ -38,7 +38,7 @@ class RunResult:
     exit_code: int | None = None
     local_path: Path | None = None  # LOCAL_RESULTS_DIR/<run-id>, once fetched
     files: list[str] = dataclasses.field(default_factory=list)
-    status: str = "starting"  # running, succeeded, failed, interrupted, detached
+    status: str = "starting"  # running, succeeded, failed, interrupted, detached, cancelled
     server: str = ""
     image: str = ""
     image_digest: str = ""
