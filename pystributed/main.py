@@ -52,7 +52,7 @@ def status(run_id, config_path=None, **overrides):
 
 def logs(run_id, config_path=None, *, follow=False, **overrides):
     """Print the run's output from its start; with `follow`, until it ends."""
-    return lifecycle.logs(configuration.load(config_path, **overrides), run_id, follow=follow)
+    lifecycle.logs(configuration.load(config_path, **overrides), run_id, follow=follow)
 
 
 def wait(run_id, config_path=None, **overrides):

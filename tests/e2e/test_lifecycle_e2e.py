@@ -252,3 +252,39 @@ def test_list_shows_every_state_and_clean_removes_what_it_listed_and_nothing_els
     assert old not in listing
     assert own.cli("clean", "--older-than", "1h", "--yes").stdout.startswith(
         "On pystributed-sandbox:\n  nothing to remove\n")
+
+
+def test_the_runner_functions_from_a_new_kernel(own, tmp_path):
+    from kernel import Kernel, stream_text
+
+    first = Kernel(tmp_path)
+    try:
+        _, reply = first.execute("import pystributed.main as runner")
+        messages, reply = first.execute("%%remote --detach\nimport time\nprint('one', flush=True)\n"
+                                        "time.sleep(3)\nprint('two')\n")
+        assert reply["status"] == "ok", messages
+    finally:
+        first.close()  # the kernel that started it is gone
+    run_id = json.loads(next((tmp_path / "results" / ".runs").glob("*.json")).read_text())["run_id"]
+    kernel = Kernel(tmp_path)
+    try:
+        def result_of(code):
+            messages, reply = kernel.execute(code)
+            assert reply["status"] == "ok", messages
+            return next(m["content"]["data"] for m in messages if m["msg_type"] == "execute_result")
+
+        kernel.execute("import pystributed.main as runner")
+        assert result_of(f"runner.status({run_id!r})")["text/plain"].startswith(f"{run_id} running\n")
+        messages, reply = kernel.execute(f"runner.logs({run_id!r}, follow=True)")
+        assert reply["status"] == "ok" and stream_text(messages) == "one\ntwo\n"
+        assert result_of(f"runner.wait({run_id!r}).exit_code")["text/plain"] == "0"
+        assert result_of(f"runner.fetch({run_id!r}, quiet=True).files")["text/plain"] == \
+            "['output.log', 'state.json']"
+        table = result_of("runner.list_runs()")
+        assert run_id in table["text/html"] and "exited 0" in table["text/plain"]
+        plan = result_of("runner.clean(older_than='0s')")["text/plain"]
+        assert f"run folder /home/pystributed/{own.workdir}/{run_id}" in plan
+        assert plan.endswith("Nothing removed yet: clean(yes=True) removes these.")
+    finally:
+        kernel.close()
+    assert own.folder_exists(run_id)
