@@ -12,7 +12,7 @@ from pystributed.errors import PystributedError, RemoteCellError, StepError
 EXIT_ERROR = 1  # a step failed, a bad config
 EXIT_USAGE = 2  # bad arguments (argparse)
 EXIT_UNKNOWN_RUN = 66  # no such run in REMOTE_WORKDIR on the server
-EXIT_UNREACHABLE = 69  # the server (or its Docker engine) could not be reached; `list` then shows the index
+EXIT_UNREACHABLE = 69  # (not run, submit) the server or its engine could not be reached; `list` shows the index
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = """exit codes:
@@ -20,7 +20,8 @@ EXIT_CODES = """exit codes:
   1    a step failed, or a bad config
   2    bad arguments
   66   unknown run: no such run in REMOTE_WORKDIR on the server
-  69   the server or its Docker engine could not be reached (list then shows the local index)
+  69   the server or its Docker engine could not be reached (not run, submit: 1);
+       list then shows the local index
   130  interrupted here (a submitted run goes on)
   run, wait: the cell's own exit code when it failed"""
 
@@ -114,7 +115,9 @@ def main(argv=None):
         return EXIT_UNKNOWN_RUN
     except StepError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_UNREACHABLE if _unreachable(e) else EXIT_ERROR
+        # run and submit keep 1 for any failed step, as they always did.
+        unreachable = args.command not in ("run", "submit") and _unreachable(e)
+        return EXIT_UNREACHABLE if unreachable else EXIT_ERROR
     except PystributedError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from pystributed import docker, live, pipeline, progress, record, registry, remote, results, util
+from pystributed import context, docker, live, pipeline, progress, record, registry, remote, results, util
 from pystributed.errors import PystributedError, StepError
 
 # Container states in which a run is still going (or about to): such a run is never removed.
@@ -309,6 +309,8 @@ def logs(config, run_id, *, follow=False):
     there, then from output.log); with `follow`, go on printing until it ends."""
     with remote.shared_connection(config) as shared:
         run = find(shared, run_id)
+        if follow:
+            run = _with_container(shared, run)
         log_file = f"{run.remote_dir}/{results.LOG_NAME}"
         script = (f"if {remote.redirect(docker.inspect_container(run_id), '/dev/null')}; "
                   f"then {shlex.join(docker.logs(run_id, follow=follow))}; "
@@ -324,17 +326,40 @@ def logs(config, run_id, *, follow=False):
         return run
 
 
-def wait(config, run_id, *, poll=5.0):
+def _with_container(config, run, *, poll=5.0):
+    """The run once its container is there (or it is known to have none)."""
+    if run.active and not run.container:
+        print(f"Run {run.run_id} has no container yet (is it being built or pushed?): waiting for it.",
+              file=sys.stderr)
+    while run.active and not run.container:
+        time.sleep(poll)
+        run = find(config, run.run_id)
+    return run
+
+
+def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
+    """Follow a run started earlier (from any kernel or shell): its output from the start, then
+    live; then fetch its results. An interrupt leaves it running."""
+    steps = progress.steps_for(quiet)
+    with remote.shared_connection(config) as shared:
+        run = _with_container(shared, find(shared, run_id))
+        result = _result(shared, run)
+        if not run.container:
+            # It ended and was put away (its output is in the run folder): fetch what it left.
+            steps.say(f"Run {run_id} has ended ({run.state}); fetching its results and log.\n")
+            pipeline.fetch(shared, result, steps)
+            if result.log and result.log.exists():
+                steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
+            return result
+        return pipeline.follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
+                               entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
+
+
+def wait(config, run_id):
     """Wait for the run to end; put its container away (log and state saved in the run folder);
     return its RunState, whose exit_code is the cell's."""
     with remote.shared_connection(config) as shared:
-        run = find(shared, run_id)
-        if run.active and not run.container:
-            print(f"Run {run_id} has no container yet (is it being built or pushed?): waiting for it.",
-                  file=sys.stderr)
-        while run.active and not run.container:
-            time.sleep(poll)
-            run = find(shared, run_id)
+        run = _with_container(shared, find(shared, run_id))
         if run.container:
             run = _put_away(shared, run)
         return run

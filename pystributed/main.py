@@ -33,7 +33,7 @@ def submit(config_path=None, **kwargs):
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
     its results. Interrupting leaves the run going."""
-    return pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    return lifecycle.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
 
 
 def runs(config_path=None):

@@ -51,30 +51,11 @@ def _run(config, result, steps, *, code_path, source, run_env, detach, on_interr
                          write_stdin=start.write_env, hint=EXIT_HINTS[125])
             result.status = "running"
             steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
-                      f"results with runner.attach({result.run_id!r}).\n")
+                      f"results with runner.attach({result.run_id!r}) (or, in a shell, "
+                      f"`python -m pystributed logs -f {result.run_id}`, then `fetch {result.run_id}`).\n")
             return result
     return follow(config, result, steps, start=start, on_interrupt=on_interrupt,
                   entry=context.entry_point(".", code_path), code_path=code_path)
-
-
-def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
-    """Follow a run started earlier (from any kernel or shell): its output from the start, then
-    live; then fetch its results. An interrupt leaves it running."""
-    results.check_run_id(run_id)
-    result = record.load(config.LOCAL_RESULTS_DIR, run_id) or results.RunResult(run_id, server=where(config))
-    steps = progress.steps_for(quiet)
-    with remote.shared_connection(config) as shared:
-        if not result.remote_dir:
-            result.remote_dir, _ = make_run_dir(shared, run_id)
-        if not util.succeeds(remote.command(shared, docker.inspect_container(run_id)), cwd=remote.cwd(shared)):
-            # It ended and was cleaned up (its output is in the run folder): fetch what it left.
-            steps.say(f"Run {run_id} has ended; fetching its results and log.\n")
-            fetch(shared, result, steps)
-            if result.log and result.log.exists():
-                steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
-            return result
-        return follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
-                      entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
 
 
 def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
