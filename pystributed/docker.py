@@ -70,7 +70,7 @@ def remove(run_id):
 
 
 def state_format(*, cancelled=False):
-    """A container's state as one line of JSON (saved as state.json in its run folder when it
+    """A container's state as one line of JSON (saved as .pystributed-state.json in its run folder when it
     is removed, so that its exit code and times outlive it). `cancelled` marks `cancel`'s stop."""
     return ('{"Cancelled":' + ("true" if cancelled else "false") + ',"Name":{{json .Name}},'
             '"Image":{{json .Config.Image}},"State":{{json .State}},"Mounts":{{json .Mounts}}}')

@@ -1,7 +1,7 @@
-"""Runs after they started, from any kernel or shell: status, logs, wait, fetch, cancel, list and
-clean. The server is the truth: the container labelled with the run id, and the run folder
-REMOTE_WORKDIR/<run-id>/ with its output.log and state.json (the container's final state, saved
-as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers `list` when the server
+"""Runs after they started, from any kernel or shell: attach, status, logs, wait, fetch, cancel,
+list and clean. The server is the truth: the container labelled with the run id, and the run
+folder REMOTE_WORKDIR/<run-id>/ with its output.log and .pystributed-state.json (the container's
+final state, saved as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers `list` when the server
 cannot be reached, and is brought up to date by what the server says."""
 from __future__ import annotations
 
@@ -223,13 +223,13 @@ def _describe(run, info, *, container):
 
 
 def _from_index(config, run, *, logged):
-    """A run folder without a container or state.json: what the local index knows of it."""
+    """A run folder without a container or .pystributed-state.json: what the local index knows of it."""
     local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
     if local and local.exit_code is not None:
         run.exit_code, run.image = local.exit_code, local.image
         run.state = "interrupted" if local.status == "interrupted" else f"exited {local.exit_code}"
     elif logged:
-        run.state = "ended"  # put away without a state.json (by an older pystributed)
+        run.state = "ended"  # put away without a .pystributed-state.json (by an older pystributed)
     elif local and local.status not in ("starting", "running", "detached"):
         run.state = local.status  # e.g. failed before its container started
     elif run.age is not None and run.age < STARTING_GRACE:
@@ -372,7 +372,7 @@ def fetch(config, run_id, *, quiet=False):
     with remote.shared_connection(config) as shared:
         run = find(shared, run_id)
         if run.container and not run.active:
-            run = _put_away(shared, run)  # so that output.log and state.json come too
+            run = _put_away(shared, run)  # so that output.log and .pystributed-state.json come too
         if run.active:
             steps.say(f"Run {run_id} is still {run.state}: fetching what it has written so far.\n")
         return pipeline.fetch(shared, _result(shared, run), steps)

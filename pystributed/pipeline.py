@@ -331,7 +331,7 @@ def dropped(config, result, error):
 
 
 def finish(config, result, *, cancelled=False):
-    """Wait for the container, save its log and its final state (state.json) into the run
+    """Wait for the container, save its log and its final state (.pystributed-state.json) into the run
     folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
     container stays, so that its log is not lost."""
     run_id = result.run_id

@@ -16,7 +16,7 @@ from pystributed.errors import PystributedError
 
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 LOG_NAME = "output.log"
-STATE_NAME = "state.json"  # the container's final state, written on the server as it is removed
+STATE_NAME = ".pystributed-state.json"  # the container's final state, written on the server as it is removed
 
 
 def new_run_id():

@@ -91,7 +91,7 @@ def test_one_command_surveys_the_run_folder_and_the_containers(cfg, calls):
         "echo @@pystributed workdir; pwd; echo @@pystributed folders; "
         "find . -mindepth 1 -maxdepth 1 -type d -name '*' -printf '%f %T@\\n'; "
         "echo @@pystributed logs; find . -mindepth 2 -maxdepth 2 -path './*/output.log' -printf '%h\\n'; "
-        "echo @@pystributed states; find . -mindepth 2 -maxdepth 2 -path './*/state.json' -exec cat -- '{}' +; fi; "
+        "echo @@pystributed states; find . -mindepth 2 -maxdepth 2 -path './*/.pystributed-state.json' -exec cat -- '{}' +; fi; "
         "echo @@pystributed containers; "
         "ids=$(docker container ls --all --quiet --no-trunc --filter label=pystributed.run) && "
         f"{{ [ -z \"$ids\" ] || docker container inspect --format '{STATE_FORMAT}' $ids 2>/dev/null; true; }}")])]
@@ -106,7 +106,7 @@ def test_one_command_surveys_the_run_folder_and_the_containers(cfg, calls):
 def test_one_run_is_surveyed_alone(cfg, calls):
     lifecycle.survey(cfg, GONE)
     script = calls[0][1][-1]
-    assert f"-name {GONE} " in script and f"-path ./{GONE}/state.json " in script
+    assert f"-name {GONE} " in script and f"-path ./{GONE}/.pystributed-state.json " in script
     assert f"--filter label=pystributed.run={GONE})" in script
 
 
@@ -156,7 +156,7 @@ def test_cancel_interrupts_stops_and_puts_the_container_away(cfg, calls):
         ("cancel", f"docker kill --signal INT {name} >/dev/null 2>&1; docker stop --time 10 {name}"),
         ("run", (f"docker wait {name} && {{ docker logs {name} >{q_dir}/output.log' 2>&1 && "
                 f"docker container inspect --format '{STATE_FORMAT.replace('false', 'true')}' {name} "
-                f">{q_dir}/state.json' && docker rm --force {name} >/dev/null 2>&1 || echo log-not-saved; }}")),
+                f">{q_dir}/.pystributed-state.json' && docker rm --force {name} >/dev/null 2>&1 || echo log-not-saved; }}")),
     ]
 
 

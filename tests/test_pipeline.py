@@ -114,7 +114,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
         ("run", SSH + [
             (f"docker wait pystributed-{RUN_ID} && {{ docker logs pystributed-{RUN_ID} "
             f">{q_dir[:-1]}/output.log' 2>&1 && docker container inspect --format '{STATE_FORMAT}' "
-            f"pystributed-{RUN_ID} >{q_dir[:-1]}/state.json' && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
+            f"pystributed-{RUN_ID} >{q_dir[:-1]}/.pystributed-state.json' && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
             " || echo log-not-saved; }")]),
         ("fetch", SSH + [f"tar -C {q_dir} -cf - ."]),
         ("?", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-O", "exit", "--", "gpu-box"]),

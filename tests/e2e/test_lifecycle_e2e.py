@@ -142,7 +142,7 @@ def test_a_run_outlives_its_process_and_is_followed_and_fetched_from_another(own
         folder = tmp_path / "results" / run_id
         assert (folder / "model.txt").read_text() == "trained"
         assert (folder / "output.log").read_text() == followed
-        assert json.loads((folder / "state.json").read_text())["State"]["ExitCode"] == 0
+        assert json.loads((folder / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
         assert json.loads((folder / "run.json").read_text())["status"] == "succeeded"
         assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".runs", run_id]
     # After it was put away, the log comes from output.log, and list says where the results are.
@@ -279,7 +279,7 @@ def test_the_runner_functions_from_a_new_kernel(own, tmp_path):
         assert reply["status"] == "ok" and stream_text(messages) == "one\ntwo\n"
         assert result_of(f"runner.wait({run_id!r}).exit_code")["text/plain"] == "0"
         assert result_of(f"runner.fetch({run_id!r}, quiet=True).files")["text/plain"] == \
-            "['output.log', 'state.json']"
+            "['.pystributed-state.json', 'output.log']"
         table = result_of("runner.list_runs()")
         assert run_id in table["text/html"] and "exited 0" in table["text/plain"]
         plan = result_of("runner.clean(older_than='0s')")["text/plain"]
