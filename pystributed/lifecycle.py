@@ -50,7 +50,8 @@ class RunState:
     def duration(self):
         if not self.started:
             return None
-        return ((self.ended or datetime.datetime.now(datetime.timezone.utc)) - self.started).total_seconds()
+        end = self.ended or datetime.datetime.now(datetime.timezone.utc)
+        return max(0.0, (end - self.started).total_seconds())  # the two clocks may differ a little
 
     def row(self):
         started = self.started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if self.started else "-"
@@ -287,8 +288,11 @@ def _result(config, run):
 
 def _remember(config, run):
     """Bring the local index up to date with what the server says (only runs it knows)."""
-    if record.load(config.LOCAL_RESULTS_DIR, run.run_id):
-        record.save(config.LOCAL_RESULTS_DIR, _result(config, run))
+    known = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+    if known:
+        updated = _result(config, run)
+        if updated != known:
+            record.save(config.LOCAL_RESULTS_DIR, updated)
 
 
 def _put_away(config, run, *, cancelled=False):
@@ -458,7 +462,10 @@ class Plan:
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):
-        printer.text(str(self) + ("\nRemoved." if self.done else "\nNothing removed yet: clean(yes=True) removes these."))
+        if self.done:
+            printer.text(f"{self}\nRemoved.")
+        else:
+            printer.text(str(self) + ("" if self.empty else "\nNothing removed yet: clean(yes=True) removes these."))
 
 
 def clean(config, *, older_than=None, apply=False, confirm=None):
