@@ -211,7 +211,7 @@ def _describe(run, info, *, container):
         return
     run.active, run.exit_code = False, code
     run.ended = docker_time(state.get("FinishedAt"))
-    if status == "created":
+    if status == "created" or (state.get("Error") and not run.started):  # (docker wait marks it exited)
         run.state = "failed to start"
     elif info.get("Cancelled"):
         run.state = "cancelled"

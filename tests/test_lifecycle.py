@@ -117,6 +117,8 @@ def test_one_run_is_surveyed_alone(cfg, calls):
     ({"Status": "exited", "ExitCode": 130}, {"Cancelled": True}, ("cancelled", False)),
     ({"Status": "exited", "ExitCode": 137, "OOMKilled": True}, {}, ("killed (out of memory)", False)),
     ({"Status": "created", "ExitCode": 128, "Error": "could not select device driver"}, {}, ("failed to start", False)),
+    ({"Status": "exited", "ExitCode": 128, "Error": "could not select device driver",
+      "StartedAt": "0001-01-01T00:00:00Z"}, {}, ("failed to start", False)),
     ({"Status": "created", "ExitCode": 0}, {}, ("starting", True)),
     ({"Status": "paused", "ExitCode": 0}, {}, ("paused", True)),
 ])

@@ -240,6 +240,7 @@ def test_list_shows_every_state_and_clean_removes_what_it_listed_and_nothing_els
     assert done.endswith("Removed.\n")
     for run_id in (failed, interrupted, no_start):
         assert own.containers(run_id) == [] and own.folder_exists(run_id)
+    assert row(own.cli("status", no_start).stdout, no_start) == f"{no_start} failed to start"
     assert not own.folder_exists(old) and not own.folder_exists(old_unique)
     assert own.remote_images() == images_before - {unique_image}
     assert own.registry_tags() == tags_before - {unique_image.rsplit(":", 1)[1]}
