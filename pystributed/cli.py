@@ -1,36 +1,202 @@
-"""python -m pystributed run [FILE]"""
+"""python -m pystributed run|submit|logs|status|wait|fetch|cancel|list|clean"""
 import argparse
+import contextlib
 import sys
 
 from pystributed import config as configuration
-from pystributed import pipeline
-from pystributed.errors import PystributedError, RemoteCellError
+from pystributed import lifecycle, pipeline, results
+from pystributed.errors import PystributedError, RemoteCellError, StepError
+
+# Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
+# cell's own code when it failed, so these can also be a cell's: the message on stderr tells.
+EXIT_ERROR = 1  # a step failed, a bad config
+EXIT_USAGE = 2  # bad arguments (argparse)
+EXIT_UNKNOWN_RUN = 66  # no such run in REMOTE_WORKDIR on the server
+EXIT_UNREACHABLE = 69  # (not run, submit) the server or its engine could not be reached; `list` shows the index
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = """exit codes:
+  0    done (wait: the run exited 0)
+  1    a step failed, or a bad config
+  2    bad arguments
+  66   unknown run: no such run in REMOTE_WORKDIR on the server
+  69   the server or its Docker engine could not be reached (not run, submit: 1);
+       list then shows the local index
+  130  interrupted here (a submitted run goes on)
+  run, wait: the cell's own exit code when it failed"""
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m pystributed", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a saved notebook cell on a remote server inside a Docker image, and look after runs.")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $PYSTRIBUTED_CONFIG or ./config.py)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help, description):
+        return commands.add_parser(name, help=help, description=f"{description}\n\n{EXIT_CODES}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def run_id(sub):
+        sub.add_argument("run_id", metavar="RUN", type=_run_id, help="the run id, e.g. 20261125-101502-3fa9c1")
+
+    for name, help, description in [
+        ("run", "build, push, run remotely and fetch the results",
+         "Build FILE into an image, run it on REMOTE_SERVER and fetch its results to LOCAL_RESULTS_DIR/<run-id>/."),
+        ("submit", "start a run and print its id at once (the run goes on without us)",
+         ("Build FILE into an image and start it on REMOTE_SERVER; print the run id on stdout (the steps go "
+          "to stderr) and return. Follow it with `logs -f RUN`, `wait RUN`, `fetch RUN`.")),
+    ]:
+        sub = command(name, help, description)
+        sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
+        sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
+    sub = command("logs", "print a run's output from the start", "Print the output of RUN from its start; "
+                  "with -f, follow it live until the run ends.")
+    run_id(sub)
+    sub.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    sub = command("status", "show a run's state", "Show the state of RUN on the server (running, exited N, "
+                  "interrupted, cancelled ...), its start, duration, image and folder.")
+    run_id(sub)
+    sub = command("wait", "wait for a run to end; exit with its exit code",
+                  "Wait until RUN ends, put its container away (its log and state stay in the run folder), "
+                  "and exit with the run's own exit code.")
+    run_id(sub)
+    sub = command("fetch", "copy a run's results here (again: safe)",
+                  "Copy the run folder of RUN to LOCAL_RESULTS_DIR/<run-id>/; an earlier copy is replaced whole, "
+                  "only once the new one is complete. A run still going gives what it has written so far.")
+    run_id(sub)
+    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
+    sub = command("cancel", "stop a run and remove its container",
+                  "Stop RUN (its code gets a KeyboardInterrupt first, so `finally:` blocks run) and remove its "
+                  "container; its log and results stay in the run folder, for `fetch`.")
+    run_id(sub)
+    sub = command("list", "list the runs on the server",
+                  "List the runs in REMOTE_WORKDIR on the server with state, start, duration, image, and where "
+                  "their results are here. If the server cannot be reached, the local index is shown, marked "
+                  "offline, and the exit code is 69.")
+    sub.add_argument("--json", action="store_true", help="as JSON")
+    sub = command("clean", "remove ended containers, old run folders, unused images and tags",
+                  "Show, then remove: ended containers (their log and state saved in the run folder first), run "
+                  "folders of ended runs unchanged for more than AGE, the server's images of DOCKER_IMAGE_NAME that "
+                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY. Runs that go on are "
+                  "never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
+    sub.add_argument("--older-than", metavar="AGE", type=_age,
+                     help="also remove the folders of ended runs unchanged for AGE: 90s, 30m, 12h, 7d, 2w")
+    choice = sub.add_mutually_exclusive_group()
+    choice.add_argument("--yes", action="store_true", help="remove without asking")
+    choice.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    return parser
+
+
+def _run_id(text):
+    try:
+        return results.check_run_id(text)
+    except PystributedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _age(text):
+    try:
+        return lifecycle.parse_age(text)
+    except PystributedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m pystributed",
-        description="Run a saved notebook cell on a remote server inside a Docker image.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: $PYSTRIBUTED_CONFIG or ./config.py)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="build, push, run remotely and fetch the results",
-                              description="Build FILE into an image, run it on REMOTE_SERVER and "
-                                          "fetch its results to LOCAL_RESULTS_DIR/<run-id>/.")
-    run.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no step lines, only the code's output")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         config = configuration.load(args.config)
-        result = pipeline.run(config, code_path=args.file, quiet=args.quiet)
+        return COMMANDS[args.command](config, args)
     except RemoteCellError as e:
         print(f"error: {e}", file=sys.stderr)
-        return min(e.result.exit_code, 255) or 1  # the cell's own exit code, for scripts
+        return min(e.result.exit_code, 255) or EXIT_ERROR  # the cell's own exit code, for scripts
+    except lifecycle.UnknownRun as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNKNOWN_RUN
+    except StepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        # run and submit keep 1 for any failed step, as they always did.
+        unreachable = args.command not in ("run", "submit") and _unreachable(e)
+        return EXIT_UNREACHABLE if unreachable else EXIT_ERROR
     except PystributedError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _unreachable(error):
+    text = error.output.lower()
+    return (error.step == "connect" or error.code == 255 or "cannot connect to the docker daemon" in text
+            or "permission denied while trying to connect" in text)
+
+
+def run(config, args):
+    result = pipeline.run(config, code_path=args.file, quiet=args.quiet)
     if result.local_path:
         print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
     return 0
+
+
+def submit(config, args):
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the run id alone: RUN=$(... submit)
+        result = pipeline.run(config, code_path=args.file, quiet=args.quiet, detach=True)
+    print(result.run_id)
+    return 0
+
+
+def logs(config, args):
+    lifecycle.logs(config, args.run_id, follow=args.follow)
+    return 0
+
+
+def status(config, args):
+    print(lifecycle.status(config, args.run_id))
+    return 0
+
+
+def wait(config, args):
+    run = lifecycle.wait(config, args.run_id)
+    print(f"{run.run_id} {run.state}", file=sys.stderr)
+    return EXIT_ERROR if run.exit_code is None else min(run.exit_code, 255)
+
+
+def fetch(config, args):
+    result = lifecycle.fetch(config, args.run_id, quiet=args.quiet)
+    print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
+    return 0
+
+
+def cancel(config, args):
+    run = lifecycle.cancel(config, args.run_id)
+    print(f"{run.run_id} {run.state}")
+    return 0
+
+
+def list_runs(config, args):
+    table = lifecycle.list_runs(config)
+    print(table.to_json() if args.json else table)
+    return EXIT_UNREACHABLE if table.offline else 0
+
+
+def clean(config, args):
+    def ask(plan):
+        print(plan)
+        if args.yes:
+            return True
+        if args.dry_run or not sys.stdin.isatty():
+            return False
+        return input("Remove these? [y/N] ").strip().lower() in ("y", "yes")
+
+    plan = lifecycle.clean(config, older_than=args.older_than, confirm=ask)
+    if plan.empty:
+        print(plan)
+    elif plan.done:
+        print("Removed.")
+    else:
+        print("Nothing removed" + ("" if args.dry_run else ": run again with --yes to remove these") + ".")
+    return 0
+
+
+COMMANDS = {"run": run, "submit": submit, "logs": logs, "status": status, "wait": wait, "fetch": fetch,
+            "cancel": cancel, "list": list_runs, "clean": clean}

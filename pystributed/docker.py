@@ -73,3 +73,33 @@ def stop(run_id, seconds=10):
 
 def remove(run_id):
     return ["docker", "rm", "--force", container_name(run_id)]
+
+
+def state_format(*, cancelled=False):
+    """A container's state as one line of JSON (saved as .pystributed-state.json in its run folder when it
+    is removed, so that its exit code and times outlive it). `cancelled` marks `cancel`'s stop."""
+    return ('{"Cancelled":' + ("true" if cancelled else "false") + ',"Name":{{json .Name}},'
+            '"Image":{{json .Config.Image}},"State":{{json .State}},"Mounts":{{json .Mounts}}}')
+
+
+def inspect_state(*containers, cancelled=False):
+    return ["docker", "container", "inspect", "--format", state_format(cancelled=cancelled), *containers]
+
+
+def list_containers(label=RUN_LABEL):
+    """The ids of all containers (running or not) with `label` (`key` or `key=value`)."""
+    return ["docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}"]
+
+
+def container_images():
+    """The image of every container on the engine, ours or not: those images are in use."""
+    return ["docker", "container", "ls", "--all", "--format", "{{.Image}}"]
+
+
+def list_images(repository):
+    return ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", repository]
+
+
+def remove_images(*refs):
+    # No --force: Docker then refuses to remove an image a container uses.
+    return ["docker", "image", "rm", "--", *refs]

@@ -6,7 +6,7 @@
 import sys
 
 from pystributed import config as configuration
-from pystributed import magic, pipeline, record, variables
+from pystributed import lifecycle, magic, pipeline, record, variables
 from pystributed.magic import register as _register
 
 
@@ -45,7 +45,7 @@ def submit(config_path=None, **kwargs):
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
     its results, and the --out variables it was started with. Interrupting leaves the run going."""
-    result = pipeline.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    result = lifecycle.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
     if result.local_path:
         variables.Exchange.of_run(result, namespace=_namespace()).collect(result)
     return result
@@ -55,6 +55,46 @@ def runs(config_path=None):
     """Past runs recorded in LOCAL_RESULTS_DIR, newest first."""
     config = configuration.load(config_path, require_server=False)
     return record.runs(config.LOCAL_RESULTS_DIR)
+
+
+# Runs that outlive the notebook: each asks the server (one ssh connection) and takes the same
+# config_path and keyword overrides as main().
+
+def status(run_id, config_path=None, **overrides):
+    """The run's state on the server (running, exited N, interrupted, cancelled ...)."""
+    return lifecycle.status(configuration.load(config_path, **overrides), run_id)
+
+
+def logs(run_id, config_path=None, *, follow=False, **overrides):
+    """Print the run's output from its start; with `follow`, until it ends."""
+    lifecycle.logs(configuration.load(config_path, **overrides), run_id, follow=follow)
+
+
+def wait(run_id, config_path=None, **overrides):
+    """Wait for the run to end; its state, with the cell's exit_code."""
+    return lifecycle.wait(configuration.load(config_path, **overrides), run_id)
+
+
+def fetch(run_id, config_path=None, *, quiet=False, **overrides):
+    """Copy the run's folder back to LOCAL_RESULTS_DIR/<run-id>/ (safe to repeat); a RunResult."""
+    return lifecycle.fetch(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+
+
+def cancel(run_id, config_path=None, **overrides):
+    """Stop the run and remove its container; its log and results stay on the server."""
+    return lifecycle.cancel(configuration.load(config_path, **overrides), run_id)
+
+
+def list_runs(config_path=None, **overrides):
+    """The runs on the server with state, start, duration, image; the local index if offline."""
+    return lifecycle.list_runs(configuration.load(config_path, **overrides))
+
+
+def clean(config_path=None, *, older_than=None, yes=False, **overrides):
+    """What `python -m pystributed clean` removes (ended containers; with `older_than`, e.g. "7d",
+    run folders; unused images and their registry tags). Only shown, unless `yes=True`."""
+    age = None if older_than is None else lifecycle.parse_age(older_than)
+    return lifecycle.clean(configuration.load(config_path, **overrides), older_than=age, apply=yes)
 
 
 def _namespace():

@@ -86,30 +86,11 @@ def _run(config, result, steps, *, code_path, digest, build_context, run_env, de
                          write_stdin=start.write_env, hint=EXIT_HINTS[125])
             result.status = "running"
             steps.say(f"Run {result.run_id} is running on {result.server}. Follow it and fetch its "
-                      f"results with runner.attach({result.run_id!r}).\n")
+                      f"results with runner.attach({result.run_id!r}) (or, in a shell, "
+                      f"`python -m pystributed logs -f {result.run_id}`, then `fetch {result.run_id}`).\n")
             return result
     return follow(config, result, steps, start=start, on_interrupt=on_interrupt,
                   entry=context.entry_point(".", code_path), code_path=code_path)
-
-
-def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
-    """Follow a run started earlier (from any kernel or shell): its output from the start, then
-    live; then fetch its results. An interrupt leaves it running."""
-    results.check_run_id(run_id)
-    result = record.load(config.LOCAL_RESULTS_DIR, run_id) or results.RunResult(run_id, server=where(config))
-    steps = progress.steps_for(quiet)
-    with remote.shared_connection(config) as shared:
-        if not result.remote_dir:
-            result.remote_dir, _ = make_run_dir(shared, run_id)
-        if not util.succeeds(remote.command(shared, docker.inspect_container(run_id)), cwd=remote.cwd(shared)):
-            # It ended and was cleaned up (its output is in the run folder): fetch what it left.
-            steps.say(f"Run {run_id} has ended; fetching its results and log.\n")
-            fetch(shared, result, steps)
-            if result.log and result.log.exists():
-                steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
-            return result
-        return follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
-                      entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
 
 
 def follow(config, result, steps, *, start, on_interrupt, entry, code_path):
@@ -154,14 +135,19 @@ def interrupted(config, result, steps, on_interrupt):
     steps.say(f"\nInterrupted: stopping container {name} and fetching what results exist ...\n")
     result.status = "interrupted"
     try:
-        # The container may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
-        stop = f"{remote.redirect(docker.interrupt(result.run_id), '/dev/null')}; {shlex.join(docker.stop(result.run_id))}"
-        util.run(remote.command(config, stop), step="run", cwd=remote.cwd(config))
+        stop(config, result.run_id)
         result.exit_code = finish(config, result)
         fetch(config, result, steps)
     except StepError as e:
         steps.say(f"{e}\n")
     record.save(config.LOCAL_RESULTS_DIR, result)
+
+
+def stop(config, run_id, *, step="run"):
+    """Interrupt the cell in its container (SIGINT), then stop it."""
+    # The container may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
+    script = f"{remote.redirect(docker.interrupt(run_id), '/dev/null')}; {shlex.join(docker.stop(run_id))}"
+    util.run(remote.command(config, script), step=step, cwd=remote.cwd(config))
 
 
 def check_code(code_path, source=None):
@@ -391,13 +377,17 @@ def dropped(config, result, error):
                                                 f"with runner.attach({result.run_id!r}) once the server is reachable.")
 
 
-def finish(config, result):
-    """Wait for the container, save its log into the run folder, remove it; return its exit code.
-    If the log cannot be saved (a full disk), the container stays, so that its log is not lost."""
+def finish(config, result, *, cancelled=False):
+    """Wait for the container, save its log and its final state (.pystributed-state.json) into the run
+    folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
+    container stays, so that its log is not lost."""
     run_id = result.run_id
     save_log = remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}")
+    save_state = remote.redirect(docker.inspect_state(docker.container_name(run_id), cancelled=cancelled),
+                                 f"{result.remote_dir}/{results.STATE_NAME}", stderr=False)
     remove = remote.redirect(docker.remove(run_id), "/dev/null")
-    out = util.run(remote.command(config, docker.wait(run_id), f"{{ {save_log} && {remove} || echo log-not-saved; }}"),
+    out = util.run(remote.command(config, docker.wait(run_id),
+                                  f"{{ {save_log} && {save_state} && {remove} || echo log-not-saved; }}"),
                    step="run", cwd=remote.cwd(config))
     result.ended = results.now_iso()
     if "log-not-saved" in out:

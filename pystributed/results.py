@@ -17,6 +17,7 @@ from pystributed.errors import PystributedError
 
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 LOG_NAME = "output.log"
+STATE_NAME = ".pystributed-state.json"  # the container's final state, written on the server as it is removed
 
 
 def new_run_id():
@@ -38,7 +39,7 @@ class RunResult:
     exit_code: int | None = None
     local_path: Path | None = None  # LOCAL_RESULTS_DIR/<run-id>, once fetched
     files: list[str] = dataclasses.field(default_factory=list)
-    status: str = "starting"  # running, succeeded, failed, interrupted, detached
+    status: str = "starting"  # running, succeeded, failed, interrupted, detached, cancelled
     server: str = ""
     image: str = ""
     image_digest: str = ""

@@ -14,6 +14,8 @@ SSH = ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes"
 RUN_ID = "20261125-101502-3fa9c1"
 TAG = "[0-9a-f]{16}"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
+STATE_FORMAT = ('{"Cancelled":false,"Name":{{json .Name}},"Image":{{json .Config.Image}},"State":{{json .State}},'
+                '"Mounts":{{json .Mounts}}}')
 
 
 def empty_tar():
@@ -111,7 +113,8 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
             f" && docker logs --follow pystributed-{RUN_ID}")]),
         ("run", SSH + [
             (f"docker wait pystributed-{RUN_ID} && {{ docker logs pystributed-{RUN_ID} "
-            f">{q_dir[:-1]}/output.log' 2>&1 && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
+            f">{q_dir[:-1]}/output.log' 2>&1 && docker container inspect --format '{STATE_FORMAT}' "
+            f"pystributed-{RUN_ID} >{q_dir[:-1]}/.pystributed-state.json' && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
             " || echo log-not-saved; }")]),
         ("fetch", SSH + [f"tar -C {q_dir} -cf - ."]),
         ("?", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-O", "exit", "--", "gpu-box"]),

@@ -291,7 +291,7 @@ def test_results_cannot_write_outside_the_results_folder(sandbox, cell, tmp_path
     assert proc.returncode == 0, proc.stderr
     [run_id] = run_folders(tmp_path)
     folder = tmp_path / "results" / run_id
-    assert sorted(p.name for p in folder.iterdir()) == ["ok.txt", "output.log", "run.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "ok.txt", "output.log", "run.json"]
     assert not any(p.is_symlink() for p in folder.rglob("*"))
     [left_out] = [line for line in proc.stdout.splitlines() if "left out" in line]
     assert left_out.startswith("fetch: left out (not plain files inside the run folder): ")

@@ -1,0 +1,525 @@
+"""Runs after they started, from any kernel or shell: attach, status, logs, wait, fetch, cancel,
+list and clean. The server is the truth: the container labelled with the run id, and the run
+folder REMOTE_WORKDIR/<run-id>/ with its output.log and .pystributed-state.json (the container's
+final state, saved as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers `list` when the server
+cannot be reached, and is brought up to date by what the server says."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import html
+import json
+import re
+import shlex
+import sys
+import time
+
+from pystributed import context, docker, live, pipeline, progress, record, registry, remote, results, util
+from pystributed.errors import PystributedError, StepError
+
+# Container states in which a run is still going (or about to): such a run is never removed.
+ACTIVE = ("running", "paused", "restarting", "created")
+# A run folder with no container, no state and no log may belong to a run that is being built
+# and pushed right now (its container comes later): clean leaves it alone this long.
+STARTING_GRACE = 3600
+_MARK = "@@pystributed "
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class UnknownRun(PystributedError):
+    """The server has no run of that id in REMOTE_WORKDIR."""
+
+
+@dataclasses.dataclass
+class RunState:
+    """One run as the server (or, offline, the local index) describes it."""
+
+    run_id: str
+    state: str = "no container"  # running, exited N, interrupted, cancelled, killed (out of memory) ...
+    exit_code: int | None = None
+    started: datetime.datetime | None = None
+    ended: datetime.datetime | None = None
+    image: str = ""
+    container: bool = False  # its container is still on the server
+    active: bool = False  # it runs, or may be about to: never removed
+    remote_dir: str = ""
+    age: float | None = None  # seconds since its run folder last changed (a file added or removed)
+    local_path: str = ""  # where its results were fetched to here
+
+    @property
+    def duration(self):
+        if not self.started:
+            return None
+        end = self.ended or datetime.datetime.now(datetime.timezone.utc)
+        return max(0.0, (end - self.started).total_seconds())  # the two clocks may differ a little
+
+    def row(self):
+        started = self.started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if self.started else "-"
+        return [self.run_id, self.state, started, human_duration(self.duration), self.image or "-",
+                self.local_path or "-"]
+
+    def __str__(self):
+        run, state, started, took, image, fetched = self.row()
+        lines = [f"{run} {state}", f"  started   {started}", f"  duration  {took}", f"  image     {image}",
+                 f"  folder    {self.remote_dir or '-'}", f"  results   {fetched if self.local_path else 'not fetched'}"]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+
+class RunTable(list):
+    """What `list` shows; `offline` says why it comes from the local index instead of the server."""
+
+    HEAD = ("RUN", "STATE", "STARTED", "DURATION", "IMAGE", "RESULTS HERE")
+
+    def __init__(self, runs, *, offline=""):
+        super().__init__(runs)
+        self.offline = offline
+
+    def __str__(self):
+        rows = [list(self.HEAD)] + [r.row() for r in self]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEAD))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        if not self:
+            lines = ["no runs"]
+        if self.offline:
+            lines.insert(0, f"OFFLINE, from the local index (may be stale): {self.offline}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.HEAD)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r.row()) + "</tr>" for r in self)
+        note = f"<p><b>Offline</b>, from the local index (may be stale): {html.escape(self.offline)}</p>" if self.offline else ""
+        return f"{note}<table><tr>{head}</tr>{body}</table>"
+
+    def to_json(self):
+        def plain(run):
+            data = dataclasses.asdict(run)
+            for key in ("started", "ended"):
+                data[key] = data[key].isoformat() if data[key] else None
+            return data
+        return json.dumps({"offline": self.offline, "runs": [plain(r) for r in self]}, indent=1)
+
+
+def human_duration(seconds):
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def parse_age(text):
+    """'90s', '30m', '12h', '7d', '2w' (or a number of seconds) -> seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", str(text))
+    if not match:
+        raise PystributedError(f"{text!r} is not an age: give a number and a unit, e.g. 90s, 30m, 12h, 7d, 2w")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+# What the server says.
+
+def survey(config, run_id=None):
+    """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command."""
+    pattern = run_id or "*"
+    label = f"{docker.RUN_LABEL}={run_id}" if run_id else docker.RUN_LABEL
+    find = ["find", ".", "-mindepth", "2", "-maxdepth", "2", "-path"]
+    script = "; ".join([
+        f"echo {_MARK}now", "date +%s",
+        f"if cd -- {shlex.quote(remote.workdir(config))} 2>/dev/null; then echo {_MARK}workdir; pwd",
+        f"echo {_MARK}folders",
+        shlex.join(["find", ".", "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-name", pattern,
+                    "-printf", r"%f %T@\n"]),
+        f"echo {_MARK}logs", shlex.join([*find, f"./{pattern}/{results.LOG_NAME}", "-printf", r"%h\n"]),
+        f"echo {_MARK}states", shlex.join([*find, f"./{pattern}/{results.STATE_NAME}", "-exec", "cat", "--", "{}", "+"]),
+        "fi",
+        f"echo {_MARK}containers",
+        # A container removed between the two commands is simply not listed.
+        (f'ids=$({shlex.join(docker.list_containers(label))}) && '
+         f'{{ [ -z "$ids" ] || {shlex.join(docker.inspect_state())} $ids 2>/dev/null; true; }}'),
+    ])
+    try:
+        out = util.run(remote.command(config, script), step="status", cwd=remote.cwd(config),
+                       hint=remote.connect_hint(config))
+    except StepError as e:
+        raise pipeline.engine_hint(config, e) from None
+    return _parse_survey(config, _sections(out))
+
+
+def _sections(text):
+    sections, current = {}, None
+    for line in text.splitlines():
+        if line.startswith(_MARK):
+            current = sections.setdefault(line[len(_MARK):].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line)
+    return sections
+
+
+def _parse_survey(config, sections):
+    now = float(sections.get("now", [time.time()])[0])
+    workdir = (sections.get("workdir") or [""])[0]
+    runs = {}
+    for line in sections.get("folders", []):
+        name, _, mtime = line.rpartition(" ")
+        if results.RUN_ID.fullmatch(name):
+            runs[name] = RunState(name, remote_dir=f"{workdir}/{name}", age=max(0.0, now - float(mtime)))
+    logged = {line.removeprefix("./") for line in sections.get("logs", [])}
+    for line, container in [(line, False) for line in sections.get("states", [])] + \
+                           [(line, True) for line in sections.get("containers", [])]:
+        info = _json(line)
+        run_id = (info.get("Name") or "").removeprefix("/").removeprefix(docker.container_name(""))
+        mounts = [m.get("Source") for m in info.get("Mounts") or []]
+        # Only runs of this REMOTE_WORKDIR: other folders' runs share the engine.
+        if run_id in runs and (not container or f"{workdir}/{run_id}" in mounts):
+            _describe(runs[run_id], info, container=container)
+    for run in runs.values():
+        if run.state == "no container":
+            _from_index(config, run, logged=run.run_id in logged)
+        local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+        if local and local.local_path and local.local_path.exists():
+            run.local_path = str(local.local_path)
+    return runs
+
+
+def _json(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {}
+
+
+def _describe(run, info, *, container):
+    state = info.get("State") or {}
+    status, code = state.get("Status", ""), state.get("ExitCode")
+    run.container, run.image = container, info.get("Image", run.image)
+    run.started = docker_time(state.get("StartedAt")) or run.started
+    if status in ACTIVE and not (status == "created" and state.get("Error")):
+        run.active, run.exit_code, run.ended = True, None, None
+        run.state = "starting" if status == "created" else status
+        return
+    run.active, run.exit_code = False, code
+    run.ended = docker_time(state.get("FinishedAt"))
+    if status == "created" or (state.get("Error") and not run.started):  # (docker wait marks it exited)
+        run.state = "failed to start"
+    elif info.get("Cancelled"):
+        run.state = "cancelled"
+    elif state.get("OOMKilled"):
+        run.state = "killed (out of memory)"
+    elif code == 130:  # the SIGINT of an interrupt: Python's KeyboardInterrupt exit
+        run.state = "interrupted"
+    else:
+        run.state = f"exited {code}"
+
+
+def _from_index(config, run, *, logged):
+    """A run folder without a container or .pystributed-state.json: what the local index knows of it."""
+    local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+    if local and local.exit_code is not None:
+        run.exit_code, run.image = local.exit_code, local.image
+        run.state = "interrupted" if local.status == "interrupted" else f"exited {local.exit_code}"
+    elif logged:
+        run.state = "ended"  # put away without a .pystributed-state.json (by an older pystributed)
+    elif local and local.status not in ("starting", "running", "detached"):
+        run.state = local.status  # e.g. failed before its container started
+    elif run.age is not None and run.age < STARTING_GRACE:
+        run.state, run.active = "no container (starting?)", True
+    if local:
+        run.image = run.image or local.image
+        run.started = run.started or _iso_time(local.started)
+
+
+def docker_time(text):
+    """Docker's '2026-11-25T13:20:01.123456789Z' (nanoseconds) as a datetime; None for its zero time."""
+    match = re.match(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?Z", text or "")
+    if not match or text.startswith("0001-"):
+        return None
+    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return moment + datetime.timedelta(seconds=float(match.group(2) or 0))
+
+
+def _iso_time(text):
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def find(config, run_id):
+    """The run as the server sees it; UnknownRun if it has no such run in REMOTE_WORKDIR."""
+    results.check_run_id(run_id)
+    run = survey(config, run_id).get(run_id)
+    if run is None:
+        local = record.load(config.LOCAL_RESULTS_DIR, run_id)
+        known = ""
+        if local:
+            known = f"; the local index last saw it {local.status}" + (
+                f", its results are in {local.local_path}" if local.local_path else "")
+        raise UnknownRun(f"there is no run {run_id} in {config.REMOTE_WORKDIR} on {pipeline.where(config)}{known}")
+    _remember(config, run)
+    return run
+
+
+def _result(config, run):
+    """The run's RunResult: the local record, brought up to date, or a new one."""
+    result = record.load(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(
+        run.run_id, server=pipeline.where(config))
+    result.remote_dir, result.image = run.remote_dir, run.image or result.image
+    if run.started and not result.started:
+        result.started = run.started.isoformat(timespec="milliseconds")
+    if run.ended:
+        result.ended = run.ended.isoformat(timespec="milliseconds")
+    if run.active and run.container:
+        result.status = "running"
+    elif run.exit_code is not None:
+        result.exit_code = run.exit_code
+        result.status = run.state if run.state in ("cancelled", "interrupted") else (
+            "succeeded" if run.exit_code == 0 else "failed")
+    return result
+
+
+def _remember(config, run):
+    """Bring the local index up to date with what the server says (only runs it knows)."""
+    known = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+    if known:
+        updated = _result(config, run)
+        if updated != known:
+            record.save(config.LOCAL_RESULTS_DIR, updated)
+
+
+def _put_away(config, run, *, cancelled=False):
+    """Save an ended container's log and state into its run folder and remove it; the run again."""
+    pipeline.finish(config, _result(config, run), cancelled=cancelled)
+    return find(config, run.run_id)
+
+
+# The commands.
+
+def status(config, run_id):
+    with remote.shared_connection(config) as shared:
+        return find(shared, run_id)
+
+
+def logs(config, run_id, *, follow=False):
+    """Print the run's output from the start (stdout and stderr apart while its container is
+    there, then from output.log); with `follow`, go on printing until it ends."""
+    with remote.shared_connection(config) as shared:
+        run = find(shared, run_id)
+        if follow:
+            run = _with_container(shared, run)
+        log_file = f"{run.remote_dir}/{results.LOG_NAME}"
+        script = (f"if {remote.redirect(docker.inspect_container(run_id), '/dev/null')}; "
+                  f"then {shlex.join(docker.logs(run_id, follow=follow))}; "
+                  f"elif [ -f {shlex.quote(log_file)} ]; then {shlex.join(['cat', '--', log_file])}; fi")
+        out, err = live.Redraws("stdout"), live.Redraws("stderr")
+        code = util.stream(remote.command(shared, script), step="logs", on_stdout=out.write,
+                           on_stderr=err.write, cwd=remote.cwd(shared))
+        out.close()
+        err.close()
+        if code:
+            raise StepError("logs", f"the output of run {run_id} could not be read (exit code {code})",
+                            hint=remote.connect_hint(shared))
+        return run
+
+
+def _with_container(config, run, *, poll=5.0):
+    """The run once its container is there (or it is known to have none)."""
+    if run.active and not run.container:
+        print(f"Run {run.run_id} has no container yet (is it being built or pushed?): waiting for it.",
+              file=sys.stderr)
+    while run.active and not run.container:
+        time.sleep(poll)
+        run = find(config, run.run_id)
+    return run
+
+
+def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
+    """Follow a run started earlier (from any kernel or shell): its output from the start, then
+    live; then fetch its results. An interrupt leaves it running."""
+    steps = progress.steps_for(quiet)
+    with remote.shared_connection(config) as shared:
+        run = _with_container(shared, find(shared, run_id))
+        result = _result(shared, run)
+        if not run.container:
+            # It ended and was put away (its output is in the run folder): fetch what it left.
+            steps.say(f"Run {run_id} has ended ({run.state}); fetching its results and log.\n")
+            pipeline.fetch(shared, result, steps)
+            if result.log and result.log.exists():
+                steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
+            return result
+        return pipeline.follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
+                               entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
+
+
+def wait(config, run_id):
+    """Wait for the run to end; put its container away (log and state saved in the run folder);
+    return its RunState, whose exit_code is the cell's."""
+    with remote.shared_connection(config) as shared:
+        run = _with_container(shared, find(shared, run_id))
+        if run.container:
+            run = _put_away(shared, run)
+        return run
+
+
+def fetch(config, run_id, *, quiet=False):
+    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/ (replacing an earlier copy whole).
+    A run still going gives what it has written so far."""
+    steps = progress.steps_for(quiet)
+    with remote.shared_connection(config) as shared:
+        run = find(shared, run_id)
+        if run.container and not run.active:
+            run = _put_away(shared, run)  # so that output.log and .pystributed-state.json come too
+        if run.active:
+            steps.say(f"Run {run_id} is still {run.state}: fetching what it has written so far.\n")
+        return pipeline.fetch(shared, _result(shared, run), steps)
+
+
+def cancel(config, run_id):
+    """Stop the run (its cell gets a KeyboardInterrupt first, so its `finally:` blocks run) and
+    remove its container; its log and state stay in the run folder. A run that ended is only
+    put away."""
+    with remote.shared_connection(config) as shared:
+        run = find(shared, run_id)
+        if run.active and not run.container:
+            raise PystributedError(f"run {run_id} has no container yet (it is being built or pushed): "
+                                   "interrupt the process that started it, or cancel it once it runs")
+        if not run.container:
+            return run
+        if run.active:
+            pipeline.stop(shared, run_id, step="cancel")
+        return _put_away(shared, run, cancelled=run.active)
+
+
+def list_runs(config):
+    """The runs in REMOTE_WORKDIR on the server, newest first; from the local index, marked
+    offline, if the server cannot be reached."""
+    try:
+        with remote.shared_connection(config) as shared:
+            runs = survey(shared)
+    except StepError as e:
+        return RunTable(_from_records(config), offline=f"{pipeline.where(config)}: {e.step} failed: {e.message}")
+    for run in runs.values():
+        _remember(config, run)
+    return RunTable(sorted(runs.values(), key=lambda r: r.run_id, reverse=True))
+
+
+def _from_records(config):
+    found = []
+    for local in record.runs(config.LOCAL_RESULTS_DIR):
+        if local.server != pipeline.where(config):
+            continue
+        run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,
+                       started=_iso_time(local.started), ended=_iso_time(local.ended), image=local.image,
+                       remote_dir=local.remote_dir,
+                       local_path=str(local.local_path) if local.local_path and local.local_path.exists() else "")
+        found.append(run)
+    return found
+
+
+@dataclasses.dataclass
+class Plan:
+    """What clean removes (and what it keeps because it runs)."""
+
+    server: str
+    older_than: float | None
+    containers: list = dataclasses.field(default_factory=list)  # RunState
+    folders: list = dataclasses.field(default_factory=list)  # RunState
+    images: list = dataclasses.field(default_factory=list)  # refs on the server
+    tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
+    running: list = dataclasses.field(default_factory=list)  # RunState, never touched
+    images_kept_because: str = ""
+    done: bool = False
+
+    @property
+    def empty(self):
+        return not (self.containers or self.folders or self.images or self.tags)
+
+    def __str__(self):
+        age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
+            "none: give --older-than AGE (e.g. 7d) to remove run folders"
+        lines = [f"On {self.server}:"]
+        lines += [f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
+                  for r in self.containers]
+        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
+        lines += [f"  image      {ref}" for ref in self.images]
+        lines += ["In the registry:"] if self.tags else []
+        lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
+        if self.empty:
+            lines.append("  nothing to remove")
+        lines.append(f"Run folders: {age}.")
+        if self.running:
+            lines.append("Kept, still running or starting: " + ", ".join(r.run_id for r in self.running))
+        if self.images_kept_because:
+            lines.append(f"Images and tags: none, {self.images_kept_because}.")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        if self.done:
+            printer.text(f"{self}\nRemoved.")
+        else:
+            printer.text(str(self) + ("" if self.empty else "\nNothing removed yet: clean(yes=True) removes these."))
+
+
+def clean(config, *, older_than=None, apply=False, confirm=None):
+    """Work out what to remove: ended containers (their log and state saved first), the folders of
+    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME that no
+    container and no remaining run uses, and the registry tags of those images (and of images
+    our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
+    (or when `confirm(plan)` says yes), remove them. Return the Plan."""
+    with remote.shared_connection(config) as shared:
+        plan = _plan(shared, older_than)
+        if plan.empty or not (apply or (confirm and confirm(plan))):
+            return plan
+        for run in plan.containers:
+            _put_away(shared, run)
+        if plan.folders:
+            util.run(remote.command(shared, ["rm", "-rf", "--", *[r.remote_dir for r in plan.folders]]),
+                     step="clean", cwd=remote.cwd(shared),
+                     hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
+        if plan.images:
+            util.run(remote.command(shared, docker.remove_images(*plan.images)), step="clean", cwd=remote.cwd(shared))
+        for ref, digest in plan.tags:
+            registry.delete(ref, digest)
+        plan.done = True
+        return plan
+
+
+def _plan(config, older_than):
+    runs = survey(config)
+    plan = Plan(pipeline.where(config), older_than)
+    plan.running = [r for r in runs.values() if r.active]
+    ended = [r for r in runs.values() if not r.active]
+    plan.containers = [r for r in ended if r.container]
+    if older_than is not None:
+        plan.folders = [r for r in ended if r.remote_dir and r.age is not None and r.age >= older_than
+                        and r.remote_dir.endswith(f"/{r.run_id}")]
+    if any(not r.image for r in plan.running):
+        plan.images_kept_because = (
+            "a run is starting whose image is not known yet: images are left alone until it runs")
+        return plan
+    gone = {r.run_id for r in plan.folders}
+    needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
+    script = (f"{shlex.join(docker.container_images())} && echo {_MARK}images && "
+              f"{shlex.join(docker.list_images(config.image_repository))}")
+    sections = _sections(f"{_MARK}used\n" + util.run(remote.command(config, script), step="clean",
+                                                         cwd=remote.cwd(config)))
+    needed |= set(sections.get("used", []))
+    ours = config.image_repository + ":"
+    plan.images = sorted(ref for ref in sections.get("images", [])
+                         if ref.startswith(ours) and not ref.endswith(":<none>") and ref not in needed)
+    if config.DOCKER_REGISTRY:
+        pushed = {r.image for r in record.runs(config.LOCAL_RESULTS_DIR)
+                  if r.server == plan.server and r.image.startswith(ours)}
+        for ref in sorted((pushed | set(plan.images)) - needed):
+            digest = registry.digest(ref)
+            if digest:
+                plan.tags.append((ref, digest))
+    return plan
