@@ -65,8 +65,12 @@ def _writes(call, position):
 def opened_files(config, source, excludes, folder="."):
     ignored = context.matcher(Path(folder), excludes)
     mounted = data.excluded(config)
+    # REMOTE_DATA is on the server only: nothing here to check a path under it against.
+    on_server = [data.in_container(target) for target in config.REMOTE_DATA.values()]
     for path, only_if_present in read_paths(source):
         rel = os.path.normpath(path).replace(os.sep, "/")
+        if any(p == data.in_container(rel) or data.in_container(rel).startswith(p + "/") for p in on_server):
+            continue
         if rel.startswith("../"):
             yield f"the cell opens {path!r}, outside the notebook's folder: the image has only that folder"
         elif any(rel == m or rel.startswith(m + "/") for m in mounted):

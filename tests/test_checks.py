@@ -37,6 +37,13 @@ def test_a_missing_or_ignored_file_is_named_and_data_counts_as_there(tmp_path):
     ]
 
 
+def test_a_file_under_a_remote_data_mount_is_not_looked_for_here(tmp_path):
+    source = "open('imagenet/train.txt')\nopen('imagenet')\nopen('other.txt')\n"
+    found = list(checks.opened_files(cfg(REMOTE_DATA={"/srv/imagenet": "imagenet"}), source, [], tmp_path))
+    assert found == [("the cell opens 'other.txt', which does not exist in the notebook's folder "
+                      "(the container starts in /app, the folder's copy)")]
+
+
 def test_a_large_context_names_its_largest_files(tmp_path):
     (tmp_path / "big.bin").write_bytes(b"x" * 1_500_000)
     (tmp_path / "mid.bin").write_bytes(b"x" * 600_000)
