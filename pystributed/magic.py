@@ -72,6 +72,8 @@ class RemoteMagics(Magics):
         script, _ = with_earlier_cells(self.shell, cell, args)
         save(script, base.USER_CODE_PATH)
         options = overrides(args, base)
+        # Saved like %%save_for_remote: a later runner.main() reruns this cell, not an older one.
+        _saved[os.path.abspath(base.USER_CODE_PATH)] = (script, {k: v for k, v in options.items() if k != "detach"})
         detach, cache = options.pop("detach", False), options.pop("cache", False)
         exchange = variables.Exchange(inputs=options.pop("inputs", None), out=options.pop("out", None),
                                       namespace=self.shell.user_ns)

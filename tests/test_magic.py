@@ -90,6 +90,22 @@ def test_earlier_cells_come_along_and_the_options_are_kept_for_main(ip, tmp_path
     assert options == {"out": "r", "inputs": "K", "cache": True}
 
 
+def test_remote_saves_the_cell_for_the_next_main_too(ip, tmp_path, monkeypatch, capsys):
+    from pystributed import magic, pipeline
+    from pystributed.results import RunResult
+
+    ran = []
+    monkeypatch.setattr(pipeline, "run", lambda config, **kw: ran.append(kw["source"]) or RunResult("r", 0, None))
+    (tmp_path / "config.py").write_text("REMOTE_SERVER = 'local'\n")
+    ip.run_line_magic("load_ext", "pystributed")
+    assert ip.run_cell("%%save_for_remote\nx = 1\n").success
+    assert ip.run_cell("%%remote --detach --out y\ny = 2\n").success
+    assert ran == ["y = 2\n"]
+    capsys.readouterr()
+    assert magic.saved("user_code.py") == ("y = 2\n", {"out": "y"})
+    assert capsys.readouterr().out == ""  # no "changed since this kernel saved it" note
+
+
 def test_a_name_no_earlier_cell_defines_is_refused_before_saving(ip, tmp_path):
     from pystributed.deps import UnresolvedNames
 
