@@ -238,6 +238,8 @@ def _from_index(config, run, *, logged):
     if local:
         run.image = run.image or local.image
         run.started = run.started or _iso_time(local.started)
+        if not run.active:  # its duration ends where the record says, not now
+            run.ended = run.ended or _iso_time(local.ended)
 
 
 def docker_time(text):

@@ -1,12 +1,13 @@
 """The exact commands of status, logs, cancel and clean; how the server's answer is read; the CLI's
 exit codes. Programs are faked at the one helper that runs them."""
 import contextlib
+import dataclasses
 import datetime
 import json
 
 import pytest
 
-from pystributed import cli, config, docker, lifecycle, registry, remote, results, util
+from pystributed import cli, config, docker, lifecycle, record, registry, remote, results, util
 from pystributed.errors import StepError
 
 SSH = ["ssh", "-F", "/cfg", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
@@ -138,6 +139,15 @@ def test_a_folder_without_container_or_state(cfg, tmp_path):
     logged = lifecycle.RunState(GONE, age=60)
     lifecycle._from_index(cfg, logged, logged=True)
     assert (logged.state, logged.active) == ("ended", False)
+
+
+def test_a_run_that_failed_before_its_container_lasts_as_its_record_says(cfg, tmp_path):
+    cfg = dataclasses.replace(cfg, LOCAL_RESULTS_DIR=str(tmp_path))
+    record.save(tmp_path, results.RunResult(GONE, status="failed", started="2026-11-25T10:15:02.000+00:00",
+                                    ended="2026-11-25T10:15:11.000+00:00"))
+    run = lifecycle.RunState(GONE, age=60)
+    lifecycle._from_index(cfg, run, logged=False)
+    assert (run.state, run.active, run.duration) == ("failed", False, 9.0)
 
 
 def test_logs_reads_the_container_or_else_output_log(cfg, calls, capsys):
