@@ -142,8 +142,10 @@ def image_python(config, *, on_server):
     image_id = util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
     if image_id and image_id in _pythons:
         return _pythons[image_id]
-    out = util.run(command(docker.python_version(config.BASE_IMAGE)), step="build", cwd=cwd,
-                   hint=f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`.")
+    hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`." if image_id else
+            f"BASE_IMAGE ({config.BASE_IMAGE}) is not {'on the server' if on_server else 'here'} and could not be "
+            f"pulled: check its name, or `docker pull {config.BASE_IMAGE}` (after `docker login` if it needs one).")
+    out = util.run(command(docker.python_version(config.BASE_IMAGE)), step="build", cwd=cwd, hint=hint)
     version = out.strip().splitlines()[-1] if out.strip() else "unknown"
     image_id = image_id or util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
     if image_id:

@@ -134,6 +134,15 @@ def test_a_different_python_in_the_image_is_refused_before_building(monkeypatch)
     variables.Exchange().check_python(cfg, on_server=False)  # nothing pickled: any Python will do
 
 
+def test_a_base_image_that_is_not_there_is_named_as_such(monkeypatch):
+    hints = []
+    monkeypatch.setattr(util, "output", lambda cmd: "")  # docker image inspect: not on this engine
+    monkeypatch.setattr(util, "run", lambda cmd, **kw: hints.append(kw["hint"]) or "3.11\n")
+    variables.image_python(config.load(REMOTE_SERVER="local", BASE_IMAGE="python:3.9-slim"), on_server=False)
+    assert hints == [("BASE_IMAGE (python:3.9-slim) is not here and could not be pulled: check its name, or "
+                      "`docker pull python:3.9-slim` (after `docker login` if it needs one).")]
+
+
 def test_cache_reuses_only_a_finished_run_with_the_values_asked_for(tmp_path, capsys):
     cfg = config.load(REMOTE_SERVER="local")
     key = cache.key(cfg, "digest")
