@@ -1,6 +1,7 @@
 """python -m pystributed run|submit|logs|status|wait|fetch|cancel|list|clean"""
 import argparse
 import contextlib
+import os
 import sys
 
 from pystributed import config as configuration
@@ -131,8 +132,16 @@ def _unreachable(error):
             or "permission denied while trying to connect" in text)
 
 
+def _script(path):
+    """FILE as given on the command line; the default (USER_CODE_PATH) is checked by the pipeline."""
+    if path is not None and not os.path.isfile(path):
+        raise PystributedError(f"{path}: no such file (FILE is the script to run; without it, the cell "
+                               "%%save_for_remote saved to USER_CODE_PATH)")
+    return path
+
+
 def run(config, args):
-    result = pipeline.run(config, code_path=args.file, quiet=args.quiet)
+    result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet)
     if result.local_path:
         print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
     return 0
@@ -140,7 +149,7 @@ def run(config, args):
 
 def submit(config, args):
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the run id alone: RUN=$(... submit)
-        result = pipeline.run(config, code_path=args.file, quiet=args.quiet, detach=True)
+        result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet, detach=True)
     print(result.run_id)
     return 0
 

@@ -77,6 +77,16 @@ def test_cli_reports_a_config_error_with_exit_code_1():
     assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
 
 
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_cli_names_a_file_that_is_not_there(tmp_path, capsys, command):
+    from pystributed import cli
+
+    (tmp_path / "config.py").write_text("REMOTE_SERVER = 'local'\n")
+    assert cli.main([command, "nothere.py"]) == 1
+    assert capsys.readouterr().err == ("error: nothere.py: no such file (FILE is the script to run; without it, "
+                                       "the cell %%save_for_remote saved to USER_CODE_PATH)\n")
+
+
 def test_earlier_cells_come_along_and_the_options_are_kept_for_main(ip, tmp_path):
     from pystributed import magic
 
