@@ -1,6 +1,7 @@
 """The steps of a remote run, top to bottom: save (done by the magic), build, push, run on the
 server, fetch the results. Each step's commands come from docker.py and remote.py."""
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -65,20 +66,21 @@ def _run(config, result, steps, *, code_path, digest, build_context, run_env, de
     with build_context:  # closed before the run itself: not kept on disk for its length
         with steps.step("connect", result.server):
             result.remote_dir, user = make_run_dir(config, result.run_id)
-        with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
-            if variables:
-                variables.check_python(config, on_server=config.TRANSPORT == "remote-build")
-            build(config, digest, build_context, result, steps)
-        if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
-            with steps.step("push", config.DOCKER_REGISTRY):
-                push(config, result, steps)
-        if not config.is_local and config.TRANSPORT == "registry":
-            with steps.step("pull", result.server):
-                pull(config, result, steps)
-        mounts = []
-        if config.DATA or config.REMOTE_DATA:
-            with steps.step("data", result.server):
-                mounts = data.mounts(config, result, steps)
+        with _run_dir_removed_on_failure(config, result.remote_dir):
+            with steps.step("build", "on the server" if config.TRANSPORT == "remote-build" else "here"):
+                if variables:
+                    variables.check_python(config, on_server=config.TRANSPORT == "remote-build")
+                build(config, digest, build_context, result, steps)
+            if config.DOCKER_REGISTRY and config.TRANSPORT == "registry":
+                with steps.step("push", config.DOCKER_REGISTRY):
+                    push(config, result, steps)
+            if not config.is_local and config.TRANSPORT == "registry":
+                with steps.step("pull", result.server):
+                    pull(config, result, steps)
+            mounts = []
+            if config.DATA or config.REMOTE_DATA:
+                with steps.step("data", result.server):
+                    mounts = data.mounts(config, result, steps)
         start = Start(start_command(config, result, user, mounts), run_env)
         if detach:
             with steps.step("start", result.server):
@@ -279,6 +281,17 @@ def make_run_dir(config, run_id):
         raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",
                         hint="Choose a REMOTE_WORKDIR without ':'.")
     return path, f"{uid}:{gid}"
+
+
+@contextlib.contextmanager
+def _run_dir_removed_on_failure(config, run_dir):
+    """A run that fails before its container starts leaves no empty folder on the server, which
+    `list` and `clean` would take for a run still starting (rmdir: a folder with files stays)."""
+    try:
+        yield
+    except BaseException:
+        util.succeeds(remote.command(config, ["rmdir", "--", run_dir]), cwd=remote.cwd(config))
+        raise
 
 
 def engine_hint(config, error):

@@ -98,6 +98,8 @@ def test_remote_data_is_mounted_read_only_and_a_missing_one_is_refused(sandbox, 
     assert (tmp_path / "results" / result.run_id / "output.log").read_text() == "server-side\nserver-side\n"
     with pytest.raises(StepError, match=f"data failed: REMOTE_DATA names {shared}/nothing, which does not exist"):
         pipeline.run(config.load(REMOTE_DATA={f"{shared}/nothing": "x"}))
+    # The failed run (it never started) leaves no folder that `list` and `clean` would take for one starting.
+    assert sandbox.remote_shell(f"ls {workdir}").split() == [result.run_id]
 
 
 def pystributed_run():
