@@ -133,7 +133,12 @@ def _from_string(key, value):
     if key in _LIST_KEYS:
         return shlex.split(value)
     if key in _DICT_KEYS:  # "A=1 B='two words'"
-        return dict(word.partition("=")[::2] for word in shlex.split(value))
+        words = shlex.split(value)
+        bad = [word for word in words if "=" not in word]
+        if bad:
+            raise ConfigError(f"$PYSTRIBUTED_{key} must be NAME=VALUE words, e.g. PYSTRIBUTED_{key}=\"A=1 B='two "
+                              f"words'\", not {bad[0]!r}")
+        return dict(word.partition("=")[::2] for word in words)
     if key in _OPTIONAL_KEYS and value == "":
         return None
     if key in _NUMBER_KEYS:

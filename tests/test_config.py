@@ -120,6 +120,10 @@ def test_env_and_secrets():
     assert cfg.ENV == {"A": "1", "B": "two words"} and cfg.SECRETS == ["HF_TOKEN"]
     with pytest.raises(ConfigError, match="SECRETS = \\['bad name'\\] in the arguments holds 'bad name'"):
         config.load(environ={}, REMOTE_SERVER="local", SECRETS=["bad name"])
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(environ={"PYSTRIBUTED_ENV": '{"A": "1"}'}, REMOTE_SERVER="local")
+    assert str(excinfo.value) == ("$PYSTRIBUTED_ENV must be NAME=VALUE words, e.g. PYSTRIBUTED_ENV=\"A=1 "
+                                  "B='two words'\", not '{A:'")
 
 
 def test_data_keys():
