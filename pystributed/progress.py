@@ -64,9 +64,7 @@ class NotebookSteps(Steps):
 
     def __init__(self):
         super().__init__()
-        from IPython.display import display
-
-        self.handle = display(_Table(self.rows), display_id=True)
+        self.handle = None  # shown with the first step: a cached run has none, and shows no empty table
         self.ticking = None
         self.refreshed = 0.0
 
@@ -77,7 +75,12 @@ class NotebookSteps(Steps):
 
     def _refresh(self):
         self.refreshed = time.monotonic()
-        self.handle.update(_Table(self.rows))
+        if self.handle is None:
+            from IPython.display import display
+
+            self.handle = display(_Table(self.rows), display_id=True)
+        else:
+            self.handle.update(_Table(self.rows))
 
     def _started(self, row, live):
         self._refresh()
