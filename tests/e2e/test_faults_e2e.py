@@ -317,7 +317,7 @@ def test_bad_values_are_refused_or_quoted_and_nothing_is_executed(sandbox, cell,
     [run_id] = run_folders(tmp_path)
     assert Path(workdir, run_id, "output.log").read_text() == "ran in /results\n"
     bad = pystributed("run", "../../etc/passwd")
-    assert bad.returncode == 1 and "no saved cell at ../../etc/passwd" in bad.stderr
+    assert bad.returncode == 1 and "../../etc/passwd: no such file" in bad.stderr
 
 
 def test_secrets_reach_the_run_and_nothing_else(sandbox, cell, monkeypatch, tmp_path):
