@@ -29,7 +29,7 @@ class UnresolvedNames(PystributedError):
         lines = [f"  {name}: {why}" for name, why in problems.items()]
         super().__init__(
             "this cell needs names that would not exist in the run (it would fail with NameError); "
-            "nothing was built:\n" + "\n".join(lines)
+            "nothing was saved or run:\n" + "\n".join(lines)
             + "\nDefine them in this cell or an earlier one, pass values with --in NAME, or use --no-deps "
               "to skip this check.")
 
