@@ -401,10 +401,10 @@ def fetch(config, result, steps):
     """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it."""
     local = Path(config.LOCAL_RESULTS_DIR) / result.run_id
     local.parent.mkdir(parents=True, exist_ok=True)
-    result.local_path = local.resolve()
 
     def add_record(folder, files):
-        result.files = files
+        # Set only now: a fetch that fails must not leave the record naming a folder that never landed.
+        result.local_path, result.files = local.resolve(), files
         (folder / "run.json").write_text(result.to_json(), encoding="utf-8")
 
     def on_bytes(total):

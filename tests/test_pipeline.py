@@ -232,3 +232,16 @@ def test_missing_remote_data_fails_the_data_step(calls, monkeypatch):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", REMOTE_DATA={"/srv/gone": "x"})
     with pytest.raises(StepError, match="data failed: REMOTE_DATA names /srv/gone, which does not exist on gpu-box"):
         pipeline.run(cfg, quiet=True)
+
+
+def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(tmp_path):
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="succeeded", remote_dir=str(tmp_path / "gone"))
+    with pytest.raises(StepError, match="fetch failed"):
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert result.local_path is None and result.log is None
+    assert not (tmp_path / "results" / RUN_ID).exists()
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "a.txt").write_text("a")
+    pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert result.local_path == (tmp_path / "results" / RUN_ID).resolve() and result.files == ["a.txt"]
