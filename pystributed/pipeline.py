@@ -397,8 +397,9 @@ def finish(config, result, *, cancelled=False):
     return int(out.split()[0])
 
 
-def fetch(config, result, steps):
-    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it."""
+def fetch(config, result, steps, *, going=False):
+    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it. `going`: the
+    run still writes there, so a file that changes while it is copied is taken as it was read."""
     local = Path(config.LOCAL_RESULTS_DIR) / result.run_id
     local.parent.mkdir(parents=True, exist_ok=True)
 
@@ -411,8 +412,11 @@ def fetch(config, result, steps):
         steps.progress(results.human_size(total))
 
     with steps.step("fetch", f"to {local}"):
+        tar = ["tar", "-C", result.remote_dir, "-cf", "-", "."]
+        # GNU tar exits 1 for "file changed as we read it" (its archive is still whole); only a
+        # run that goes on may do that to it.
         _, skipped = util.run(
-            remote.command(config, ["tar", "-C", result.remote_dir, "-cf", "-", "."]), step="fetch",
+            remote.command(config, f"{shlex.join(tar)} || [ $? -eq 1 ]" if going else tar), step="fetch",
             cwd=remote.cwd(config),
             read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes),
             hint=f"The results are still on the server in {result.remote_dir}; "

@@ -245,3 +245,20 @@ def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(tmp_path)
     (tmp_path / "gone" / "a.txt").write_text("a")
     pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
     assert result.local_path == (tmp_path / "results" / RUN_ID).resolve() and result.files == ["a.txt"]
+
+
+def test_a_run_that_goes_on_is_fetched_although_tar_saw_a_file_change(tmp_path, monkeypatch):
+    # GNU tar, reading a file that the run is writing: a whole archive, a warning, exit code 1.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tar").write_text(
+        "#!/bin/sh\n/bin/tar \"$@\"\necho 'tar: ./log.txt: file changed as we read it' >&2\nexit 1\n")
+    (tmp_path / "bin" / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.txt").write_text("step 1\n")
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="running", remote_dir=str(tmp_path / "run"))
+    pipeline.fetch(cfg, result, pipeline.progress.steps_for(True), going=True)
+    assert (tmp_path / "results" / RUN_ID / "log.txt").read_text() == "step 1\n"
+    with pytest.raises(StepError, match="file changed as we read it"):  # an ended run's folder must not change
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
