@@ -58,7 +58,7 @@ def calls(monkeypatch, tmp_path):
         script = cmd[-1]
         if script.startswith("mkdir"):
             return f"{RUN_DIR}\n1000\n1000\n"
-        if script.startswith("docker wait"):
+        if script.startswith("{ docker wait"):
             return f"{recorded_exit[0]}\n"
         return ""
 
@@ -81,6 +81,22 @@ def calls(monkeypatch, tmp_path):
 
 
 
+def put_away_script(d, name, state_format):
+    """finish()'s script for the run folder `d` (quoted, without its closing quote)."""
+    log_part, state_part = f"{d}/.output.log.TOKEN'", f"{d}/.pystributed-state.json.TOKEN'"
+    return (f"{{ docker wait {name} && {{ docker logs {name} >{log_part} 2>&1 && docker container inspect --format "
+            f"'{state_format}' {name} >{state_part} && mv -f -- {log_part} {d}/output.log' && "
+            f"mv -f -- {state_part} {d}/.pystributed-state.json' && docker rm --force {name} >/dev/null 2>&1 || "
+            f"{{ rm -f -- {log_part} {state_part}; if docker container inspect --format '{{{{.State.Status}}}}' "
+            f"{name} >/dev/null 2>&1; then echo log-not-saved; fi; }}; }}; }} || cat -- {d}/.pystributed-state.json'")
+
+
+def untokened(calls):
+    """finish() writes under names with a random part: name it TOKEN."""
+    return [(step, [re.sub(r"(\.(?:output\.log|pystributed-state\.json))\.[0-9a-f]{8}'", r"\1.TOKEN'", word)
+                    for word in cmd]) for step, cmd in calls]
+
+
 @pytest.fixture
 def remote_config():
     return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
@@ -93,7 +109,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
     image = result.image
     assert re.fullmatch(f"reg:5000/proj:{TAG}", image)
     q_dir = "'/home/me/runs with space/$(x)/20261125-101502-3fa9c1'"
-    assert calls == [
+    assert untokened(calls) == [
         ("?", ["ssh", "-G", "-F", "/cfg", "--", "gpu-box"]),
         ("connect", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes",
                      "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "ControlMaster=yes",
@@ -111,11 +127,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
             f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env-file /dev/stdin --env PYSTRIBUTED_RESULTS=/results "
             f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {image} >/dev/null"
             f" && docker logs --follow pystributed-{RUN_ID}")]),
-        ("run", SSH + [
-            (f"docker wait pystributed-{RUN_ID} && {{ docker logs pystributed-{RUN_ID} "
-            f">{q_dir[:-1]}/output.log' 2>&1 && docker container inspect --format '{STATE_FORMAT}' "
-            f"pystributed-{RUN_ID} >{q_dir[:-1]}/.pystributed-state.json' && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
-            " || echo log-not-saved; }")]),
+        ("run", SSH + [put_away_script(q_dir[:-1], f"pystributed-{RUN_ID}", STATE_FORMAT)]),
         ("fetch", SSH + [f"tar -C {q_dir} -cf - ."]),
         ("?", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-O", "exit", "--", "gpu-box"]),
     ]
@@ -262,3 +274,36 @@ def test_a_run_that_goes_on_is_fetched_although_tar_saw_a_file_change(tmp_path, 
     assert (tmp_path / "results" / RUN_ID / "log.txt").read_text() == "step 1\n"
     with pytest.raises(StepError, match="file changed as we read it"):  # an ended run's folder must not change
         pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+
+
+FAKE_DOCKER = """#!/bin/sh
+# The engine of one container that exited 3; FAKE_WAITED: `docker wait` returned before it was removed.
+gone() { [ -e "$FAKE/removed" ]; }
+case "$1" in
+  wait) if gone && [ -z "$FAKE_WAITED" ]; then echo "Error: No such container: $2" >&2; exit 1; fi; echo 3 ;;
+  logs) if gone; then echo "Error: No such container: $2" >&2; exit 1; fi; echo "the whole output" ;;
+  container) if gone; then echo "Error: No such container" >&2; exit 1; fi
+             echo '{"Cancelled":false,"State":{"Status":"exited","ExitCode":3}}' ;;
+  rm) touch "$FAKE/removed" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("other", ["done before", "between our wait and our save"])
+def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_path, monkeypatch, capsys, other):
+    # A notebook following the run and `wait` (or `cancel`) in a shell both put the container away.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE", str(tmp_path))
+    (tmp_path / "run").mkdir()
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, remote_dir=str(tmp_path / "run"))
+    assert pipeline.finish(cfg, result) == 3  # the first
+    if other == "between our wait and our save":
+        monkeypatch.setenv("FAKE_WAITED", "1")
+    assert pipeline.finish(cfg, result) == 3  # the second
+    assert (tmp_path / "run" / "output.log").read_text() == "the whole output\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".pystributed-state.json", "output.log"]
+    assert "warning" not in capsys.readouterr().err
