@@ -26,7 +26,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from pystributed import remote, results, util
+from pystributed import record, remote, results, util
 from pystributed.context import APP_DIR
 from pystributed.errors import PystributedError, StepError
 
@@ -139,9 +139,7 @@ class Hashes:
         """Write what is known of the files `keep` (files no longer in DATA are forgotten)."""
         keys = {str(path.resolve()) for path in keep}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + f".{os.getpid()}")
-        partial.write_text(json.dumps({k: v for k, v in self.known.items() if k in keys}), encoding="utf-8")
-        os.replace(partial, self.path)
+        record.write_atomically(self.path, json.dumps({k: v for k, v in self.known.items() if k in keys}))
 
 
 def manifest(config, files):
