@@ -429,16 +429,20 @@ def fetch(config, result, steps, *, going=False):
     def on_bytes(total):
         steps.progress(results.human_size(total))
 
+    hint = (f"The results are still on the server in {result.remote_dir}; "
+            f"fetch them again with runner.attach({result.run_id!r}).")
     with steps.step("fetch", f"to {local}"):
         tar = ["tar", "-C", result.remote_dir, "-cf", "-", "."]
         # GNU tar exits 1 for "file changed as we read it" (its archive is still whole); only a
         # run that goes on may do that to it.
-        _, skipped = util.run(
-            remote.command(config, f"{shlex.join(tar)} || [ $? -eq 1 ]" if going else tar), step="fetch",
-            cwd=remote.cwd(config),
-            read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes),
-            hint=f"The results are still on the server in {result.remote_dir}; "
-                 f"fetch them again with runner.attach({result.run_id!r}).")
+        try:
+            _, skipped = util.run(
+                remote.command(config, f"{shlex.join(tar)} || [ $? -eq 1 ]" if going else tar), step="fetch",
+                cwd=remote.cwd(config), hint=hint,
+                read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes))
+        except OSError as e:  # the copy went through, writing it here did not (a full disk)
+            raise StepError("fetch", f"the results could not be written to {local}: {e}",
+                            hint=f"Make room there (or set LOCAL_RESULTS_DIR elsewhere). {hint}") from None
     record.save(config.LOCAL_RESULTS_DIR, result)
     if skipped:
         steps.say(f"fetch: left out (not plain files inside the run folder): {', '.join(skipped)}\n")

@@ -307,3 +307,21 @@ def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_p
     assert (tmp_path / "run" / "output.log").read_text() == "the whole output\n"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".pystributed-state.json", "output.log"]
     assert "warning" not in capsys.readouterr().err
+
+
+def test_results_that_cannot_be_written_here_fail_the_fetch_step_with_what_to_do(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "a.txt").write_text("a")
+
+    def full_disk(stream, folder, on_bytes):
+        stream.read()  # the copy itself goes through
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline.results, "_extract_into", full_disk)
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="succeeded", remote_dir=str(tmp_path / "run"))
+    with pytest.raises(StepError, match=r"fetch failed: the results could not be written to results/"
+                                        r"20261125-101502-3fa9c1: \[Errno 28\] No space left on device") as error:
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert "Make room there" in error.value.hint and "runner.attach(" in error.value.hint
+    assert result.local_path is None and not list((tmp_path / "results").iterdir())
