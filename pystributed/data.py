@@ -189,8 +189,11 @@ def sync(config, files, run_id, steps, *, roots):
         # Keep what arrived whole, so that the next run does not send it again.
         util.succeeds(remote.command(config, ["cd", "--", data_dir], salvage(incoming, rsync)), cwd=remote.cwd(config))
         raise
-    finish = [["cd", "--", data_dir],
-              f"{{ [ -d {shlex.quote(tree_name)} ] || {shlex.join(['mv', '--', f'{incoming}/tree', tree_name])}; }}",
+    # Under its key first, then into trees/: `mv` onto a tree that another run made meanwhile would
+    # put this one inside it (a tree never changes once made); into trees/, it fails, and that one is used.
+    keyed = f"{incoming}/{key}"
+    finish = [["cd", "--", data_dir], ["mv", "--", f"{incoming}/tree", keyed],
+              f"{{ {shlex.join(['mv', '--', keyed, 'trees/'])} || [ -d {shlex.quote(tree_name)} ]; }}",
               ["rm", "-rf", "--", incoming, *(["trees/partial"] if rsync else [])]]
     util.run(remote.command(config, *finish), step="data", cwd=remote.cwd(config))
     steps.progress(f"{results.human_size(moved)} moved, {results.human_size(total)} in {len(entries)} files")

@@ -159,3 +159,24 @@ def test_every_word_of_the_sync_reaches_the_shell_quoted(tmp_path, monkeypatch, 
         synced(cfg, "run $(touch pwned) *")
     assert hashlib.sha256(b"b").hexdigest() in os.listdir(server / ".data" / "objects")  # kept whole
     assert not list(tmp_path.rglob("pwned")) and os.listdir(server / ".data" / "incoming") == ["run"]
+
+
+def test_a_tree_another_run_made_meanwhile_is_used_and_left_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "RSYNC", False)
+    server = tmp_path / "server"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.bin").write_bytes(b"a")
+    key = data.manifest(cfg, data.local_files(cfg.DATA))[1]
+    # Another run with the same DATA puts its tree in place just as this one moves its own.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mv").write_text(
+        "#!/bin/sh\n"
+        f'case "$2" in */tree) [ -d trees/{key} ] || {{ cp -a "$2" incoming/other && '
+        f"/bin/mv incoming/other trees/{key}; }};; esac\n"
+        'exec /bin/mv "$@"\n')
+    (tmp_path / "bin" / "mv").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    tree, _ = synced(cfg, "20261125-000000-aaaaaa")
+    assert os.listdir(tree) == ["data"] and os.listdir(Path(tree, "data")) == ["a.bin"]
+    assert not os.listdir(server / ".data" / "incoming")
