@@ -31,11 +31,9 @@ sys.path.insert(1, str(ROOT / "tests" / "e2e"))  # make_wheel
 from wheels import make_wheel
 
 from pystributed import config as configuration
-from pystributed import context, pipeline, progress, remote, results
+from pystributed import context, pipeline, progress, registry, remote, results
 
 TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0}
-MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, "
-                  "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json")
 CELL = ("import os\n"
         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'answer.txt'), 'w').write('{n}\\n')\n")
 
@@ -208,7 +206,7 @@ class Bench:
         repository, tag = image.rsplit(":", 1)
         name = repository.split("/", 1)[1]
         url = f"http://{self.registry}/v2/{name}/manifests/{reference or tag}"
-        request = urllib.request.Request(url, headers={"Accept": MANIFEST_TYPES})
+        request = urllib.request.Request(url, headers={"Accept": registry.MANIFEST_TYPES})
         with urllib.request.urlopen(request, timeout=30) as response:
             raw, digest = response.read(), response.headers["Docker-Content-Digest"]
         data = json.loads(raw)
@@ -254,10 +252,9 @@ class Bench:
             subprocess.run(self.remote(f"docker rmi {shlex.quote(image)}"), capture_output=True, check=False)
         for image in self.images["local"]:
             with contextlib.suppress(Exception):
-                _, digest, _ = self.manifest(image)
-                repository = image.rsplit(":", 1)[0].split("/", 1)[1]
-                url = f"http://{self.registry}/v2/{repository}/manifests/{digest}"
-                urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
+                digest = registry.digest(image)
+                if digest:
+                    registry.delete(image, digest)
             subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
         if self.remote_dirs:
             subprocess.run(self.remote(shlex.join(["rm", "-rf", "--", *sorted(self.remote_dirs)])),

@@ -26,7 +26,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from pystributed import remote, results, util
+from pystributed import record, remote, results, util
 from pystributed.context import APP_DIR
 from pystributed.errors import PystributedError, StepError
 
@@ -139,9 +139,7 @@ class Hashes:
         """Write what is known of the files `keep` (files no longer in DATA are forgotten)."""
         keys = {str(path.resolve()) for path in keep}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + f".{os.getpid()}")
-        partial.write_text(json.dumps({k: v for k, v in self.known.items() if k in keys}), encoding="utf-8")
-        os.replace(partial, self.path)
+        record.write_atomically(self.path, json.dumps({k: v for k, v in self.known.items() if k in keys}))
 
 
 def manifest(config, files):
@@ -157,11 +155,13 @@ def sync(config, files, run_id, steps, *, roots):
     """Make sure the server has the tree of these files; return its absolute path there."""
     entries, key = manifest(config, files)
     base = f"{remote.workdir(config)}/{DATA_DIR}"
+    incoming, tree_name = f"incoming/{run_id}", f"trees/{key}"
     # Leftovers of transfers cut off more than a day ago go; a tree being made now stays.
     prepare = [["mkdir", "-p", "--", f"{base}/objects", f"{base}/trees", f"{base}/incoming"], ["cd", "--", base],
                ["pwd"], "find incoming -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf -- {} +",
                "{ command -v rsync >/dev/null && echo rsync || echo no-rsync; }",
-               (f"if [ -d trees/{key} ]; then echo tree-present; else echo tree-missing; mkdir -p incoming/{run_id}; "
+               (f"if [ -d {shlex.quote(tree_name)} ]; then echo tree-present; else echo tree-missing; "
+                f"{shlex.join(['mkdir', '-p', '--', incoming])}; "
                 "ls -tc trees | head -n 5 | sed 's/^/tree /'; "
                 'while read -r h; do [ -e "objects/$h" ] || echo "missing $h"; done; fi')]
     hashes = sorted({sha for _, sha, _ in entries})
@@ -178,7 +178,6 @@ def sync(config, files, run_id, steps, *, roots):
     rest = lines[3:]
     previous = [line.split()[1] for line in rest if line.startswith("tree ")]
     missing = {line.split()[1] for line in rest if line.startswith("missing ")}
-    incoming = f"incoming/{run_id}"
     rsync = has_rsync == "rsync" and shutil.which("rsync") and RSYNC
     try:
         if rsync:
@@ -190,7 +189,11 @@ def sync(config, files, run_id, steps, *, roots):
         # Keep what arrived whole, so that the next run does not send it again.
         util.succeeds(remote.command(config, ["cd", "--", data_dir], salvage(incoming, rsync)), cwd=remote.cwd(config))
         raise
-    finish = [["cd", "--", data_dir], f"{{ [ -d trees/{key} ] || mv -- {incoming}/tree trees/{key}; }}",
+    # Under its key first, then into trees/: `mv` onto a tree that another run made meanwhile would
+    # put this one inside it (a tree never changes once made); into trees/, it fails, and that one is used.
+    keyed = f"{incoming}/{key}"
+    finish = [["cd", "--", data_dir], ["mv", "--", f"{incoming}/tree", keyed],
+              f"{{ {shlex.join(['mv', '--', keyed, 'trees/'])} || [ -d {shlex.quote(tree_name)} ]; }}",
               ["rm", "-rf", "--", incoming, *(["trees/partial"] if rsync else [])]]
     util.run(remote.command(config, *finish), step="data", cwd=remote.cwd(config))
     steps.progress(f"{results.human_size(moved)} moved, {results.human_size(total)} in {len(entries)} files")
@@ -203,10 +206,12 @@ RSYNC = True  # rsync when both sides have it; tests turn it off to drive our ow
 def salvage(incoming, rsync):
     """Shell that keeps the whole files of a cut-off transfer: rsync's (it writes each under a
     temporary name first) as trees/partial, for the next `--link-dest`; ours checked by hash."""
+    remove = shlex.join(["rm", "-rf", "--", incoming])
     if rsync:
-        return f"rm -rf trees/partial && mv -- {incoming}/tree trees/partial; rm -rf -- {incoming}"
-    return (f'for f in {incoming}/objects/*; do h=$(sha256sum < "$f") && h=${{h%% *}} && '
-            f'[ "$f" = "{incoming}/objects/$h" ] && mv -f -- "$f" objects/; done; rm -rf -- {incoming}')
+        return f"rm -rf trees/partial && {shlex.join(['mv', '--', f'{incoming}/tree', 'trees/partial'])}; {remove}"
+    objects = shlex.quote(f"{incoming}/objects")
+    return (f'for f in {objects}/*; do h=$(sha256sum < "$f") && h=${{h%% *}} && '
+            f'[ "$f" = {objects}/"$h" ] && mv -f -- "$f" objects/; done; {remove}')
 
 
 def send_tar(config, entries, files, data_dir, incoming, missing, steps):

@@ -381,7 +381,7 @@ def fetch(config, run_id, *, quiet=False):
             run = _put_away(shared, run)  # so that output.log and .pystributed-state.json come too
         if run.active:
             steps.say(f"Run {run_id} is still {run.state}: fetching what it has written so far.\n")
-        return pipeline.fetch(shared, _result(shared, run), steps)
+        return pipeline.fetch(shared, _result(shared, run), steps, going=run.active)
 
 
 def cancel(config, run_id):

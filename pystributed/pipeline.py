@@ -4,8 +4,10 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import sys
@@ -393,43 +395,67 @@ def dropped(config, result, error):
 def finish(config, result, *, cancelled=False):
     """Wait for the container, save its log and its final state (.pystributed-state.json) into the run
     folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
-    container stays, so that its log is not lost."""
+    container stays, so that its log is not lost.
+
+    Another process may put the same container away at the same time (a notebook following the
+    run, and `wait` or `cancel` in a shell): each writes under names of its own and renames, so
+    that neither leaves a truncated log; one that finds the container gone reads the exit code
+    from the state the other saved."""
     run_id = result.run_id
-    save_log = remote.redirect(docker.logs(run_id), f"{result.remote_dir}/{results.LOG_NAME}")
-    save_state = remote.redirect(docker.inspect_state(docker.container_name(run_id), cancelled=cancelled),
-                                 f"{result.remote_dir}/{results.STATE_NAME}", stderr=False)
-    remove = remote.redirect(docker.remove(run_id), "/dev/null")
-    out = util.run(remote.command(config, docker.wait(run_id),
-                                  f"{{ {save_log} && {save_state} && {remove} || echo log-not-saved; }}"),
-                   step="run", cwd=remote.cwd(config))
+    name = docker.container_name(run_id)
+    log, state = f"{result.remote_dir}/{results.LOG_NAME}", f"{result.remote_dir}/{results.STATE_NAME}"
+    token = secrets.token_hex(4)
+    log_part, state_part = f"{result.remote_dir}/.{results.LOG_NAME}.{token}", f"{state}.{token}"
+    put_away = " && ".join([
+        remote.redirect(docker.logs(run_id), log_part),
+        remote.redirect(docker.inspect_state(name, cancelled=cancelled), state_part, stderr=False),
+        shlex.join(["mv", "-f", "--", log_part, log]), shlex.join(["mv", "-f", "--", state_part, state]),
+        remote.redirect(docker.remove(run_id), "/dev/null")])
+    # Not put away: say so only if the container is still there to hold the log.
+    kept = f"if {remote.redirect(docker.inspect_container(run_id), '/dev/null')}; then echo log-not-saved; fi"
+    out = util.run(remote.command(config, (
+        f"{{ {shlex.join(docker.wait(run_id))} && {{ {put_away} || "
+        f"{{ {shlex.join(['rm', '-f', '--', log_part, state_part])}; {kept}; }}; }}; }} "
+        f"|| {shlex.join(['cat', '--', state])}")), step="run", cwd=remote.cwd(config))
     result.ended = results.now_iso()
     if "log-not-saved" in out:
         print(f"warning: the output could not be saved as {results.LOG_NAME} in {result.remote_dir} on "
               f"{result.server} (is its disk full?); the container is kept, its output is in "
-              f"`docker logs {docker.container_name(run_id)}` there.", file=sys.stderr)
-    return int(out.split()[0])
+              f"`docker logs {name}` there.", file=sys.stderr)
+    first = out.strip().splitlines()[0]
+    if first.startswith("{"):  # put away by another process already
+        return int(json.loads(first)["State"]["ExitCode"])
+    return int(first)
 
 
-def fetch(config, result, steps):
-    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it."""
+def fetch(config, result, steps, *, going=False):
+    """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/, with run.json in it. `going`: the
+    run still writes there, so a file that changes while it is copied is taken as it was read."""
     local = Path(config.LOCAL_RESULTS_DIR) / result.run_id
     local.parent.mkdir(parents=True, exist_ok=True)
-    result.local_path = local.resolve()
 
     def add_record(folder, files):
-        result.files = files
+        # Set only now: a fetch that fails must not leave the record naming a folder that never landed.
+        result.local_path, result.files = local.resolve(), files
         (folder / "run.json").write_text(result.to_json(), encoding="utf-8")
 
     def on_bytes(total):
         steps.progress(results.human_size(total))
 
+    hint = (f"The results are still on the server in {result.remote_dir}; "
+            f"fetch them again with runner.attach({result.run_id!r}).")
     with steps.step("fetch", f"to {local}"):
-        _, skipped = util.run(
-            remote.command(config, ["tar", "-C", result.remote_dir, "-cf", "-", "."]), step="fetch",
-            cwd=remote.cwd(config),
-            read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes),
-            hint=f"The results are still on the server in {result.remote_dir}; "
-                 f"fetch them again with runner.attach({result.run_id!r}).")
+        tar = ["tar", "-C", result.remote_dir, "-cf", "-", "."]
+        # GNU tar exits 1 for "file changed as we read it" (its archive is still whole); only a
+        # run that goes on may do that to it.
+        try:
+            _, skipped = util.run(
+                remote.command(config, f"{shlex.join(tar)} || [ $? -eq 1 ]" if going else tar), step="fetch",
+                cwd=remote.cwd(config), hint=hint,
+                read_stdout=lambda stream: results.extract(stream, local, finalize=add_record, on_bytes=on_bytes))
+        except OSError as e:  # the copy went through, writing it here did not (a full disk)
+            raise StepError("fetch", f"the results could not be written to {local}: {e}",
+                            hint=f"Make room there (or set LOCAL_RESULTS_DIR elsewhere). {hint}") from None
     record.save(config.LOCAL_RESULTS_DIR, result)
     if skipped:
         steps.say(f"fetch: left out (not plain files inside the run folder): {', '.join(skipped)}\n")

@@ -1,6 +1,7 @@
 """Run ids, the result object, and landing a run folder's tar stream safely on this machine."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import html
@@ -128,8 +129,9 @@ def extract(stream, destination, *, finalize=None, on_bytes=None):
     Only regular files and folders are taken, and only inside the folder: whatever ran on the
     server must not be able to write elsewhere here (absolute names, `..`, links)."""
     destination = Path(destination)
-    partial = destination.with_name(f".{destination.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # A folder of this copy's own: two fetches of one run at once (two kernels attached to it)
+    # must not write into each other's.
+    partial = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.partial")
     partial.mkdir(parents=True)
     try:
         files, skipped = _extract_into(stream, partial, on_bytes)
@@ -138,14 +140,17 @@ def extract(stream, destination, *, finalize=None, on_bytes=None):
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if destination.exists():  # fetched before: replace it whole
-        old = destination.with_name(f".{destination.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        destination.rename(old)
-        partial.rename(destination)
-        shutil.rmtree(old)
-    else:
-        partial.rename(destination)
+    old = partial.with_suffix(".old")
+    while True:
+        try:
+            partial.rename(destination)  # fails while a copy fetched before is there
+            break
+        except OSError:
+            if not destination.exists():
+                raise
+        with contextlib.suppress(FileNotFoundError):  # another fetch may have moved it meanwhile
+            destination.rename(old)  # the earlier copy goes only once the new one is whole
+    shutil.rmtree(old, ignore_errors=True)
     return files, skipped
 
 

@@ -122,3 +122,61 @@ def test_a_cut_off_rsync_leaves_its_whole_files_for_the_next_link_dest(tmp_path)
     subprocess.run(["sh", "-c", data.salvage("incoming/T", rsync=True)], cwd=tmp_path, check=True)
     assert (tmp_path / "trees" / "partial" / "data" / "a.bin").read_bytes() == b"a"
     assert not os.listdir(tmp_path / "incoming")
+
+
+@pytest.mark.parametrize("transfer", ["ours", "rsync"])
+def test_every_word_of_the_sync_reaches_the_shell_quoted(tmp_path, monkeypatch, transfer):
+    # A run id is always plain, but no word goes to the remote shell unquoted: one that is not
+    # plain must be taken as it is, never split, globbed or run.
+    monkeypatch.setattr(data, "RSYNC", transfer == "rsync")
+    if transfer == "rsync":  # the rsync path's own shell words: the salvage after a cut-off
+        (tmp_path / "incoming" / "T x" / "tree" / "data").mkdir(parents=True)
+        (tmp_path / "incoming" / "T x" / "tree" / "data" / "a.bin").write_bytes(b"a")
+        (tmp_path / "incoming" / "T").mkdir()
+        (tmp_path / "trees").mkdir()
+        subprocess.run(["sh", "-c", data.salvage("incoming/T x", rsync=True)], cwd=tmp_path, check=True)
+        assert (tmp_path / "trees" / "partial" / "data" / "a.bin").read_bytes() == b"a"
+        assert os.listdir(tmp_path / "incoming") == ["T"]
+        return
+    server = tmp_path / "server"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.bin").write_bytes(b"a")
+    (server / ".data" / "incoming" / "run").mkdir(parents=True)  # not the run's: must stay
+    tree, _ = synced(cfg, "run $(touch pwned) *")
+    assert Path(tree, "data", "a.bin").read_bytes() == b"a"
+    assert not list(tmp_path.rglob("pwned")) and os.listdir(server / ".data" / "incoming") == ["run"]
+    (tmp_path / "data" / "b.bin").write_bytes(b"b")
+    (tmp_path / "data" / "c.bin").write_bytes(b"c")
+    send_tar = data.send_tar
+
+    def cut_off(*args):  # c.bin vanishes once hashed: the stream stops there, the salvage runs
+        (tmp_path / "data" / "c.bin").unlink()
+        return send_tar(*args)
+
+    monkeypatch.setattr(data, "send_tar", cut_off)
+    with pytest.raises(StepError, match="data failed"):
+        synced(cfg, "run $(touch pwned) *")
+    assert hashlib.sha256(b"b").hexdigest() in os.listdir(server / ".data" / "objects")  # kept whole
+    assert not list(tmp_path.rglob("pwned")) and os.listdir(server / ".data" / "incoming") == ["run"]
+
+
+def test_a_tree_another_run_made_meanwhile_is_used_and_left_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "RSYNC", False)
+    server = tmp_path / "server"
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=str(server), DATA=["data"])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.bin").write_bytes(b"a")
+    key = data.manifest(cfg, data.local_files(cfg.DATA))[1]
+    # Another run with the same DATA puts its tree in place just as this one moves its own.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mv").write_text(
+        "#!/bin/sh\n"
+        f'case "$2" in */tree) [ -d trees/{key} ] || {{ cp -a "$2" incoming/other && '
+        f"/bin/mv incoming/other trees/{key}; }};; esac\n"
+        'exec /bin/mv "$@"\n')
+    (tmp_path / "bin" / "mv").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    tree, _ = synced(cfg, "20261125-000000-aaaaaa")
+    assert os.listdir(tree) == ["data"] and os.listdir(Path(tree, "data")) == ["a.bin"]
+    assert not os.listdir(server / ".data" / "incoming")

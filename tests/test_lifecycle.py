@@ -9,6 +9,7 @@ import pytest
 
 from pystributed import cli, config, docker, lifecycle, record, registry, remote, results, util
 from pystributed.errors import StepError
+from tests.test_pipeline import put_away_script, untokened
 
 SSH = ["ssh", "-F", "/cfg", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
        "--", "gpu-box"]
@@ -54,7 +55,7 @@ def calls(monkeypatch):
         script = cmd[-1]
         if script.startswith("echo @@pystributed now"):
             return SURVEY
-        if script.startswith("docker wait"):
+        if script.startswith("{ docker wait"):
             return "0\n"
         if script.startswith("docker container ls --all --format"):
             return f"reg:5000/proj:{RUNNING[-6:]}\nubuntu\n@@pystributed images\nreg:5000/proj:{RUNNING[-6:]}\n" \
@@ -161,14 +162,12 @@ def test_logs_reads_the_container_or_else_output_log(cfg, calls, capsys):
 
 def test_cancel_interrupts_stops_and_puts_the_container_away(cfg, calls):
     lifecycle.cancel(cfg, RUNNING)
-    commands = [(step, cmd[-1]) for step, cmd in calls if not cmd[-1].startswith("echo @@")]
+    commands = [(step, cmd[-1]) for step, cmd in untokened(calls) if not cmd[-1].startswith("echo @@")]
     q_dir = f"'{WORKDIR}/{RUNNING}"
     name = f"pystributed-{RUNNING}"
     assert commands == [
         ("cancel", f"docker kill --signal INT {name} >/dev/null 2>&1; docker stop --time 10 {name}"),
-        ("run", (f"docker wait {name} && {{ docker logs {name} >{q_dir}/output.log' 2>&1 && "
-                f"docker container inspect --format '{STATE_FORMAT.replace('false', 'true')}' {name} "
-                f">{q_dir}/.pystributed-state.json' && docker rm --force {name} >/dev/null 2>&1 || echo log-not-saved; }}")),
+        ("run", put_away_script(q_dir, name, STATE_FORMAT.replace("false", "true"))),
     ]
 
 

@@ -58,7 +58,7 @@ def calls(monkeypatch, tmp_path):
         script = cmd[-1]
         if script.startswith("mkdir"):
             return f"{RUN_DIR}\n1000\n1000\n"
-        if script.startswith("docker wait"):
+        if script.startswith("{ docker wait"):
             return f"{recorded_exit[0]}\n"
         return ""
 
@@ -81,6 +81,22 @@ def calls(monkeypatch, tmp_path):
 
 
 
+def put_away_script(d, name, state_format):
+    """finish()'s script for the run folder `d` (quoted, without its closing quote)."""
+    log_part, state_part = f"{d}/.output.log.TOKEN'", f"{d}/.pystributed-state.json.TOKEN'"
+    return (f"{{ docker wait {name} && {{ docker logs {name} >{log_part} 2>&1 && docker container inspect --format "
+            f"'{state_format}' {name} >{state_part} && mv -f -- {log_part} {d}/output.log' && "
+            f"mv -f -- {state_part} {d}/.pystributed-state.json' && docker rm --force {name} >/dev/null 2>&1 || "
+            f"{{ rm -f -- {log_part} {state_part}; if docker container inspect --format '{{{{.State.Status}}}}' "
+            f"{name} >/dev/null 2>&1; then echo log-not-saved; fi; }}; }}; }} || cat -- {d}/.pystributed-state.json'")
+
+
+def untokened(calls):
+    """finish() writes under names with a random part: name it TOKEN."""
+    return [(step, [re.sub(r"(\.(?:output\.log|pystributed-state\.json))\.[0-9a-f]{8}'", r"\1.TOKEN'", word)
+                    for word in cmd]) for step, cmd in calls]
+
+
 @pytest.fixture
 def remote_config():
     return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
@@ -93,7 +109,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
     image = result.image
     assert re.fullmatch(f"reg:5000/proj:{TAG}", image)
     q_dir = "'/home/me/runs with space/$(x)/20261125-101502-3fa9c1'"
-    assert calls == [
+    assert untokened(calls) == [
         ("?", ["ssh", "-G", "-F", "/cfg", "--", "gpu-box"]),
         ("connect", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-o", "BatchMode=yes",
                      "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "ControlMaster=yes",
@@ -111,11 +127,7 @@ def test_every_argv_of_a_remote_run(calls, remote_config):
             f"--user 1000:1000 --volume {q_dir[:-1]}:/results' --env-file /dev/stdin --env PYSTRIBUTED_RESULTS=/results "
             f"--env PYSTRIBUTED_RUN_ID={RUN_ID} --env HOME=/tmp --gpus all {image} >/dev/null"
             f" && docker logs --follow pystributed-{RUN_ID}")]),
-        ("run", SSH + [
-            (f"docker wait pystributed-{RUN_ID} && {{ docker logs pystributed-{RUN_ID} "
-            f">{q_dir[:-1]}/output.log' 2>&1 && docker container inspect --format '{STATE_FORMAT}' "
-            f"pystributed-{RUN_ID} >{q_dir[:-1]}/.pystributed-state.json' && docker rm --force pystributed-{RUN_ID} >/dev/null 2>&1"
-            " || echo log-not-saved; }")]),
+        ("run", SSH + [put_away_script(q_dir[:-1], f"pystributed-{RUN_ID}", STATE_FORMAT)]),
         ("fetch", SSH + [f"tar -C {q_dir} -cf - ."]),
         ("?", ["ssh", "-F", "/cfg", "-o", "ControlPath=SOCKET/%C", "-O", "exit", "--", "gpu-box"]),
     ]
@@ -232,3 +244,84 @@ def test_missing_remote_data_fails_the_data_step(calls, monkeypatch):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", REMOTE_DATA={"/srv/gone": "x"})
     with pytest.raises(StepError, match="data failed: REMOTE_DATA names /srv/gone, which does not exist on gpu-box"):
         pipeline.run(cfg, quiet=True)
+
+
+def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(tmp_path):
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="succeeded", remote_dir=str(tmp_path / "gone"))
+    with pytest.raises(StepError, match="fetch failed"):
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert result.local_path is None and result.log is None
+    assert not (tmp_path / "results" / RUN_ID).exists()
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "a.txt").write_text("a")
+    pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert result.local_path == (tmp_path / "results" / RUN_ID).resolve() and result.files == ["a.txt"]
+
+
+def test_a_run_that_goes_on_is_fetched_although_tar_saw_a_file_change(tmp_path, monkeypatch):
+    # GNU tar, reading a file that the run is writing: a whole archive, a warning, exit code 1.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tar").write_text(
+        "#!/bin/sh\n/bin/tar \"$@\"\necho 'tar: ./log.txt: file changed as we read it' >&2\nexit 1\n")
+    (tmp_path / "bin" / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.txt").write_text("step 1\n")
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="running", remote_dir=str(tmp_path / "run"))
+    pipeline.fetch(cfg, result, pipeline.progress.steps_for(True), going=True)
+    assert (tmp_path / "results" / RUN_ID / "log.txt").read_text() == "step 1\n"
+    with pytest.raises(StepError, match="file changed as we read it"):  # an ended run's folder must not change
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+
+
+FAKE_DOCKER = """#!/bin/sh
+# The engine of one container that exited 3; FAKE_WAITED: `docker wait` returned before it was removed.
+gone() { [ -e "$FAKE/removed" ]; }
+case "$1" in
+  wait) if gone && [ -z "$FAKE_WAITED" ]; then echo "Error: No such container: $2" >&2; exit 1; fi; echo 3 ;;
+  logs) if gone; then echo "Error: No such container: $2" >&2; exit 1; fi; echo "the whole output" ;;
+  container) if gone; then echo "Error: No such container" >&2; exit 1; fi
+             echo '{"Cancelled":false,"State":{"Status":"exited","ExitCode":3}}' ;;
+  rm) touch "$FAKE/removed" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("other", ["done before", "between our wait and our save"])
+def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_path, monkeypatch, capsys, other):
+    # A notebook following the run and `wait` (or `cancel`) in a shell both put the container away.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE", str(tmp_path))
+    (tmp_path / "run").mkdir()
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, remote_dir=str(tmp_path / "run"))
+    assert pipeline.finish(cfg, result) == 3  # the first
+    if other == "between our wait and our save":
+        monkeypatch.setenv("FAKE_WAITED", "1")
+    assert pipeline.finish(cfg, result) == 3  # the second
+    assert (tmp_path / "run" / "output.log").read_text() == "the whole output\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".pystributed-state.json", "output.log"]
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_results_that_cannot_be_written_here_fail_the_fetch_step_with_what_to_do(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "a.txt").write_text("a")
+
+    def full_disk(stream, folder, on_bytes):
+        stream.read()  # the copy itself goes through
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline.results, "_extract_into", full_disk)
+    cfg = config.load(environ={}, REMOTE_SERVER="local")
+    result = pipeline.results.RunResult(RUN_ID, status="succeeded", remote_dir=str(tmp_path / "run"))
+    with pytest.raises(StepError, match=r"fetch failed: the results could not be written to results/"
+                                        r"20261125-101502-3fa9c1: \[Errno 28\] No space left on device") as error:
+        pipeline.fetch(cfg, result, pipeline.progress.steps_for(True))
+    assert "Make room there" in error.value.hint and "runner.attach(" in error.value.hint
+    assert result.local_path is None and not list((tmp_path / "results").iterdir())

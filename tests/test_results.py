@@ -92,3 +92,24 @@ def test_a_broken_pipe_stream_leaves_no_final_folder(tmp_path):
     with pytest.raises(tarfile.TarError):
         results.extract(PipeLike(data), tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_fetches_of_one_run_at_once_each_land_it_whole(tmp_path):
+    names = [f"f{i}" for i in range(6)]
+
+    def stream():
+        return tar_stream([(name, tarfile.REGTYPE, name.encode() * 1000) for name in names])
+
+    class Meanwhile(PipeLike):
+        """Halfway through this copy, another fetch of the same run (another kernel) lands its own."""
+
+        def read(self, size=-1):
+            if self.data.tell() > len(self.data.getvalue()) // 2 and not done:
+                done.append(results.extract(stream(), tmp_path / "run"))
+            return super().read(size)
+
+    done = []
+    files, _ = results.extract(Meanwhile(stream().getvalue()), tmp_path / "run")
+    assert done and files == names
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -186,6 +186,24 @@ def test_cancel_stops_the_run_and_leaves_no_container(own, tmp_path):
     assert json.loads((tmp_path / "results" / run_id / "run.json").read_text())["status"] == "cancelled"
 
 
+def test_a_run_that_goes_on_is_fetched_while_it_writes(own, tmp_path):
+    run_id = own.submit(
+        "import os, time\n"
+        "with open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'grows.txt'), 'w') as f:\n"
+        "    print('writing', flush=True)\n"
+        "    for i in range(4000):  # 10 KB every 5 ms, 40 MB at most\n"
+        "        f.write(f'line {i:4}\\n' * 1000)\n"
+        "        f.flush()\n"
+        "        time.sleep(0.005)\n"
+        "time.sleep(600)\n")
+    own.wait_for_output(run_id, "writing")
+    for _ in range(3):  # the file grows as tar reads it: what was read comes, the run goes on
+        assert "file(s)" in own.cli("fetch", run_id).stdout
+        assert (tmp_path / "results" / run_id / "grows.txt").read_text().startswith("line    0\n")
+    assert own.cli("status", run_id).stdout.startswith(f"{run_id} running\n")
+    assert own.cli("cancel", run_id).stdout == f"{run_id} cancelled\n"
+
+
 def test_list_shows_every_state_and_clean_removes_what_it_listed_and_nothing_else(own, sandbox, monkeypatch):
     old = own.cli("run", cell="print('old')\n").stdout  # exited 0, put away
     old = RUN_ID.search(old.splitlines()[-1]).group(0)
