@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import tarfile
+import time
 import types
 from pathlib import Path, PurePosixPath
 
@@ -129,6 +130,7 @@ def extract(stream, destination, *, finalize=None, on_bytes=None):
     Only regular files and folders are taken, and only inside the folder: whatever ran on the
     server must not be able to write elsewhere here (absolute names, `..`, links)."""
     destination = Path(destination)
+    _remove_stale(destination)
     # A folder of this copy's own: two fetches of one run at once (two kernels attached to it)
     # must not write into each other's.
     partial = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.partial")
@@ -152,6 +154,14 @@ def extract(stream, destination, *, finalize=None, on_bytes=None):
             destination.rename(old)  # the earlier copy goes only once the new one is whole
     shutil.rmtree(old, ignore_errors=True)
     return files, skipped
+
+
+def _remove_stale(destination, age=86400):
+    """Partial folders of fetches killed a day ago or more (a fetch going now is younger)."""
+    for leftover in destination.parent.glob(f".{destination.name}.*.partial"):
+        with contextlib.suppress(OSError):
+            if time.time() - leftover.stat().st_mtime > age:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _extract_into(stream, folder, on_bytes):

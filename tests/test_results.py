@@ -1,5 +1,7 @@
 import io
+import os
 import tarfile
+import time
 
 import pytest
 
@@ -113,3 +115,13 @@ def test_two_fetches_of_one_run_at_once_each_land_it_whole(tmp_path):
     assert done and files == names
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_partial_folders_of_killed_fetches_go_after_a_day(tmp_path):
+    old, young = tmp_path / ".r1.0000.partial", tmp_path / ".r1.1111.partial"
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "f").write_text("half")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    results.extract(tar_stream([("./a", tarfile.REGTYPE, b"A")]), tmp_path / "r1")
+    assert not old.exists() and young.exists() and (tmp_path / "r1").is_dir()
