@@ -4,6 +4,7 @@ import contextlib
 import os
 import sys
 
+from pystributed import clean as cleaning
 from pystributed import config as configuration
 from pystributed import lifecycle, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
@@ -197,7 +198,7 @@ def clean(config, args):
             return False
         return input("Remove these? [y/N] ").strip().lower() in ("y", "yes")
 
-    plan = lifecycle.clean(config, older_than=args.older_than, confirm=ask)
+    plan = cleaning.clean(config, older_than=args.older_than, confirm=ask)
     if plan.empty:
         print(plan)
     elif plan.done:

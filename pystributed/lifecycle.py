@@ -1,5 +1,5 @@
 """Runs after they started, from any kernel or shell: attach, status, logs, wait, fetch, cancel,
-list and clean. The server is the truth: the container labelled with the run id, and the run
+list (clean.py removes what ended). The server is the truth: the container labelled with the run id, and the run
 folder REMOTE_WORKDIR/<run-id>/ with its output.log and .pystributed-state.json (the container's
 final state, saved as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers `list` when the server
 cannot be reached, and is brought up to date by what the server says."""
@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from pystributed import context, docker, live, pipeline, progress, record, registry, remote, results, util
+from pystributed import context, docker, live, pipeline, progress, record, remote, results, util
 from pystributed.errors import PystributedError, StepError
 
 # Container states in which a run is still going (or about to): such a run is never removed.
@@ -22,7 +22,7 @@ ACTIVE = ("running", "paused", "restarting", "created")
 # A run folder with no container, no state and no log may belong to a run that is being built
 # and pushed right now (its container comes later): clean leaves it alone this long.
 STARTING_GRACE = 3600
-_MARK = "@@pystributed "
+MARK = "@@pystributed "
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -136,15 +136,15 @@ def survey(config, run_id=None):
     label = f"{docker.RUN_LABEL}={run_id}" if run_id else docker.RUN_LABEL
     find = ["find", ".", "-mindepth", "2", "-maxdepth", "2", "-path"]
     script = "; ".join([
-        f"echo {_MARK}now", "date +%s",
-        f"if cd -- {shlex.quote(remote.workdir(config))} 2>/dev/null; then echo {_MARK}workdir; pwd",
-        f"echo {_MARK}folders",
+        f"echo {MARK}now", "date +%s",
+        f"if cd -- {shlex.quote(remote.workdir(config))} 2>/dev/null; then echo {MARK}workdir; pwd",
+        f"echo {MARK}folders",
         shlex.join(["find", ".", "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-name", pattern,
                     "-printf", r"%f %T@\n"]),
-        f"echo {_MARK}logs", shlex.join([*find, f"./{pattern}/{results.LOG_NAME}", "-printf", r"%h\n"]),
-        f"echo {_MARK}states", shlex.join([*find, f"./{pattern}/{results.STATE_NAME}", "-exec", "cat", "--", "{}", "+"]),
+        f"echo {MARK}logs", shlex.join([*find, f"./{pattern}/{results.LOG_NAME}", "-printf", r"%h\n"]),
+        f"echo {MARK}states", shlex.join([*find, f"./{pattern}/{results.STATE_NAME}", "-exec", "cat", "--", "{}", "+"]),
         "fi",
-        f"echo {_MARK}containers",
+        f"echo {MARK}containers",
         # A container removed between the two commands is simply not listed.
         (f'ids=$({shlex.join(docker.list_containers(label))}) && '
          f'{{ [ -z "$ids" ] || {shlex.join(docker.inspect_state())} $ids 2>/dev/null; true; }}'),
@@ -154,14 +154,14 @@ def survey(config, run_id=None):
                        hint=remote.connect_hint(config))
     except StepError as e:
         raise pipeline.engine_hint(config, e) from None
-    return _parse_survey(config, _sections(out))
+    return _parse_survey(config, parse_sections(out))
 
 
-def _sections(text):
+def parse_sections(text):
     sections, current = {}, None
     for line in text.splitlines():
-        if line.startswith(_MARK):
-            current = sections.setdefault(line[len(_MARK):].strip(), [])
+        if line.startswith(MARK):
+            current = sections.setdefault(line[len(MARK):].strip(), [])
         elif current is not None and line.strip():
             current.append(line)
     return sections
@@ -297,7 +297,7 @@ def _remember(config, run):
             record.save(config.LOCAL_RESULTS_DIR, updated)
 
 
-def _put_away(config, run, *, cancelled=False):
+def put_away(config, run, *, cancelled=False):
     """Save an ended container's log and state into its run folder and remove it; the run again."""
     pipeline.finish(config, _result(config, run), cancelled=cancelled)
     return find(config, run.run_id)
@@ -367,7 +367,7 @@ def wait(config, run_id):
     with remote.shared_connection(config) as shared:
         run = _with_container(shared, find(shared, run_id))
         if run.container:
-            run = _put_away(shared, run)
+            run = put_away(shared, run)
         return run
 
 
@@ -378,7 +378,7 @@ def fetch(config, run_id, *, quiet=False):
     with remote.shared_connection(config) as shared:
         run = find(shared, run_id)
         if run.container and not run.active:
-            run = _put_away(shared, run)  # so that output.log and .pystributed-state.json come too
+            run = put_away(shared, run)  # so that output.log and .pystributed-state.json come too
         if run.active:
             steps.say(f"Run {run_id} is still {run.state}: fetching what it has written so far.\n")
         return pipeline.fetch(shared, _result(shared, run), steps, going=run.active)
@@ -397,7 +397,7 @@ def cancel(config, run_id):
             return run
         if run.active:
             pipeline.stop(shared, run_id, step="cancel")
-        return _put_away(shared, run, cancelled=run.active)
+        return put_away(shared, run, cancelled=run.active)
 
 
 def list_runs(config):
@@ -424,104 +424,3 @@ def _from_records(config):
                        local_path=str(local.local_path) if local.local_path and local.local_path.exists() else "")
         found.append(run)
     return found
-
-
-@dataclasses.dataclass
-class Plan:
-    """What clean removes (and what it keeps because it runs)."""
-
-    server: str
-    older_than: float | None
-    containers: list = dataclasses.field(default_factory=list)  # RunState
-    folders: list = dataclasses.field(default_factory=list)  # RunState
-    images: list = dataclasses.field(default_factory=list)  # refs on the server
-    tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
-    running: list = dataclasses.field(default_factory=list)  # RunState, never touched
-    images_kept_because: str = ""
-    done: bool = False
-
-    @property
-    def empty(self):
-        return not (self.containers or self.folders or self.images or self.tags)
-
-    def __str__(self):
-        age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
-            "none: give --older-than AGE (e.g. 7d) to remove run folders"
-        lines = [f"On {self.server}:"]
-        lines += [f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
-                  for r in self.containers]
-        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
-        lines += [f"  image      {ref}" for ref in self.images]
-        lines += ["In the registry:"] if self.tags else []
-        lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
-        if self.empty:
-            lines.append("  nothing to remove")
-        lines.append(f"Run folders: {age}.")
-        if self.running:
-            lines.append("Kept, still running or starting: " + ", ".join(r.run_id for r in self.running))
-        if self.images_kept_because:
-            lines.append(f"Images and tags: none, {self.images_kept_because}.")
-        return "\n".join(lines)
-
-    def _repr_pretty_(self, printer, cycle):
-        if self.done:
-            printer.text(f"{self}\nRemoved.")
-        else:
-            printer.text(str(self) + ("" if self.empty else "\nNothing removed yet: clean(yes=True) removes these."))
-
-
-def clean(config, *, older_than=None, apply=False, confirm=None):
-    """Work out what to remove: ended containers (their log and state saved first), the folders of
-    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME that no
-    container and no remaining run uses, and the registry tags of those images (and of images
-    our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
-    (or when `confirm(plan)` says yes), remove them. Return the Plan."""
-    with remote.shared_connection(config) as shared:
-        plan = _plan(shared, older_than)
-        if plan.empty or not (apply or (confirm and confirm(plan))):
-            return plan
-        for run in plan.containers:
-            _put_away(shared, run)
-        if plan.folders:
-            util.run(remote.command(shared, ["rm", "-rf", "--", *[r.remote_dir for r in plan.folders]]),
-                     step="clean", cwd=remote.cwd(shared),
-                     hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
-        if plan.images:
-            util.run(remote.command(shared, docker.remove_images(*plan.images)), step="clean", cwd=remote.cwd(shared))
-        for ref, digest in plan.tags:
-            registry.delete(ref, digest)
-        plan.done = True
-        return plan
-
-
-def _plan(config, older_than):
-    runs = survey(config)
-    plan = Plan(pipeline.where(config), older_than)
-    plan.running = [r for r in runs.values() if r.active]
-    ended = [r for r in runs.values() if not r.active]
-    plan.containers = [r for r in ended if r.container]
-    if older_than is not None:
-        plan.folders = [r for r in ended if r.remote_dir and r.age is not None and r.age >= older_than
-                        and r.remote_dir.endswith(f"/{r.run_id}")]
-    if any(not r.image for r in plan.running):
-        plan.images_kept_because = (
-            "a run is starting whose image is not known yet: images are left alone until it runs")
-        return plan
-    gone = {r.run_id for r in plan.folders}
-    needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
-    script = (f"{shlex.join(docker.container_images())} && echo {_MARK}images && "
-              f"{shlex.join(docker.list_images(config.image_repository))}")
-    sections = _sections(f"{_MARK}used\n" + util.run(remote.command(config, script), step="clean",
-                                                         cwd=remote.cwd(config)))
-    needed |= set(sections.get("used", []))
-    ours = config.image_repository + ":"
-    plan.images = sorted(ref for ref in sections.get("images", [])
-                         if ref.startswith(ours) and not ref.endswith(":<none>") and ref not in needed)
-    if config.DOCKER_REGISTRY:
-        pushed = {r.image for r in record.runs(config.LOCAL_RESULTS_DIR)
-                  if r.server == plan.server and r.image.startswith(ours)}
-        for ref in sorted((pushed | set(plan.images)) - needed):
-            digest = registry.digest(ref)
-            if digest:
-                plan.tags.append((ref, digest))
-    return plan

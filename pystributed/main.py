@@ -5,6 +5,7 @@
 """
 import sys
 
+from pystributed import clean as cleaning
 from pystributed import config as configuration
 from pystributed import lifecycle, magic, pipeline, record, variables
 from pystributed.magic import register as _register
@@ -94,7 +95,7 @@ def clean(config_path=None, *, older_than=None, yes=False, **overrides):
     """What `python -m pystributed clean` removes (ended containers; with `older_than`, e.g. "7d",
     run folders; unused images and their registry tags). Only shown, unless `yes=True`."""
     age = None if older_than is None else lifecycle.parse_age(older_than)
-    return lifecycle.clean(configuration.load(config_path, **overrides), older_than=age, apply=yes)
+    return cleaning.clean(configuration.load(config_path, **overrides), older_than=age, apply=yes)
 
 
 def _namespace():

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pystributed import clean as cleaning
 from pystributed import cli, config, docker, lifecycle, record, registry, remote, results, util
 from pystributed.errors import StepError
 from tests.test_pipeline import put_away_script, untokened
@@ -177,7 +178,7 @@ def test_an_unknown_run(cfg, calls):
 
 
 def test_clean_lists_then_removes_only_what_it_listed(cfg, calls):
-    plan = lifecycle.clean(cfg, older_than=3600)
+    plan = cleaning.clean(cfg, older_than=3600)
     assert [r.run_id for r in plan.folders] == [GONE] and plan.containers == [] and not plan.done
     assert [r.run_id for r in plan.running] == [RUNNING]
     assert plan.images == ["reg:5000/proj:unused"]  # not the running run's, not another repository's
@@ -186,7 +187,7 @@ def test_clean_lists_then_removes_only_what_it_listed(cfg, calls):
     assert calls[1][1][-1] == ("docker container ls --all --format '{{.Image}}' && echo @@pystributed images && "
                                "docker image ls --format '{{.Repository}}:{{.Tag}}' -- reg:5000/proj")
     calls.clear()
-    plan = lifecycle.clean(cfg, older_than=3600, apply=True)
+    plan = cleaning.clean(cfg, older_than=3600, apply=True)
     assert plan.done
     assert calls[1:] == [
         ("clean", SSH + [("docker container ls --all --format '{{.Image}}' && echo @@pystributed images && "
@@ -196,8 +197,8 @@ def test_clean_lists_then_removes_only_what_it_listed(cfg, calls):
         ("registry", ["DELETE", "reg:5000/proj:unused", "sha256:" + "d" * 64]),
     ]
     # Younger folders stay; without an age no folder goes.
-    assert lifecycle.clean(cfg, older_than=4000).folders == []
-    assert lifecycle.clean(cfg).folders == []
+    assert cleaning.clean(cfg, older_than=4000).folders == []
+    assert cleaning.clean(cfg).folders == []
 
 
 def test_ages_durations_and_docker_times():

@@ -1,0 +1,112 @@
+"""clean: remove what ended, after showing it. Ended containers (their log and state saved
+first), run folders unchanged for a given age, and the images of DOCKER_IMAGE_NAME (on the server
+and their tags in the registry) that no container and no remaining run needs. A run that goes on,
+or is starting, is never touched."""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from pystributed import docker, pipeline, record, registry, remote, util
+from pystributed.lifecycle import MARK, human_duration, parse_sections, put_away, survey
+
+
+@dataclasses.dataclass
+class Plan:
+    """What clean removes (and what it keeps because it runs)."""
+
+    server: str
+    older_than: float | None
+    containers: list = dataclasses.field(default_factory=list)  # RunState
+    folders: list = dataclasses.field(default_factory=list)  # RunState
+    images: list = dataclasses.field(default_factory=list)  # refs on the server
+    tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
+    running: list = dataclasses.field(default_factory=list)  # RunState, never touched
+    images_kept_because: str = ""
+    done: bool = False
+
+    @property
+    def empty(self):
+        return not (self.containers or self.folders or self.images or self.tags)
+
+    def __str__(self):
+        age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
+            "none: give --older-than AGE (e.g. 7d) to remove run folders"
+        lines = [f"On {self.server}:"]
+        lines += [f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
+                  for r in self.containers]
+        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
+        lines += [f"  image      {ref}" for ref in self.images]
+        lines += ["In the registry:"] if self.tags else []
+        lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
+        if self.empty:
+            lines.append("  nothing to remove")
+        lines.append(f"Run folders: {age}.")
+        if self.running:
+            lines.append("Kept, still running or starting: " + ", ".join(r.run_id for r in self.running))
+        if self.images_kept_because:
+            lines.append(f"Images and tags: none, {self.images_kept_because}.")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        if self.done:
+            printer.text(f"{self}\nRemoved.")
+        else:
+            printer.text(str(self) + ("" if self.empty else "\nNothing removed yet: clean(yes=True) removes these."))
+
+
+def clean(config, *, older_than=None, apply=False, confirm=None):
+    """Work out what to remove: ended containers (their log and state saved first), the folders of
+    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME that no
+    container and no remaining run uses, and the registry tags of those images (and of images
+    our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
+    (or when `confirm(plan)` says yes), remove them. Return the Plan."""
+    with remote.shared_connection(config) as shared:
+        plan = _plan(shared, older_than)
+        if plan.empty or not (apply or (confirm and confirm(plan))):
+            return plan
+        for run in plan.containers:
+            put_away(shared, run)
+        if plan.folders:
+            util.run(remote.command(shared, ["rm", "-rf", "--", *[r.remote_dir for r in plan.folders]]),
+                     step="clean", cwd=remote.cwd(shared),
+                     hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
+        if plan.images:
+            util.run(remote.command(shared, docker.remove_images(*plan.images)), step="clean", cwd=remote.cwd(shared))
+        for ref, digest in plan.tags:
+            registry.delete(ref, digest)
+        plan.done = True
+        return plan
+
+
+def _plan(config, older_than):
+    runs = survey(config)
+    plan = Plan(pipeline.where(config), older_than)
+    plan.running = [r for r in runs.values() if r.active]
+    ended = [r for r in runs.values() if not r.active]
+    plan.containers = [r for r in ended if r.container]
+    if older_than is not None:
+        plan.folders = [r for r in ended if r.remote_dir and r.age is not None and r.age >= older_than
+                        and r.remote_dir.endswith(f"/{r.run_id}")]
+    if any(not r.image for r in plan.running):
+        plan.images_kept_because = (
+            "a run is starting whose image is not known yet: images are left alone until it runs")
+        return plan
+    gone = {r.run_id for r in plan.folders}
+    needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
+    script = (f"{shlex.join(docker.container_images())} && echo {MARK}images && "
+              f"{shlex.join(docker.list_images(config.image_repository))}")
+    sections = parse_sections(f"{MARK}used\n" + util.run(remote.command(config, script), step="clean",
+                                                         cwd=remote.cwd(config)))
+    needed |= set(sections.get("used", []))
+    ours = config.image_repository + ":"
+    plan.images = sorted(ref for ref in sections.get("images", [])
+                         if ref.startswith(ours) and not ref.endswith(":<none>") and ref not in needed)
+    if config.DOCKER_REGISTRY:
+        pushed = {r.image for r in record.runs(config.LOCAL_RESULTS_DIR)
+                  if r.server == plan.server and r.image.startswith(ours)}
+        for ref in sorted((pushed | set(plan.images)) - needed):
+            digest = registry.digest(ref)
+            if digest:
+                plan.tags.append((ref, digest))
+    return plan
