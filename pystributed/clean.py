@@ -5,10 +5,10 @@ or is starting, is never touched."""
 from __future__ import annotations
 
 import dataclasses
-import shlex
 
-from pystributed import docker, pipeline, record, registry, remote, util
-from pystributed.lifecycle import MARK, human_duration, parse_sections, put_away, survey
+from pystributed import docker, record, registry
+from pystributed.lifecycle import human_duration, put_away, survey
+from pystributed.places import place_for
 
 
 @dataclasses.dataclass
@@ -61,27 +61,25 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
     container and no remaining run uses, and the registry tags of those images (and of images
     our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
     (or when `confirm(plan)` says yes), remove them. Return the Plan."""
-    with remote.shared_connection(config) as shared:
-        plan = _plan(shared, older_than)
+    with place_for(config).connection() as place:
+        plan = _plan(config, place, older_than)
         if plan.empty or not (apply or (confirm and confirm(plan))):
             return plan
         for run in plan.containers:
-            put_away(shared, run)
+            put_away(config, place, run)
         if plan.folders:
-            util.run(remote.command(shared, ["rm", "-rf", "--", *[r.remote_dir for r in plan.folders]]),
-                     step="clean", cwd=remote.cwd(shared),
-                     hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
+            place.remove([r.remote_dir for r in plan.folders])
         if plan.images:
-            util.run(remote.command(shared, docker.remove_images(*plan.images)), step="clean", cwd=remote.cwd(shared))
+            place.docker(docker.remove_images(*plan.images), step="clean")
         for ref, digest in plan.tags:
             registry.delete(ref, digest)
         plan.done = True
         return plan
 
 
-def _plan(config, older_than):
-    runs = survey(config)
-    plan = Plan(pipeline.where(config), older_than)
+def _plan(config, place, older_than):
+    runs = survey(config, place)
+    plan = Plan(place.name, older_than)
     plan.running = [r for r in runs.values() if r.active]
     ended = [r for r in runs.values() if not r.active]
     plan.containers = [r for r in ended if r.container]
@@ -94,10 +92,7 @@ def _plan(config, older_than):
         return plan
     gone = {r.run_id for r in plan.folders}
     needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
-    script = (f"{shlex.join(docker.container_images())} && echo {MARK}images && "
-              f"{shlex.join(docker.list_images(config.image_repository))}")
-    sections = parse_sections(f"{MARK}used\n" + util.run(remote.command(config, script), step="clean",
-                                                         cwd=remote.cwd(config)))
+    sections = place.images(config.image_repository)
     needed |= set(sections.get("used", []))
     ours = config.image_repository + ":"
     plan.images = sorted(ref for ref in sections.get("images", [])

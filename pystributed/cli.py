@@ -6,7 +6,7 @@ import sys
 
 from pystributed import clean as cleaning
 from pystributed import config as configuration
-from pystributed import lifecycle, pipeline, results
+from pystributed import features, lifecycle, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 # Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
@@ -142,7 +142,7 @@ def _script(path):
 
 
 def run(config, args):
-    result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet)
+    result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet, features=features.for_run(config))
     if result.local_path:
         print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
     return 0
@@ -150,7 +150,8 @@ def run(config, args):
 
 def submit(config, args):
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the run id alone: RUN=$(... submit)
-        result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet, detach=True)
+        result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet, detach=True,
+                              features=features.for_run(config))
     print(result.run_id)
     return 0
 

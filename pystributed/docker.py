@@ -1,6 +1,23 @@
-"""Every `docker` argument list, in one place."""
+"""Every `docker` argument list of ours, and running one here. (On a server, a place runs them:
+places/server.py, with the commands that need a shell there in server.sh.)"""
+from pystributed import util
+from pystributed.errors import StepError
 
 RUN_LABEL = "pystributed.run"
+
+
+def here(argv, *, step, hint="", stdin=None, read=None):
+    """Run a docker argument list on this machine's engine; its output (or what `read` made of it)."""
+    return util.run(argv, step=step, hint=hint, write_stdin=stdin, read_stdout=read)
+
+
+def has_image(engine, ref):
+    """Whether the engine (`here`, or a place's `docker`) has the image."""
+    try:
+        engine(inspect_image(ref), step="build")
+    except StepError:
+        return False
+    return True
 
 
 def build(tag):
@@ -14,8 +31,9 @@ def inspect_image(ref):
 
 
 def repo_digests(ref):
-    """Prints the image's digests in registries it was pushed to (or pulled from)."""
-    return ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref]
+    """The image's digests in registries it was pushed to (or pulled from)."""
+    argv = ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref]
+    return util.output(argv).split()
 
 
 def python_version(ref):
@@ -33,7 +51,7 @@ def pull(ref):
 
 
 def container_name(run_id):
-    return f"pystributed-{run_id}"
+    return f"pystributed-{run_id}"  # server.sh names it so too
 
 
 def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
@@ -46,58 +64,6 @@ def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
     for key, value in env.items():
         cmd += ["--env", f"{key}={value}"]
     return [*cmd, *extra_args, ref]
-
-
-def inspect_container(run_id):
-    return ["docker", "container", "inspect", "--format", "{{.State.Status}}", container_name(run_id)]
-
-
-def logs(run_id, *, follow=False):
-    return ["docker", "logs", *(["--follow"] if follow else []), container_name(run_id)]
-
-
-def wait(run_id):
-    return ["docker", "wait", container_name(run_id)]
-
-
-def interrupt(run_id):
-    # SIGINT: the cell gets a KeyboardInterrupt, as in a notebook, so its `finally:` blocks run
-    # and its traceback lands in the log. (Python as PID 1 ignores the SIGTERM of `docker stop`.)
-    return ["docker", "kill", "--signal", "INT", container_name(run_id)]
-
-
-def stop(run_id, seconds=10):
-    """Wait up to `seconds` for the container to end, then kill it."""
-    return ["docker", "stop", "--time", str(seconds), container_name(run_id)]
-
-
-def remove(run_id):
-    return ["docker", "rm", "--force", container_name(run_id)]
-
-
-def state_format(*, cancelled=False):
-    """A container's state as one line of JSON (saved as .pystributed-state.json in its run folder when it
-    is removed, so that its exit code and times outlive it). `cancelled` marks `cancel`'s stop."""
-    return ('{"Cancelled":' + ("true" if cancelled else "false") + ',"Name":{{json .Name}},'
-            '"Image":{{json .Config.Image}},"State":{{json .State}},"Mounts":{{json .Mounts}}}')
-
-
-def inspect_state(*containers, cancelled=False):
-    return ["docker", "container", "inspect", "--format", state_format(cancelled=cancelled), *containers]
-
-
-def list_containers(label=RUN_LABEL):
-    """The ids of all containers (running or not) with `label` (`key` or `key=value`)."""
-    return ["docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}"]
-
-
-def container_images():
-    """The image of every container on the engine, ours or not: those images are in use."""
-    return ["docker", "container", "ls", "--all", "--format", "{{.Image}}"]
-
-
-def list_images(repository):
-    return ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", repository]
 
 
 def remove_images(*refs):

@@ -10,19 +10,19 @@ import datetime
 import html
 import json
 import re
-import shlex
 import sys
 import time
 
-from pystributed import context, docker, live, pipeline, progress, record, remote, results, util
+from pystributed import docker, live, pipeline, progress, record, results
 from pystributed.errors import PystributedError, StepError
+from pystributed.places import place_for
+from pystributed.results import State
 
 # Container states in which a run is still going (or about to): such a run is never removed.
 ACTIVE = ("running", "paused", "restarting", "created")
 # A run folder with no container, no state and no log may belong to a run that is being built
 # and pushed right now (its container comes later): clean leaves it alone this long.
 STARTING_GRACE = 3600
-MARK = "@@pystributed "
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -130,41 +130,9 @@ def parse_age(text):
 
 # What the server says.
 
-def survey(config, run_id=None):
+def survey(config, place, run_id=None):
     """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command."""
-    pattern = run_id or "*"
-    label = f"{docker.RUN_LABEL}={run_id}" if run_id else docker.RUN_LABEL
-    find = ["find", ".", "-mindepth", "2", "-maxdepth", "2", "-path"]
-    script = "; ".join([
-        f"echo {MARK}now", "date +%s",
-        f"if cd -- {shlex.quote(remote.workdir(config))} 2>/dev/null; then echo {MARK}workdir; pwd",
-        f"echo {MARK}folders",
-        shlex.join(["find", ".", "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-name", pattern,
-                    "-printf", r"%f %T@\n"]),
-        f"echo {MARK}logs", shlex.join([*find, f"./{pattern}/{results.LOG_NAME}", "-printf", r"%h\n"]),
-        f"echo {MARK}states", shlex.join([*find, f"./{pattern}/{results.STATE_NAME}", "-exec", "cat", "--", "{}", "+"]),
-        "fi",
-        f"echo {MARK}containers",
-        # A container removed between the two commands is simply not listed.
-        (f'ids=$({shlex.join(docker.list_containers(label))}) && '
-         f'{{ [ -z "$ids" ] || {shlex.join(docker.inspect_state())} $ids 2>/dev/null; true; }}'),
-    ])
-    try:
-        out = util.run(remote.command(config, script), step="status", cwd=remote.cwd(config),
-                       hint=remote.connect_hint(config))
-    except StepError as e:
-        raise pipeline.engine_hint(config, e) from None
-    return _parse_survey(config, parse_sections(out))
-
-
-def parse_sections(text):
-    sections, current = {}, None
-    for line in text.splitlines():
-        if line.startswith(MARK):
-            current = sections.setdefault(line[len(MARK):].strip(), [])
-        elif current is not None and line.strip():
-            current.append(line)
-    return sections
+    return _parse_survey(config, place.survey(run_id))
 
 
 def _parse_survey(config, sections):
@@ -228,11 +196,11 @@ def _from_index(config, run, *, logged):
     local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
     if local and local.exit_code is not None:
         run.exit_code, run.image = local.exit_code, local.image
-        run.state = "interrupted" if local.status == "interrupted" else f"exited {local.exit_code}"
+        run.state = str(State.INTERRUPTED) if local.status == State.INTERRUPTED else f"exited {local.exit_code}"
     elif logged:
         run.state = "ended"  # put away without a .pystributed-state.json (by an older pystributed)
-    elif local and local.status not in ("starting", "running", "detached"):
-        run.state = local.status  # e.g. failed before its container started
+    elif local and local.status not in (State.STARTING, State.RUNNING, State.DETACHED):
+        run.state = str(local.status)  # e.g. failed before its container started
     elif run.age is not None and run.age < STARTING_GRACE:
         run.state, run.active = "no container (starting?)", True
     if local:
@@ -255,91 +223,91 @@ def _iso_time(text):
     return datetime.datetime.fromisoformat(text) if text else None
 
 
-def find(config, run_id):
+def find(config, place, run_id):
     """The run as the server sees it; UnknownRun if it has no such run in REMOTE_WORKDIR."""
     results.check_run_id(run_id)
-    run = survey(config, run_id).get(run_id)
+    run = survey(config, place, run_id).get(run_id)
     if run is None:
         local = record.load(config.LOCAL_RESULTS_DIR, run_id)
         known = ""
         if local:
             known = f"; the local index last saw it {local.status}" + (
                 f", its results are in {local.local_path}" if local.local_path else "")
-        raise UnknownRun(f"there is no run {run_id} in {config.REMOTE_WORKDIR} on {pipeline.where(config)}{known}")
-    _remember(config, run)
+        raise UnknownRun(f"there is no run {run_id} in {config.REMOTE_WORKDIR} on {place.name}{known}")
+    _remember(config, place, run)
     return run
 
 
-def _result(config, run):
+def _result(config, place, run):
     """The run's RunResult: the local record, brought up to date, or a new one."""
-    result = record.load(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(
-        run.run_id, server=pipeline.where(config))
+    result = record.load(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(run.run_id, server=place.name)
     result.remote_dir, result.image = run.remote_dir, run.image or result.image
     if run.started and not result.started:
         result.started = run.started.isoformat(timespec="milliseconds")
     if run.ended:
         result.ended = run.ended.isoformat(timespec="milliseconds")
     if run.active and run.container:
-        result.status = "running"
+        result.status = State.RUNNING
     elif run.exit_code is not None:
         result.exit_code = run.exit_code
-        result.status = run.state if run.state in ("cancelled", "interrupted") else (
-            "succeeded" if run.exit_code == 0 else "failed")
+        result.status = State(run.state) if run.state in (State.CANCELLED, State.INTERRUPTED) else (
+            State.SUCCEEDED if run.exit_code == 0 else State.FAILED)
     return result
 
 
-def _remember(config, run):
+def _remember(config, place, run):
     """Bring the local index up to date with what the server says (only runs it knows)."""
     known = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
     if known:
-        updated = _result(config, run)
+        updated = _result(config, place, run)
         if updated != known:
-            record.save(config.LOCAL_RESULTS_DIR, updated)
+            record.set_state(config.LOCAL_RESULTS_DIR, updated, updated.status)
 
 
-def put_away(config, run, *, cancelled=False):
+def _pipeline_run(config, place, run, steps=None, **fields):
+    """A pipeline.Run for a run that started earlier."""
+    return pipeline.Run(config, place, steps or progress.steps_for(True), result=_result(config, place, run),
+                        code_path=config.USER_CODE_PATH, **fields)
+
+
+def put_away(config, place, run, *, cancelled=False):
     """Save an ended container's log and state into its run folder and remove it; the run again."""
-    pipeline.finish(config, _result(config, run), cancelled=cancelled)
-    return find(config, run.run_id)
+    pipeline.finish(_pipeline_run(config, place, run), cancelled=cancelled)
+    return find(config, place, run.run_id)
 
 
 # The commands.
 
 def status(config, run_id):
-    with remote.shared_connection(config) as shared:
-        return find(shared, run_id)
+    with place_for(config).connection() as place:
+        return find(config, place, run_id)
 
 
 def logs(config, run_id, *, follow=False):
     """Print the run's output from the start (stdout and stderr apart while its container is
     there, then from output.log); with `follow`, go on printing until it ends."""
-    with remote.shared_connection(config) as shared:
-        run = find(shared, run_id)
+    with place_for(config).connection() as place:
+        run = find(config, place, run_id)
         if follow:
-            run = _with_container(shared, run)
-        log_file = f"{run.remote_dir}/{results.LOG_NAME}"
-        script = (f"if {remote.redirect(docker.inspect_container(run_id), '/dev/null')}; "
-                  f"then {shlex.join(docker.logs(run_id, follow=follow))}; "
-                  f"elif [ -f {shlex.quote(log_file)} ]; then {shlex.join(['cat', '--', log_file])}; fi")
+            run = _with_container(config, place, run)
         out, err = live.Redraws("stdout"), live.Redraws("stderr")
-        code = util.stream(remote.command(shared, script), step="logs", on_stdout=out.write,
-                           on_stderr=err.write, cwd=remote.cwd(shared))
+        code = place.logs(run.remote_dir, run_id, out.write, err.write, follow=follow)
         out.close()
         err.close()
         if code:
             raise StepError("logs", f"the output of run {run_id} could not be read (exit code {code})",
-                            hint=remote.connect_hint(shared))
+                            hint=place.hint())
         return run
 
 
-def _with_container(config, run, *, poll=5.0):
+def _with_container(config, place, run, *, poll=5.0):
     """The run once its container is there (or it is known to have none)."""
     if run.active and not run.container:
         print(f"Run {run.run_id} has no container yet (is it being built or pushed?): waiting for it.",
               file=sys.stderr)
     while run.active and not run.container:
         time.sleep(poll)
-        run = find(config, run.run_id)
+        run = find(config, place, run.run_id)
     return run
 
 
@@ -347,27 +315,26 @@ def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
     """Follow a run started earlier (from any kernel or shell): its output from the start, then
     live; then fetch its results. An interrupt leaves it running."""
     steps = progress.steps_for(quiet)
-    with remote.shared_connection(config) as shared:
-        run = _with_container(shared, find(shared, run_id))
-        result = _result(shared, run)
+    with place_for(config).connection() as place:
+        run = _with_container(config, place, find(config, place, run_id))
+        started = _pipeline_run(config, place, run, steps, on_interrupt=on_interrupt)
         if not run.container:
             # It ended and was put away (its output is in the run folder): fetch what it left.
             steps.say(f"Run {run_id} has ended ({run.state}); fetching its results and log.\n")
-            pipeline.fetch(shared, result, steps)
+            result = pipeline.fetch(started)
             if result.log and result.log.exists():
                 steps.say(result.log.read_text(encoding="utf-8", errors="replace"))
             return result
-        return pipeline.follow(shared, result, steps, start=None, on_interrupt=on_interrupt,
-                               entry=context.entry_point(".", config.USER_CODE_PATH), code_path=config.USER_CODE_PATH)
+        return pipeline.follow(started, start=False)
 
 
 def wait(config, run_id):
     """Wait for the run to end; put its container away (log and state saved in the run folder);
     return its RunState, whose exit_code is the cell's."""
-    with remote.shared_connection(config) as shared:
-        run = _with_container(shared, find(shared, run_id))
+    with place_for(config).connection() as place:
+        run = _with_container(config, place, find(config, place, run_id))
         if run.container:
-            run = put_away(shared, run)
+            run = put_away(config, place, run)
         return run
 
 
@@ -375,48 +342,49 @@ def fetch(config, run_id, *, quiet=False):
     """Copy the run folder back to LOCAL_RESULTS_DIR/<run-id>/ (replacing an earlier copy whole).
     A run still going gives what it has written so far."""
     steps = progress.steps_for(quiet)
-    with remote.shared_connection(config) as shared:
-        run = find(shared, run_id)
+    with place_for(config).connection() as place:
+        run = find(config, place, run_id)
         if run.container and not run.active:
-            run = put_away(shared, run)  # so that output.log and .pystributed-state.json come too
+            run = put_away(config, place, run)  # so that output.log and .pystributed-state.json come too
         if run.active:
             steps.say(f"Run {run_id} is still {run.state}: fetching what it has written so far.\n")
-        return pipeline.fetch(shared, _result(shared, run), steps, going=run.active)
+        return pipeline.fetch(_pipeline_run(config, place, run, steps), going=run.active)
 
 
 def cancel(config, run_id):
     """Stop the run (its cell gets a KeyboardInterrupt first, so its `finally:` blocks run) and
     remove its container; its log and state stay in the run folder. A run that ended is only
     put away."""
-    with remote.shared_connection(config) as shared:
-        run = find(shared, run_id)
+    with place_for(config).connection() as place:
+        run = find(config, place, run_id)
         if run.active and not run.container:
             raise PystributedError(f"run {run_id} has no container yet (it is being built or pushed): "
                                    "interrupt the process that started it, or cancel it once it runs")
         if not run.container:
             return run
         if run.active:
-            pipeline.stop(shared, run_id, step="cancel")
-        return put_away(shared, run, cancelled=run.active)
+            place.stop(run_id, step="cancel")
+        return put_away(config, place, run, cancelled=run.active)
 
 
 def list_runs(config):
     """The runs in REMOTE_WORKDIR on the server, newest first; from the local index, marked
     offline, if the server cannot be reached."""
+    where = place_for(config)
     try:
-        with remote.shared_connection(config) as shared:
-            runs = survey(shared)
+        with where.connection() as place:
+            runs = survey(config, place)
     except StepError as e:
-        return RunTable(_from_records(config), offline=f"{pipeline.where(config)}: {e.step} failed: {e.message}")
+        return RunTable(_from_records(config, where.name), offline=f"{where.name}: {e.step} failed: {e.message}")
     for run in runs.values():
-        _remember(config, run)
+        _remember(config, place, run)
     return RunTable(sorted(runs.values(), key=lambda r: r.run_id, reverse=True))
 
 
-def _from_records(config):
+def _from_records(config, server):
     found = []
     for local in record.runs(config.LOCAL_RESULTS_DIR):
-        if local.server != pipeline.where(config):
+        if local.server != server:
             continue
         run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,
                        started=_iso_time(local.started), ended=_iso_time(local.ended), image=local.image,

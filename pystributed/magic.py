@@ -8,8 +8,9 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from pystributed import config as configuration
-from pystributed import deps, variables
+from pystributed import features
 from pystributed.errors import PystributedError
+from pystributed.features import deps, values
 
 # code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
 # this copy: another kernel in the same folder may have saved its own cell to the same file since.
@@ -75,10 +76,11 @@ class RemoteMagics(Magics):
         # Saved like %%save_for_remote: a later runner.main() reruns this cell, not an older one.
         _saved[os.path.abspath(base.USER_CODE_PATH)] = (script, {k: v for k, v in options.items() if k != "detach"})
         detach, cache = options.pop("detach", False), options.pop("cache", False)
-        exchange = variables.Exchange(inputs=options.pop("inputs", None), out=options.pop("out", None),
+        exchange = values.Exchange(inputs=options.pop("inputs", None), out=options.pop("out", None),
                                       namespace=self.shell.user_ns)
         config = configuration.load(**options)
-        result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach, variables=exchange, cache=cache)
+        result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach,
+                              features=features.for_run(config, exchange=exchange, cache=cache))
         return result if result.value is None else result.value  # the cell's own value, as locally
 
 
@@ -88,7 +90,7 @@ def with_earlier_cells(shell, cell, args):
     check_cell(cell, "the cell")
     if args.no_deps or shell is None:
         return cell, []
-    given = variables.names(args.inputs, "--in")
+    given = values.names(args.inputs, "--in")
     return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 

@@ -7,7 +7,8 @@ import sys
 
 from pystributed import clean as cleaning
 from pystributed import config as configuration
-from pystributed import lifecycle, magic, pipeline, record, variables
+from pystributed import features, lifecycle, magic, pipeline, record
+from pystributed.features import values
 from pystributed.magic import register as _register
 
 
@@ -27,12 +28,12 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     code_path = code_path or base.USER_CODE_PATH
     source, saved = magic.saved(code_path)
     detach = saved.pop("detach", False) or detach
-    exchange = variables.Exchange(inputs=saved.pop("inputs", None) if inputs is None else inputs,
+    exchange = values.Exchange(inputs=saved.pop("inputs", None) if inputs is None else inputs,
                                   out=saved.pop("out", None) if out is None else out, namespace=_namespace())
     cache = saved.pop("cache", False) if cache is None else cache
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
-                          on_interrupt=on_interrupt, variables=exchange, cache=cache)
+                          on_interrupt=on_interrupt, features=features.for_run(config, exchange=exchange, cache=cache))
     if result.value is not None:
         _show(result.value)
     return result
@@ -48,7 +49,7 @@ def attach(run_id, config_path=None, *, quiet=False, **overrides):
     its results, and the --out variables it was started with. Interrupting leaves the run going."""
     result = lifecycle.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
     if result.local_path:
-        variables.Exchange.of_run(result, namespace=_namespace()).collect(result)
+        values.Exchange.of_run(result, namespace=_namespace()).collect(result)
     return result
 
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from pystributed.results import RunResult
+from pystributed.results import RunResult, State, now_iso
 
 INDEX = ".runs"
 
@@ -15,6 +15,16 @@ def save(results_dir, result):
     folder = Path(results_dir) / INDEX
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / f"{result.run_id}.json", result.to_json())
+
+
+def set_state(results_dir, result, state, **fields):
+    """The one place a run's state changes: with the fields that change with it, saved at once."""
+    result.status = State(state)
+    for name, value in fields.items():
+        setattr(result, name, value)
+    if result.status.ended and not result.ended:
+        result.ended = now_iso()
+    save(results_dir, result)
 
 
 def load(results_dir, run_id):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import html
 import json
 import os
@@ -20,6 +21,25 @@ from pystributed.errors import PystributedError
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 LOG_NAME = "output.log"
 STATE_NAME = ".pystributed-state.json"  # the container's final state, written on the server as it is removed
+
+
+class State(str, enum.Enum):
+    """A run's state in the local record, for pipeline and lifecycle alike."""
+
+    STARTING = "starting"  # being built, pushed, pulled; no container yet
+    RUNNING = "running"
+    DETACHED = "detached"  # goes on without us (an interrupt with ON_INTERRUPT = "detach", a dropped connection)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    def __str__(self):
+        return self.value
+
+    @property
+    def ended(self):
+        return self in (State.SUCCEEDED, State.FAILED, State.INTERRUPTED, State.CANCELLED)
 
 
 def new_run_id():
@@ -41,7 +61,7 @@ class RunResult:
     exit_code: int | None = None
     local_path: Path | None = None  # LOCAL_RESULTS_DIR/<run-id>, once fetched
     files: list[str] = dataclasses.field(default_factory=list)
-    status: str = "starting"  # running, succeeded, failed, interrupted, detached, cancelled
+    status: str = State.STARTING
     server: str = ""
     image: str = ""
     image_digest: str = ""
@@ -50,7 +70,7 @@ class RunResult:
     ended: str = ""
     source_sha256: str = ""
     config: dict = dataclasses.field(default_factory=dict)
-    # Not fields, not in run.json: what the cell handed back (see variables.py), once fetched.
+    # Not fields, not in run.json: what the cell handed back (see features/values.py), once fetched.
     values = types.MappingProxyType({})  # the --out variables
     value = None  # the cell's last expression
 
@@ -78,6 +98,7 @@ class RunResult:
     def from_json(cls, text):
         data = json.loads(text)
         data["local_path"] = Path(data["local_path"]) if data.get("local_path") else None
+        data["status"] = State(data.get("status", State.STARTING))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

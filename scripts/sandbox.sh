@@ -4,6 +4,15 @@
 #   - a registry on 127.0.0.1,
 #   - a "remote" Docker engine that is reached only through an sshd on 127.0.0.1, as a non-root user.
 #
+# The remote logins, all in the group that may use the remote engine, each with its Host alias in
+# $SANDBOX/ssh/ssh_config, so the server commands can be tried under the shells found in the field:
+#   pystributed-sandbox        user pystributed        bash, quiet
+#   pystributed-sandbox-fish   user pystributed-fish   fish, whose config.fish prints a welcome line
+#   pystributed-sandbox-tcsh   user pystributed-tcsh   tcsh, whose ~/.tcshrc prints a welcome line
+#   pystributed-sandbox-noisy  user pystributed-noisy  bash, whose ~/.bashrc prints a line first,
+#                                                      also for `ssh HOST COMMAND` (bash reads it then)
+# Their welcome lines go to stdout, before the output of every command run over ssh.
+#
 #   scripts/sandbox.sh install   apt packages it needs (Debian, as root)
 #   scripts/sandbox.sh start     start everything (idempotent) and build the base image once
 #   scripts/sandbox.sh env       print the shell exports that point pystributed at it
@@ -21,6 +30,8 @@ SSH_PORT=${PYSTRIBUTED_SANDBOX_SSH_PORT:-2222}
 SSH_USER=${PYSTRIBUTED_SANDBOX_USER:-pystributed}
 BASE_IMAGE=pystributed-sandbox/python:bookworm
 HOST_ALIAS=pystributed-sandbox
+# The login variants: user $SSH_USER-VARIANT, Host alias $HOST_ALIAS-VARIANT ("" is the plain one).
+VARIANTS=("" fish tcsh noisy)
 
 log() { printf 'sandbox: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -32,6 +43,8 @@ install() {
     command -v sshd >/dev/null || missing+=(openssh-server)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v rsync >/dev/null || missing+=(rsync)  # DATA syncs with it when both sides have it
+    command -v fish >/dev/null || missing+=(fish)    # login shells of the other sandbox users
+    command -v tcsh >/dev/null || missing+=(tcsh)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
     log "installing ${missing[*]}"
@@ -84,44 +97,95 @@ EOF
     wait_for 30 "the registry" bash -c "exec 3<>/dev/tcp/127.0.0.1/$REGISTRY_PORT"
 }
 
+user_of() { echo "$SSH_USER${1:+-$1}"; }     # user_of VARIANT
+alias_of() { echo "$HOST_ALIAS${1:+-$1}"; }  # alias_of VARIANT
+
+home_file() {  # home_file USER PATH: write stdin to ~USER/PATH, owned by USER
+    local home
+    home=$(getent passwd "$1" | cut -d: -f6)
+    mkdir -p "$(dirname "$home/$2")"
+    cat >"$home/$2"
+    chown -R "$1:$SSH_USER" "$home/${2%%/*}"
+}
+
+create_user() {  # create_user VARIANT: the login, in the group that may use the remote engine
+    local name shell
+    name=$(user_of "$1")
+    case $1 in
+    fish | tcsh) shell=$(command -v "$1") || die "$1 is missing: run '$0 install' first" ;;
+    *) shell=/bin/bash ;;
+    esac
+    grep -qxF "$shell" /etc/shells || echo "$shell" >>/etc/shells
+    getent group "$SSH_USER" >/dev/null || groupadd "$SSH_USER"
+    if ! id "$name" >/dev/null 2>&1; then
+        log "creating the user $name (login shell $shell; its group may use the remote engine)"
+        useradd --create-home --shell "$shell" --gid "$SSH_USER" "$name"
+        usermod -p '*' "$name"  # no password, but not locked: sshd refuses locked accounts
+    fi
+    [ "$(getent passwd "$name" | cut -d: -f7)" = "$shell" ] || usermod --shell "$shell" "$name"
+    # Startup files that talk, as they do on many servers (rewritten on each start).
+    case $1 in
+    fish) echo 'echo "Welcome to fish on the GPU box"' | home_file "$name" .config/fish/config.fish ;;
+    tcsh) echo 'echo "Welcome to tcsh on the GPU box"' | home_file "$name" .tcshrc ;;
+    noisy)  # first, before Debian's "If not running interactively, don't do anything"
+        { echo 'echo "Welcome to the GPU cluster! conda base activated"'; cat /etc/skel/.bashrc; } |
+            home_file "$name" .bashrc ;;
+    esac
+}
+
 start_sshd() {
-    local dir=$SANDBOX/ssh
+    local dir=$SANDBOX/ssh users=() variant
+    for variant in "${VARIANTS[@]}"; do users+=("$(user_of "$variant")"); done
     mkdir -p "$dir" /run/sshd
     chmod 755 "$SANDBOX" "$dir"
     [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
     [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
     cp "$dir/client_key.pub" "$dir/authorized_keys"
     chmod 644 "$dir/authorized_keys"
-    cat >"$dir/sshd_config" <<EOF
+    cat >"$dir/sshd_config.new" <<EOF
 ListenAddress 127.0.0.1
 Port $SSH_PORT
 HostKey $dir/host_key
 PidFile $dir/sshd.pid
 AuthorizedKeysFile $dir/authorized_keys
-AllowUsers $SSH_USER
+AllowUsers ${users[*]}
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 SetEnv DOCKER_HOST=unix://$SANDBOX/remote/docker.sock
 EOF
-    # The client side: a Host alias, the key, and a known_hosts that pins the sandbox's host key.
+    # A running sshd whose config changed (say, a sandbox from before a user was added) rereads it.
+    local reload=
+    cmp -s "$dir/sshd_config.new" "$dir/sshd_config" || reload=yes
+    mv "$dir/sshd_config.new" "$dir/sshd_config"
+    # The client side: a Host alias per user, the key, and a known_hosts that pins the host key.
     printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$dir/known_hosts"
-    cat >"$dir/ssh_config" <<EOF
-Host $HOST_ALIAS
+    for variant in "${VARIANTS[@]}"; do
+        cat <<EOF
+Host $(alias_of "$variant")
     HostName 127.0.0.1
     Port $SSH_PORT
-    User $SSH_USER
+    User $(user_of "$variant")
     IdentityFile $dir/client_key
     IdentitiesOnly yes
     UserKnownHostsFile $dir/known_hosts
     StrictHostKeyChecking yes
     BatchMode yes
 EOF
-    alive "$dir/sshd.pid" && return
-    log "starting sshd on 127.0.0.1:$SSH_PORT (user $SSH_USER)"
-    "$(command -v sshd)" -f "$dir/sshd_config" -E "$dir/sshd.log"
-    wait_for 30 "sshd" ssh -F "$dir/ssh_config" "$HOST_ALIAS" docker info
+    done >"$dir/ssh_config"
+    if alive "$dir/sshd.pid"; then
+        [ -n "$reload" ] || return 0
+        log "sshd's config changed: it rereads it"
+        kill -HUP "$(cat "$dir/sshd.pid")"
+        sleep 0.5
+    else
+        log "starting sshd on 127.0.0.1:$SSH_PORT (users ${users[*]})"
+        "$(command -v sshd)" -f "$dir/sshd_config" -E "$dir/sshd.log"
+    fi
+    for variant in "${VARIANTS[@]}"; do
+        wait_for 30 "sshd (as $(user_of "$variant"))" ssh -F "$dir/ssh_config" "$(alias_of "$variant")" docker info
+    done
 }
 
 build_base_image() {
@@ -143,17 +207,12 @@ build_base_image() {
 }
 
 start() {
-    for tool in dockerd docker-registry sshd debootstrap; do
+    for tool in dockerd docker-registry sshd debootstrap fish tcsh; do
         command -v "$tool" >/dev/null || die "$tool is missing: run '$0 install' first"
     done
     mkdir -p "$SANDBOX" "$CACHE"
     start_engine local "$CACHE/local-engine"
-    if ! id "$SSH_USER" >/dev/null 2>&1; then
-        log "creating the user $SSH_USER (the remote login; its group may use the remote engine)"
-        getent group "$SSH_USER" >/dev/null || groupadd "$SSH_USER"
-        useradd --create-home --shell /bin/bash --gid "$SSH_USER" "$SSH_USER"
-        usermod -p '*' "$SSH_USER"  # no password, but not locked: sshd refuses locked accounts
-    fi
+    for variant in "${VARIANTS[@]}"; do create_user "$variant"; done
     start_engine remote "$SANDBOX/remote/data" --group "$SSH_USER"
     start_registry
     start_sshd

@@ -26,7 +26,7 @@ def sandbox_env():
     """The variables that point pystributed at the sandbox; the sandbox runs while tests do."""
     if os.geteuid() != 0:
         unavailable("the sandbox starts daemons and a user, so it needs root")
-    for tool in ("dockerd", "docker", "docker-registry", "sshd", "debootstrap"):
+    for tool in ("dockerd", "docker", "docker-registry", "sshd", "debootstrap", "fish", "tcsh"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
             unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install`")
     already_running = subprocess.run([SANDBOX, "status"], capture_output=True, check=False).returncode == 0
@@ -80,3 +80,37 @@ class Sandbox:
         assert self.docker("remote", "image", "inspect", image).returncode == 0
         assert "start" in self.container_events("remote", run_id, started)
         assert self.container_events("local", run_id, started) == []
+
+
+# The sandbox's login users (scripts/sandbox.sh), by their login shell: the Host alias of each in the
+# sandbox's ssh_config, the user, and the line its startup files print to stdout before the output
+# of every command run over ssh (None: a quiet one).
+LOGIN_USERS = {"bash": "pystributed-sandbox", "fish": "pystributed-sandbox-fish",
+               "tcsh": "pystributed-sandbox-tcsh", "noisy-bashrc": "pystributed-sandbox-noisy"}
+LOGIN_USER_NAMES = {"bash": "pystributed", "fish": "pystributed-fish", "tcsh": "pystributed-tcsh",
+                    "noisy-bashrc": "pystributed-noisy"}
+LOGIN_BANNERS = {"bash": None, "fish": "Welcome to fish on the GPU box", "tcsh": "Welcome to tcsh on the GPU box",
+                 "noisy-bashrc": "Welcome to the GPU cluster! conda base activated"}
+
+
+def login_user_params(shells=tuple(LOGIN_USERS)):
+    """For @pytest.mark.parametrize("login", login_user_params(), indirect=True), or as the params
+    of a fixture: one param per login shell, its id the shell's name."""
+    return [pytest.param(shell, id=shell) for shell in shells]
+
+
+class LoginUser:
+    def __init__(self, sandbox, shell):
+        self.shell, self.alias, self.user = shell, LOGIN_USERS[shell], LOGIN_USER_NAMES[shell]
+        self.banner = LOGIN_BANNERS[shell]
+        self.home = Path(os.path.expanduser(f"~{self.user}"))
+        self.env = {**sandbox.env, "PYSTRIBUTED_REMOTE_SERVER": self.alias}
+        self.ssh = ["ssh", *shlex.split(sandbox.env["PYSTRIBUTED_SSH_OPTIONS"]), self.alias]
+
+
+@pytest.fixture(params=login_user_params())
+def login(request, sandbox, monkeypatch):
+    """Each of the sandbox's login users in turn; PYSTRIBUTED_REMOTE_SERVER is its Host alias."""
+    user = LoginUser(sandbox, request.param)
+    monkeypatch.setenv("PYSTRIBUTED_REMOTE_SERVER", user.alias)
+    return user

@@ -15,6 +15,7 @@ with the newest trees as `--link-dest` (unchanged files are linked, changed ones
 otherwise our own transfer sends the hashes, the server answers which it lacks, and one tar stream
 carries those contents and the tree's links.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -26,9 +27,11 @@ import tarfile
 import time
 from pathlib import Path
 
-from pystributed import record, remote, results, util
+from pystributed import record, results, util
 from pystributed.context import APP_DIR
 from pystributed.errors import PystributedError, StepError
+from pystributed.features import Feature
+from pystributed.places.ssh import SSH_DEFAULTS
 
 DATA_DIR = ".data"
 
@@ -38,7 +41,22 @@ def excluded(config):
     return [posixpath.normpath(path).strip("/") for path in config.DATA]
 
 
-def mounts(config, result, steps):
+class Data(Feature):
+    """DATA and REMOTE_DATA: checked before anything, left out of the image, mounted read-only."""
+
+    def check(self, run):
+        check(run.config)
+        run.excludes += excluded(run.config)
+
+    def mounts(self, run):
+        config = run.config
+        if not config.DATA and not config.REMOTE_DATA:
+            return []
+        with run.steps.step("data", run.place.name):
+            return mounts(config, run.place, run.result, run.steps)
+
+
+def mounts(config, place, result, steps):
     """Sync DATA, check REMOTE_DATA; return the `docker run` arguments that mount them read-only."""
     args, entries = [], excluded(config)
     if entries and config.is_local:  # the engine is on this machine: mount the files where they are
@@ -48,10 +66,10 @@ def mounts(config, result, steps):
         args += volume_args(dict(zip(sources, entries)))
         steps.progress("mounted from here")
     elif entries:
-        tree = sync(config, local_files(config.DATA), result.run_id, steps, roots=entries)
+        tree = sync(config, place, local_files(config.DATA), result.run_id, steps, roots=entries)
         args += volume_args({f"{tree}/{entry}": entry for entry in entries})
     if config.REMOTE_DATA:
-        check_remote_paths(config)
+        check_remote_paths(config, place)
         args += volume_args(config.REMOTE_DATA)
     return args
 
@@ -70,10 +88,9 @@ def in_container(target):
     return target if target.startswith("/") else f"{APP_DIR}/{target}"
 
 
-def check_remote_paths(config):
+def check_remote_paths(config, place):
     """A missing source would be created by Docker as an empty folder owned by root: refuse it."""
-    test = " && ".join(f"{{ [ -e {shlex.quote(path)} ] || echo {shlex.quote(path)}; }}" for path in config.REMOTE_DATA)
-    missing = util.run(remote.command(config, test), step="data", cwd=remote.cwd(config)).splitlines()
+    missing = place.call("missing", *config.REMOTE_DATA, step="data").splitlines()
     if missing:
         raise StepError("data", f"REMOTE_DATA names {', '.join(missing)}, which does not exist on {config.REMOTE_SERVER}",
                         hint="Check the paths in REMOTE_DATA (absolute paths on the server).")
@@ -151,23 +168,13 @@ def manifest(config, files):
     return entries, key
 
 
-def sync(config, files, run_id, steps, *, roots):
+def sync(config, place, files, run_id, steps, *, roots):
     """Make sure the server has the tree of these files; return its absolute path there."""
     entries, key = manifest(config, files)
-    base = f"{remote.workdir(config)}/{DATA_DIR}"
-    incoming, tree_name = f"incoming/{run_id}", f"trees/{key}"
-    # Leftovers of transfers cut off more than a day ago go; a tree being made now stays.
-    prepare = [["mkdir", "-p", "--", f"{base}/objects", f"{base}/trees", f"{base}/incoming"], ["cd", "--", base],
-               ["pwd"], "find incoming -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf -- {} +",
-               "{ command -v rsync >/dev/null && echo rsync || echo no-rsync; }",
-               (f"if [ -d {shlex.quote(tree_name)} ]; then echo tree-present; else echo tree-missing; "
-                f"{shlex.join(['mkdir', '-p', '--', incoming])}; "
-                "ls -tc trees | head -n 5 | sed 's/^/tree /'; "
-                'while read -r h; do [ -e "objects/$h" ] || echo "missing $h"; done; fi')]
     hashes = sorted({sha for _, sha, _ in entries})
-    out = util.run(remote.command(config, *prepare), step="data", cwd=remote.cwd(config),
-                   write_stdin=lambda stdin: stdin.write("".join(h + "\n" for h in hashes).encode()),
-                   hint=f"{remote.connect_hint(config)} REMOTE_WORKDIR ({config.REMOTE_WORKDIR}) must be writable there.")
+    out = place.call("data_prepare", f"{place.workdir()}/{DATA_DIR}", run_id, key, step="data",
+                     stdin=lambda stdin: stdin.write("".join(h + "\n" for h in hashes).encode()),
+                     hint=f"{place.hint()} REMOTE_WORKDIR ({config.REMOTE_WORKDIR}) must be writable there.")
     lines = out.splitlines()
     data_dir, has_rsync, state = lines[:3]
     tree = f"{data_dir}/trees/{key}"
@@ -178,24 +185,22 @@ def sync(config, files, run_id, steps, *, roots):
     rest = lines[3:]
     previous = [line.split()[1] for line in rest if line.startswith("tree ")]
     missing = {line.split()[1] for line in rest if line.startswith("missing ")}
-    rsync = has_rsync == "rsync" and shutil.which("rsync") and RSYNC
+    # rsync runs its server through the login shell, and a login shell that prints (a banner)
+    # breaks it ("is your shell clean?"): then our own transfer, which skips what is printed.
+    rsync = "rsync" if has_rsync == "rsync" and shutil.which("rsync") and RSYNC and not place.noisy else ""
+    incoming = f"incoming/{run_id}"
     try:
         if rsync:
             moved = send_rsync(config, roots, f"{data_dir}/{incoming}/tree/",
                                [f"{data_dir}/trees/{name}" for name in previous], steps)
         else:
-            moved = send_tar(config, entries, files, data_dir, incoming, missing, steps)
+            moved = send_tar(place, entries, files, data_dir, incoming, missing, steps)
     except StepError:
         # Keep what arrived whole, so that the next run does not send it again.
-        util.succeeds(remote.command(config, ["cd", "--", data_dir], salvage(incoming, rsync)), cwd=remote.cwd(config))
+        with contextlib.suppress(StepError):
+            place.call("data_salvage", data_dir, run_id, rsync, step="data")
         raise
-    # Under its key first, then into trees/: `mv` onto a tree that another run made meanwhile would
-    # put this one inside it (a tree never changes once made); into trees/, it fails, and that one is used.
-    keyed = f"{incoming}/{key}"
-    finish = [["cd", "--", data_dir], ["mv", "--", f"{incoming}/tree", keyed],
-              f"{{ {shlex.join(['mv', '--', keyed, 'trees/'])} || [ -d {shlex.quote(tree_name)} ]; }}",
-              ["rm", "-rf", "--", incoming, *(["trees/partial"] if rsync else [])]]
-    util.run(remote.command(config, *finish), step="data", cwd=remote.cwd(config))
+    place.call("data_finish", data_dir, run_id, key, rsync, step="data")
     steps.progress(f"{results.human_size(moved)} moved, {results.human_size(total)} in {len(entries)} files")
     return tree
 
@@ -203,18 +208,7 @@ def sync(config, files, run_id, steps, *, roots):
 RSYNC = True  # rsync when both sides have it; tests turn it off to drive our own transfer
 
 
-def salvage(incoming, rsync):
-    """Shell that keeps the whole files of a cut-off transfer: rsync's (it writes each under a
-    temporary name first) as trees/partial, for the next `--link-dest`; ours checked by hash."""
-    remove = shlex.join(["rm", "-rf", "--", incoming])
-    if rsync:
-        return f"rm -rf trees/partial && {shlex.join(['mv', '--', f'{incoming}/tree', 'trees/partial'])}; {remove}"
-    objects = shlex.quote(f"{incoming}/objects")
-    return (f'for f in {objects}/*; do h=$(sha256sum < "$f") && h=${{h%% *}} && '
-            f'[ "$f" = {objects}/"$h" ] && mv -f -- "$f" objects/; done; {remove}')
-
-
-def send_tar(config, entries, files, data_dir, incoming, missing, steps):
+def send_tar(place, entries, files, data_dir, incoming, missing, steps):
     """One tar stream: the contents the server lacks (into incoming/, then objects/), and the
     tree as hard links to objects/. Return the bytes sent."""
     paths = dict(files)
@@ -243,21 +237,15 @@ def send_tar(config, entries, files, data_dir, incoming, missing, steps):
                 _add(tar, f"{incoming}/tree/{name}", tarfile.LNKTYPE, link=new.get(sha, f"objects/{sha}"))
             _add(tar, f"{incoming}/complete", tarfile.REGTYPE)  # last: all before it arrived whole
 
-    # Objects come in under incoming/ and are moved into objects/ only once all of them arrived
-    # (tar takes a stream cut at a block boundary for a whole one: hence the `complete` marker),
-    # so a cut-off transfer never leaves a half file under a hash.
-    move = f"find {shlex.quote(incoming)}/objects -type f -exec sh -c 'mv -f -- \"$@\" objects/' sh {{}} +"
-    util.run(remote.command(config, ["cd", "--", data_dir], ["tar", "-x", "-f", "-"],
-                            ["test", "-e", f"{incoming}/complete"], move), step="data",
-             cwd=remote.cwd(config), write_stdin=write,
-             hint="Is there room on the server for the data (`df -h` there)? The next run sends only what is missing.")
+    place.call("data_receive", data_dir, incoming.removeprefix("incoming/"), step="data", stdin=write,
+               hint="Is there room on the server for the data (`df -h` there)? The next run sends only what is missing.")
     return sent.count
 
 
 def send_rsync(config, roots, destination, link_dests, steps):
     """rsync over the run's ssh connection (links here become files, as in our own transfer);
     unchanged files are hard-linked from the newest trees. Return the bytes rsync reports sent."""
-    ssh = shlex.join(["ssh", *config.SSH_OPTIONS, *remote.SSH_DEFAULTS])
+    ssh = shlex.join(["ssh", *config.SSH_OPTIONS, *SSH_DEFAULTS])
     command = ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats", "--info=progress2",
                "--chmod=D755,F444", *(f"--link-dest={d}" for d in link_dests), "-e", ssh, "--",
                *(f"./{root}" for root in roots), f"{config.REMOTE_SERVER}:{destination}"]

@@ -7,8 +7,9 @@ import pickle
 import sys
 from pathlib import Path
 
-from pystributed import cell_runner, docker, remote, util
+from pystributed import cell_runner, docker
 from pystributed.errors import PystributedError
+from pystributed.features import Feature
 
 # The image's Python, by image id (an id names one content, so the answer never goes stale).
 _pythons = {}
@@ -27,9 +28,19 @@ def names(value, option):
     return list(dict.fromkeys(words))
 
 
-class Exchange:
+class Exchange(Feature):
     """What one run takes in and hands back. `namespace`: the notebook's variables (IPython's
     user namespace), where --in values are read and --out values land."""
+
+    def before_pack(self, run):
+        run.runner_files.update(self.runner_files())
+
+    def before_build(self, run):
+        on_server = run.config.TRANSPORT == "remote-build"
+        self.check_python(run.config, run.place.docker if on_server else docker.here, on_server=on_server)
+
+    def finished(self, run):
+        self.collect(run.result)
 
     def __init__(self, *, inputs=None, out=None, namespace=None):
         self.inputs, self.out = names(inputs, "--in"), names(out, "--out")
@@ -64,12 +75,12 @@ class Exchange:
                                        "built. Send what it is made from instead, or build it in the cell.") from None
         return pickles
 
-    def check_python(self, config, *, on_server):
+    def check_python(self, config, engine, *, on_server):
         """Refuse, before building, an image whose Python cannot load this kernel's pickles."""
         if not self.pickles:
             return
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
-        there = image_python(config, on_server=on_server)
+        there = image_python(config, engine, on_server=on_server)
         if there != here:
             raise PystributedError(
                 f"--in/--out send pickles between this kernel (Python {here}) and the image, whose BASE_IMAGE "
@@ -133,21 +144,23 @@ def _last_value(report, pickles):
     return Shown(shown["repr"], shown.get("why", ""))
 
 
-def image_python(config, *, on_server):
+def image_python(config, engine, *, on_server):
     """The major.minor of BASE_IMAGE's Python, asked of the engine that builds (once per image)."""
-    def command(words):
-        return remote.command(config, words) if on_server else words
+    def image_id():
+        try:
+            return engine(docker.inspect_image(config.BASE_IMAGE), step="build").strip()
+        except PystributedError:
+            return ""
 
-    cwd = remote.cwd(config) if on_server else None
-    image_id = util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
-    if image_id and image_id in _pythons:
-        return _pythons[image_id]
-    hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`." if image_id else
+    known = image_id()
+    if known and known in _pythons:
+        return _pythons[known]
+    hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`." if known else
             f"BASE_IMAGE ({config.BASE_IMAGE}) is not {'on the server' if on_server else 'here'} and could not be "
             f"pulled: check its name, or `docker pull {config.BASE_IMAGE}` (after `docker login` if it needs one).")
-    out = util.run(command(docker.python_version(config.BASE_IMAGE)), step="build", cwd=cwd, hint=hint)
+    out = engine(docker.python_version(config.BASE_IMAGE), step="build", hint=hint)
     version = out.strip().splitlines()[-1] if out.strip() else "unknown"
-    image_id = image_id or util.output(command(docker.inspect_image(config.BASE_IMAGE))).strip()
-    if image_id:
-        _pythons[image_id] = version
+    known = known or image_id()
+    if known:
+        _pythons[known] = version
     return version

@@ -10,9 +10,22 @@ import hashlib
 import json
 from pathlib import Path
 
-from pystributed import cell_runner, data, record
+from pystributed import cell_runner, record
+from pystributed.features import Feature, data
 
 INDEX = ".cache"
+
+
+class Cache(Feature):
+    def __init__(self, exchange=None):
+        self.exchange, self.key = exchange, None
+
+    def reuse(self, run):
+        self.key = key(run.config, run.digest)
+        return reuse(run.config, self.key, self.exchange, run.steps)
+
+    def finished(self, run):
+        remember(run.config, self.key, run.result)
 
 
 def key(config, digest):

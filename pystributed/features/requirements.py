@@ -20,6 +20,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from pystributed.features import Feature
+
 AUTO = "auto"
 
 
@@ -151,6 +153,13 @@ def normalize(name):
 def text(pins):
     lines = ["# Made by pystributed (REQUIREMENTS = 'auto'): the versions installed where the notebook runs."]
     return "\n".join(lines + [pin.line() for pin in pins]) + "\n"
+
+
+class Auto(Feature):
+    """REQUIREMENTS = "auto": a requirements file made from the cell's imports, for the build."""
+
+    def before_pack(self, run):
+        run.requirements = run.cleanup.enter_context(prepared(AUTO, run.source))
 
 
 @contextlib.contextmanager

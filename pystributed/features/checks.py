@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from pystributed import context, data, requirements, results
+from pystributed import context, results
+from pystributed.features import Feature, data, requirements
 
 # Calls whose first argument is a file the cell reads: open(), torch.load, pd.read_csv, np.load...
 _READERS = {"open", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "read_csv", "read_table", "read_json",
@@ -14,6 +15,11 @@ _READERS = {"open", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "read
 # A Path(...) may well be something the cell writes: it is only checked against the context.
 _PATHS = {"Path", "PurePath", "PosixPath"}
 _LARGEST = 5
+
+
+class Checks(Feature):
+    def check(self, run):
+        show(run.config, run.source, run.excludes)
 
 
 def warnings_for(config, source, excludes, folder="."):
@@ -25,9 +31,7 @@ def warnings_for(config, source, excludes, folder="."):
 
 
 def show(config, source, excludes):
-    """Refuse DATA that is not here; print the warnings (on stderr, also when quiet: they explain
-    a failure to come)."""
-    data.check(config)
+    """Print the warnings (on stderr, also when quiet: they explain a failure to come)."""
     for line in warnings_for(config, source, excludes):
         print(f"warning: {line}", file=sys.stderr)
 

@@ -1,0 +1,67 @@
+"""Where a run's container runs. `pipeline` and `lifecycle` speak to a place only through the
+methods of `Place`; the config chooses which one (`place_for`)."""
+
+
+class Place:
+    """One place containers run in: the local engine (local.py), one server over ssh (ssh.py); a
+    cluster would be a third. Every method may raise StepError naming its step."""
+
+    name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
+
+    def connection(self):
+        """A context manager: the commands inside it share one connection."""
+        raise NotImplementedError
+
+    def prepare(self, run_id):
+        """Make the run's folder; return its absolute path and the uid:gid its container runs as."""
+        raise NotImplementedError
+
+    def discard(self, remote_dir):
+        """Remove the folder of a run that failed before its container started (if still empty)."""
+        raise NotImplementedError
+
+    def docker(self, argv, *, step, hint="", stdin=None, read=None):
+        """Run a docker argument list (from docker.py) on the place's engine; its output."""
+        raise NotImplementedError
+
+    def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
+        """Start the container (with `start`, docker run's arguments, and `env` on its stdin),
+        then hand its output to the callbacks until it ends; the exit code of that command."""
+        raise NotImplementedError
+
+    def start(self, start, env):
+        """Start the container and return."""
+        raise NotImplementedError
+
+    def finish(self, remote_dir, run_id, *, cancelled=False):
+        """Wait for the container, save its log and state in its folder, remove it; its exit code."""
+        raise NotImplementedError
+
+    def stop(self, run_id, *, step="run"):
+        """Interrupt the cell, then stop its container."""
+        raise NotImplementedError
+
+    def fetch(self, remote_dir, read, *, going=False, hint=""):
+        """The run folder as a tar stream, handed to `read(stream)`; what `read` returned."""
+        raise NotImplementedError
+
+    def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
+        """The run's output from its start (with `follow`, until it ends); the exit code."""
+        raise NotImplementedError
+
+    def survey(self, run_id=None):
+        """{section: [lines]} describing the runs in REMOTE_WORKDIR (see server.sh's survey)."""
+        raise NotImplementedError
+
+    def images(self, repository):
+        """{"used": images of all containers, "images": REPOSITORY's images}."""
+        raise NotImplementedError
+
+    def remove(self, folders):
+        raise NotImplementedError
+
+
+def place_for(config):
+    from pystributed.places import local, ssh
+
+    return local.Local(config) if config.is_local else ssh.Ssh(config)

@@ -1,0 +1,201 @@
+"""A place we reach with a shell: server.sh is sent there with the action to run, and only what
+follows its answer's marker line is read (see server.sh). local.py and ssh.py say how to reach
+`sh`; everything else is here."""
+import contextlib
+import secrets
+import shlex
+from pathlib import Path
+
+from pystributed import util
+from pystributed.errors import EXIT_HINTS, StepError
+from pystributed.places import Place
+
+SCRIPT = (Path(__file__).parent.parent / "server.sh").read_text(encoding="utf-8")
+MARK = "@@pystributed@@"
+# What sh runs: read the script and the call (N bytes) from stdin, then run them. dd reads a byte
+# at a time, so that the action's own input (a tar stream, the container's environment) is still
+# there after them; `sh -s` would read ahead (dash does), and the action would miss its input.
+LOADER = 'eval "$(dd bs=1 count={} 2>/dev/null)"'
+
+
+def program(action, *args):
+    """The bytes sent first: the script, then the line that calls `action` with its words."""
+    return f"{SCRIPT}\n{shlex.join([action, *args])}\n".encode()
+
+
+class Server(Place):
+    cwd = None  # where sh starts
+    noisy = False  # whether the login shell printed something before an answer (a banner)
+
+    def __init__(self, config):
+        self.config = config
+
+    def argv(self, size):
+        """The command that starts sh there, reading a program of `size` bytes from stdin."""
+        raise NotImplementedError
+
+    def connection(self):
+        return contextlib.nullcontext(self)
+
+    def hint(self):
+        """What to check when the place cannot be reached."""
+        return ""
+
+    def call(self, action, *args, step, hint="", stdin=None, read=None):
+        """Run `action` there; the text of its answer, or what `read(stream)` made of it.
+        `stdin(file)` writes the action's input after the program."""
+        script = program(action, *args)
+
+        def write(pipe):
+            pipe.write(script)
+            if stdin:
+                stdin(pipe)
+
+        def reader(stream):
+            return read(self.after_mark(stream, step))
+
+        out = util.run(self.argv(len(script)), step=step, hint=hint, write_stdin=write, cwd=self.cwd,
+                       read_stdout=reader if read else None)
+        return out if read else self.answer_of(out, step)
+
+    def stream(self, action, *args, step, on_stdout, on_stderr, stdin=None):
+        """Run `action`, handing its answer to the callbacks as it comes; its exit code."""
+        script = program(action, *args)
+
+        def write(pipe):
+            pipe.write(script)
+            if stdin:
+                stdin(pipe)
+
+        return util.stream(self.argv(len(script)), step=step, on_stdout=Unframe(on_stdout), on_stderr=on_stderr,
+                           cwd=self.cwd, write_stdin=write)
+
+    def answer_of(self, out, step):
+        """The answer in `out`: what follows the marker line (whatever came before it is noise)."""
+        noise, mark, rest = out.partition(MARK + "\n")
+        if not mark:
+            raise StepError(step, "the server's answer was not understood (no answer line)", output=out,
+                            hint="Is `sh` there a POSIX shell?")
+        self.noisy = self.noisy or bool(noise)
+        return rest
+
+    def after_mark(self, stream, step):
+        """The binary stream from the line after the marker on."""
+        for line in stream:
+            if line.endswith(MARK.encode() + b"\n"):
+                self.noisy = self.noisy or line != MARK.encode() + b"\n"
+                return stream
+            self.noisy = True
+        raise StepError(step, "the server's answer ended before it began (no answer line)")
+
+    def workdir(self):
+        """REMOTE_WORKDIR as sh there should see it: `~/x` becomes `x` (sh starts in the home)."""
+        path = self.config.REMOTE_WORKDIR
+        return "." if path == "~" else path.removeprefix("~/")
+
+    # The Place methods.
+
+    def prepare(self, run_id):
+        out = self.call("rundir", self.workdir(), run_id, step="connect", hint=(
+            f"{self.hint()} REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) must be creatable there."))
+        path, uid, gid = out.splitlines()[:3]
+        if ":" in path:  # docker's --volume would split it there
+            raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",
+                            hint="Choose a REMOTE_WORKDIR without ':'.")
+        return path, f"{uid}:{gid}"
+
+    def discard(self, remote_dir):
+        with contextlib.suppress(StepError):
+            self.call("rmdir_run", remote_dir, step="connect")
+
+    def docker(self, argv, *, step, hint="", stdin=None, read=None):
+        try:
+            return self.call("docker_command", *argv[1:], step=step, hint=hint, stdin=stdin, read=read)
+        except StepError as e:
+            raise self.engine_hint(e) from None
+
+    def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
+        return self.stream("follow", run_id, *(start or []), step="run", on_stdout=on_stdout, on_stderr=on_stderr,
+                           stdin=env and _env_writer(env))
+
+    def start(self, start, env):
+        try:
+            self.call("start", *start, step="run", stdin=_env_writer(env), hint=EXIT_HINTS[125])
+        except StepError as e:
+            raise self.engine_hint(e) from None
+
+    def finish(self, remote_dir, run_id, *, cancelled=False):
+        out = self.call("finish", remote_dir, run_id, "true" if cancelled else "false", secrets.token_hex(4),
+                        step="run")
+        return out.splitlines()
+
+    def stop(self, run_id, *, step="run"):
+        self.call("stop", run_id, step=step)
+
+    def fetch(self, remote_dir, read, *, going=False, hint=""):
+        return self.call("fetch", remote_dir, "going" if going else "", step="fetch", hint=hint, read=read)
+
+    def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
+        return self.stream("logs", remote_dir, run_id, "follow" if follow else "", step="logs",
+                           on_stdout=on_stdout, on_stderr=on_stderr)
+
+    def survey(self, run_id=None):
+        try:
+            out = self.call("survey", self.workdir(), *([run_id] if run_id else []), step="status", hint=self.hint())
+        except StepError as e:
+            raise self.engine_hint(e) from None
+        return sections(out)
+
+    def images(self, repository):
+        return sections(self.call("images", repository, step="clean"))
+
+    def remove(self, folders):
+        self.call("remove", *folders, step="clean",
+                  hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
+
+    def engine_hint(self, error):
+        """A better hint for a docker command that could not reach the engine."""
+        output = error.output.lower()
+        if "permission denied" in output and "docker" in output:
+            hint = (f"The user may not use Docker on {self.name}: add it to the `docker` group "
+                    "(`sudo usermod -aG docker USER`); the next run's new connection picks that up.")
+        elif "cannot connect to the docker daemon" in output:
+            hint = f"Docker is not running on {self.name}: start it there (`sudo systemctl start docker`)."
+        else:
+            return error
+        return StepError(error.step, error.message, output=error.output, hint=hint, code=error.code)
+
+
+def _env_writer(env):
+    def write(pipe):
+        pipe.write("".join(f"{k}={v}\n" for k, v in env.items()).encode())
+    return write
+
+
+def sections(text):
+    """{name: [lines]} of an answer made of `MARK NAME` sections."""
+    found, current = {}, None
+    for line in text.splitlines():
+        if line.startswith(MARK + " "):
+            current = found.setdefault(line[len(MARK) + 1:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line)
+    return found
+
+
+class Unframe:
+    """A text callback that sees the answer only: what comes before the marker line is dropped."""
+
+    def __init__(self, callback):
+        self.callback, self.seen, self.held = callback, False, ""
+
+    def __call__(self, text):
+        if self.seen:
+            self.callback(text)
+            return
+        self.held += text
+        _, mark, rest = self.held.partition(MARK + "\n")
+        if mark:
+            self.seen, self.held = True, ""
+            if rest:
+                self.callback(rest)

@@ -1,0 +1,205 @@
+# Everything pystributed does on a server, as one POSIX sh file: one function per action.
+#
+# It is never installed there. Each command sends it on ssh's standard input (or to `sh` on this
+# machine for REMOTE_SERVER = "local"), followed by one line that calls an action, its words quoted
+# for sh, then any input of the action (a build context, the container's environment, a tar
+# stream). The login shell only starts `sh -c 'eval "$(dd bs=1 count=N)"'`, a line that bash, dash,
+# zsh, fish and tcsh all read alike; the script and its arguments are read by sh alone.
+#
+# Every answer starts with the line "$MARK": what a login shell's startup files print before it
+# (a banner, conda) is skipped by the client, never parsed. Sections of an answer start with
+# "$MARK NAME".
+
+MARK=@@pystributed@@
+LOG=output.log
+STATE=.pystributed-state.json
+LABEL=pystributed.run
+
+answer() { printf '%s\n' "$MARK"; }
+section() { printf '%s %s\n' "$MARK" "$1"; }
+container() { printf 'pystributed-%s' "$1"; }
+
+# A container's state as one line of JSON, saved in its run folder when it is removed, so that
+# its exit code and times outlive it. $1: whether `cancel` stopped it (true or false).
+state_format() {
+    printf '%s' '{"Cancelled":'"$1"',"Name":{{json .Name}},"Image":{{json .Config.Image}},'
+    printf '%s' '"State":{{json .State}},"Mounts":{{json .Mounts}}}'
+}
+
+# docker ARGS...: a docker command of docker.py's, as it is.
+docker_command() { answer; docker "$@"; }
+
+# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid.
+rundir() {
+    mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g
+}
+
+# rmdir_run DIR: a run that failed before its container started leaves no empty folder.
+rmdir_run() { answer; rmdir -- "$1" 2>/dev/null || true; }
+
+# follow RUN_ID [DOCKER_RUN_ARGS...]: start the container if given how (its environment comes on
+# stdin), then its output from the start, until it ends.
+follow() {
+    id=$1
+    shift
+    answer
+    if [ $# -gt 0 ]; then docker run "$@" >/dev/null || return; fi
+    docker logs --follow "$(container "$id")"
+}
+
+# start DOCKER_RUN_ARGS...: start the container and return (its environment comes on stdin).
+start() { answer; docker run "$@" >/dev/null; }
+
+# stop RUN_ID: interrupt the cell (SIGINT, so its `finally:` blocks run), then stop the container.
+# It may have ended meanwhile: then `kill` fails, and `stop` has nothing to do.
+stop() {
+    answer
+    docker kill --signal INT "$(container "$1")" >/dev/null 2>&1
+    docker stop --time 10 "$(container "$1")"
+}
+
+# finish DIR RUN_ID CANCELLED TOKEN: wait for the container, save its log and state into DIR under
+# names of this call's own (TOKEN), rename them, remove the container; answer its exit code. If
+# another process put it away first, answer the state that one saved. If the log cannot be saved
+# (a full disk), the container stays, and the answer says log-not-saved.
+finish() {
+    name=$(container "$2")
+    log_part=$1/.$LOG.$4 state_part=$1/$STATE.$4
+    answer
+    if ! code=$(docker wait "$name"); then
+        cat -- "$1/$STATE"
+        return
+    fi
+    echo "$code"
+    if docker logs "$name" >"$log_part" 2>&1 &&
+        docker container inspect --format "$(state_format "$3")" "$name" >"$state_part" &&
+        mv -f -- "$log_part" "$1/$LOG" && mv -f -- "$state_part" "$1/$STATE"; then
+        docker rm --force "$name" >/dev/null 2>&1
+        return 0
+    fi
+    rm -f -- "$log_part" "$state_part"
+    if docker container inspect "$name" >/dev/null 2>&1; then echo log-not-saved; fi
+}
+
+# fetch DIR GOING: the run folder as one tar stream. GNU tar exits 1 for "file changed as we read
+# it" (its archive is still whole): only a run that goes on (GOING = going) may do that to it.
+fetch() {
+    answer
+    tar -C "$1" -cf - . || { [ $? -eq 1 ] && [ "$2" = going ]; }
+}
+
+# logs DIR RUN_ID [follow]: the run's output from the start, stdout and stderr apart while its
+# container is there, then from its saved log.
+logs() {
+    name=$(container "$2")
+    answer
+    if docker container inspect "$name" >/dev/null 2>&1; then
+        docker logs ${3:+--follow} "$name"
+    elif [ -f "$1/$LOG" ]; then
+        cat -- "$1/$LOG"
+    fi
+}
+
+# survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
+# states, and the labelled containers' states, in sections.
+survey() {
+    pattern=${2:-*}
+    answer
+    section now
+    date +%s
+    if cd -- "$1" 2>/dev/null; then
+        section workdir
+        pwd
+        section folders
+        find . -mindepth 1 -maxdepth 1 -type d -name "$pattern" -printf '%f %T@\n'
+        section logs
+        find . -mindepth 2 -maxdepth 2 -path "./$pattern/$LOG" -printf '%h\n'
+        section states
+        find . -mindepth 2 -maxdepth 2 -path "./$pattern/$STATE" -exec cat -- {} +
+    fi
+    section containers
+    ids=$(docker container ls --all --quiet --no-trunc --filter "label=$LABEL${2:+=$2}") || return
+    # A container removed between the two commands is simply not listed.
+    # shellcheck disable=SC2086 # one word per id
+    [ -z "$ids" ] || docker container inspect --format "$(state_format false)" $ids 2>/dev/null
+    true
+}
+
+# images REPOSITORY: the image of every container (those are in use), then REPOSITORY's images.
+images() {
+    answer
+    section used
+    docker container ls --all --format '{{.Image}}' || return
+    section images
+    docker image ls --format '{{.Repository}}:{{.Tag}}' -- "$1"
+}
+
+# remove DIR...: run folders.
+remove() { answer; rm -rf -- "$@"; }
+
+# missing PATH...: those of the paths that do not exist.
+missing() {
+    answer
+    for path in "$@"; do [ -e "$path" ] || printf '%s\n' "$path"; done
+}
+
+# DATA's cache under REMOTE_WORKDIR/.data (see features/data.py): objects/<sha256>, trees/<key>,
+# incoming/<run-id> for a transfer in progress.
+
+# data_prepare BASE RUN_ID KEY: answer the cache's path, whether rsync is there, and whether the
+# tree KEY is; if not, the newest trees and which of the hashes on stdin are missing.
+data_prepare() {
+    mkdir -p -- "$1/objects" "$1/trees" "$1/incoming" && cd -- "$1" || return
+    answer
+    pwd
+    # Leftovers of transfers cut off more than a day ago go; a tree being made now stays.
+    find incoming -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf -- {} + || return
+    if command -v rsync >/dev/null; then echo rsync; else echo no-rsync; fi
+    if [ -d "trees/$3" ]; then
+        echo tree-present
+        return
+    fi
+    echo tree-missing
+    mkdir -p -- "incoming/$2" || return
+    ls -tc trees | head -n 5 | sed 's/^/tree /'
+    while read -r hash; do [ -e "objects/$hash" ] || echo "missing $hash"; done
+}
+
+# data_receive DATA_DIR RUN_ID: unpack our own transfer (tar on stdin); its objects go into
+# objects/ only once all arrived (the last entry, `complete`, says so).
+data_receive() {
+    cd -- "$1" || return
+    answer
+    tar -x -f - && test -e "incoming/$2/complete" &&
+        find "incoming/$2/objects" -type f -exec sh -c 'mv -f -- "$@" objects/' sh {} +
+}
+
+# data_finish DATA_DIR RUN_ID KEY [rsync]: the tree that arrived takes its place. Under its key
+# first, then into trees/: `mv` onto a tree that another run made meanwhile would put this one
+# inside it (a tree never changes once made); into trees/, it fails, and that one is used.
+data_finish() {
+    cd -- "$1" || return
+    answer
+    mv -- "incoming/$2/tree" "incoming/$2/$3" &&
+        { mv -- "incoming/$2/$3" trees/ 2>/dev/null || [ -d "trees/$3" ]; } &&
+        rm -rf -- "incoming/$2" ${4:+trees/partial}
+}
+
+# data_salvage DATA_DIR RUN_ID [rsync]: keep the whole files of a cut-off transfer: rsync's (it
+# writes each under a temporary name first) as trees/partial, for the next --link-dest; ours
+# checked by hash.
+data_salvage() {
+    cd -- "$1" || return
+    answer
+    incoming=incoming/$2
+    if [ -n "$3" ]; then
+        rm -rf trees/partial && mv -- "$incoming/tree" trees/partial
+    else
+        for f in "$incoming"/objects/*; do
+            [ -f "$f" ] || continue
+            hash=$(sha256sum <"$f") && hash=${hash%% *} && [ "$f" = "$incoming/objects/$hash" ] &&
+                mv -f -- "$f" objects/
+        done
+    fi
+    rm -rf -- "$incoming"
+}
