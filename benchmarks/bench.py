@@ -31,7 +31,8 @@ sys.path.insert(1, str(ROOT / "tests" / "e2e"))  # make_wheel
 from wheels import make_wheel
 
 from pystributed import config as configuration
-from pystributed import context, pipeline, progress, registry, remote, results
+from pystributed import context, features, pipeline, progress, registry, results
+from pystributed.places import place_for
 
 TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0}
 CELL = ("import os\n"
@@ -123,7 +124,7 @@ class Bench:
         """One run as runner.main() does it; returns (seconds, RunResult)."""
         config = self.config(transport)
         box = []
-        took = timed(lambda: box.append(pipeline.run(config, quiet=True)))
+        took = timed(lambda: box.append(pipeline.run(config, quiet=True, features=features.for_run(config))))
         result = box[0]
         self.images["remote"].add(result.image)
         if transport == "registry":
@@ -168,13 +169,16 @@ class Bench:
         config = dataclasses.replace(self.config("registry"), LOCAL_RESULTS_DIR=str(dest.parent))
         result = results.RunResult(dest.name, remote_dir=remote_dir)
         steps = progress.steps_for(quiet=True)
+        def run_on(place):
+            return pipeline.Run(config, place, steps, result=result)
+
         if own_connection:
             def fetch():
-                with remote.shared_connection(config) as shared:
-                    pipeline.fetch(shared, result, steps)
+                with place_for(config).connection() as place:
+                    pipeline.fetch(run_on(place))
             return timed(fetch)
-        with remote.shared_connection(config) as shared:
-            return timed(lambda: pipeline.fetch(shared, result, steps))
+        with place_for(config).connection() as place:
+            return timed(lambda: pipeline.fetch(run_on(place)))
 
     def hand_cold(self, transport):
         """build, push, pull (or build on the server), then the floor: what a user types for a

@@ -52,26 +52,25 @@ def _parser():
         sub = command(name, help, description)
         sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-    sub = command("logs", "print a run's output from the start", "Print the output of RUN from its start; "
-                  "with -f, follow it live until the run ends.")
-    run_id(sub)
-    sub.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
-    sub = command("status", "show a run's state", "Show the state of RUN on the server (running, exited N, "
-                  "interrupted, cancelled ...), its start, duration, image and folder.")
-    run_id(sub)
-    sub = command("wait", "wait for a run to end; exit with its exit code",
-                  "Wait until RUN ends, put its container away (its log and state stay in the run folder), "
-                  "and exit with the run's own exit code.")
-    run_id(sub)
-    sub = command("fetch", "copy a run's results here (again: safe)",
-                  "Copy the run folder of RUN to LOCAL_RESULTS_DIR/<run-id>/; an earlier copy is replaced whole, "
-                  "only once the new one is complete. A run still going gives what it has written so far.")
-    run_id(sub)
-    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-    sub = command("cancel", "stop a run and remove its container",
-                  "Stop RUN (its code gets a KeyboardInterrupt first, so `finally:` blocks run) and remove its "
-                  "container; its log and results stay in the run folder, for `fetch`.")
-    run_id(sub)
+    for name, help, description in [
+        ("logs", "print a run's output from the start",
+         "Print the output of RUN from its start; with -f, follow it live until the run ends."),
+        ("status", "show a run's state", "Show the state of RUN on the server (running, exited N, interrupted, "
+                                         "cancelled ...), its start, duration, image and folder."),
+        ("wait", "wait for a run to end; exit with its exit code",
+         "Wait until RUN ends, put its container away (its log and state stay in the run folder), and exit with "
+         "the run's own exit code."),
+        ("fetch", "copy a run's results here (again: safe)",
+         "Copy the run folder of RUN to LOCAL_RESULTS_DIR/<run-id>/; an earlier copy is replaced whole, only once "
+         "the new one is complete. A run still going gives what it has written so far."),
+        ("cancel", "stop a run and remove its container",
+         "Stop RUN (its code gets a KeyboardInterrupt first, so `finally:` blocks run) and remove its container; "
+         "its log and results stay in the run folder, for `fetch`."),
+    ]:
+        run_id(command(name, help, description))
+    commands.choices["logs"].add_argument("-f", "--follow", action="store_true",
+                                          help="keep printing until the run ends")
+    commands.choices["fetch"].add_argument("-q", "--quiet", action="store_true", help="no step lines")
     sub = command("list", "list the runs on the server",
                   "List the runs in REMOTE_WORKDIR on the server with state, start, duration, image, and where "
                   "their results are here. If the server cannot be reached, the local index is shown, marked "

@@ -189,7 +189,7 @@ def _extract_into(stream, folder, on_bytes):
     files, skipped, total = [], [], 0
     with tarfile.open(fileobj=_Forward(stream), mode="r:") as tar:
         for member in tar:
-            name = _safe_name(member.name)
+            name = _safe_name(member, folder)
             if name == "":
                 continue  # the folder itself
             if name is None or not (member.isfile() or member.isdir()):
@@ -237,8 +237,15 @@ class _Forward:
         return self.position
 
 
-def _safe_name(name):
-    path = PurePosixPath(name)
+def _safe_name(member, folder):
+    """The member's name inside the folder, or None where it would land outside it. tarfile's own
+    "data" filter decides where the Python has it (3.12, 3.11.4 ...); these checks are the fallback."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tarfile.data_filter(member, str(folder))
+        except tarfile.FilterError:
+            return None
+    path = PurePosixPath(member.name)
     parts = [p for p in path.parts if p not in ("", ".")]
     if path.is_absolute() or ".." in parts:
         return None

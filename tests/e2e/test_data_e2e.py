@@ -9,10 +9,15 @@ import uuid
 import pytest
 from wheels import make_wheel
 
-from pystributed import config, data, pipeline
+from pystributed import config, features, pipeline
+from pystributed.features import data
 from pystributed.errors import StepError
 
 MB = 1_000_000
+
+
+def run(cfg):
+    return pipeline.run(cfg, features=features.for_run(cfg))
 
 
 @pytest.fixture
@@ -68,18 +73,18 @@ def test_data_is_synced_once_and_a_change_moves_only_that_file(sandbox, workdir,
     (tmp_path / "user_code.py").write_text(CELL)
     cfg = config.load(DATA=["data/"])
 
-    first = pipeline.run(cfg)
+    first = run(cfg)
     out = capsys.readouterr().out
     assert moved_mb(out) >= 200 and remote_bytes(sandbox, workdir) >= 200 * MB
     local_sha = hashlib.sha256((tmp_path / "data" / "part-07.bin").read_bytes()).hexdigest()
     assert f"sha {local_sha}\nfiles 20\ncannot write, errno 30\nmounted ['ro']\n" in out
 
-    again = pipeline.run(cfg)
+    again = run(cfg)
     assert moved_mb(capsys.readouterr().out) == 0  # nothing changed: nothing moved
 
     before = remote_bytes(sandbox, workdir)
     (tmp_path / "data" / "part-07.bin").write_bytes(os.urandom(10 * MB))
-    changed = pipeline.run(cfg)
+    changed = run(cfg)
     out = capsys.readouterr().out
     assert 10 <= moved_mb(out) <= 10.6, out
     assert 10 * MB <= remote_bytes(sandbox, workdir) - before <= 10.2 * MB
@@ -94,10 +99,10 @@ def test_remote_data_is_mounted_read_only_and_a_missing_one_is_refused(sandbox, 
                                   f" && cd {workdir}-shared && pwd").strip()
     (tmp_path / "user_code.py").write_text("print(open('imagenet/set a/x.txt').read().strip())\n"
                                            "print(open('/opt/x.txt').read().strip())\n")
-    result = pipeline.run(config.load(REMOTE_DATA={shared: "imagenet", f"{shared}/set a/x.txt": "/opt/x.txt"}))
+    result = run(config.load(REMOTE_DATA={shared: "imagenet", f"{shared}/set a/x.txt": "/opt/x.txt"}))
     assert (tmp_path / "results" / result.run_id / "output.log").read_text() == "server-side\nserver-side\n"
     with pytest.raises(StepError, match=f"data failed: REMOTE_DATA names {shared}/nothing, which does not exist"):
-        pipeline.run(config.load(REMOTE_DATA={f"{shared}/nothing": "x"}))
+        run(config.load(REMOTE_DATA={f"{shared}/nothing": "x"}))
     # The failed run (it never started) leaves no folder that `list` and `clean` would take for one starting.
     assert sandbox.remote_shell(f"ls {workdir}").split() == [result.run_id]
 
@@ -151,7 +156,7 @@ def test_on_the_local_engine_data_is_mounted_where_it_is(sandbox, tmp_path, monk
     monkeypatch.setenv("PYSTRIBUTED_REMOTE_WORKDIR", str(tmp_path / "server side"))
     make_data(tmp_path / "data", files=20, size=MB)
     (tmp_path / "user_code.py").write_text(CELL)
-    pipeline.run(config.load(DATA=["data/"]))
+    run(config.load(DATA=["data/"]))
     out = capsys.readouterr().out
     local_sha = hashlib.sha256((tmp_path / "data" / "part-07.bin").read_bytes()).hexdigest()
     assert "(mounted from here)" in out
