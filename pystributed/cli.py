@@ -55,17 +55,18 @@ def _parser():
     for name, help, description in [
         ("logs", "print a run's output from the start",
          "Print the output of RUN from its start; with -f, follow it live until the run ends."),
-        ("status", "show a run's state", "Show the state of RUN on the server (running, exited N, interrupted, "
-                                         "cancelled ...), its start, duration, image and folder."),
+        ("status", "show a run's state",
+         ("Show the state of RUN on the server (running, exited N, interrupted, cancelled ...), its start, "
+          "duration, image and folder.")),
         ("wait", "wait for a run to end; exit with its exit code",
-         "Wait until RUN ends, put its container away (its log and state stay in the run folder), and exit with "
-         "the run's own exit code."),
+         ("Wait until RUN ends, put its container away (its log and state stay in the run folder), and exit "
+          "with the run's own exit code.")),
         ("fetch", "copy a run's results here (again: safe)",
-         "Copy the run folder of RUN to LOCAL_RESULTS_DIR/<run-id>/; an earlier copy is replaced whole, only once "
-         "the new one is complete. A run still going gives what it has written so far."),
+         ("Copy the run folder of RUN to LOCAL_RESULTS_DIR/<run-id>/; an earlier copy is replaced whole, only "
+          "once the new one is complete. A run still going gives what it has written so far.")),
         ("cancel", "stop a run and remove its container",
-         "Stop RUN (its code gets a KeyboardInterrupt first, so `finally:` blocks run) and remove its container; "
-         "its log and results stay in the run folder, for `fetch`."),
+         ("Stop RUN (its code gets a KeyboardInterrupt first, so `finally:` blocks run) and remove its "
+          "container; its log and results stay in the run folder, for `fetch`.")),
     ]:
         run_id(command(name, help, description))
     commands.choices["logs"].add_argument("-f", "--follow", action="store_true",

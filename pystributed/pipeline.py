@@ -322,13 +322,14 @@ def interrupted(run):
                       f"Reattach with runner.attach({run_id!r}).\n")
         return
     run.steps.say(f"\nInterrupted: stopping container {name} and fetching what results exist ...\n")
+    run.set(State.INTERRUPTED)  # before the fetch, which writes run.json
     try:
         run.place.stop(run_id)
         run.result.exit_code = finish(run)
         fetch(run)
     except StepError as e:
         run.steps.say(f"{e}\n")
-    run.set(State.INTERRUPTED)
+    run.set(State.INTERRUPTED, exit_code=run.result.exit_code)
 
 
 def finish(run, *, cancelled=False):

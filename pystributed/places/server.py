@@ -54,8 +54,13 @@ class Server(Place):
         def reader(stream):
             return read(self.after_mark(stream, step))
 
-        out = util.run(self.argv(len(script)), step=step, hint=hint, write_stdin=write, cwd=self.cwd,
-                       read_stdout=reader if read else None)
+        try:
+            out = util.run(self.argv(len(script)), step=step, hint=hint, write_stdin=write, cwd=self.cwd,
+                           read_stdout=reader if read else None)
+        except StepError as e:
+            # Name what failed there, not the fixed line that started sh.
+            raise StepError(e.step, f"`{_shown(action, args)}` on {self.name} exited with code {e.code}",
+                            output=e.output, hint=e.hint, code=e.code) from None
         return out if read else self.answer_of(out, step)
 
     def stream(self, action, *args, step, on_stdout, on_stderr, stdin=None):
@@ -164,6 +169,13 @@ class Server(Place):
         else:
             return error
         return StepError(error.step, error.message, output=error.output, hint=hint, code=error.code)
+
+
+def _shown(action, args):
+    """An action as a user would type it: docker's own commands as docker commands."""
+    words = {"docker_command": ["docker"], "start": ["docker", "run"]}.get(action, [f"server.sh {action}"])
+    text = shlex.join([*words, *args])
+    return text if len(text) < 300 else text[:300] + " …"
 
 
 def _env_writer(env):
