@@ -3,7 +3,7 @@
 # It is never installed there. Each command sends it on ssh's standard input (or to `sh` on this
 # machine for REMOTE_SERVER = "local"), followed by one line that calls an action, its words quoted
 # for sh, then any input of the action (a build context, the container's environment, a tar
-# stream). The login shell only starts `sh -c 'eval "$(dd bs=1 count=N)"'`, a line that bash, dash,
+# stream). The login shell only starts `sh -c 'eval "$(dd bs=N count=1 …)"'`, a line that bash, dash,
 # zsh, fish and tcsh all read alike; the script and its arguments are read by sh alone.
 #
 # Every answer starts with the line "$MARK": what a login shell's startup files print before it

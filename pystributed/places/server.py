@@ -12,10 +12,11 @@ from pystributed.places import Place
 
 SCRIPT = (Path(__file__).parent.parent / "server.sh").read_text(encoding="utf-8")
 MARK = "@@pystributed@@"
-# What sh runs: read the script and the call (N bytes) from stdin, then run them. dd reads a byte
-# at a time, so that the action's own input (a tar stream, the container's environment) is still
-# there after them; `sh -s` would read ahead (dash does), and the action would miss its input.
-LOADER = 'eval "$(dd bs=1 count={} 2>/dev/null)"'
+# What sh runs: read the script and the call (N bytes) from stdin, then run them. dd reads exactly
+# N bytes (GNU and BusyBox dd in one read; where `iflag=fullblock` is unknown, a byte at a time), so
+# that the action's own input (a tar stream, the container's environment) is still there after
+# them; `sh -s` would read ahead (dash does), and the action would miss its input.
+LOADER = 'eval "$(dd bs={0} count=1 iflag=fullblock 2>/dev/null || dd bs=1 count={0} 2>/dev/null)"'
 
 
 def program(action, *args):
