@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from fakes import programs  # noqa: F401 (a fixture for every test)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 import importlib.metadata
 
-from pystributed import checks, config
+from pystributed import config, pipeline, progress
+from pystributed.features import checks
 
 
 def cfg(**keys):
@@ -70,3 +71,12 @@ def test_a_version_that_differs_from_the_pinned_one(tmp_path):
 def test_warnings_go_to_stderr_before_anything_runs(tmp_path, capsys):
     checks.show(cfg(), "open('gone.txt')\n", [])
     assert capsys.readouterr().err.startswith("warning: the cell opens 'gone.txt', which does not exist")
+
+
+def test_the_check_hook_warns_of_what_the_run_leaves_out(tmp_path, capsys):
+    (tmp_path / "model.pth").write_bytes(b"m")
+    run = pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('model.pth')\n", excludes=["*.pth"])
+    checks.Checks().check(run)
+    assert capsys.readouterr().err == (
+        "warning: the cell opens 'model.pth', which is left out of the image (.dockerignore or the results "
+        "folder): add it to DATA to have it mounted, or remove it from .dockerignore\n")

@@ -2,8 +2,8 @@
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from pystributed import deps
 from pystributed.cell_runner import HEAD, MARKER
+from pystributed.features import deps
 
 
 def script(cell, *history, **kwargs):

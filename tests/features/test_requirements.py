@@ -1,10 +1,12 @@
+import contextlib
 import importlib.metadata
 import json
 import sys
 import zipfile
 from pathlib import Path
 
-from pystributed import requirements
+from pystributed import config, pipeline, progress
+from pystributed.features import requirements
 
 
 def test_imports_are_found_anywhere_in_the_cell_by_their_top_name():
@@ -67,7 +69,6 @@ def test_pinned_versions_are_read_from_a_requirements_file(tmp_path):
 
 
 def test_the_default_base_image_follows_this_python():
-    from pystributed import config
     assert config.load(environ={}, REMOTE_SERVER="local").BASE_IMAGE == (
         f"python:{sys.version_info.major}.{sys.version_info.minor}-slim")
 
@@ -88,3 +89,17 @@ def test_the_python_3_9_fallbacks(monkeypatch):
         assert [d.metadata["Name"] for d in requirements.distributions("IPython")] == ["ipython"]
     finally:
         requirements._import_names.cache_clear()
+
+
+def test_auto_gives_the_build_a_file_that_lasts_as_long_as_the_run(tmp_path):
+    run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto"), None,
+                       progress.Steps(quiet=True), source="import IPython\n")
+    with contextlib.ExitStack() as run.cleanup:
+        requirements.Auto().before_pack(run)
+        path = Path(run.requirements)
+        assert path.read_text().splitlines()[1] == f"ipython=={importlib.metadata.version('ipython')}"
+    assert not path.exists() and not path.parent.exists()
+    run.source = "import os\n"
+    with contextlib.ExitStack() as run.cleanup:
+        requirements.Auto().before_pack(run)
+        assert run.requirements is None  # nothing to install: no requirements layer

@@ -1,15 +1,16 @@
 """The image side (cell_runner.py, run here by this Python as the image would) and the notebook
-side (variables.py) of --in / --out and the last expression; the --cache index."""
-import json
+side (features/values.py) of --in / --out and the last expression."""
+import pickle
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from pystributed import cache, cell_runner, config, progress, record, results, util, variables
-from pystributed.errors import PystributedError
+from pystributed import cell_runner, config, docker, pipeline, progress, results
+from pystributed.errors import PystributedError, StepError
+from pystributed.features import values
+from pystributed.places import ssh
 
 
 def run_in_image(tmp_path, script, *, out=(), inputs=None):
@@ -18,7 +19,7 @@ def run_in_image(tmp_path, script, *, out=(), inputs=None):
     for folder in (runner_dir, app, results_dir):
         folder.mkdir(exist_ok=True)
     shutil.copy(cell_runner.__file__, runner_dir / "cell_runner.py")
-    exchange = variables.Exchange(out=list(out), inputs=list(inputs or {}), namespace=inputs)
+    exchange = values.Exchange(out=list(out), inputs=list(inputs or {}), namespace=inputs)
     for name, data in exchange.runner_files().items():
         (runner_dir / name).write_bytes(data)
     (app / "user_code.py").write_text(script)
@@ -98,69 +99,112 @@ def test_sys_exit_keeps_its_code_and_the_out_variables_are_missing(tmp_path):
 @pytest.mark.parametrize("names", ["a,1b", "class", "a b"])
 def test_bad_names_are_refused(names):
     with pytest.raises(PystributedError, match="not a variable name"):
-        variables.names(names, "--out")
+        values.names(names, "--out")
 
 
 def test_names_split_on_commas_once_each():
-    assert variables.names(" a, b,a ", "--in") == ["a", "b"]
+    assert values.names(" a, b,a ", "--in") == ["a", "b"]
 
 
 def test_an_input_that_is_missing_or_cannot_be_pickled_is_refused():
     with pytest.raises(PystributedError, match="--in x: there is no variable x in the notebook; nothing was built"):
-        variables.Exchange(inputs="x", namespace={}).runner_files()
+        values.Exchange(inputs="x", namespace={}).runner_files()
     with pytest.raises(PystributedError, match=r"--in f could not be pickled \(.*lambda"):
-        variables.Exchange(inputs="f", namespace={"f": lambda: 1}).runner_files()
+        values.Exchange(inputs="f", namespace={"f": lambda: 1}).runner_files()
 
 
-def test_a_different_python_in_the_image_is_refused_before_building(monkeypatch):
-    asked = []
-    monkeypatch.setattr(util, "output", lambda cmd: asked.append(cmd) or "sha256:abc\n")
-    monkeypatch.setattr(util, "run", lambda cmd, **kw: asked.append(cmd) or "3.8\n")
-    monkeypatch.setattr(variables, "_pythons", {})
-    cfg = config.load(REMOTE_SERVER="local", BASE_IMAGE="python:3.8-slim")
-    exchange = variables.Exchange(out="x")
+def test_the_names_to_send_back_and_the_inputs_go_next_to_the_runner_before_the_pack():
+    run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local"), None, progress.Steps(quiet=True))
+    values.Exchange(inputs="k", out="a,b", namespace={"k": [1, 2]}).before_pack(run)
+    assert set(run.runner_files) == {"settings.json", "inputs.pkl"}
+    assert run.runner_files["settings.json"] == b'{"out": ["a", "b"]}'
+    assert pickle.loads(run.runner_files["inputs.pkl"]) == {"k": pickle.dumps([1, 2], cell_runner.PROTOCOL)}
+    run.runner_files = {}
+    values.Exchange().before_pack(run)  # no --in: no pickles in the image
+    assert run.runner_files == {"settings.json": b'{"out": []}'}
+
+
+def test_a_fetched_run_tells_which_names_it_was_to_send_back(tmp_path):
+    result = results.RunResult("20261125-101502-3fa9c1", local_path=tmp_path / "r")
+    cell_runner.save_values(str(tmp_path / "r" / cell_runner.VALUES_DIR), {"a": 1}, ["a", "b"], None)
+    namespace = {}
+    exchange = values.Exchange.of_run(result, namespace=namespace)
+    assert exchange.out == ["a", "b"] and exchange.namespace is namespace
+    assert values.Exchange.of_run(results.RunResult("x", local_path=tmp_path / "none")).out == []
+
+
+def test_finished_loads_the_values_into_the_notebook(tmp_path):
+    result = results.RunResult("20261125-101502-3fa9c1", local_path=tmp_path / "r")
+    cell_runner.save_values(str(tmp_path / "r" / cell_runner.VALUES_DIR), {"a": 1}, ["a"], 7)
+    namespace = {}
+    run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local"), None, progress.Steps(quiet=True),
+                       result=result)
+    values.Exchange(out="a", namespace=namespace).finished(run)
+    assert namespace == {"a": 1} and result.values == {"a": 1} and result.value == 7
+
+
+INSPECT = ["docker", "image", "inspect", "--format", "{{.Id}}"]
+PYTHON = ["--rm", "--network", "none", "--entrypoint", "python"]
+VERSION = ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+
+
+def test_a_different_python_in_the_image_is_refused_before_building(programs, monkeypatch):
+    monkeypatch.setattr(values, "_pythons", {})
+    cfg = config.load(environ={}, REMOTE_SERVER="local", BASE_IMAGE="python:3.8-slim")
+    exchange = values.Exchange(out="x")
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    programs.expect(*INSPECT, "python:3.8-slim", out="sha256:abc\n")
+    programs.expect("docker", "run", *PYTHON, "python:3.8-slim", *VERSION, out="3.8\n")
     with pytest.raises(PystributedError) as excinfo:
-        exchange.check_python(cfg, on_server=False)
+        exchange.check_python(cfg, docker.here, on_server=False)
     assert str(excinfo.value) == (
         f"--in/--out send pickles between this kernel (Python {here}) and the image, whose BASE_IMAGE "
         f"python:3.8-slim has Python 3.8: pickles do not load across Python versions. Set BASE_IMAGE = "
         f"'python:{here}-slim' (or an image with Python {here}), or use a kernel with Python 3.8.")
-    assert asked[1] == ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", "python:3.8-slim",
-                        "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
-    with pytest.raises(PystributedError):
-        exchange.check_python(cfg, on_server=False)
-    assert len([c for c in asked if c[:2] == ["docker", "run"]]) == 1  # asked once per image
-    variables.Exchange().check_python(cfg, on_server=False)  # nothing pickled: any Python will do
+    programs.expect(*INSPECT, "python:3.8-slim", out="sha256:abc\n")  # asked once per image: no docker run
+    with pytest.raises(PystributedError, match="has Python 3.8"):
+        exchange.check_python(cfg, docker.here, on_server=False)
+    values.Exchange().check_python(cfg, docker.here, on_server=False)  # nothing pickled: nothing asked
 
 
-def test_a_base_image_that_is_not_there_is_named_as_such(monkeypatch):
-    hints = []
-    monkeypatch.setattr(util, "output", lambda cmd: "")  # docker image inspect: not on this engine
-    monkeypatch.setattr(util, "run", lambda cmd, **kw: hints.append(kw["hint"]) or "3.11\n")
-    variables.image_python(config.load(REMOTE_SERVER="local", BASE_IMAGE="python:3.9-slim"), on_server=False)
-    assert hints == [("BASE_IMAGE (python:3.9-slim) is not here and could not be pulled: check its name, or "
-                      "`docker pull python:3.9-slim` (after `docker login` if it needs one).")]
+def test_a_base_image_that_is_not_there_is_named_as_such(programs, monkeypatch):
+    monkeypatch.setattr(values, "_pythons", {})
+    cfg = config.load(environ={}, REMOTE_SERVER="local", BASE_IMAGE="python:3.9-slim")
+    programs.expect(*INSPECT, "python:3.9-slim", code=1)  # not on this engine
+    programs.expect("docker", "run", *PYTHON, "python:3.9-slim", *VERSION, code=125,
+                    stderr="Unable to find image 'python:3.9-slim' locally\n")
+    with pytest.raises(StepError) as excinfo:
+        values.image_python(cfg, docker.here, on_server=False)
+    assert excinfo.value.step == "build"
+    assert excinfo.value.hint == ("BASE_IMAGE (python:3.9-slim) is not here and could not be pulled: check its name, "
+                                  "or `docker pull python:3.9-slim` (after `docker login` if it needs one).")
 
 
-def test_cache_reuses_only_a_finished_run_with_the_values_asked_for(tmp_path, capsys):
-    cfg = config.load(REMOTE_SERVER="local")
-    key = cache.key(cfg, "digest")
-    assert key != cache.key(config.load(REMOTE_SERVER="local", ENV={"A": "1"}), "digest")
-    assert key != cache.key(cfg, "other digest")
-    steps = progress.Steps()
-    assert cache.reuse(cfg, key, None, steps) is None
-    run = results.RunResult("20261125-101502-3fa9c1", status="succeeded", started="2026-11-25T10:15:02.000+00:00",
-                            local_path=tmp_path / "results" / "20261125-101502-3fa9c1")
-    (run.local_path / cell_runner.VALUES_DIR).mkdir(parents=True)
-    cell_runner.save_values(str(run.local_path / cell_runner.VALUES_DIR), {"a": 1}, ["a"], None)
-    record.save(cfg.LOCAL_RESULTS_DIR, run)
-    cache.remember(cfg, key, run)
-    namespace = {}
-    reused = cache.reuse(cfg, key, variables.Exchange(out="a", namespace=namespace), steps)
-    assert reused.run_id == run.run_id and namespace == {"a": 1}
-    assert "cached: reusing run 20261125-101502-3fa9c1 of 2026-11-25 10:15:02" in capsys.readouterr().out
-    assert cache.reuse(cfg, key, variables.Exchange(out="a,b"), steps) is None  # b was not sent back then
-    shutil.rmtree(run.local_path)
-    assert cache.reuse(cfg, key, None, steps) is None  # its folder is gone: run again
-    assert json.loads((Path(cfg.LOCAL_RESULTS_DIR) / cache.INDEX / f"{key}.json").read_text())["run_id"] == run.run_id
+def test_an_image_pulled_to_ask_its_python_is_remembered_by_its_id(programs, monkeypatch):
+    monkeypatch.setattr(values, "_pythons", {})
+    cfg = config.load(environ={}, REMOTE_SERVER="local", BASE_IMAGE="python:3.9-slim")
+    programs.expect(*INSPECT, "python:3.9-slim", code=1)  # not here yet: `docker run` pulls it
+    programs.expect("docker", "run", *PYTHON, "python:3.9-slim", *VERSION, out="Unable to find image\n3.9\n")
+    programs.expect(*INSPECT, "python:3.9-slim", out="sha256:def\n")
+    assert values.image_python(cfg, docker.here, on_server=False) == "3.9"
+    programs.expect(*INSPECT, "python:3.9-slim", out="sha256:def\n")
+    assert values.image_python(cfg, docker.here, on_server=False) == "3.9"
+
+
+@pytest.mark.parametrize("transport", ["registry", "remote-build"])
+def test_the_python_is_asked_of_the_engine_that_builds(programs, monkeypatch, transport):
+    monkeypatch.setattr(values, "_pythons", {})
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="registry.example:5000",
+                      TRANSPORT=transport, BASE_IMAGE="python:3.9-slim")
+    run = pipeline.Run(cfg, ssh.Ssh(cfg), progress.Steps(quiet=True))
+    on_server = ("server", "docker_command") if transport == "remote-build" else ("docker",)
+    programs.expect(*on_server, *INSPECT[1:], "python:3.9-slim", code=1)
+    programs.expect(*on_server, "run", *PYTHON, "python:3.9-slim", *VERSION, code=125)
+    with pytest.raises(StepError) as excinfo:
+        values.Exchange(inputs="x", namespace={"x": 1}).before_build(run)
+    where = "on the server" if transport == "remote-build" else "here"
+    assert excinfo.value.hint.startswith(f"BASE_IMAGE (python:3.9-slim) is not {where} and could not be pulled")
+    programs.expect(*on_server, *INSPECT[1:], "python:3.9-slim", out="sha256:abc\n")
+    programs.expect(*on_server, "run", *PYTHON, "python:3.9-slim", *VERSION, out=f"{here}\n")
+    values.Exchange(out="y").before_build(run)

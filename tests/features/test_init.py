@@ -1,0 +1,45 @@
+"""Which features a run gets (features.for_run), and the order their hooks are called in."""
+from pystributed import config, features, pipeline, progress
+from pystributed.features import cache, checks, data, requirements, values
+
+
+def kinds(found):
+    return [type(feature) for feature in found]
+
+
+def test_every_run_checks_its_data_and_its_cell():
+    assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local"))) == [data.Data, checks.Checks]
+
+
+def test_requirements_auto_exchange_and_cache_come_in_that_order():
+    cfg = config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto")
+    exchange = values.Exchange(out="a")
+    found = features.for_run(cfg, exchange=exchange, cache=True)
+    assert kinds(found) == [data.Data, checks.Checks, requirements.Auto, values.Exchange, cache.Cache]
+    # The cache remembers a run only after the exchange loaded its values, and reuses with that exchange.
+    assert found[3] is exchange and found[4].exchange is exchange
+    assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="r.txt"),
+                                  cache=True)) == [data.Data, checks.Checks, cache.Cache]
+
+
+def test_a_feature_without_a_hook_does_nothing_there():
+    run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local"), None, progress.Steps(quiet=True))
+    feature = features.Feature()
+    for hook in ("check", "before_pack", "before_build", "after_fetch", "finished"):
+        assert getattr(feature, hook)(run) is None
+    assert feature.reuse(run) is None and feature.mounts(run) == []
+
+
+def test_data_is_left_out_before_the_checks_measure_the_context(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(b"x" * 3_000_000)
+    cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/"], CONTEXT_WARN_MB=2)
+    run = pipeline.Run(cfg, None, progress.Steps(quiet=True), source="open('data/big.bin')\n",
+                       features=features.for_run(cfg))
+    run.hooks("check")
+    assert run.excludes == ["data"] and capsys.readouterr().err == ""
+    run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local", CONTEXT_WARN_MB=2), None,
+                       progress.Steps(quiet=True), source="open('data/big.bin')\n")
+    run.features = features.for_run(run.config)
+    run.hooks("check")  # without DATA, the same file is in the image
+    assert capsys.readouterr().err.startswith("warning: the build context is 3.0 MB (over CONTEXT_WARN_MB = 2)")
