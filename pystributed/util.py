@@ -28,6 +28,10 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
             if read_stdout:
                 with proc.stdout:
                     value = read_stdout(proc.stdout)
+                    # What the reader left (the padding after a tar stream's end) is read too:
+                    # a program writing into a pipe closed early dies of SIGPIPE, at random.
+                    while proc.stdout.read(1 << 16):
+                        pass
         except BrokenPipeError:
             pass  # the program stopped reading; its exit code and stderr say why
         except Exception as e:
@@ -73,8 +77,11 @@ def stream(cmd, *, step, on_stdout, on_stderr, cwd=None, write_stdin=None):
     proc = _popen(cmd, step, stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
     if write_stdin:
-        with proc.stdin:
-            write_stdin(proc.stdin)
+        try:
+            with proc.stdin:
+                write_stdin(proc.stdin)
+        except BrokenPipeError:
+            pass  # the program stopped reading (ssh could not connect); its exit code and stderr say why
     pumps = [threading.Thread(target=_pump, args=(pipe, callback), daemon=True)
              for pipe, callback in ((proc.stdout, on_stdout), (proc.stderr, on_stderr))]
     for pump in pumps:

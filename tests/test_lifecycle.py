@@ -1,23 +1,20 @@
-"""The exact commands of status, logs, cancel and clean; how the server's answer is read; the CLI's
-exit codes. Programs are faked at the one helper that runs them."""
-import contextlib
+"""Runs after they started: what status, logs, wait, fetch, cancel, attach and list ask the server
+(faked strictly, tests/fakes.py), and how its survey is read."""
 import dataclasses
 import datetime
+import io
 import json
+import tarfile
 
 import pytest
 
-from pystributed import clean as cleaning
-from pystributed import cli, config, docker, lifecycle, record, registry, remote, results, util
-from pystributed.errors import StepError
-from tests.test_pipeline import put_away_script, untokened
+from pystributed import config, lifecycle, record, results
+from pystributed.errors import PystributedError, StepError
+from pystributed.places import server
 
-SSH = ["ssh", "-F", "/cfg", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-       "--", "gpu-box"]
 WORKDIR = "/home/me/runs with space/$(x)"
 GONE, RUNNING, ELSEWHERE = "20261125-101502-3fa9c1", "20261125-101503-aaaaaa", "20261125-101504-bbbbbb"
-STATE_FORMAT = ('{"Cancelled":false,"Name":{{json .Name}},"Image":{{json .Config.Image}},"State":{{json .State}},'
-                '"Mounts":{{json .Mounts}}}')
+ENDED = "20261125-101505-cccccc"  # its container ended and is still there
 
 
 def container(run_id, status, *, code=0, folder=WORKDIR, cancelled=False, **state):
@@ -28,16 +25,34 @@ def container(run_id, status, *, code=0, folder=WORKDIR, cancelled=False, **stat
                        "Mounts": [{"Source": f"{folder}/{run_id}", "Destination": "/results"}]})
 
 
-SURVEY = "\n".join([
-    "@@pystributed now", "1764076000",
-    "@@pystributed workdir", WORKDIR,
-    "@@pystributed folders", f"{GONE} 1764072000.5", f"{RUNNING} 1764075990.0", "not-a-run 1764070000",
-    "@@pystributed logs", f"./{GONE}",
-    "@@pystributed states", container(GONE, "exited", code=130, cancelled=True),
-    "@@pystributed containers", container(RUNNING, "running"),
-    container(ELSEWHERE, "exited", folder="/elsewhere"),  # another REMOTE_WORKDIR's run
-    "",
-])
+def survey_answer(*, containers=None):
+    if containers is None:
+        containers = (container(RUNNING, "running"), container(ENDED, "exited", code=2))
+    mark = server.MARK
+    return "\n".join([
+        f"{mark} now", "1764076000",
+        f"{mark} workdir", WORKDIR,
+        f"{mark} folders", f"{GONE} 1764072000.5", f"{RUNNING} 1764075990.0", f"{ENDED} 1764075000.0",
+        "not-a-run 1764070000",
+        f"{mark} logs", f"./{GONE}",
+        f"{mark} states", container(GONE, "exited", code=130, cancelled=True),
+        f"{mark} containers", *containers,
+        container(ELSEWHERE, "exited", folder="/elsewhere"),  # another REMOTE_WORKDIR's run
+        "",
+    ])
+
+
+SURVEY = survey_answer()
+
+
+def tar_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 @pytest.fixture
@@ -46,71 +61,31 @@ def cfg():
                        REMOTE_WORKDIR="runs with space/$(x)", SSH_OPTIONS=["-F", "/cfg"])
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """Each (step, argv); the server answers the survey with SURVEY, `docker wait` with 0."""
-    recorded = []
-
-    def fake_run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
-        recorded.append((step, cmd))
-        script = cmd[-1]
-        if script.startswith("echo @@pystributed now"):
-            return SURVEY
-        if script.startswith("{ docker wait"):
-            return "0\n"
-        if script.startswith("docker container ls --all --format"):
-            return f"reg:5000/proj:{RUNNING[-6:]}\nubuntu\n@@pystributed images\nreg:5000/proj:{RUNNING[-6:]}\n" \
-                   "reg:5000/proj:unused\nreg:5000/proj:<none>\n"
-        return ""
-
-    def fake_stream(cmd, *, step, on_stdout, on_stderr, cwd=None, write_stdin=None):
-        recorded.append((step, cmd))
-        on_stdout("hi\n")
-        return 0
-
-    monkeypatch.setattr(util, "run", fake_run)
-    monkeypatch.setattr(util, "stream", fake_stream)
-    monkeypatch.setattr(remote, "shared_connection", contextlib.nullcontext)
-    monkeypatch.setattr(registry, "digest", lambda ref: "sha256:" + "d" * 64 if ref.endswith(":unused") else None)
-    monkeypatch.setattr(registry, "delete", lambda ref, digest: recorded.append(("registry", ["DELETE", ref, digest])))
-    return recorded
+def connect(programs):
+    """The user's ssh config multiplexes already: no master of ours."""
+    programs.expect("ssh", "-G", "-F", "/cfg", "--", "gpu-box", out="controlmaster auto\ncontrolpath ~/.ssh/%C\n")
 
 
-def test_new_docker_argument_lists():
-    assert docker.inspect_state("c1", "c2", cancelled=True) == [
-        "docker", "container", "inspect", "--format", STATE_FORMAT.replace("false", "true"), "c1", "c2"]
-    assert docker.list_containers("pystributed.run=X") == [
-        "docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", "label=pystributed.run=X"]
-    assert docker.container_images() == ["docker", "container", "ls", "--all", "--format", "{{.Image}}"]
-    assert docker.list_images("reg:5000/proj") == [
-        "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", "reg:5000/proj"]
-    assert docker.remove_images("a:1", "b:2") == ["docker", "image", "rm", "--", "a:1", "b:2"]
+def surveyed(programs, *run_id, out=SURVEY):
+    programs.expect("server", "survey", "runs with space/$(x)", *run_id, out=out)
 
 
-def test_one_command_surveys_the_run_folder_and_the_containers(cfg, calls):
-    runs = lifecycle.survey(cfg)
-    assert calls == [("status", SSH + [
-        ("echo @@pystributed now; date +%s; if cd -- 'runs with space/$(x)' 2>/dev/null; then "
-        "echo @@pystributed workdir; pwd; echo @@pystributed folders; "
-        "find . -mindepth 1 -maxdepth 1 -type d -name '*' -printf '%f %T@\\n'; "
-        "echo @@pystributed logs; find . -mindepth 2 -maxdepth 2 -path './*/output.log' -printf '%h\\n'; "
-        "echo @@pystributed states; find . -mindepth 2 -maxdepth 2 -path './*/.pystributed-state.json' -exec cat -- '{}' +; fi; "
-        "echo @@pystributed containers; "
-        "ids=$(docker container ls --all --quiet --no-trunc --filter label=pystributed.run) && "
-        f"{{ [ -z \"$ids\" ] || docker container inspect --format '{STATE_FORMAT}' $ids 2>/dev/null; true; }}")])]
-    assert sorted(runs) == [GONE, RUNNING]  # not the other folder's run, not a folder that is no run
-    gone, running = runs[GONE], runs[RUNNING]
+def test_one_command_surveys_the_run_folders_and_the_containers(cfg, programs):
+    surveyed(programs)
+    runs = lifecycle.survey(cfg, lifecycle.place_for(cfg))
+    assert programs.calls[0].step == "status"
+    assert sorted(runs) == [GONE, RUNNING, ENDED]  # not the other folder's run, not a folder that is no run
+    gone, running, ended = runs[GONE], runs[RUNNING], runs[ENDED]
     assert (gone.state, gone.exit_code, gone.container, gone.active) == ("cancelled", 130, False, False)
     assert gone.remote_dir == f"{WORKDIR}/{GONE}" and gone.age == pytest.approx(3999.5)
-    assert gone.duration == pytest.approx(60.376543)
+    assert gone.duration == pytest.approx(60.376543) and gone.image == f"reg:5000/proj:{GONE[-6:]}"
     assert (running.state, running.container, running.active, running.ended) == ("running", True, True, None)
+    assert (ended.state, ended.exit_code, ended.container, ended.active) == ("exited 2", 2, True, False)
 
 
-def test_one_run_is_surveyed_alone(cfg, calls):
-    lifecycle.survey(cfg, GONE)
-    script = calls[0][1][-1]
-    assert f"-name {GONE} " in script and f"-path ./{GONE}/.pystributed-state.json " in script
-    assert f"--filter label=pystributed.run={GONE})" in script
+def test_one_run_is_surveyed_alone(cfg, programs):
+    surveyed(programs, GONE)
+    assert lifecycle.survey(cfg, lifecycle.place_for(cfg), GONE)[GONE].state == "cancelled"
 
 
 @pytest.mark.parametrize(("state", "extra", "expected"), [
@@ -131,7 +106,7 @@ def test_what_a_container_state_is_called(state, extra, expected):
     assert (run.state, run.active) == expected
 
 
-def test_a_folder_without_container_or_state(cfg, tmp_path):
+def test_a_folder_without_container_or_state(cfg):
     young = lifecycle.RunState(GONE, age=60)
     lifecycle._from_index(cfg, young, logged=False)
     assert (young.state, young.active) == ("no container (starting?)", True)  # clean keeps it
@@ -146,103 +121,199 @@ def test_a_folder_without_container_or_state(cfg, tmp_path):
 def test_a_run_that_failed_before_its_container_lasts_as_its_record_says(cfg, tmp_path):
     cfg = dataclasses.replace(cfg, LOCAL_RESULTS_DIR=str(tmp_path))
     record.save(tmp_path, results.RunResult(GONE, status="failed", started="2026-11-25T10:15:02.000+00:00",
-                                    ended="2026-11-25T10:15:11.000+00:00"))
+                                            ended="2026-11-25T10:15:11.000+00:00"))
     run = lifecycle.RunState(GONE, age=60)
     lifecycle._from_index(cfg, run, logged=False)
     assert (run.state, run.active, run.duration) == ("failed", False, 9.0)
 
 
-def test_logs_reads_the_container_or_else_output_log(cfg, calls, capsys):
-    lifecycle.logs(cfg, GONE, follow=True)
-    q_log = f"'{WORKDIR}/{GONE}/output.log'"
-    assert calls[-1] == ("logs", SSH + [
-        (f"if docker container inspect --format '{{{{.State.Status}}}}' pystributed-{GONE} >/dev/null 2>&1; "
-        f"then docker logs --follow pystributed-{GONE}; elif [ -f {q_log} ]; then cat -- {q_log}; fi")])
-    assert capsys.readouterr().out == "hi\n"
+def test_status_describes_the_run_and_updates_the_local_record(cfg, programs):
+    record.save("results", results.RunResult(ENDED, status="running", server="gpu-box"))
+    connect(programs)
+    surveyed(programs, ENDED)
+    run = lifecycle.status(cfg, ENDED)
+    assert str(run).splitlines()[0] == f"{ENDED} exited 2"
+    assert str(run).splitlines()[4:] == [f"  folder    {WORKDIR}/{ENDED}", "  results   not fetched"]
+    saved = record.load("results", ENDED)
+    assert (saved.status, saved.exit_code, saved.remote_dir) == ("failed", 2, f"{WORKDIR}/{ENDED}")
 
 
-def test_cancel_interrupts_stops_and_puts_the_container_away(cfg, calls):
-    lifecycle.cancel(cfg, RUNNING)
-    commands = [(step, cmd[-1]) for step, cmd in untokened(calls) if not cmd[-1].startswith("echo @@")]
-    q_dir = f"'{WORKDIR}/{RUNNING}"
-    name = f"pystributed-{RUNNING}"
-    assert commands == [
-        ("cancel", f"docker kill --signal INT {name} >/dev/null 2>&1; docker stop --time 10 {name}"),
-        ("run", put_away_script(q_dir, name, STATE_FORMAT.replace("false", "true"))),
-    ]
-
-
-def test_an_unknown_run(cfg, calls):
-    with pytest.raises(lifecycle.UnknownRun, match="there is no run 20200101-000000-abcdef in runs with space"):
+def test_an_unknown_run(cfg, programs):
+    connect(programs)
+    surveyed(programs, "20200101-000000-abcdef")
+    with pytest.raises(lifecycle.UnknownRun) as error:
+        lifecycle.status(cfg, "20200101-000000-abcdef")
+    assert str(error.value) == "there is no run 20200101-000000-abcdef in runs with space/$(x) on gpu-box"
+    record.save("results", results.RunResult("20200101-000000-abcdef", status="failed"))
+    connect(programs)
+    surveyed(programs, "20200101-000000-abcdef")
+    with pytest.raises(lifecycle.UnknownRun, match="; the local index last saw it failed$"):
         lifecycle.status(cfg, "20200101-000000-abcdef")
 
 
-def test_clean_lists_then_removes_only_what_it_listed(cfg, calls):
-    plan = cleaning.clean(cfg, older_than=3600)
-    assert [r.run_id for r in plan.folders] == [GONE] and plan.containers == [] and not plan.done
-    assert [r.run_id for r in plan.running] == [RUNNING]
-    assert plan.images == ["reg:5000/proj:unused"]  # not the running run's, not another repository's
-    assert plan.tags == [("reg:5000/proj:unused", "sha256:" + "d" * 64)]
-    assert [step for step, _ in calls] == ["status", "clean"]  # nothing removed yet
-    assert calls[1][1][-1] == ("docker container ls --all --format '{{.Image}}' && echo @@pystributed images && "
-                               "docker image ls --format '{{.Repository}}:{{.Tag}}' -- reg:5000/proj")
-    calls.clear()
-    plan = cleaning.clean(cfg, older_than=3600, apply=True)
-    assert plan.done
-    assert calls[1:] == [
-        ("clean", SSH + [("docker container ls --all --format '{{.Image}}' && echo @@pystributed images && "
-                         "docker image ls --format '{{.Repository}}:{{.Tag}}' -- reg:5000/proj")]),
-        ("clean", SSH + [f"rm -rf -- '{WORKDIR}/{GONE}'"]),
-        ("clean", SSH + ["docker image rm -- reg:5000/proj:unused"]),
-        ("registry", ["DELETE", "reg:5000/proj:unused", "sha256:" + "d" * 64]),
-    ]
-    # Younger folders stay; without an age no folder goes.
-    assert cleaning.clean(cfg, older_than=4000).folders == []
-    assert cleaning.clean(cfg).folders == []
+def test_a_run_id_is_checked_before_anything_runs(cfg, programs):
+    connect(programs)
+    with pytest.raises(PystributedError, match="'../x' is not a run id"):
+        lifecycle.status(cfg, "../x")
+
+
+def test_logs_read_the_container_or_else_output_log(cfg, programs, capsys):
+    connect(programs)
+    surveyed(programs, GONE)
+    programs.expect("server", "logs", f"{WORKDIR}/{GONE}", GONE, "follow", stdout="hi\n", stderr="warn\n")
+    lifecycle.logs(cfg, GONE, follow=True)
+    assert capsys.readouterr() == ("hi\n", "warn\n")
+    assert programs.calls[-1].step == "logs"
+    connect(programs)
+    surveyed(programs, GONE)
+    programs.expect("server", "logs", f"{WORKDIR}/{GONE}", GONE, "", code=1)
+    with pytest.raises(StepError, match=f"^logs failed: the output of run {GONE} could not be read "
+                                        r"\(exit code 1\)\nCheck that `ssh gpu-box` works"):
+        lifecycle.logs(cfg, GONE)
+
+
+def test_logs_follow_waits_for_a_container_that_is_coming(cfg, programs, monkeypatch, capsys):
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    starting = survey_answer(containers=())
+    connect(programs)
+    surveyed(programs, RUNNING, out=starting)  # a young folder, no container yet
+    surveyed(programs, RUNNING)
+    programs.expect("server", "logs", f"{WORKDIR}/{RUNNING}", RUNNING, "follow", stdout="hi\n")
+    lifecycle.logs(cfg, RUNNING, follow=True)
+    out = capsys.readouterr()
+    assert out.out == "hi\n"
+    assert out.err == f"Run {RUNNING} has no container yet (is it being built or pushed?): waiting for it.\n"
+
+
+def test_cancel_interrupts_stops_and_puts_the_container_away(cfg, programs):
+    connect(programs)
+    surveyed(programs, RUNNING)
+    programs.expect("server", "stop", RUNNING)
+    programs.expect("server", "finish", f"{WORKDIR}/{RUNNING}", RUNNING, "true", ..., out="130\n")
+    surveyed(programs, RUNNING, out=survey_answer(containers=()).replace(
+        container(GONE, "exited", code=130, cancelled=True),
+        container(RUNNING, "exited", code=130, cancelled=True)))
+    run = lifecycle.cancel(cfg, RUNNING)
+    assert (run.state, run.container) == ("cancelled", False)
+    assert [call.step for call in programs.calls if call.words[0] == "server"] == ["status", "cancel", "run", "status"]
+
+
+def test_cancel_of_a_run_that_ended_only_puts_it_away(cfg, programs):
+    connect(programs)
+    surveyed(programs, ENDED)
+    programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
+    surveyed(programs, ENDED)
+    lifecycle.cancel(cfg, ENDED)
+    connect(programs)
+    surveyed(programs, GONE)  # put away already: nothing to do
+    assert lifecycle.cancel(cfg, GONE).state == "cancelled"
+
+
+def test_cancel_of_a_run_that_has_no_container_yet_is_refused(cfg, programs):
+    connect(programs)
+    surveyed(programs, RUNNING, out=survey_answer(containers=()))
+    with pytest.raises(PystributedError) as error:
+        lifecycle.cancel(cfg, RUNNING)
+    assert str(error.value) == (f"run {RUNNING} has no container yet (it is being built or pushed): interrupt the "
+                                "process that started it, or cancel it once it runs")
+
+
+def test_wait_puts_the_ended_container_away(cfg, programs):
+    connect(programs)
+    surveyed(programs, ENDED)
+    programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
+    surveyed(programs, ENDED, out=survey_answer(containers=()).replace(
+        f"{server.MARK} states\n", f"{server.MARK} states\n{container(ENDED, 'exited', code=2)}\n"))
+    run = lifecycle.wait(cfg, ENDED)
+    assert (run.run_id, run.exit_code, run.container) == (ENDED, 2, False)
+
+
+def test_fetch_of_an_ended_container_puts_it_away_first(cfg, programs, tmp_path):
+    connect(programs)
+    surveyed(programs, ENDED)
+    programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
+    surveyed(programs, ENDED)
+    programs.expect("server", "fetch", f"{WORKDIR}/{ENDED}", "", out=tar_of({"./output.log": b"log\n"}))
+    result = lifecycle.fetch(cfg, ENDED, quiet=True)
+    assert result.local_path == (tmp_path / "results" / ENDED).resolve() and result.files == ["output.log", "run.json"]
+    assert (result.status, result.exit_code, result.server) == ("failed", 2, "gpu-box")
+    assert record.load("results", ENDED) == result
+
+
+def test_fetch_of_a_run_that_goes_on_takes_what_it_wrote_so_far(cfg, programs, capsys):
+    connect(programs)
+    surveyed(programs, RUNNING)
+    programs.expect("server", "fetch", f"{WORKDIR}/{RUNNING}", "going", out=tar_of({"./log.txt": b"1\n"}))
+    result = lifecycle.fetch(cfg, RUNNING)
+    assert result.files == ["log.txt", "run.json"] and result.status == "running"
+    assert f"Run {RUNNING} is still running: fetching what it has written so far.\n" in capsys.readouterr().out
+
+
+def test_attach_to_a_run_that_goes_on_follows_it_to_the_end(cfg, programs, capsys):
+    connect(programs)
+    surveyed(programs, RUNNING)
+    programs.expect("server", "follow", RUNNING, stdout="epoch 1\n")
+    programs.expect("server", "finish", f"{WORKDIR}/{RUNNING}", RUNNING, "false", ..., out="0\n")
+    programs.expect("server", "fetch", f"{WORKDIR}/{RUNNING}", "", out=tar_of({"./r.txt": b"ok"}))
+    result = lifecycle.attach(cfg, RUNNING, quiet=True)
+    assert (result.status, result.exit_code, result.files) == ("succeeded", 0, ["r.txt", "run.json"])
+    assert capsys.readouterr().out == "epoch 1\n"
+    assert programs.calls[2].stdin == b""  # not started again: no environment to give
+
+
+def test_attach_to_a_run_that_ended_fetches_it_and_shows_its_log(cfg, programs, capsys):
+    connect(programs)
+    surveyed(programs, GONE)
+    programs.expect("server", "fetch", f"{WORKDIR}/{GONE}", "", out=tar_of({"./output.log": b"the output\n"}))
+    result = lifecycle.attach(cfg, GONE)
+    assert result.files == ["output.log", "run.json"] and result.status == "cancelled" and result.exit_code == 130
+    out = capsys.readouterr().out
+    assert f"Run {GONE} has ended (cancelled); fetching its results and log.\n" in out
+    assert out.endswith("\nthe output\n")
+
+
+def test_an_interrupted_attach_leaves_the_run_going(cfg, programs):
+    connect(programs)
+    surveyed(programs, RUNNING)
+    programs.expect("server", "follow", RUNNING, out=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.attach(cfg, RUNNING, quiet=True)
+    assert record.load("results", RUNNING).status == "detached"
+
+
+def test_list_shows_the_servers_runs_newest_first_and_remembers_them(cfg, programs):
+    record.save("results", results.RunResult(GONE, status="running", server="gpu-box"))
+    connect(programs)
+    surveyed(programs)
+    table = lifecycle.list_runs(cfg)
+    assert [run.run_id for run in table] == [ENDED, RUNNING, GONE] and not table.offline
+    lines = str(table).splitlines()
+    assert lines[0].split() == ["RUN", "STATE", "STARTED", "DURATION", "IMAGE", "RESULTS", "HERE"]
+    assert lines[3].split()[:2] == [GONE, "cancelled"]
+    assert record.load("results", GONE).status == "cancelled"  # the index learns what the server says
+    assert record.load("results", RUNNING) is None  # and only of the runs it knows
+    assert json.loads(table.to_json())["runs"][2]["run_id"] == GONE
+
+
+def test_list_offline_shows_the_local_index(cfg, programs):
+    record.save("results", results.RunResult(GONE, status="succeeded", exit_code=0, server="gpu-box"))
+    record.save("results", results.RunResult(RUNNING, status="running", server="other-box"))
+    connect(programs)
+    programs.expect("server", "survey", "runs with space/$(x)", code=255, stderr="ssh: Could not resolve hostname")
+    table = lifecycle.list_runs(cfg)
+    assert [run.run_id for run in table] == [GONE]  # this server's runs only
+    assert table.offline == ("gpu-box: status failed: `server.sh survey 'runs with space/$(x)'` on gpu-box exited "
+                             "with code 255")
+    assert str(table).splitlines()[0] == f"OFFLINE, from the local index (may be stale): {table.offline}"
+    assert table[0].state == "succeeded (last seen)"
 
 
 def test_ages_durations_and_docker_times():
     assert lifecycle.parse_age("90s") == 90 and lifecycle.parse_age("7d") == 7 * 86400
-    assert lifecycle.parse_age("1.5h") == 5400 and lifecycle.parse_age("0") == 0
-    with pytest.raises(Exception, match="is not an age"):
+    assert lifecycle.parse_age("1.5h") == 5400 and lifecycle.parse_age("0") == 0 and lifecycle.parse_age(5) == 5.0
+    with pytest.raises(PystributedError, match="is not an age"):
         lifecycle.parse_age("7 days")
     assert [lifecycle.human_duration(s) for s in (5, 125, 7260, 90000, None)] == ["5s", "2m05s", "2h01m", "1d01h", "-"]
     assert lifecycle.docker_time("2026-11-25T10:15:03.123456789Z") == datetime.datetime(
         2026, 11, 25, 10, 15, 3, 123457, tzinfo=datetime.timezone.utc)
-    assert lifecycle.docker_time("0001-01-01T00:00:00Z") is None
-
-
-def test_registry_urls():
-    assert registry.split("127.0.0.1:5000/team/proj:abc") == ("127.0.0.1:5000", "team/proj", "abc")
-    assert registry._url("127.0.0.1:5000", "x") == "http://127.0.0.1:5000/v2/x"
-    assert registry._url("localhost:5000", "x") == "http://localhost:5000/v2/x"
-    assert registry._url("[::1]:5000", "x") == "http://[::1]:5000/v2/x"
-    assert registry._url("registry.example.com", "x") == "https://registry.example.com/v2/x"
-
-
-def test_cli_exit_codes(monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("PYSTRIBUTED_REMOTE_SERVER", "gpu-box")
-    monkeypatch.setenv("PYSTRIBUTED_DOCKER_REGISTRY", "reg:5000")
-
-    def unknown(config, run_id):
-        raise lifecycle.UnknownRun("there is no run")
-
-    def unreachable(config, run_id):
-        raise StepError("connect", "ssh failed", code=255)
-
-    monkeypatch.setattr(lifecycle, "status", unknown)
-    assert cli.main(["status", GONE]) == cli.EXIT_UNKNOWN_RUN == 66
-    monkeypatch.setattr(lifecycle, "status", unreachable)
-    assert cli.main(["status", GONE]) == cli.EXIT_UNREACHABLE == 69
-    monkeypatch.setattr(lifecycle, "wait", lambda config, run_id: lifecycle.RunState(run_id, "exited 3", exit_code=3))
-    assert cli.main(["wait", GONE]) == 3
-    monkeypatch.setattr(lifecycle, "list_runs", lambda config: lifecycle.RunTable([], offline="gpu-box: down"))
-    assert cli.main(["list"]) == 69
-    assert "OFFLINE, from the local index (may be stale): gpu-box: down" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["cancel", "not-a-run"])
-    assert exit_.value.code == 2
-    monkeypatch.setattr(lifecycle.pipeline, "run", lambda config, **kw: print("step lines") or results.RunResult(GONE))
-    assert cli.main(["submit"]) == 0
-    out = capsys.readouterr()
-    assert out.out == f"{GONE}\n" and "step lines" in out.err  # RUN=$(python -m pystributed submit)
+    assert lifecycle.docker_time("0001-01-01T00:00:00Z") is None and lifecycle.docker_time("") is None

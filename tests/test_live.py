@@ -64,26 +64,3 @@ def test_close_shows_the_last_state(out):
     writer.write("\r2")
     writer.close()
     assert out.getvalue() == "\r1\r2"
-
-
-def test_the_step_display_appears_with_the_first_step(monkeypatch):
-    import IPython.display
-
-    from pystributed import progress
-
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id: shown.append(repr(obj)) or _Handle(shown))
-    steps = progress.NotebookSteps()
-    steps.say("cached: reusing run ...\n")  # a cached run has no step: no empty table either
-    assert shown == []
-    with steps.step("build", "here"):
-        pass
-    assert shown[0].startswith("⏳ build") and shown[-1].startswith("✔ build")
-
-
-class _Handle:
-    def __init__(self, shown):
-        self.shown = shown
-
-    def update(self, obj):
-        self.shown.append(repr(obj))

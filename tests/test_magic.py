@@ -1,6 +1,4 @@
 import importlib
-import subprocess
-import sys
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -58,35 +56,6 @@ def test_bad_cells_are_refused_and_nothing_is_written(ip, tmp_path, cell, messag
     assert list(tmp_path.iterdir()) == []
 
 
-def test_import_outside_ipython_works():
-    out = subprocess.run([sys.executable, "-c", "import pystributed.main as r; print(callable(r.main))"],
-                         capture_output=True, text=True, check=True).stdout
-    assert out == "True\n"
-
-
-def test_cli_help():
-    out = subprocess.run([sys.executable, "-m", "pystributed", "run", "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    assert "usage: python -m pystributed run [-h] [-q] [FILE]" in out
-
-
-def test_cli_reports_a_config_error_with_exit_code_1():
-    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], check=False,
-                          capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
-
-
-@pytest.mark.parametrize("command", ["run", "submit"])
-def test_cli_names_a_file_that_is_not_there(tmp_path, capsys, command):
-    from pystributed import cli
-
-    (tmp_path / "config.py").write_text("REMOTE_SERVER = 'local'\n")
-    assert cli.main([command, "nothere.py"]) == 1
-    assert capsys.readouterr().err == ("error: nothere.py: no such file (FILE is the script to run; without it, "
-                                       "the cell %%save_for_remote saved to USER_CODE_PATH)\n")
-
-
 def test_earlier_cells_come_along_and_the_options_are_kept_for_main(ip, tmp_path):
     from pystributed import magic
 
@@ -117,7 +86,7 @@ def test_remote_saves_the_cell_for_the_next_main_too(ip, tmp_path, monkeypatch, 
 
 
 def test_a_name_no_earlier_cell_defines_is_refused_before_saving(ip, tmp_path):
-    from pystributed.deps import UnresolvedNames
+    from pystributed.features.deps import UnresolvedNames
 
     ip.run_line_magic("load_ext", "pystributed")
     with pytest.raises(UnresolvedNames, match="nowhere: read in this cell"):

@@ -1,0 +1,457 @@
+"""server.sh itself, run for real by `sh` through the `Local` place (and through each login shell
+the way ssh makes it run the fixed `sh -c '…'` line), against a fake `docker` on PATH that logs
+its arguments and answers from files. HOME, where sh starts, is a folder of the test's own."""
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from pystributed import config, docker, results
+from pystributed.errors import EXIT_HINTS, StepError
+from pystributed.places import local, server
+
+RUN_ID = "20261125-101502-3fa9c1"
+NAME = f"pystributed-{RUN_ID}"
+STATE_FORMAT = ('{"Cancelled":false,"Name":{{json .Name}},"Image":{{json .Config.Image}},"State":{{json .State}},'
+                '"Mounts":{{json .Mounts}}}')
+# Words a shell would change if any shell on the way read them: each must reach docker as it is.
+WORDS = ["a b", "it's", '"double"', "$HOME", "${HOME}", "$(touch pwned)", "`touch pwned`", "back\\slash",
+         "trailing\\", "bang!", "!!", "two\nlines", "", " ", "-n", "--", "*", "~", "tab\there", "semi;colon",
+         "a|b&c>d", "#hash", "%C", "{a,b}", "é ünïcode", "'", '"', "\\'"]
+
+FAKE_DOCKER = r"""#!/bin/sh
+# A fake engine: logs each call's words (their count, then each, all NUL-terminated), saves what
+# `docker build` and `docker run --env-file /dev/stdin` read on stdin, and answers from the files
+# KEY.out (stdout), KEY.err (stderr), KEY.code (exit code), KEY being the command (`container-ls`).
+key=$1
+case $1 in container | image) key=$1-$2 ;; esac
+printf '%s\0' "$#" "$@" >>"$FAKE/calls"
+case " $* " in *" --env-file /dev/stdin "* | " build "*) cat >"$FAKE/$key.stdin" ;; esac
+if [ -f "$FAKE/$key.out" ]; then cat "$FAKE/$key.out"; fi
+if [ -f "$FAKE/$key.err" ]; then cat "$FAKE/$key.err" >&2; fi
+exit "$(cat "$FAKE/$key.code" 2>/dev/null || echo 0)"
+"""
+
+
+class Engine:
+    def __init__(self, folder):
+        self.folder = folder
+
+    def answer(self, key, out="", *, err="", code=0):
+        (self.folder / f"{key}.out").write_text(out)
+        (self.folder / f"{key}.err").write_text(err)
+        (self.folder / f"{key}.code").write_text(str(code))
+
+    def calls(self):
+        """The words of each docker command, in order."""
+        path = self.folder / "calls"
+        words = path.read_text().split("\0")[:-1] if path.exists() else []
+        found = []
+        while words:
+            count = int(words.pop(0))
+            found.append(words[:count])
+            del words[:count]
+        return found
+
+    def stdin(self, key):
+        return (self.folder / f"{key}.stdin").read_bytes()
+
+
+@pytest.fixture(params=["dash", "bash"])
+def sh(request):
+    """Which shell `sh` is: server.sh is POSIX, so both run it alike (bash as `sh` is POSIX mode)."""
+    return shutil.which(request.param)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch, home):
+    """The fake docker first on PATH, and `sh` as dash (the `sh` fixture may make it bash)."""
+    bin_dir, folder = tmp_path / "bin", tmp_path / "engine"
+    bin_dir.mkdir()
+    folder.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    (bin_dir / "sh").symlink_to(shutil.which("dash"))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE", str(folder))
+    return Engine(folder)
+
+
+@pytest.fixture
+def as_sh(engine, sh, tmp_path):
+    (tmp_path / "bin" / "sh").unlink()
+    (tmp_path / "bin" / "sh").symlink_to(sh)
+
+
+def settings(workdir="pystributed-runs"):
+    return config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=workdir)
+
+
+def place_for(workdir="pystributed-runs"):
+    return local.Local(settings(workdir))
+
+
+class Through(local.Local):
+    """A place reached the way ssh reaches a server: the login shell `shell` is given the fixed
+    line `sh -c '…'` (after a `banner`, as startup files print one), the program on stdin."""
+
+    def __init__(self, config, shell, banner=""):
+        super().__init__(config)
+        self.shell, self.banner = shell, banner
+
+    def argv(self, size):
+        return [self.shell, "-c", f"{self.banner}sh -c '{server.LOADER.format(size)}'"]
+
+
+LOGIN_SHELLS = [pytest.param(name, marks=pytest.mark.skipif(not shutil.which(name), reason=f"{name} is not installed"))
+                for name in ("dash", "bash", "fish", "tcsh", "zsh")]
+
+
+def run_dir(home, name=RUN_ID, workdir="pystributed-runs"):
+    folder = home / workdir / name
+    folder.mkdir(parents=True)
+    return folder
+
+
+# How the program reaches sh: through every login shell, with its arguments and its input unchanged.
+
+@pytest.mark.parametrize("shell", LOGIN_SHELLS)
+def test_arguments_reach_the_script_unchanged_through_every_login_shell(engine, as_sh, home, shell):
+    place = Through(settings(), shell)
+    assert place.docker(["docker", "echo", *WORDS], step="build") == ""
+    assert engine.calls() == [["echo", *WORDS]]
+    assert not place.noisy
+    assert not list(home.rglob("pwned")) and not (home.parent / "pwned").exists()
+
+
+@pytest.mark.parametrize("shell", LOGIN_SHELLS)
+def test_the_actions_input_follows_the_program_unread_through_every_login_shell(engine, as_sh, shell):
+    context = os.urandom(300_000)  # a build context: binary, larger than any pipe's buffer
+    place = Through(settings(), shell)
+    place.docker(["docker", "build", "--quiet", "--tag", "x:1", "-"], step="build",
+                 stdin=lambda pipe: pipe.write(context))
+    assert engine.stdin("build") == context
+    place.start(["--detach", "--env-file", "/dev/stdin", "img"], {"A": "1 2", "B": "x=$y 'q'"})
+    assert engine.stdin("run") == b"A=1 2\nB=x=$y 'q'\n"
+
+
+@pytest.mark.parametrize("shell", LOGIN_SHELLS)
+def test_what_a_startup_file_prints_before_the_answer_is_skipped(engine, as_sh, home, shell):
+    place = Through(settings("runs dir/it's $HOME"), shell, banner="echo Welcome to the GPU box; ")
+    path, user = place.prepare(RUN_ID)
+    assert path == str(home / "runs dir" / "it's $HOME" / RUN_ID) and user == f"{os.getuid()}:{os.getgid()}"
+    assert place.noisy
+    engine.answer("logs", "the output\n")
+    out = []
+    assert place.follow(RUN_ID, out.append, out.append) == 0
+    assert "".join(out) == "the output\n"
+    (home / "runs dir" / "it's $HOME" / RUN_ID / "a.txt").write_text("A")
+    files, _ = place.fetch(path, lambda stream: results.extract(stream, home / "back"))
+    assert files == ["a.txt"] and (home / "back" / "a.txt").read_text() == "A"
+
+
+def test_a_banner_without_a_newline_is_skipped_too(engine, home):
+    place = Through(settings(), "dash", banner="printf 'no newline'; ")
+    assert place.prepare(RUN_ID)[0] == str(home / "pystributed-runs" / RUN_ID)
+    run_dir(home, "fetched")
+    (home / "pystributed-runs" / "fetched" / "f").write_text("x")
+
+    def names(stream):
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            return tar.getnames()
+
+    assert place.fetch(str(home / "pystributed-runs" / "fetched"), names) == [".", "./f"]
+    assert place.noisy
+
+
+def test_a_shell_that_never_answers_is_named(engine):
+    class NotSh(local.Local):
+        def argv(self, size):
+            return ["sh", "-c", "cat >/dev/null; echo 'Welcome'"]
+
+    with pytest.raises(StepError) as error:
+        NotSh(settings()).call("missing", "x", step="connect")
+    assert error.value.message == "the server's answer was not understood (no answer line)"
+    assert error.value.hint == "Is `sh` there a POSIX shell?" and error.value.output == "Welcome\n"
+    with pytest.raises(StepError, match="fetch failed: the server's answer ended before it began"):
+        NotSh(settings()).fetch("/x", lambda stream: stream.read())
+
+
+# The actions.
+
+def test_rundir_makes_the_run_folder_and_answers_its_path_and_the_user(engine, as_sh, home):
+    place = place_for("runs dir/it's $HOME")
+    assert place.prepare(RUN_ID) == (str(home / "runs dir" / "it's $HOME" / RUN_ID), f"{os.getuid()}:{os.getgid()}")
+    assert (home / "runs dir" / "it's $HOME" / RUN_ID).is_dir()
+    assert place_for("~/in home").prepare(RUN_ID)[0] == str(home / "in home" / RUN_ID)
+    assert place_for("~").prepare(RUN_ID)[0] == str(home / RUN_ID)
+    assert place_for(str(home.parent / "elsewhere")).prepare(RUN_ID)[0] == str(home.parent / "elsewhere" / RUN_ID)
+    assert engine.calls() == []
+
+
+def test_rundir_that_cannot_be_made_fails_the_connect_step(engine, home):
+    (home / "a file").write_text("")
+    with pytest.raises(StepError) as error:
+        place_for("a file/runs").prepare(RUN_ID)
+    assert error.value.step == "connect" and "Not a directory" in error.value.output
+    assert error.value.hint.endswith("REMOTE_WORKDIR (a file/runs) must be creatable there.")
+
+
+def test_a_run_folder_docker_could_not_mount_is_refused(engine, tmp_path, monkeypatch):
+    (tmp_path / "a:b").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "a:b"))
+    with pytest.raises(StepError) as error:
+        place_for().prepare(RUN_ID)
+    assert error.value.step == "connect"
+    assert error.value.message == f"the run folder {tmp_path}/a:b/pystributed-runs/{RUN_ID} holds a ':', which docker cannot mount"
+
+
+def test_rmdir_run_removes_only_an_empty_run_folder(engine, home):
+    empty, kept = run_dir(home, "empty"), run_dir(home, "kept")
+    (kept / "output.log").write_text("x")
+    place = place_for()
+    place.discard(str(empty))
+    place.discard(str(kept))
+    place.discard(str(home / "never made"))
+    assert not empty.exists() and kept.is_dir()
+
+
+def test_follow_starts_the_container_with_its_environment_then_follows_its_output(engine, as_sh):
+    engine.answer("run", "container-id\n")
+    engine.answer("logs", "out 1\nout 2\n", err="warn\n")
+    start = docker.run_detached("img:1", run_id=RUN_ID, results_dir="/w/r", user="1:2",
+                                env={"PYSTRIBUTED_RESULTS": "/results"})[2:]
+    out, err = [], []
+    assert place_for().follow(RUN_ID, out.append, err.append, start=start, env={"SECRET": "s3 cr$t"}) == 0
+    assert engine.calls() == [["run", *start], ["logs", "--follow", NAME]]
+    assert engine.stdin("run") == b"SECRET=s3 cr$t\n"
+    assert "".join(out) == "out 1\nout 2\n" and "".join(err) == "warn\n"  # not the container id
+
+
+def test_follow_of_a_container_that_could_not_start_answers_dockers_code(engine):
+    engine.answer("run", err="docker: Error response from daemon: bad --gpus.\n", code=125)
+    err = []
+    assert place_for().follow(RUN_ID, print, err.append, start=["img"], env={}) == 125
+    assert engine.calls() == [["run", "img"]]  # no logs of a container that is not there
+    assert "bad --gpus" in "".join(err)
+
+
+def test_follow_without_start_only_follows(engine):
+    engine.answer("logs", "again\n")
+    out = []
+    assert place_for().follow(RUN_ID, out.append, print) == 0
+    assert engine.calls() == [["logs", "--follow", NAME]] and out == ["again\n"]
+
+
+def test_start_starts_the_container_and_returns(engine, as_sh):
+    engine.answer("run", "container-id\n")
+    assert place_for().start(["--detach", "--env-file", "/dev/stdin", "img"], {"A": "1"}) is None
+    assert engine.calls() == [["run", "--detach", "--env-file", "/dev/stdin", "img"]]
+    assert engine.stdin("run") == b"A=1\n"
+
+
+def test_a_container_that_does_not_start_fails_the_run_step_with_dockers_message(engine):
+    engine.answer("run", err="docker: Error response from daemon: could not select device driver.\n", code=125)
+    with pytest.raises(StepError) as error:
+        place_for().start(["img"], {})
+    assert error.value.step == "run" and error.value.code == 125
+    assert "could not select device driver" in error.value.output and error.value.hint == EXIT_HINTS[125]
+
+
+def test_stop_interrupts_the_cell_then_stops_the_container(engine):
+    engine.answer("kill", err="Error: container is not running\n", code=1)  # it ended meanwhile: no matter
+    place_for().stop(RUN_ID)
+    assert engine.calls() == [["kill", "--signal", "INT", NAME], ["stop", "--time", "10", NAME]]
+    engine.answer("stop", err="Error: No such container\n", code=1)
+    with pytest.raises(StepError, match="cancel failed"):
+        place_for().stop(RUN_ID, step="cancel")
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_finish_saves_the_log_and_state_then_removes_the_container(engine, as_sh, home, cancelled):
+    folder = run_dir(home, "it's a run")
+    engine.answer("wait", "3\n")
+    engine.answer("logs", "the whole output\n", err="and its stderr\n")
+    engine.answer("container-inspect", '{"Cancelled":false,"State":{"ExitCode":3}}\n')
+    assert place_for().finish(str(folder), RUN_ID, cancelled=cancelled) == ["3"]
+    state_format = STATE_FORMAT.replace("false", "true") if cancelled else STATE_FORMAT
+    assert engine.calls() == [["wait", NAME], ["logs", NAME], ["container", "inspect", "--format", state_format, NAME],
+                              ["rm", "--force", NAME]]
+    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "output.log"]  # no partial ones
+    assert (folder / "output.log").read_text() == "the whole output\nand its stderr\n"
+    assert (folder / ".pystributed-state.json").read_text() == '{"Cancelled":false,"State":{"ExitCode":3}}\n'
+
+
+def test_finish_of_a_container_put_away_already_answers_its_saved_state(engine, home):
+    folder = run_dir(home)
+    (folder / ".pystributed-state.json").write_text('{"State":{"ExitCode":4}}\n')
+    engine.answer("wait", err=f"Error response from daemon: No such container: {NAME}\n", code=1)
+    assert place_for().finish(str(folder), RUN_ID) == ['{"State":{"ExitCode":4}}']
+    assert engine.calls() == [["wait", NAME]]
+    (folder / ".pystributed-state.json").unlink()  # and no state either: the step fails
+    with pytest.raises(StepError, match="run failed"):
+        place_for().finish(str(folder), RUN_ID)
+
+
+def test_finish_keeps_the_container_whose_log_could_not_be_saved(engine, home):
+    folder = run_dir(home)
+    engine.answer("wait", "0\n")
+    engine.answer("logs", err="write error: no space left on device\n", code=1)
+    assert place_for().finish(str(folder), RUN_ID) == ["0", "log-not-saved"]
+    assert engine.calls() == [["wait", NAME], ["logs", NAME], ["container", "inspect", NAME]]  # no rm
+    assert list(folder.iterdir()) == []  # nor a partial log
+
+
+def test_fetch_answers_the_run_folder_as_a_tar_stream(engine, as_sh, home):
+    folder = run_dir(home, "run 'dir'")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "b.bin").write_bytes(bytes(range(256)) * 1000)
+    (folder / "a.txt").write_text("A")
+    files, skipped = place_for().fetch(str(folder), lambda stream: results.extract(stream, home / "back"))
+    assert files == ["a.txt", "sub/b.bin"] and skipped == []
+    assert (home / "back" / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 1000
+    with pytest.raises(StepError) as error:
+        place_for().fetch(str(home / "gone"), lambda stream: stream.read(), hint="Fetch again.")
+    assert error.value.step == "fetch" and error.value.hint == "Fetch again."
+
+
+def test_fetch_of_a_run_that_goes_on_takes_a_file_changed_as_tar_read_it(engine, tmp_path, home):
+    # GNU tar, reading a file that the run is writing: a whole archive, a warning, exit code 1.
+    (tmp_path / "bin" / "tar").write_text(
+        f"#!/bin/sh\n{shutil.which('tar')} \"$@\"\necho 'tar: ./log.txt: file changed as we read it' >&2\nexit 1\n")
+    (tmp_path / "bin" / "tar").chmod(0o755)
+    folder = run_dir(home)
+    (folder / "log.txt").write_text("step 1\n")
+
+    def read(stream):
+        return results.extract(stream, home / "back")
+
+    assert place_for().fetch(str(folder), read, going=True) == (["log.txt"], [])
+    with pytest.raises(StepError, match="file changed as we read it"):  # an ended run's folder must not change
+        place_for().fetch(str(folder), read)
+
+
+def test_survey_answers_the_run_folders_their_logs_states_and_containers(engine, as_sh, home):
+    workdir = home / "runs dir"
+    logged, stated = run_dir(home, RUN_ID, "runs dir"), run_dir(home, "20261125-101503-aaaaaa", "runs dir")
+    (workdir / "not a run").mkdir()
+    (workdir / "a file").write_text("")
+    (logged / "output.log").write_text("x")
+    (stated / ".pystributed-state.json").write_text('{"State":{"ExitCode":0}}\n')
+    os.utime(logged, (1764072000.5, 1764072000.5))
+    engine.answer("container-ls", "id1\nid2\n")
+    engine.answer("container-inspect", '{"Name":"/c1"}\n{"Name":"/c2"}\n')
+    sections = place_for("runs dir").survey()
+    assert sorted(sections) == ["containers", "folders", "logs", "now", "states", "workdir"]
+    assert abs(float(sections["now"][0]) - time.time()) < 60
+    assert sections["workdir"] == [str(workdir)]
+    assert sorted(line.rsplit(" ", 1)[0] for line in sections["folders"]) == [
+        RUN_ID, "20261125-101503-aaaaaa", "not a run"]
+    assert f"{RUN_ID} 1764072000.5" in [line[:len(RUN_ID) + 13] for line in sections["folders"]]
+    assert sections["logs"] == [f"./{RUN_ID}"]
+    assert sections["states"] == ['{"State":{"ExitCode":0}}']
+    assert sections["containers"] == ['{"Name":"/c1"}', '{"Name":"/c2"}']
+    assert engine.calls() == [["container", "ls", "--all", "--quiet", "--no-trunc", "--filter", "label=pystributed.run"],
+                              ["container", "inspect", "--format", STATE_FORMAT, "id1", "id2"]]
+
+
+def test_survey_of_one_run_looks_at_it_alone(engine, home):
+    other = run_dir(home, "20261125-101503-aaaaaa")
+    (other / "output.log").write_text("x")
+    (run_dir(home) / "output.log").write_text("x")
+    engine.answer("container-ls", "")  # no container: nothing to inspect
+    sections = place_for().survey(RUN_ID)
+    assert [line.split()[0] for line in sections["folders"]] == [RUN_ID] and sections["logs"] == [f"./{RUN_ID}"]
+    assert sections["containers"] == []
+    assert engine.calls() == [["container", "ls", "--all", "--quiet", "--no-trunc", "--filter",
+                               f"label=pystributed.run={RUN_ID}"]]
+
+
+def test_survey_without_a_workdir_still_lists_the_containers(engine):
+    engine.answer("container-ls", "id1\n")
+    engine.answer("container-inspect", "{}\n")
+    sections = place_for("never made").survey()
+    assert sorted(sections) == ["containers", "now"] and sections["containers"] == ["{}"]
+
+
+def test_survey_names_an_engine_it_may_not_use(engine):
+    engine.answer("container-ls", err="permission denied while trying to connect to the Docker daemon socket\n",
+                  code=1)
+    with pytest.raises(StepError) as error:
+        place_for().survey()
+    assert error.value.step == "status"
+    assert error.value.hint.startswith("The user may not use Docker on the local engine: add it to the `docker` group")
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_logs_come_from_the_container_while_it_is_there(engine, home, follow):
+    engine.answer("logs", "out\n", err="err\n")
+    out, err = [], []
+    assert place_for().logs(str(run_dir(home)), RUN_ID, out.append, err.append, follow=follow) == 0
+    assert engine.calls() == [["container", "inspect", NAME], ["logs", *(["--follow"] if follow else []), NAME]]
+    assert "".join(out) == "out\n" and "".join(err) == "err\n"
+
+
+def test_logs_come_from_the_saved_log_once_the_container_is_gone(engine, home):
+    folder = run_dir(home, "it's")
+    (folder / "output.log").write_text("saved output\n")
+    engine.answer("container-inspect", err="Error: No such container\n", code=1)
+    out = []
+    assert place_for().logs(str(folder), RUN_ID, out.append, out.append, follow=True) == 0
+    assert "".join(out) == "saved output\n" and engine.calls() == [["container", "inspect", NAME]]
+    out.clear()
+    assert place_for().logs(str(home / "none"), RUN_ID, out.append, out.append) == 0 and "".join(out) == ""
+
+
+def test_images_answers_the_images_in_use_then_the_repositorys(engine):
+    engine.answer("container-ls", "reg:5000/proj:1\nubuntu\n")
+    engine.answer("image-ls", "reg:5000/proj:1\nreg:5000/proj:2\n")
+    assert place_for().images("reg:5000/proj") == {"used": ["reg:5000/proj:1", "ubuntu"],
+                                                   "images": ["reg:5000/proj:1", "reg:5000/proj:2"]}
+    assert engine.calls() == [["container", "ls", "--all", "--format", "{{.Image}}"],
+                              ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", "reg:5000/proj"]]
+
+
+def test_remove_removes_the_folders_given(engine, home):
+    one, two, kept = run_dir(home, "one $x"), run_dir(home, "two 'y'"), run_dir(home, "kept")
+    (one / "f").write_text("x")
+    place_for().remove([str(one), str(two)])
+    assert not one.exists() and not two.exists() and kept.exists()
+
+
+def test_missing_answers_the_paths_that_do_not_exist(engine, home):
+    (home / "there $x").write_text("")
+    answer = place_for().call("missing", str(home / "there $x"), "/no such/path", "relative gone", "there $x",
+                              step="data")
+    assert answer.splitlines() == ["/no such/path", "relative gone"]  # relative to the home, where sh starts
+
+
+def test_docker_command_runs_dockers_words_and_answers_its_output(engine):
+    engine.answer("image-inspect", "sha256:1\n")
+    assert place_for().docker(docker.inspect_image("img:1"), step="pull") == "sha256:1\n"
+    assert engine.calls() == [docker.inspect_image("img:1")[1:]]
+    engine.answer("pull", err="Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n", code=1)
+    with pytest.raises(StepError) as error:
+        place_for().docker(docker.pull("img:1"), step="pull")
+    assert error.value.step == "pull" and error.value.code == 1
+    assert error.value.hint == "Docker is not running on the local engine: start it there (`sudo systemctl start docker`)."
+
+
+def test_the_program_is_read_by_sh_alone(engine, tmp_path):
+    """What the login shell runs is only the loader; the rest would be a syntax error to fish or tcsh."""
+    program = server.program("missing", "/nowhere")
+    proc = subprocess.run(["sh", "-c", server.LOADER.format(len(program))], input=program + b"trailing input\n",
+                          capture_output=True, check=True, cwd=tmp_path)
+    assert proc.stdout == f"{server.MARK}\n/nowhere\n".encode()
+    assert program.endswith(b"\nmissing /nowhere\n")
