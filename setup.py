@@ -13,6 +13,9 @@ setup(
     install_requires=["ipython"],
     extras_require={
         "demo": ["nbclient", "nbformat", "ipykernel"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff",
+                 # the browser tests: Jupyter's two front ends, Selenium (with Debian's chromium and
+                 # chromedriver, from scripts/sandbox.sh install), Pillow for the README's screenshots
+                 "jupyterlab", "notebook", "selenium", "pillow"],
     },
 )

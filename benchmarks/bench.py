@@ -34,7 +34,7 @@ from pystributed import config as configuration
 from pystributed import context, features, pipeline, progress, registry, results
 from pystributed.places import place_for
 
-TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0}
+TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0, "sweep": 1.5}
 CELL = ("import os\n"
         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'answer.txt'), 'w').write('{n}\\n')\n")
 
@@ -48,8 +48,13 @@ def parse_args(argv=None):
                         help="timings per figure; the median is shown (default: 3, about 3 minutes on 2 cores)")
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
-    parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"], choices=["runs", "copy", "import"],
-                        help="what to time (default: all): runs and reruns with their floor, copy-back, import")
+    parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
+                        choices=["runs", "copy", "import", "many", "sweep"],
+                        help="what to time (default: runs copy import): runs and reruns with their floor, copy-back, "
+                             "import; many: --many runs started at once against one run alone; sweep: on the swarm "
+                             "rig (scripts/sandbox.sh start --swarm), 12 tasks of 2 s on its 6 GPUs against one run")
+    parser.add_argument("--many", type=int, default=24, metavar="N",
+                        help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
                         help="number of small files in the copy-back test (default: 1000)")
     parser.add_argument("--big-mb", type=int, default=500, metavar="MB",
@@ -131,6 +136,31 @@ class Bench:
             self.images["local"].add(result.image)
         self.remote_dirs.add(result.remote_dir)
         return took, result
+
+    def cli_runs(self, folder, count):
+        """`count` runs of `python -m pystributed run` started at once, each in its own folder with its
+        own cell; the seconds until all have ended. Each must succeed."""
+        env = {**self.env, "PYTHONPATH": str(ROOT), "PYSTRIBUTED_DOCKER_IMAGE_NAME": self.args.image_name}
+        procs = []
+        for index in range(count):
+            (folder / str(index)).mkdir(parents=True)
+            self.cells += 1
+            (folder / str(index) / "cell.py").write_text(CELL.format(n=f"{self.cells} {index}"))
+        start = time.perf_counter()
+        for index in range(count):
+            procs.append(subprocess.Popen([sys.executable, "-m", "pystributed", "run", "cell.py"], cwd=folder / str(index),
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        errors = [proc.communicate()[1] for proc in procs]
+        took = time.perf_counter() - start
+        for record in folder.glob("*/results/*/run.json"):
+            result = json.loads(record.read_text())
+            self.images["local"].add(result["image"])
+            self.images["remote"].add(result["image"])
+            self.remote_dirs.add(result["remote_dir"])
+        failed = [f"run {i}: {err.strip()}" for i, (proc, err) in enumerate(zip(procs, errors)) if proc.returncode]
+        if failed:
+            raise SystemExit(f"{len(failed)} of {count} runs failed:\n" + "\n".join(failed))
+        return took
 
     # --- the same by hand ------------------------------------------------------------------------
 
@@ -305,6 +335,10 @@ def measure(bench, args, workspace):
         checks += measure_copy(bench, args, workspace)
     if "import" in args.parts:
         measure_import(bench, args)
+    if "many" in args.parts:
+        measure_many(bench, args, workspace)
+    if "sweep" in args.parts:
+        checks += measure_sweep(bench, args, workspace)
     print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
@@ -391,6 +425,97 @@ def measure_copy(bench, args, workspace):
               f"ssh … tar | tar {m['tar']:5.2f}s  ratio to the faster: in a run {ratio:.2f}x "
               f"{'PASS' if ok else 'MISS'}, alone {m['alone'] / best:.2f}x")
     return checks
+
+
+def measure_many(bench, args, workspace):
+    """Runs started together from separate processes (several kernels, a loop in a shell) against one
+    run alone, each a `python -m pystributed run` of its own new cell (built, pushed, pulled)."""
+    print(f"\n{args.many} runs started at once against one run alone; each is `python -m pystributed run` in a "
+          "process and folder of its own, with a cell of its own (a new top layer to build, push and pull):")
+    one, many = [], []
+    for i in range(args.repeat):
+        one.append(bench.cli_runs(workspace / f"one-{i}", 1))
+        many.append(bench.cli_runs(workspace / f"many-{i}", args.many))
+        print(f"  round {i + 1}/{args.repeat}: one run {one[-1]:.2f}s, {args.many} at once {many[-1]:.2f}s", flush=True)
+    ratio = median(many) / median(one)
+    print(f"  one run {median(one):.2f}s, {args.many} at once {median(many):.2f}s (all succeeded): {ratio:.1f}x one "
+          f"run's time for {args.many}x the runs, {median(many) / args.many:.2f}s a run")
+
+
+SWEEP_CELL = "import time\n# round {n}\ntime.sleep(2)\n"
+
+
+def measure_sweep(bench, args, workspace):
+    """A sweep of 12 tasks of 2 s each on the swarm rig's 6 (fake) GPUs against one run of the same
+    cell on the same swarm, in the same invocation. Ideal: 2 waves (4 s) plus the single run's
+    overhead (its time less its 2 s of work). Also Swarm's own part: how long a GPU that a task freed
+    waits for the next task (from the tasks' own start and end times, on the nodes' clocks)."""
+    from pystributed import sweep as sweeping
+
+    script = ROOT / "scripts" / "sandbox.sh"
+    if subprocess.run([script, "status", "--swarm"], capture_output=True, check=False).returncode:
+        sys.exit("error: the swarm rig is not running: start it with `scripts/sandbox.sh start --swarm` (as root)")
+    env = {**bench.env}
+    for line in subprocess.run([script, "env", "--swarm"], capture_output=True, text=True, check=True).stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    project = workspace / "sweep"
+    project.mkdir()
+    here = os.getcwd()
+    os.chdir(project)
+    config = configuration.load(None, env, DOCKER_IMAGE_NAME=args.image_name, LOCAL_RESULTS_DIR="results",
+                                REQUIREMENTS=None)
+    made = []
+    rounds = {"one": [], "sweep": [], "gap": []}
+    try:
+        print("\nsweep on the swarm rig (3 nodes, 2 fake GPUs each): 12 tasks of 2 s of work against one run of the "
+              "same cell (each round a new cell: both build, push and pull one new layer):")
+        for i in range(args.repeat + 1):  # the first round warms the nodes (the base image), untimed
+            Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-one"))
+            started = time.perf_counter()
+            one = pipeline.run(config, quiet=True, features=features.for_run(config))
+            took_one = time.perf_counter() - started
+            Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-sweep"))
+            started = time.perf_counter()
+            result = sweeping.run(config, params=[{"x": n} for n in range(12)], quiet=True)
+            took = time.perf_counter() - started
+            made += [one.image, result.image]
+            if not result.ok:
+                sys.exit(f"error: the benchmark's sweep failed: {result}")
+            spans = {}
+            for task in result.tasks:
+                spans.setdefault(task.gpu, []).append((task.started, task.ended))
+            gaps = [b[0] - a[1] for runs in spans.values() for a, b in zip(sorted(runs), sorted(runs)[1:])]
+            if i == 0:
+                print(f"  warm-up: one run {took_one:.2f}s, sweep {took:.2f}s", flush=True)
+                continue
+            rounds["one"].append(took_one)
+            rounds["sweep"].append(took)
+            rounds["gap"].append(median(gaps) if gaps else 0.0)
+            print(f"  round {i}/{args.repeat}: one run {took_one:.2f}s, sweep of 12 {took:.2f}s, a freed GPU waited "
+                  f"{rounds['gap'][-1]:.2f}s (median) for the next task", flush=True)
+    finally:
+        os.chdir(here)
+        for node in range(1, 4):
+            sock = f"unix://{env.get('PYSTRIBUTED_SANDBOX_SWARM_DIR')}/node{node}/docker.sock"
+            subprocess.run(["docker", "-H", sock, "image", "rm", *made], capture_output=True, check=False)
+            home = Path(env.get("PYSTRIBUTED_SANDBOX_SWARM_DIR", "/nonexistent")) / f"node{node}" / "home"
+            for folder in (home / "pystributed-runs").glob("*"):
+                if (Path(project) / "results" / folder.name).exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+        bench.images["local"].update(made)
+    one, swept = median(rounds["one"]), median(rounds["sweep"])
+    ideal = 4.0 + (one - 2.0)
+    ratio = swept / ideal
+    ok = ratio <= TARGETS["sweep"]
+    print(ROW.format("sweep: one run of 2 s on the swarm", one, "", "", ""))
+    print(ROW.format("sweep: 12 tasks of 2 s on 6 GPUs", swept, f"{ideal:.2f}s", f"{ratio:.2f}x",
+                     f"<= {TARGETS['sweep']}x {'PASS' if ok else 'MISS'} (ideal: 2 waves + one run's overhead)"))
+    print(f"  Swarm's part: a GPU freed by a task waited {median(rounds['gap']):.2f}s (median) for the next one (the "
+          f"scheduler, then the container's start); the sweep's overhead beyond 2 waves: "
+          f"{swept - 4.0:.2f}s, {(swept - 4.0) / 12:.2f}s a task")
+    return [(f"a 12-task sweep of 2 s tasks on 6 GPUs within {TARGETS['sweep']}x of 2 waves + one run's overhead",
+             ok, f"{ratio:.2f}x")]
 
 
 def measure_import(bench, args):

@@ -13,11 +13,16 @@ own Python (3.8 or newer), so it imports nothing from pystributed. It
 """
 import ast
 import builtins
+import io
 import json
 import linecache
 import os
 import pickle
+import pickletools
+import re
 import sys
+import threading
+import time
 import traceback
 import types
 
@@ -28,9 +33,15 @@ MARKER = "# --- the cell ---\n"
 EARLIER = "<earlier cells>"
 VALUES_DIR = ".pystributed"
 LAST = "<last expression>"  # its key in values.pkl: never a variable name
-PROTOCOL = 4  # every Python 3.4+ reads it
+# 5 is read by every Python 3.8+ (the kernel's and the image's may differ: 3.12 and 3.11), and takes NumPy
+# arrays and tensors without a copy; an image's Python 3.7 writes 4.
+PROTOCOL = min(5, pickle.HIGHEST_PROTOCOL)
 VALUE_LIMIT = 200 * 1000 * 1000  # a bigger last value is only shown, not sent back
 _this = None
+# Docker passes a container's output on a line at a time: a line left open (a progress bar that
+# redraws itself with \r, a print(end="")) would show only once it ends. So a line left open for
+# a moment is ended with PARTIAL, which pystributed takes out again where it shows the output.
+PARTIAL = "\x1b]pystributed\x07\n"
 
 
 def split(text):
@@ -41,7 +52,35 @@ def split(text):
     return "", text
 
 
+class OpenLines:
+    """A text stream that ends a line left open for `wait` seconds with PARTIAL."""
+
+    def __init__(self, stream, wait=0.1):
+        self._stream, self._lock, self._open = stream, threading.Lock(), False
+        threading.Thread(target=self._end_open_line, args=(wait,), daemon=True).start()
+
+    def write(self, text):
+        with self._lock:
+            written = self._stream.write(text)
+            if text:
+                self._open = not text.endswith("\n")
+        return written
+
+    def _end_open_line(self, wait):
+        while True:
+            time.sleep(wait)
+            with self._lock:
+                if self._open:
+                    self._stream.write(PARTIAL)
+                    self._stream.flush()
+                    self._open = False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv):
+    sys.stdout, sys.stderr = OpenLines(sys.stdout), OpenLines(sys.stderr)
     path = os.path.abspath(argv[1])
     with open(path, encoding="utf-8") as f:
         head, cell = split(f.read())
@@ -63,7 +102,7 @@ def main(argv):
         pending = load_inputs(read_inputs(os.path.join(HERE, "inputs.pkl")), namespace, strict=False)
         if head:
             exec(compile(head, EARLIER, "exec"), namespace)  # noqa: S102 (running the cell is the point)
-        load_inputs(pending, namespace, strict=True)
+        load_inputs(pending, namespace, strict=True, sender=settings)
         value = run_cell(cell, path, namespace)
     except Exception:  # noqa: BLE001 (whatever the cell raises is reported as its traceback)
         kind, error, tb = sys.exc_info()
@@ -84,18 +123,91 @@ def read_inputs(path):
         return pickle.load(f)
 
 
-def load_inputs(pickles, namespace, *, strict):
-    """Unpickle {name: pickle} into `namespace`; return those that failed (or raise, if `strict`)."""
+def load_inputs(pickles, namespace, *, strict, sender=None):
+    """Unpickle {name: pickle} into `namespace`; return those that failed (or raise, if `strict`,
+    naming what it needs and how the notebook that pickled it differs: `sender`, its settings.json)."""
     failed = {}
     for name, data in pickles.items():
         try:
             namespace[name] = pickle.loads(data)
         except Exception as e:  # noqa: BLE001 (user objects raise anything)
             if strict:
-                raise RuntimeError(f"--in {name} could not be unpickled in the image ({type(e).__name__}: {e}); "
-                                   "its type's module must be installed in the image") from None
+                sender = sender or {}
+                problem = load_problem(e, data, made=("in the notebook", sender.get("python"), sender.get("modules")),
+                                       here="in the image")
+                raise RuntimeError(f"--in {name} could not be unpickled in the image ({problem}). Install what it "
+                                   "needs in the image (REQUIREMENTS), in the notebook's version, or send what it "
+                                   "is made from instead") from None
             failed[name] = data
     return failed
+
+
+def modules_of(data, limit=None):
+    """The modules whose classes and functions a pickle names, in order, read without loading it
+    (not pickle's own: builtins, copyreg, _codecs, and their Python 2 names, always there); in its
+    first `limit` bytes only, if given (a large array's data comes after the names it needs)."""
+    found, last, memo = [], [None, None], {}
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(memoryview(data)[:limit] if limit else data)):
+            kind = opcode.name
+            if kind in ("GLOBAL", "INST"):  # "module name"
+                found.append(arg.split(" ", 1)[0])
+            elif kind == "STACK_GLOBAL" and isinstance(last[-2], str):
+                found.append(last[-2])  # the module and the name were pushed just before
+            if kind == "MEMOIZE":
+                memo[len(memo)] = last[-1]
+            elif kind in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = last[-1]
+            elif kind in ("GET", "BINGET", "LONG_BINGET"):
+                last.append(memo.get(arg))
+            elif kind not in ("PROTO", "FRAME", "STOP"):
+                last.append(arg if "UNICODE" in kind else None)
+            del last[:-2]
+    except Exception:  # noqa: BLE001, S110 (a truncated pickle: what was read so far)
+        pass
+    return [m for m in dict.fromkeys(found) if m not in ("builtins", "__builtin__", "copyreg", "copy_reg", "_codecs")]
+
+
+def versions(pickles):
+    """{package: its version here} of the packages the pickles take classes from."""
+    found = {}
+    for data in pickles:
+        for module in modules_of(data, limit=1 << 20):
+            top = module.split(".")[0]
+            version = getattr(sys.modules.get(top), "__version__", None)
+            if isinstance(version, str):
+                found[top] = version
+    return found
+
+
+def load_problem(error, data, *, made, here):
+    """Why `data` could not be loaded `here` ("here", "in the image"): the error, the module it
+    needs, and the Python and that module's version on each side. `made`: (where it was pickled,
+    its Python, {package: version} there)."""
+    where, python, their_versions = made
+    module = error.name if isinstance(error, ImportError) and error.name else None
+    if not module:  # AttributeError: Can't get attribute 'Thing' on <module 'lib' from ...>
+        found = re.search(r"<module '([^']+)'", str(error))
+        module = found.group(1) if found else None
+    needs = [module] if module else modules_of(data)
+    tops = list(dict.fromkeys(m.split(".")[0] for m in needs))
+    theirs = [f"{top} {(their_versions or {})[top]}" for top in tops if top in (their_versions or {})]
+    ours = [f"{top} {_version_here(top)}" for top in tops if _version_here(top)]
+    text = f"{type(error).__name__}: {error}"
+    if needs:
+        text += f"; it needs module{'s' if len(needs) > 1 else ''} {', '.join(needs)}"
+    text += f"; pickled {where} by Python {python or 'unknown'}" + (f" with {', '.join(theirs)}" if theirs else "")
+    text += f", loaded {here} by Python {sys.version_info[0]}.{sys.version_info[1]}"
+    return text + (f" with {', '.join(ours)}" if ours else "")
+
+
+def _version_here(top):
+    if top == "__main__":
+        return ""
+    if top not in sys.modules:
+        return "not installed"
+    version = getattr(sys.modules[top], "__version__", None)
+    return version if isinstance(version, str) else ""
 
 
 def run_cell(cell, path, namespace):
@@ -109,7 +221,8 @@ def run_cell(cell, path, namespace):
 
 
 def save_values(folder, namespace, out, value):
-    report = {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "out": {}, "value": None}
+    report = {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "out": {}, "value": None,
+              "modules": {}}  # the version here of the packages the pickles take classes from
     pickles = {}
     for name in out:
         if name not in namespace:
@@ -133,6 +246,7 @@ def save_values(folder, namespace, out, value):
                 report["value"]["why"] = f"its pickle is {len(data)} bytes; use --out to bring it back"
     if not out and value is None:
         return
+    report["modules"] = versions(pickles.values())
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "values.pkl"), "wb") as f:
         pickle.dump(pickles, f, PROTOCOL)

@@ -5,8 +5,9 @@ import os
 import sys
 
 from pystributed import clean as cleaning
+from pystributed import cluster, features, lifecycle, pipeline, results
 from pystributed import config as configuration
-from pystributed import features, lifecycle, pipeline, results
+from pystributed import sweep as sweeping
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 # Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
@@ -87,10 +88,14 @@ def _parser():
     choice = sub.add_mutually_exclusive_group()
     choice.add_argument("--yes", action="store_true", help="remove without asking")
     choice.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    cluster.add_commands(command)
+    sweeping.add_commands(command)
     return parser
 
 
 def _run_id(text):
+    if sweeping.SWEEP_ID.fullmatch(text.split("/")[0]):  # a sweep's id, or SWEEP/INDEX (sweep.py)
+        return text
     try:
         return results.check_run_id(text)
     except PystributedError as e:
@@ -107,7 +112,9 @@ def _age(text):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        config = configuration.load(args.config)
+        config = configuration.load(args.config, require_server=args.command != "cluster")
+        if sweeping.is_sweep(args):
+            return sweeping.command(config, args)
         return COMMANDS[args.command](config, args)
     except RemoteCellError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -211,3 +218,5 @@ def clean(config, args):
 
 COMMANDS = {"run": run, "submit": submit, "logs": logs, "status": status, "wait": wait, "fetch": fetch,
             "cancel": cancel, "list": list_runs, "clean": clean}
+COMMANDS["cluster"] = cluster.command
+COMMANDS["attach"] = lambda config, args: print(lifecycle.attach(config, args.run_id, quiet=args.quiet)) or 0

@@ -46,10 +46,18 @@ class Config:
     DATA: list[str] = dataclasses.field(default_factory=list)
     REMOTE_DATA: dict[str, str] = dataclasses.field(default_factory=dict)
     CONTEXT_WARN_MB: float = 500
+    # Many servers (places/swarm.py, sweep.py): "swarm" runs on the Docker Swarm that REMOTE_SERVER manages.
+    CLUSTER: str = ""
+    GPUS_PER_TASK: int = 1
+    MAX_CONCURRENT: int | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
 
     @property
     def is_local(self):
         return self.REMOTE_SERVER == LOCAL
+
+    @property
+    def is_cluster(self):
+        return self.CLUSTER == SWARM
 
     @property
     def image_repository(self):
@@ -64,6 +72,9 @@ _DICT_KEYS = {"ENV", "REMOTE_DATA"}
 _NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
+_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT"}  # whole numbers (MAX_CONCURRENT also None)
+CLUSTERS = ("", "swarm")
+SWARM = "swarm"
 # PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
 _OTHER_VARIABLES = ("CONFIG", "RESULTS", "RUN_ID", "SANDBOX")
 
@@ -139,8 +150,13 @@ def _from_string(key, value):
             raise ConfigError(f"$PYSTRIBUTED_{key} must be NAME=VALUE words, e.g. PYSTRIBUTED_{key}=\"A=1 B='two "
                               f"words'\", not {bad[0]!r}")
         return dict(word.partition("=")[::2] for word in words)
-    if key in _OPTIONAL_KEYS and value == "":
+    if key in _OPTIONAL_KEYS | {"MAX_CONCURRENT"} and value == "":
         return None
+    if key in _INT_KEYS:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a whole number, not {value!r}") from None
     if key in _NUMBER_KEYS:
         try:
             return float(value)
@@ -163,6 +179,10 @@ def _check_type(key, value, where):
         expected = "a number (0 or more)"
     elif key in _OPTIONAL_KEYS:
         ok, expected = value is None or isinstance(value, str), "a string or None"
+    elif key in _INT_KEYS:
+        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= (key == "MAX_CONCURRENT")
+              or value is None and key == "MAX_CONCURRENT")
+        expected = "a whole number (at least 1)" if key == "MAX_CONCURRENT" else "a whole number (0 or more)"
     else:
         ok, expected = isinstance(value, str), "a string"
     if not ok:
@@ -191,6 +211,16 @@ def _check_values(config, source):
     for name in [*config.ENV, *config.SECRETS]:
         if not _ENV_NAME.fullmatch(name):
             refuse("ENV" if name in config.ENV else "SECRETS", f"holds {name!r}, which is not a variable name")
+    if config.CLUSTER not in CLUSTERS:
+        refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages) or \"\" (one server)")
+    if config.is_cluster:
+        if config.is_local:
+            refuse("REMOTE_SERVER", "is 'local', but CLUSTER = 'swarm' needs a manager of the swarm to ssh to")
+        if config.TRANSPORT != "registry":
+            refuse("TRANSPORT", "must be 'registry' with CLUSTER = 'swarm': every node pulls the image from it")
+        if config.DATA:
+            refuse("DATA", "is synced to one server, and CLUSTER = 'swarm' runs on many: put the data on every "
+                           "node and mount it with REMOTE_DATA")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:
         refuse("ON_INTERRUPT", f"must be one of {', '.join(INTERRUPT_CHOICES)}")
     for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):

@@ -7,12 +7,12 @@ when the folder has no .dockerignore.
 import hashlib
 import io
 import json
-import os
-import re
 import shlex
 import tarfile
 from pathlib import Path
 
+from pystributed import dockerignore
+from pystributed.dockerignore import Matcher
 from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
@@ -22,6 +22,10 @@ RUNNER = Path(__file__).with_name("cell_runner.py")
 _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
+# The image's Python: `python3`, else `python` (Ubuntu's, Debian's and CUDA images with Python added
+# have no `python`). `sh -c RUN_PYTHON sh ARGS...` runs it with ARGS, as itself (exec).
+FIND_PYTHON = "command -v python3 || command -v python"
+RUN_PYTHON = f'exec "$({FIND_PYTHON})" "$@"'
 
 
 def dockerfile(base_image, entry_point, requirements_name=None):
@@ -30,16 +34,19 @@ def dockerfile(base_image, entry_point, requirements_name=None):
         # Unbuffered, so that prints reach the notebook as they happen.
         f"ENV PYTHONUNBUFFERED=1 PYSTRIBUTED_RESULTS={RESULTS_IN_CONTAINER}",
         f"WORKDIR {APP_DIR}",
+        python_check(base_image),
     ]
     if requirements_name:
         # Its own layer before the code: a code change does not reinstall the requirements.
         lines += [
             "COPY requirements/ /tmp/pystributed-requirements/",
-            f"RUN cd /tmp/pystributed-requirements && pip install {PIP_OPTIONS} -r {shlex.quote(requirements_name)}",
+            # The pip of the Python that runs the cell (a `pip` on the PATH may be another's, or none).
+            (f'RUN cd /tmp/pystributed-requirements && "$({FIND_PYTHON})" -m pip install {PIP_OPTIONS} '
+             f"-r {shlex.quote(requirements_name)}"),
         ]
     lines += [
         # Before the copies: a step after the cell's would be built again at every change of it.
-        f"CMD {json.dumps(['python', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
+        f"CMD {json.dumps(['sh', '-c', RUN_PYTHON, 'sh', f'{RUNNER_DIR}/{RUNNER.name}', entry_point])}",
         f"COPY runner/ {RUNNER_DIR}/",
         f"COPY context/ {APP_DIR}/",
         # The cell (with its --in values) last and alone: a change of the cell rebuilds, pushes and
@@ -47,6 +54,16 @@ def dockerfile(base_image, entry_point, requirements_name=None):
         "COPY cell/ /",
     ]
     return "\n".join(lines) + "\n"
+
+
+def python_check(base_image):
+    """A build step that stops the build, before anything is pushed, when the base image has no
+    Python: it names the image and what to do. Docker's layer cache runs it once per base image."""
+    message = (f"pystributed: BASE_IMAGE {base_image} has neither python3 nor python on its PATH, and the cell "
+               "runs with Python. Use a base image with Python (e.g. python:3.12-slim, pytorch/pytorch, or a "
+               "CUDA image with Python), or install Python in it (Debian, Ubuntu: apt-get install -y python3; "
+               "Alpine: apk add python3; RHEL, Fedora: dnf install -y python3).")
+    return f"RUN ({FIND_PYTHON}) >/dev/null || {{ echo {shlex.quote(message)} >&2; exit 1; }}"
 
 
 def entry_point(context_dir, code_path):
@@ -91,24 +108,9 @@ class _Hashing:
 
 
 def context_files(context_dir, excludes=()):
-    """(path, relative name) of each file and folder in the context, honouring .dockerignore."""
-    root = Path(context_dir)
-    ignored = matcher(root, excludes)
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        kept = []
-        for name in sorted(dirnames):
-            rel = (rel_dir / name).as_posix()
-            if not ignored(rel):
-                kept.append(name)
-                yield Path(dirpath, name), rel
-            elif ignored.may_include_below(rel):
-                kept.append(name)  # a later `!pattern` may bring back something inside
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            rel = (rel_dir / name).as_posix()
-            if not ignored(rel):
-                yield Path(dirpath, name), rel
+    """(path, relative name) of each file and folder in the context, honouring .dockerignore as
+    Docker does (dockerignore.py)."""
+    return dockerignore.walk(Path(context_dir), matcher(context_dir, excludes))
 
 
 def matcher(root, excludes=()):
@@ -132,52 +134,7 @@ def requirement_files(requirements):
                 yield path, path.relative_to(folder).as_posix()
 
 
-def read_dockerignore(path):
-    if not path.is_file():
-        return []
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-class Matcher:
-    """Docker's .dockerignore rules: the last matching pattern wins, `!` re-includes, `**` spans
-    folders, and a pattern that matches a folder matches everything in it."""
-
-    def __init__(self, patterns):
-        self.rules = []
-        for pattern in patterns:
-            negate = pattern.startswith("!")
-            pattern = os.path.normpath(pattern.lstrip("!").strip()).lstrip("/")
-            if pattern and pattern != ".":
-                self.rules.append((negate, pattern, _regex(pattern)))
-
-    def __call__(self, rel):
-        parents = [rel] + [p.as_posix() for p in Path(rel).parents if p.as_posix() != "."]
-        excluded = False
-        for negate, _, regex in self.rules:
-            if any(regex.fullmatch(p) for p in parents):
-                excluded = not negate
-        return excluded
-
-    def may_include_below(self, rel):
-        return any(negate and pattern.startswith(rel + "/") or negate and "**" in pattern
-                   for negate, pattern, _ in self.rules)
-
-
-def _regex(pattern):
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
+read_dockerignore = dockerignore.read
 
 
 def _add_bytes(tar, name, data):

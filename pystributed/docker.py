@@ -1,6 +1,6 @@
 """Every `docker` argument list of ours, and running one here. (On a server, a place runs them:
 places/server.py, with the commands that need a shell there in server.sh.)"""
-from pystributed import util
+from pystributed import context, util
 from pystributed.errors import StepError
 
 RUN_LABEL = "pystributed.run"
@@ -37,8 +37,9 @@ def repo_digests(ref):
 
 
 def python_version(ref):
-    """Prints the image's Python major.minor (without the network, whatever its entry point)."""
-    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", ref,
+    """Prints the image's Python major.minor (without the network, whatever its entry point): its
+    python3, else its python, as the image's CMD runs it (context.RUN_PYTHON)."""
+    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", context.RUN_PYTHON, "sh",
             "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
 
 
@@ -69,3 +70,8 @@ def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
 def remove_images(*refs):
     # No --force: Docker then refuses to remove an image a container uses.
     return ["docker", "image", "rm", "--", *refs]
+
+
+def runtimes():
+    """Prints the engine's runtimes as JSON (`{"runc": …, "nvidia": …}`)."""
+    return ["docker", "info", "--format", "{{json .Runtimes}}"]

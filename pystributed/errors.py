@@ -39,8 +39,8 @@ class RemoteCellError(PystributedError):
 
 EXIT_HINTS = {
     125: "Docker could not start the container: check DOCKER_RUN_ARGS and the image.",
-    126: "The entry point could not be executed: check that the image runs `python`.",
-    127: "The entry point was not found: BASE_IMAGE must provide `python` on its PATH.",
+    126: "The entry point could not be executed: check that the image runs `python3` (or `python`).",
+    127: "The entry point was not found: BASE_IMAGE must provide `sh`, and `python3` or `python` on its PATH.",
     137: "The container was killed (SIGKILL), most likely for running out of memory.",
 }
 

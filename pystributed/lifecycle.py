@@ -291,7 +291,7 @@ def logs(config, run_id, *, follow=False):
         if follow:
             run = _with_container(config, place, run)
         out, err = live.Redraws("stdout"), live.Redraws("stderr")
-        code = place.logs(run.remote_dir, run_id, out.write, err.write, follow=follow)
+        code = place.logs(run.remote_dir, run_id, live.Unmarked(out.write), live.Unmarked(err.write), follow=follow)
         out.close()
         err.close()
         if code:

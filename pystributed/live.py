@@ -1,6 +1,9 @@
 """The remote code's output, shown here as it arrives."""
+import os
 import sys
 import time
+
+from pystributed.cell_runner import PARTIAL
 
 
 class Redraws:
@@ -65,3 +68,37 @@ class Redraws:
         if text:
             self.stream.write(text)
             self.stream.flush()
+
+
+class Unmarked:
+    """A text callback that gets the container's output without cell_runner's PARTIAL marks (a
+    mark may be cut between two pieces: its start waits for the rest)."""
+
+    def __init__(self, callback):
+        self.callback, self.held = callback, ""
+
+    def __call__(self, text):
+        text, self.held = (self.held + text).replace(PARTIAL, ""), ""
+        cut = text.rfind(PARTIAL[0])
+        if cut >= 0 and PARTIAL.startswith(text[cut:]):
+            text, self.held = text[:cut], text[cut:]
+        if text:
+            self.callback(text)
+
+
+def unmark(text):
+    return text.replace(PARTIAL, "")
+
+
+def unmark_file(path):
+    """The saved output (output.log, as `docker logs` wrote it) without the marks."""
+    if not path.is_file():
+        return
+    part = path.with_name(f".{path.name}.unmarked")
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as src, \
+            open(part, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
+        write = Unmarked(dst.write)
+        for chunk in iter(lambda: src.read(1 << 20), ""):
+            write(chunk)
+        dst.write(write.held)
+    os.replace(part, path)

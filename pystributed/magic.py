@@ -2,6 +2,7 @@
 and runs it in one step. Both take options that override the config for that run."""
 import os
 import tempfile
+import weakref
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
@@ -21,7 +22,8 @@ def run_options(func):
     for decorator in reversed([
         argument("--server", help="REMOTE_SERVER for this run"),
         argument("--image", help="BASE_IMAGE for this run"),
-        argument("--gpus", help="GPUs for this run, as `docker run --gpus` takes them (e.g. all)"),
+        argument("--gpus", help="GPUs for this run, as `docker run --gpus` takes them (e.g. all), "
+                                "or free: one GPU of the server's that no process uses"),
         argument("--detach", action="store_true",
                  help="start the run and return at once; follow it later with runner.attach(RUN_ID)"),
         argument("--out", metavar="NAMES", help="variables to bring back into the notebook, e.g. result,model"),
@@ -30,6 +32,11 @@ def run_options(func):
                  help="do not bring along the definitions this cell uses from earlier cells"),
         argument("--cache", action="store_true",
                  help="reuse an earlier run of the same code, inputs, image and data, without running it again"),
+        argument("--sweep", action="append", metavar="NAME=V1,V2",
+                 help="run the cell once per value (per combination, with several --sweep), NAME a variable "
+                      "defined before the cell; %%%%save_for_remote --sweep NAME only declares it, for runner.sweep()"),
+        argument("--retries", type=int, default=0, metavar="N", help="a sweep's failed task runs again, N times at most"),
+        argument("--follow", type=int, metavar="INDEX", help="a sweep: show this task's output live"),
     ]):
         func = decorator(func)
     return func
@@ -69,6 +76,10 @@ class RemoteMagics(Magics):
         from pystributed import pipeline
 
         args = parse_argstring(self.remote, line)
+        if args.sweep:  # the cell once per combination of parameters (sweep.py)
+            from pystributed import sweep
+
+            return sweep.from_magic(self.shell, cell, args)
         base = _config()
         script, _ = with_earlier_cells(self.shell, cell, args)
         save(script, base.USER_CODE_PATH)
@@ -91,6 +102,7 @@ def with_earlier_cells(shell, cell, args):
     if args.no_deps or shell is None:
         return cell, []
     given = values.names(args.inputs, "--in")
+    given += [spec.partition("=")[0].strip() for spec in getattr(args, "sweep", None) or []]  # a sweep's parameters
     return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 
@@ -159,8 +171,22 @@ def _config():
 
 
 def _show_message_only(shell, etype, value, tb, tb_offset=None):
-    # Our errors are for the user to act on: show the message, not our stack.
-    shell.showtraceback((etype, value, tb), exception_only=True)
+    # Our errors are for the user to act on: show the message, not our stack (nor IPython's
+    # "An exception has occurred, use %tb to see the full traceback.").
+    shell._showtraceback(etype, value, shell.InteractiveTB.get_exception_only(etype, value))
+
+
+def _ours(tb):
+    """Whether an exception passed through pystributed: an interrupt of a run (what became of
+    the run is said above it) is shown as one line, not as our stack."""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def register(ip=None):
@@ -172,4 +198,35 @@ def register(ip=None):
     if ip is None:
         return
     ip.register_magics(RemoteMagics)
-    ip.set_custom_exc((PystributedError,), _show_message_only)
+    _chain_custom_exc(ip)
+
+
+# shell -> its CustomTB as we set it: registering again (import, then %load_ext) chains nothing.
+_handlers = weakref.WeakKeyDictionary()
+
+
+def _chain_custom_exc(ip):
+    """Show our errors as their message, and keep the custom exception handler set before ours
+    (another extension's, the user's) for the exceptions it was set for: IPython has one handler
+    (`set_custom_exc` replaces it), so ours passes the others on to it."""
+    if _handlers.get(ip) is ip.CustomTB:
+        return
+    earlier, earlier_types = ip.CustomTB, tuple(ip.custom_exceptions)
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        if issubclass(etype, PystributedError) or issubclass(etype, KeyboardInterrupt) and _ours(tb):
+            return _show_message_only(shell, etype, value, tb, tb_offset)
+        if issubclass(etype, KeyboardInterrupt) and not issubclass(etype, earlier_types):
+            return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)  # as without us
+        try:
+            return earlier(etype, value, tb, tb_offset=tb_offset)
+        except Exception:  # noqa: BLE001 (it failed, and IPython's wrapper of it too, in IPython 8.12)
+            # The exception is shown as it would be without any handler.
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        finally:
+            if shell.custom_exceptions == ():  # it failed, and IPython unregistered it, ours with it: not ours
+                _handlers.pop(shell, None)
+                _chain_custom_exc(shell)
+
+    ip.set_custom_exc((PystributedError, KeyboardInterrupt, *earlier_types), handler)
+    _handlers[ip] = ip.CustomTB

@@ -28,15 +28,43 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     code_path = code_path or base.USER_CODE_PATH
     source, saved = magic.saved(code_path)
     detach = saved.pop("detach", False) or detach
-    exchange = values.Exchange(inputs=saved.pop("inputs", None) if inputs is None else inputs,
-                                  out=saved.pop("out", None) if out is None else out, namespace=_namespace())
-    cache = saved.pop("cache", False) if cache is None else cache
+    # The saved run options are taken out whether or not an argument overrides them: they are no config keys.
+    saved_inputs, saved_out, saved_cache = saved.pop("inputs", None), saved.pop("out", None), saved.pop("cache", False)
+    exchange = values.Exchange(inputs=saved_inputs if inputs is None else inputs,
+                               out=saved_out if out is None else out, namespace=_namespace())
+    cache = saved_cache if cache is None else cache
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
                           on_interrupt=on_interrupt, features=features.for_run(config, exchange=exchange, cache=cache))
     if result.value is not None:
         _show(result.value)
     return result
+
+
+def sweep(config_path=None, *, params=None, code_path=None, quiet=False, detach=False, out=None, inputs=None,
+          retries=0, follow=None, on_interrupt=None, **grid):
+    """Run the saved cell once per combination of parameters, as variables defined before it:
+    `sweep(lr=[0.1, 0.01], seed=[0, 1])` (4 tasks), or `sweep(params=[{"lr": 0.1}, ...])`. Keyword
+    arguments that are config keys (REMOTE_SERVER=...) override the config. On a cluster
+    (CLUSTER = "swarm") the tasks share its GPUs; on one server MAX_CONCURRENT run at a time. Return
+    a SweepResult; each --out name becomes a list of its values, in parameter order. `retries`: a
+    failed task runs again up to that many times; `follow=INDEX` shows that task's output live.
+    (Declare the parameters when saving the cell: `%%save_for_remote --sweep lr --sweep seed`.)"""
+    from pystributed import sweep as sweeping
+
+    overrides = {k: v for k, v in grid.items() if k in configuration.KEYS}
+    grid = {k: v for k, v in grid.items() if k not in configuration.KEYS}
+    base = configuration.load(config_path, require_server=False)
+    code_path = code_path or base.USER_CODE_PATH
+    source, saved = magic.saved(code_path)
+    detach = saved.pop("detach", False) or detach
+    saved.pop("cache", None)
+    inputs = saved.pop("inputs", None) if inputs is None else inputs
+    out = saved.pop("out", None) if out is None else out
+    config = configuration.load(config_path, **{**saved, **overrides})
+    return sweeping.run(config, params=sweeping.combinations(params, grid), code_path=code_path, source=source,
+                        out=out, inputs=inputs, namespace=_namespace(), retries=retries, detach=detach, quiet=quiet,
+                        follow=follow, on_interrupt=on_interrupt)
 
 
 def submit(config_path=None, **kwargs):
@@ -47,6 +75,11 @@ def submit(config_path=None, **kwargs):
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
     its results, and the --out variables it was started with. Interrupting leaves the run going."""
+    if run_id.startswith("sweep-"):  # a sweep's (sweep.py)
+        from pystributed import sweep as sweeping
+
+        return sweeping.attach(configuration.load(config_path, **overrides), run_id, namespace=_namespace(),
+                               quiet=quiet)
     result = lifecycle.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
     if result.local_path:
         values.Exchange.of_run(result, namespace=_namespace()).collect(result)
@@ -63,12 +96,22 @@ def runs(config_path=None):
 # config_path and keyword overrides as main().
 
 def status(run_id, config_path=None, **overrides):
-    """The run's state on the server (running, exited N, interrupted, cancelled ...)."""
+    """The run's state on the server (running, exited N, interrupted, cancelled ...); a sweep's, by its id."""
+    if run_id.startswith("sweep-"):
+        from pystributed import sweep as sweeping
+
+        return sweeping.status(configuration.load(config_path, **overrides), run_id)
     return lifecycle.status(configuration.load(config_path, **overrides), run_id)
 
 
 def logs(run_id, config_path=None, *, follow=False, **overrides):
-    """Print the run's output from its start; with `follow`, until it ends."""
+    """Print the run's output from its start; with `follow`, until it ends. "SWEEP_ID/INDEX": a sweep's task's."""
+    if run_id.startswith("sweep-"):
+        from pystributed import sweep as sweeping
+
+        sweep_id, _, index = run_id.partition("/")
+        sweeping.logs(configuration.load(config_path, **overrides), sweep_id, int(index or 0), follow=follow)
+        return
     lifecycle.logs(configuration.load(config_path, **overrides), run_id, follow=follow)
 
 
@@ -83,7 +126,12 @@ def fetch(run_id, config_path=None, *, quiet=False, **overrides):
 
 
 def cancel(run_id, config_path=None, **overrides):
-    """Stop the run and remove its container; its log and results stay on the server."""
+    """Stop the run and remove its container; its log and results stay on the server. A sweep's id
+    stops all its tasks and fetches what they wrote."""
+    if run_id.startswith("sweep-"):
+        from pystributed import sweep as sweeping
+
+        return sweeping.cancel(configuration.load(config_path, **overrides), run_id)
     return lifecycle.cancel(configuration.load(config_path, **overrides), run_id)
 
 

@@ -40,7 +40,7 @@ class Run:
     requirements: str = None  # the requirements file to install
     context: object = None  # the build context, a temporary file
     cleanup: object = None  # an ExitStack: what features made for the build goes when the run ends
-    digest: str = ""  # its sha256: names the image
+    digest: str = ""  # its sha256, and the base image's id (features/base.py): names the image
     user: str = ""  # uid:gid the container runs as
     mounts: list = dataclasses.field(default_factory=list)  # docker run arguments
     stderr: str = ""  # the end of the cell's stderr, and of all its output, for an error
@@ -158,13 +158,13 @@ def connect(run):
 
 
 def build(run):
-    """Tag the image by the build context's hash: an image built from the same content before
-    (here, or on the server with TRANSPORT = "remote-build") is used again."""
+    """Tag the image by the build context's hash (and the base image's id): an image built from the
+    same content before (here, or on the server with TRANSPORT = "remote-build") is used again."""
     on_server = run.config.TRANSPORT == "remote-build"
     engine = run.place.docker if on_server else docker.here
-    run.result.image = image = f"{run.config.image_repository}:{run.digest[:16]}"
     with run.steps.step("build", "on the server" if on_server else "here"):
-        run.hooks("before_build")
+        run.hooks("before_build")  # may add to the digest (the base image's id, features/base.py)
+        run.result.image = image = f"{run.config.image_repository}:{run.digest[:16]}"
         if docker.has_image(engine, image):
             run.steps.progress("up to date")
             return
@@ -294,7 +294,8 @@ def stream(run, start):
         stderr_tail.append(text)
         tail.append(text)
 
-    code = run.place.follow(run.result.run_id, on_stdout, on_stderr, start=start, env=run.env)
+    code = run.place.follow(run.result.run_id, live.Unmarked(on_stdout), live.Unmarked(on_stderr), start=start,
+                            env=run.env)
     out.close()
     err.close()
     run.stderr, run.output = "".join(stderr_tail), "".join(tail)
@@ -362,8 +363,9 @@ def fetch(run, *, going=False):
     local.parent.mkdir(parents=True, exist_ok=True)
 
     def add_record(folder, files):
+        live.unmark_file(folder / results.LOG_NAME)
         # Set only now: a fetch that fails must not leave the record naming a folder that never landed.
-        result.local_path, result.files = local.resolve(), files
+        result.local_path, result.files = local.resolve(), sorted({*files, "run.json"})  # all that is there
         (folder / "run.json").write_text(result.to_json(), encoding="utf-8")
 
     def read(stream):

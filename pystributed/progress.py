@@ -112,7 +112,9 @@ class _Table:
                           for r in self.rows) or "starting"
 
     def _repr_html_(self):
+        # Left and top aligned: JupyterLab centres tables and right-aligns their cells, so a new
+        # step or a longer detail would shift every step sideways at each update.
         cells = "".join(
-            f"<td style='padding:0 1em 0 0'>{_MARKS[r[2]]} <b>{r[0]}</b> {self._took(r)}"
-            f"<br><small>{html.escape(r[5] or r[1])}</small></td>" for r in self.rows)
-        return f"<table><tr>{cells}</tr></table>"
+            f"<td style='padding:0 1em 0 0;text-align:left;vertical-align:top'>{_MARKS[r[2]]} <b>{r[0]}</b> "
+            f"{self._took(r)}<br><small>{html.escape(r[5] or r[1])}</small></td>" for r in self.rows)
+        return f"<table style='margin:0 0 0.5em 0'><tr>{cells}</tr></table>"

@@ -114,14 +114,18 @@ class RunResult:
     def _repr_html_(self):
         took = f"{self.duration:.1f}s" if self.duration is not None else "-"
         rows = "".join(
-            f"<tr><td><a href='{html.escape(path)}' target='_blank'>{html.escape(path)}</a></td>"
-            f"<td style='text-align:right'>{size}</td></tr>" for path, size in self._file_rows())
+            f"<tr><td style='text-align:left'><a href='{html.escape(path)}' target='_blank'>{html.escape(path)}</a>"
+            f"</td><td style='text-align:right'>{size}</td></tr>" for path, size in self._file_rows())
+        # JupyterLab centres tables: this one stays under its heading.
         return (f"<b>run {html.escape(self.run_id)}</b>: {html.escape(self.status)} "
                 f"(exit code {self.exit_code}) in {took} on {html.escape(self.server)}"
-                f"<table>{rows}</table>")
+                f"<table style='margin:0'>{rows}</table>")
 
     def _file_rows(self):
+        """The files to show: the cell's and the log, not pystributed's own (.pystributed*)."""
         for name in self.files:
+            if name.startswith(".pystributed"):
+                continue
             path = self.local_path / name
             size = human_size(path.stat().st_size) if path.exists() else "missing"
             yield os.path.relpath(path), size

@@ -29,9 +29,20 @@ state_format() {
 # docker ARGS...: a docker command of docker.py's, as it is.
 docker_command() { answer; docker "$@"; }
 
-# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid.
+# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid, and
+# `rootless` if the engine is (see engine_kind).
 rundir() {
-    mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g
+    mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g && engine_kind
+}
+
+# engine_kind: `rootless` if the engine's root is this user, so that a container run as root writes
+# files as this user (and one run as the user's uid, as a subordinate uid that may not): rootless
+# Docker (its security option `name=rootless`), Podman run by a user (`rootless: true`). Not asked
+# as root, for whom both are the same.
+engine_kind() {
+    [ "$(id -u)" != 0 ] && docker info --format '{{json .}}' 2>/dev/null | grep -Eq '"name=rootless|"rootless": *true' &&
+        echo rootless
+    true
 }
 
 # rmdir_run DIR: a run that failed before its container started leaves no empty folder.
@@ -143,6 +154,74 @@ missing() {
     for path in "$@"; do [ -e "$path" ] || printf '%s\n' "$path"; done
 }
 
+# Docker Swarm (places/swarm.py, cluster.py); Swarm's objects are answered as JSON, one line each.
+
+# cluster_node: this machine as a node of a swarm, in sections: `address`, the one ssh reached it by
+# ($SSH_CONNECTION's third word; nothing when not over ssh); `info`, `docker info` as JSON; `gpus`,
+# nvidia-smi's `index, uuid` of each GPU (none without nvidia-smi), or `nvidia-smi-failed` and what it said.
+cluster_node() {
+    answer
+    section address
+    # shellcheck disable=SC2086 # its words: client address and port, server address and port
+    set -- ${SSH_CONNECTION:-}
+    printf '%s\n' "${3:-}"
+    section info
+    docker info --format '{{json .}}' || return
+    section gpus
+    command -v nvidia-smi >/dev/null || return 0
+    out=$(nvidia-smi --query-gpu=index,uuid --format=csv,noheader 2>&1) || section nvidia-smi-failed
+    printf '%s\n' "$out"
+}
+
+# saved_state DIR: the state that task_runner.py saved in a run folder on a node of a swarm, if any.
+saved_state() { answer; cat -- "$1/$STATE" 2>/dev/null || true; }
+
+# swarm_put_away SERVICE [interrupt]: remove the containers of a (removed) service on this node: Swarm
+# leaves a job's containers, even running ones, when its service is removed. With `interrupt`, those
+# still running first get SIGINT (the cell's `finally:` blocks run) and 10 seconds to end.
+swarm_put_away() {
+    answer
+    filter=label=com.docker.swarm.service.name=$1
+    if [ "$2" = interrupt ]; then
+        running=$(docker ps --quiet --filter "$filter") || return
+        # shellcheck disable=SC2086 # one word per id
+        if [ -n "$running" ]; then
+            docker kill --signal INT $running >/dev/null 2>&1
+            docker stop --time 10 $running >/dev/null 2>&1
+        fi
+    fi
+    ids=$(docker ps --all --quiet --filter "$filter") || return
+    # shellcheck disable=SC2086 # one word per id
+    [ -z "$ids" ] || docker rm --force $ids >/dev/null
+}
+
+# swarm_nodes: every node of the swarm, as `docker node inspect` has it.
+swarm_nodes() {
+    answer
+    ids=$(docker node ls --quiet) || return
+    # shellcheck disable=SC2086 # one word per id
+    docker node inspect --format '{{json .}}' $ids
+}
+
+# swarm_tasks [SERVICE...]: in sections, `services`: the names of our services (labelled $LABEL);
+# `tasks`: the tasks of SERVICEs (default: of all ours) that exist, as `docker inspect` has them.
+swarm_tasks() {
+    answer
+    section services
+    ours=$(docker service ls --filter "label=$LABEL" --format '{{.Name}}') || return
+    printf '%s\n' "$ours"
+    # shellcheck disable=SC2086 # one word per name
+    [ $# -gt 0 ] || set -- $ours
+    section tasks
+    for service in "$@"; do
+        # A service removed meanwhile (cancelled) has no tasks any more: not an error.
+        ids=$(docker service ps --quiet --no-trunc "$service" 2>/dev/null) || continue
+        # shellcheck disable=SC2086 # one word per id
+        [ -z "$ids" ] || docker inspect --type task --format '{{json .}}' $ids 2>/dev/null
+    done
+    true
+}
+
 # DATA's cache under REMOTE_WORKDIR/.data (see features/data.py): objects/<sha256>, trees/<key>,
 # incoming/<run-id> for a transfer in progress.
 
@@ -202,4 +281,26 @@ data_salvage() {
         done
     fi
     rm -rf -- "$incoming"
+}
+
+# gpus [free]: what `docker run --gpus` needs there, in sections: `toolkit`, the NVIDIA Container
+# Toolkit's hooks on PATH (Docker gives a container its GPUs through one, with or without an
+# `nvidia` runtime in its config); `nvidia-smi`, its path. With `free`, also nvidia-smi's GPUs
+# (`gpus`: index, uuid, MiB used) and compute processes (`apps`: gpu uuid, MiB used), as CSV without
+# header or units (no process: nothing at all). If nvidia-smi fails, what it printed goes to stderr.
+gpus() {
+    answer
+    section toolkit
+    for hook in nvidia-container-runtime-hook nvidia-cdi-hook; do command -v "$hook" || true; done
+    section nvidia-smi
+    command -v nvidia-smi || return 0
+    [ "$1" = free ] || return 0
+    section gpus
+    out=$(nvidia-smi --query-gpu=index,uuid,memory.used --format=csv,noheader,nounits) ||
+        { code=$?; printf '%s\n' "$out" >&2; return "$code"; }
+    printf '%s\n' "$out"
+    section apps
+    out=$(nvidia-smi --query-compute-apps=gpu_uuid,used_memory --format=csv,noheader,nounits) ||
+        { code=$?; printf '%s\n' "$out" >&2; return "$code"; }
+    printf '%s\n' "$out"
 }

@@ -11,12 +11,16 @@
 #   pystributed-sandbox-tcsh   user pystributed-tcsh   tcsh, whose ~/.tcshrc prints a welcome line
 #   pystributed-sandbox-noisy  user pystributed-noisy  bash, whose ~/.bashrc prints a line first,
 #                                                      also for `ssh HOST COMMAND` (bash reads it then)
+#   pystributed-sandbox-podman user pystributed-podman bash, whose `docker` is rootless Podman (when
+#                                                      podman is installed; see podman_user)
 # Their welcome lines go to stdout, before the output of every command run over ssh.
+# They have a fake `nvidia-smi` first on their PATH (see fake_gpus), and no GPU.
 #
 #   scripts/sandbox.sh install   apt packages it needs (Debian, as root)
 #   scripts/sandbox.sh start     start everything (idempotent) and build the base image once
 #   scripts/sandbox.sh env       print the shell exports that point pystributed at it
 #   scripts/sandbox.sh stop      stop everything; `clean` also deletes its state
+#   scripts/sandbox.sh COMMAND --swarm   the same for a three-node Docker Swarm beside it (scripts/swarm_rig.sh)
 #
 # Engines run with --bridge=none --iptables=false: containers get no network, nothing outside
 # 127.0.0.0/8 is touched.
@@ -32,9 +36,11 @@ BASE_IMAGE=pystributed-sandbox/python:bookworm
 HOST_ALIAS=pystributed-sandbox
 # The login variants: user $SSH_USER-VARIANT, Host alias $HOST_ALIAS-VARIANT ("" is the plain one).
 VARIANTS=("" fish tcsh noisy)
+if command -v podman >/dev/null; then VARIANTS+=(podman); fi
 
-log() { printf 'sandbox: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+WHO=sandbox LOGS=$SANDBOX
+# shellcheck source=scripts/sandbox_lib.sh
+. "$(dirname "$0")/sandbox_lib.sh"
 
 install() {
     local missing=()
@@ -43,26 +49,23 @@ install() {
     command -v sshd >/dev/null || missing+=(openssh-server)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v rsync >/dev/null || missing+=(rsync)  # DATA syncs with it when both sides have it
+    command -v ip >/dev/null || missing+=(iproute2)  # the swarm rig's namespaces (scripts/swarm_rig.sh)
     command -v fish >/dev/null || missing+=(fish)    # login shells of the other sandbox users
     command -v tcsh >/dev/null || missing+=(tcsh)
+    command -v zsh >/dev/null || missing+=(zsh)  # tests/test_server_sh.py runs server.sh under it too
+    command -v podman >/dev/null || missing+=(podman)  # the rootless Podman of pystributed-podman
+    command -v newuidmap >/dev/null || missing+=(uidmap)
+    # The browser tests (tests/e2e/test_browser_e2e.py): headless Chromium and its driver, and an
+    # emoji font, as a desktop has, for the step display's marks.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
     log "installing ${missing[*]}"
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 }
-
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-    local seconds=$1 what=$2
-    shift 2
-    for _ in $(seq $((seconds * 5))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    die "$what did not come up; see the logs in $SANDBOX"
-}
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_engine() {  # start_engine NAME DATA_ROOT [EXTRA dockerd ARGS...]
     local name=$1 data=$2
@@ -109,7 +112,7 @@ home_file() {  # home_file USER PATH: write stdin to ~USER/PATH, owned by USER
 }
 
 create_user() {  # create_user VARIANT: the login, in the group that may use the remote engine
-    local name shell
+    local name shell group=$SSH_USER
     name=$(user_of "$1")
     case $1 in
     fish | tcsh) shell=$(command -v "$1") || die "$1 is missing: run '$0 install' first" ;;
@@ -117,9 +120,11 @@ create_user() {  # create_user VARIANT: the login, in the group that may use the
     esac
     grep -qxF "$shell" /etc/shells || echo "$shell" >>/etc/shells
     getent group "$SSH_USER" >/dev/null || groupadd "$SSH_USER"
+    # The podman login is not in the group that may use the remote engine: its engine is its own.
+    if [ "$1" = podman ]; then group=$name && { getent group "$group" >/dev/null || groupadd "$group"; }; fi
     if ! id "$name" >/dev/null 2>&1; then
-        log "creating the user $name (login shell $shell; its group may use the remote engine)"
-        useradd --create-home --shell "$shell" --gid "$SSH_USER" "$name"
+        log "creating the user $name (login shell $shell; its group: $group)"
+        useradd --create-home --shell "$shell" --gid "$group" "$name"
         usermod -p '*' "$name"  # no password, but not locked: sshd refuses locked accounts
     fi
     [ "$(getent passwd "$name" | cut -d: -f7)" = "$shell" ] || usermod --shell "$shell" "$name"
@@ -130,7 +135,102 @@ create_user() {  # create_user VARIANT: the login, in the group that may use the
     noisy)  # first, before Debian's "If not running interactively, don't do anything"
         { echo 'echo "Welcome to the GPU cluster! conda base activated"'; cat /etc/skel/.bashrc; } |
             home_file "$name" .bashrc ;;
+    podman) podman_user "$name" ;;
     esac
+}
+
+# The podman login's `docker` is rootless Podman, as on RHEL-family servers: subordinate ids for its
+# user namespace, vfs storage, the sandbox registry marked insecure (plain HTTP), containers with no
+# network (netns "none"), logs in files and cgroups by hand (there is no systemd user session behind
+# an sshd without PAM). `docker` is a wrapper on its PATH that runs podman (as podman-docker's does,
+# without its notice), put first by ~/.bashrc, which bash reads for `ssh HOST COMMAND` too.
+podman_user() {  # podman_user NAME
+    local name=$1 home
+    home=$(getent passwd "$name" | cut -d: -f6)
+    grep -q "^$name:" /etc/subuid || usermod --add-subuids 1000000-1065535 "$name"
+    grep -q "^$name:" /etc/subgid || usermod --add-subgids 1000000-1065535 "$name"
+    printf '[storage]\ndriver = "vfs"\n' | home_file "$name" .config/containers/storage.conf
+    printf '[[registry]]\nlocation = "127.0.0.1:%s"\ninsecure = true\n' "$REGISTRY_PORT" |
+        home_file "$name" .config/containers/registries.conf
+    printf '%s\n' '[containers]' 'netns = "none"' 'log_driver = "k8s-file"' '[engine]' 'cgroup_manager = "cgroupfs"' \
+        'events_logger = "file"' | home_file "$name" .config/containers/containers.conf
+    printf '#!/bin/sh\nexec podman --log-level=error "$@"\n' | home_file "$name" bin/docker
+    chmod 755 "$home/bin/docker"
+    # shellcheck disable=SC2016 # for its bash to expand
+    { echo 'PATH="$HOME/bin:$PATH"; unset DOCKER_HOST'; cat /etc/skel/.bashrc; } | home_file "$name" .bashrc
+}
+
+# A fake `nvidia-smi`, for `--gpus free`: on the remote users' PATH only (sshd's SetEnv PATH below;
+# the machine's own PATH, which tests with REMOTE_SERVER = "local" use, has none; a login shell's
+# startup files would need one edit per shell, SetEnv reaches bash, fish and tcsh alike). It
+# answers --query-gpu / --query-compute-apps (--format=csv[,noheader][,nounits]) and -L from
+# $SANDBOX/gpu/gpus.csv (index, uuid, name, memory.total, memory.used, utilization.gpu) and
+# apps.csv (gpu_uuid, pid, used_memory; empty: no process), which a test may rewrite (and puts
+# back). Made once, they hold four GPUs, 0 and 2 busy. Each file is written whole, then renamed.
+fake_gpus() {
+    local dir=$SANDBOX/gpu
+    mkdir -p "$dir/bin"
+    chmod 755 "$dir" "$dir/bin"
+    if [ ! -f "$dir/gpus.csv" ]; then
+        printf '%s\n' "0, GPU-fa4e0000-0000-4000-8000-000000000000, NVIDIA H200, 143771, 7027, 100" \
+            "1, GPU-fa4e0000-0000-4000-8000-000000000001, NVIDIA H200, 143771, 0, 0" \
+            "2, GPU-fa4e0000-0000-4000-8000-000000000002, NVIDIA H200, 143771, 14, 0" \
+            "3, GPU-fa4e0000-0000-4000-8000-000000000003, NVIDIA H200, 143771, 0, 0" >"$dir/gpus.csv.$$"
+        mv "$dir/gpus.csv.$$" "$dir/gpus.csv"
+    fi
+    if [ ! -f "$dir/apps.csv" ]; then
+        printf '%s\n' "GPU-fa4e0000-0000-4000-8000-000000000000, 4242, 7018" \
+            "GPU-fa4e0000-0000-4000-8000-000000000002, 4243, 14" >"$dir/apps.csv.$$"
+        mv "$dir/apps.csv.$$" "$dir/apps.csv"
+    fi
+    chmod 644 "$dir/gpus.csv" "$dir/apps.csv"
+    {
+        printf '#!/bin/sh\ndata=%s\n' "$dir"
+        cat <<'EOF'
+# The pystributed sandbox's fake nvidia-smi (scripts/sandbox.sh): no GPU here, only its answers.
+file='' known='' fields='' format=csv
+for arg in "$@"; do
+    case $arg in
+    --query-gpu=*) file=$data/gpus.csv known=index,uuid,name,memory.total,memory.used,utilization.gpu ;;
+    --query-compute-apps=*) file=$data/apps.csv known=gpu_uuid,pid,used_memory ;;
+    --format=*) format=${arg#*=} ;;
+    -L) file= && break ;;
+    *) echo "fake nvidia-smi (pystributed sandbox): $arg is not faked" >&2 && exit 2 ;;
+    esac
+    case $arg in --query-*) fields=${arg#*=} ;; esac
+done
+if [ -z "$file" ]; then  # -L, or no arguments
+    exec awk -F' *, *' 'NF > 1 { printf "GPU %s: %s (UUID: %s)\n", $1, $3, $2 }' "$data/gpus.csv"
+fi
+exec awk -F' *, *' -v known="$known" -v fields="$fields" -v format="$format" '
+function title(field) {
+    if (field == "used_memory") field = "used_gpu_memory"
+    if (units && field ~ /memory/) return field " [MiB]"
+    if (units && field ~ /utilization/) return field " [%]"
+    return field
+}
+BEGIN {
+    n = split(known, names, ",")
+    for (i = 1; i <= n; i++) column[names[i]] = i
+    m = split(fields, want, ",")
+    for (i = 1; i <= m; i++)
+        if (!(want[i] in column)) { printf "Field \"%s\" is not a valid field to query.\n\n", want[i]; exit 2 }
+    units = format !~ /nounits/
+    if (format !~ /noheader/)
+        for (i = 1; i <= m; i++) printf "%s%s", title(want[i]), (i < m ? ", " : "\n")
+}
+NF > 1 {
+    for (i = 1; i <= m; i++) {
+        value = $(column[want[i]])
+        if (units && want[i] ~ /memory/) value = value " MiB"
+        if (units && want[i] ~ /utilization/) value = value " %"
+        printf "%s%s", value, (i < m ? ", " : "\n")
+    }
+}' "$file"
+EOF
+    } >"$dir/bin/nvidia-smi.$$"
+    chmod 755 "$dir/bin/nvidia-smi.$$"
+    mv "$dir/bin/nvidia-smi.$$" "$dir/bin/nvidia-smi"
 }
 
 start_sshd() {
@@ -140,7 +240,8 @@ start_sshd() {
     chmod 755 "$SANDBOX" "$dir"
     [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
     [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
-    cp "$dir/client_key.pub" "$dir/authorized_keys"
+    cp "$dir/client_key.pub" "$dir/authorized_keys.$$"  # renamed into place, as below
+    mv "$dir/authorized_keys.$$" "$dir/authorized_keys"
     chmod 644 "$dir/authorized_keys"
     cat >"$dir/sshd_config.new" <<EOF
 ListenAddress 127.0.0.1
@@ -153,27 +254,27 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-SetEnv DOCKER_HOST=unix://$SANDBOX/remote/docker.sock
+SetEnv DOCKER_HOST=unix://$SANDBOX/remote/docker.sock PATH=$SANDBOX/gpu/bin:/usr/local/bin:/usr/bin:/bin:/usr/games
 EOF
     # A running sshd whose config changed (say, a sandbox from before a user was added) rereads it.
     local reload=
     cmp -s "$dir/sshd_config.new" "$dir/sshd_config" || reload=yes
     mv "$dir/sshd_config.new" "$dir/sshd_config"
     # The client side: a Host alias per user, the key, and a known_hosts that pins the host key.
-    printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$dir/known_hosts"
+    # Each written whole under another name, then renamed: a start while tests run (each test session
+    # starts the sandbox) must never show ssh a half-written file.
+    printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$dir/known_hosts.$$"
+    mv "$dir/known_hosts.$$" "$dir/known_hosts"
     for variant in "${VARIANTS[@]}"; do
         cat <<EOF
 Host $(alias_of "$variant")
     HostName 127.0.0.1
     Port $SSH_PORT
     User $(user_of "$variant")
-    IdentityFile $dir/client_key
-    IdentitiesOnly yes
-    UserKnownHostsFile $dir/known_hosts
-    StrictHostKeyChecking yes
-    BatchMode yes
+$(client_options "$dir")
 EOF
-    done >"$dir/ssh_config"
+    done >"$dir/ssh_config.$$"
+    mv "$dir/ssh_config.$$" "$dir/ssh_config"
     if alive "$dir/sshd.pid"; then
         [ -n "$reload" ] || return 0
         log "sshd's config changed: it rereads it"
@@ -215,6 +316,7 @@ start() {
     for variant in "${VARIANTS[@]}"; do create_user "$variant"; done
     start_engine remote "$SANDBOX/remote/data" --group "$SSH_USER"
     start_registry
+    fake_gpus
     start_sshd
     build_base_image
     log "ready; point pystributed at it with: eval \"\$($0 env)\""
@@ -231,15 +333,6 @@ export PYSTRIBUTED_BASE_IMAGE=$BASE_IMAGE
 EOF
 }
 
-stop_pid() {  # stop_pid PIDFILE
-    alive "$1" || return 0
-    local pid
-    pid=$(cat "$1")
-    kill "$pid"
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-}
-
 stop() {
     stop_pid "$SANDBOX/ssh/sshd.pid"
     stop_pid "$SANDBOX/registry/pid"
@@ -254,6 +347,9 @@ status() {
     done
     return $ok
 }
+
+# COMMAND --swarm: the three-node Docker Swarm beside the sandbox (scripts/swarm_rig.sh; start starts both).
+if [ "${2:-}" = --swarm ]; then exec "$(dirname "$0")/swarm_rig.sh" "$1"; fi
 
 case ${1:-} in
 install) install ;;

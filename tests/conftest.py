@@ -11,3 +11,12 @@ def clean_environment(monkeypatch, tmp_path):
         if name.startswith("PYSTRIBUTED_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME is an empty folder of the test's own (where sh, started by the local place, begins)."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    return folder

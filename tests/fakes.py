@@ -12,6 +12,7 @@ import dataclasses
 import io
 import re
 import shlex
+import tarfile
 
 import pytest
 
@@ -122,3 +123,14 @@ def programs(monkeypatch):
         monkeypatch.setattr(util, name, getattr(fake, name))
     yield fake
     fake.done()
+
+
+def tar_of(files):
+    """A tar archive, as bytes, of the regular files {name: content}: what `fetch` answers."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

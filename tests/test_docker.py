@@ -11,7 +11,8 @@ def test_argument_lists():
     assert docker.build("reg/p:1") == ["docker", "build", "--quiet", "--tag", "reg/p:1", "-"]
     assert docker.inspect_image("reg/p:1") == ["docker", "image", "inspect", "--format", "{{.Id}}", "reg/p:1"]
     assert docker.python_version("reg/p:1") == [
-        "docker", "run", "--rm", "--network", "none", "--entrypoint", "python", "reg/p:1",
+        "docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", "reg/p:1",
+        "-c", 'exec "$(command -v python3 || command -v python)" "$@"', "sh",  # python3, else python
         "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
     assert docker.push("reg/p:1") == ["docker", "push", "reg/p:1"]
     assert docker.pull("reg/p:1") == ["docker", "pull", "reg/p:1"]

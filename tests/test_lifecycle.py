@@ -2,11 +2,10 @@
 (faked strictly, tests/fakes.py), and how its survey is read."""
 import dataclasses
 import datetime
-import io
 import json
-import tarfile
 
 import pytest
+from fakes import tar_of
 
 from pystributed import config, lifecycle, record, results
 from pystributed.errors import PystributedError, StepError
@@ -43,16 +42,6 @@ def survey_answer(*, containers=None):
 
 
 SURVEY = survey_answer()
-
-
-def tar_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import tarfile
 
 import pytest
+from fakes import tar_of
 
 from pystributed import config, pipeline, progress, record, results
 from pystributed.errors import EXIT_HINTS, PystributedError, RemoteCellError, StepError
@@ -19,16 +20,6 @@ IMAGE = "reg:5000/proj:0123456789abcdef"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
 DEFAULTS = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 PUSHED = b"abcdef012345: Pushed\nlatest: digest: sha256:" + b"a" * 64 + b" size: 5\n"
-
-
-def tar_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 TAR = tar_of({"./out.txt": b"42"})
@@ -112,6 +103,17 @@ def expect_ship(programs):
     programs.expect("server", "docker_command", "pull", IMAGE, out=b"abcdef012345: Pull complete\n")
 
 
+def expect_pull_refused(programs, socket_dir, stderr):
+    """The image is built here and was pushed (the registry's digest: b…), the server has it not, and its
+    pull fails, saying STDERR."""
+    expect_connect(programs, socket_dir)
+    programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+                    out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
+    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
+    programs.expect("server", "docker_command", "pull", IMAGE, code=1, stderr=stderr)
+
+
 def expect_end(programs, *, code=0, tar=TAR):
     programs.expect("server", "finish", RUN_DIR, RUN_ID, "false", ..., out=f"{code}\n")
     programs.expect("server", "fetch", RUN_DIR, "", out=tar)
@@ -169,12 +171,7 @@ def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(programs, remote_conf
 
 
 def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, socket_dir):
-    expect_connect(programs, socket_dir)
-    programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
-                    out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
-    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
-    programs.expect("server", "docker_command", "pull", IMAGE, code=1, stderr="manifest unknown")
+    expect_pull_refused(programs, socket_dir, "manifest unknown")
     programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("docker", "push", IMAGE, out=PUSHED)
@@ -187,12 +184,7 @@ def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, soc
 
 def test_a_pull_that_fails_otherwise_fails_the_run_and_discards_its_folder(programs, remote_config, socket_dir,
                                                                           states):
-    expect_connect(programs, socket_dir)
-    programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
-                    out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
-    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
-    programs.expect("server", "docker_command", "pull", IMAGE, code=1, stderr="unauthorized: authentication required")
+    expect_pull_refused(programs, socket_dir, "unauthorized: authentication required")
     programs.expect("server", "rmdir_run", RUN_DIR)
     expect_disconnect(programs, socket_dir)
     with pytest.raises(StepError) as error:

@@ -5,7 +5,7 @@ every feature's hook at these points, in this order. A hook may change the Run i
     check(run)         before anything: refuse early, warn, add to run.excludes
     before_pack(run)   add run.runner_files, set run.requirements
     reuse(run)         after pack (run.digest is known): an earlier RunResult to return instead
-    before_build(run)  inside the build step
+    before_build(run)  inside the build step (before the push)
     mounts(run)        after pull: `docker run` arguments (its own "data" step)
     after_fetch(run)   the results are here (run.result.local_path)
     finished(run)      the run succeeded and its values are in
@@ -38,14 +38,21 @@ class Feature:
 def for_run(config, *, exchange=None, cache=False):
     """The features of a run with this config: `exchange` (values.Exchange) for --in/--out and
     the last value, `cache` for --cache."""
+    from pystributed.features import base, checks, data, gpus, requirements
     from pystributed.features import cache as caching
-    from pystributed.features import checks, data, requirements
 
     found = [data.Data(), checks.Checks()]
+    if gpus.requested(config.DOCKER_RUN_ARGS):
+        found.append(gpus.Gpus())
+    if config.is_cluster:  # GPUs are Swarm's to give (GPUS_PER_TASK), not `--gpus`'s
+        from pystributed.features import cluster
+
+        found = [f for f in found if not isinstance(f, gpus.Gpus)] + [cluster.Cluster()]
     if config.REQUIREMENTS == requirements.AUTO:
         found.append(requirements.Auto())
     if exchange is not None:
         found.append(exchange)
+    base_image = base.BaseImage()  # every run: its id is part of the image's tag, and of the cache key
     if cache:
-        found.append(caching.Cache(exchange))
-    return found
+        found.append(caching.Cache(exchange, base_image))
+    return [*found, base_image]

@@ -1,10 +1,11 @@
 """--cache: a rerun of the same code, inputs, image and data reuses the earlier run at once.
 
 The key is the hash of the build context (the cell, the earlier cells it brought along, the --in
-pickles, the folder's files, BASE_IMAGE and the requirements: everything the image is made of)
-with the hash of the DATA files (mounted, not built in) and the settings of the run itself. The
+pickles, the folder's files, BASE_IMAGE and the requirements: everything the image is made of), the
+id of BASE_IMAGE on the engine that builds (features/base.py: a base rebuilt under the same tag runs
+again), the hash of the DATA files (mounted, not built in) and the settings of the run itself. The
 index is LOCAL_RESULTS_DIR/.cache/<key>.json, naming the run; the run's folder there holds its
-files and values. Nothing is asked of the server.
+files and values. Nothing else is asked of the server (the base's id is, with TRANSPORT = "remote-build").
 """
 import hashlib
 import json
@@ -17,21 +18,21 @@ INDEX = ".cache"
 
 
 class Cache(Feature):
-    def __init__(self, exchange=None):
-        self.exchange, self.key = exchange, None
+    def __init__(self, exchange=None, base=None):
+        self.exchange, self.base, self.key = exchange, base, None  # base: the run's base.BaseImage
 
     def reuse(self, run):
-        self.key = key(run.config, run.digest)
+        self.key = key(run.config, run.digest, self.base.identity(run) if self.base else "")
         return reuse(run.config, self.key, self.exchange, run.steps)
 
     def finished(self, run):
         remember(run.config, self.key, run.result)
 
 
-def key(config, digest):
+def key(config, digest, base_id=""):
     # DATA is mounted, not built in: its content counts through its own manifest's hash.
     data_key = data.manifest(config, data.local_files(config.DATA))[1] if config.DATA else None
-    settings = {"context": digest, "server": config.REMOTE_SERVER, "docker_run_args": config.DOCKER_RUN_ARGS,
+    settings = {"context": digest, "base_image": base_id, "server": config.REMOTE_SERVER, "docker_run_args": config.DOCKER_RUN_ARGS,
                 "env": config.ENV, "secrets": config.SECRETS, "data": data_key, "remote_data": config.REMOTE_DATA}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 

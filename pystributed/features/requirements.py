@@ -11,6 +11,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -50,9 +51,30 @@ def is_stdlib(name):
     return origin.startswith(stdlib) and "site-packages" not in origin and "dist-packages" not in origin
 
 
-@functools.lru_cache(maxsize=1)
 def _import_names():
-    """{import name: [distribution names]} of what is installed here."""
+    """{import name: [distribution names]} of what is installed here: looked up again when the
+    environment changed since (`%pip install` in the kernel adds to a folder of sys.path, which
+    changes its mtime; a folder added to sys.path changes sys.path), not once for the kernel's life."""
+    return _import_names_in(_environment())
+
+
+def _environment():
+    """sys.path, with the mtime of each of its folders (None for one that does not exist), but
+    the working directory's: the notebook's folder changes with every saved cell, and the lookup
+    takes a good part of a second (0.3 to 0.7 s for 180 distributions, measured)."""
+    here, found = os.getcwd(), []
+    for entry in sys.path:
+        path = os.path.abspath(entry or ".")
+        try:
+            found.append((entry, None if path == here else os.stat(path).st_mtime_ns))
+        except OSError:
+            found.append((entry, None))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=1)
+def _import_names_in(environment):
+    importlib.invalidate_caches()  # the import system's own caches of folders' contents, too
     if hasattr(importlib.metadata, "packages_distributions"):  # Python 3.10+
         return importlib.metadata.packages_distributions()
     mapping = {}
@@ -63,6 +85,9 @@ def _import_names():
         for name in names:
             mapping.setdefault(name, []).append(dist.metadata["Name"])
     return mapping
+
+
+_import_names.cache_clear = _import_names_in.cache_clear  # forget the lookup whatever changed
 
 
 def distributions(name):

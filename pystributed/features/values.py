@@ -57,10 +57,14 @@ class Exchange(Feature):
         return bool(self.inputs or self.out)
 
     def runner_files(self):
-        """The files next to cell_runner.py in the image: which names to send back, the --in pickles."""
-        files = {"settings.json": json.dumps({"out": self.out}).encode()}
+        """The files next to cell_runner.py in the image: which names to send back, and this kernel's
+        Python and the versions of the packages the --in pickles need (named if one cannot be loaded
+        there); the --in pickles."""
+        pickles = self._pickled_inputs() if self.inputs else {}
+        settings = {"out": self.out, "python": here_python(), "modules": cell_runner.versions(pickles.values())}
+        files = {"settings.json": json.dumps(settings).encode()}
         if self.inputs:
-            files["inputs.pkl"] = pickle.dumps(self._pickled_inputs(), cell_runner.PROTOCOL)
+            files["inputs.pkl"] = pickle.dumps(pickles, cell_runner.PROTOCOL)
         return files
 
     def _pickled_inputs(self):
@@ -76,17 +80,18 @@ class Exchange(Feature):
         return pickles
 
     def check_python(self, config, engine, *, on_server):
-        """Refuse, before building, an image whose Python cannot load this kernel's pickles."""
+        """Warn, before building, when the image's Python is not this kernel's: plain values cross
+        (pickle protocol 5, read by every Python 3.8+), an object of a module that differs between
+        the two may not, and is then named with both versions (cell_runner.load_problem)."""
         if not self.pickles:
             return
-        here = f"{sys.version_info.major}.{sys.version_info.minor}"
-        there = image_python(config, engine, on_server=on_server)
+        here, there = here_python(), image_python(config, engine, on_server=on_server)
         if there != here:
-            raise PystributedError(
-                f"--in/--out send pickles between this kernel (Python {here}) and the image, whose BASE_IMAGE "
-                f"{config.BASE_IMAGE} has Python {there}: pickles do not load across Python versions. Set "
-                f"BASE_IMAGE = 'python:{here}-slim' (or an image with Python {here}), or use a kernel with "
-                f"Python {there}.")
+            print(f"warning: --in/--out: this kernel runs Python {here} and BASE_IMAGE {config.BASE_IMAGE} Python "
+                  f"{there}. Plain values (numbers, strings, lists, dicts, NumPy arrays, tensors) cross; an object "
+                  "whose module differs between the two may not load, and is then named. The same Python on both "
+                  f"sides avoids it (BASE_IMAGE = 'python:{here}-slim', or a kernel with Python {there}).",
+                  file=sys.stderr)
 
     def collect(self, result):
         """Load what the run handed back into result.values and result.value, and the --out
@@ -103,7 +108,8 @@ class Exchange(Feature):
             try:
                 values[name] = pickle.loads(pickles[name])
             except Exception as e:  # noqa: BLE001 (user objects raise anything)
-                problems.append(f"{name} could not be unpickled here ({type(e).__name__}: {e})")
+                problems.append(f"{name} could not be unpickled here ({_problem(e, pickles[name], report)}): "
+                                "install what it needs here, in the image's version")
         result.values = values
         result.value = _last_value(report, pickles)
         if self.namespace is not None:
@@ -140,8 +146,18 @@ def _last_value(report, pickles):
         try:
             return pickle.loads(pickles[cell_runner.LAST])
         except Exception as e:  # noqa: BLE001 (user objects raise anything)
-            return Shown(shown["repr"], f"{type(e).__name__}: {e}")
+            return Shown(shown["repr"], _problem(e, pickles[cell_runner.LAST], report))
     return Shown(shown["repr"], shown.get("why", ""))
+
+
+def here_python():
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _problem(error, data, report):
+    """Why a pickle of the run's could not be loaded here, with what differs from the image."""
+    return cell_runner.load_problem(error, data, made=("in the image", report.get("python"), report.get("modules")),
+                                    here="here")
 
 
 def image_python(config, engine, *, on_server):
@@ -155,7 +171,7 @@ def image_python(config, engine, *, on_server):
     known = image_id()
     if known and known in _pythons:
         return _pythons[known]
-    hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide `python`." if known else
+    hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide python3 (or python) on its PATH." if known else
             f"BASE_IMAGE ({config.BASE_IMAGE}) is not {'on the server' if on_server else 'here'} and could not be "
             f"pulled: check its name, or `docker pull {config.BASE_IMAGE}` (after `docker login` if it needs one).")
     out = engine(docker.python_version(config.BASE_IMAGE), step="build", hint=hint)

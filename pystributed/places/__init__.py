@@ -3,8 +3,8 @@ methods of `Place`; the config chooses which one (`place_for`)."""
 
 
 class Place:
-    """One place containers run in: the local engine (local.py), one server over ssh (ssh.py); a
-    cluster would be a third. Every method may raise StepError naming its step."""
+    """One place containers run in: the local engine (local.py), one server over ssh (ssh.py), a
+    Docker Swarm (swarm.py). Every method may raise StepError naming its step."""
 
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
 
@@ -62,6 +62,6 @@ class Place:
 
 
 def place_for(config):
-    from pystributed.places import local, ssh
+    from pystributed.places import local, ssh, swarm
 
-    return local.Local(config) if config.is_local else ssh.Ssh(config)
+    return local.Local(config) if config.is_local else swarm.Swarm(config) if config.is_cluster else ssh.Ssh(config)

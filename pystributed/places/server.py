@@ -59,6 +59,8 @@ class Server(Place):
             out = util.run(self.argv(len(script)), step=step, hint=hint, write_stdin=write, cwd=self.cwd,
                            read_stdout=reader if read else None)
         except StepError as e:
+            if e.code is None:  # not an exit code of the action's (no answer line, no ssh here): as it is
+                raise
             # Name what failed there, not the fixed line that started sh.
             raise StepError(e.step, f"`{_shown(action, args)}` on {self.name} exited with code {e.code}",
                             output=e.output, hint=e.hint, code=e.code) from None
@@ -103,12 +105,12 @@ class Server(Place):
 
     def prepare(self, run_id):
         out = self.call("rundir", self.workdir(), run_id, step="connect", hint=(
-            f"{self.hint()} REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) must be creatable there."))
-        path, uid, gid = out.splitlines()[:3]
+            f"{self.hint()} REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) must be creatable there.".lstrip()))
+        path, uid, gid, *kind = out.splitlines()[:4]  # a rootless engine's root is the user (server.sh)
         if ":" in path:  # docker's --volume would split it there
             raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",
                             hint="Choose a REMOTE_WORKDIR without ':'.")
-        return path, f"{uid}:{gid}"
+        return path, "0:0" if kind == ["rootless"] else f"{uid}:{gid}"
 
     def discard(self, remote_dir):
         with contextlib.suppress(StepError):
@@ -174,7 +176,7 @@ class Server(Place):
 
 def _shown(action, args):
     """An action as a user would type it: docker's own commands as docker commands."""
-    words = {"docker_command": ["docker"], "start": ["docker", "run"]}.get(action, [f"server.sh {action}"])
+    words = {"docker_command": ["docker"], "start": ["docker", "run"]}.get(action, ["server.sh", action])
     text = shlex.join([*words, *args])
     return text if len(text) < 300 else text[:300] + " …"
 

@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,21 +22,54 @@ def unavailable(reason):
     pytest.skip(reason)
 
 
+def require_tools(*tools):
+    """Each of TOOLS is on PATH, or the tests that need them are unavailable."""
+    for tool in tools:
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
+            unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install`")
+
+
+def sandbox_variables(*args):
+    """What `scripts/sandbox.sh env ARGS` exports, as {name: value}."""
+    out = subprocess.run([SANDBOX, "env", *args], capture_output=True, text=True, check=True).stdout
+    env = {}
+    for line in out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    return env
+
+
+def registry_tags(registry, name):
+    with urllib.request.urlopen(f"http://{registry}/v2/{name}/tags/list", timeout=10) as response:
+        return json.load(response)["tags"] or []
+
+
+def delete_from_registry(registry, name):
+    """Every tag of the image NAME, deleted from the sandbox's registry (none where it was never pushed)."""
+    base = f"http://{registry}/v2/{name}"
+    try:
+        tags = registry_tags(registry, name)
+    except urllib.error.HTTPError:  # never pushed to
+        return
+    for tag in tags:
+        head = urllib.request.Request(f"{base}/manifests/{tag}", method="HEAD", headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                      "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(head, timeout=10) as response:
+            digest = response.headers["Docker-Content-Digest"]
+        urllib.request.urlopen(urllib.request.Request(f"{base}/manifests/{digest}", method="DELETE"),
+                               timeout=10).close()
+
+
 @pytest.fixture(scope="session")
 def sandbox_env():
     """The variables that point pystributed at the sandbox; the sandbox runs while tests do."""
     if os.geteuid() != 0:
         unavailable("the sandbox starts daemons and a user, so it needs root")
-    for tool in ("dockerd", "docker", "docker-registry", "sshd", "debootstrap", "fish", "tcsh"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
-            unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install`")
+    require_tools("dockerd", "docker", "docker-registry", "sshd", "debootstrap", "fish", "tcsh")
     already_running = subprocess.run([SANDBOX, "status"], capture_output=True, check=False).returncode == 0
     subprocess.run([SANDBOX, "start"], check=True)
-    out = subprocess.run([SANDBOX, "env"], capture_output=True, text=True, check=True).stdout
-    env = {}
-    for line in out.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
+    env = sandbox_variables()
     yield env
     if not already_running:
         subprocess.run([SANDBOX, "stop"], check=True)
@@ -63,8 +97,7 @@ class Sandbox:
         return subprocess.run([*self.ssh, script], capture_output=True, text=True, check=True).stdout
 
     def registry_tags(self, name="pystributed"):
-        with urllib.request.urlopen(f"http://{self.registry}/v2/{name}/tags/list", timeout=10) as response:
-            return json.load(response)["tags"] or []
+        return registry_tags(self.registry, name)
 
     def container_events(self, engine, run_id, since):
         out = self.docker(engine, "events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1),

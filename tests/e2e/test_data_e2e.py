@@ -10,8 +10,8 @@ import pytest
 from wheels import make_wheel
 
 from pystributed import config, features, pipeline
-from pystributed.features import data
 from pystributed.errors import StepError
+from pystributed.features import data
 
 MB = 1_000_000
 

@@ -4,7 +4,6 @@ and whatever its startup files print, the server commands must do what they do f
 arguments (a REMOTE_WORKDIR with a space and a quote) reach the server unchanged, and no welcome line
 gets into the cell's output or the CLI's. The tests share one DOCKER_IMAGE_NAME, so the image is built
 once and reused; each has its own REMOTE_WORKDIR, so that `clean` only ever touches its own runs."""
-import json
 import os
 import re
 import secrets
@@ -12,10 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
+from conftest import delete_from_registry
 
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 LINE = "it's a $HOME \\ test!"  # quotes, spaces, a variable, a backslash, a '!': printed as they are
@@ -44,20 +42,7 @@ def remove_images(env, image_name):
                               repository], capture_output=True, text=True, check=False).stdout
         for ref in out.split():
             subprocess.run(["docker", "-H", host, "image", "rm", ref], capture_output=True, check=False)
-    base = f"http://{env['PYSTRIBUTED_DOCKER_REGISTRY']}/v2/{image_name}"
-    try:
-        with urllib.request.urlopen(f"{base}/tags/list", timeout=10) as response:
-            tags = json.load(response)["tags"] or []
-    except urllib.error.HTTPError:  # never pushed to
-        return
-    for tag in tags:
-        head = urllib.request.Request(f"{base}/manifests/{tag}", method="HEAD", headers={
-            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                      "application/vnd.oci.image.manifest.v1+json"})
-        with urllib.request.urlopen(head, timeout=10) as response:
-            digest = response.headers["Docker-Content-Digest"]
-        urllib.request.urlopen(urllib.request.Request(f"{base}/manifests/{digest}", method="DELETE"),
-                               timeout=10).close()
+    delete_from_registry(env["PYSTRIBUTED_DOCKER_REGISTRY"], image_name)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,10 @@
 """What a user sees in a real Jupyter kernel: live output, errors, interrupts, the run record."""
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 from kernel import Kernel, error_of, stream_text
+from wheels import require_tqdm
 
 
 @pytest.fixture
@@ -62,12 +61,7 @@ def test_stdout_and_stderr_stay_apart_and_progress_bars_stay_small(kernel, tmp_p
 
 def test_a_real_tqdm_bar_of_10000_steps_stays_one_line(kernel, tmp_path):
     # The real tqdm, as users run it, shipped as a wheel: the container has no network.
-    deps = tmp_path / "deps"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(deps), "tqdm"],
-                   check=True)
-    wheel, = deps.glob("tqdm-*.whl")
-    (deps / "requirements.txt").write_text(f"./{wheel.name}\n")
-    (tmp_path / "config.py").write_text("REQUIREMENTS = 'deps/requirements.txt'\n")
+    require_tqdm(tmp_path)
     messages, reply = kernel.execute(
         "%%remote\n"
         "from tqdm import tqdm\n"
@@ -124,9 +118,9 @@ def test_interrupt_stops_the_container_and_marks_the_run(kernel, sandbox, tmp_pa
 def test_run_json_is_complete_and_runs_lists_it(kernel, sandbox, tmp_path):
     started = time.time()
     messages, reply = kernel.execute("%%remote --gpus 0\nprint('hi')\n")
-    # --gpus reaches docker run: the sandbox engine has no GPUs, so the start fails, clearly.
+    # --gpus reaches the run: the sandbox engine has no GPU support, so the run fails before the push, clearly.
     assert reply["status"] == "error"
-    assert "run failed" in error_of(messages)["evalue"]
+    assert "gpus failed" in error_of(messages)["evalue"] and "no `nvidia` runtime" in error_of(messages)["evalue"]
     (tmp_path / "results" / ".runs").rename(tmp_path / "failed-runs")
     messages, reply = kernel.execute("%%remote\nprint('hi')\n")
     assert reply["status"] == "ok"

@@ -272,14 +272,6 @@ def test_a_server_where_the_cache_cannot_be_made_names_remote_workdir(tmp_path, 
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    return folder
-
-
-@pytest.fixture
 def place(home):
     return local.Local(config.load(environ={}, REMOTE_SERVER="local"))
 

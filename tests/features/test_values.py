@@ -1,5 +1,6 @@
 """The image side (cell_runner.py, run here by this Python as the image would) and the notebook
 side (features/values.py) of --in / --out and the last expression."""
+import json
 import pickle
 import shutil
 import subprocess
@@ -117,11 +118,13 @@ def test_the_names_to_send_back_and_the_inputs_go_next_to_the_runner_before_the_
     run = pipeline.Run(config.load(environ={}, REMOTE_SERVER="local"), None, progress.Steps(quiet=True))
     values.Exchange(inputs="k", out="a,b", namespace={"k": [1, 2]}).before_pack(run)
     assert set(run.runner_files) == {"settings.json", "inputs.pkl"}
-    assert run.runner_files["settings.json"] == b'{"out": ["a", "b"]}'
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert json.loads(run.runner_files["settings.json"]) == {"out": ["a", "b"], "python": here, "modules": {}}
     assert pickle.loads(run.runner_files["inputs.pkl"]) == {"k": pickle.dumps([1, 2], cell_runner.PROTOCOL)}
     run.runner_files = {}
     values.Exchange().before_pack(run)  # no --in: no pickles in the image
-    assert run.runner_files == {"settings.json": b'{"out": []}'}
+    assert set(run.runner_files) == {"settings.json"}
+    assert json.loads(run.runner_files["settings.json"]) == {"out": [], "python": here, "modules": {}}
 
 
 def test_a_fetched_run_tells_which_names_it_was_to_send_back(tmp_path):
@@ -144,26 +147,27 @@ def test_finished_loads_the_values_into_the_notebook(tmp_path):
 
 
 INSPECT = ["docker", "image", "inspect", "--format", "{{.Id}}"]
-PYTHON = ["--rm", "--network", "none", "--entrypoint", "python"]
-VERSION = ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+PYTHON = ["--rm", "--network", "none", "--entrypoint", "sh"]
+VERSION = ["-c", 'exec "$(command -v python3 || command -v python)" "$@"', "sh",  # python3, else python
+           "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
 
 
-def test_a_different_python_in_the_image_is_refused_before_building(programs, monkeypatch):
+def test_a_different_python_in_the_image_is_warned_about_before_building(programs, monkeypatch, capsys):
     monkeypatch.setattr(values, "_pythons", {})
-    cfg = config.load(environ={}, REMOTE_SERVER="local", BASE_IMAGE="python:3.8-slim")
+    monkeypatch.setattr(values, "here_python", lambda: "3.12")
+    cfg = config.load(environ={}, REMOTE_SERVER="local", BASE_IMAGE="python:3.11-slim")
     exchange = values.Exchange(out="x")
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    programs.expect(*INSPECT, "python:3.8-slim", out="sha256:abc\n")
-    programs.expect("docker", "run", *PYTHON, "python:3.8-slim", *VERSION, out="3.8\n")
-    with pytest.raises(PystributedError) as excinfo:
-        exchange.check_python(cfg, docker.here, on_server=False)
-    assert str(excinfo.value) == (
-        f"--in/--out send pickles between this kernel (Python {here}) and the image, whose BASE_IMAGE "
-        f"python:3.8-slim has Python 3.8: pickles do not load across Python versions. Set BASE_IMAGE = "
-        f"'python:{here}-slim' (or an image with Python {here}), or use a kernel with Python 3.8.")
-    programs.expect(*INSPECT, "python:3.8-slim", out="sha256:abc\n")  # asked once per image: no docker run
-    with pytest.raises(PystributedError, match="has Python 3.8"):
-        exchange.check_python(cfg, docker.here, on_server=False)
+    programs.expect(*INSPECT, "python:3.11-slim", out="sha256:abc\n")
+    programs.expect("docker", "run", *PYTHON, "python:3.11-slim", *VERSION, out="3.11\n")
+    exchange.check_python(cfg, docker.here, on_server=False)  # not refused
+    assert capsys.readouterr().err == (
+        "warning: --in/--out: this kernel runs Python 3.12 and BASE_IMAGE python:3.11-slim Python 3.11. Plain values "
+        "(numbers, strings, lists, dicts, NumPy arrays, tensors) cross; an object whose module differs between the "
+        "two may not load, and is then named. The same Python on both sides avoids it (BASE_IMAGE = "
+        "'python:3.12-slim', or a kernel with Python 3.11).\n")
+    programs.expect(*INSPECT, "python:3.11-slim", out="sha256:abc\n")  # asked once per image: no docker run
+    exchange.check_python(cfg, docker.here, on_server=False)
+    assert "warning: --in/--out: this kernel runs Python 3.12" in capsys.readouterr().err
     values.Exchange().check_python(cfg, docker.here, on_server=False)  # nothing pickled: nothing asked
 
 

@@ -1,0 +1,144 @@
+"""Runs one task of a sweep, or a run on a cluster, inside the image (stdlib only, Python 3.8+; copied
+into the image next to cell_runner.py).
+
+`python task_runner.py --cell` runs the cell as cell_runner.py does, with the task's parameters put
+among the --in values (sweep.pkl holds, for each task, {name: pickle}), so that they are variables
+defined before the cell. Before it, in the environment:
+- PYSTRIBUTED_TASK, the task's index: given (a sweep on one server, a task tried again), else Swarm's
+  slot of the task (PYSTRIBUTED_SLOT={{.Task.Slot}}: a replicated job's tasks have the slots 0..N-1;
+  Swarm gives the node's id instead of the slot 0);
+- with PYSTRIBUTED_TASK_FOLDERS=1 (a sweep on a cluster, whose tasks share one mounted folder),
+  PYSTRIBUTED_RESULTS/<index>/, made, is PYSTRIBUTED_RESULTS;
+- the GPUs that Swarm assigned the task (DOCKER_RESOURCE_GPU, their UUIDs) are CUDA_VISIBLE_DEVICES
+  (and NVIDIA_VISIBLE_DEVICES).
+
+`python task_runner.py` (on a cluster) looks after that process, as a server's `finish` step would:
+it copies its output into PYSTRIBUTED_RESULTS/output.log as it comes, passes an interrupt on to it
+(SIGINT: the cell's `finally:` blocks run), writes its exit code and times into
+PYSTRIBUTED_RESULTS/.pystributed-state.json, and exits 0 itself. Swarm retries a replicated job's
+failed task again and again, whatever its restart policy says (a failed task's slot is simply filled
+again), so the cell's own failure is never Swarm's: pystributed reads it from the state file, and
+tries the task again itself (--retries) as a job of its own.
+"""
+import datetime
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SWEEP = "sweep.pkl"
+TASK = "task.json"  # {"entry": the cell's path in the image}
+LOG = "output.log"
+STATE = ".pystributed-state.json"
+
+
+def task_index(environ):
+    given = environ.get("PYSTRIBUTED_TASK", "")
+    if given.isdigit():
+        return int(given)
+    slot = environ.get("PYSTRIBUTED_SLOT", "")
+    return int(slot) if slot.isdigit() else 0  # not a number: the node's id, which Swarm gives for slot 0
+
+
+def prepare(environ, here=HERE):
+    """Set the task's variables in `environ`; return its index (None outside a sweep)."""
+    index = task_index(environ)
+    sweep = os.path.exists(os.path.join(here, SWEEP))
+    if sweep:
+        environ["PYSTRIBUTED_TASK"] = str(index)
+    if environ.pop("PYSTRIBUTED_TASK_FOLDERS", "") == "1":  # (once: the cell's process inherits the result)
+        folder = os.path.join(environ.get("PYSTRIBUTED_RESULTS", "/results"), str(index))
+        os.makedirs(folder, exist_ok=True)
+        environ["PYSTRIBUTED_RESULTS"] = folder
+    gpus = environ.get("DOCKER_RESOURCE_GPU", "")
+    if gpus:
+        environ["CUDA_VISIBLE_DEVICES"] = environ["NVIDIA_VISIBLE_DEVICES"] = gpus
+    return index if sweep else None
+
+
+def params_of(index, here=HERE):
+    """The task's parameters, {name: pickle}."""
+    if index is None:
+        return {}
+    with open(os.path.join(here, SWEEP), "rb") as f:
+        every = pickle.load(f)
+    if index >= len(every):
+        raise SystemExit(f"pystributed: there is no task {index} in a sweep of {len(every)} tasks")
+    return every[index]
+
+
+def cell(argv):
+    """Run the cell, with the task's parameters among the --in values."""
+    sys.path.insert(0, HERE)
+    import cell_runner
+
+    index = prepare(os.environ)
+    params = params_of(index)
+    with open(os.path.join(HERE, TASK), encoding="utf-8") as f:
+        entry = json.load(f)["entry"]
+    read_inputs = cell_runner.read_inputs
+    # The cell's own --in values (the notebook's) come on top of the parameters.
+    cell_runner.read_inputs = lambda path: {**params, **read_inputs(path)}
+    return cell_runner.main([os.path.join(HERE, "cell_runner.py"), entry, *argv])
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def supervise():
+    """Run the cell in a process of its own; see the module's docstring."""
+    index = prepare(os.environ)  # the cell's process inherits these
+    folder = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
+    log = os.open(os.path.join(folder, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    started = _now()
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--cell"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    interrupted = []
+
+    def forward(number, frame):
+        interrupted.append(number)
+        if len(interrupted) > 1:  # (`docker stop` after `docker kill --signal INT`): its `finally:` blocks run on
+            return
+        try:
+            process.send_signal(number)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+
+    def pump(pipe, fd):
+        for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
+            os.write(fd, chunk)
+            os.write(log, chunk)
+
+    pumps = [threading.Thread(target=pump, args=(process.stdout, 1)),
+             threading.Thread(target=pump, args=(process.stderr, 2))]
+    for thread in pumps:
+        thread.start()
+    code = process.wait()
+    for thread in pumps:
+        thread.join()
+    os.close(log)
+    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    name = os.environ.get("PYSTRIBUTED_RUN_ID", "") + ("" if index is None else f"-{index}")
+    state = {"Cancelled": bool(interrupted) and code == 130, "Name": f"/pystributed-{name}", "Image": "",
+             "State": {"Status": "exited", "ExitCode": code, "StartedAt": started, "FinishedAt": _now(),
+                       "OOMKilled": False, "Error": ""},
+             "Mounts": [], "Node": os.environ.get("PYSTRIBUTED_NODE", ""), "Gpus": os.environ.get("DOCKER_RESOURCE_GPU", "")}
+    part = os.path.join(folder, f".{STATE}.{os.getpid()}")
+    with open(part, "w", encoding="utf-8") as f:
+        f.write(json.dumps(state) + "\n")
+    os.replace(part, os.path.join(folder, STATE))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--cell"]:
+        sys.exit(cell(sys.argv[2:]))
+    sys.exit(supervise())

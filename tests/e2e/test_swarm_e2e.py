@@ -1,0 +1,324 @@
+"""End-to-end on a real Docker Swarm of three nodes (scripts/swarm_rig.sh, through `sandbox.sh start
+--swarm`): each node a dockerd and an sshd in its own network namespace, with 2 fake GPUs that Swarm
+counts, and a home of its own (a run folder on one node is not on the others). The rig forms the swarm
+with `python -m pystributed cluster init`. With CI=true a rig that cannot start fails these tests."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SANDBOX, require_tools, sandbox_variables, unavailable
+from kernel import Kernel, error_of, stream_text
+
+GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n in (1, 2, 3) for g in (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def swarm_env(sandbox_env):
+    """The variables that point pystributed at the rig's manager; the rig runs while these tests do (the
+    sandbox, whose registry and base image it uses, is sandbox_env's to start and stop)."""
+    if os.geteuid() != 0:
+        unavailable("the swarm rig makes network namespaces and starts daemons, so it needs root")
+    require_tools("dockerd", "docker", "docker-registry", "sshd", "debootstrap", "nsenter", "unshare", "ip")
+    running = subprocess.run([SANDBOX, "status", "--swarm"], capture_output=True, check=False).returncode == 0
+    started = subprocess.run([SANDBOX, "start", "--swarm"], capture_output=True, text=True, check=False)
+    if started.returncode:
+        unavailable(f"the swarm rig did not start:\n{started.stderr[-3000:]}")
+    env = sandbox_variables("--swarm")
+    yield env
+    if not running:
+        subprocess.run([SANDBOX, "stop", "--swarm"], check=False)
+
+
+@pytest.fixture
+def swarm(swarm_env, monkeypatch, tmp_path):
+    for name, value in swarm_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    rig = Rig(swarm_env)
+    yield rig
+    rig.assert_nothing_left()
+
+
+class Rig:
+    def __init__(self, env):
+        self.env, self.dir = env, Path(env["PYSTRIBUTED_SANDBOX_SWARM_DIR"])
+
+    def docker(self, node, *args):
+        """docker on node N's engine directly (as root, for checking)."""
+        return subprocess.run(["docker", "-H", f"unix://{self.dir}/node{node}/docker.sock", *args],
+                              capture_output=True, text=True, check=False)
+
+    def home(self, node):
+        return self.dir / f"node{node}" / "home"
+
+    def assert_nothing_left(self):
+        services = self.docker(1, "service", "ls", "--quiet").stdout.split()
+        containers = {n: self.docker(n, "ps", "--all", "--quiet").stdout.split() for n in (1, 2, 3)}
+        for service in services:  # for the next test
+            self.docker(1, "service", "rm", service)
+        for node, ids in containers.items():
+            if ids:
+                self.docker(node, "rm", "--force", *ids)
+        assert services == [], services
+        assert all(ids == [] for ids in containers.values()), containers
+
+
+def pystributed(*args, check=True, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", "pystributed", *args], capture_output=True, text=True,
+                          check=False, timeout=timeout)
+    if check and proc.returncode:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def sweep_folder(cwd="."):
+    found = [p for p in Path(cwd, "results").iterdir() if p.name.startswith("sweep-")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def state(folder):
+    return json.loads((folder / ".pystributed-state.json").read_text())
+
+
+def test_cluster_init_formed_the_swarm_and_status_shows_its_gpus(swarm):
+    log = (swarm.dir / "cluster-init.log").read_text()
+    assert "pystributed-swarm1: swarm initialised, a manager" in log, log
+    assert "pystributed-swarm2: joined as a worker" in log and "pystributed-swarm3: joined as a worker" in log, log
+    # What each daemon.json needs: the GPUs are counted already (node-generic-resources), the runtime is not nvidia.
+    assert '"default-runtime": "nvidia"' in log and "swarm-resource" in log
+    assert '"node-generic-resources"' not in log
+    # Again, on the swarm it made: nothing changes.
+    again = pystributed("cluster", "init", "pystributed-swarm1", "pystributed-swarm2", "pystributed-swarm3")
+    assert "pystributed-swarm1: a manager of its swarm already" in again.stdout
+    assert "pystributed-swarm3: in this swarm already" in again.stdout
+    status = pystributed("cluster", "status").stdout
+    for uuid in GPUS:
+        assert f"{uuid} (free)" in status, status
+    assert status.count("ready/active") == 3 and "manager" in status
+    nodes = swarm.docker(1, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout.split("\n")
+    assert len([n for n in nodes if n.strip()]) == 3
+
+
+SWEEP_CELL = """%%remote --sweep lr=0.1,0.01,0.001 --sweep seed=0,1,2,3 --out loss
+import json, os, time
+started = time.time()
+time.sleep(3)
+info = {"task": os.environ["PYSTRIBUTED_TASK"], "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "lr": lr, "seed": seed,
+        "started": started, "ended": time.time()}
+json.dump(info, open(os.path.join(os.environ["PYSTRIBUTED_RESULTS"], "info.json"), "w"))
+loss = lr * seed
+"""
+
+
+def test_a_sweep_of_12_tasks_over_6_gpus_from_a_notebook(swarm, tmp_path):
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+        kernel.execute("lr, seed = 'not', 'these'")  # the task's own values come before the cell
+        started = time.time()
+        messages, reply = kernel.execute(SWEEP_CELL, timeout=300)
+        took = time.time() - started
+        assert reply["status"] == "ok", error_of(messages)
+        messages, _ = kernel.execute("print(loss); print(_.statuses)")
+        out = stream_text(messages)
+    finally:
+        kernel.close()
+    params = [(lr, seed) for lr in (0.1, 0.01, 0.001) for seed in (0, 1, 2, 3)]
+    assert out.splitlines()[0] == repr([lr * seed for lr, seed in params]), out
+    assert out.splitlines()[1] == repr(["succeeded"] * 12)
+    folder = sweep_folder(tmp_path)
+    infos = [json.loads((folder / str(i) / "info.json").read_text()) for i in range(12)]
+    assert [(i["lr"], i["seed"]) for i in infos] == params
+    assert [i["task"] for i in infos] == [str(i) for i in range(12)]
+    # Every node ran tasks, each task saw the GPU Swarm gave it, and no two running tasks shared a GPU.
+    states = [state(folder / str(i)) for i in range(12)]
+    assert [s["Gpus"] for s in states] == [i["gpu"] for i in infos]
+    assert {GPUS[i["gpu"]] for i in infos} == {"pystributed-swarm1", "pystributed-swarm2", "pystributed-swarm3"}
+    for a in infos:
+        for b in infos:
+            if a is not b and a["gpu"] == b["gpu"]:
+                assert a["ended"] <= b["started"] or b["ended"] <= a["started"], (a, b)
+    # Each task's folder came back from the node it ran on (and only that node has it).
+    for i, info in enumerate(infos):
+        node = int(GPUS[info["gpu"]][-1])
+        remote = swarm.home(node) / "pystributed-runs" / folder.name / str(i)
+        assert (remote / "info.json").exists(), remote
+        assert (folder / str(i) / "output.log").exists()
+        others = [n for n in (1, 2, 3) if n != node]
+        assert not any((swarm.home(n) / "pystributed-runs" / folder.name / str(i)).exists() for n in others)
+    assert took < 120, took
+
+
+def test_a_failing_task_is_reported_while_the_others_succeed_and_retries(swarm, tmp_path):
+    (tmp_path / "cell.py").write_text(
+        "import os\n"
+        "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
+        "    raise RuntimeError('flaky the first time')\n"
+        "if x == 3:\n"
+        "    raise ValueError(f'x is {x}')\n"
+        "print('fine', x)\n")
+    proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3", "--retries", "1", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    record = json.loads((sweep_folder() / "sweep.json").read_text())
+    tasks = record["tasks"]
+    assert [t["status"] for t in tasks] == ["succeeded", "succeeded", "succeeded", "failed"], proc.stdout
+    assert [t["attempts"] for t in tasks] == [1, 2, 1, 2]
+    assert tasks[3]["error"].startswith("ValueError: x is 3") and 'line 5, in <module>' in tasks[3]["error"]
+    assert "failed (attempt 2): ValueError: x is 3" in proc.stdout
+    assert "RuntimeError: flaky the first time" not in (sweep_folder() / "1" / "output.log").read_text()
+    assert "fine 1" in (sweep_folder() / "1" / "output.log").read_text()
+
+
+LONG = ("import os, time\n"
+        "try:\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(hold)\n"
+        "finally:\n"
+        "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
+
+
+def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):
+    (tmp_path / "long.py").write_text(LONG)
+    sweep_id = pystributed("sweep", "long.py", "--param", "hold=120,120,120,120,120,120,120,120", "--detach",
+                           "-q").stdout.strip()
+    deadline = time.time() + 60
+    while time.time() < deadline:  # until six run (two wait in the queue)
+        running = sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3))
+        if running == 6:
+            break
+        time.sleep(0.5)
+    assert running == 6
+    time.sleep(2)
+    started = time.time()
+    proc = pystributed("cancel", sweep_id)
+    assert time.time() - started < 30
+    assert proc.stdout.count("cancelled") >= 8, proc.stdout
+    folder = tmp_path / "results" / sweep_id
+    ran = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(ran) == 6, ran
+    for task in ran:  # the cell got a KeyboardInterrupt: its `finally:` ran, and its results came back
+        assert (task / "finally.txt").read_text() == "ran"
+        assert state(task)["State"]["ExitCode"] == 130 and state(task)["Cancelled"] is True
+    # (the fixture checks that no service or container is left on any node)
+
+
+def test_detach_then_attach_from_a_new_kernel(swarm, tmp_path):
+    first = Kernel(tmp_path)
+    try:
+        first.execute("import pystributed.main as runner")
+        messages, reply = first.execute("%%remote --sweep x=1,2,3 --out y --detach\nimport time\ntime.sleep(4)\n"
+                                        "y = x * 10\n")
+        assert reply["status"] == "ok", error_of(messages)
+        messages, _ = first.execute("print(_.sweep_id)")
+        sweep_id = stream_text(messages).strip()
+    finally:
+        first.close()
+    second = Kernel(tmp_path)
+    try:
+        second.execute("import pystributed.main as runner")
+        messages, reply = second.execute(f"result = runner.attach({sweep_id!r})\nprint(y, result.statuses)")
+        assert reply["status"] == "ok", error_of(messages)
+        assert stream_text(messages).strip().endswith("[10, 20, 30] ['succeeded', 'succeeded', 'succeeded']")
+    finally:
+        second.close()
+
+
+def test_runner_sweep_from_python_after_save_for_remote_declares_the_parameters(swarm, tmp_path):
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+        messages, reply = kernel.execute("%%save_for_remote --sweep a --sweep b\nc = a + b\n")
+        assert reply["status"] == "ok", error_of(messages)
+        messages, reply = kernel.execute("r = runner.sweep(a=[1, 2], b=[10], out=['c'], quiet=True)\n"
+                                         "print(c, r.params, r.statuses, runner.status(r.sweep_id).statuses)")
+        assert reply["status"] == "ok", error_of(messages)
+    finally:
+        kernel.close()
+    assert stream_text(messages).strip() == ("[11, 12] [{'a': 1, 'b': 10}, {'a': 2, 'b': 10}] "
+                                             "['succeeded', 'succeeded'] ['succeeded', 'succeeded']")
+
+
+def test_a_single_run_waits_in_the_queue_while_every_gpu_is_taken(swarm, tmp_path):
+    (tmp_path / "hold.py").write_text("import time\ntime.sleep(hold)\n")
+    (tmp_path / "one.py").write_text("import os\nprint('single run on', os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    sweep_id = pystributed("sweep", "hold.py", "--param", "hold=10,10,10,10,10,10", "--detach", "-q").stdout.strip()
+    deadline = time.time() + 60
+    while sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)) < 6:
+        assert time.time() < deadline
+        time.sleep(0.5)
+    proc = pystributed("run", "one.py")
+    assert "queued: no suitable node (insufficient resources on 3 nodes)" in proc.stdout, proc.stdout
+    gpu = proc.stdout.split("single run on ")[1].split()[0]
+    assert gpu in GPUS
+    assert proc.stdout.index("queued:") < proc.stdout.index("placed on") < proc.stdout.index("single run on")
+    run = next(p for p in (tmp_path / "results").iterdir() if not p.name.startswith(("sweep-", ".")))
+    assert "single run on" in (run / "output.log").read_text()
+    assert state(run)["State"]["ExitCode"] == 0
+    pystributed("attach", "-q", sweep_id)
+
+
+def test_interrupting_the_kernel_stops_every_task_and_the_display_updates_in_place(swarm, tmp_path):
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+
+        def interrupt_when_six_run():
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)) == 6:
+                    time.sleep(2)
+                    kernel.interrupt()
+                    return
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=interrupt_when_six_run)
+        watcher.start()
+        messages, reply = kernel.execute("%%remote --sweep hold=120,120,120,120,120,120,120,120\n" + LONG,
+                                         timeout=180)
+        watcher.join()
+    finally:
+        kernel.close()
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert "Interrupted: stopping every task of sweep-" in stream_text(messages)
+    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")
+             and "sweep-" in m["content"]["data"].get("text/html", "")]
+    ids = {m["content"].get("transient", {}).get("display_id") for m in shown}
+    assert len(ids) == 1 and len(shown) >= 3, [m["msg_type"] for m in shown]  # one display, updated in place
+    assert "<b>6</b> running" in "".join(m["content"]["data"]["text/html"] for m in shown)
+    folder = sweep_folder(tmp_path)
+    ran = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(ran) == 6 and all((p / "finally.txt").read_text() == "ran" for p in ran)
+    record = json.loads((folder / "sweep.json").read_text())
+    assert [t["status"] for t in record["tasks"]] == ["cancelled"] * 8
+
+
+def test_a_sweep_on_one_server_runs_max_concurrent_at_a_time(sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "2")
+    (tmp_path / "cell.py").write_text(
+        "import json, os, time\n"
+        "started = time.time()\n"
+        "time.sleep(2)\n"
+        "json.dump([started, time.time()], open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 't.json'), 'w'))\n"
+        "if x == 2:\n"
+        "    raise ValueError('two')\n")
+    proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    folder = sweep_folder(tmp_path)
+    record = json.loads((folder / "sweep.json").read_text())
+    assert [t["status"] for t in record["tasks"]] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert record["tasks"][2]["error"].startswith("ValueError: two")
+    spans = [json.loads((folder / str(i) / "t.json").read_text()) for i in range(4)]
+    for moment in [s for span in spans for s in span]:
+        assert sum(1 for a, b in spans if a < moment < b) <= 2  # never more than MAX_CONCURRENT at once
+    assert "ValueError: two" in (folder / "2" / "output.log").read_text()
+    remote = sandbox.remote_shell(f"ls pystributed-runs/{folder.name}").split()
+    assert remote == ["0", "1", "2", "3"]
+    assert sandbox.docker("remote", "ps", "-aq", "--filter", f"name=pystributed-{folder.name}").stdout == ""

@@ -1,0 +1,109 @@
+"""BASE_IMAGE's id in the image's tag and in the --cache key (features/base.py): asked of the engine
+that builds, here before the pack or on the server in the build step; pulled only when it is not there."""
+import hashlib
+import io
+
+import pytest
+
+from pystributed import config, pipeline, progress, results
+from pystributed.errors import StepError
+from pystributed.features import base, cache
+from pystributed.places import local, ssh
+
+INSPECT = ("image", "inspect", "--format", "{{.Id}}")
+BASE = "lab/base:latest"
+DIGEST = "d" * 64
+
+
+def a_run(transport="registry", server="gpu-box", steps=None, results_dir="results"):
+    cfg = config.load(environ={}, REMOTE_SERVER=server, DOCKER_REGISTRY="reg:5000", TRANSPORT=transport,
+                      BASE_IMAGE=BASE, LOCAL_RESULTS_DIR=results_dir)
+    place = local.Local(cfg) if server == "local" else ssh.Ssh(cfg)
+    run = pipeline.Run(cfg, place, steps or progress.Steps(quiet=True), digest=DIGEST,
+                       result=results.RunResult("20261125-101502-3fa9c1"))
+    run.features = [base.BaseImage()]
+    return run
+
+
+def tagged(run, base_id):
+    run.digest = DIGEST
+    run.hooks("before_pack")
+    run.hooks("before_build")
+    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM {base_id}".encode()).hexdigest()
+    return run.digest
+
+
+def test_the_base_images_id_here_is_in_the_tag(programs):
+    run = a_run()
+    programs.expect("docker", *INSPECT, BASE, out="sha256:old\n")
+    old = tagged(run, "sha256:old")
+    programs.expect("docker", *INSPECT, BASE, out="sha256:old\n")
+    assert tagged(run, "sha256:old") == old  # the same base: the same tag
+    programs.expect("docker", *INSPECT, BASE, out="sha256:new\n")  # rebuilt under the same tag
+    assert tagged(run, "sha256:new") != old
+
+
+def test_a_base_that_is_not_here_is_pulled_first_in_a_step_of_its_own(programs, capsys):
+    run = a_run(steps=progress.Steps())
+    programs.expect("docker", *INSPECT, BASE, code=1, stderr="Error: No such image")
+    programs.expect("docker", "pull", BASE)
+    programs.expect("docker", *INSPECT, BASE, out="sha256:pulled\n")
+    tagged(run, "sha256:pulled")
+    assert capsys.readouterr().out.startswith(f"base    pulling {BASE} here ... done in ")
+
+
+def test_a_base_that_cannot_be_pulled_is_named_before_anything_is_built(programs):
+    run = a_run()
+    programs.expect("docker", *INSPECT, BASE, code=1, stderr="Error: No such image")
+    programs.expect("docker", "pull", BASE, code=1, stderr="pull access denied")
+    with pytest.raises(StepError) as excinfo:
+        run.hooks("before_pack")
+    assert excinfo.value.hint == (f"BASE_IMAGE ({BASE}) is not here and could not be pulled: check its name, or "
+                                  f"`docker pull {BASE}` here (after `docker login` if its registry needs one).")
+
+
+def test_with_remote_build_the_servers_id_is_asked_in_the_build_step(programs):
+    run = a_run("remote-build")
+    run.hooks("before_pack")  # nothing asked here: the server builds
+    programs.expect("server", "docker_command", *INSPECT, BASE, out="sha256:there\n")
+    run.hooks("before_build")
+    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:there".encode()).hexdigest()
+
+
+def test_the_build_step_tags_the_image_after_the_hooks(programs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = a_run(server="local")
+    run.context = io.BytesIO(b"context")
+    programs.expect("docker", *INSPECT, BASE, out="sha256:b1\n")
+    run.hooks("before_pack")
+    tag = hashlib.sha256(f"{DIGEST}\nFROM sha256:b1".encode()).hexdigest()[:16]
+    programs.expect("docker", *INSPECT, f"reg:5000/pystributed:{tag}", out="sha256:img\n")
+    pipeline.build(run)
+    assert run.result.image == f"reg:5000/pystributed:{tag}"
+
+
+@pytest.mark.parametrize("transport", ["registry", "remote-build"])
+def test_the_cache_key_holds_the_base_images_id(programs, tmp_path, transport):
+    run = a_run(transport, results_dir=str(tmp_path / "results"))
+    feature = run.features[0]
+    run.features.append(cache.Cache(base=feature))
+    engine = ("server", "docker_command") if transport == "remote-build" else ("docker",)
+    keys = []
+    for base_id in ("sha256:old", "sha256:old", "sha256:new"):
+        programs.expect(*engine, *INSPECT, BASE, out=base_id + "\n")
+        run.hooks("before_pack")
+        assert run.hooks("reuse") == [None, None]
+        keys.append(run.features[1].key)
+        assert feature.id == base_id  # with remote-build: asked once, before the build step
+    assert keys[0] == keys[1] != keys[2]
+    assert cache.key(run.config, DIGEST, "sha256:old") == keys[0]
+
+
+def test_an_engine_that_is_not_running_is_not_taken_for_a_missing_base(programs):
+    run = a_run()
+    programs.expect("docker", *INSPECT, BASE, code=1,
+                    stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
+                           "running?")
+    with pytest.raises(StepError) as excinfo:
+        run.hooks("before_pack")
+    assert excinfo.value.hint == "Is the Docker engine running here (`docker info`)?"

@@ -1,0 +1,78 @@
+"""Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
+import pytest
+
+from pystributed import sweep
+from pystributed.errors import PystributedError
+
+
+def test_parameters_from_the_command_line_are_literals_or_strings():
+    assert sweep.parse_param("lr=0.1,1e-3") == ("lr", [0.1, 0.001])
+    assert sweep.parse_param("name=adam, sgd ,'x,y'") == ("name", ["adam", "sgd", "'x", "y'"])
+    assert sweep.parse_param("flag=True,None") == ("flag", [True, None])
+    for bad in ("lr", "2x=1", "=1"):
+        with pytest.raises(PystributedError, match="NAME=VALUE"):
+            sweep.parse_param(bad)
+    with pytest.raises(PystributedError, match="given twice"):
+        sweep.grid_of(["lr=1", "lr=2"])
+
+
+def test_every_combination_first_name_slowest_or_the_list_given():
+    assert sweep.combinations(grid={"lr": [1, 2], "seed": [0, 1, 2]}) == [
+        {"lr": 1, "seed": 0}, {"lr": 1, "seed": 1}, {"lr": 1, "seed": 2},
+        {"lr": 2, "seed": 0}, {"lr": 2, "seed": 1}, {"lr": 2, "seed": 2}]
+    assert sweep.combinations([{"a": 1}, {"a": 2, "b": 3}]) == [{"a": 1}, {"a": 2, "b": 3}]
+    for params, grid, match in [([{"a": 1}], {"b": [1]}, "not both"), (None, {}, "needs parameters"),
+                                (None, {"lr": 0.1}, "a list of values"), ([], None, "non-empty"),
+                                ([{"not a name": 1}], None, "not a variable name")]:
+        with pytest.raises(PystributedError, match=match):
+            sweep.combinations(params, grid)
+
+
+def result():
+    tasks = [sweep.TaskResult(0, {"lr": 0.1}, status=sweep.SUCCEEDED, node="n1", gpu="GPU-a", started=10.0,
+                              ended=12.5, values={"loss": 1.5}),
+             sweep.TaskResult(1, {"lr": 0.01}, status=sweep.FAILED, attempts=2, error="ValueError: bad\nTraceback"),
+             sweep.TaskResult(2, {"lr": 0.001}, status=sweep.QUEUED, why="no suitable node")]
+    return sweep.SweepResult("sweep-20261125-101502-3fa9c1", tasks, out=["loss"], server="m", cluster="swarm")
+
+
+def test_a_sweeps_values_statuses_and_errors_are_in_parameter_order():
+    found = result()
+    assert found.params == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
+    assert found.statuses == ["succeeded", "failed", "queued"]
+    assert found.values == {"loss": [1.5, None, None]}
+    assert found.errors == [None, "ValueError: bad\nTraceback", None] and not found.ok
+    assert found.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 1}
+
+
+def test_a_sweep_shows_as_a_table_and_comes_back_from_its_record():
+    found = result()
+    lines = str(found.table()).splitlines()
+    assert lines[0].split() == ["#", "PARAMETERS", "STATE", "NODE", "GPU", "DURATION", "LOG"]
+    assert lines[1].split()[:6] == ["0", "lr=0.1", "succeeded", "n1", "GPU-a", "2.5s"]
+    assert "failed (attempt 2): ValueError: bad" in lines[2] and "queued: no suitable node" in lines[3]
+    assert str(found).startswith("sweep sweep-20261125-101502-3fa9c1: 3 tasks on the swarm of m: 1 queued")
+    assert "<table" in found._repr_html_()
+    again = sweep.SweepResult.from_json(found.to_json())
+    assert again.statuses == found.statuses and str(again.table()) == str(found.table())
+    assert again.values == {"loss": [None, None, None]}  # values are loaded from the fetched folders, not the record
+
+
+def test_a_terminal_gets_a_line_when_a_task_changes(capsys):
+    display = sweep.Display(sweep.progress.Steps())
+    found = result()
+    display.update(found)
+    display.update(found)
+    found.tasks[2].status, found.tasks[2].node = sweep.RUNNING, "n2"
+    display.update(found)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["task 0 [lr=0.1] succeeded on n1 (GPU-a) in 2.5s",
+                     "task 1 [lr=0.01] failed (attempt 2): ValueError: bad",
+                     "task 2 [lr=0.001] queued: no suitable node",
+                     "task 2 [lr=0.001] running on n2"]
+
+
+def test_ids_of_sweeps_are_not_run_ids():
+    assert sweep.check_sweep_id(sweep.new_sweep_id()).startswith("sweep-")
+    with pytest.raises(PystributedError, match="not a sweep id"):
+        sweep.check_sweep_id("20261125-101502-3fa9c1")

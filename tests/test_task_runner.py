@@ -1,0 +1,65 @@
+"""task_runner.py, as it runs in the image: the task's index, folder, GPUs and parameters, and the
+process that looks after the cell on a cluster."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pystributed import cell_runner, task_runner
+
+
+def test_the_index_is_given_or_swarms_slot_whose_0_is_a_node_id():
+    assert task_runner.task_index({"PYSTRIBUTED_TASK": "4", "PYSTRIBUTED_SLOT": "7"}) == 4
+    assert task_runner.task_index({"PYSTRIBUTED_SLOT": "7"}) == 7
+    assert task_runner.task_index({"PYSTRIBUTED_SLOT": "w1qrl9b1qgovoucxvn73td0jb"}) == 0
+    assert task_runner.task_index({}) == 0
+
+
+def test_a_task_gets_its_folder_its_gpus_and_its_index(tmp_path):
+    (tmp_path / task_runner.SWEEP).write_bytes(pickle.dumps([{}, {}, {}]))
+    env = {"PYSTRIBUTED_SLOT": "2", "PYSTRIBUTED_TASK_FOLDERS": "1", "PYSTRIBUTED_RESULTS": str(tmp_path / "r"),
+           "DOCKER_RESOURCE_GPU": "GPU-a,GPU-b"}
+    assert task_runner.prepare(env, here=tmp_path) == 2
+    assert env["PYSTRIBUTED_RESULTS"] == str(tmp_path / "r" / "2") and (tmp_path / "r" / "2").is_dir()
+    assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"] == "GPU-a,GPU-b"
+    assert env["PYSTRIBUTED_TASK"] == "2" and "PYSTRIBUTED_TASK_FOLDERS" not in env  # (once)
+
+
+def image(tmp_path, cell, params):
+    """The image's /pystributed (task_runner.py, cell_runner.py, task.json, sweep.pkl) and /app."""
+    runner = tmp_path / "pystributed"
+    runner.mkdir()
+    for module in (task_runner, cell_runner):
+        shutil.copy(module.__file__, runner)
+    (runner / task_runner.TASK).write_text(json.dumps({"entry": "cell.py"}))
+    pickled = [{k: pickle.dumps(v) for k, v in p.items()} for p in params]
+    (runner / task_runner.SWEEP).write_bytes(pickle.dumps(pickled))
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "cell.py").write_text(cell)
+    (tmp_path / "results").mkdir()
+    return runner / "task_runner.py"
+
+
+def run(script, tmp_path, slot):
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": slot, "PYSTRIBUTED_RUN_ID": "sweep-1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path / "app", env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_on_a_cluster_the_cell_fails_but_the_task_does_not(tmp_path):
+    script = image(tmp_path, "import os\nprint('lr is', lr, os.environ['PYSTRIBUTED_TASK'])\n"
+                             "if lr > 1:\n    raise ValueError('too big')\n", [{"lr": 0.5}, {"lr": 2}])
+    ok, failed = run(script, tmp_path, "nodeid"), run(script, tmp_path, "1")
+    assert ok.returncode == failed.returncode == 0  # Swarm would fill the slot of a failed task again and again
+    assert ok.stdout == "lr is 0.5 0\n" and "ValueError: too big" in failed.stderr
+    for index, code in ((0, 0), (1, 1)):
+        folder = Path(tmp_path / "results" / str(index))
+        state = json.loads((folder / task_runner.STATE).read_text())
+        assert state["State"]["ExitCode"] == code and state["Name"] == f"/pystributed-sweep-1-{index}"
+        assert state["State"]["StartedAt"] <= state["State"]["FinishedAt"]
+    log = (tmp_path / "results" / "1" / "output.log").read_text()
+    assert "lr is 2 1" in log and 'File "' in log and "ValueError: too big" in log
