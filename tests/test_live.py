@@ -1,5 +1,7 @@
 import pytest
 
+from pystributed import live
+from pystributed.cell_runner import PARTIAL
 from pystributed.live import Redraws
 
 
@@ -64,3 +66,21 @@ def test_close_shows_the_last_state(out):
     writer.write("\r2")
     writer.close()
     assert out.getvalue() == "\r1\r2"
+
+
+def test_the_marks_of_open_lines_are_taken_out_even_when_cut_between_pieces():
+    got = []
+    unmarked = live.Unmarked(got.append)
+    text = "\rstep 1" + PARTIAL + "\rstep 2" + PARTIAL + "done\n"
+    for i in range(0, len(text), 3):  # every cut, through the marks too
+        unmarked(text[i:i + 3])
+    assert "".join(got) == "\rstep 1\rstep 2done\n" and unmarked.held == ""
+    assert live.unmark("a" + PARTIAL + "b\n") == "ab\n"
+
+
+def test_a_saved_log_loses_its_marks(tmp_path):
+    log = tmp_path / "output.log"
+    log.write_text("x" + PARTIAL + "y\n\x1b[1mbold\x1b[0m\n", encoding="utf-8")
+    live.unmark_file(log)
+    assert log.read_text(encoding="utf-8") == "xy\n\x1b[1mbold\x1b[0m\n"
+    live.unmark_file(tmp_path / "none.log")  # no log: nothing to do

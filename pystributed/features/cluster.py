@@ -1,6 +1,7 @@
 """CLUSTER = "swarm" (places/swarm.py): the image carries task_runner.py, which the service runs
 before the cell; the place shows in the run's display that a task waits for a GPU."""
 import json
+from pathlib import Path
 
 from pystributed import context, task_runner
 from pystributed.features import Feature
@@ -10,7 +11,7 @@ from pystributed.places import swarm
 def runner_files(code_path):
     """task_runner.py, and what it needs to know: where the cell is in the image."""
     entry = context.entry_point(".", code_path)
-    return {"task_runner.py": open(task_runner.__file__, "rb").read(),
+    return {"task_runner.py": Path(task_runner.__file__).read_bytes(),
             task_runner.TASK: json.dumps({"entry": entry}).encode()}
 
 

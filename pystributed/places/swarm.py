@@ -20,15 +20,13 @@ import json
 import threading
 import time
 
-from pystributed import docker
+from pystributed import context, docker
 from pystributed.errors import ConfigError, StepError
 from pystributed.places import Place, server, ssh
 
 SSH_LABEL = "pystributed.ssh"  # a node's label: how to reach it with ssh (set by `cluster init`)
 GPU = "gpu"  # the generic resource's kind
 TASK_RUNNER = "/pystributed/task_runner.py"
-# The image's python3, else its python (as the image's own command finds it), with PID 1 its own.
-RUN_PYTHON = 'exec "$(command -v python3 || command -v python)" "$@"'
 # Task states (swarmkit's api.TaskState), in order.
 QUEUED = ("new", "pending")  # no node (with GPUs free) yet
 STARTING = ("assigned", "accepted", "preparing", "ready", "starting")
@@ -198,7 +196,7 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
 
 def task_command(*args):
     """The container's command: task_runner.py (with `--cell`, the cell itself) by the image's Python."""
-    return ["sh", "-c", RUN_PYTHON, "sh", TASK_RUNNER, *args]
+    return ["sh", "-c", context.RUN_PYTHON, "sh", TASK_RUNNER, *args]
 
 
 def _mount(volume):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pystributed import config
+from pystributed import config, context
 from pystributed.errors import ConfigError
 from pystributed.places import place_for, swarm
 
@@ -33,7 +33,7 @@ def test_a_run_is_a_replicated_job_asking_for_gpus_run_by_task_runner():
     assert args[args.index("--name") + 1] == f"pystributed-{RUN_ID}"
     assert args[args.index("--mount") + 1] == f"type=bind,source=/home/me/runs/{RUN_ID},target=/results"
     assert args[args.index("--container-label") + 1] == f"pystributed.run={RUN_ID}"
-    assert args[-6:] == [IMAGE, "sh", "-c", swarm.RUN_PYTHON, "sh", "/pystributed/task_runner.py"]
+    assert args[-6:] == [IMAGE, "sh", "-c", context.RUN_PYTHON, "sh", "/pystributed/task_runner.py"]
     assert "--volume" not in args and "--detach" in args[:3]
 
 
