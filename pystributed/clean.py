@@ -33,7 +33,8 @@ class Plan:
         age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
             "none: give --older-than AGE (e.g. 7d) to remove run folders"
         lines = [f"On {self.server}:"]
-        lines += [f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
+        lines += [getattr(r, "put_away_line", "") or  # (a sweep's: sweep.SweepState)
+                  f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
                   for r in self.containers]
         lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
         lines += [f"  image      {ref}" for ref in self.images]
@@ -66,7 +67,10 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
         if plan.empty or not (apply or (confirm and confirm(plan))):
             return plan
         for run in plan.containers:
-            put_away(config, place, run)
+            if hasattr(run, "put_away"):  # a sweep's ended tasks (sweep.SweepState)
+                run.put_away(config, place)
+            else:
+                put_away(config, place, run)
         if plan.folders:
             place.remove([r.remote_dir for r in plan.folders])
         if plan.images:
@@ -78,7 +82,7 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
 
 
 def _plan(config, place, older_than):
-    runs = survey(config, place)
+    runs = survey(config, place, sweeps=True)
     plan = Plan(place.name, older_than)
     plan.running = [r for r in runs.values() if r.active]
     ended = [r for r in runs.values() if not r.active]

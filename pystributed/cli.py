@@ -73,16 +73,17 @@ def _parser():
     commands.choices["logs"].add_argument("-f", "--follow", action="store_true",
                                           help="keep printing until the run ends")
     commands.choices["fetch"].add_argument("-q", "--quiet", action="store_true", help="no step lines")
-    sub = command("list", "list the runs on the server",
+    sub = command("list", "list the runs (and sweeps) on the server",
                   "List the runs in REMOTE_WORKDIR on the server with state, start, duration, image, and where "
-                  "their results are here. If the server cannot be reached, the local index is shown, marked "
+                  "their results are here; each sweep as one row, its state the count of its tasks' states. If the server cannot be reached, the local index is shown, marked "
                   "offline, and the exit code is 69.")
     sub.add_argument("--json", action="store_true", help="as JSON")
     sub = command("clean", "remove ended containers, old run folders, unused images and tags",
                   "Show, then remove: ended containers (their log and state saved in the run folder first), run "
                   "folders of ended runs unchanged for more than AGE, the server's images of DOCKER_IMAGE_NAME that "
-                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY. Runs that go on are "
-                  "never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
+                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY; of an ended sweep, its tasks' "
+                  "containers (or Swarm services), and with --older-than its folder. Runs and sweeps that go on "
+                  "are never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
     sub.add_argument("--older-than", metavar="AGE", type=_age,
                      help="also remove the folders of ended runs unchanged for AGE: 90s, 30m, 12h, 7d, 2w")
     choice = sub.add_mutually_exclusive_group()

@@ -97,12 +97,10 @@ class RunTable(list):
         return f"{note}<table><tr>{head}</tr>{body}</table>"
 
     def to_json(self):
-        def plain(run):
-            data = dataclasses.asdict(run)
-            for key in ("started", "ended"):
-                data[key] = data[key].isoformat() if data[key] else None
-            return data
-        return json.dumps({"offline": self.offline, "runs": [plain(r) for r in self]}, indent=1)
+        def plain(value):
+            return value.isoformat() if isinstance(value, datetime.datetime) else str(value)
+        runs = [dataclasses.asdict(r) for r in self]
+        return json.dumps({"offline": self.offline, "runs": runs}, indent=1, default=plain)
 
 
 def human_duration(seconds):
@@ -130,9 +128,16 @@ def parse_age(text):
 
 # What the server says.
 
-def survey(config, place, run_id=None):
-    """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command."""
-    return _parse_survey(config, place.survey(run_id))
+def survey(config, place, run_id=None, *, sweeps=False):
+    """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command; with
+    `sweeps`, the sweeps' too ({sweep id: sweep.SweepState})."""
+    sections = place.survey(run_id)
+    runs = _parse_survey(config, sections)
+    if sweeps:
+        from pystributed import sweep  # (which imports this module)
+
+        runs.update(sweep.survey(config, place, sections))
+    return runs
 
 
 def _parse_survey(config, sections):
@@ -373,12 +378,21 @@ def list_runs(config):
     where = place_for(config)
     try:
         with where.connection() as place:
-            runs = survey(config, place)
+            runs = survey(config, place, sweeps=True)
     except StepError as e:
-        return RunTable(_from_records(config, where.name), offline=f"{where.name}: {e.step} failed: {e.message}")
+        from pystributed import sweep
+
+        found = _from_records(config, where.name) + sweep.from_records(config, where.name)
+        return RunTable(sorted(found, key=_newest, reverse=True),
+                        offline=f"{where.name}: {e.step} failed: {e.message}")
     for run in runs.values():
-        _remember(config, place, run)
-    return RunTable(sorted(runs.values(), key=lambda r: r.run_id, reverse=True))
+        if results.RUN_ID.fullmatch(run.run_id):  # (a sweep's record is sweep.py's)
+            _remember(config, place, run)
+    return RunTable(sorted(runs.values(), key=_newest, reverse=True))
+
+
+def _newest(run):
+    return run.run_id.removeprefix("sweep-")  # (a sweep's id is a run id after its prefix)
 
 
 def _from_records(config, server):

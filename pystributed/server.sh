@@ -112,7 +112,8 @@ logs() {
 }
 
 # survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
-# states, and the labelled containers' states, in sections.
+# states, and the labelled containers' states, in sections; without RUN_ID also the sweeps' folders
+# and their tasks' folders (with their ages), and the tasks' saved states (sweep.py).
 survey() {
     pattern=${2:-*}
     answer
@@ -127,6 +128,12 @@ survey() {
         find . -mindepth 2 -maxdepth 2 -path "./$pattern/$LOG" -printf '%h\n'
         section states
         find . -mindepth 2 -maxdepth 2 -path "./$pattern/$STATE" -exec cat -- {} +
+        if [ -z "$2" ]; then
+            section sweeps
+            find . -mindepth 1 -maxdepth 2 -type d -path './sweep-*' -printf '%P %T@\n'
+            section sweep_states
+            find . -mindepth 3 -maxdepth 3 -path "./sweep-*/*/$STATE" -exec cat -- {} +
+        fi
     fi
     section containers
     ids=$(docker container ls --all --quiet --no-trunc --filter "label=$LABEL${2:+=$2}") || return

@@ -41,7 +41,7 @@ from pystributed import cell_runner, docker, features, live, pipeline, progress,
 from pystributed.errors import PystributedError, StepError, parse_traceback
 from pystributed.features import Feature, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.lifecycle import docker_time
+from pystributed.lifecycle import STARTING_GRACE, RunState, _describe, _iso_time, _json, docker_time
 from pystributed.places import place_for, swarm
 
 SWEEP_ID = re.compile(r"sweep-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
@@ -751,6 +751,12 @@ class Server(Engine):
         width = min(self.config.MAX_CONCURRENT or 1, len(self.queue))
         self.workers = [threading.Thread(target=self.work, daemon=True) for _ in range(width)]
         with self.steps.step("start", f"{len(self.queue)} tasks on {self.place.name}, {width} at a time"):
+            if self.sweep is not None and self.sweep.detach:  # all at once, before this process goes (run())
+                while self.queue:
+                    task = self.queue.popleft()
+                    self.place.call("rundir", self.place.workdir(), f"{self.result.sweep_id}/{task.index}", step="run")
+                    self.launch(task)
+                self.workers = []
             for worker in self.workers:
                 worker.start()
 
@@ -776,21 +782,25 @@ class Server(Engine):
                 self.errors.append(e)
                 return
 
-    def run_task(self, task):
+    def launch(self, task):
+        """Start the task's container (an attempt more)."""
         sweep = self.sweep
+        task.attempts += 1
+        task.status, task.started, task.ended = STARTING, time.time(), None
+        args = docker.run_detached(sweep.result.image, run_id=self.task_id(task), results_dir=self.task_dir(task),
+                                   user=sweep.user, env={**self.env(task.index), "PYSTRIBUTED_ATTEMPT": str(task.attempts)},
+                                   extra_args=[*sweep.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
+        self.place.start([*args, *swarm.task_command("--cell")], sweep.env)  # finish saves its log
+        self.launched.add(task.index)
+        task.status, task.node = RUNNING, self.place.name
+
+    def run_task(self, task):
         self.place.call("rundir", self.place.workdir(), f"{self.result.sweep_id}/{task.index}", step="run")
         while True:
             if self.stopping.is_set():
                 task.status = CANCELLED
                 return
-            task.attempts += 1
-            task.status, task.started, task.ended = STARTING, time.time(), None
-            args = docker.run_detached(sweep.result.image, run_id=self.task_id(task), results_dir=self.task_dir(task),
-                                       user=sweep.user, env={**self.env(task.index), "PYSTRIBUTED_ATTEMPT": str(task.attempts)},
-                                       extra_args=[*sweep.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
-            self.place.start([*args, *swarm.task_command("--cell")], sweep.env)  # finish saves its log
-            self.launched.add(task.index)
-            task.status, task.node = RUNNING, self.place.name
+            self.launch(task)
             self.follow_task(task, lambda out, err: self.place.logs(self.task_dir(task), self.task_id(task), out, err,
                                                                     follow=True))
             lines = self.place.finish(self.task_dir(task), self.task_id(task))
@@ -943,6 +953,148 @@ def status(config, sweep_id):
         with place_for(config).connection() as place:
             Cluster(config, place, result).look(fetch=False)
     return result
+
+
+# The sweeps in REMOTE_WORKDIR, for `list` and `clean` (lifecycle.survey(..., sweeps=True)): the
+# server's survey has each sweep's folder, its tasks' folders and saved states (and, on one server,
+# the tasks' containers); on a swarm, the tasks of our services are asked for too.
+
+@dataclasses.dataclass
+class SweepState(RunState):
+    """A sweep as the server sees it: one row of `list`, its state a summary ("12 tasks: 10
+    succeeded, 2 failed"); `container` when something of it is left to put away."""
+
+    tasks: dict = dataclasses.field(default_factory=dict)  # index -> its status (as SweepResult's)
+    total: int = 0  # its tasks: as many as its record here has, else as many as the server shows
+    leftovers: list = dataclasses.field(default_factory=list)  # ended tasks' containers (RunState), one server's
+    services: list = dataclasses.field(default_factory=list)  # its Swarm services, all of whose tasks ended
+
+    def put_away(self, config, place):
+        """Its ended tasks' containers (each one's log and state saved in its folder first), its services
+        (and their containers on the nodes)."""
+        for task in self.leftovers:
+            place.finish(task.remote_dir, task.run_id)
+        if self.services:
+            place.remove_service(*self.services, step="clean")
+
+    @property
+    def put_away_line(self):
+        if self.services:
+            return f"  services   {', '.join(self.services)}  (sweep {self.run_id}: {self.state})"
+        return (f"  containers {', '.join(docker.container_name(t.run_id) for t in self.leftovers)}  (sweep "
+                f"{self.run_id}: {self.state}; their logs and states are saved first)")
+
+
+def _task_status(run):
+    if run.active:
+        return STARTING if run.state == "starting" else RUNNING
+    return SUCCEEDED if run.exit_code == 0 else CANCELLED if run.state == "cancelled" else FAILED
+
+
+def _summary(total, statuses):
+    counts = collections.Counter(statuses)
+    shown = ", ".join(f"{counts[name]} {name}" for name in (RUNNING, STARTING, QUEUED, RETRYING, SUCCEEDED, FAILED,
+                                                             CANCELLED, "not run") if counts[name])
+    return f"{total} tasks: {shown}" if total else "no task started"
+
+
+def survey(config, place, sections):
+    """{sweep id: SweepState} of the sweeps in REMOTE_WORKDIR (those of the survey's `sections`)."""
+    now = float(sections.get("now", [time.time()])[0])
+    workdir = (sections.get("workdir") or [""])[0]
+    found, runs = {}, collections.defaultdict(list)
+    for line in sections.get("sweeps", []):
+        path, _, mtime = line.rpartition(" ")
+        sweep_id, _, index = path.partition("/")
+        if SWEEP_ID.fullmatch(sweep_id):
+            sweep = found.setdefault(sweep_id, SweepState(sweep_id, remote_dir=f"{workdir}/{sweep_id}"))
+            age = max(0.0, now - float(mtime))  # its folder's, or its youngest task folder's
+            sweep.age = age if sweep.age is None else min(sweep.age, age)
+            sweep.total = max(sweep.total, int(index) + 1 if index.isdigit() else 0)
+    # Saved states, then containers (a retried task's container is newer than its saved state).
+    for line, container in [(line, False) for line in sections.get("sweep_states", [])] + \
+                           [(line, True) for line in sections.get("containers", [])]:
+        info = _json(line)
+        name = (info.get("Name") or "").removeprefix("/").removeprefix(docker.container_name(""))
+        sweep_id, _, index = name.rpartition("-")
+        folder = f"{workdir}/{sweep_id}/{index}"
+        mounts = [m.get("Source") for m in info.get("Mounts") or []]
+        if sweep_id not in found or not index.isdigit() or (container and folder not in mounts):
+            continue
+        task = RunState(name, remote_dir=folder)
+        _describe(task, info, container=container)
+        found[sweep_id].tasks[int(index)] = _task_status(task)
+        found[sweep_id].active |= task.active
+        runs[sweep_id].append(task)
+        if container and not task.active:
+            found[sweep_id].leftovers.append(task)
+    if isinstance(place, swarm.Swarm):
+        _swarm_tasks(place, found)
+    for sweep in found.values():
+        _complete(config, sweep, runs[sweep.run_id])
+    return found
+
+
+def _swarm_tasks(place, found):
+    """The sweeps' services, and the state of each task's latest attempt (retries are services of their own)."""
+    names, tasks = place.ours()
+    for name in names:
+        match = SWEEP_ID.match(name.removeprefix(docker.container_name("")))
+        if match and match.group(0) in found:
+            found[match.group(0)].services.append(name)
+    latest = {}
+    for task in sorted(tasks, key=lambda t: t.created):
+        match = SWEEP_ID.match(task.run)
+        if match and match.group(0) in found:
+            rest = task.run[match.end():].lstrip("-")  # a retry's INDEX-ATTEMPT
+            latest[match.group(0), int(rest.split("-")[0]) if rest else task.slot] = task
+    for (sweep_id, index), task in latest.items():
+        sweep = found[sweep_id]
+        sweep.total = max(sweep.total, index + 1)
+        if not task.ended:
+            sweep.active = True
+            sweep.tasks[index] = RUNNING if task.state == "running" else QUEUED if task.state in swarm.QUEUED \
+                else STARTING
+        elif index not in sweep.tasks:  # Swarm could not run it: no state saved
+            sweep.tasks[index] = FAILED
+
+
+def _complete(config, sweep, runs):
+    """The rest from its record here (its tasks, image, times, results here); its summary."""
+    path = Path(config.LOCAL_RESULTS_DIR) / INDEX / f"{sweep.run_id}.json"
+    known = SweepResult.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
+    sweep.total = max(sweep.total, len(known.tasks) if known else 0)
+    ended = sum(1 for status in sweep.tasks.values() if status in FINAL)
+    if (not sweep.active and not (known and known.status in FINAL) and ended < sweep.total and sweep.age is not None
+            and sweep.age < STARTING_GRACE):
+        sweep.active = True  # being built, or between two tasks of one server's sweep: it goes on
+    if sweep.active:
+        sweep.leftovers, sweep.services = [], []
+    sweep.leftovers.sort(key=lambda run: int(run.run_id.rpartition("-")[2]))
+    sweep.container = bool(sweep.leftovers or sweep.services)
+    rest = QUEUED if sweep.active else "not run"
+    sweep.state = _summary(sweep.total, [sweep.tasks.get(i, rest) for i in range(sweep.total)])
+    starts = [r.started for r in runs if r.started]
+    sweep.started = min(starts) if starts else _iso_time(known.started if known else "")
+    if not sweep.active:
+        ends = [r.ended for r in runs if r.ended]
+        sweep.ended = max(ends) if ends else _iso_time(known.ended if known else "")
+    sweep.image = (known.image if known else "") or next((r.image for r in runs if r.image), "")
+    if known and known.local_path and Path(known.local_path).exists():
+        sweep.local_path = known.local_path
+
+
+def from_records(config, server):
+    """The sweeps this folder started on `server`, as their records here last saw them (`list` offline)."""
+    found = []
+    for known in sweeps(config):
+        if known.server == server:
+            found.append(SweepState(
+                known.sweep_id, state=f"{_summary(len(known.tasks), known.statuses)} (last seen)",
+                started=_iso_time(known.started), ended=_iso_time(known.ended), image=known.image,
+                remote_dir=known.remote_dir, total=len(known.tasks),
+                local_path=known.local_path if known.local_path and Path(known.local_path).exists() else ""))
+    return found
 
 
 # python -m pystributed sweep FILE --param NAME=V1,V2 ... | attach SWEEP | logs SWEEP/INDEX | status, wait,

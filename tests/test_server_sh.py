@@ -344,14 +344,21 @@ def test_survey_answers_the_run_folders_their_logs_states_and_containers(engine,
     (logged / "output.log").write_text("x")
     (stated / ".pystributed-state.json").write_text('{"State":{"ExitCode":0}}\n')
     os.utime(logged, (1764072000.5, 1764072000.5))
+    sweep = workdir / "sweep-20261125-101504-bbbbbb"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "1").mkdir()
+    (sweep / "1" / ".pystributed-state.json").write_text('{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}\n')
     engine.answer("container-ls", "id1\nid2\n")
     engine.answer("container-inspect", '{"Name":"/c1"}\n{"Name":"/c2"}\n')
     sections = place_for("runs dir").survey()
-    assert sorted(sections) == ["containers", "folders", "logs", "now", "states", "workdir"]
+    assert sorted(sections) == ["containers", "folders", "logs", "now", "states", "sweep_states", "sweeps", "workdir"]
+    assert sorted(line.rsplit(" ", 1)[0] for line in sections["sweeps"]) == [sweep.name, f"{sweep.name}/0",
+                                                                             f"{sweep.name}/1"]
+    assert sections["sweep_states"] == ['{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}']
     assert abs(float(sections["now"][0]) - time.time()) < 60
     assert sections["workdir"] == [str(workdir)]
     assert sorted(line.rsplit(" ", 1)[0] for line in sections["folders"]) == [
-        RUN_ID, "20261125-101503-aaaaaa", "not a run"]
+        RUN_ID, "20261125-101503-aaaaaa", "not a run", sweep.name]
     assert f"{RUN_ID} 1764072000.5" in [line[:len(RUN_ID) + 13] for line in sections["folders"]]
     assert sections["logs"] == [f"./{RUN_ID}"]
     assert sections["states"] == ['{"State":{"ExitCode":0}}']

@@ -69,6 +69,7 @@ class Task:
     exit_code: int = None
     gpus: list = dataclasses.field(default_factory=list)
     created: str = ""
+    run: str = ""  # its container's label pystributed.run: the run's id (a sweep's, or SWEEP-INDEX-ATTEMPT)
 
     @property
     def ended(self):
@@ -114,6 +115,7 @@ def parse_tasks(lines):
             continue
         status = info.get("Status") or {}
         container = status.get("ContainerStatus") or {}
+        spec = (info.get("Spec") or {}).get("ContainerSpec") or {}
         gpus = [(r.get("NamedResourceSpec") or {}).get("Value") for r in info.get("GenericResources") or []
                 if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU]
         tasks.append(Task(info["ID"], service=info.get("ServiceID", ""), slot=int(info.get("Slot") or 0),
@@ -121,7 +123,8 @@ def parse_tasks(lines):
                           desired=info.get("DesiredState", ""), message=status.get("Message", ""),
                           error=status.get("Err", ""), container=container.get("ContainerID", ""),
                           exit_code=container.get("ExitCode") if status.get("State") in ENDED else None,
-                          gpus=[g for g in gpus if g], created=info.get("CreatedAt", "")))
+                          gpus=[g for g in gpus if g], created=info.get("CreatedAt", ""),
+                          run=(spec.get("Labels") or {}).get(docker.RUN_LABEL, "")))
     return sorted(tasks, key=lambda t: (t.slot, t.created))
 
 
@@ -331,6 +334,11 @@ class Swarm(Place):
         out = self.manager.call("swarm_tasks", *services, step="run")
         found = server.sections(out)
         return services[0] in found.get("services", []), parse_tasks(found.get("tasks", []))
+
+    def ours(self):
+        """(the names of our services (labelled pystributed.run), the tasks of them all)."""
+        found = server.sections(self.manager.call("swarm_tasks", step="status"))
+        return found.get("services", []), parse_tasks(found.get("tasks", []))
 
     def remove_service(self, *services, step="run", interrupt=False, nodes=None):
         """Remove the services and their containers on the nodes (`nodes`: ids; default all).

@@ -4,6 +4,7 @@ counts, and a home of its own (a run folder on one node is not on the others). T
 with `python -m pystributed cluster init`. With CI=true a rig that cannot start fails these tests."""
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -322,3 +323,66 @@ def test_a_sweep_on_one_server_runs_max_concurrent_at_a_time(sandbox, tmp_path, 
     remote = sandbox.remote_shell(f"ls pystributed-runs/{folder.name}").split()
     assert remote == ["0", "1", "2", "3"]
     assert sandbox.docker("remote", "ps", "-aq", "--filter", f"name=pystributed-{folder.name}").stdout == ""
+
+
+def poll_listing(sweep_id, state, *, timeout=60):
+    """`list` until the sweep's row says `state`; its output."""
+    deadline = time.time() + timeout
+    while True:
+        listing = pystributed("list").stdout
+        row = next((line for line in listing.splitlines() if line.startswith(sweep_id)), "")
+        if f"  {state}  " in row:
+            return listing
+        assert time.time() < deadline, listing
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def own(monkeypatch, tmp_path):
+    """A REMOTE_WORKDIR and an image name of this test's own (so that `clean` touches nothing else's); the
+    images it built here are removed afterwards. {"workdir", "image"}."""
+    token = secrets.token_hex(3)
+    workdir, image = f"sweep-clean-{token}", f"pystributed-test-sweep-clean-{token}"
+    monkeypatch.setenv("PYSTRIBUTED_REMOTE_WORKDIR", workdir)
+    monkeypatch.setenv("PYSTRIBUTED_DOCKER_IMAGE_NAME", image)
+    (tmp_path / "hold.py").write_text("import time\ntime.sleep(hold)\n")
+    yield {"workdir": workdir, "image": image}
+    local = subprocess.run(["docker", "image", "ls", "--quiet", "--filter", f"reference=*/{image}"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    if local:
+        subprocess.run(["docker", "image", "rm", "--force", *set(local)], capture_output=True, check=False)
+
+
+def test_list_and_clean_show_and_remove_an_ended_sweep_on_the_swarm_never_one_going(swarm, own):
+    sweep_id = pystributed("sweep", "hold.py", "--param", "hold=0,10", "--detach", "-q").stdout.strip()
+    poll_listing(sweep_id, "2 tasks: 1 running, 1 succeeded")
+    kept = pystributed("clean", "--older-than", "0s", "--yes").stdout
+    assert f"Kept, still running or starting: {sweep_id}" in kept and sweep_id not in kept.split("Kept")[0], kept
+    listing = poll_listing(sweep_id, "2 tasks: 2 succeeded")
+    assert f"pystributed-{sweep_id}" in swarm.docker(1, "service", "ls", "--format", "{{.Name}}").stdout
+    cleaned = pystributed("clean", "--older-than", "0s", "--yes").stdout
+    assert f"  services   pystributed-{sweep_id}  (sweep {sweep_id}: 2 tasks: 2 succeeded)" in cleaned, cleaned
+    assert f"/{own['workdir']}/{sweep_id}  (2 tasks: 2 succeeded, last changed " in cleaned, cleaned
+    assert cleaned.endswith("Removed.\n"), cleaned
+    assert not any((swarm.home(n) / own["workdir"] / sweep_id).exists() for n in (1, 2, 3))
+    assert sweep_id not in pystributed("list").stdout, listing
+    # (the fixture checks that no service or container is left on any node)
+
+
+def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "2")
+    try:
+        sweep_id = pystributed("sweep", "hold.py", "--param", "hold=0,6", "--detach", "-q").stdout.strip()
+        poll_listing(sweep_id, "2 tasks: 1 running, 1 succeeded")
+        kept = pystributed("clean", "--older-than", "0s", "--yes").stdout
+        assert f"Kept, still running or starting: {sweep_id}" in kept and sweep_id not in kept.split("Kept")[0], kept
+        poll_listing(sweep_id, "2 tasks: 2 succeeded")
+        cleaned = pystributed("clean", "--older-than", "0s", "--yes").stdout
+        assert (f"  containers pystributed-{sweep_id}-0, pystributed-{sweep_id}-1  (sweep {sweep_id}: 2 tasks: 2 "
+                "succeeded; their logs and states are saved first)") in cleaned, cleaned
+        assert f"/{own['workdir']}/{sweep_id}  (2 tasks: 2 succeeded, last changed " in cleaned, cleaned
+        assert sandbox.docker("remote", "ps", "-aq", "--filter", f"name=pystributed-{sweep_id}").stdout == ""
+        assert sandbox.remote_shell(f"ls {own['workdir']}").split() == []
+    finally:
+        sandbox.remote_shell(f"rm -rf {own['workdir']}")
