@@ -11,11 +11,11 @@ import sys
 
 from pystributed.errors import ConfigError
 
-LOCAL = "local"
+LOCAL = "local"  # REMOTE_SERVER value that runs on the local engine, without ssh
 # What interrupting the kernel during a run does to the container.
 INTERRUPT_CHOICES = ("stop", "detach")
 # How the image reaches the server: through DOCKER_REGISTRY, or built there from the context.
-TRANSPORTS = ("registry", "remote-build")  # REMOTE_SERVER value that runs on the local engine, without ssh
+TRANSPORTS = ("registry", "remote-build")
 
 # Docker's reference grammar (distribution/reference): lowercase path components.
 _IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")

@@ -202,6 +202,10 @@ def _from_index(config, run, *, logged):
     if local and local.exit_code is not None:
         run.exit_code, run.image = local.exit_code, local.image
         run.state = str(State.INTERRUPTED) if local.status == State.INTERRUPTED else f"exited {local.exit_code}"
+    elif logged and local and local.status in (State.RUNNING, State.DETACHED) and not run.container and \
+            config.is_cluster:
+        # A Swarm task writes output.log as it starts; its container is on a node, not in this survey.
+        run.state, run.active = "running", True
     elif logged:
         run.state = "ended"  # put away without a .pystributed-state.json (by an older pystributed)
     elif local and local.status not in (State.STARTING, State.RUNNING, State.DETACHED):

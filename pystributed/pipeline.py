@@ -207,7 +207,7 @@ def pull(run):
         try:
             run.place.docker(docker.pull(run.result.image), step="pull", read=read, hint=hint)
         except StepError as e:
-            if "manifest unknown" not in e.output and "not found" not in e.output:
+            if "manifest unknown" not in e.output and not re.search(r"manifest for \S+ not found", e.output):
                 raise
             # The registry lost the image we pushed earlier (garbage collection, a reset): push it again.
             run.steps.progress("pushing again")
@@ -243,8 +243,12 @@ def start_args(run):
 
 def start(run):
     """Start the container and return (`detach`): the run goes on without us."""
-    with run.steps.step("start", run.place.name):
-        run.place.start(start_args(run), run.env)
+    try:
+        with run.steps.step("start", run.place.name):
+            run.place.start(start_args(run), run.env)
+    except BaseException as e:  # the record says what happened (a container Docker made stays, for list and clean)
+        run.set(State.INTERRUPTED if isinstance(e, KeyboardInterrupt) else State.FAILED)
+        raise
     run.set(State.RUNNING)
     run_id = run.result.run_id
     run.steps.say(f"Run {run_id} is running on {run.place.name}. Follow it and fetch its results with "

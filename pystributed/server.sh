@@ -66,7 +66,8 @@ start() { answer; docker run "$@" >/dev/null; }
 stop() {
     answer
     docker kill --signal INT "$(container "$1")" >/dev/null 2>&1
-    docker stop --time 10 "$(container "$1")"
+    # Another process (wait, a notebook's finish) may have removed it already: nothing to stop.
+    docker stop --time 10 "$(container "$1")" >/dev/null 2>&1 || ! docker container inspect "$(container "$1")" >/dev/null 2>&1
 }
 
 # finish DIR RUN_ID CANCELLED TOKEN: wait for the container, save its log and state into DIR under

@@ -438,7 +438,8 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
             pipeline.ship(sweep)
             result.image, result.remote_dir, result.user = sweep.result.image, sweep.result.remote_dir, sweep.user
             result.mounts = sweep.mounts
-            engine = (Cluster if config.is_cluster else Server)(config, sweep.place, result, sweep=sweep,
+            # sweep.config: as the features left it (--gpus free becomes the GPU it took).
+            engine = (Cluster if config.is_cluster else Server)(sweep.config, sweep.place, result, sweep=sweep,
                                                                 namespace=namespace, follow=follow)
             return engine.go(detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT)
 
@@ -486,7 +487,7 @@ class Engine:
         try:
             self.wait()
         except KeyboardInterrupt:
-            if on_interrupt == "detach":
+            if on_interrupt == "detach" and self.goes_on_alone():
                 self.detached()
                 raise
             self.steps.say(f"\nInterrupted: stopping every task of {self.result.sweep_id} and fetching what "
@@ -568,6 +569,11 @@ def failure(task):
     if task.exit_code is not None:
         return f"exit code {task.exit_code}" + (f": {task.why}" if task.why else "")
     return task.why or "failed"
+
+
+    def goes_on_alone(self):
+        """Whether the sweep goes on without this process (Swarm queues the tasks it has not started)."""
+        return True
 
 
 class Cluster(Engine):
@@ -760,6 +766,10 @@ class Server(Engine):
             for worker in self.workers:
                 worker.start()
 
+
+    def goes_on_alone(self):
+        # The tasks not started yet are started only by this process, which an interrupt ends.
+        return not self.queue and all(t.index in self.launched for t in self.result.tasks if not t.final)
     def task_id(self, task):
         return f"{self.result.sweep_id}-{task.index}"
 

@@ -291,8 +291,8 @@ def test_list_offline_shows_the_local_index(cfg, programs):
     programs.expect("server", "survey", "runs with space/$(x)", code=255, stderr="ssh: Could not resolve hostname")
     table = lifecycle.list_runs(cfg)
     assert [run.run_id for run in table] == [GONE]  # this server's runs only
-    assert table.offline == ("gpu-box: status failed: `server.sh survey 'runs with space/$(x)'` on gpu-box exited "
-                             "with code 255")
+    assert table.offline == ("gpu-box: status failed: ssh could not run `server.sh survey 'runs with space/$(x)'` "
+                             "on gpu-box (exit code 255)")
     assert str(table).splitlines()[0] == f"OFFLINE, from the local index (may be stale): {table.offline}"
     assert table[0].state == "succeeded (last seen)"
 

@@ -255,11 +255,11 @@ def test_start_starts_the_container_and_returns(engine, as_sh):
     assert engine.stdin("run") == b"A=1\n"
 
 
-def test_a_container_that_does_not_start_fails_the_run_step_with_dockers_message(engine):
+def test_a_container_that_does_not_start_fails_the_start_step_with_dockers_message(engine):
     engine.answer("run", err="docker: Error response from daemon: could not select device driver.\n", code=125)
     with pytest.raises(StepError) as error:
         place_for().start(["img"], {})
-    assert error.value.step == "run" and error.value.code == 125
+    assert error.value.step == "start" and error.value.code == 125
     assert "could not select device driver" in error.value.output and error.value.hint == EXIT_HINTS[125]
 
 

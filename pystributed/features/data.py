@@ -89,11 +89,16 @@ def in_container(target):
 
 
 def check_remote_paths(config, place):
-    """A missing source would be created by Docker as an empty folder owned by root: refuse it."""
-    missing = place.call("missing", *config.REMOTE_DATA, step="data").splitlines()
-    if missing:
-        raise StepError("data", f"REMOTE_DATA names {', '.join(missing)}, which does not exist on {config.REMOTE_SERVER}",
-                        hint="Check the paths in REMOTE_DATA (absolute paths on the server).")
+    """A missing source would be created by Docker as an empty folder owned by root: refuse it (on
+    a cluster, on every node a task may go to)."""
+    servers = [(config.REMOTE_SERVER, place)] if hasattr(place, "call") else [
+        (node.ssh, place.at(node)) for node in place.usable()]
+    for name, server in servers:
+        missing = server.call("missing", *config.REMOTE_DATA, step="data").splitlines()
+        if missing:
+            raise StepError("data", f"REMOTE_DATA names {', '.join(missing)}, which does not exist on {name}",
+                            hint="Check the paths in REMOTE_DATA (absolute paths on the server, on every node "
+                                 "of a cluster).")
 
 
 def check(config):

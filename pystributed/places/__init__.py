@@ -58,7 +58,16 @@ class Place:
         raise NotImplementedError
 
     def remove(self, folders):
+        """Remove run folders there."""
         raise NotImplementedError
+
+    def hint(self):
+        """What to check when the place cannot be reached (for an error's hint)."""
+        return ""
+
+    def engine_hint(self, error):
+        """`error`, with a better hint when the place's Docker engine could not be reached."""
+        return error
 
 
 def place_for(config):

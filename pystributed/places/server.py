@@ -61,9 +61,12 @@ class Server(Place):
         except StepError as e:
             if e.code is None:  # not an exit code of the action's (no answer line, no ssh here): as it is
                 raise
-            # Name what failed there, not the fixed line that started sh.
-            raise StepError(e.step, f"`{_shown(action, args)}` on {self.name} exited with code {e.code}",
-                            output=e.output, hint=e.hint, code=e.code) from None
+            # Name what failed there, not the fixed line that started sh; ssh's own failure (255) is
+            # the connection's, not the command's.
+            what = f"`{_shown(action, args)}` on {self.name}"
+            message = (f"ssh could not run {what} (exit code 255)" if e.code == 255 and self.argv(0)[0] == "ssh"
+                       else f"{what} exited with code {e.code}")
+            raise StepError(e.step, message, output=e.output, hint=e.hint, code=e.code) from None
         return out if read else self.answer_of(out, step)
 
     def stream(self, action, *args, step, on_stdout, on_stderr, stdin=None):
@@ -128,7 +131,7 @@ class Server(Place):
 
     def start(self, start, env):
         try:
-            self.call("start", *start, step="run", stdin=_env_writer(env), hint=EXIT_HINTS[125])
+            self.call("start", *start, step="start", stdin=_env_writer(env), hint=EXIT_HINTS[125])
         except StepError as e:
             raise self.engine_hint(e) from None
 

@@ -474,7 +474,8 @@ class Swarm(Place):
                       f": {task.error or task.message or task.state}\n")
             self.remove_service(service, nodes=[task.node] if task.node else None)  # Swarm would try it again
             return 125
-        self.ran_on[self.prepared.get(task.node, "")] = task.node
+        if task.node in self.prepared:
+            self.ran_on[self.prepared[task.node]] = task.node
         return self.at(task.node).stream("docker_command", "logs", "--follow", task.container, step="run",
                                          on_stdout=on_stdout, on_stderr=on_stderr)
 

@@ -125,7 +125,7 @@ def test_a_missing_remote_data_path_is_refused_before_docker_makes_it(programs):
         data.Data().mounts(a_run(cfg, ssh.Ssh(cfg)))
     assert excinfo.value.step == "data"
     assert excinfo.value.message == "REMOTE_DATA names /srv/gone, /srv/lost, which does not exist on gpu-box"
-    assert excinfo.value.hint == "Check the paths in REMOTE_DATA (absolute paths on the server)."
+    assert excinfo.value.hint == "Check the paths in REMOTE_DATA (absolute paths on the server, on every node of a cluster)."
 
 
 # The sync, as the server sees it (each server action expected in order).

@@ -98,7 +98,7 @@ def test_a_failed_action_is_named_as_its_command(place, programs):
     assert str(error.value) == (f"connect failed: `server.sh rundir runs {RUN_ID}` on the local engine exited with "
                                 "code 1\n    mkdir: Permission denied\nREMOTE_WORKDIR (runs) must be creatable there.")
     programs.expect("server", "start", "--detach", "img", code=125, stderr="bad flag\n")
-    with pytest.raises(StepError, match=r"^run failed: `docker run --detach img` on the local engine exited with code 125\n"):
+    with pytest.raises(StepError, match=r"^start failed: `docker run --detach img` on the local engine exited with code 125\n"):
         place.start(["--detach", "img"], {})
     programs.expect("server", "docker_command", "pull", "a b", code=1)
     with pytest.raises(StepError, match=r"^pull failed: `docker pull 'a b'` on the local engine exited with code 1$"):
@@ -152,7 +152,7 @@ def test_follow_starts_with_the_environment_on_stdin_and_hands_on_the_output(pla
 def test_start_gives_the_environment_on_stdin(place, programs):
     programs.expect("server", "start", "--detach", "img")
     place.start(["--detach", "img"], {"SECRET": "s"})
-    assert programs.calls[0].stdin == b"SECRET=s\n" and programs.calls[0].step == "run"
+    assert programs.calls[0].stdin == b"SECRET=s\n" and programs.calls[0].step == "start"
     programs.expect("server", "start", "img", code=125, stderr="permission denied ... docker.sock")
     with pytest.raises(StepError) as error:
         place.start(["img"], {})
