@@ -379,14 +379,8 @@ class Swarm(Place):
     # The Place methods, for a single run: a job of one task.
 
     def prepare(self, run_id):
-        workdir = self.manager.workdir()
-
-        def rundir(node):
-            out = self.at(node).call("rundir", workdir, run_id, step="connect", hint=self.hint())
-            path, uid, gid, *_ = out.splitlines()
-            return path, f"{uid}:{gid}"
-
-        made = self.each(self.usable(), rundir)
+        # Each node as a server of its own: the same checks (a ':' in the path, a rootless engine).
+        made = self.each(self.usable(), lambda node: self.at(node).prepare(run_id))
         ok = {node: found for node, found in made.items() if not isinstance(found, StepError)}
         if not ok:
             error = next(iter(made.values()), None)
