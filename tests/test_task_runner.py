@@ -51,7 +51,9 @@ def run(script, tmp_path, slot):
 
 
 def test_on_a_cluster_the_cell_fails_but_the_task_does_not(tmp_path):
-    script = image(tmp_path, "import os\nprint('lr is', lr, os.environ['PYSTRIBUTED_TASK'])\n"
+    # One write for the line: output.log takes stdout and stderr as they come, and a print of
+    # several words is several writes, between which the traceback could land.
+    script = image(tmp_path, "import os\nprint(f\"lr is {lr} {os.environ['PYSTRIBUTED_TASK']}\")\n"
                              "if lr > 1:\n    raise ValueError('too big')\n", [{"lr": 0.5}, {"lr": 2}])
     ok, failed = run(script, tmp_path, "nodeid"), run(script, tmp_path, "1")
     assert ok.returncode == failed.returncode == 0  # Swarm would fill the slot of a failed task again and again
