@@ -78,8 +78,12 @@ class Server(Place):
             if stdin:
                 stdin(pipe)
 
-        return util.stream(self.argv(len(script)), step=step, on_stdout=Unframe(on_stdout), on_stderr=on_stderr,
+        answer = Unframe(on_stdout)
+        code = util.stream(self.argv(len(script)), step=step, on_stdout=answer, on_stderr=on_stderr,
                            cwd=self.cwd, write_stdin=write)
+        if not answer.seen and answer.held:  # sh there never answered: what it said is the only clue
+            on_stderr(answer.held)
+        return code
 
     def answer_of(self, out, step):
         """The answer in `out`: what follows the marker line (whatever came before it is noise)."""

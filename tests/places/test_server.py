@@ -75,6 +75,14 @@ def test_streamed_output_is_handed_on_from_the_marker_line_on():
     assert seen == ["x"]
 
 
+def test_what_a_server_says_without_ever_answering_is_shown_as_its_error(place, monkeypatch):
+    # A real program, not the fake: one that prints its complaint on stdout and never runs sh.
+    monkeypatch.setattr(place, "argv", lambda size: ["sh", "-c", "cat >/dev/null; echo 'sh: not here'; exit 127"])
+    out, err = [], []
+    assert place.stream("logs", "x", step="run", on_stdout=out.append, on_stderr=err.append) == 127
+    assert out == [] and "".join(err) == "sh: not here\n"
+
+
 # Each Place method: its action, its words, its step, and what it makes of the answer.
 
 def test_prepare_makes_the_run_folder_and_answers_it_with_the_user(place, programs):
