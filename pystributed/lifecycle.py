@@ -151,12 +151,12 @@ def _parse_survey(config, sections):
     logged = {line.removeprefix("./") for line in sections.get("logs", [])}
     for line, container in [(line, False) for line in sections.get("states", [])] + \
                            [(line, True) for line in sections.get("containers", [])]:
-        info = _json(line)
+        info = json_or_empty(line)
         run_id = (info.get("Name") or "").removeprefix("/").removeprefix(docker.container_name(""))
         mounts = [m.get("Source") for m in info.get("Mounts") or []]
         # Only runs of this REMOTE_WORKDIR: other folders' runs share the engine.
         if run_id in runs and (not container or f"{workdir}/{run_id}" in mounts):
-            _describe(runs[run_id], info, container=container)
+            describe(runs[run_id], info, container=container)
     for run in runs.values():
         if run.state == "no container":
             _from_index(config, run, logged=run.run_id in logged)
@@ -166,14 +166,14 @@ def _parse_survey(config, sections):
     return runs
 
 
-def _json(line):
+def json_or_empty(line):
     try:
         return json.loads(line)
     except ValueError:
         return {}
 
 
-def _describe(run, info, *, container):
+def describe(run, info, *, container):
     state = info.get("State") or {}
     status, code = state.get("Status", ""), state.get("ExitCode")
     run.container, run.image = container, info.get("Image", run.image)
@@ -214,9 +214,9 @@ def _from_index(config, run, *, logged):
         run.state, run.active = "no container (starting?)", True
     if local:
         run.image = run.image or local.image
-        run.started = run.started or _iso_time(local.started)
+        run.started = run.started or iso_time(local.started)
         if not run.active:  # its duration ends where the record says, not now
-            run.ended = run.ended or _iso_time(local.ended)
+            run.ended = run.ended or iso_time(local.ended)
 
 
 def docker_time(text):
@@ -228,7 +228,7 @@ def docker_time(text):
     return moment + datetime.timedelta(seconds=float(match.group(2) or 0))
 
 
-def _iso_time(text):
+def iso_time(text):
     return datetime.datetime.fromisoformat(text) if text else None
 
 
@@ -405,7 +405,7 @@ def _from_records(config, server):
         if local.server != server:
             continue
         run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,
-                       started=_iso_time(local.started), ended=_iso_time(local.ended), image=local.image,
+                       started=iso_time(local.started), ended=iso_time(local.ended), image=local.image,
                        remote_dir=local.remote_dir,
                        local_path=str(local.local_path) if local.local_path and local.local_path.exists() else "")
         found.append(run)

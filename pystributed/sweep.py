@@ -41,7 +41,7 @@ from pystributed import cell_runner, docker, features, live, pipeline, progress,
 from pystributed.errors import PystributedError, StepError, parse_traceback
 from pystributed.features import Feature, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.lifecycle import STARTING_GRACE, RunState, _describe, _iso_time, _json, docker_time
+from pystributed.lifecycle import STARTING_GRACE, RunState, describe, docker_time, iso_time, json_or_empty
 from pystributed.places import place_for, swarm
 
 SWEEP_ID = re.compile(r"sweep-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
@@ -1024,7 +1024,7 @@ def survey(config, place, sections):
     # Saved states, then containers (a retried task's container is newer than its saved state).
     for line, container in [(line, False) for line in sections.get("sweep_states", [])] + \
                            [(line, True) for line in sections.get("containers", [])]:
-        info = _json(line)
+        info = json_or_empty(line)
         name = (info.get("Name") or "").removeprefix("/").removeprefix(docker.container_name(""))
         sweep_id, _, index = name.rpartition("-")
         folder = f"{workdir}/{sweep_id}/{index}"
@@ -1032,7 +1032,7 @@ def survey(config, place, sections):
         if sweep_id not in found or not index.isdigit() or (container and folder not in mounts):
             continue
         task = RunState(name, remote_dir=folder)
-        _describe(task, info, container=container)
+        describe(task, info, container=container)
         found[sweep_id].tasks[int(index)] = _task_status(task)
         found[sweep_id].active |= task.active
         runs[sweep_id].append(task)
@@ -1085,10 +1085,10 @@ def _complete(config, sweep, runs):
     rest = QUEUED if sweep.active else "not run"
     sweep.state = _summary(sweep.total, [sweep.tasks.get(i, rest) for i in range(sweep.total)])
     starts = [r.started for r in runs if r.started]
-    sweep.started = min(starts) if starts else _iso_time(known.started if known else "")
+    sweep.started = min(starts) if starts else iso_time(known.started if known else "")
     if not sweep.active:
         ends = [r.ended for r in runs if r.ended]
-        sweep.ended = max(ends) if ends else _iso_time(known.ended if known else "")
+        sweep.ended = max(ends) if ends else iso_time(known.ended if known else "")
     sweep.image = (known.image if known else "") or next((r.image for r in runs if r.image), "")
     if known and known.local_path and Path(known.local_path).exists():
         sweep.local_path = known.local_path
@@ -1101,7 +1101,7 @@ def from_records(config, server):
         if known.server == server:
             found.append(SweepState(
                 known.sweep_id, state=f"{_summary(len(known.tasks), known.statuses)} (last seen)",
-                started=_iso_time(known.started), ended=_iso_time(known.ended), image=known.image,
+                started=iso_time(known.started), ended=iso_time(known.ended), image=known.image,
                 remote_dir=known.remote_dir, total=len(known.tasks),
                 local_path=known.local_path if known.local_path and Path(known.local_path).exists() else ""))
     return found

@@ -91,7 +91,7 @@ def test_one_run_is_surveyed_alone(cfg, programs):
 ])
 def test_what_a_container_state_is_called(state, extra, expected):
     run = lifecycle.RunState(GONE)
-    lifecycle._describe(run, {"State": state, **extra}, container=True)
+    lifecycle.describe(run, {"State": state, **extra}, container=True)
     assert (run.state, run.active) == expected
 
 
