@@ -20,14 +20,33 @@ def has_image(engine, ref):
     return True
 
 
-def build(tag):
+def build(tag, platform=""):
     # "-": the Dockerfile and the context arrive as one tar stream on stdin (see context.py).
     # --quiet: stdout is then the image id alone; errors still go to stderr.
-    return ["docker", "build", "--quiet", "--tag", tag, "-"]
+    # --platform only when asked: the machine's own is the default, and old engines want it so.
+    return ["docker", "build", "--quiet", *(["--platform", platform] if platform else []), "--tag", tag, "-"]
 
 
 def inspect_image(ref):
     return ["docker", "image", "inspect", "--format", "{{.Id}}", ref]
+
+
+def inspect_image_platform(ref):
+    """Prints the image's id, then its platform (`linux/amd64`)."""
+    return ["docker", "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", ref]
+
+
+# `uname -m` on a server, as Docker names the architecture (Go's GOARCH).
+ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+                 "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+                 "riscv64": "riscv64"}
+
+
+def platform_of(machine):
+    """The platform (`linux/amd64`) Docker runs on a Linux machine whose `uname -m` is `machine`;
+    "" for one we do not know."""
+    arch = ARCHITECTURES.get(machine.strip())
+    return f"linux/{arch}" if arch else ""
 
 
 def repo_digests(ref):
@@ -47,8 +66,8 @@ def push(ref):
     return ["docker", "push", ref]
 
 
-def pull(ref):
-    return ["docker", "pull", ref]
+def pull(ref, platform=""):
+    return ["docker", "pull", *(["--platform", platform] if platform else []), ref]
 
 
 def container_name(run_id):

@@ -41,6 +41,7 @@ class Run:
     context: object = None  # the build context, a temporary file
     cleanup: object = None  # an ExitStack: what features made for the build goes when the run ends
     digest: str = ""  # its sha256, and the base image's id (features/base.py): names the image
+    platform: str = ""  # to build for, when not this machine's own (features/base.py)
     user: str = ""  # uid:gid the container runs as
     mounts: list = dataclasses.field(default_factory=list)  # docker run arguments
     stderr: str = ""  # the end of the cell's stderr, and of all its output, for an error
@@ -169,7 +170,7 @@ def build(run):
             run.steps.progress("up to date")
             return
         run.context.seek(0)
-        engine(docker.build(image), step="build",
+        engine(docker.build(image, run.platform), step="build",
                stdin=lambda pipe: shutil.copyfileobj(run.context, pipe, 1 << 20),
                hint="Is the Docker engine running " + ("on the server" if on_server else "here (`docker info`)")
                     + "? Check BASE_IMAGE and REQUIREMENTS.")

@@ -29,10 +29,12 @@ state_format() {
 # docker ARGS...: a docker command of docker.py's, as it is.
 docker_command() { answer; docker "$@"; }
 
-# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid, and
-# `rootless` if the engine is (see engine_kind).
+# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid,
+# `machine` and the machine's hardware name (`x86_64`: what an image built elsewhere must be built
+# for), and `rootless` if the engine is (see engine_kind).
 rundir() {
-    mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g && engine_kind
+    mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g &&
+        printf 'machine %s\n' "$(uname -m)" && engine_kind
 }
 
 # engine_kind: `rootless` if the engine's root is this user, so that a container run as root writes

@@ -20,6 +20,21 @@ def test_argument_lists():
     assert docker.container_name(RUN_ID) == f"pystributed-{RUN_ID}"
 
 
+def test_a_platform_is_asked_for_only_when_given():
+    assert docker.build("reg/p:1", "linux/amd64") == [
+        "docker", "build", "--quiet", "--platform", "linux/amd64", "--tag", "reg/p:1", "-"]
+    assert docker.pull("reg/p:1", "linux/arm64") == ["docker", "pull", "--platform", "linux/arm64", "reg/p:1"]
+    assert docker.inspect_image_platform("b:1") == [
+        "docker", "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", "b:1"]
+
+
+@pytest.mark.parametrize(("machine", "platform"), [
+    ("x86_64", "linux/amd64"), ("aarch64", "linux/arm64"), ("arm64", "linux/arm64"), ("ppc64le", "linux/ppc64le"),
+    ("x86_64\n", "linux/amd64"), ("", ""), ("sparc64", "")])
+def test_the_platform_of_a_servers_machine(machine, platform):
+    assert docker.platform_of(machine) == platform
+
+
 def test_the_run_starts_detached_with_the_users_arguments_last():
     env = {"PYSTRIBUTED_RESULTS": "/results", "A": "x y"}
     assert docker.run_detached("reg/p:1", run_id=RUN_ID, results_dir="/w/it's a run", user="1000:1000", env=env,

@@ -187,6 +187,7 @@ def test_a_shell_that_never_answers_is_named(engine):
 def test_rundir_makes_the_run_folder_and_answers_its_path_and_the_user(engine, as_sh, home):
     place = place_for("runs dir/it's $HOME")
     assert place.prepare(RUN_ID) == (str(home / "runs dir" / "it's $HOME" / RUN_ID), f"{os.getuid()}:{os.getgid()}")
+    assert place.platform == docker.platform_of(os.uname().machine)  # this machine's, from its `uname -m`
     assert (home / "runs dir" / "it's $HOME" / RUN_ID).is_dir()
     assert place_for("~/in home").prepare(RUN_ID)[0] == str(home / "in home" / RUN_ID)
     assert place_for("~").prepare(RUN_ID)[0] == str(home / RUN_ID)

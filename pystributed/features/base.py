@@ -9,6 +9,12 @@ or REMOTE_SERVER = "local"), the server's in the build step, over the run's one 
 (TRANSPORT = "remote-build"; with --cache, the cache asks it first, before connecting). A base
 that is there is not pulled (docker build would not pull it either); one that is not is pulled
 first, so that its id is known before the build.
+
+An image built here must be built for the server's platform: an Apple Silicon Mac builds
+`linux/arm64` images by default, which an `x86_64` GPU server cannot run (`exec format error`).
+When the server's architecture (`uname -m` there, asked at connect) is not BASE_IMAGE's here, the
+base is pulled for the server's platform and the image built with `--platform` (Docker Desktop
+emulates the other architecture for the build's RUN steps). The platform is part of the hash.
 """
 import hashlib
 
@@ -20,19 +26,26 @@ from pystributed.features import Feature
 class BaseImage(Feature):
     def __init__(self):
         self.id = ""  # BASE_IMAGE's image id on the engine that builds, once asked
+        self.platform = ""  # its platform (`linux/amd64`), when asked here
 
     def before_pack(self, run):
-        self.id = "" if on_server(run.config) else image_id(run, docker.here, in_step=False)
+        self.id, self.platform = ("", "") if on_server(run.config) else image_id(run, docker.here, in_step=False)
 
     def before_build(self, run):
         if on_server(run.config) and not self.id:
-            self.id = image_id(run, run.place.docker, in_step=True)
-        run.digest = hashlib.sha256(f"{run.digest}\nFROM {self.id}".encode()).hexdigest()
+            self.id, _ = image_id(run, run.place.docker, in_step=True)
+        elif not on_server(run.config) and not run.config.is_local and foreign(self.platform, run.place.platform):
+            run.platform = run.place.platform
+            self.id, self.platform = pulled_for(run, run.platform)
+        # The platform built for: the same tag whether the base was pulled for it in this run or before.
+        built_for = run.platform or self.platform
+        built_for = f" --platform={built_for}" if built_for else ""
+        run.digest = hashlib.sha256(f"{run.digest}\nFROM {self.id}{built_for}".encode()).hexdigest()
 
     def identity(self, run):
         """The id (for the --cache key): asked of the server, with remote-build, before the build."""
         if not self.id:
-            self.id = image_id(run, run.place.docker, in_step=False)
+            self.id, _ = image_id(run, run.place.docker, in_step=False)
         return self.id
 
 
@@ -40,12 +53,18 @@ def on_server(config):
     return config.TRANSPORT == "remote-build"
 
 
+def foreign(here, there):
+    """Whether an image of platform `here` is not what a server of platform `there` runs (both
+    known: an old answer without them changes nothing)."""
+    return bool(here and there) and here.split("/")[:2] != there.split("/")[:2]
+
+
 def image_id(run, engine, *, in_step):
-    """BASE_IMAGE's id on `engine`, pulled there first if it is not there (shown in the step
-    running, `in_step`, else in a step of its own)."""
+    """(BASE_IMAGE's id on `engine`, its platform), pulled there first if it is not there (shown in
+    the step running, `in_step`, else in a step of its own)."""
     base, where = run.config.BASE_IMAGE, "on the server" if on_server(run.config) else "here"
     try:
-        return engine(docker.inspect_image(base), step="build").strip()
+        return _id_and_platform(engine(docker.inspect_image_platform(base), step="build"))
     except StepError as e:
         if "cannot connect to the docker daemon" in e.output.lower():
             raise StepError("build", e.message, output=e.output, hint=e.hint or f"Is the Docker engine running "
@@ -58,4 +77,20 @@ def image_id(run, engine, *, in_step):
     else:
         with run.steps.step("base", f"pulling {base} {where}"):
             engine(docker.pull(base), step="build", hint=hint)
-    return engine(docker.inspect_image(base), step="build", hint=hint).strip()
+    return _id_and_platform(engine(docker.inspect_image_platform(base), step="build", hint=hint))
+
+
+def pulled_for(run, platform):
+    """(BASE_IMAGE's id, its platform) here once pulled for `platform`, in the build step."""
+    base = run.config.BASE_IMAGE
+    run.steps.progress(f"pulling {base} for {platform}")
+    docker.here(docker.pull(base, platform), step="build", hint=(
+        f"{run.place.name} runs {platform} images, and BASE_IMAGE ({base}) here is not one: its {platform} variant "
+        f"could not be pulled. Use a base image published for {platform} (most on Docker Hub are: `docker manifest "
+        f"inspect {base}` lists them), or TRANSPORT = \"remote-build\" to build on the server."))
+    return _id_and_platform(docker.here(docker.inspect_image_platform(base), step="build"))
+
+
+def _id_and_platform(out):
+    found, _, platform = out.strip().partition(" ")
+    return found, platform

@@ -7,6 +7,7 @@ class Place:
     Docker Swarm (swarm.py). Every method may raise StepError naming its step."""
 
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
+    platform = ""  # what its engine runs (`linux/amd64`), once `prepare` has asked; "" if unknown
 
     def connection(self):
         """A context manager: the commands inside it share one connection."""

@@ -6,7 +6,7 @@ import secrets
 import shlex
 from pathlib import Path
 
-from pystributed import util
+from pystributed import docker, util
 from pystributed.errors import EXIT_HINTS, StepError
 from pystributed.places import Place
 
@@ -113,11 +113,13 @@ class Server(Place):
     def prepare(self, run_id):
         out = self.call("rundir", self.workdir(), run_id, step="connect", hint=(
             f"{self.hint()} REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) must be creatable there.".lstrip()))
-        path, uid, gid, *kind = out.splitlines()[:4]  # a rootless engine's root is the user (server.sh)
+        path, uid, gid, *more = out.splitlines()
+        machine = next((line.split(" ", 1)[1] for line in more if line.startswith("machine ")), "")
+        self.platform = docker.platform_of(machine)
         if ":" in path:  # docker's --volume would split it there
             raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",
                             hint="Choose a REMOTE_WORKDIR without ':'.")
-        return path, "0:0" if kind == ["rootless"] else f"{uid}:{gid}"
+        return path, "0:0" if "rootless" in more else f"{uid}:{gid}"  # its root is the user (server.sh)
 
     def discard(self, remote_dir):
         with contextlib.suppress(StepError):

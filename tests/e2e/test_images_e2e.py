@@ -2,6 +2,8 @@
 build again, on the new base, with either transport, and --cache must run again), one with python3
 but no `python` (and no `pip`: Ubuntu's, CUDA images with Python added), one with no Python at all
 (named before anything is pushed). Each image is made from the sandbox's base by a Dockerfile."""
+import json
+import os
 import subprocess
 import sys
 import uuid
@@ -10,6 +12,7 @@ import pytest
 from wheels import make_wheel
 
 from pystributed import config, features, pipeline
+from pystributed import docker as docker_module
 
 PYTHON3_ONLY = "pystributed-test/python3-only:1"
 NO_PYTHON = "pystributed-test/no-python:1"
@@ -146,3 +149,38 @@ def test_an_image_without_python_is_named_before_anything_is_pushed(sandbox, ima
     assert step_line(proc.stdout, "build").startswith("build   here ... failed")
     assert "push" not in proc.stdout and "never runs" not in proc.stdout + proc.stderr
     assert set(sandbox.registry_tags()) == tags  # nothing pushed
+
+
+def test_a_base_here_of_another_platform_is_built_for_the_servers(sandbox, tmp_path, monkeypatch):
+    """A laptop whose engine is another architecture than the server's (an Apple Silicon Mac, an
+    x86_64 GPU server): BASE_IMAGE, published for both in its registry, is here as the laptop's
+    variant. That variant is a file on `scratch` (nothing of it can run: no shell); the server's is
+    the sandbox's base. The image must be built, pushed and run as the server's platform."""
+    server = docker_module.platform_of(os.uname().machine)  # the sandbox's server is this machine
+    other = "linux/arm64" if server == "linux/amd64" else "linux/amd64"
+    multi = f"{sandbox.env['PYSTRIBUTED_DOCKER_REGISTRY']}/pystributed-test/multi-platform:latest"
+    variants = {server: f"FROM {sandbox.env['PYSTRIBUTED_BASE_IMAGE']}\nRUN echo {server} > /base-version\n",
+                other: "FROM scratch\nCOPY Dockerfile /base-version\n"}
+    for platform, dockerfile in variants.items():
+        tag = f"{multi}-{platform.replace('/', '-')}"
+        docker(sandbox, "local", "build", "--quiet", "--platform", platform, "--tag", tag, "-",
+               stdin=dockerfile.encode())
+        docker(sandbox, "local", "push", "--quiet", tag)
+    tags = [f"{multi}-{p.replace('/', '-')}" for p in variants]
+    docker(sandbox, "local", "manifest", "create", "--insecure", "--amend", multi, *tags)
+    docker(sandbox, "local", "manifest", "push", "--insecure", "--purge", multi)
+    docker(sandbox, "local", "pull", "--quiet", "--platform", other, multi)  # what the laptop has
+
+    def platform_of(engine, ref):
+        return docker(sandbox, engine, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}",
+                      ref).stdout.decode().strip()
+
+    assert platform_of("local", multi) == other
+    monkeypatch.setenv("PYSTRIBUTED_BASE_IMAGE", multi)
+    (tmp_path / "user_code.py").write_text(CELL)
+    out = cli("run").stdout
+    assert f"base is {server}\n" in out
+    image = next(json.loads(p.read_text())["image"] for p in (tmp_path / "results" / ".runs").glob("*.json"))
+    assert platform_of("remote", image) == server and platform_of("local", image) == server
+    out = cli("run").stdout  # the base here is now the server's variant: the same image, up to date
+    assert f"base is {server}\n" in out and step_line(out, "build").endswith("(up to date)")

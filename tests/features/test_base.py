@@ -11,6 +11,7 @@ from pystributed.features import base, cache
 from pystributed.places import local, ssh
 
 INSPECT = ("image", "inspect", "--format", "{{.Id}}")
+INSPECT_BASE = ("image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}")
 BASE = "lab/base:latest"
 DIGEST = "d" * 64
 
@@ -35,26 +36,26 @@ def tagged(run, base_id):
 
 def test_the_base_images_id_here_is_in_the_tag(programs):
     run = a_run()
-    programs.expect("docker", *INSPECT, BASE, out="sha256:old\n")
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:old\n")
     old = tagged(run, "sha256:old")
-    programs.expect("docker", *INSPECT, BASE, out="sha256:old\n")
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:old\n")
     assert tagged(run, "sha256:old") == old  # the same base: the same tag
-    programs.expect("docker", *INSPECT, BASE, out="sha256:new\n")  # rebuilt under the same tag
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:new\n")  # rebuilt under the same tag
     assert tagged(run, "sha256:new") != old
 
 
 def test_a_base_that_is_not_here_is_pulled_first_in_a_step_of_its_own(programs, capsys):
     run = a_run(steps=progress.Steps())
-    programs.expect("docker", *INSPECT, BASE, code=1, stderr="Error: No such image")
+    programs.expect("docker", *INSPECT_BASE, BASE, code=1, stderr="Error: No such image")
     programs.expect("docker", "pull", BASE)
-    programs.expect("docker", *INSPECT, BASE, out="sha256:pulled\n")
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:pulled\n")
     tagged(run, "sha256:pulled")
     assert capsys.readouterr().out.startswith(f"base    pulling {BASE} here ... done in ")
 
 
 def test_a_base_that_cannot_be_pulled_is_named_before_anything_is_built(programs):
     run = a_run()
-    programs.expect("docker", *INSPECT, BASE, code=1, stderr="Error: No such image")
+    programs.expect("docker", *INSPECT_BASE, BASE, code=1, stderr="Error: No such image")
     programs.expect("docker", "pull", BASE, code=1, stderr="pull access denied")
     with pytest.raises(StepError) as excinfo:
         run.hooks("before_pack")
@@ -65,7 +66,7 @@ def test_a_base_that_cannot_be_pulled_is_named_before_anything_is_built(programs
 def test_with_remote_build_the_servers_id_is_asked_in_the_build_step(programs):
     run = a_run("remote-build")
     run.hooks("before_pack")  # nothing asked here: the server builds
-    programs.expect("server", "docker_command", *INSPECT, BASE, out="sha256:there\n")
+    programs.expect("server", "docker_command", *INSPECT_BASE, BASE, out="sha256:there\n")
     run.hooks("before_build")
     assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:there".encode()).hexdigest()
 
@@ -74,7 +75,7 @@ def test_the_build_step_tags_the_image_after_the_hooks(programs, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     run = a_run(server="local")
     run.context = io.BytesIO(b"context")
-    programs.expect("docker", *INSPECT, BASE, out="sha256:b1\n")
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:b1\n")
     run.hooks("before_pack")
     tag = hashlib.sha256(f"{DIGEST}\nFROM sha256:b1".encode()).hexdigest()[:16]
     programs.expect("docker", *INSPECT, f"reg:5000/pystributed:{tag}", out="sha256:img\n")
@@ -90,7 +91,7 @@ def test_the_cache_key_holds_the_base_images_id(programs, tmp_path, transport):
     engine = ("server", "docker_command") if transport == "remote-build" else ("docker",)
     keys = []
     for base_id in ("sha256:old", "sha256:old", "sha256:new"):
-        programs.expect(*engine, *INSPECT, BASE, out=base_id + "\n")
+        programs.expect(*engine, *INSPECT_BASE, BASE, out=base_id + "\n")
         run.hooks("before_pack")
         assert run.hooks("reuse") == [None, None]
         keys.append(run.features[1].key)
@@ -101,9 +102,56 @@ def test_the_cache_key_holds_the_base_images_id(programs, tmp_path, transport):
 
 def test_an_engine_that_is_not_running_is_not_taken_for_a_missing_base(programs):
     run = a_run()
-    programs.expect("docker", *INSPECT, BASE, code=1,
+    programs.expect("docker", *INSPECT_BASE, BASE, code=1,
                     stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
                            "running?")
     with pytest.raises(StepError) as excinfo:
         run.hooks("before_pack")
     assert excinfo.value.hint == "Is the Docker engine running here (`docker info`)?"
+
+
+def test_a_base_of_another_platform_than_the_servers_is_pulled_for_it_and_the_image_built_for_it(programs):
+    # An Apple Silicon Mac (BASE_IMAGE here is its linux/arm64 variant), an x86_64 server.
+    run = a_run()
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:arm linux/arm64\n")
+    run.hooks("before_pack")
+    run.place.platform = "linux/amd64"  # (its `uname -m`, at connect)
+    programs.expect("docker", "pull", "--platform", "linux/amd64", BASE)
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:x86 linux/amd64\n")
+    with run.steps.step("build", "here"):  # (as in the pipeline)
+        run.hooks("before_build")
+    assert run.platform == "linux/amd64"
+    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:x86 --platform=linux/amd64".encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("transport", "server", "here", "there"), [
+    ("registry", "gpu-box", "linux/amd64", "linux/amd64"),  # the same: built as always
+    ("registry", "gpu-box", "linux/arm64", ""),  # a server that did not say
+    ("registry", "gpu-box", "", "linux/amd64"),  # an engine that did not say
+    ("registry", "local", "linux/arm64", "linux/amd64"),  # the local engine runs what it builds
+])
+def test_a_base_is_pulled_for_another_platform_only_when_both_are_known_and_differ(programs, transport, server,
+                                                                                   here, there):
+    run = a_run(transport, server=server)
+    programs.expect("docker", *INSPECT_BASE, BASE, out=f"sha256:b {here}\n")
+    run.hooks("before_pack")
+    run.place.platform = there
+    run.hooks("before_build")
+    assert run.platform == ""
+    built_for = f" --platform={here}" if here else ""  # as the base here is
+    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:b{built_for}".encode()).hexdigest()
+
+
+def test_a_base_that_has_no_variant_for_the_servers_platform_says_what_to_do(programs):
+    run = a_run()
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:arm linux/arm64\n")
+    run.hooks("before_pack")
+    run.place.platform = "linux/amd64"
+    programs.expect("docker", "pull", "--platform", "linux/amd64", BASE, code=1,
+                    stderr="no matching manifest for linux/amd64 in the manifest list entries")
+    with pytest.raises(StepError) as excinfo, run.steps.step("build", "here"):
+        run.hooks("before_build")
+    assert excinfo.value.step == "build" and "no matching manifest" in excinfo.value.output
+    assert excinfo.value.hint.startswith("gpu-box runs linux/amd64 images, and BASE_IMAGE (lab/base:latest) here is "
+                                         "not one")
+    assert 'TRANSPORT = "remote-build"' in excinfo.value.hint

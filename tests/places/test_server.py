@@ -91,6 +91,13 @@ def test_prepare_makes_the_run_folder_and_answers_it_with_the_user(place, progra
     assert programs.calls[0].step == "connect"
 
 
+def test_prepare_learns_the_servers_platform_and_a_rootless_engine(place, programs):
+    programs.expect("server", "rundir", "runs", RUN_ID, out=f"{RUN_DIR}\n1000\n1001\nmachine aarch64\n")
+    assert place.prepare(RUN_ID) == (RUN_DIR, "1000:1001") and place.platform == "linux/arm64"
+    programs.expect("server", "rundir", "runs", RUN_ID, out=f"{RUN_DIR}\n1000\n1001\nmachine x86_64\nrootless\n")
+    assert place.prepare(RUN_ID) == (RUN_DIR, "0:0") and place.platform == "linux/amd64"
+
+
 def test_prepare_refuses_a_folder_docker_cannot_mount(place, programs):
     programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/a:b/runs/{RUN_ID}\n1000\n1000\n")
     with pytest.raises(StepError) as error:

@@ -101,8 +101,9 @@ def test_tasks_as_swarm_describes_them_slot_0_included():
 def test_a_one_node_swarm_makes_the_run_folder_and_pulls_there(cfg, programs):
     place = swarm.Swarm(cfg)
     programs.expect("server", "swarm_nodes", out=json.dumps({**NODE, "Spec": {**NODE["Spec"], "Labels": {}}}) + "\n")
-    programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\n")
+    programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine x86_64\n")
     assert place.prepare(RUN_ID) == (f"/home/me/runs/{RUN_ID}", "1000:1000")
+    assert place.platform == "linux/amd64"  # what an image built elsewhere is built for
     assert programs.calls[1].argv[-2] == "me@10.0.0.1"  # the node, reached by its address
     programs.expect("server", "docker_command", "pull", IMAGE, out="done\n")
     assert place.docker(["docker", "pull", IMAGE], step="pull") == ""  # on every node that has the run folder
