@@ -16,6 +16,7 @@ otherwise our own transfer sends the hashes, the server answers which it lacks, 
 carries those contents and the tree's links.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -192,7 +193,7 @@ def sync(config, place, files, run_id, steps, *, roots):
     missing = {line.split()[1] for line in rest if line.startswith("missing ")}
     # rsync runs its server through the login shell, and a login shell that prints (a banner)
     # breaks it ("is your shell clean?"): then our own transfer, which skips what is printed.
-    rsync = "rsync" if has_rsync == "rsync" and shutil.which("rsync") and RSYNC and not place.noisy else ""
+    rsync = "rsync" if has_rsync == "rsync" and RSYNC and not place.noisy and recent_rsync() else ""
     incoming = f"incoming/{run_id}"
     try:
         if rsync:
@@ -211,6 +212,17 @@ def sync(config, place, files, run_id, steps, *, roots):
 
 
 RSYNC = True  # rsync when both sides have it; tests turn it off to drive our own transfer
+
+
+@functools.cache
+def recent_rsync():
+    """Whether this machine has an rsync that takes send_rsync's options (3.1 or newer, for
+    --info=progress2): macOS has 2.6.9, or openrsync ("2.6.9 compatible") since macOS 15, which
+    would fail the data step; our own transfer goes instead."""
+    if not shutil.which("rsync"):
+        return False
+    found = re.search(r"version ([0-9]+)\.([0-9]+)", util.output(["rsync", "--version"]))
+    return bool(found) and (int(found.group(1)), int(found.group(2))) >= (3, 1)
 
 
 def send_tar(place, entries, files, data_dir, incoming, missing, steps):

@@ -4,6 +4,7 @@ local place sends server.sh to sh as ssh would, without the network)."""
 import hashlib
 import io
 import os
+import shlex
 import tarfile
 import time
 from pathlib import Path
@@ -205,8 +206,25 @@ def rsync_argv(key, *link_dests):
 
 @pytest.fixture
 def rsync_here(monkeypatch):
-    which = data.shutil.which
-    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/rsync" if name == "rsync" else which(name))
+    monkeypatch.setattr(data, "recent_rsync", lambda: True)
+
+
+@pytest.mark.parametrize(("version", "recent"), [
+    ("rsync  version 3.2.7  protocol version 31\nCopyright (C) 1996-2022 by Andrew Tridgell\n", True),
+    ("rsync  version 3.1.0  protocol version 31\n", True),
+    ("rsync  version 2.6.9  protocol version 29\nCopyright (C) 1996-2006 by Andrew Tridgell\n", False),  # macOS
+    ("openrsync: protocol version 29\nrsync version 2.6.9 compatible\n", False),  # macOS 15
+    ("", False)])
+def test_only_an_rsync_that_takes_our_options_is_used(tmp_path, monkeypatch, version, recent):
+    # A real program on PATH that answers as that rsync does.
+    (tmp_path / "rsync").write_text(f"#!/bin/sh\nprintf '%s' {shlex.quote(version)}\n")
+    (tmp_path / "rsync").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    data.recent_rsync.cache_clear()
+    try:
+        assert data.recent_rsync() is recent
+    finally:
+        data.recent_rsync.cache_clear()
 
 
 def test_with_rsync_on_both_sides_rsync_makes_the_tree_against_the_newest(tmp_path, programs, rsync_here):
