@@ -195,6 +195,21 @@ def test_rundir_makes_the_run_folder_and_answers_its_path_and_the_user(engine, a
     assert engine.calls() == []
 
 
+def test_a_server_without_docker_is_named_as_such(tmp_path, monkeypatch, home):
+    # Real sh and the few tools the actions need on PATH, no docker: sh's own "docker: not found".
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for tool in ("sh", "dd", "mkdir", "id", "uname"):
+        (bare / tool).symlink_to(shutil.which("dash" if tool == "sh" else tool))
+    monkeypatch.setenv("PATH", str(bare))
+    place = place_for()
+    assert place.prepare(RUN_ID)[0].endswith(RUN_ID)  # `docker info` there is only asked
+    with pytest.raises(StepError) as error:
+        place.docker(docker.pull("img:1"), step="pull", hint="the caller's hint")
+    assert error.value.code == 127 and "docker: not found" in error.value.output
+    assert error.value.hint.startswith("`docker` is not installed on the local engine, or not on the PATH")
+
+
 def test_rundir_that_cannot_be_made_fails_the_connect_step(engine, home):
     (home / "a file").write_text("")
     with pytest.raises(StepError) as error:

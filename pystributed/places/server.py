@@ -2,6 +2,7 @@
 follows its answer's marker line is read (see server.sh). local.py and ssh.py say how to reach
 `sh`; everything else is here."""
 import contextlib
+import re
 import secrets
 import shlex
 from pathlib import Path
@@ -178,6 +179,10 @@ class Server(Place):
                     "(`sudo usermod -aG docker USER`); the next run's new connection picks that up.")
         elif "cannot connect to the docker daemon" in output:
             hint = f"Docker is not running on {self.name}: start it there (`sudo systemctl start docker`)."
+        elif error.code == 127 and re.search(r"\bdocker: (command )?not found", output):  # sh's words for it
+            hint = (f"`docker` is not installed on {self.name}, or not on the PATH a command over ssh gets there "
+                    f"(`ssh {self.name} command -v docker` shows it): install Docker Engine there, or put its "
+                    "folder on PATH in a startup file that non-interactive shells read.")
         else:
             return error
         return StepError(error.step, error.message, output=error.output, hint=hint, code=error.code)
