@@ -53,27 +53,31 @@ def split(text):
 
 
 class OpenLines:
-    """A text stream that ends a line left open for `wait` seconds with PARTIAL."""
+    """A text stream that ends a line left open for `wait` seconds with PARTIAL. Only a line open
+    that long: print() writes its text and its newline apart, and the mark between them would
+    split that line in two wherever the output is read raw."""
 
     def __init__(self, stream, wait=0.1):
-        self._stream, self._lock, self._open = stream, threading.Lock(), False
+        self._stream, self._lock, self._open_since = stream, threading.Lock(), None
         threading.Thread(target=self._end_open_line, args=(wait,), daemon=True).start()
 
     def write(self, text):
         with self._lock:
             written = self._stream.write(text)
-            if text:
-                self._open = not text.endswith("\n")
+            if text.endswith("\n"):
+                self._open_since = None
+            elif text and self._open_since is None:
+                self._open_since = time.monotonic()
         return written
 
     def _end_open_line(self, wait):
         while True:
-            time.sleep(wait)
+            time.sleep(wait / 2)
             with self._lock:
-                if self._open:
+                if self._open_since is not None and time.monotonic() - self._open_since >= wait:
                     self._stream.write(PARTIAL)
                     self._stream.flush()
-                    self._open = False
+                    self._open_since = None
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

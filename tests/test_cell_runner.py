@@ -29,9 +29,23 @@ def test_a_line_left_open_is_ended_with_the_mark_and_a_finished_line_is_not():
     assert lines.encoding == stream.encoding  # the rest is the stream's own
 
 
+def test_a_line_ended_before_it_was_open_for_long_is_not_marked():
+    # print("x") writes "x", then "\n": the ticker may look in between, and must leave that line whole.
+    stream = io.StringIO()
+    lines = cell_runner.OpenLines(stream, wait=1.0)
+    lines.write("x")
+    time.sleep(0.6)  # a tick (every half wait) has seen the line open, but not for a whole wait
+    lines.write("\n")
+    time.sleep(1.2)
+    assert stream.getvalue() == "x\n"
+
+
 def test_the_cell_runs_with_its_open_lines_marked(tmp_path):
     cell = tmp_path / "user_code.py"
     cell.write_text("import sys, time\nsys.stderr.write('\\r50%')\ntime.sleep(0.5)\nprint('end')\n")
     out = subprocess.run([sys.executable, cell_runner.__file__, str(cell)], capture_output=True, check=True,
                          env={"PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"})
-    assert out.stderr.decode() == "\r50%" + PARTIAL and out.stdout == b"end\n"
+    assert out.stderr.decode() == "\r50%" + PARTIAL
+    # print() writes "end" and "\n" apart: a runner stalled between them (a loaded machine) may
+    # mark that line too, which is harmless once the marks are taken out.
+    assert out.stdout.replace(PARTIAL.encode(), b"") == b"end\n"
