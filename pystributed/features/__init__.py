@@ -38,10 +38,10 @@ class Feature:
 def for_run(config, *, exchange=None, cache=False):
     """The features of a run with this config: `exchange` (values.Exchange) for --in/--out and
     the last value, `cache` for --cache."""
-    from pystributed.features import base, checks, data, gpus, requirements
+    from pystributed.features import base, checks, data, gpus, requirements, shm
     from pystributed.features import cache as caching
 
-    found = [data.Data(), checks.Checks()]
+    found = [data.Data(), checks.Checks(), shm.Shm()]
     if gpus.requested(config.DOCKER_RUN_ARGS):
         found.append(gpus.Gpus())
     if config.is_cluster:  # GPUs are Swarm's to give (GPUS_PER_TASK), not `--gpus`'s

@@ -172,7 +172,7 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
         option, value = options[i], None
         if option.startswith("--") and "=" in option:
             option, value = option.split("=", 1)
-        takes_value = option in _SAME or option in _RENAMED or option in ("--volume", "-v", "--gpus")
+        takes_value = option in _SAME or option in _RENAMED or option in ("--volume", "-v", "--gpus", "--shm-size")
         if takes_value and value is None:
             i += 1
             if i >= len(options):
@@ -185,6 +185,8 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
             args.append("--tty" if option == "-t" else option)
         elif option in ("--volume", "-v"):
             args += ["--mount", _mount(value)]
+        elif option == "--shm-size":  # a service has no --shm-size: a tmpfs of that size in its place
+            args += ["--mount", f"type=tmpfs,destination=/dev/shm,tmpfs-size={value}"]
         elif option == "--label":
             args += ["--label", value, "--container-label", value]
         elif takes_value:
@@ -193,7 +195,7 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
             raise ConfigError(
                 f"DOCKER_RUN_ARGS holds {options[i - 1]!r}, which `docker service create` (CLUSTER = 'swarm') has no "
                 f"equivalent of here; the ones that carry over: {', '.join(sorted(_SAME | set(_RENAMED) | _FLAGS))}, "
-                "--volume/-v; --gpus is replaced by GPUS_PER_TASK")
+                "--volume/-v, --shm-size; --gpus is replaced by GPUS_PER_TASK")
     return [*args, image, *task_command()]
 
 

@@ -84,3 +84,15 @@ def test_requirements_are_installed_in_the_image(sandbox, tmp_path, monkeypatch)
     monkeypatch.setenv("PYSTRIBUTED_REQUIREMENTS", "deps/requirements.txt")
     (tmp_path / "user_code.py").write_text("import pystributed_demo_dep\nprint('dep', pystributed_demo_dep.VERSION)\n")
     assert "dep 1.2.3\n" in pystributed("run").stdout
+
+
+def test_shared_memory_holds_more_than_dockers_64_mb(tmp_path):
+    # PyTorch's DataLoader workers hand batches over in /dev/shm: Docker's 64 MB kills them (bus error).
+    (tmp_path / "user_code.py").write_text(
+        "import os\n"
+        "with open('/dev/shm/block', 'wb') as f:  # past 64 MB a tmpfs write fails: No space left on device\n"
+        "    for _ in range(128):\n"
+        "        f.write(b'x' * (1 << 20))\n"
+        "stat = os.statvfs('/dev/shm')\n"
+        "print('shm GiB', stat.f_blocks * stat.f_frsize // (1 << 30))\n")
+    assert "shm GiB 8\n" in pystributed("run").stdout

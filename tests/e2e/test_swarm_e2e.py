@@ -248,7 +248,8 @@ def test_runner_sweep_from_python_after_save_for_remote_declares_the_parameters(
 
 def test_a_single_run_waits_in_the_queue_while_every_gpu_is_taken(swarm, tmp_path):
     (tmp_path / "hold.py").write_text("import time\ntime.sleep(hold)\n")
-    (tmp_path / "one.py").write_text("import os\nprint('single run on', os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    (tmp_path / "one.py").write_text("import os\nshm = os.statvfs('/dev/shm')\nprint('single run on', "
+                                     "os.environ['CUDA_VISIBLE_DEVICES'], 'shm GiB', shm.f_blocks * shm.f_frsize >> 30)\n")
     sweep_id = pystributed("sweep", "hold.py", "--param", "hold=10,10,10,10,10,10", "--detach", "-q").stdout.strip()
     deadline = time.time() + 60
     while sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)) < 6:
@@ -257,7 +258,7 @@ def test_a_single_run_waits_in_the_queue_while_every_gpu_is_taken(swarm, tmp_pat
     proc = pystributed("run", "one.py")
     assert "queued: no suitable node (insufficient resources on 3 nodes)" in proc.stdout, proc.stdout
     gpu = proc.stdout.split("single run on ")[1].split()[0]
-    assert gpu in GPUS
+    assert gpu in GPUS and f"single run on {gpu} shm GiB 8\n" in proc.stdout  # a service's /dev/shm too
     assert proc.stdout.index("queued:") < proc.stdout.index("placed on") < proc.stdout.index("single run on")
     run = next(p for p in (tmp_path / "results").iterdir() if not p.name.startswith(("sweep-", ".")))
     assert "single run on" in (run / "output.log").read_text()

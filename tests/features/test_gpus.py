@@ -31,6 +31,10 @@ def answer(toolkit="", smi="/usr/bin/nvidia-smi", gpus_csv=None, apps_csv=""):
     return text
 
 
+def gpu_mounts(run):
+    return [feature.mounts(run) for feature in run.features if isinstance(feature, gpus.Gpus)]
+
+
 def a_run(args, place_cls=local.Local):
     cfg = config.load(environ={}, REMOTE_SERVER="local", DOCKER_RUN_ARGS=args)
     run = pipeline.Run(cfg, place_cls(cfg), progress.Steps(quiet=True), features=features.for_run(cfg),
@@ -97,7 +101,7 @@ def test_an_engine_with_the_nvidia_runtime_is_asked_once(programs):
     programs.expect(*RUNTIMES, out=NVIDIA)
     run = a_run(["--gpus", "all"])
     run.hooks("before_build")
-    assert not any(run.hooks("mounts"))  # nothing to mount, nothing to change for `all`
+    assert not any(gpu_mounts(run))  # nothing to mount, nothing to change for `all`
     assert run.config.DOCKER_RUN_ARGS == ["--gpus", "all"]
 
 
@@ -169,7 +173,7 @@ def test_a_place_not_reached_with_a_shell_is_left_alone(programs):
 
     run = a_run(["--gpus", "free"], place_cls=Cluster)
     run.hooks("before_build")  # the strict fake: no command at all
-    assert not any(run.hooks("mounts")) and run.config.DOCKER_RUN_ARGS == ["--gpus", "free"]
+    assert not any(gpu_mounts(run)) and run.config.DOCKER_RUN_ARGS == ["--gpus", "free"]
 
 
 def test_the_magics_gpus_free_reaches_the_feature():

@@ -1,6 +1,6 @@
 """Which features a run gets (features.for_run), and the order their hooks are called in."""
 from pystributed import config, features, pipeline, progress
-from pystributed.features import base, cache, checks, data, requirements, values
+from pystributed.features import base, cache, checks, data, requirements, shm, values
 
 
 def kinds(found):
@@ -9,19 +9,19 @@ def kinds(found):
 
 def test_every_run_checks_its_data_and_its_cell():
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local"))) == [
-        data.Data, checks.Checks, base.BaseImage]
+        data.Data, checks.Checks, shm.Shm, base.BaseImage]
 
 
 def test_requirements_auto_exchange_and_cache_come_in_that_order():
     cfg = config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto")
     exchange = values.Exchange(out="a")
     found = features.for_run(cfg, exchange=exchange, cache=True)
-    assert kinds(found) == [data.Data, checks.Checks, requirements.Auto, values.Exchange, cache.Cache,
+    assert kinds(found) == [data.Data, checks.Checks, shm.Shm, requirements.Auto, values.Exchange, cache.Cache,
                             base.BaseImage]
     # The cache remembers a run only after the exchange loaded its values, and reuses with that exchange.
-    assert found[3] is exchange and found[4].exchange is exchange and found[4].base is found[5]
+    assert found[4] is exchange and found[5].exchange is exchange and found[5].base is found[6]
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="r.txt"),
-                                  cache=True)) == [data.Data, checks.Checks, cache.Cache, base.BaseImage]
+                                  cache=True)) == [data.Data, checks.Checks, shm.Shm, cache.Cache, base.BaseImage]
 
 
 def test_a_feature_without_a_hook_does_nothing_there():

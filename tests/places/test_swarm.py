@@ -43,8 +43,10 @@ def test_docker_run_options_carry_over_or_are_refused():
     assert "--gpus" not in args and "--generic-resource" not in args  # GPUS_PER_TASK = 0: none asked for
     assert "type=volume,source=vol,target=/data,readonly" in args
     assert args[args.index("X=1") - 1] == "--env" and "--init" in args and args[args.index("/app") - 1] == "--workdir"
-    with pytest.raises(ConfigError, match="--shm-size"):
-        swarm.service_args(run_args("--shm-size=1g"))
+    shm = swarm.service_args(run_args("--shm-size=1g"))  # a service has no --shm-size
+    assert shm[shm.index("type=tmpfs,destination=/dev/shm,tmpfs-size=1g") - 1] == "--mount"
+    with pytest.raises(ConfigError, match="--ipc"):
+        swarm.service_args(run_args("--ipc=host"))
     with pytest.raises(ConfigError, match="--privileged"):  # before anything is built
         place_for(config.load(environ={}, REMOTE_SERVER="m", DOCKER_REGISTRY="r:5000", CLUSTER="swarm",
                               DOCKER_RUN_ARGS=["--privileged"]))
