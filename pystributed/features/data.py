@@ -197,7 +197,8 @@ def sync(config, place, files, run_id, steps, *, roots):
     incoming = f"incoming/{run_id}"
     try:
         if rsync:
-            moved = send_rsync(config, roots, f"{data_dir}/{incoming}/tree/",
+            # The place's ssh options: those of the run's one connection (its ControlPath).
+            moved = send_rsync(place.config, roots, f"{data_dir}/{incoming}/tree/",
                                [f"{data_dir}/trees/{name}" for name in previous], steps)
         else:
             moved = send_tar(place, entries, files, data_dir, incoming, missing, steps)

@@ -3,6 +3,7 @@
 tests; elsewhere it skips them."""
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import time
@@ -103,6 +104,22 @@ class Sandbox:
         out = self.docker(engine, "events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1),
                           "--filter", f"label=pystributed.run={run_id}", "--format", "{{.Action}}").stdout
         return out.split()
+
+    def counting_logins(self, monkeypatch):
+        """pystributed's ssh from here on connects from a loopback address of its own (other runs on
+        the shared sshd are not counted); a function that answers how many logins sshd has logged
+        from it since now (only what the log gains: it outlives the sandbox's restarts)."""
+        address = f"127.0.{secrets.randbelow(250) + 2}.{secrets.randbelow(250) + 2}"
+        monkeypatch.setenv("PYSTRIBUTED_SSH_OPTIONS", f"{self.env['PYSTRIBUTED_SSH_OPTIONS']} -b {address}")
+        log = Path(os.environ.get("PYSTRIBUTED_SANDBOX", "/tmp/pystributed-sandbox")) / "ssh" / "sshd.log"
+        since = log.stat().st_size
+
+        def logins():
+            with open(log, "rb") as f:
+                f.seek(since)
+                lines = f.read().decode(errors="replace").splitlines()
+            return sum(line.startswith("Accepted publickey") and f" from {address} " in line for line in lines)
+        return logins
 
     def assert_ran_remotely(self, run_folder, started):
         """The run's image crossed the registry, and its container ran on the remote engine only."""

@@ -84,7 +84,9 @@ def test_data_is_synced_once_and_a_change_moves_only_that_file(sandbox, workdir,
 
     before = remote_bytes(sandbox, workdir)
     (tmp_path / "data" / "part-07.bin").write_bytes(os.urandom(10 * MB))
-    changed = run(cfg)
+    logins = sandbox.counting_logins(monkeypatch)
+    changed = run(config.load(DATA=["data/"]))
+    assert logins() == 1  # rsync too goes over the run's one connection
     out = capsys.readouterr().out
     assert 10 <= moved_mb(out) <= 10.6, out
     assert 10 * MB <= remote_bytes(sandbox, workdir) - before <= 10.2 * MB

@@ -1,14 +1,9 @@
 """Reruns cost little: nothing rebuilt, pushed or pulled that is there; one ssh connection."""
 import json
-import os
-import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-SANDBOX_DIR = Path(os.environ.get("PYSTRIBUTED_SANDBOX", "/tmp/pystributed-sandbox"))
 
 
 def run(*args):
@@ -16,14 +11,6 @@ def run(*args):
                           check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
-
-
-def ssh_logins(address, since=0):
-    """How many logins sshd's log shows from `address`, in what it wrote after byte `since`."""
-    with open(SANDBOX_DIR / "ssh" / "sshd.log", "rb") as log:
-        log.seek(since)
-        lines = log.read().decode(errors="replace").splitlines()
-    return sum(line.startswith("Accepted publickey") for line in lines if f" from {address} " in line)
 
 
 @pytest.fixture
@@ -56,14 +43,9 @@ def test_a_code_change_makes_a_new_image_sharing_all_but_the_top_layer(project, 
 
 
 def test_one_ssh_connection_per_run(project, sandbox, monkeypatch):
-    # Our own loopback address, so that other runs on the shared sshd are not counted.
-    address = f"127.0.{secrets.randbelow(250) + 2}.{secrets.randbelow(250) + 2}"
-    monkeypatch.setenv("PYSTRIBUTED_SSH_OPTIONS", f"{sandbox.env['PYSTRIBUTED_SSH_OPTIONS']} -b {address}")
-    # Only what the log gains now: it outlives the sandbox's restarts, and an earlier run may have
-    # drawn the same address (one did, once, in CI).
-    since = (SANDBOX_DIR / "ssh" / "sshd.log").stat().st_size
+    logins = sandbox.counting_logins(monkeypatch)
     run()
-    assert ssh_logins(address, since) == 1
+    assert logins() == 1
 
 
 def test_remote_build_needs_no_registry(project, sandbox, monkeypatch):
