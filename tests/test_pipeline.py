@@ -18,7 +18,7 @@ NAME = f"pystributed-{RUN_ID}"
 DIGEST = "0123456789abcdef" + "5" * 48
 IMAGE = "reg:5000/proj:0123456789abcdef"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
-DEFAULTS = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 PUSHED = b"abcdef012345: Pushed\nlatest: digest: sha256:" + b"a" * 64 + b" size: 5\n"
 
 

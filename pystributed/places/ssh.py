@@ -17,7 +17,9 @@ from pystributed.places import server
 
 # BatchMode: a notebook has no terminal to type a password into, so fail instead of hanging.
 # ServerAlive: notice a dead connection during a long run instead of waiting forever.
-SSH_DEFAULTS = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+# -T: never a terminal there, whatever the user's ssh config says (`RequestTTY force`, for tmux): a
+# terminal would echo and rewrite what we send and what comes back (the program, tar streams).
+SSH_DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 # sshd closes new connections beyond its MaxStartups (10 unauthenticated ones at once, by default)
 # before they say who they are; ssh then exits 255 with `kex_exchange_identification: …` (older
 # clients: `ssh_exchange_identification: …`), and nothing ran on the server. Such a connection is
@@ -66,25 +68,38 @@ class Ssh(server.Server):
         lives for one run only, so it never holds on to the server's old view of the user's
         groups; ControlPersist ends it even if this process dies. A client that cannot share a
         connection (Windows' own OpenSSH) makes one per command instead (`_unshared`)."""
-        if self.multiplexed_already():
-            yield self
+        settings = self.settings()
+        place = self
+        if settings.get("remotecommand", "none") != "none":  # the user's, for logging in (`tmux attach`)
+            place = Ssh(dataclasses.replace(self.config, SSH_OPTIONS=[*self.config.SSH_OPTIONS,
+                                                                      "-o", "RemoteCommand=none"]))
+        if multiplexed(settings):
+            yield place
             return
         folder, why = _socket_folder()
         if not folder:
-            yield _unshared(self, why)
+            yield _unshared(place, why)
             return
         shared = Ssh(dataclasses.replace(
-            self.config, SSH_OPTIONS=[*self.config.SSH_OPTIONS, "-o", f"ControlPath={folder}/%C"]))
+            place.config, SSH_OPTIONS=[*place.config.SSH_OPTIONS, "-o", f"ControlPath={folder}/%C"]))
         try:
-            yield shared if _start_master(shared, self) else self
+            yield shared if _start_master(shared, place) else place
         finally:
             util.succeeds(["ssh", *shared.config.SSH_OPTIONS, "-O", "exit", "--", self.name])
             shutil.rmtree(folder, ignore_errors=True)
 
-    def multiplexed_already(self):
+    def settings(self):
+        """ssh's settings for this server, as the user's ssh config makes them (`ssh -G`)."""
         out = util.output(["ssh", "-G", *self.config.SSH_OPTIONS, "--", self.name])
-        settings = dict(line.partition(" ")[::2] for line in out.splitlines())
-        return settings.get("controlmaster", "false") != "false" and settings.get("controlpath", "none") != "none"
+        return dict(line.partition(" ")[::2] for line in out.splitlines())
+
+    def multiplexed_already(self):
+        return multiplexed(self.settings())
+
+
+def multiplexed(settings):
+    """Whether the user's ssh config shares connections already."""
+    return settings.get("controlmaster", "false") != "false" and settings.get("controlpath", "none") != "none"
 
 
 def _short_tmp():

@@ -2,9 +2,11 @@
 (/var/folders/zz/zyxvpxvq6csfxvn_n0000000000000/T/), too long for a socket made under it; the run's
 shared connection must work all the same, also where /tmp is not writable. Windows' own OpenSSH has no
 connection sharing: with an `ssh` on PATH that refuses it as that client does, a run makes one
-connection per command and says so once."""
+connection per command and says so once. An ssh config made for logging in by hand (a terminal, a
+command of its own) is set aside."""
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -130,3 +132,35 @@ def test_a_run_through_an_ssh_without_connection_sharing(sandbox, tmp_path, wind
     pystributed("fetch", submitted, env=env, cwd=work)
     assert (work / "results" / submitted / "r.txt").read_text() == "ok"
     assert "ran detached" in (work / "results" / submitted / "output.log").read_text()
+
+
+def test_a_run_through_an_ssh_config_made_for_logging_in(sandbox, tmp_path):
+    """The user's ssh config for the server, made for logging in by hand: always a terminal, and a
+    command of its own (`RequestTTY force`, `RemoteCommand tmux new -A`). Runs, submit and fetch,
+    and DATA by rsync, go as without them: no terminal, none of that command."""
+    options = shlex.split(sandbox.env["PYSTRIBUTED_SSH_OPTIONS"])
+    server = sandbox.env["PYSTRIBUTED_REMOTE_SERVER"]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host {server}\n    RequestTTY force\n    RemoteCommand echo tmux would start here\n"
+                      f"Include {options[options.index('-F') + 1]}\n")
+    settings = subprocess.run(["ssh", "-F", str(config), "-G", server], capture_output=True, text=True,
+                              check=True).stdout
+    assert "requesttty force\n" in settings and "remotecommand echo tmux would start here\n" in settings
+    work = tmp_path / "project"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "x.txt").write_text("data by rsync\n")
+    (work / "cell.py").write_text("import os, sys\nprint(open('data/x.txt').read().strip(), sys.stdin.isatty())\n"
+                                  "open(os.environ['PYSTRIBUTED_RESULTS'] + '/r.txt', 'w').write('ok')\n")
+    env = {"PYSTRIBUTED_SSH_OPTIONS": f"-F {config}", "PYSTRIBUTED_DATA": "data",
+           "PYSTRIBUTED_REMOTE_WORKDIR": f"pystributed-tty-{os.getpid()}"}
+    try:
+        proc = pystributed("run", "cell.py", env=env, cwd=work)
+        assert "data by rsync False\n" in proc.stdout and "tmux" not in proc.stdout + proc.stderr
+        assert re.search(r"^data .*moved", proc.stdout, re.MULTILINE), proc.stdout
+        landed(work)
+        submitted = pystributed("submit", "cell.py", env=env, cwd=work).stdout.strip()
+        pystributed("wait", submitted, env=env, cwd=work)
+        pystributed("fetch", submitted, env=env, cwd=work)
+        assert (work / "results" / submitted / "r.txt").read_text() == "ok"
+    finally:
+        sandbox.remote_shell(f"rm -rf {env['PYSTRIBUTED_REMOTE_WORKDIR']}")

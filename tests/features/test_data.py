@@ -200,7 +200,7 @@ def test_our_own_transfer_sends_what_the_server_lacks_and_links_the_rest(tmp_pat
 def rsync_argv(key, *link_dests):
     return ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats", "--info=progress2",
             "--chmod=D755,F444", *(f"--link-dest={DATA_DIR}/trees/{d}" for d in link_dests),
-            "-e", "ssh -F /cfg -o BatchMode=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=4", "--",
+            "-e", "ssh -F /cfg -T -o BatchMode=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=4", "--",
             "./data", "./w.pt", f"gpu-box:{DATA_DIR}/incoming/{RUN_ID}/tree/"]
 
 

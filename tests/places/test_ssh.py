@@ -10,7 +10,7 @@ from pystributed.errors import StepError
 from pystributed.places import place_for, server, ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
-DEFAULTS = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 
 
 @pytest.fixture
@@ -88,6 +88,19 @@ def test_a_users_own_multiplexing_is_used_as_it_is(cfg, programs):
     with ssh.Ssh(cfg).connection() as place:
         place.stop(RUN_ID)
     assert programs.calls[1].argv[:-1] == ["ssh", "-F", "/cfg", "-o", "Port=2222", *DEFAULTS, "--", "gpu-box"]
+
+
+def test_a_remote_command_of_the_users_ssh_config_is_set_aside(cfg, programs):
+    # `RemoteCommand tmux new -A` for logging in: ssh would refuse a command of ours besides it.
+    programs.expect("ssh", "-G", "-F", "/cfg", "-o", "Port=2222", "--", "gpu-box",
+                    out="requesttty force\nremotecommand tmux new -A -s main\ncontrolmaster auto\n"
+                        "controlpath /home/me/.ssh/cm-%C\n")
+    programs.expect("server", "stop", RUN_ID)
+    with ssh.Ssh(cfg).connection() as place:
+        place.stop(RUN_ID)
+    assert programs.calls[1].argv[:-1] == ["ssh", "-F", "/cfg", "-o", "Port=2222", "-o", "RemoteCommand=none",
+                                           *DEFAULTS, "--", "gpu-box"]  # and -T: never a terminal
+    assert DEFAULTS[0] == "-T"
 
 
 @pytest.mark.parametrize("settings", ["controlmaster false\ncontrolpath /x/%C\n", "controlmaster auto\n",
