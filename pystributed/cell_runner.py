@@ -66,7 +66,7 @@ class OpenLines:
             written = self._stream.write(text)
             if text.endswith("\n"):
                 self._open_since = None
-            elif text and self._open_since is None:
+            elif text and (self._open_since is None or "\n" in text):  # a new line opened
                 self._open_since = time.monotonic()
         return written
 

@@ -14,6 +14,14 @@ def test_a_saved_script_splits_into_the_earlier_cells_and_the_cell():
     assert cell_runner.split("print(1)\n") == ("", "print(1)\n")
 
 
+def until(done, timeout=10):
+    """Wait for done() (the ticker is a thread: on a busy machine it may run late)."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return done()
+
+
 def test_a_line_left_open_is_ended_with_the_mark_and_a_finished_line_is_not():
     stream = io.StringIO()
     lines = cell_runner.OpenLines(stream, wait=0.02)
@@ -21,6 +29,7 @@ def test_a_line_left_open_is_ended_with_the_mark_and_a_finished_line_is_not():
     time.sleep(0.1)
     assert stream.getvalue() == "done\n"
     lines.write("\rstep 1")
+    assert until(lambda: stream.getvalue() == "done\n\rstep 1" + PARTIAL)
     time.sleep(0.1)
     assert stream.getvalue() == "done\n\rstep 1" + PARTIAL  # once, however long it stays open
     lines.write("\rstep 2\n")
@@ -32,12 +41,17 @@ def test_a_line_left_open_is_ended_with_the_mark_and_a_finished_line_is_not():
 def test_a_line_ended_before_it_was_open_for_long_is_not_marked():
     # print("x") writes "x", then "\n": the ticker may look in between, and must leave that line whole.
     stream = io.StringIO()
-    lines = cell_runner.OpenLines(stream, wait=1.0)
+    lines = cell_runner.OpenLines(stream, wait=2.0)
     lines.write("x")
-    time.sleep(0.6)  # a tick (every half wait) has seen the line open, but not for a whole wait
+    time.sleep(1.1)  # a tick (every half wait) has seen the line open, but not for a whole wait
     lines.write("\n")
-    time.sleep(1.2)
-    assert stream.getvalue() == "x\n"
+    lines.write("epoch 1: ")
+    time.sleep(1.1)
+    lines.write("loss 0.5\nacc")  # a line that opens now, not when "epoch 1: " did
+    time.sleep(0.1)
+    lines.write("\n")
+    time.sleep(2.5)
+    assert stream.getvalue() == "x\nepoch 1: loss 0.5\nacc\n"
 
 
 def test_the_cell_runs_with_its_open_lines_marked(tmp_path):

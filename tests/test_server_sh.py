@@ -207,7 +207,8 @@ def test_a_server_without_docker_is_named_as_such(tmp_path, monkeypatch, home):
     with pytest.raises(StepError) as error:
         place.docker(docker.pull("img:1"), step="pull", hint="the caller's hint")
     assert error.value.code == 127 and "docker: not found" in error.value.output
-    assert error.value.hint.startswith("`docker` is not installed on the local engine, or not on the PATH")
+    assert error.value.hint == ("`docker` is not installed on the local engine (not on PATH): install Docker Engine "
+                                "(or Podman with its `docker` command).")
 
 
 def test_rundir_that_cannot_be_made_fails_the_connect_step(engine, home):

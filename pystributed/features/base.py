@@ -10,15 +10,17 @@ or REMOTE_SERVER = "local"), the server's in the build step, over the run's one 
 that is there is not pulled (docker build would not pull it either); one that is not is pulled
 first, so that its id is known before the build.
 
-An image built here must be built for the server's platform: an Apple Silicon Mac builds
-`linux/arm64` images by default, which an `x86_64` GPU server cannot run (`exec format error`).
-When the server's architecture (`uname -m` there, asked at connect) is not BASE_IMAGE's here, the
-base is pulled for the server's platform and the image built with `--platform` (Docker Desktop
-emulates the other architecture for the build's RUN steps). The platform is part of the hash.
+An image built here for a server is built for the server's platform, `docker build --platform`
+(its `uname -m`, asked at connect): an Apple Silicon Mac builds `linux/arm64` images by default,
+which an `x86_64` GPU server cannot run (`exec format error`); Docker Desktop emulates the other
+architecture for the build's RUN steps. The platform is part of the hash. Where BASE_IMAGE here is
+of another platform, its variant for the server is pulled first, unless the engine here keeps every
+platform of an image (the containerd image store, whose builder takes the variant itself): an
+engine with the classic store, and its classic builder, would build on the variant it has.
 """
 import hashlib
 
-from pystributed import docker
+from pystributed import docker, util
 from pystributed.errors import StepError
 from pystributed.features import Feature
 
@@ -32,14 +34,15 @@ class BaseImage(Feature):
         self.id, self.platform = ("", "") if on_server(run.config) else image_id(run, docker.here, in_step=False)
 
     def before_build(self, run):
-        if on_server(run.config) and not self.id:
-            self.id, _ = image_id(run, run.place.docker, in_step=True)
-        elif not on_server(run.config) and not run.config.is_local and foreign(self.platform, run.place.platform):
+        if on_server(run.config):
+            if not self.id:
+                self.id, _ = image_id(run, run.place.docker, in_step=True)
+        elif not run.config.is_local and run.place.platform:
+            # Always: the engine here, not only the base, may be of another architecture.
             run.platform = run.place.platform
-            self.id, self.platform = pulled_for(run, run.platform)
-        # The platform built for: the same tag whether the base was pulled for it in this run or before.
-        built_for = run.platform or self.platform
-        built_for = f" --platform={built_for}" if built_for else ""
+            if foreign(self.platform, run.platform) and not keeps_every_platform():
+                self.id, self.platform = pulled_for(run, run.platform)
+        built_for = f" --platform={run.platform}" if run.platform else ""
         run.digest = hashlib.sha256(f"{run.digest}\nFROM {self.id}{built_for}".encode()).hexdigest()
 
     def identity(self, run):
@@ -57,6 +60,12 @@ def foreign(here, there):
     """Whether an image of platform `here` is not what a server of platform `there` runs (both
     known: an old answer without them changes nothing)."""
     return bool(here and there) and here.split("/")[:2] != there.split("/")[:2]
+
+
+def keeps_every_platform():
+    """Whether the engine here stores images with all their platforms (the containerd image store):
+    its `image inspect` then names its own platform whichever variant it holds."""
+    return "io.containerd.snapshotter" in util.output(["docker", "info", "--format", "{{json .DriverStatus}}"])
 
 
 def image_id(run, engine, *, in_step):

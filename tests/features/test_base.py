@@ -110,36 +110,54 @@ def test_an_engine_that_is_not_running_is_not_taken_for_a_missing_base(programs)
     assert excinfo.value.hint == "Is the Docker engine running here (`docker info`)?"
 
 
+DRIVER_STATUS = ("docker", "info", "--format", "{{json .DriverStatus}}")
+CLASSIC = '[["Backing Filesystem","extfs"],["Supports d_type","true"]]\n'
+CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]\n'
+
+
+def built_for(base_id, platform=""):
+    return hashlib.sha256(f"{DIGEST}\nFROM {base_id}{f' --platform={platform}' if platform else ''}".encode()).hexdigest()
+
+
 def test_a_base_of_another_platform_than_the_servers_is_pulled_for_it_and_the_image_built_for_it(programs):
     # An Apple Silicon Mac (BASE_IMAGE here is its linux/arm64 variant), an x86_64 server.
     run = a_run()
     programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:arm linux/arm64\n")
     run.hooks("before_pack")
     run.place.platform = "linux/amd64"  # (its `uname -m`, at connect)
+    programs.expect(*DRIVER_STATUS, out=CLASSIC)  # the classic store: one variant per tag
     programs.expect("docker", "pull", "--platform", "linux/amd64", BASE)
     programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:x86 linux/amd64\n")
     with run.steps.step("build", "here"):  # (as in the pipeline)
         run.hooks("before_build")
-    assert run.platform == "linux/amd64"
-    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:x86 --platform=linux/amd64".encode()).hexdigest()
+    assert run.platform == "linux/amd64" and run.digest == built_for("sha256:x86", "linux/amd64")
 
 
-@pytest.mark.parametrize(("transport", "server", "here", "there"), [
-    ("registry", "gpu-box", "linux/amd64", "linux/amd64"),  # the same: built as always
-    ("registry", "gpu-box", "linux/arm64", ""),  # a server that did not say
-    ("registry", "gpu-box", "", "linux/amd64"),  # an engine that did not say
-    ("registry", "local", "linux/arm64", "linux/amd64"),  # the local engine runs what it builds
+def test_the_containerd_store_has_the_builder_take_the_variant_itself(programs):
+    run = a_run()
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:index linux/arm64\n")  # always its own platform
+    run.hooks("before_pack")
+    run.place.platform = "linux/amd64"
+    programs.expect(*DRIVER_STATUS, out=CONTAINERD)
+    run.hooks("before_build")  # nothing pulled, on every run
+    assert run.platform == "linux/amd64" and run.digest == built_for("sha256:index", "linux/amd64")
+
+
+@pytest.mark.parametrize(("server", "here", "there", "platform"), [
+    # The base here of the server's platform: built for it all the same (the engine here may not be).
+    ("gpu-box", "linux/amd64", "linux/amd64", "linux/amd64"),
+    ("gpu-box", "", "linux/amd64", "linux/amd64"),  # an engine that did not say the base's
+    ("gpu-box", "linux/arm64", "", ""),  # a server that did not say: the engine's own, as before
+    ("local", "linux/arm64", "linux/amd64", ""),  # the local engine runs what it builds
 ])
-def test_a_base_is_pulled_for_another_platform_only_when_both_are_known_and_differ(programs, transport, server,
-                                                                                   here, there):
-    run = a_run(transport, server=server)
+def test_the_image_is_built_for_the_servers_platform_with_nothing_pulled_when_the_base_is(programs, server, here,
+                                                                                          there, platform):
+    run = a_run(server=server)
     programs.expect("docker", *INSPECT_BASE, BASE, out=f"sha256:b {here}\n")
     run.hooks("before_pack")
     run.place.platform = there
     run.hooks("before_build")
-    assert run.platform == ""
-    built_for = f" --platform={here}" if here else ""  # as the base here is
-    assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM sha256:b{built_for}".encode()).hexdigest()
+    assert run.platform == platform and run.digest == built_for("sha256:b", platform)
 
 
 def test_a_base_that_has_no_variant_for_the_servers_platform_says_what_to_do(programs):
@@ -147,6 +165,7 @@ def test_a_base_that_has_no_variant_for_the_servers_platform_says_what_to_do(pro
     programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:arm linux/arm64\n")
     run.hooks("before_pack")
     run.place.platform = "linux/amd64"
+    programs.expect(*DRIVER_STATUS, out=CLASSIC)
     programs.expect("docker", "pull", "--platform", "linux/amd64", BASE, code=1,
                     stderr="no matching manifest for linux/amd64 in the manifest list entries")
     with pytest.raises(StepError) as excinfo, run.steps.step("build", "here"):

@@ -15,6 +15,14 @@ def test_the_container_gets_a_bigger_shm_than_dockers_64_mb():
     assert mounts(["--gpus", "all"]) == ["--shm-size", "8g"]
 
 
-@pytest.mark.parametrize("args", [["--shm-size", "1g"], ["--shm-size=32g"], ["--ipc", "host"], ["--ipc=host"]])
-def test_the_users_own_shm_or_ipc_is_left_as_it_is(args):
+@pytest.mark.parametrize("args", [
+    ["--shm-size", "1g"], ["--shm-size=32g"], ["--ipc", "host"], ["--ipc=host"], ["--ipc", "container:db"],
+    ["--ipc=none"], ["--mount", "type=tmpfs,destination=/dev/shm,tmpfs-size=16g"], ["-v", "/dev/shm:/dev/shm"],
+    ["--tmpfs", "/dev/shm:size=4g"], ["--mount=type=tmpfs,dst=/dev/shm"]])
+def test_the_users_own_shm_is_left_as_it_is(args):
     assert mounts(args) == []
+
+
+@pytest.mark.parametrize("args", [["--ipc", "private"], ["--ipc=shareable"], ["-v", "/data:/data"]])
+def test_other_options_keep_the_bigger_shm(args):
+    assert mounts(args) == ["--shm-size", "8g"]

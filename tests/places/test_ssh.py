@@ -133,3 +133,13 @@ def test_without_a_writable_tmp_the_socket_goes_where_tempfile_says(monkeypatch)
     assert ssh._short_tmp() is None
     monkeypatch.undo()
     assert ssh._short_tmp() == "/tmp"
+
+
+def test_a_server_without_docker_on_an_ssh_commands_path_says_how_to_check(cfg, programs):
+    programs.expect("server", "docker_command", "pull", "x:1", code=127, stderr="sh: 1: docker: not found\n")
+    with pytest.raises(StepError) as error:
+        ssh.Ssh(cfg).docker(["docker", "pull", "x:1"], step="pull", hint="the caller's hint")
+    assert error.value.hint == (
+        "`docker` is not installed on gpu-box, or not on the PATH a command over ssh gets there (`ssh gpu-box "
+        "command -v docker` shows it): install Docker Engine (or Podman with its `docker` command), or put its "
+        "folder on PATH in a startup file that non-interactive shells read.")
