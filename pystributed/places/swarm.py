@@ -400,9 +400,11 @@ class Swarm(Place):
                             hint="One service mounts one path wherever its task lands: use the same user, home and "
                                  "REMOTE_WORKDIR on every node (or an absolute REMOTE_WORKDIR).")
         self.prepared = {node: path for node, (path, _) in ok.items()}
-        # An image built here is built for the nodes' platform when they share one; where they do
-        # not, Swarm places each task on a node that runs the image's.
-        platforms = {self.at(node).platform for node in ok}
+        # An image built here is built for the platform of the nodes its tasks may go to (those
+        # with GPUs, when tasks ask for some) when they share one; where they do not, Swarm places
+        # each task on a node that runs the image's.
+        wanted = [node for node in ok if not self.config.GPUS_PER_TASK or self.node(node).gpus] or list(ok)
+        platforms = {self.at(node).platform for node in wanted}
         self.platform = platforms.pop() if len(platforms) == 1 else ""
         return paths.pop()
 

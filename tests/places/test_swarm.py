@@ -1,4 +1,5 @@
 """CLUSTER = "swarm": the service a run becomes, Swarm's objects as read, a one-node swarm's run."""
+import dataclasses
 import json
 
 import pytest
@@ -110,6 +111,23 @@ def test_a_one_node_swarm_makes_the_run_folder_and_pulls_there(cfg, programs):
     programs.expect("server", "docker_command", "pull", IMAGE, out="done\n")
     assert place.docker(["docker", "pull", IMAGE], step="pull") == ""  # on every node that has the run folder
     assert programs.calls[2].argv[-2] == "me@10.0.0.1"
+
+
+@pytest.mark.parametrize(("gpus_per_task", "platform"), [(1, "linux/amd64"), (0, "")])
+def test_the_image_is_built_for_the_gpu_nodes_platform(cfg, programs, monkeypatch, gpus_per_task, platform):
+    # An x86_64 node with GPUs beside an arm64 one without: tasks that ask for a GPU go to the first,
+    # tasks that do not may go to either (no one platform: Swarm places by the image's).
+    cpu_node = {**WORKER, "Spec": {**WORKER["Spec"], "Availability": "active", "Labels": {"pystributed.ssh": "cpu"}}}
+    place = swarm.Swarm(dataclasses.replace(cfg, GPUS_PER_TASK=gpus_per_task))
+    place._nodes = swarm.parse_nodes([json.dumps(NODE), json.dumps(cpu_node)])
+    machines = {"gpu-one": "x86_64", "cpu": "aarch64"}
+    for _ in machines:
+        programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine M\n")
+    real_call = swarm.ssh.Ssh.call
+    monkeypatch.setattr(swarm.ssh.Ssh, "call", lambda node, *args, **kwargs: real_call(node, *args, **kwargs).replace(
+        "machine M", f"machine {machines[node.name]}"))  # each node answers its own
+    place.prepare(RUN_ID)
+    assert place.platform == platform
 
 
 def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cfg, programs):
