@@ -1,4 +1,5 @@
 """Faults injected for real: each gives an error naming the step and what to do, and loses nothing."""
+import contextlib
 import json
 import os
 import signal
@@ -74,7 +75,8 @@ class Server:
             cut += children
             parents = children
         for pid in cut:
-            os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # one that ended meanwhile (a command's child)
+                os.kill(int(pid), signal.SIGKILL)
         return cut
 
     def stop(self):
