@@ -36,6 +36,11 @@ def inspect_image_platform(ref):
     return ["docker", "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", ref]
 
 
+def storage_driver():
+    """Prints the engine's storage driver's status, as JSON (which names the containerd image store)."""
+    return ["docker", "info", "--format", "{{json .DriverStatus}}"]
+
+
 # `uname -m` on a server, as Docker names the architecture (Go's GOARCH).
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
                  "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",

@@ -41,7 +41,7 @@ class Run:
     context: object = None  # the build context, a temporary file
     cleanup: object = None  # an ExitStack: what features made for the build goes when the run ends
     digest: str = ""  # its sha256, and the base image's id (features/base.py): names the image
-    platform: str = ""  # to build for, when not this machine's own (features/base.py)
+    platform: str = ""  # the server's, to build for (features/base.py); "" for the engine's own
     user: str = ""  # uid:gid the container runs as
     mounts: list = dataclasses.field(default_factory=list)  # docker run arguments
     stderr: str = ""  # the end of the cell's stderr, and of all its output, for an error

@@ -65,7 +65,7 @@ def foreign(here, there):
 def keeps_every_platform():
     """Whether the engine here stores images with all their platforms (the containerd image store):
     its `image inspect` then names its own platform whichever variant it holds."""
-    return "io.containerd.snapshotter" in util.output(["docker", "info", "--format", "{{json .DriverStatus}}"])
+    return "io.containerd.snapshotter" in util.output(docker.storage_driver())
 
 
 def image_id(run, engine, *, in_step):

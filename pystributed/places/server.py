@@ -180,12 +180,11 @@ class Server(Place):
         elif "cannot connect to the docker daemon" in output:
             hint = f"Docker is not running on {self.name}: start it there (`sudo systemctl start docker`)."
         elif error.code == 127 and re.search(r"\bdocker: (command )?not found", output):  # sh's words for it
-            over_ssh = self.argv(0)[0] == "ssh"
-            hint = (f"`docker` is not installed on {self.name}" + (
-                f", or not on the PATH a command over ssh gets there (`ssh {self.name} command -v docker` shows "
-                "it)" if over_ssh else " (not on PATH)") + ": install Docker Engine (or Podman with its `docker` "
-                "command)" + (", or put its folder on PATH in a startup file that non-interactive shells read."
-                              if over_ssh else "."))
+            install = "install Docker Engine (or Podman with its `docker` command)"
+            hint = (f"`docker` is not installed on {self.name}, or not on the PATH a command over ssh gets there "
+                    f"(`ssh {self.name} command -v docker` shows it): {install}, or put its folder on PATH in a "
+                    "startup file that non-interactive shells read." if self.argv(0)[0] == "ssh" else
+                    f"`docker` is not installed on {self.name} (not on PATH): {install}.")
         else:
             return error
         return StepError(error.step, error.message, output=error.output, hint=hint, code=error.code)

@@ -93,9 +93,6 @@ class Ssh(server.Server):
         out = util.output(["ssh", "-G", *self.config.SSH_OPTIONS, "--", self.name])
         return dict(line.partition(" ")[::2] for line in out.splitlines())
 
-    def multiplexed_already(self):
-        return multiplexed(self.settings())
-
 
 def multiplexed(settings):
     """Whether the user's ssh config shares connections already."""

@@ -107,7 +107,7 @@ def test_a_remote_command_of_the_users_ssh_config_is_set_aside(cfg, programs):
                                       "controlmaster auto\ncontrolpath none\n", ""])
 def test_no_multiplexing_of_the_users_means_ours(cfg, programs, settings):
     programs.expect("ssh", "-G", ..., out=settings)
-    assert not ssh.Ssh(cfg).multiplexed_already()
+    assert not ssh.multiplexed(ssh.Ssh(cfg).settings())
 
 
 def test_the_socket_folder_stays_short_where_tmpdir_is_long(cfg, programs, monkeypatch, tmp_path):
