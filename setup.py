@@ -9,11 +9,14 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pystributed", "pystributed.*"]),
+    # Read at run time (sent to the server on ssh's stdin), so it must be in the wheel; MANIFEST.in
+    # puts it in the sdist. tests/test_install_e2e.py installs both into fresh venvs and runs a cell.
+    package_data={"pystributed": ["server.sh"]},
     python_requires=">=3.9",
     install_requires=["ipython"],
     extras_require={
         "demo": ["nbclient", "nbformat", "ipykernel"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff",
+        "test": ["pytest", "build", "mypy", "nbclient", "nbformat", "ipykernel", "ruff",
                  # the browser tests: Jupyter's two front ends, Selenium (with Debian's chromium and
                  # chromedriver, from scripts/sandbox.sh install), Pillow for the README's screenshots
                  "jupyterlab", "notebook", "selenium", "pillow"],

@@ -199,6 +199,7 @@ class Bench:
         config = dataclasses.replace(self.config("registry"), LOCAL_RESULTS_DIR=str(dest.parent))
         result = results.RunResult(dest.name, remote_dir=remote_dir)
         steps = progress.steps_for(quiet=True)
+
         def run_on(place):
             return pipeline.Run(config, place, steps, result=result)
 

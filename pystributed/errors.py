@@ -78,7 +78,7 @@ def parse_traceback(text):
     return remote_type, message, "\n".join(lines)
 
 
-_classes = {}
+_classes: dict[str, type] = {}
 
 
 def _remote_class(name):

@@ -15,7 +15,7 @@ from pystributed.features import deps, values
 
 # code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
 # this copy: another kernel in the same folder may have saved its own cell to the same file since.
-_saved = {}
+_saved: dict[str, str] = {}
 
 
 def run_options(func):
@@ -202,7 +202,7 @@ def register(ip=None):
 
 
 # shell -> its CustomTB as we set it: registering again (import, then %load_ext) chains nothing.
-_handlers = weakref.WeakKeyDictionary()
+_handlers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _chain_custom_exc(ip):

@@ -5,6 +5,8 @@
 A `Run` carries what the steps share. Where the container runs is the run's place (places/),
 which `connect` reaches; what a run does beyond the seed path are its features (features/), each
 called at the named points of features/__init__.py."""
+from __future__ import annotations
+
 import collections
 import contextlib
 import dataclasses
@@ -28,7 +30,7 @@ class Run:
     config: object
     place: object
     steps: object
-    result: results.RunResult = None
+    result: results.RunResult | None = None
     source: str = ""
     code_path: str = ""
     features: list = dataclasses.field(default_factory=list)
@@ -37,7 +39,7 @@ class Run:
     env: dict = dataclasses.field(default_factory=dict)  # ENV and SECRETS, given on docker run's stdin
     excludes: list = dataclasses.field(default_factory=list)  # left out of the build context
     runner_files: dict = dataclasses.field(default_factory=dict)  # {name: bytes} next to cell_runner.py
-    requirements: str = None  # the requirements file to install
+    requirements: str | None = None  # the requirements file to install
     context: object = None  # the build context, a temporary file
     cleanup: object = None  # an ExitStack: what features made for the build goes when the run ends
     digest: str = ""  # its sha256, and the base image's id (features/base.py): names the image

@@ -71,7 +71,7 @@ class RunResult:
     source_sha256: str = ""
     config: dict = dataclasses.field(default_factory=dict)
     # Not fields, not in run.json: what the cell handed back (see features/values.py), once fetched.
-    values = types.MappingProxyType({})  # the --out variables
+    values = types.MappingProxyType[str, object]({})  # the --out variables
     value = None  # the cell's last expression
 
     @property

@@ -571,11 +571,6 @@ def failure(task):
     return task.why or "failed"
 
 
-    def goes_on_alone(self):
-        """Whether the sweep goes on without this process (Swarm queues the tasks it has not started)."""
-        return True
-
-
 class Cluster(Engine):
     """One replicated job on the swarm (its tasks' slots are their indexes), and a one-task job for
     each retry of a task (PYSTRIBUTED_TASK given). Every POLL seconds the tasks of all of them are
@@ -695,6 +690,10 @@ class Cluster(Engine):
 
     cancelling = False
 
+    def goes_on_alone(self):
+        """Whether the sweep goes on without this process (Swarm queues the tasks it has not started)."""
+        return True
+
     def wait(self):
         while True:
             exists = self.look()
@@ -766,10 +765,10 @@ class Server(Engine):
             for worker in self.workers:
                 worker.start()
 
-
     def goes_on_alone(self):
         # The tasks not started yet are started only by this process, which an interrupt ends.
         return not self.queue and all(t.index in self.launched for t in self.result.tasks if not t.final)
+
     def task_id(self, task):
         return f"{self.result.sweep_id}-{task.index}"
 

@@ -74,7 +74,7 @@ def params_of(index, here=HERE):
 def cell(argv):
     """Run the cell, with the task's parameters among the --in values."""
     sys.path.insert(0, HERE)
-    import cell_runner
+    import cell_runner  # type: ignore[import-not-found]  # (beside this file in the image)
 
     index = prepare(os.environ)
     params = params_of(index)

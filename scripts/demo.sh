@@ -4,7 +4,10 @@
 # against the local sandbox, which it installs and starts (Debian, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --editable '.[demo]'
+# As a user installs it (a wheel of this checkout, not --editable), with the demo's extras.
+wheel=$(scripts/build_wheel.sh)
+python3 -m pip uninstall --quiet --yes pystributed 2>/dev/null || true
+python3 -m pip install --quiet "${wheel}[demo]"
 if [ ! -f examples/demo/config.py ] && [ -z "${PYSTRIBUTED_REMOTE_SERVER:-}" ]; then
     scripts/sandbox.sh install
     scripts/sandbox.sh start

@@ -52,6 +52,7 @@ install() {
     command -v ip >/dev/null || missing+=(iproute2)  # the swarm rig's namespaces (scripts/swarm_rig.sh)
     command -v fish >/dev/null || missing+=(fish)    # login shells of the other sandbox users
     command -v tcsh >/dev/null || missing+=(tcsh)
+    command -v shellcheck >/dev/null || missing+=(shellcheck)  # tests/test_gpu_check_script.py
     command -v zsh >/dev/null || missing+=(zsh)  # tests/test_server_sh.py runs server.sh under it too
     command -v podman >/dev/null || missing+=(podman)  # the rootless Podman of pystributed-podman
     command -v newuidmap >/dev/null || missing+=(uidmap)

@@ -144,7 +144,10 @@ start_node() {  # start_node N
             --opt com.docker.network.bridge.enable_ip_masquerade=false docker_gwbridge >/dev/null
     if ! alive "$dir/registry.pid"; then
         sed "s/^\( *addr:\).*/\1 127.0.0.1:$REGISTRY_PORT/" "$SANDBOX/registry/config.yml" >"$dir/registry.yml"
-        in_node "$n" docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+        # nsenter itself, not in_node: a function in the background is a subshell, whose pid $! would
+        # be (and `stop` would end it, leaving the registry running); nsenter execs the registry.
+        nsenter --mount="/proc/$(holder "$n")/ns/mnt" --net="/var/run/netns/$(netns "$n")" \
+            docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
         echo $! >"$dir/registry.pid"
         wait_for 30 "node $n's registry" in_node "$n" bash -c "exec 3<>/dev/tcp/127.0.0.1/$REGISTRY_PORT"
     fi

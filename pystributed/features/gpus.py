@@ -15,6 +15,8 @@ its own step after the pull, just before the container starts, says which, and g
 `docker run` `--gpus device=UUID` instead. "No compute process" is the test, not a memory
 threshold: a process that just started holds its GPU with a few MiB.
 """
+from __future__ import annotations
+
 import dataclasses
 import json
 
@@ -54,7 +56,7 @@ def with_device(args, uuid):
 class Gpu:
     index: int
     uuid: str
-    memory_used: int = None  # MiB; None where nvidia-smi says [N/A]
+    memory_used: int | None = None  # MiB; None where nvidia-smi says [N/A]
     processes: int = 0  # compute processes on it
 
     @property

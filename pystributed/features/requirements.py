@@ -87,7 +87,7 @@ def _import_names_in(environment):
     return mapping
 
 
-_import_names.cache_clear = _import_names_in.cache_clear  # forget the lookup whatever changed
+_import_names.cache_clear = _import_names_in.cache_clear  # type: ignore[attr-defined]  # forget the lookup whatever changed
 
 
 def distributions(name):

@@ -12,7 +12,7 @@ from pystributed.errors import PystributedError
 from pystributed.features import Feature
 
 # The image's Python, by image id (an id names one content, so the answer never goes stale).
-_pythons = {}
+_pythons: dict[str, str] = {}
 
 
 def names(value, option):

@@ -137,7 +137,7 @@ def _start_master(shared, place):
     return True
 
 
-_NOTED = []  # the note on one connection per command is given once per process
+_NOTED: list[bool] = []  # the note on one connection per command is given once per process
 
 
 def _unshared(place, why):

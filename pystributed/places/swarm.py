@@ -13,6 +13,8 @@ shared connection for the length of a run, like the manager.
 In the container, task_runner.py runs before cell_runner.py: it tees the output into the run folder
 (output.log: there is no `finish` on the node to save it), makes CUDA_VISIBLE_DEVICES of the GPUs
 Swarm gave the task (DOCKER_RESOURCE_GPU), and for a sweep picks the task's parameters by its slot."""
+from __future__ import annotations
+
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -66,7 +68,7 @@ class Task:
     message: str = ""
     error: str = ""
     container: str = ""
-    exit_code: int = None
+    exit_code: int | None = None
     gpus: list = dataclasses.field(default_factory=list)
     created: str = ""
     run: str = ""  # its container's label pystributed.run: the run's id (a sweep's, or SWEEP-INDEX-ATTEMPT)

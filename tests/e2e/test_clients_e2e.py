@@ -47,7 +47,7 @@ def macos_tmpdir(tmp_path, monkeypatch):
 
 
 def pystributed(*args, env=None, cwd=None):
-    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "pystributed", *args], capture_output=True, text=True,
                           check=False, timeout=600, env=env, cwd=cwd)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -26,7 +26,7 @@ class Podman:
     def __init__(self, sandbox, workdir, image_name):
         self.sandbox, self.workdir, self.image_name = sandbox, workdir, image_name
         self.ssh = ["ssh", *shlex.split(sandbox.env["PYSTRIBUTED_SSH_OPTIONS"]), ALIAS]
-        self.env = {**os.environ, **sandbox.env, "PYSTRIBUTED_REMOTE_SERVER": ALIAS, "PYTHONPATH": str(ROOT),
+        self.env = {**os.environ, **sandbox.env, "PYSTRIBUTED_REMOTE_SERVER": ALIAS,
                     "PYSTRIBUTED_REMOTE_WORKDIR": workdir, "PYSTRIBUTED_DOCKER_IMAGE_NAME": image_name}
 
     def shell(self, script):

@@ -62,7 +62,6 @@ def test_the_tree_key_follows_content_and_hashes_are_remembered(tmp_path):
     assert data.manifest(cfg, data.local_files(cfg.DATA))[1] != key
 
 
-
 # The Data feature's hooks.
 
 
