@@ -99,7 +99,7 @@ def test_run_prints_where_the_results_are(configured, monkeypatch, capsys, tmp_p
     assert cli.main(["run", "cell.py", "-q"]) == 0
     assert capsys.readouterr().out == f"{RUN_ID}: 2 file(s) in {tmp_path}/results/{RUN_ID}\n"
     assert seen["code_path"] == "cell.py" and seen["quiet"] is True
-    assert [type(f).__name__ for f in seen["features"]][:2] == ["Data", "Checks"]
+    assert [type(f).__name__ for f in seen["features"]][:2] == ["Checks", "Shm"]  # no DATA here
     assert not any(type(f).__name__ in ("Exchange", "Cache") for f in seen["features"])  # no --out, no --cache here
 
 

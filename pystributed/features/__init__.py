@@ -41,7 +41,8 @@ def for_run(config, *, exchange=None, cache=False):
     from pystributed.features import base, checks, data, gpus, requirements, shm
     from pystributed.features import cache as caching
 
-    found = [data.Data(), checks.Checks(), shm.Shm()]
+    found = [data.Data()] if config.DATA or config.REMOTE_DATA else []  # without either, its hooks do nothing
+    found += [checks.Checks(), shm.Shm()]
     if gpus.requested(config.DOCKER_RUN_ARGS):
         found.append(gpus.Gpus())
     if config.is_cluster:  # GPUs are Swarm's to give (GPUS_PER_TASK), not `--gpus`'s

@@ -1,4 +1,8 @@
 """Which features a run gets (features.for_run), and the order their hooks are called in."""
+from pathlib import Path
+
+import pytest
+
 from pystributed import config, features, pipeline, progress
 from pystributed.features import base, cache, checks, data, requirements, shm, values
 
@@ -7,8 +11,14 @@ def kinds(found):
     return [type(feature) for feature in found]
 
 
-def test_every_run_checks_its_data_and_its_cell():
+def test_every_run_checks_its_cell():
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local"))) == [
+        checks.Checks, shm.Shm, base.BaseImage]
+
+
+@pytest.mark.parametrize("setting", [{"DATA": ["data/"]}, {"REMOTE_DATA": {"/srv/imagenet": "imagenet"}}])
+def test_a_run_with_data_checks_it_first(setting):
+    assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", **setting))) == [
         data.Data, checks.Checks, shm.Shm, base.BaseImage]
 
 
@@ -16,12 +26,11 @@ def test_requirements_auto_exchange_and_cache_come_in_that_order():
     cfg = config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto")
     exchange = values.Exchange(out="a")
     found = features.for_run(cfg, exchange=exchange, cache=True)
-    assert kinds(found) == [data.Data, checks.Checks, shm.Shm, requirements.Auto, values.Exchange, cache.Cache,
-                            base.BaseImage]
+    assert kinds(found) == [checks.Checks, shm.Shm, requirements.Auto, values.Exchange, cache.Cache, base.BaseImage]
     # The cache remembers a run only after the exchange loaded its values, and reuses with that exchange.
-    assert found[4] is exchange and found[5].exchange is exchange and found[5].base is found[6]
+    assert found[3] is exchange and found[4].exchange is exchange and found[4].base is found[5]
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="r.txt"),
-                                  cache=True)) == [data.Data, checks.Checks, shm.Shm, cache.Cache, base.BaseImage]
+                                  cache=True)) == [checks.Checks, shm.Shm, cache.Cache, base.BaseImage]
 
 
 def test_a_feature_without_a_hook_does_nothing_there():
@@ -45,3 +54,9 @@ def test_data_is_left_out_before_the_checks_measure_the_context(tmp_path, capsys
     run.features = features.for_run(run.config)
     run.hooks("check")  # without DATA, the same file is in the image
     assert capsys.readouterr().err.startswith("warning: the build context is 3.0 MB (over CONTEXT_WARN_MB = 2)")
+
+
+def test_pipeline_imports_no_feature():
+    """A feature is removed by deleting its module and its line in features.for_run."""
+    source = Path(pipeline.__file__).read_text(encoding="utf-8")
+    assert "features" not in "".join(line for line in source.splitlines() if line.startswith(("import", "from")))
