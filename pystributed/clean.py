@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pystributed import docker, record, registry
-from pystributed.lifecycle import human_duration, put_away, survey
+from pystributed import docker, listing, record, registry
+from pystributed.lifecycle import human_duration, put_away
 from pystributed.places import place_for
 
 
@@ -82,7 +82,7 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
 
 
 def _plan(config, place, older_than):
-    runs = survey(config, place, sweeps=True)
+    runs = listing.survey_all(config, place)
     plan = Plan(place.name, older_than)
     plan.running = [r for r in runs.values() if r.active]
     ended = [r for r in runs.values() if not r.active]

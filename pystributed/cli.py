@@ -5,7 +5,7 @@ import os
 import sys
 
 from pystributed import clean as cleaning
-from pystributed import cluster, features, lifecycle, pipeline, results
+from pystributed import cluster, features, lifecycle, listing, pipeline, results
 from pystributed import config as configuration
 from pystributed import sweep as sweeping
 from pystributed.errors import PystributedError, RemoteCellError, StepError
@@ -193,7 +193,7 @@ def cancel(config, args):
 
 
 def list_runs(config, args):
-    table = lifecycle.list_runs(config)
+    table = listing.list_runs(config)
     print(table.to_json() if args.json else table)
     return EXIT_UNREACHABLE if table.offline else 0
 

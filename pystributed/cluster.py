@@ -11,7 +11,7 @@ import dataclasses
 import json
 
 from pystributed.errors import PystributedError
-from pystributed.places import server, ssh, swarm
+from pystributed.places import server, ssh, swarm, swarm_service
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
@@ -35,7 +35,7 @@ class Host:
     def advertised(self):
         """The GPUs its daemon advertises to Swarm (node-generic-resources)."""
         return [(r.get("NamedResourceSpec") or {}).get("Value") for r in self.info.get("GenericResources") or []
-                if (r.get("NamedResourceSpec") or {}).get("Kind") == swarm.GPU]
+                if (r.get("NamedResourceSpec") or {}).get("Kind") == swarm_service.GPU]
 
     def advice(self):
         """What its daemon.json needs, and why; "" when nothing."""
@@ -49,7 +49,7 @@ class Host:
                     "runs with GPUS_PER_TASK = 0 do.")
         settings = {}
         if sorted(uuids) != sorted(self.advertised) and uuids:
-            settings["node-generic-resources"] = [f"{swarm.GPU}={uuid}" for uuid in uuids]
+            settings["node-generic-resources"] = [f"{swarm_service.GPU}={uuid}" for uuid in uuids]
             lines.append(f"- node-generic-resources: Swarm counts only the GPUs a daemon advertises (it advertises "
                          f"{len(self.advertised)}: {', '.join(self.advertised) or 'none'}; nvidia-smi lists "
                          f"{len(uuids)}); each task asks for GPUS_PER_TASK of them and gets their UUIDs.")
@@ -117,7 +117,7 @@ def init(config, hosts, *, default_addr_pool=None, say=print):
         manager = found[0] = _host(first)
         token = first.docker(["docker", "swarm", "join-token", "--quiet", "worker"], step="connect").strip()
         manager_address = manager.swarm.get("NodeAddr") or manager.address
-        members = {n.id for n in swarm.parse_nodes(first.call("swarm_nodes", step="connect").splitlines())}
+        members = {n.id for n in swarm_service.parse_nodes(first.call("swarm_nodes", step="connect").splitlines())}
         for i, (host, place) in enumerate(zip(found[1:], places[1:]), 1):
             state = host.swarm.get("LocalNodeState")
             if state == "active" and host.swarm.get("NodeID") in members:
@@ -134,7 +134,7 @@ def init(config, hosts, *, default_addr_pool=None, say=print):
         for host in found:
             node = host.swarm.get("NodeID")
             if node:
-                first.docker(["docker", "node", "update", "--label-add", f"{swarm.SSH_LABEL}={host.name}", node],
+                first.docker(["docker", "node", "update", "--label-add", f"{swarm_service.SSH_LABEL}={host.name}", node],
                              step="connect")
     for host in found:
         gpus = ", ".join(uuid for _, uuid in host.gpus) or "none"
@@ -157,7 +157,7 @@ class Status:
     def __str__(self):
         holders = {}
         for task in self.tasks:
-            if task.state in ("running", *swarm.STARTING):
+            if task.state in ("running", *swarm_service.STARTING):
                 for gpu in task.gpus:
                     holders[gpu] = f"{self.service_of(task)} task {task.slot}"
         rows = [("NODE", "ROLE", "STATE", "ADDRESS", "GPUS")]
@@ -201,7 +201,7 @@ def status(config):
             ids = place.manager.docker(["docker", "service", "inspect", "--format", "{{.ID}} {{.Spec.Name}}",
                                         *services], step="status")
             names = dict(line.split(" ", 1) for line in ids.splitlines() if " " in line)
-        return Status(place.name, nodes, services, swarm.parse_tasks(out.get("tasks", [])), names)
+        return Status(place.name, nodes, services, swarm_service.parse_tasks(out.get("tasks", [])), names)
 
 
 def add_commands(command):

@@ -28,6 +28,11 @@ FIND_PYTHON = "command -v python3 || command -v python"
 RUN_PYTHON = f'exec "$({FIND_PYTHON})" "$@"'
 
 
+def task_command(*args):
+    """A task's command: task_runner.py (with `--cell`, the cell itself) by the image's Python."""
+    return ["sh", "-c", RUN_PYTHON, "sh", f"{RUNNER_DIR}/task_runner.py", *args]
+
+
 def dockerfile(base_image, entry_point, requirements_name=None):
     lines = [
         f"FROM {base_image}",

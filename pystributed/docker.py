@@ -91,6 +91,47 @@ def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
     return [*cmd, *extra_args, ref]
 
 
+def task_env(run_id, *, sweep_id=None, index=None, attempt=None):
+    """The variables every container of ours gets on its command line (ENV and SECRETS go on its stdin)."""
+    # The ssh user's uid has no home in the image; libraries want somewhere to cache.
+    env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": run_id, "HOME": "/tmp"}
+    if sweep_id:
+        env["PYSTRIBUTED_SWEEP_ID"] = sweep_id
+    if index is not None:
+        env["PYSTRIBUTED_TASK"] = str(index)
+    if attempt is not None:
+        env["PYSTRIBUTED_ATTEMPT"] = str(attempt)
+    return env
+
+
+def logs(container, *, follow=False):
+    return ["docker", "logs", *(["--follow"] if follow else []), container]
+
+
+def interrupt(container):
+    """SIGINT, as Ctrl-C: the cell's `finally:` blocks run."""
+    return ["docker", "kill", "--signal", "INT", container]
+
+
+def stop(container, seconds=10):
+    return ["docker", "stop", "--time", str(seconds), container]
+
+
+def containers_of_service(service, *, running=False):
+    return ["docker", "ps", *([] if running else ["--all"]), "--quiet", "--filter",
+            f"label=com.docker.swarm.service.name={service}"]
+
+
+def unplaceable(service):
+    """A new version of the service that no node can take: Swarm stops its tasks (see swarm.remove_service)."""
+    return ["docker", "service", "update", "--detach", "--constraint-add", "node.labels.pystributed.cancelled==true",
+            service]
+
+
+def remove_services(*services):
+    return ["docker", "service", "rm", *services]
+
+
 def remove_images(*refs):
     # No --force: Docker then refuses to remove an image a container uses.
     return ["docker", "image", "rm", "--", *refs]

@@ -15,6 +15,7 @@ import time
 
 from pystributed import docker, live, pipeline, progress, record, results
 from pystributed.errors import PystributedError, StepError
+from pystributed.features import values
 from pystributed.places import place_for
 from pystributed.results import State
 
@@ -128,19 +129,12 @@ def parse_age(text):
 
 # What the server says.
 
-def survey(config, place, run_id=None, *, sweeps=False):
-    """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command; with
-    `sweeps`, the sweeps' too ({sweep id: sweep.SweepState})."""
-    sections = place.survey(run_id)
-    runs = _parse_survey(config, sections)
-    if sweeps:
-        from pystributed import sweep  # (which imports this module)
-
-        runs.update(sweep.survey(config, place, sections))
-    return runs
+def survey(config, place, run_id=None):
+    """{run id: RunState} of the runs in REMOTE_WORKDIR (or only `run_id`), in one command."""
+    return parse_survey(config, place.survey(run_id))
 
 
-def _parse_survey(config, sections):
+def parse_survey(config, sections):
     now = float(sections.get("now", [time.time()])[0])
     workdir = (sections.get("workdir") or [""])[0]
     runs = {}
@@ -243,7 +237,7 @@ def find(config, place, run_id):
             known = f"; the local index last saw it {local.status}" + (
                 f", its results are in {local.local_path}" if local.local_path else "")
         raise UnknownRun(f"there is no run {run_id} in {config.REMOTE_WORKDIR} on {place.name}{known}")
-    _remember(config, place, run)
+    remember(config, place, run)
     return run
 
 
@@ -264,7 +258,7 @@ def _result(config, place, run):
     return result
 
 
-def _remember(config, place, run):
+def remember(config, place, run):
     """Bring the local index up to date with what the server says (only runs it knows)."""
     known = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
     if known:
@@ -320,9 +314,17 @@ def _with_container(config, place, run, *, poll=5.0):
     return run
 
 
-def attach(config, run_id, *, quiet=False, on_interrupt="detach"):
+def attach(config, run_id, *, quiet=False, on_interrupt="detach", namespace=None):
     """Follow a run started earlier (from any kernel or shell): its output from the start, then
-    live; then fetch its results. An interrupt leaves it running."""
+    live; then fetch its results (with `namespace`, its --out variables set there). An interrupt
+    leaves it running."""
+    result = _attach(config, run_id, quiet=quiet, on_interrupt=on_interrupt)
+    if namespace is not None and result.local_path:
+        values.Exchange.of_run(result, namespace=namespace).collect(result)
+    return result
+
+
+def _attach(config, run_id, *, quiet, on_interrupt):
     steps = progress.steps_for(quiet)
     with place_for(config).connection() as place:
         run = _with_container(config, place, find(config, place, run_id))
@@ -374,39 +376,3 @@ def cancel(config, run_id):
         if run.active:
             place.stop(run_id, step="cancel")
         return put_away(config, place, run, cancelled=run.active)
-
-
-def list_runs(config):
-    """The runs in REMOTE_WORKDIR on the server, newest first; from the local index, marked
-    offline, if the server cannot be reached."""
-    where = place_for(config)
-    try:
-        with where.connection() as place:
-            runs = survey(config, place, sweeps=True)
-    except StepError as e:
-        from pystributed import sweep
-
-        found = _from_records(config, where.name) + sweep.from_records(config, where.name)
-        return RunTable(sorted(found, key=_newest, reverse=True),
-                        offline=f"{where.name}: {e.step} failed: {e.message}")
-    for run in runs.values():
-        if results.RUN_ID.fullmatch(run.run_id):  # (a sweep's record is sweep.py's)
-            _remember(config, place, run)
-    return RunTable(sorted(runs.values(), key=_newest, reverse=True))
-
-
-def _newest(run):
-    return run.run_id.removeprefix("sweep-")  # (a sweep's id is a run id after its prefix)
-
-
-def _from_records(config, server):
-    found = []
-    for local in record.runs(config.LOCAL_RESULTS_DIR):
-        if local.server != server:
-            continue
-        run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,
-                       started=iso_time(local.started), ended=iso_time(local.ended), image=local.image,
-                       remote_dir=local.remote_dir,
-                       local_path=str(local.local_path) if local.local_path and local.local_path.exists() else "")
-        found.append(run)
-    return found

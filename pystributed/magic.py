@@ -77,9 +77,7 @@ class RemoteMagics(Magics):
 
         args = parse_argstring(self.remote, line)
         if args.sweep:  # the cell once per combination of parameters (sweep.py)
-            from pystributed import sweep
-
-            return sweep.from_magic(self.shell, cell, args)
+            return sweep_cell(self.shell, cell, args)
         base = _config()
         script, _ = with_earlier_cells(self.shell, cell, args)
         save(script, base.USER_CODE_PATH)
@@ -93,6 +91,24 @@ class RemoteMagics(Magics):
         result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach,
                               features=features.for_run(config, exchange=exchange, cache=cache))
         return result if result.value is None else result.value  # the cell's own value, as locally
+
+
+def sweep_cell(shell, cell, args):
+    """%%remote --sweep NAME=V1,V2 ...: save the cell (its parameters count as defined), run the sweep."""
+    from pystributed import sweep
+
+    params = sweep.combinations(grid=sweep.grid_of(args.sweep))
+    base = _config()
+    script, _ = with_earlier_cells(shell, cell, args)
+    save(script, base.USER_CODE_PATH)
+    options = overrides(args, base)
+    detach = options.pop("detach", False)
+    if options.pop("cache", False):
+        raise PystributedError("--cache is for single runs, not sweeps")
+    inputs, out = options.pop("inputs", None), options.pop("out", None)
+    config = configuration.load(**options)
+    return sweep.run(config, params=params, source=script, out=out, inputs=inputs, namespace=shell.user_ns,
+                     retries=args.retries, detach=detach, quiet=args.quiet, follow=args.follow)
 
 
 def with_earlier_cells(shell, cell, args):

@@ -7,7 +7,7 @@ import sys
 
 from pystributed import clean as cleaning
 from pystributed import config as configuration
-from pystributed import features, lifecycle, magic, pipeline, record
+from pystributed import features, jobs, lifecycle, listing, magic, pipeline, record
 from pystributed.features import values
 from pystributed.magic import register as _register
 
@@ -75,15 +75,8 @@ def submit(config_path=None, **kwargs):
 def attach(run_id, config_path=None, *, quiet=False, **overrides):
     """Follow a run started earlier, from any kernel: its output from the start, then live, then
     its results, and the --out variables it was started with. Interrupting leaves the run going."""
-    if run_id.startswith("sweep-"):  # a sweep's (sweep.py)
-        from pystributed import sweep as sweeping
-
-        return sweeping.attach(configuration.load(config_path, **overrides), run_id, namespace=_namespace(),
-                               quiet=quiet)
-    result = lifecycle.attach(configuration.load(config_path, **overrides), run_id, quiet=quiet)
-    if result.local_path:
-        values.Exchange.of_run(result, namespace=_namespace()).collect(result)
-    return result
+    return _after_start(run_id).attach(configuration.load(config_path, **overrides), run_id, quiet=quiet,
+                                       namespace=_namespace())
 
 
 def runs(config_path=None):
@@ -97,47 +90,33 @@ def runs(config_path=None):
 
 def status(run_id, config_path=None, **overrides):
     """The run's state on the server (running, exited N, interrupted, cancelled ...); a sweep's, by its id."""
-    if run_id.startswith("sweep-"):
-        from pystributed import sweep as sweeping
-
-        return sweeping.status(configuration.load(config_path, **overrides), run_id)
-    return lifecycle.status(configuration.load(config_path, **overrides), run_id)
+    return _after_start(run_id).status(configuration.load(config_path, **overrides), run_id)
 
 
 def logs(run_id, config_path=None, *, follow=False, **overrides):
     """Print the run's output from its start; with `follow`, until it ends. "SWEEP_ID/INDEX": a sweep's task's."""
-    if run_id.startswith("sweep-"):
-        from pystributed import sweep as sweeping
-
-        sweep_id, _, index = run_id.partition("/")
-        sweeping.logs(configuration.load(config_path, **overrides), sweep_id, int(index or 0), follow=follow)
-        return
-    lifecycle.logs(configuration.load(config_path, **overrides), run_id, follow=follow)
+    _after_start(run_id).logs(configuration.load(config_path, **overrides), run_id, follow=follow)
 
 
 def wait(run_id, config_path=None, **overrides):
     """Wait for the run to end; its state, with the cell's exit_code."""
-    return lifecycle.wait(configuration.load(config_path, **overrides), run_id)
+    return _after_start(run_id).wait(configuration.load(config_path, **overrides), run_id)
 
 
 def fetch(run_id, config_path=None, *, quiet=False, **overrides):
     """Copy the run's folder back to LOCAL_RESULTS_DIR/<run-id>/ (safe to repeat); a RunResult."""
-    return lifecycle.fetch(configuration.load(config_path, **overrides), run_id, quiet=quiet)
+    return _after_start(run_id).fetch(configuration.load(config_path, **overrides), run_id, quiet=quiet)
 
 
 def cancel(run_id, config_path=None, **overrides):
     """Stop the run and remove its container; its log and results stay on the server. A sweep's id
     stops all its tasks and fetches what they wrote."""
-    if run_id.startswith("sweep-"):
-        from pystributed import sweep as sweeping
-
-        return sweeping.cancel(configuration.load(config_path, **overrides), run_id)
-    return lifecycle.cancel(configuration.load(config_path, **overrides), run_id)
+    return _after_start(run_id).cancel(configuration.load(config_path, **overrides), run_id)
 
 
 def list_runs(config_path=None, **overrides):
     """The runs on the server with state, start, duration, image; the local index if offline."""
-    return lifecycle.list_runs(configuration.load(config_path, **overrides))
+    return listing.list_runs(configuration.load(config_path, **overrides))
 
 
 def clean(config_path=None, *, older_than=None, yes=False, **overrides):
@@ -145,6 +124,16 @@ def clean(config_path=None, *, older_than=None, yes=False, **overrides):
     run folders; unused images and their registry tags). Only shown, unless `yes=True`."""
     age = None if older_than is None else lifecycle.parse_age(older_than)
     return cleaning.clean(configuration.load(config_path, **overrides), older_than=age, apply=yes)
+
+
+def _after_start(run_id):
+    """What looks after `run_id` once it started, with the same functions (attach, status, logs,
+    wait, fetch, cancel): lifecycle.py for a run, sweep.py for a sweep (its tasks: SWEEP/INDEX)."""
+    if jobs.SWEEP_ID.fullmatch(run_id.partition("/")[0]):
+        from pystributed import sweep
+
+        return sweep
+    return lifecycle
 
 
 def _namespace():

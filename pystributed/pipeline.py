@@ -11,11 +11,9 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -237,11 +235,8 @@ def layer_progress(steps, *done_words):
 
 def start_args(run):
     """docker run's arguments after `docker run`."""
-    env = {"PYSTRIBUTED_RESULTS": context.RESULTS_IN_CONTAINER, "PYSTRIBUTED_RUN_ID": run.result.run_id,
-           # The ssh user's uid has no home in the image; libraries want somewhere to cache.
-           "HOME": "/tmp"}
     return docker.run_detached(run.result.image, run_id=run.result.run_id, results_dir=run.result.remote_dir,
-                               user=run.user, env=env, extra_args=[*run.mounts, *run.config.DOCKER_RUN_ARGS])[2:]
+                               user=run.user, env=docker.task_env(run.result.run_id), extra_args=[*run.mounts, *run.config.DOCKER_RUN_ARGS])[2:]
 
 
 def start(run):
@@ -350,16 +345,9 @@ def finish(run, *, cancelled=False):
     that neither leaves a truncated log; one that finds the container gone reads the exit code
     from the state the other saved."""
     result = run.result
-    lines = run.place.finish(result.remote_dir, result.run_id, cancelled=cancelled)
+    code = run.place.finish(result.remote_dir, result.run_id, cancelled=cancelled)
     result.ended = results.now_iso()
-    if "log-not-saved" in lines:
-        print(f"warning: the output could not be saved as {results.LOG_NAME} in {result.remote_dir} on "
-              f"{result.server} (is its disk full?); the container is kept, its output is in "
-              f"`docker logs {docker.container_name(result.run_id)}` there.", file=sys.stderr)
-    first = lines[0].strip() if lines else ""
-    if first.startswith("{"):  # put away by another process already
-        return int(json.loads(first)["State"]["ExitCode"])
-    return int(first)
+    return code
 
 
 def fetch(run, *, going=False):

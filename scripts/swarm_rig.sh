@@ -27,7 +27,6 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
 SANDBOX=${PYSTRIBUTED_SANDBOX:-/tmp/pystributed-sandbox}
 CACHE=${PYSTRIBUTED_SANDBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pystributed-sandbox}
 REGISTRY_PORT=${PYSTRIBUTED_SANDBOX_REGISTRY_PORT:-5000}
@@ -203,7 +202,8 @@ form_swarm() {
     local hosts=() n
     for n in "${NODES[@]}"; do hosts+=("$(alias_of "$n")"); done
     # From the rig's folder (no config.py there), with no config file named: the hosts are all it needs.
-    (cd "$SWARM" && env -u PYSTRIBUTED_CONFIG PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    # The installed package (scripts/test.sh installs the wheel), as a user has it.
+    (cd "$SWARM" && env -u PYSTRIBUTED_CONFIG \
         PYSTRIBUTED_SSH_OPTIONS="-F $SWARM/ssh/ssh_config" \
         python3 -m pystributed cluster init --default-addr-pool "$POOL" "${hosts[@]}") >"$SWARM/cluster-init.log" 2>&1 ||
         { cat "$SWARM/cluster-init.log" >&2; die "cluster init failed"; }

@@ -7,7 +7,7 @@ import json
 import pytest
 from fakes import tar_of
 
-from pystributed import config, lifecycle, record, results
+from pystributed import config, lifecycle, listing, record, results
 from pystributed.errors import PystributedError, StepError
 from pystributed.places import server
 
@@ -274,7 +274,7 @@ def test_list_shows_the_servers_runs_newest_first_and_remembers_them(cfg, progra
     record.save("results", results.RunResult(GONE, status="running", server="gpu-box"))
     connect(programs)
     surveyed(programs)
-    table = lifecycle.list_runs(cfg)
+    table = listing.list_runs(cfg)
     assert [run.run_id for run in table] == [ENDED, RUNNING, GONE] and not table.offline
     lines = str(table).splitlines()
     assert lines[0].split() == ["RUN", "STATE", "STARTED", "DURATION", "IMAGE", "RESULTS", "HERE"]
@@ -289,7 +289,7 @@ def test_list_offline_shows_the_local_index(cfg, programs):
     record.save("results", results.RunResult(RUNNING, status="running", server="other-box"))
     connect(programs)
     programs.expect("server", "survey", "runs with space/$(x)", code=255, stderr="ssh: Could not resolve hostname")
-    table = lifecycle.list_runs(cfg)
+    table = listing.list_runs(cfg)
     assert [run.run_id for run in table] == [GONE]  # this server's runs only
     assert table.offline == ("gpu-box: status failed: ssh could not run `server.sh survey 'runs with space/$(x)'` "
                              "on gpu-box (exit code 255)")

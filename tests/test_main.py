@@ -6,7 +6,7 @@ import pytest
 
 import pystributed.main as runner
 from pystributed import clean as cleaning
-from pystributed import lifecycle, magic, pipeline, record
+from pystributed import lifecycle, listing, magic, pipeline, record
 from pystributed.features import cache, checks, data, values
 from pystributed.results import RunResult
 
@@ -90,7 +90,7 @@ def test_the_run_commands_take_the_config_and_overrides(ran, monkeypatch):
             (name, run_id, config.REMOTE_WORKDIR)))
     monkeypatch.setattr(lifecycle, "logs", lambda config, run_id, follow: seen.append(("logs", run_id, follow)))
     monkeypatch.setattr(lifecycle, "fetch", lambda config, run_id, quiet: seen.append(("fetch", run_id, quiet)))
-    monkeypatch.setattr(lifecycle, "list_runs", lambda config: seen.append(("list", config.REMOTE_WORKDIR)))
+    monkeypatch.setattr(listing, "list_runs", lambda config: seen.append(("list", config.REMOTE_WORKDIR)))
     runner.status(RUN_ID, REMOTE_WORKDIR="w1")
     runner.wait(RUN_ID, REMOTE_WORKDIR="w2")
     runner.cancel(RUN_ID, REMOTE_WORKDIR="w3")
@@ -111,11 +111,12 @@ def test_clean_only_shows_unless_yes(ran, monkeypatch):
 
 def test_attach_brings_back_the_values_the_run_was_started_with(ran, monkeypatch, tmp_path):
     collected = []
-    monkeypatch.setattr(lifecycle, "attach", lambda config, run_id, quiet: RunResult(run_id, local_path=tmp_path))
+    monkeypatch.setattr(lifecycle, "_attach", lambda config, run_id, quiet, on_interrupt: RunResult(run_id,
+                                                                                                   local_path=tmp_path))
     monkeypatch.setattr(values.Exchange, "of_run", classmethod(lambda cls, result, namespace: cls(out=["z"])))
     monkeypatch.setattr(values.Exchange, "collect", lambda self, result: collected.append((self.out, result.run_id)))
     runner.attach(RUN_ID)
     assert collected == [(["z"], RUN_ID)]
-    monkeypatch.setattr(lifecycle, "attach", lambda config, run_id, quiet: RunResult(run_id))
+    monkeypatch.setattr(lifecycle, "_attach", lambda config, run_id, quiet, on_interrupt: RunResult(run_id))
     runner.attach(RUN_ID)  # nothing fetched: nothing to collect
     assert len(collected) == 1

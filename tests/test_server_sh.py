@@ -295,7 +295,7 @@ def test_finish_saves_the_log_and_state_then_removes_the_container(engine, as_sh
     engine.answer("wait", "3\n")
     engine.answer("logs", "the whole output\n", err="and its stderr\n")
     engine.answer("container-inspect", '{"Cancelled":false,"State":{"ExitCode":3}}\n')
-    assert place_for().finish(str(folder), RUN_ID, cancelled=cancelled) == ["3"]
+    assert place_for().finish(str(folder), RUN_ID, cancelled=cancelled) == 3
     state_format = STATE_FORMAT.replace("false", "true") if cancelled else STATE_FORMAT
     assert engine.calls() == [["wait", NAME], ["logs", NAME], ["container", "inspect", "--format", state_format, NAME],
                               ["rm", "--force", NAME]]
@@ -308,7 +308,7 @@ def test_finish_of_a_container_put_away_already_answers_its_saved_state(engine, 
     folder = run_dir(home)
     (folder / ".pystributed-state.json").write_text('{"State":{"ExitCode":4}}\n')
     engine.answer("wait", err=f"Error response from daemon: No such container: {NAME}\n", code=1)
-    assert place_for().finish(str(folder), RUN_ID) == ['{"State":{"ExitCode":4}}']
+    assert place_for().finish(str(folder), RUN_ID) == 4  # from the state the other saved
     assert engine.calls() == [["wait", NAME]]
     (folder / ".pystributed-state.json").unlink()  # and no state either: the step fails
     with pytest.raises(StepError, match="run failed"):
@@ -319,7 +319,7 @@ def test_finish_keeps_the_container_whose_log_could_not_be_saved(engine, home):
     folder = run_dir(home)
     engine.answer("wait", "0\n")
     engine.answer("logs", err="write error: no space left on device\n", code=1)
-    assert place_for().finish(str(folder), RUN_ID) == ["0", "log-not-saved"]
+    assert place_for().finish(str(folder), RUN_ID) == 0
     assert engine.calls() == [["wait", NAME], ["logs", NAME], ["container", "inspect", NAME]]  # no rm
     assert list(folder.iterdir()) == []  # nor a partial log
 

@@ -1,7 +1,7 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
 import pytest
 
-from pystributed import sweep
+from pystributed import job_view, jobs, progress, sweep
 from pystributed.errors import PystributedError
 
 
@@ -29,11 +29,11 @@ def test_every_combination_first_name_slowest_or_the_list_given():
 
 
 def result():
-    tasks = [sweep.TaskResult(0, {"lr": 0.1}, status=sweep.SUCCEEDED, node="n1", gpu="GPU-a", started=10.0,
+    tasks = [jobs.Task(0, {"lr": 0.1}, status=jobs.SUCCEEDED, node="n1", gpu="GPU-a", started=10.0,
                               ended=12.5, values={"loss": 1.5}),
-             sweep.TaskResult(1, {"lr": 0.01}, status=sweep.FAILED, attempts=2, error="ValueError: bad\nTraceback"),
-             sweep.TaskResult(2, {"lr": 0.001}, status=sweep.QUEUED, why="no suitable node")]
-    return sweep.SweepResult("sweep-20261125-101502-3fa9c1", tasks, out=["loss"], server="m", cluster="swarm")
+             jobs.Task(1, {"lr": 0.01}, status=jobs.FAILED, attempts=2, error="ValueError: bad\nTraceback"),
+             jobs.Task(2, {"lr": 0.001}, status=jobs.QUEUED, why="no suitable node")]
+    return jobs.Job("sweep-20261125-101502-3fa9c1", tasks, out=["loss"], server="m", cluster="swarm")
 
 
 def test_a_sweeps_values_statuses_and_errors_are_in_parameter_order():
@@ -53,17 +53,17 @@ def test_a_sweep_shows_as_a_table_and_comes_back_from_its_record():
     assert "failed (attempt 2): ValueError: bad" in lines[2] and "queued: no suitable node" in lines[3]
     assert str(found).startswith("sweep sweep-20261125-101502-3fa9c1: 3 tasks on the swarm of m: 1 queued")
     assert "<table" in found._repr_html_()
-    again = sweep.SweepResult.from_json(found.to_json())
+    again = jobs.Job.from_json(found.to_json())
     assert again.statuses == found.statuses and str(again.table()) == str(found.table())
     assert again.values == {"loss": [None, None, None]}  # values are loaded from the fetched folders, not the record
 
 
 def test_a_terminal_gets_a_line_when_a_task_changes(capsys):
-    display = sweep.Display(sweep.progress.Steps())
+    display = job_view.Display(progress.Steps())
     found = result()
     display.update(found)
     display.update(found)
-    found.tasks[2].status, found.tasks[2].node = sweep.RUNNING, "n2"
+    found.tasks[2].status, found.tasks[2].node = jobs.RUNNING, "n2"
     display.update(found)
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["task 0 [lr=0.1] succeeded on n1 (GPU-a) in 2.5s",
@@ -73,6 +73,6 @@ def test_a_terminal_gets_a_line_when_a_task_changes(capsys):
 
 
 def test_ids_of_sweeps_are_not_run_ids():
-    assert sweep.check_sweep_id(sweep.new_sweep_id()).startswith("sweep-")
+    assert jobs.check_sweep_id(jobs.new_sweep_id()).startswith("sweep-")
     with pytest.raises(PystributedError, match="not a sweep id"):
-        sweep.check_sweep_id("20261125-101502-3fa9c1")
+        jobs.check_sweep_id("20261125-101502-3fa9c1")

@@ -1,4 +1,4 @@
-"""Sweeps in `list` and `clean` (sweep.survey, through lifecycle.survey(..., sweeps=True)): one row
+"""Sweeps in `list` and `clean` (sweep_survey.survey, through listing.survey_all): one row
 per sweep, and what of an ended sweep is put away, on one server (faked strictly) and on a swarm."""
 import dataclasses
 import json
@@ -9,9 +9,10 @@ from test_clean import IMAGES, MARK
 from test_lifecycle import ENDED, GONE, RUNNING, WORKDIR, connect, container, survey_answer, surveyed
 
 from pystributed import clean as cleaning
-from pystributed import config, lifecycle, sweep
-from pystributed.places import swarm
+from pystributed import config, jobs, lifecycle, listing, progress, sweep_survey
+from pystributed.places import server_engine, swarm, swarm_service
 
+PLAIN = types.SimpleNamespace(queues=False)  # a place that is no swarm
 DONE, GOING = "sweep-20261125-101506-dddddd", "sweep-20261125-101500-eeeeee"  # ended; still running
 
 
@@ -39,17 +40,17 @@ def cfg():
 
 
 def recorded(cfg, statuses=("succeeded", "failed", "succeeded", "cancelled")):
-    result = sweep.SweepResult(DONE, [sweep.TaskResult(i, {"x": i}, status=s) for i, s in enumerate(statuses)],
+    result = jobs.Job(DONE, [jobs.Task(i, {"x": i}, status=s) for i, s in enumerate(statuses)],
                                server="gpu-box", status="cancelled", image="reg:5000/proj:sweep",
                                started="2026-11-25T10:15:06.000+00:00", ended="2026-11-25T10:20:00.000+00:00")
-    sweep.save(cfg, result)
+    jobs.save(cfg, result)
 
 
 def test_list_shows_one_row_per_sweep_with_its_tasks_states(cfg, programs):
     recorded(cfg)
     connect(programs)
     surveyed(programs, out=ANSWER)
-    table = lifecycle.list_runs(cfg)
+    table = listing.list_runs(cfg)
     assert [r.run_id for r in table] == [DONE, ENDED, RUNNING, GONE, GOING]  # newest first, sweeps among runs
     done, going = table[0], table[4]
     assert done.state == "4 tasks: 2 succeeded, 1 failed, 1 not run" and not done.active
@@ -64,7 +65,7 @@ def test_list_offline_shows_the_sweeps_records(cfg, programs):
     recorded(cfg)
     connect(programs)
     programs.expect("server", "survey", "runs with space/$(x)", code=255)
-    table = lifecycle.list_runs(cfg)
+    table = listing.list_runs(cfg)
     assert [(r.run_id, r.state) for r in table] == [
         (DONE, "4 tasks: 2 succeeded, 1 failed, 1 cancelled (last seen)")]
 
@@ -72,11 +73,11 @@ def test_list_offline_shows_the_sweeps_records(cfg, programs):
 def test_a_young_sweep_whose_tasks_have_not_all_ended_goes_on(cfg, programs):
     sections = {"now": ["1764076000"], "workdir": [WORKDIR], "sweeps": [f"{DONE} 1764075000.0"]}
     recorded(cfg)
-    assert sweep.survey(cfg, None, sections)[DONE].active is False  # its record says it ended
-    sweep.save(cfg, sweep.SweepResult(DONE, [sweep.TaskResult(0, {})], server="gpu-box", status="running"))
-    found = sweep.survey(cfg, None, sections)[DONE]
+    assert sweep_survey.survey(cfg, PLAIN, sections)[DONE].active is False  # its record says it ended
+    jobs.save(cfg, jobs.Job(DONE, [jobs.Task(0, {})], server="gpu-box", status="running"))
+    found = sweep_survey.survey(cfg, PLAIN, sections)[DONE]
     assert (found.active, found.state) == (True, "1 tasks: 1 queued")  # (being built, or its driver is alive)
-    found = sweep.survey(cfg, None, {**sections, "sweeps": [f"{DONE} 1764060000.0"]})[DONE]
+    found = sweep_survey.survey(cfg, PLAIN, {**sections, "sweeps": [f"{DONE} 1764060000.0"]})[DONE]
     assert (found.active, found.state) == (False, "1 tasks: 1 not run")  # an hour without a change: it ended
 
 
@@ -125,7 +126,7 @@ def test_on_a_swarm_a_sweeps_services_and_their_tasks_say_how_it_goes_and_clean_
     cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
                       CLUSTER="swarm")
     place = swarm.Swarm(cfg)
-    place._nodes = swarm.parse_nodes([json.dumps({"ID": "n1", "Spec": {"Availability": "active"},
+    place._nodes = swarm_service.parse_nodes([json.dumps({"ID": "n1", "Spec": {"Availability": "active"},
                                                   "Status": {"State": "ready", "Addr": "10.0.0.1"}})], user="me")
     retry = f"{DONE}-1-2"
     tasks = [swarm_task("a", DONE, "complete"), swarm_task("b", DONE, "complete", slot=1),
@@ -135,7 +136,7 @@ def test_on_a_swarm_a_sweeps_services_and_their_tasks_say_how_it_goes_and_clean_
     services = [f"pystributed-{DONE}", f"pystributed-{retry}", f"pystributed-{GOING}", "pystributed-20261125-101502-3fa9c1"]
     programs.expect("server", "swarm_tasks", out=f"{MARK} services\n" + "\n".join(services) + f"\n{MARK} tasks\n" +
                     "\n".join(tasks) + "\n")
-    found = sweep.survey(cfg, place, SWARM)
+    found = sweep_survey.survey(cfg, place, SWARM)
     done, going = found[DONE], found[GOING]
     assert (done.state, done.active, done.container) == ("2 tasks: 1 succeeded, 1 failed", False, True)
     assert done.services == [f"pystributed-{DONE}", f"pystributed-{retry}"]
@@ -149,11 +150,10 @@ def test_on_a_swarm_a_sweeps_services_and_their_tasks_say_how_it_goes_and_clean_
 
 def test_a_detached_sweep_on_one_server_starts_every_task_before_this_process_goes(cfg, programs):
     cfg = dataclasses.replace(cfg, MAX_CONCURRENT=2)
-    result = sweep.SweepResult(DONE, [sweep.TaskResult(i, {"x": i}) for i in range(2)], server="gpu-box",
-                               remote_dir=f"{WORKDIR}/{DONE}")
-    started = types.SimpleNamespace(steps=sweep.progress.steps_for(True), detach=True, user="1000:1000", mounts=[],
-                                    env={}, result=types.SimpleNamespace(image="reg:5000/proj:s"))
-    engine = sweep.Server(cfg, lifecycle.place_for(cfg), result, sweep=started)
+    result = jobs.Job(DONE, [jobs.Task(i, {"x": i}) for i in range(2)], server="gpu-box",
+                      remote_dir=f"{WORKDIR}/{DONE}", image="reg:5000/proj:s", user="1000:1000")
+    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=True, env={})
+    engine = server_engine.ServerEngine(cfg, lifecycle.place_for(cfg), result, sweep=started)
     for i in range(2):
         programs.expect("server", "rundir", "runs with space/$(x)", f"{DONE}/{i}", out=f"{WORKDIR}/{DONE}/{i}\n1\n1\n")
         programs.expect("server", "start", "--detach", "--name", f"pystributed-{DONE}-{i}", ...)

@@ -8,6 +8,8 @@ class Place:
 
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
     platform = ""  # what its engine runs (`linux/amd64`), once `prepare` has asked; "" if unknown
+    queues = False  # whether it queues a job's tasks itself (a job then goes on without this process)
+    steps = None  # the run's step display, for what the place has to say (set by the caller)
 
     def connection(self):
         """A context manager: the commands inside it share one connection."""
@@ -35,7 +37,7 @@ class Place:
         raise NotImplementedError
 
     def finish(self, remote_dir, run_id, *, cancelled=False):
-        """Wait for the container, save its log and state in its folder, remove it; its exit code."""
+        """Wait for the container, save its log and state in its folder, remove it; its exit code (an int)."""
         raise NotImplementedError
 
     def stop(self, run_id, *, step="run"):
@@ -61,6 +63,12 @@ class Place:
     def remove(self, folders):
         """Remove run folders there."""
         raise NotImplementedError
+
+    def job_engine(self):
+        """The class that runs a job's tasks here (engine.py): containers on one engine, by default."""
+        from pystributed.places.server_engine import ServerEngine
+
+        return ServerEngine
 
     def hint(self):
         """What to check when the place cannot be reached (for an error's hint)."""

@@ -2,12 +2,14 @@
 follows its answer's marker line is read (see server.sh). local.py and ssh.py say how to reach
 `sh`; everything else is here."""
 import contextlib
+import json
 import re
 import secrets
 import shlex
+import sys
 from pathlib import Path
 
-from pystributed import docker, util
+from pystributed import docker, results, util
 from pystributed.errors import EXIT_HINTS, StepError
 from pystributed.places import Place
 
@@ -143,9 +145,13 @@ class Server(Place):
             raise self.engine_hint(e) from None
 
     def finish(self, remote_dir, run_id, *, cancelled=False):
-        out = self.call("finish", remote_dir, run_id, "true" if cancelled else "false", secrets.token_hex(4),
-                        step="run")
-        return out.splitlines()
+        lines = self.call("finish", remote_dir, run_id, "true" if cancelled else "false", secrets.token_hex(4),
+                          step="run").splitlines()
+        if "log-not-saved" in lines:
+            print(f"warning: the output could not be saved as {results.LOG_NAME} in {remote_dir} on {self.name} (is "
+                  f"its disk full?); the container is kept, its output is in `docker logs "
+                  f"{docker.container_name(run_id)}` there.", file=sys.stderr)
+        return exit_code(lines[0] if lines else "")
 
     def stop(self, run_id, *, step="run"):
         self.call("stop", run_id, step=step)
@@ -201,6 +207,14 @@ def _env_writer(env):
     def write(pipe):
         pipe.write("".join(f"{k}={v}\n" for k, v in env.items()).encode())
     return write
+
+
+def exit_code(line):
+    """finish's answer: the exit code, or the state another process saved (it put the container away)."""
+    line = line.strip()
+    if line.startswith("{"):
+        return int(json.loads(line)["State"]["ExitCode"])
+    return int(line)
 
 
 def sections(text):

@@ -18,205 +18,23 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import json
 import threading
 import time
 
-from pystributed import context, docker
-from pystributed.errors import ConfigError, StepError
+from pystributed import docker
+from pystributed.errors import StepError
 from pystributed.places import Place, server, ssh
+from pystributed.places.swarm_service import (
+    QUEUED,
+    Node,
+    check_run_args,
+    parse_nodes,
+    parse_tasks,
+    service_args,
+    service_name,
+)
 
-SSH_LABEL = "pystributed.ssh"  # a node's label: how to reach it with ssh (set by `cluster init`)
-GPU = "gpu"  # the generic resource's kind
-TASK_RUNNER = "/pystributed/task_runner.py"
-# Task states (swarmkit's api.TaskState), in order.
-QUEUED = ("new", "pending")  # no node (with GPUs free) yet
-STARTING = ("assigned", "accepted", "preparing", "ready", "starting")
-ENDED = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
 POLL = 0.5  # seconds between two looks at a service's tasks
-
-
-@dataclasses.dataclass
-class Node:
-    id: str
-    hostname: str = ""
-    address: str = ""
-    role: str = ""
-    state: str = ""  # ready, down, ...
-    availability: str = ""  # active, pause, drain
-    gpus: list = dataclasses.field(default_factory=list)  # the UUIDs of its generic resource `gpu`
-    labels: dict = dataclasses.field(default_factory=dict)
-    ssh: str = ""  # what ssh is given to reach it
-
-    @property
-    def ready(self):
-        return self.state == "ready" and self.availability == "active"
-
-    @property
-    def shown(self):
-        return self.labels.get(SSH_LABEL) or self.address or self.hostname or self.id[:12]
-
-
-@dataclasses.dataclass
-class Task:
-    id: str
-    service: str = ""
-    slot: int = 0  # a replicated job's tasks have slots 0..N-1; a retried task keeps its slot
-    node: str = ""  # the node's id, once placed
-    state: str = "new"
-    desired: str = ""
-    message: str = ""
-    error: str = ""
-    container: str = ""
-    exit_code: int | None = None
-    gpus: list = dataclasses.field(default_factory=list)
-    created: str = ""
-    run: str = ""  # its container's label pystributed.run: the run's id (a sweep's, or SWEEP-INDEX-ATTEMPT)
-
-    @property
-    def ended(self):
-        return self.state in ENDED
-
-    @property
-    def succeeded(self):
-        return self.state == "complete"
-
-
-def parse_nodes(lines, *, user=""):
-    """Nodes from `docker node inspect --format '{{json .}}'` lines; `user`: REMOTE_SERVER's, for
-    nodes reached at their address."""
-    nodes = []
-    for line in lines:
-        info = _json(line)
-        if not info.get("ID"):
-            continue
-        description, spec, status = info.get("Description") or {}, info.get("Spec") or {}, info.get("Status") or {}
-        resources = (description.get("Resources") or {}).get("GenericResources") or []
-        gpus = [(r.get("NamedResourceSpec") or {}).get("Value") for r in resources
-                if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU]
-        gpus += [f"{(r.get('DiscreteResourceSpec') or {}).get('Value')} (a count)" for r in resources
-                 if (r.get("DiscreteResourceSpec") or {}).get("Kind") == GPU]
-        labels = spec.get("Labels") or {}
-        address = status.get("Addr", "")
-        if address == "0.0.0.0":  # a manager's own, at times: its advertised address is the one
-            address = ((info.get("ManagerStatus") or {}).get("Addr") or "").rpartition(":")[0]
-        node = Node(info["ID"], hostname=description.get("Hostname", ""), address=address, role=spec.get("Role", ""),
-                    state=status.get("State", ""), availability=spec.get("Availability", ""), gpus=gpus,
-                    labels=labels)
-        node.ssh = labels.get(SSH_LABEL) or (f"{user}@{address}" if user else address)
-        nodes.append(node)
-    return nodes
-
-
-def parse_tasks(lines):
-    """Tasks from `docker inspect --type task --format '{{json .}}'` lines."""
-    tasks = []
-    for line in lines:
-        info = _json(line)
-        if not info.get("ID"):
-            continue
-        status = info.get("Status") or {}
-        container = status.get("ContainerStatus") or {}
-        spec = (info.get("Spec") or {}).get("ContainerSpec") or {}
-        gpus = [(r.get("NamedResourceSpec") or {}).get("Value") for r in info.get("GenericResources") or []
-                if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU]
-        tasks.append(Task(info["ID"], service=info.get("ServiceID", ""), slot=int(info.get("Slot") or 0),
-                          node=info.get("NodeID", ""), state=status.get("State", "new"),
-                          desired=info.get("DesiredState", ""), message=status.get("Message", ""),
-                          error=status.get("Err", ""), container=container.get("ContainerID", ""),
-                          exit_code=container.get("ExitCode") if status.get("State") in ENDED else None,
-                          gpus=[g for g in gpus if g], created=info.get("CreatedAt", ""),
-                          run=(spec.get("Labels") or {}).get(docker.RUN_LABEL, "")))
-    return sorted(tasks, key=lambda t: (t.slot, t.created))
-
-
-def _json(line):
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def service_name(run_id):
-    return docker.container_name(run_id)  # pystributed-<run-id>, as a server's container is named
-
-
-# `docker run` options (of docker.run_detached, and DOCKER_RUN_ARGS) as `docker service create` has them.
-_SAME = {"--user", "--env", "--env-file", "--workdir", "--hostname", "--mount", "--label", "--cap-add", "--cap-drop",
-         "--network", "--entrypoint", "--name", "--dns", "--sysctl"}
-_RENAMED = {"-u": "--user", "-e": "--env", "-w": "--workdir", "--group-add": "--group", "-h": "--hostname"}
-_FLAGS = {"--init", "--read-only", "--tty", "-t"}
-_DROPPED = {"--detach", "-d", "--rm"}  # a service is always detached and put away by us
-
-
-def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables=()):
-    """`docker service create` arguments for the container that `docker run run_args` would start
-    (run_args end with the image): a replicated job of `replicas` tasks, `max_concurrent` at a time
-    (default all: Swarm queues those without free GPUs), each asking for `gpus` GPUs. Its command is
-    task_runner.py, which exits 0 whatever the cell does (Swarm would fill a failed task's slot again
-    and again: see task_runner.py), so a failed task is never tried again by Swarm but by us (sweep.py's
-    --retries). `variables`: more `--env` words. ConfigError for a `docker run` option that a service
-    has no equivalent of."""
-    *options, image = run_args
-    args = ["service", "create", "--detach", "--mode", "replicated-job", "--replicas", str(replicas),
-            "--max-concurrent", str(max_concurrent or replicas), "--restart-condition", "none",
-            # Removing the service (cancel, an interrupt) interrupts the cell: its `finally:` blocks run.
-            "--stop-signal", "SIGINT", "--stop-grace-period", "10s",
-            # The task's slot: its index in a sweep (Swarm gives the node's id for slot 0: task_runner.py).
-            "--env", "PYSTRIBUTED_SLOT={{.Task.Slot}}", "--env", "PYSTRIBUTED_NODE={{.Node.ID}}"]
-    for word in variables:
-        args += ["--env", word]
-    if gpus:
-        args += ["--generic-resource", f"{GPU}={gpus}"]
-    i = 0
-    while i < len(options):
-        option, value = options[i], None
-        if option.startswith("--") and "=" in option:
-            option, value = option.split("=", 1)
-        takes_value = option in _SAME or option in _RENAMED or option in ("--volume", "-v", "--gpus", "--shm-size")
-        if takes_value and value is None:
-            i += 1
-            if i >= len(options):
-                raise ConfigError(f"DOCKER_RUN_ARGS: {option} needs a value")
-            value = options[i]
-        i += 1
-        if option in _DROPPED or option == "--gpus":  # GPUs are the generic resource (GPUS_PER_TASK)
-            continue
-        if option in _FLAGS:
-            args.append("--tty" if option == "-t" else option)
-        elif option in ("--volume", "-v"):
-            args += ["--mount", _mount(value)]
-        elif option == "--shm-size":  # a service has no --shm-size: a tmpfs of that size in its place
-            args += ["--mount", f"type=tmpfs,destination=/dev/shm,tmpfs-size={value}"]
-        elif option == "--label":
-            args += ["--label", value, "--container-label", value]
-        elif takes_value:
-            args += [_RENAMED.get(option, option), value]
-        else:
-            raise ConfigError(
-                f"DOCKER_RUN_ARGS holds {options[i - 1]!r}, which `docker service create` (CLUSTER = 'swarm') has no "
-                f"equivalent of here; the ones that carry over: {', '.join(sorted(_SAME | set(_RENAMED) | _FLAGS))}, "
-                "--volume/-v, --shm-size; --gpus is replaced by GPUS_PER_TASK")
-    return [*args, image, *task_command()]
-
-
-def task_command(*args):
-    """The container's command: task_runner.py (with `--cell`, the cell itself) by the image's Python."""
-    return ["sh", "-c", context.RUN_PYTHON, "sh", TASK_RUNNER, *args]
-
-
-def _mount(volume):
-    """`docker run --volume SOURCE:TARGET[:OPTIONS]` as a `--mount` value."""
-    source, target, *rest = volume.split(":")
-    kind = "bind" if source.startswith("/") else "volume"
-    readonly = ",readonly" if rest and "ro" in rest[0].split(",") else ""
-    return f"type={kind},source={source},target={target}{readonly}"
-
-
-def check_run_args(args):
-    """Refuse, before anything is built, DOCKER_RUN_ARGS that a service cannot take."""
-    service_args([*args, "image"])
 
 
 class _Deferred:
@@ -241,6 +59,8 @@ class _Deferred:
 class Swarm(Place):
     """The swarm, through its manager (REMOTE_SERVER) and, for files, through each node."""
 
+    queues = True
+
     def __init__(self, config):
         self.config, self.name = config, config.REMOTE_SERVER
         self.manager = ssh.Ssh(config)
@@ -253,6 +73,11 @@ class Swarm(Place):
         self._lock = threading.Lock()
         self._locks = {}
         check_run_args(config.DOCKER_RUN_ARGS)
+
+    def job_engine(self):
+        from pystributed.places.swarm_engine import SwarmEngine
+
+        return SwarmEngine
 
     def hint(self):
         return self.manager.hint()
@@ -356,13 +181,12 @@ class Swarm(Place):
         if interrupt:
             for service in services:
                 with contextlib.suppress(StepError):
-                    self.manager.docker(["docker", "service", "update", "--detach", "--constraint-add",
-                                         "node.labels.pystributed.cancelled==true", service], step=step)
+                    self.manager.docker(docker.unplaceable(service), step=step)
             deadline = time.monotonic() + 15
             while any(self.leftovers(s, where, running=True) for s in services) and time.monotonic() < deadline:
                 time.sleep(POLL)
         with contextlib.suppress(StepError):
-            self.manager.docker(["docker", "service", "rm", *services], step=step)
+            self.manager.docker(docker.remove_services(*services), step=step)
         for service in services:
             self.each(where, lambda node, service=service: self.at(node).call(
                 "swarm_put_away", service, "interrupt" if interrupt else "", step=step))
@@ -370,8 +194,7 @@ class Swarm(Place):
     def leftovers(self, service, nodes=None, *, running=False):
         """{node id: container ids} of the service still on the nodes (`running`: only those that run)."""
         def ids(node):
-            out = self.at(node).docker(["docker", "ps", *([] if running else ["--all"]), "--quiet", "--filter",
-                                        f"label=com.docker.swarm.service.name={service}"], step="cancel")
+            out = self.at(node).docker(docker.containers_of_service(service, running=running), step="cancel")
             return out.split()
         found = self.each(nodes or self.usable(), ids)
         return {node: out for node, out in found.items() if out and not isinstance(out, StepError)}
@@ -480,8 +303,7 @@ class Swarm(Place):
             return 125
         if task.node in self.prepared:
             self.ran_on[self.prepared[task.node]] = task.node
-        return self.at(task.node).stream("docker_command", "logs", "--follow", task.container, step="run",
-                                         on_stdout=on_stdout, on_stderr=on_stderr)
+        return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=True, step="run")
 
     def finish(self, remote_dir, run_id, *, cancelled=False):
         """Wait for the task to end (and its retries); remove the service; its exit code."""
@@ -503,8 +325,8 @@ class Swarm(Place):
             if last.succeeded:  # task_runner.py saved the cell's exit code
                 state = self.at(last.node).call("saved_state", remote_dir, step="run").strip()
                 if state:
-                    return [state]
-        return [str(last.exit_code if last.exit_code is not None else 125)]
+                    return server.exit_code(state)
+        return last.exit_code if last.exit_code is not None else 125
 
     def stop(self, run_id, *, step="run"):
         """Interrupt the cell (SIGINT), then stop its container, on its node."""
@@ -513,10 +335,15 @@ class Swarm(Place):
         for task in running:
             place = self.at(task.node)
             with contextlib.suppress(StepError):
-                place.docker(["docker", "kill", "--signal", "INT", task.container], step=step)
-            place.docker(["docker", "stop", "--time", "10", task.container], step=step)
+                place.docker(docker.interrupt(task.container), step=step)
+            place.docker(docker.stop(task.container), step=step)
         if not running:
             self.remove_service(service_name(run_id), step=step, interrupt=True)
+
+    def container_logs(self, node, container, on_stdout, on_stderr, *, follow=False, step="logs"):
+        """A task's container's output, on its node (with `follow`, until it ends); the exit code."""
+        return self.at(node).stream("docker_command", *docker.logs(container, follow=follow)[1:], step=step,
+                                    on_stdout=on_stdout, on_stderr=on_stderr)
 
     def where(self, remote_dir):
         """The node a run folder's task ran on: remembered, else the one whose folder has a log."""
@@ -539,8 +366,7 @@ class Swarm(Place):
         running = [t for t in tasks if t.container and not t.ended]
         if running:
             task = running[-1]
-            return self.at(task.node).stream("docker_command", "logs", *(["--follow"] if follow else []),
-                                             task.container, step="logs", on_stdout=on_stdout, on_stderr=on_stderr)
+            return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=follow)
         return self.at(self.where(remote_dir)).logs(remote_dir, run_id, on_stdout, on_stderr)
 
     def survey(self, run_id=None):

@@ -6,6 +6,7 @@ import os
 import secrets
 import shlex
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +39,15 @@ def sandbox_variables(*args):
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = shlex.split(value)[0]
     return env
+
+
+def pystributed(*args, check=True, timeout=300):
+    """`python -m pystributed ARGS` (the installed package), in the current folder; the process."""
+    proc = subprocess.run([sys.executable, "-m", "pystributed", *args], capture_output=True, text=True,
+                          check=False, timeout=timeout)
+    if check and proc.returncode:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 def registry_tags(registry, name):

@@ -5,6 +5,7 @@ with `python -m pystributed cluster init`. With CI=true a rig that cannot start 
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX, require_tools, sandbox_variables, unavailable
+from conftest import SANDBOX, pystributed, require_tools, sandbox_variables, unavailable
 from kernel import Kernel, error_of, stream_text
 
 GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n in (1, 2, 3) for g in (0, 1)}
@@ -68,14 +69,6 @@ class Rig:
                 self.docker(node, "rm", "--force", *ids)
         assert services == [], services
         assert all(ids == [] for ids in containers.values()), containers
-
-
-def pystributed(*args, check=True, timeout=300):
-    proc = subprocess.run([sys.executable, "-m", "pystributed", *args], capture_output=True, text=True,
-                          check=False, timeout=timeout)
-    if check and proc.returncode:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def sweep_folder(cwd="."):
@@ -387,3 +380,93 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
         assert sandbox.remote_shell(f"ls {own['workdir']}").split() == []
     finally:
         sandbox.remote_shell(f"rm -rf {own['workdir']}")
+
+
+def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach_brings_every_task(swarm, tmp_path):
+    (tmp_path / "long.py").write_text(LONG)
+    sweep_id = pystributed("sweep", "long.py", "--param", "hold=10,11,12", "--detach", "-q").stdout.strip()
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, out + err
+    assert f"pystributed-{sweep_id}" in swarm.docker(1, "service", "ls", "--format", "{{.Name}}").stdout  # it goes on
+    done = pystributed("attach", sweep_id, timeout=180)
+    folder = tmp_path / "results" / sweep_id
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2"], done.stdout
+    assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"
+
+
+def nodes_running(swarm):
+    return {n: len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)}
+
+
+def sweep_in_background(tmp_path, *args):
+    (tmp_path / "hold.py").write_text("import os, time\ntime.sleep(hold)\n"
+                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w').write('1')\n")
+    return subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, what
+        time.sleep(0.5)
+
+
+def test_a_node_whose_ssh_is_cut_loses_its_tasks_which_are_retried_on_the_others(swarm, tmp_path):
+    proc = sweep_in_background(tmp_path, "--param", "hold=8,8,8,8,8,8", "--retries", "1")
+    try:
+        wait_until(lambda: sum(nodes_running(swarm).values()) == 6, 120, "six tasks running")
+        # Every sshd of node 3 (the one listening, and each connection's): its ssh is cut, its engine runs on.
+        pids = subprocess.run(["ip", "netns", "pids", "pst-swarm3"], capture_output=True, text=True,
+                              check=True).stdout.split()
+        sshd = [pid for pid in pids if Path(f"/proc/{pid}/comm").exists()
+                and Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"]
+        assert sshd
+        subprocess.run(["kill", *sshd], check=False)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        subprocess.run([SANDBOX, "start", "--swarm"], capture_output=True, check=False)  # its sshd again
+    assert proc.returncode == 0, out + err
+    folder = sweep_folder(tmp_path)
+    assert all((folder / str(i) / "done.txt").exists() for i in range(6)), out
+    record = json.loads((folder / "sweep.json").read_text())
+    retried = [t for t in record["tasks"] if t["attempts"] == 2]
+    assert len(retried) == 2 and all(t["node"] != "pystributed-swarm3" for t in retried), record
+    assert "node pystributed-swarm3 was lost" in out, out
+    # What ran on node 3 stays there (no one could reach it to put it away): gone with the node, in the field.
+    leftover = swarm.docker(3, "ps", "--all", "--quiet").stdout.split()
+    assert leftover, "node 3's containers"
+    swarm.docker(3, "rm", "--force", *leftover)
+
+
+def test_a_node_whose_daemon_dies_mid_sweep_never_holds_the_sweep_open(swarm, tmp_path):
+    """Last in this file: the rig is made again afterwards (a restarted node is a plain one)."""
+    proc = sweep_in_background(tmp_path, "--param", "hold=15,15,15,15,15,15", "--retries", "1")
+    try:
+        wait_until(lambda: sum(nodes_running(swarm).values()) == 6, 120, "six tasks running")
+        started = time.time()
+        subprocess.run(["kill", "-9", (swarm.dir / "node3" / "docker.pid").read_text().strip()], check=True)
+        out, err = proc.communicate(timeout=300)
+        took = time.time() - started
+    finally:
+        proc.kill()
+        subprocess.run([SANDBOX, "stop", "--swarm"], capture_output=True, check=False)
+        subprocess.run([SANDBOX, "start", "--swarm"], capture_output=True, check=False)
+        for n in (1, 2, 3):  # the containers the old swarm left in the nodes' data roots
+            leftover = swarm.docker(n, "ps", "--all", "--quiet").stdout.split()
+            if leftover:
+                swarm.docker(n, "rm", "--force", *leftover)
+    folder = sweep_folder(tmp_path)
+    record = json.loads((folder / "sweep.json").read_text())
+    assert "node pystributed-swarm3 was lost" in out, out + err
+    lost = [t for t in record["tasks"] if "was lost" in (t["error"] or t["why"] or "") or t["attempts"] == 2]
+    assert len(lost) == 2, record
+    for task in record["tasks"]:  # each back, or named as lost
+        assert (folder / str(task["index"]) / "done.txt").exists() or "was lost" in task["error"], task
+    assert took < 240

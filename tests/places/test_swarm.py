@@ -6,7 +6,7 @@ import pytest
 
 from pystributed import config, context
 from pystributed.errors import ConfigError
-from pystributed.places import place_for, swarm
+from pystributed.places import place_for, swarm, swarm_service
 
 RUN_ID = "20261125-101502-3fa9c1"
 IMAGE = "reg:5000/pystributed:abc"
@@ -25,7 +25,7 @@ def run_args(*extra):
 
 
 def test_a_run_is_a_replicated_job_asking_for_gpus_run_by_task_runner():
-    args = swarm.service_args(run_args(), replicas=12, max_concurrent=None, gpus=2, variables=["A=1"])
+    args = swarm_service.service_args(run_args(), replicas=12, max_concurrent=None, gpus=2, variables=["A=1"])
     assert args[:12] == ["service", "create", "--detach", "--mode", "replicated-job", "--replicas", "12",
                          "--max-concurrent", "12", "--restart-condition", "none", "--stop-signal"]
     assert args[12:16] == ["SIGINT", "--stop-grace-period", "10s", "--env"]
@@ -39,15 +39,15 @@ def test_a_run_is_a_replicated_job_asking_for_gpus_run_by_task_runner():
 
 
 def test_docker_run_options_carry_over_or_are_refused():
-    args = swarm.service_args(run_args("--gpus", "all", "-v", "vol:/data:ro", "-e", "X=1", "--init", "-w", "/app"),
+    args = swarm_service.service_args(run_args("--gpus", "all", "-v", "vol:/data:ro", "-e", "X=1", "--init", "-w", "/app"),
                               gpus=0)
     assert "--gpus" not in args and "--generic-resource" not in args  # GPUS_PER_TASK = 0: none asked for
     assert "type=volume,source=vol,target=/data,readonly" in args
     assert args[args.index("X=1") - 1] == "--env" and "--init" in args and args[args.index("/app") - 1] == "--workdir"
-    shm = swarm.service_args(run_args("--shm-size=1g"))  # a service has no --shm-size
+    shm = swarm_service.service_args(run_args("--shm-size=1g"))  # a service has no --shm-size
     assert shm[shm.index("type=tmpfs,destination=/dev/shm,tmpfs-size=1g") - 1] == "--mount"
     with pytest.raises(ConfigError, match="--ipc"):
-        swarm.service_args(run_args("--ipc=host"))
+        swarm_service.service_args(run_args("--ipc=host"))
     with pytest.raises(ConfigError, match="--privileged"):  # before anything is built
         place_for(config.load(environ={}, REMOTE_SERVER="m", DOCKER_REGISTRY="r:5000", CLUSTER="swarm",
                               DOCKER_RUN_ARGS=["--privileged"]))
@@ -79,7 +79,7 @@ WORKER = {"ID": "n2", "Description": {"Hostname": "gpu2"}, "Spec": {"Role": "wor
 
 
 def test_nodes_as_swarm_describes_them():
-    first, second = swarm.parse_nodes([json.dumps(NODE), json.dumps(WORKER), "not json"], user="me")
+    first, second = swarm_service.parse_nodes([json.dumps(NODE), json.dumps(WORKER), "not json"], user="me")
     assert (first.gpus, first.ssh, first.shown, first.ready) == (["GPU-a", "GPU-b"], "gpu-one", "gpu-one", True)
     assert (second.gpus, second.ssh, second.ready) == ([], "me@10.0.0.2", False)  # by address, as REMOTE_SERVER's user
 
@@ -94,11 +94,11 @@ def test_tasks_as_swarm_describes_them_slot_0_included():
         {"ID": "t3", "ServiceID": "s", "Slot": 2, "CreatedAt": "2026-01-01T00:00:03Z",
          "Status": {"State": "pending", "Err": "no suitable node (insufficient resources on 3 nodes)"}},
     ]
-    found = swarm.parse_tasks([json.dumps(t) for t in tasks])
+    found = swarm_service.parse_tasks([json.dumps(t) for t in tasks])
     assert [(t.id, t.slot) for t in found] == [("t1", 0), ("t2", 1), ("t3", 2)]
     assert found[0].succeeded and found[0].exit_code == 0 and found[1].exit_code is None
     assert found[1].gpus == ["GPU-a"] and found[1].container == "c2" and not found[1].ended
-    assert found[2].state in swarm.QUEUED and "insufficient resources" in found[2].error
+    assert found[2].state in swarm_service.QUEUED and "insufficient resources" in found[2].error
 
 
 def test_a_one_node_swarm_makes_the_run_folder_and_pulls_there(cfg, programs):
@@ -119,7 +119,7 @@ def test_the_image_is_built_for_the_gpu_nodes_platform(cfg, programs, monkeypatc
     # tasks that do not may go to either (no one platform: Swarm places by the image's).
     cpu_node = {**WORKER, "Spec": {**WORKER["Spec"], "Availability": "active", "Labels": {"pystributed.ssh": "cpu"}}}
     place = swarm.Swarm(dataclasses.replace(cfg, GPUS_PER_TASK=gpus_per_task))
-    place._nodes = swarm.parse_nodes([json.dumps(NODE), json.dumps(cpu_node)])
+    place._nodes = swarm_service.parse_nodes([json.dumps(NODE), json.dumps(cpu_node)])
     machines = {"gpu-one": "x86_64", "cpu": "aarch64"}
     for _ in machines:
         programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine M\n")
@@ -132,7 +132,7 @@ def test_the_image_is_built_for_the_gpu_nodes_platform(cfg, programs, monkeypatc
 
 def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cfg, programs):
     place = swarm.Swarm(cfg)
-    place._nodes = swarm.parse_nodes([json.dumps(NODE)])
+    place._nodes = swarm_service.parse_nodes([json.dumps(NODE)])
     place.prepared = {"n1": f"/home/me/runs/{RUN_ID}"}
     done = {"ID": "t1", "ServiceID": "s", "NodeID": "n1", "Status": {"State": "complete", "ContainerStatus": {
         "ContainerID": "c1", "ExitCode": 0}}}
@@ -143,5 +143,5 @@ def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cf
     programs.expect("server", "swarm_put_away", service, "")
     saved = '{"State": {"ExitCode": 3}}'
     programs.expect("server", "saved_state", f"/home/me/runs/{RUN_ID}", out=saved + "\n")
-    assert place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID) == [saved]
+    assert place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID) == 3  # the cell's, as task_runner.py saved it
     assert place.ran_on == {f"/home/me/runs/{RUN_ID}": "n1"}

@@ -1,0 +1,163 @@
+"""Running a job's tasks, whatever the place: what every place's engine shares (the display, the
+watch with its interrupt, fetching a task's folder, the values, the record). Each place's engine
+(places/server_engine.py, places/swarm_engine.py; `Place.job_engine()` names it) adds:
+
+    start()          start the tasks (or queue them)
+    wait()           until every task has ended, fetching each one's folder as it ends
+    cancel()         stop every task (their cells get a KeyboardInterrupt), fetch what they wrote
+    resume()         after a detach (attach): follow what goes on, fetch what ended
+    refresh()        (status) bring the tasks' states up to date without fetching
+    logs(task, out, err, follow=)   a task's output; its exit code
+    goes_on_alone()  whether the tasks go on when this process stops (an interrupt with "detach")
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import threading
+from pathlib import Path
+
+from pystributed import docker, live, progress, results
+from pystributed.errors import PystributedError, StepError, parse_traceback
+from pystributed.features import values
+from pystributed.job_view import Display
+from pystributed.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from pystributed.lifecycle import docker_time
+
+POLL = 0.5
+
+
+class Engine:
+    def __init__(self, config, place, job, *, sweep=None, namespace=None, follow=None, quiet=False):
+        self.config, self.place, self.job = config, place, job.bind(config)
+        self.sweep, self.namespace, self.follow = sweep, namespace, follow
+        self.steps = sweep.steps if sweep else progress.steps_for(quiet)
+        self.display = Display(self.steps)
+        self.local = Path(config.LOCAL_RESULTS_DIR) / job.sweep_id
+        job.local_path = str(self.local.resolve())
+        self.fetches = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+        self.followed = None
+        self.lock = threading.Lock()
+
+    def env(self, index=None, attempt=None):
+        """The container's variables (on the command line; ENV and SECRETS go on its stdin)."""
+        return docker.task_env(self.job.sweep_id, sweep_id=self.job.sweep_id, index=index, attempt=attempt)
+
+    def secrets(self):
+        """ENV and SECRETS: the sweep's, or read again here after an attach."""
+        from pystributed import pipeline
+
+        return self.sweep.env if self.sweep else pipeline.environment(self.config)
+
+    def go(self, *, detach, on_interrupt):
+        self.start()
+        self.job.set(RUNNING)
+        if detach:
+            return self.detached()
+        return self.watch(on_interrupt)
+
+    def detached(self):
+        self.job.set("detached")
+        sweep_id = self.job.sweep_id
+        self.steps.say(f"Sweep {sweep_id} ({len(self.job.tasks)} tasks) goes on on {self.place.name}. Follow it "
+                       f"and fetch its results with runner.attach({sweep_id!r}) (or, in a shell, `python -m "
+                       f"pystributed attach {sweep_id}`).\n")
+        return self.job
+
+    def watch(self, on_interrupt):
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            if on_interrupt == "detach" and self.goes_on_alone():
+                self.detached()
+                raise
+            self.steps.say(f"\nInterrupted: stopping every task of {self.job.sweep_id} and fetching what "
+                           "results exist ...\n")
+            self.cancel()
+            raise
+        return self.done()
+
+    def done(self):
+        self.fetches.shutdown(wait=True)
+        if self.followed is not None:  # the followed task's last output
+            self.followed.join(timeout=5)
+        job = self.job
+        self.collect()
+        job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED, ended=results.now_iso())
+        if self.local.exists():
+            (self.local / "sweep.json").write_text(job.to_json(), encoding="utf-8")
+        self.display.end(job)
+        return job
+
+    def fetch_task(self, task, place, remote_dir, *, going=False):
+        """Copy the task's folder to LOCAL_RESULTS_DIR/<sweep-id>/<index>/ (whole, or not at all)."""
+        local = self.local / str(task.index)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            place.fetch(remote_dir, lambda stream: results.extract(stream, local), going=going,
+                        hint=f"The task's results are still in {remote_dir} on {task.node or place.name}.")
+        except (StepError, OSError) as e:
+            task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
+            self.steps.say(f"task {task.index}: {task.why}\n")
+            return
+        fields = {"local_path": str(local.resolve()), "fetched": True}
+        state = json_file(local / results.STATE_NAME).get("State") or {}
+        times = [docker_time(state.get(k)) for k in ("StartedAt", "FinishedAt")]
+        if all(times):  # the container's own, from the node's clock
+            fields["started"], fields["ended"] = times[0].timestamp(), times[1].timestamp()
+        task.set(**fields)
+        if task.status == FAILED and not task.error:
+            task.set(error=failure(task))
+
+    def collect(self):
+        """Each task's --out values and last value; the --out names as lists in the notebook."""
+        for task in self.job.tasks:
+            if not task.local_path:
+                continue
+            run = results.RunResult(f"{self.job.sweep_id}/{task.index}", local_path=Path(task.local_path))
+            try:
+                values.Exchange(out=self.job.out).collect(run)
+            except PystributedError as e:
+                if task.status == SUCCEEDED:
+                    task.set(error=str(e))
+            task.values, task.value = dict(run.values), run.value  # (not saved: they stay in the task's folder)
+        if self.namespace is not None:
+            self.namespace.update(self.job.values)
+
+    def follow_task(self, task, stream):
+        """With `follow`, the task's output here, live, once it runs (`stream(on_stdout, on_stderr)`)."""
+        if self.follow != task.index or self.followed is not None:
+            return
+        out, err = live.Redraws("stdout"), live.Redraws("stderr")
+
+        def go():
+            with contextlib.suppress(StepError):
+                stream(out.write, err.write)
+            out.close()
+            err.close()
+
+        self.followed = threading.Thread(target=go, daemon=True)
+        self.followed.start()
+
+    def goes_on_alone(self):
+        return True
+
+
+def failure(task):
+    """The remote exception of a failed task, from its log."""
+    text = task.log.read_text(encoding="utf-8", errors="replace") if task.log and task.log.exists() else ""
+    kind, message, trace = parse_traceback(text)
+    if kind:
+        return f"{kind}: {message}\n{trace}"
+    if task.exit_code is not None:
+        return f"exit code {task.exit_code}" + (f": {task.why}" if task.why else "")
+    return task.why or "failed"
+
+
+def json_file(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+

@@ -1,0 +1,154 @@
+"""A job's tasks on one server (ssh.py, local.py): MAX_CONCURRENT containers at a time, each looked
+after by a thread of ours, which starts the task's container, waits for it, puts it away (log and
+state saved in its folder, as a run's) and fetches its folder; a failed task is started again while
+--retries allow. Each task's folder is REMOTE_WORKDIR/<sweep-id>/<index>/, its container
+pystributed-<sweep-id>-<index>."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+
+from pystributed import context, docker
+from pystributed.engine import Engine
+from pystributed.errors import StepError
+from pystributed.jobs import CANCELLED, FAILED, RETRYING, RUNNING, STARTING, SUCCEEDED
+
+
+class ServerEngine(Engine):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.queue = collections.deque()
+        self.stopping = threading.Event()
+        self.workers = []
+        self.errors = []
+        # The tasks whose container was started (by this process, or before an attach).
+        self.launched = {t.index for t in self.job.tasks if t.status in (STARTING, RUNNING, RETRYING)}
+
+    def task_id(self, task):
+        return f"{self.job.sweep_id}-{task.index}"
+
+    def task_dir(self, task):
+        return f"{self.job.remote_dir}/{task.index}"
+
+    def start(self):
+        self.queue.extend(t for t in self.job.tasks if not t.final)
+        width = min(self.config.MAX_CONCURRENT or 1, len(self.queue))
+        with self.steps.step("start", f"{len(self.queue)} tasks on {self.place.name}, {width} at a time"):
+            if self.sweep is not None and self.sweep.detach:  # all at once, before this process goes (sweep.run)
+                while self.queue:
+                    task = self.queue.popleft()
+                    self.make_folder(task)
+                    self.launch(task)
+                return
+            self.workers = [threading.Thread(target=self.work, daemon=True) for _ in range(width)]
+            for worker in self.workers:
+                worker.start()
+
+    def resume(self):
+        """After a detach: a thread for each task that goes on, to put it away and fetch it."""
+        self.workers = [threading.Thread(target=self.put_away, args=(t,), daemon=True)
+                        for t in self.job.tasks if not t.final]
+        for worker in self.workers:
+            worker.start()
+        return self.watch("detach")
+
+    def detached(self):
+        self.stopping.set()  # the workers leave the tasks as they are: they go on without us
+        return super().detached()
+
+    def refresh(self):
+        """(The record has what this process saw; the containers are put away by attach.)"""
+
+    def goes_on_alone(self):
+        # The tasks not started yet are started only by this process, which an interrupt ends.
+        return not self.queue and all(t.index in self.launched for t in self.job.tasks if not t.final)
+
+    def make_folder(self, task):
+        self.place.call("rundir", self.place.workdir(), f"{self.job.sweep_id}/{task.index}", step="run")
+
+    def work(self):
+        while not self.stopping.is_set():
+            with self.lock:
+                if not self.queue:
+                    return
+                task = self.queue.popleft()
+            try:
+                self.run_task(task)
+            except StepError as e:
+                if self.stopping.wait(0.5):  # an interrupt (Ctrl-C reaches our ssh too): cancel() puts it away
+                    return
+                task.set(FAILED, error=f"{e.message}\n{e.output}".strip(), ended=time.time())
+            except BaseException as e:  # noqa: BLE001 (kept for the main thread)
+                self.errors.append(e)
+                return
+
+    def launch(self, task):
+        """Start the task's container (an attempt more)."""
+        attempt = task.attempts + 1
+        task.set(STARTING, attempts=attempt, started=time.time(), ended=None)
+        args = docker.run_detached(self.job.image, run_id=self.task_id(task), results_dir=self.task_dir(task),
+                                   user=self.job.user, env=self.env(task.index, attempt),
+                                   extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
+        self.place.start([*args, *context.task_command("--cell")], self.secrets())  # finish saves its log
+        self.launched.add(task.index)
+        task.set(RUNNING, node=self.place.name)
+
+    def run_task(self, task):
+        self.make_folder(task)
+        while True:
+            if self.stopping.is_set():
+                task.set(CANCELLED)
+                return
+            self.launch(task)
+            self.follow_task(task, lambda out, err: self.logs(task, out, err, follow=True))
+            code = self.place.finish(self.task_dir(task), self.task_id(task))
+            task.set(exit_code=code, ended=time.time())
+            if code == 0 or self.stopping.is_set() or task.attempts > self.job.retries:
+                break
+            task.set(RETRYING)
+        task.set(SUCCEEDED if code == 0 else CANCELLED if self.stopping.is_set() else FAILED)
+        self.fetch_task(task, self.place, self.task_dir(task))
+
+    def put_away(self, task):
+        """A task started before a detach: wait for it, put it away, fetch it."""
+        code = self.place.finish(self.task_dir(task), self.task_id(task))
+        task.set(SUCCEEDED if code == 0 else FAILED, exit_code=code, ended=time.time(), node=self.place.name)
+        self.fetch_task(task, self.place, self.task_dir(task))
+
+    def wait(self):
+        while any(w.is_alive() for w in self.workers):
+            self.display.update(self.job)
+            time.sleep(0.5)
+        for worker in self.workers:
+            worker.join()
+        self.display.update(self.job)
+        if self.errors:
+            raise self.errors[0]
+
+    def cancel(self):
+        """Stop every task that started (SIGINT, then `docker stop`), put each away, fetch what it wrote.
+        States are not trusted here: an interrupt from a terminal also kills our ssh commands, and a
+        worker may have taken that for its task's failure."""
+        self.stopping.set()
+        started = [t for t in self.job.tasks if t.index in self.launched and not t.fetched]
+        for task in started:
+            with contextlib.suppress(StepError):
+                self.place.stop(self.task_id(task), step="cancel")
+        for worker in self.workers:
+            worker.join(timeout=15)
+        for task in started:
+            if task.fetched:
+                continue
+            with contextlib.suppress(StepError):
+                task.set(exit_code=self.place.finish(self.task_dir(task), self.task_id(task), cancelled=True))
+            task.set(CANCELLED, ended=time.time())
+            self.fetch_task(task, self.place, self.task_dir(task))
+        for task in self.job.tasks:
+            if not task.final or task in started and task.status != SUCCEEDED:
+                task.set(CANCELLED)
+        return self.done()
+
+    def logs(self, task, on_stdout, on_stderr, *, follow=False):
+        return self.place.logs(self.task_dir(task), self.task_id(task), on_stdout, on_stderr, follow=follow)

@@ -1,0 +1,158 @@
+"""A job's tasks on one server (places/server_engine.py), every program faked strictly: start, success,
+failure, retry, detach and attach, interrupt (stop or detach), cancel. MAX_CONCURRENT is 1 where
+workers run, so the calls come in one order."""
+import json
+import types
+from pathlib import Path
+
+import pytest
+from fakes import tar_of
+
+from pystributed import config, jobs, progress
+from pystributed.places import ssh
+from pystributed.places.server_engine import ServerEngine
+
+SWEEP = "sweep-20261125-101502-3fa9c1"
+FOLDER = f"/home/me/runs/{SWEEP}"
+STATE = {"State": {"ExitCode": 0, "StartedAt": "2026-11-25T10:15:03.000000000Z",
+                   "FinishedAt": "2026-11-25T10:15:05.500000000Z"}}
+
+
+@pytest.fixture
+def cfg():
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
+                       REMOTE_WORKDIR="runs", MAX_CONCURRENT=1)
+
+
+def job_of(n, *, retries=0, statuses=None):
+    tasks = [jobs.Task(i, {"x": i}, status=(statuses or {}).get(i, jobs.QUEUED)) for i in range(n)]
+    return jobs.Job(SWEEP, tasks, server="gpu-box", remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000",
+                    retries=retries)
+
+
+def engine_of(cfg, job, *, detach=False):
+    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=detach, env={"TOKEN": "s3cret"})
+    return ServerEngine(cfg, ssh.Ssh(cfg), job, sweep=started)
+
+
+def expect_folder(programs, index):
+    programs.expect("server", "rundir", "runs", f"{SWEEP}/{index}", out=f"{FOLDER}/{index}\n1000\n1000\n")
+
+
+def expect_start(programs, index):
+    programs.expect("server", "start", "--detach", "--name", f"pystributed-{SWEEP}-{index}", ...)
+
+
+def expect_finish(programs, index, code, *, cancelled=False):
+    programs.expect("server", "finish", f"{FOLDER}/{index}", f"{SWEEP}-{index}", "true" if cancelled else "false", ...,
+                    out=f"{code}\n")
+
+
+def expect_fetch(programs, index, code, log="done\n"):
+    state = {**STATE, "State": {**STATE["State"], "ExitCode": code}}
+    programs.expect("server", "fetch", f"{FOLDER}/{index}", "", out=tar_of({
+        "output.log": log.encode(), ".pystributed-state.json": json.dumps(state).encode()}))
+
+
+def saved(cfg):
+    return json.loads((Path(cfg.LOCAL_RESULTS_DIR) / jobs.INDEX / f"{SWEEP}.json").read_text())
+
+
+TRACEBACK = "Traceback (most recent call last):\n  File \"user_code.py\", line 1, in <module>\nValueError: bad\n"
+
+
+def test_tasks_succeed_fail_and_are_retried_one_at_a_time(cfg, programs):
+    job = job_of(2, retries=1)
+    engine = engine_of(cfg, job)
+    expect_folder(programs, 0)
+    expect_start(programs, 0)
+    expect_finish(programs, 0, 0)
+    expect_fetch(programs, 0, 0)
+    expect_folder(programs, 1)
+    expect_start(programs, 1)
+    expect_finish(programs, 1, 1)
+    expect_start(programs, 1)  # the retry: the same container name, the same folder
+    expect_finish(programs, 1, 1)
+    expect_fetch(programs, 1, 1, log=TRACEBACK)
+    assert engine.go(detach=False, on_interrupt="stop") is job
+    assert job.statuses == ["succeeded", "failed"] and job.status == "failed"
+    assert [t.attempts for t in job.tasks] == [1, 2] and job.tasks[1].exit_code == 1
+    assert job.tasks[1].error.startswith("ValueError: bad\n")
+    assert job.tasks[0].duration == pytest.approx(2.5)  # the container's own times
+    start = programs.calls[1]
+    assert b"TOKEN=s3cret" in start.stdin and "s3cret" not in " ".join(start.words)  # secrets only on stdin
+    assert "PYSTRIBUTED_TASK=0" in start.words and "PYSTRIBUTED_ATTEMPT=1" in start.words
+    assert "PYSTRIBUTED_ATTEMPT=2" in programs.calls[7].words
+    record = saved(cfg)
+    assert [t["status"] for t in record["tasks"]] == ["succeeded", "failed"] and record["status"] == "failed"
+    assert (Path(job.local_path) / "1" / "output.log").read_text() == TRACEBACK
+
+
+def test_detach_starts_every_task_now_and_attach_puts_them_away_later(cfg, programs):
+    job = job_of(2)
+    engine = engine_of(cfg, job, detach=True)
+    for index in (0, 1):
+        expect_folder(programs, index)
+        expect_start(programs, index)
+    engine.go(detach=True, on_interrupt="stop")
+    assert engine.workers == [] and job.statuses == ["running", "running"] and job.status == "detached"
+    assert saved(cfg)["status"] == "detached"
+    # Task 0 was put away by another process meanwhile (its record says so); attach looks after task 1.
+    again = jobs.load(cfg, SWEEP)
+    again.tasks[0].set(jobs.SUCCEEDED)
+    later = ServerEngine(cfg, ssh.Ssh(cfg), again, quiet=True)
+    assert later.launched == {1} and later.goes_on_alone()
+    expect_finish(programs, 1, 0)
+    expect_fetch(programs, 1, 0)
+    later.resume()
+    assert again.statuses == ["succeeded", "succeeded"] and again.status == "succeeded"
+
+
+def test_an_interrupt_with_detach_leaves_started_tasks_going(cfg, programs, monkeypatch):
+    job = job_of(2, statuses={0: jobs.RUNNING, 1: jobs.RUNNING})
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(engine, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.watch("detach")  # nothing stopped: no call expected
+    assert job.status == "detached" and engine.stopping.is_set()  # its workers leave the tasks as they are
+
+
+def test_an_interrupt_with_tasks_not_started_yet_stops_those_that_run(cfg, programs, monkeypatch):
+    job = job_of(2, statuses={0: jobs.RUNNING})
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    engine.queue.append(job.tasks[1])  # only this process would start it: "detach" cannot leave it to the server
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(engine, "wait", interrupted)
+    programs.expect("server", "stop", f"{SWEEP}-0")
+    expect_finish(programs, 0, 130, cancelled=True)
+    expect_fetch(programs, 0, 130)
+    with pytest.raises(KeyboardInterrupt):
+        engine.watch("detach")
+    assert job.statuses == ["cancelled", "cancelled"] and job.status == "cancelled"
+    assert job.tasks[0].exit_code == 130 and job.tasks[0].fetched
+
+
+def test_cancel_stops_every_running_task_then_puts_each_away(cfg, programs):
+    job = job_of(3, statuses={0: jobs.SUCCEEDED, 1: jobs.RUNNING, 2: jobs.RUNNING})
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    for index in (1, 2):
+        programs.expect("server", "stop", f"{SWEEP}-{index}")
+    for index in (1, 2):
+        expect_finish(programs, index, 130, cancelled=True)
+        expect_fetch(programs, index, 130)
+    assert engine.cancel() is job
+    assert job.statuses == ["succeeded", "cancelled", "cancelled"] and job.status == "cancelled"
+    assert saved(cfg)["status"] == "cancelled"
+
+
+def test_a_task_state_is_saved_each_time_it_changes(cfg):
+    job = job_of(1).bind(cfg)
+    job.tasks[0].set(jobs.RUNNING, node="gpu-box")
+    assert saved(cfg)["tasks"][0]["status"] == "running"
+    job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
+    assert saved(cfg)["tasks"][0]["status"] == "succeeded" and saved(cfg)["tasks"][0]["exit_code"] == 0

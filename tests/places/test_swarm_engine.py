@@ -1,0 +1,177 @@
+"""A job's tasks on a swarm (places/swarm_engine.py), every program faked strictly: a job of N tasks,
+success, failure and retry, cancel, attach after detach, and a node lost mid-job. The fetches run
+inline here (in the engine they run on a pool), so the calls come in one order."""
+import json
+import types
+
+import pytest
+from fakes import tar_of
+
+from pystributed import config, jobs, progress
+from pystributed.places import swarm, swarm_engine
+from pystributed.places.swarm_engine import SwarmEngine
+
+SWEEP = "sweep-20261125-101502-3fa9c1"
+SERVICE = f"pystributed-{SWEEP}"
+FOLDER = f"/home/me/runs/{SWEEP}"
+MARK = "@@pystributed@@"
+
+
+def node(ident, *, state="ready"):
+    return {"ID": ident, "Description": {"Hostname": ident}, "Spec": {
+        "Role": "manager" if ident == "n1" else "worker", "Availability": "active",
+        "Labels": {"pystributed.ssh": f"gpu-{ident}"}}, "Status": {"State": state, "Addr": "10.0.0.1"}}
+
+
+def task(ident, service, slot, node_id, state, *, created, exit_code=0):
+    status = {"State": state, "ContainerStatus": {"ContainerID": f"c-{ident}", "ExitCode": exit_code}}
+    return {"ID": ident, "ServiceID": service, "Slot": slot, "NodeID": node_id, "CreatedAt": f"2026-01-01T00:00:{created:02}Z",
+            "Status": status}
+
+
+class Inline:
+    """An executor that runs what it is given at once."""
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+    def shutdown(self, wait=True):
+        pass
+
+
+@pytest.fixture
+def cfg():
+    return config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                       CLUSTER="swarm")
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch):
+    monkeypatch.setattr(swarm_engine, "POLL", 0)
+    monkeypatch.setattr(swarm_engine, "NODES_EVERY", 0)  # the nodes read at every look
+
+
+def engine_of(cfg, n, *, retries=0):
+    job = jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="me@manager", cluster="swarm",
+                   remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000", retries=retries)
+    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
+    engine = SwarmEngine(cfg, swarm.Swarm(cfg), job, sweep=started)
+    engine.fetches = Inline()
+    return engine
+
+
+ONE_NODE = (node("n1"),)
+
+
+def expect_tasks(programs, services, tasks, *, nodes=ONE_NODE):
+    programs.expect("server", "swarm_tasks", *services, out=f"{MARK} services\n{services[0]}\n{MARK} tasks\n"
+                    + "".join(json.dumps(t) + "\n" for t in tasks))
+    programs.expect("server", "swarm_nodes", out="".join(json.dumps(n) + "\n" for n in nodes))
+
+
+def expect_fetch(programs, index, code, log="done\n"):
+    programs.expect("server", "fetch", f"{FOLDER}/{index}", "", out=tar_of({
+        "output.log": log.encode(), ".pystributed-state.json": json.dumps({"State": {"ExitCode": code}}).encode()}))
+
+
+def expect_put_away(programs, *services, nodes=1):
+    programs.expect("server", "docker_command", "service", "rm", *services)
+    for service in services:
+        for _ in range(nodes):
+            programs.expect("server", "swarm_put_away", service, "")
+
+
+def test_a_job_of_two_tasks_one_failing_once_then_retried_as_a_job_of_its_own(cfg, programs):
+    engine = engine_of(cfg, 2, retries=1)
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach", "--mode",
+                    "replicated-job", "--replicas", "2", ..., out="svc1\n")
+    engine.start()
+    assert programs.calls[-1].stdin == b"TOKEN=s3cret\n"  # ENV and SECRETS on its stdin, not in its spec
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                       task("t1", "svc1", 1, "n1", "complete", created=2)])
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # the retry of task 1
+    retry = f"{SERVICE}-1-2"
+    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                              task("t1", "svc1", 1, "n1", "complete", created=2),
+                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
+    expect_fetch(programs, 1, 0)
+    expect_put_away(programs, SERVICE, retry)
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
+    assert [t.attempts for t in job.tasks] == [1, 2] and job.tasks[1].node == "gpu-n1"
+    retry_args = programs.calls[5].words
+    assert "PYSTRIBUTED_TASK=1" in retry_args and "PYSTRIBUTED_ATTEMPT=2" in retry_args
+    assert job.services == [[SERVICE, "svc1", None], [retry, "svc2", 1]]
+
+
+def test_a_task_on_a_node_that_goes_down_is_retried_on_another_and_the_job_ends(cfg, programs, capsys):
+    engine = engine_of(cfg, 2, retries=1)
+    engine.steps = progress.steps_for(False)
+    engine.job.services = [[SERVICE, "svc1", None]]
+    both = (node("n1"), node("n2"))
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "running", created=1),
+                                       task("t1", "svc1", 1, "n2", "running", created=2)], nodes=both)
+    # n2's daemon is killed: Swarm says the node is down, and still says its task runs.
+    retry = f"{SERVICE}-1-2"
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "running", created=1),
+                                       task("t1", "svc1", 1, "n2", "running", created=2)],
+                 nodes=(node("n1"), node("n2", state="down")))
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")
+    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                              task("t1", "svc1", 1, "n2", "running", created=2),
+                                              task("t2", "svc2", 0, "n1", "complete", created=3)],
+                 nodes=(node("n1"), node("n2", state="down")))
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 0)
+    expect_put_away(programs, SERVICE, retry)  # on n1 only: n2 is gone
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "succeeded"] and job.tasks[1].node == "gpu-n1"
+    said = capsys.readouterr().out
+    assert "node gpu-n2 was lost (down in Swarm's view (down)); its tasks fail, and are tried again" in said
+    assert f"node gpu-n2 was lost during sweep {SWEEP}: it took task(s) 1" in said
+
+
+def test_without_retries_a_task_of_a_lost_node_fails_with_that_reason(cfg, programs):
+    engine = engine_of(cfg, 1)
+    engine.job.services = [[SERVICE, "svc1", None]]
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n2", "running", created=1)],
+                 nodes=(node("n1"), node("n2", state="down")))
+    expect_put_away(programs, SERVICE)
+    programs.expect("server", "rmdir_run", FOLDER)  # on n1, where no task ran
+    job = engine.watch("stop")
+    assert job.statuses == ["failed"] and job.status == "failed"
+    assert job.tasks[0].error == "its node gpu-n2 was lost: down in Swarm's view (down)"
+
+
+def test_cancel_interrupts_the_job_and_fetches_what_ran(cfg, programs, monkeypatch):
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[SERVICE, "svc1", None]]
+    monkeypatch.setattr(swarm, "POLL", 0)
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "running", created=1)])  # task 1 queued
+    programs.expect("server", "docker_command", "service", "update", "--detach", "--constraint-add",
+                    "node.labels.pystributed.cancelled==true", SERVICE)
+    programs.expect("server", "docker_command", "ps", "--quiet", "--filter",
+                    f"label=com.docker.swarm.service.name={SERVICE}", out="")  # none left running
+    programs.expect("server", "docker_command", "service", "rm", SERVICE)
+    programs.expect("server", "swarm_put_away", SERVICE, "interrupt")
+    expect_fetch(programs, 0, 130)
+    job = engine.cancel()
+    assert job.statuses == ["cancelled", "cancelled"] and job.status == "cancelled"
+    assert job.tasks[0].fetched and not job.tasks[1].fetched
+
+
+def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[SERVICE, "svc1", None]]
+    engine.job.tasks[0].set(jobs.SUCCEEDED, node_id="n1")  # ended before the attach, not fetched yet
+    programs.expect("server", "swarm_tasks", SERVICE, out=f"{MARK} services\n{SERVICE}\n{MARK} tasks\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")  # where task 0 ran
+    expect_fetch(programs, 0, 0)
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                       task("t1", "svc1", 1, "n1", "complete", created=2)])
+    expect_fetch(programs, 1, 0)
+    expect_put_away(programs, SERVICE)
+    job = engine.resume()
+    assert job.statuses == ["succeeded", "succeeded"] and all(t.fetched for t in job.tasks)
