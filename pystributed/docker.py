@@ -132,6 +132,19 @@ def remove_services(*services):
     return ["docker", "service", "rm", *services]
 
 
+def create_secret(name, job_id):
+    """A Swarm secret whose value comes on stdin, labelled with the job it is for."""
+    return ["docker", "secret", "create", "--label", f"{RUN_LABEL}={job_id}", name, "-"]
+
+
+def secrets():
+    return ["docker", "secret", "ls", "--format", "{{.Name}}"]
+
+
+def remove_secrets(*names):
+    return ["docker", "secret", "rm", *names]
+
+
 def remove_images(*refs):
     # No --force: Docker then refuses to remove an image a container uses.
     return ["docker", "image", "rm", "--", *refs]

@@ -47,7 +47,7 @@ def sweep(config_path=None, *, params=None, code_path=None, quiet=False, detach=
     `sweep(lr=[0.1, 0.01], seed=[0, 1])` (4 tasks), or `sweep(params=[{"lr": 0.1}, ...])`. Keyword
     arguments that are config keys (REMOTE_SERVER=...) override the config. On a cluster
     (CLUSTER = "swarm") the tasks share its GPUs; on one server MAX_CONCURRENT run at a time. Return
-    a SweepResult; each --out name becomes a list of its values, in parameter order. `retries`: a
+    its Job (jobs.py); each --out name becomes a list of its values, in parameter order. `retries`: a
     failed task runs again up to that many times; `follow=INDEX` shows that task's output live.
     (Declare the parameters when saving the cell: `%%save_for_remote --sweep lr --sweep seed`.)"""
     from pystributed import sweep as sweeping

@@ -36,7 +36,7 @@ class SweepState(RunState):
     """A sweep as the server sees it: one row of `list`, its state a summary ("12 tasks: 10
     succeeded, 2 failed"); `container` when something of it is left to put away."""
 
-    tasks: dict = dataclasses.field(default_factory=dict)  # index -> its status (as SweepResult's)
+    tasks: dict = dataclasses.field(default_factory=dict)  # index -> its status (as jobs.Task's)
     total: int = 0  # its tasks: as many as its record here has, else as many as the server shows
     leftovers: list = dataclasses.field(default_factory=list)  # ended tasks' containers (RunState), one server's
     services: list = dataclasses.field(default_factory=list)  # its Swarm services, all of whose tasks ended

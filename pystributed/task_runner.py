@@ -34,6 +34,7 @@ SWEEP = "sweep.pkl"
 TASK = "task.json"  # {"entry": the cell's path in the image}
 LOG = "output.log"
 STATE = ".pystributed-state.json"
+SECRETS = "/run/secrets"  # where Swarm puts a task's secrets
 
 
 def task_index(environ):
@@ -54,6 +55,9 @@ def prepare(environ, here=HERE):
         folder = os.path.join(environ.get("PYSTRIBUTED_RESULTS", "/results"), str(index))
         os.makedirs(folder, exist_ok=True)
         environ["PYSTRIBUTED_RESULTS"] = folder
+    for name in filter(None, environ.pop("PYSTRIBUTED_SECRETS", "").split(",")):  # a swarm's: files, not its spec
+        with open(os.path.join(SECRETS, f"pystributed-{name}"), encoding="utf-8") as f:
+            environ[name] = f.read()
     gpus = environ.get("DOCKER_RESOURCE_GPU", "")
     if gpus:
         environ["CUDA_VISIBLE_DEVICES"] = environ["NVIDIA_VISIBLE_DEVICES"] = gpus

@@ -72,6 +72,7 @@ class Swarm(Place):
         self._stack = None
         self._lock = threading.Lock()
         self._locks = {}
+        self._secrets = set()  # the names of the secrets this process made or found
         check_run_args(config.DOCKER_RUN_ARGS)
 
     def job_engine(self):
@@ -145,10 +146,21 @@ class Swarm(Place):
 
     # Services.
 
-    def create(self, run_args, env, **options):
-        """Start a replicated job (service_args' options; its environment `env` goes on its stdin);
-        its id."""
-        args = service_args(run_args, **options)
+    def create(self, run_args, env, *, job_id=None, **options):
+        """Start a replicated job (service_args' options); its id. Of its environment `env`, ENV goes on
+        the command's stdin (into the service's spec, which `docker service inspect` shows); SECRETS
+        become Docker secrets of the job (`job_id`, by default the service's run id), given to its
+        tasks only, as files that task_runner.py reads into their environment, and removed with it."""
+        hidden = {name: value for name, value in env.items() if name in self.config.SECRETS}
+        env = {name: value for name, value in env.items() if name not in hidden}
+        name = run_args[run_args.index("--name") + 1]
+        job_id = job_id or name.removeprefix(docker.container_name(""))
+        user = run_args[run_args.index("--user") + 1] if "--user" in run_args else "0:0"
+        mounts = self.secrets_of(job_id, hidden, user)
+        variables = [*options.pop("variables", ()), *([f"PYSTRIBUTED_SECRETS={','.join(hidden)}"] if hidden else [])]
+        args = service_args(run_args, variables=variables, **options)
+        for mount in mounts:
+            args[2:2] = ["--secret", mount]
         unreachable = [n for n in self.usable() if n.id not in self.prepared] if self.prepared else []
         for node in unreachable:  # its run folder could not be made: no task of this run goes there
             args[2:2] = ["--constraint", f"node.id!={node.id}"]
@@ -157,6 +169,31 @@ class Swarm(Place):
             f"Swarm refused the service on {self.name}. Is it a manager (`docker node ls` there)?"),
             stdin=server._env_writer(env))
         return out.strip().splitlines()[-1] if out.strip() else ""
+
+    def secrets_of(self, job_id, values, user):
+        """`--secret` values for the job's secrets ({name: value}), made now unless they are there
+        (made by the process that started the job: a retry after an attach uses them)."""
+        mounts = []
+        for i, (variable, value) in enumerate(values.items()):
+            name = f"{docker.container_name(job_id)}-s{i}"  # (a variable's name may be too long for one)
+            if name not in self._secrets:
+                try:
+                    self.manager.docker(docker.create_secret(name, job_id), step="run",
+                                        stdin=lambda pipe, value=value: pipe.write(value.encode()))
+                except StepError as e:
+                    if "already exists" not in e.output:
+                        raise
+                self._secrets.add(name)
+            uid, _, gid = user.partition(":")  # readable by the task's user only
+            mounts.append(f"source={name},target=pystributed-{variable},uid={uid},gid={gid or uid},mode=0400")
+        return mounts
+
+    def remove_secrets(self, *services, step):
+        """The secrets of the jobs whose services these are (none left using them)."""
+        ours = [name for name in self.manager.docker(docker.secrets(), step=step).split()
+                if any(name.startswith(f"{service}-s") for service in services)]
+        if ours:
+            self.manager.docker(docker.remove_secrets(*ours), step=step)
 
     def tasks(self, *services):
         """(whether the (first) service exists, the services' tasks)."""
@@ -187,6 +224,8 @@ class Swarm(Place):
                 time.sleep(POLL)
         with contextlib.suppress(StepError):
             self.manager.docker(docker.remove_services(*services), step=step)
+            if self.config.SECRETS:  # (a job made with none has none)
+                self.remove_secrets(*services, step=step)
         for service in services:
             self.each(where, lambda node, service=service: self.at(node).call(
                 "swarm_put_away", service, "interrupt" if interrupt else "", step=step))

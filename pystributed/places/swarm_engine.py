@@ -45,7 +45,8 @@ class SwarmEngine(Engine):
     def start(self):
         n = len(self.job.tasks)
         with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"):
-            ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(), replicas=n,
+            ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(), job_id=self.job.sweep_id,
+                                      replicas=n,
                                       max_concurrent=self.config.MAX_CONCURRENT or n, gpus=self.config.GPUS_PER_TASK,
                                       variables=["PYSTRIBUTED_TASK_FOLDERS=1"])
         self.job.set(services=[[self.service, ident, None]])
@@ -53,7 +54,8 @@ class SwarmEngine(Engine):
     def retry(self, task):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
         run_id = f"{self.job.sweep_id}-{task.index}-{task.attempts + 1}"
-        ident = self.place.create(self.run_args(run_id), self.secrets(), replicas=1, gpus=self.config.GPUS_PER_TASK,
+        ident = self.place.create(self.run_args(run_id), self.secrets(), job_id=self.job.sweep_id, replicas=1,
+                                  gpus=self.config.GPUS_PER_TASK,
                                   variables=["PYSTRIBUTED_TASK_FOLDERS=1", f"PYSTRIBUTED_TASK={task.index}",
                                              f"PYSTRIBUTED_ATTEMPT={task.attempts + 1}"])
         with self.job.lock:

@@ -136,7 +136,7 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
     (run_args end with the image): a replicated job of `replicas` tasks, `max_concurrent` at a time
     (default all: Swarm queues those without free GPUs), each asking for `gpus` GPUs. Its command is
     task_runner.py, which exits 0 whatever the cell does (Swarm would fill a failed task's slot again
-    and again: see task_runner.py), so a failed task is never tried again by Swarm but by us (sweep.py's
+    and again: see task_runner.py), so a failed task is never tried again by Swarm but by us (swarm_engine.py's
     --retries). `variables`: more `--env` words. ConfigError for a `docker run` option that a service
     has no equivalent of."""
     *options, image = run_args

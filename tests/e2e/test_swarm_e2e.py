@@ -382,6 +382,26 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
         sandbox.remote_shell(f"rm -rf {own['workdir']}")
 
 
+def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm, tmp_path, monkeypatch):
+    value = "s3cret-" + secrets.token_hex(4)
+    monkeypatch.setenv("PYSTRIBUTED_SECRETS", "API_TOKEN")
+    monkeypatch.setenv("API_TOKEN", value)
+    (tmp_path / "cell.py").write_text(
+        "import os, time\n"
+        "time.sleep(hold)\n"
+        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'ok.txt'), 'w').write(str(os.environ['API_TOKEN'] == "
+        f"{value!r}))\n")
+    sweep_id = pystributed("sweep", "cell.py", "--param", "hold=6,6", "--detach", "-q").stdout.strip()
+    wait_until(lambda: swarm.docker(1, "service", "ls", "--quiet").stdout.split(), 30, "the service")
+    spec = swarm.docker(1, "service", "inspect", f"pystributed-{sweep_id}").stdout
+    assert value not in spec and "API_TOKEN" in spec  # its name (PYSTRIBUTED_SECRETS), not its value
+    assert swarm.docker(1, "secret", "ls", "--quiet").stdout.split()  # the job's own
+    pystributed("attach", sweep_id, timeout=180)
+    folder = tmp_path / "results" / sweep_id
+    assert [(folder / str(i) / "ok.txt").read_text() for i in (0, 1)] == ["True", "True"]
+    assert swarm.docker(1, "secret", "ls", "--quiet").stdout.split() == []  # removed with it
+
+
 def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach_brings_every_task(swarm, tmp_path):
     (tmp_path / "long.py").write_text(LONG)
     sweep_id = pystributed("sweep", "long.py", "--param", "hold=10,11,12", "--detach", "-q").stdout.strip()

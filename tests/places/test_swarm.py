@@ -145,3 +145,26 @@ def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cf
     programs.expect("server", "saved_state", f"/home/me/runs/{RUN_ID}", out=saved + "\n")
     assert place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID) == 3  # the cell's, as task_runner.py saved it
     assert place.ran_on == {f"/home/me/runs/{RUN_ID}": "n1"}
+
+
+def test_secrets_become_docker_secrets_of_the_job_never_its_spec(cfg, programs):
+    place = swarm.Swarm(dataclasses.replace(cfg, SECRETS=["TOKEN"]))
+    secret = f"pystributed-{RUN_ID}-s0"
+    programs.expect("server", "docker_command", "secret", "create", "--label", f"pystributed.run={RUN_ID}", secret, "-")
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--secret",
+                    f"source={secret},target=pystributed-TOKEN,uid=1000,gid=1000,mode=0400", "--detach", ...,
+                    out="svc\n")
+    assert place.create(run_args(), {"TOKEN": "s3cret", "A": "1"}, gpus=1) == "svc"
+    made, created = programs.calls
+    assert made.stdin == b"s3cret"
+    assert created.stdin == b"A=1\n" and "PYSTRIBUTED_SECRETS=TOKEN" in created.words
+    assert not any("s3cret" in word for word in created.words)
+    # A retry of the job (the same job id) uses them; they go with the job's services.
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")
+    place.create(run_args(), {"TOKEN": "s3cret"}, job_id=RUN_ID, gpus=1)
+    place._nodes = []
+    programs.expect("server", "docker_command", "service", "rm", f"pystributed-{RUN_ID}")
+    programs.expect("server", "docker_command", "secret", "ls", "--format", "{{.Name}}",
+                    out=f"{secret}\npystributed-other-s0\n")
+    programs.expect("server", "docker_command", "secret", "rm", secret)
+    place.remove_service(f"pystributed-{RUN_ID}", nodes=[])
