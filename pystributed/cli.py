@@ -5,9 +5,8 @@ import os
 import sys
 
 from pystributed import clean as cleaning
-from pystributed import cluster, features, lifecycle, listing, pipeline, results
 from pystributed import config as configuration
-from pystributed import sweep as sweeping
+from pystributed import features, jobs, lifecycle, listing, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 # Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
@@ -89,13 +88,38 @@ def _parser():
     choice = sub.add_mutually_exclusive_group()
     choice.add_argument("--yes", action="store_true", help="remove without asking")
     choice.add_argument("--dry-run", action="store_true", help="only show what would be removed")
-    cluster.add_commands(command)
-    sweeping.add_commands(command)
+    sub = command("sweep", "run a script once per combination of parameters",
+                  "Run FILE once per combination of the --param values (each a variable defined before the script, "
+                  "and PYSTRIBUTED_TASK its index): on a cluster (CLUSTER = 'swarm') as one Swarm job sharing its "
+                  "GPUs, on one server MAX_CONCURRENT at a time. Each task's folder lands in "
+                  "LOCAL_RESULTS_DIR/<sweep-id>/<index>/. Exits 0 if every task succeeded, 1 otherwise.")
+    sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
+    sub.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2",
+                     help="a parameter and its values (Python literals, else strings); give one per parameter")
+    sub.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again, N times at most")
+    sub.add_argument("--detach", action="store_true", help="start the sweep, print its id and return")
+    sub.add_argument("--follow", type=int, metavar="INDEX", help="show this task's output live")
+    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
+    sub = command("attach", "follow a sweep (or a run) to its end and fetch its results",
+                  "Follow SWEEP (or RUN) started earlier: each task's state as it changes, then its results.")
+    sub.add_argument("run_id", metavar="SWEEP")
+    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
+    sub = command("cluster", "make a Docker Swarm of ssh hosts, or show it",
+                  "cluster init HOST1 HOST2 ...: make a Docker Swarm of these ssh hosts (the first its manager), and "
+                  "say what each host's Docker daemon needs for Swarm to count its GPUs. cluster status: the nodes "
+                  "of the swarm REMOTE_SERVER manages, their GPUs, and the tasks on them.")
+    actions = sub.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    init_parser = actions.add_parser("init", help="swarm init on the first host, join on the others")
+    init_parser.add_argument("hosts", nargs="+", metavar="HOST", help="ssh destinations; the first becomes the manager")
+    init_parser.add_argument("--default-addr-pool", metavar="CIDR",
+                             help="the swarm's address pool for overlay networks (docker swarm init's option), if "
+                                  "10.0.0.0/8 is taken where the hosts are")
+    actions.add_parser("status", help="nodes, their GPUs, and the tasks on them")
     return parser
 
 
 def _run_id(text):
-    if sweeping.SWEEP_ID.fullmatch(text.split("/")[0]):  # a sweep's id, or SWEEP/INDEX (sweep.py)
+    if jobs.SWEEP_ID.fullmatch(text.split("/")[0]):  # a sweep's id, or SWEEP/INDEX (sweep.py)
         return text
     try:
         return results.check_run_id(text)
@@ -114,8 +138,10 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         config = configuration.load(args.config, require_server=args.command != "cluster")
-        if sweeping.is_sweep(args):
-            return sweeping.command(config, args)
+        if args.command == "sweep" or jobs.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
+            from pystributed import sweep  # (a sweep, and what comes after its start)
+
+            return sweep.command(config, args)
         return COMMANDS[args.command](config, args)
     except RemoteCellError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -133,6 +159,12 @@ def main(argv=None):
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _cluster():
+    from pystributed import cluster
+
+    return cluster
 
 
 def _unreachable(error):
@@ -219,5 +251,5 @@ def clean(config, args):
 
 COMMANDS = {"run": run, "submit": submit, "logs": logs, "status": status, "wait": wait, "fetch": fetch,
             "cancel": cancel, "list": list_runs, "clean": clean}
-COMMANDS["cluster"] = cluster.command
+COMMANDS["cluster"] = lambda config, args: _cluster().command(config, args)
 COMMANDS["attach"] = lambda config, args: print(lifecycle.attach(config, args.run_id, quiet=args.quiet)) or 0

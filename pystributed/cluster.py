@@ -204,22 +204,6 @@ def status(config):
         return Status(place.name, nodes, services, swarm_service.parse_tasks(out.get("tasks", [])), names)
 
 
-def add_commands(command):
-    """The `cluster` command, in cli.py's parser (`command` makes a subcommand's parser)."""
-    sub = command("cluster", "make a Docker Swarm of ssh hosts, or show it",
-                  "cluster init HOST1 HOST2 ...: make a Docker Swarm of these ssh hosts (the first its manager), and "
-                  "say what each host's Docker daemon needs for Swarm to count its GPUs. cluster status: the nodes "
-                  "of the swarm REMOTE_SERVER manages, their GPUs, and the tasks on them.")
-    actions = sub.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
-    init_parser = actions.add_parser("init", help="swarm init on the first host, join on the others")
-    init_parser.add_argument("hosts", nargs="+", metavar="HOST", help="ssh destinations; the first becomes the manager")
-    init_parser.add_argument("--default-addr-pool", metavar="CIDR",
-                             help="the swarm's address pool for overlay networks (docker swarm init's option), if "
-                                  "10.0.0.0/8 is taken where the hosts are")
-    actions.add_parser("status", help="nodes, their GPUs, and the tasks on them")
-    return sub
-
-
 def command(config, args):
     """Run `cluster ACTION` from cli.py."""
     if args.cluster_command == "init":

@@ -1,6 +1,6 @@
 """Running a job's tasks, whatever the place: what every place's engine shares (the display, the
 watch with its interrupt, fetching a task's folder, the values, the record). Each place's engine
-(places/server_engine.py, places/swarm_engine.py; `Place.job_engine()` names it) adds:
+(places/server_engine.py, places/swarm_engine.py; a place names its own, `Place.engine`) adds:
 
     start()          start the tasks (or queue them)
     wait()           until every task has ended, fetching each one's folder as it ends

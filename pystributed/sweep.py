@@ -19,13 +19,14 @@ before the cell, with PYSTRIBUTED_TASK (its index). Where the tasks run:
 Each task's folder lands in LOCAL_RESULTS_DIR/<sweep-id>/<index>/, whole or not at all (results.extract);
 the record of the sweep is LOCAL_RESULTS_DIR/.sweeps/<sweep-id>.json (attach, status, cancel, logs).
 
-The job and its tasks are jobs.py's; where they run, the place's engine (Place.job_engine():
+The job and its tasks are jobs.py's; where they run, the place's engine (Place.engine names it:
 places/server_engine.py, places/swarm_engine.py), on engine.py's common part."""
 from __future__ import annotations
 
 import ast
 import contextlib
 import dataclasses
+import importlib
 import itertools
 import os
 import pickle
@@ -36,7 +37,7 @@ from pystributed import cell_runner, features, live, pipeline, progress, results
 from pystributed.errors import PystributedError
 from pystributed.features import Feature, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.jobs import SWEEP_ID, Job, Task, load, new_sweep_id
+from pystributed.jobs import Job, Task, load, new_sweep_id
 from pystributed.places import place_for
 
 # The parameters.
@@ -147,8 +148,8 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
             job.image, job.remote_dir, job.user = sweep.result.image, sweep.result.remote_dir, sweep.user
             job.mounts = sweep.mounts
             # sweep.config: as the features left it (--gpus free becomes the GPU it took).
-            engine = sweep.place.job_engine()(sweep.config, sweep.place, job, sweep=sweep, namespace=namespace,
-                                              follow=follow)
+            engine = engine_for(sweep.place)(sweep.config, sweep.place, job, sweep=sweep, namespace=namespace,
+                                             follow=follow)
             return engine.go(detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT)
 
 
@@ -159,12 +160,18 @@ def _config_of(config, job):
     return dataclasses.replace(config, REMOTE_SERVER=job.server, CLUSTER=job.cluster)
 
 
+def engine_for(place):
+    """The engine class of `place`: places/<place.engine>_engine.py's <Engine>Engine (ServerEngine, SwarmEngine)."""
+    module = importlib.import_module(f"pystributed.places.{place.engine}_engine")
+    return getattr(module, f"{place.engine.capitalize()}Engine")
+
+
 @contextlib.contextmanager
 def _engine(config, sweep_id, **options):
     job = load(config, sweep_id)
     config = _config_of(config, job)
     with place_for(config).connection() as place:
-        engine = place.job_engine()(config, place, job, **options)
+        engine = engine_for(place)(config, place, job, **options)
         place.steps = engine.steps
         yield engine
 
@@ -222,29 +229,6 @@ def status(config, sweep_id):
 
 # python -m pystributed sweep FILE --param NAME=V1,V2 ... | attach SWEEP | logs SWEEP/INDEX | status, wait,
 # fetch, cancel SWEEP (cli.py hands these here).
-
-def add_commands(command):
-    sub = command("sweep", "run a script once per combination of parameters",
-                  "Run FILE once per combination of the --param values (each a variable defined before the script, "
-                  "and PYSTRIBUTED_TASK its index): on a cluster (CLUSTER = 'swarm') as one Swarm job sharing its "
-                  "GPUs, on one server MAX_CONCURRENT at a time. Each task's folder lands in "
-                  "LOCAL_RESULTS_DIR/<sweep-id>/<index>/. Exits 0 if every task succeeded, 1 otherwise.")
-    sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
-    sub.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2",
-                     help="a parameter and its values (Python literals, else strings); give one per parameter")
-    sub.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again, N times at most")
-    sub.add_argument("--detach", action="store_true", help="start the sweep, print its id and return")
-    sub.add_argument("--follow", type=int, metavar="INDEX", help="show this task's output live")
-    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-    sub = command("attach", "follow a sweep (or a run) to its end and fetch its results",
-                  "Follow SWEEP (or RUN) started earlier: each task's state as it changes, then its results.")
-    sub.add_argument("run_id", metavar="SWEEP")
-    sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-
-
-def is_sweep(args):
-    return bool(SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0])) or args.command == "sweep"
-
 
 def command(config, args):
     """A command of cli.py's on a sweep; its exit code."""

@@ -9,6 +9,9 @@ class Place:
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
     platform = ""  # what its engine runs (`linux/amd64`), once `prepare` has asked; "" if unknown
     queues = False  # whether it queues a job's tasks itself (a job then goes on without this process)
+    # What runs a job's tasks here: places/<engine>_engine.py's <Engine>Engine (engine.py's interface;
+    # sweep.engine_for finds it by this name, so that no place imports its engine: no import circle).
+    engine = "server"
     steps = None  # the run's step display, for what the place has to say (set by the caller)
 
     def connection(self):
@@ -63,12 +66,6 @@ class Place:
     def remove(self, folders):
         """Remove run folders there."""
         raise NotImplementedError
-
-    def job_engine(self):
-        """The class that runs a job's tasks here (engine.py): containers on one engine, by default."""
-        from pystributed.places.server_engine import ServerEngine
-
-        return ServerEngine
 
     def hint(self):
         """What to check when the place cannot be reached (for an error's hint)."""

@@ -215,3 +215,22 @@ class _HeldBack:
             self.passing = True
             if self.text:
                 self.callback(self.text)
+
+
+class Deferred:
+    """A connection entered later (`open()`) than it is put on an ExitStack (a swarm's, one per node):
+    the stack's lock is not held while a connection opens."""
+
+    def __init__(self, manager):
+        self.manager, self.entered = manager, False
+
+    def __enter__(self):
+        return self
+
+    def open(self):
+        value = self.manager.__enter__()
+        self.entered = True
+        return value
+
+    def __exit__(self, *exc):
+        return self.manager.__exit__(*exc) if self.entered else False

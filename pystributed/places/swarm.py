@@ -23,7 +23,7 @@ import time
 
 from pystributed import docker
 from pystributed.errors import StepError
-from pystributed.places import Place, server, ssh
+from pystributed.places import Place, server, ssh, swarm_secrets
 from pystributed.places.swarm_service import (
     QUEUED,
     Node,
@@ -37,29 +37,11 @@ from pystributed.places.swarm_service import (
 POLL = 0.5  # seconds between two looks at a service's tasks
 
 
-class _Deferred:
-    """A context manager entered later (`open()`) than it is put on an ExitStack: the stack's lock is
-    not held while a connection opens."""
-
-    def __init__(self, manager):
-        self.manager, self.entered = manager, False
-
-    def __enter__(self):
-        return self
-
-    def open(self):
-        value = self.manager.__enter__()
-        self.entered = True
-        return value
-
-    def __exit__(self, *exc):
-        return self.manager.__exit__(*exc) if self.entered else False
-
-
 class Swarm(Place):
     """The swarm, through its manager (REMOTE_SERVER) and, for files, through each node."""
 
     queues = True
+    engine = "swarm"
 
     def __init__(self, config):
         self.config, self.name = config, config.REMOTE_SERVER
@@ -72,13 +54,8 @@ class Swarm(Place):
         self._stack = None
         self._lock = threading.Lock()
         self._locks = {}
-        self._secrets = set()  # the names of the secrets this process made or found
+        self.secrets = swarm_secrets.Secrets(self)
         check_run_args(config.DOCKER_RUN_ARGS)
-
-    def job_engine(self):
-        from pystributed.places.swarm_engine import SwarmEngine
-
-        return SwarmEngine
 
     def hint(self):
         return self.manager.hint()
@@ -120,7 +97,7 @@ class Swarm(Place):
                 place = ssh.Ssh(dataclasses.replace(self.config, REMOTE_SERVER=node.ssh))
                 if self._stack is not None:
                     with self._lock:  # (an ExitStack is no thread's own)
-                        place = self._stack.enter_context(_Deferred(place.connection()))
+                        place = self._stack.enter_context(ssh.Deferred(place.connection()))
                     place = place.open()
                 self._places[node.id] = place
             return self._places[node.id]
@@ -156,7 +133,7 @@ class Swarm(Place):
         name = run_args[run_args.index("--name") + 1]
         job_id = job_id or name.removeprefix(docker.container_name(""))
         user = run_args[run_args.index("--user") + 1] if "--user" in run_args else "0:0"
-        mounts = self.secrets_of(job_id, hidden, user)
+        mounts = self.secrets.mounts(job_id, hidden, user)
         variables = [*options.pop("variables", ()), *([f"PYSTRIBUTED_SECRETS={','.join(hidden)}"] if hidden else [])]
         args = service_args(run_args, variables=variables, **options)
         for mount in mounts:
@@ -169,31 +146,6 @@ class Swarm(Place):
             f"Swarm refused the service on {self.name}. Is it a manager (`docker node ls` there)?"),
             stdin=server._env_writer(env))
         return out.strip().splitlines()[-1] if out.strip() else ""
-
-    def secrets_of(self, job_id, values, user):
-        """`--secret` values for the job's secrets ({name: value}), made now unless they are there
-        (made by the process that started the job: a retry after an attach uses them)."""
-        mounts = []
-        for i, (variable, value) in enumerate(values.items()):
-            name = f"{docker.container_name(job_id)}-s{i}"  # (a variable's name may be too long for one)
-            if name not in self._secrets:
-                try:
-                    self.manager.docker(docker.create_secret(name, job_id), step="run",
-                                        stdin=lambda pipe, value=value: pipe.write(value.encode()))
-                except StepError as e:
-                    if "already exists" not in e.output:
-                        raise
-                self._secrets.add(name)
-            uid, _, gid = user.partition(":")  # readable by the task's user only
-            mounts.append(f"source={name},target=pystributed-{variable},uid={uid},gid={gid or uid},mode=0400")
-        return mounts
-
-    def remove_secrets(self, *services, step):
-        """The secrets of the jobs whose services these are (none left using them)."""
-        ours = [name for name in self.manager.docker(docker.secrets(), step=step).split()
-                if any(name.startswith(f"{service}-s") for service in services)]
-        if ours:
-            self.manager.docker(docker.remove_secrets(*ours), step=step)
 
     def tasks(self, *services):
         """(whether the (first) service exists, the services' tasks)."""
@@ -225,7 +177,7 @@ class Swarm(Place):
         with contextlib.suppress(StepError):
             self.manager.docker(docker.remove_services(*services), step=step)
             if self.config.SECRETS:  # (a job made with none has none)
-                self.remove_secrets(*services, step=step)
+                self.secrets.remove(*services, step=step)
         for service in services:
             self.each(where, lambda node, service=service: self.at(node).call(
                 "swarm_put_away", service, "interrupt" if interrupt else "", step=step))
