@@ -113,7 +113,13 @@ class ServerEngine(Engine):
 
     def put_away(self, task):
         """A task started before a detach: wait for it, put it away, fetch it."""
-        code = self.place.finish(self.task_dir(task), self.task_id(task))
+        try:
+            code = self.place.finish(self.task_dir(task), self.task_id(task))
+        except StepError as e:
+            if self.stopping.wait(0.5):  # an interrupt (Ctrl-C reaches our ssh too): the task goes on
+                return
+            task.set(FAILED, error=f"{e.message}\n{e.output}".strip(), ended=time.time())
+            return
         task.set(SUCCEEDED if code == 0 else FAILED, exit_code=code, ended=time.time(), node=self.place.name)
         self.fetch_task(task, self.place, self.task_dir(task))
 

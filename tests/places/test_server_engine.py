@@ -156,3 +156,14 @@ def test_a_task_state_is_saved_each_time_it_changes(cfg):
     assert saved(cfg)["tasks"][0]["status"] == "running"
     job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
     assert saved(cfg)["tasks"][0]["status"] == "succeeded" and saved(cfg)["tasks"][0]["exit_code"] == 0
+
+
+def test_an_interrupt_while_attached_leaves_the_tasks_going_without_a_thread_traceback(cfg, programs):
+    """Ctrl-C in a terminal reaches our ssh commands too: the thread waiting for a task sees its command
+    fail, and must leave the task as it is (it goes on), not report that as the task's failure."""
+    job = job_of(1, statuses={0: jobs.RUNNING})
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    programs.expect("server", "finish", f"{FOLDER}/0", f"{SWEEP}-0", "false", ..., code=130)
+    engine.stopping.set()  # as detached() does when the interrupt leaves the sweep going
+    engine.put_away(job.tasks[0])
+    assert job.statuses == ["running"]
