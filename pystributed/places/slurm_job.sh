@@ -58,6 +58,8 @@ while :; do
     code=$?
     kill -0 "$child" 2>/dev/null || break
 done
+# The docker client may end before its container (a signal of its own): the job ends after the container.
+while [ "$route" = docker ] && docker container inspect "$name" >/dev/null 2>&1; do sleep 1; done
 if [ ! -f "$state" ]; then  # it never ran: its failure, as task_runner.py would have saved it
     cat -- "$folder/.pystributed-docker.err" >>"$folder/output.log" 2>/dev/null
     [ "$code" = 0 ] && code=125
