@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["pystributed", "pystributed.*"]),
     # Read at run time (sent to the server on ssh's stdin), so it must be in the wheel; MANIFEST.in
     # puts it in the sdist. tests/test_install_e2e.py installs both into fresh venvs and runs a cell.
-    package_data={"pystributed": ["server.sh"]},
+    package_data={"pystributed": ["server.sh", "places/slurm_job.sh"]},
     python_requires=">=3.9",
     install_requires=["ipython"],
     extras_require={

@@ -50,6 +50,10 @@ class Config:
     CLUSTER: str = ""
     GPUS_PER_TASK: int = 1
     MAX_CONCURRENT: int | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
+    # CLUSTER = "slurm" (places/slurm.py): sbatch's options of the site (partition, account, QoS, time), and
+    # how the nodes run containers ("" = found on the login node).
+    SLURM_ARGS: list[str] = dataclasses.field(default_factory=list)
+    SLURM_CONTAINERS: str = ""
 
     @property
     def is_local(self):
@@ -57,7 +61,7 @@ class Config:
 
     @property
     def is_cluster(self):
-        return self.CLUSTER == SWARM
+        return self.CLUSTER in (SWARM, SLURM)
 
     @property
     def image_repository(self):
@@ -67,14 +71,18 @@ class Config:
 
 
 KEYS = [field.name for field in dataclasses.fields(Config)]
-_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS", "DATA"}
+_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS", "DATA", "SLURM_ARGS"}
 _DICT_KEYS = {"ENV", "REMOTE_DATA"}
 _NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
 _INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT"}  # whole numbers (MAX_CONCURRENT also None)
-CLUSTERS = ("", "swarm")
-SWARM = "swarm"
+CLUSTERS = ("", "swarm", "slurm")
+SWARM, SLURM = "swarm", "slurm"
+SLURM_ROUTES = ("", "docker", "pyxis", "apptainer")
+# sbatch options that are pystributed's own (slurm.py sets them).
+SLURM_OURS = ("--array", "-a", "--wrap", "--output", "-o", "--error", "-e", "--job-name", "-J", "--parsable",
+              "--export", "--gres", "--chdir", "-D")
 # PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
 _OTHER_VARIABLES = ("CONFIG", "RESULTS", "RUN_ID", "SANDBOX")
 
@@ -212,15 +220,26 @@ def _check_values(config, source):
         if not _ENV_NAME.fullmatch(name):
             refuse("ENV" if name in config.ENV else "SECRETS", f"holds {name!r}, which is not a variable name")
     if config.CLUSTER not in CLUSTERS:
-        refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages) or \"\" (one server)")
+        refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages), \"slurm\" (a Slurm "
+               "cluster whose login node is REMOTE_SERVER) or \"\" (one server)")
     if config.is_cluster:
+        to = "a manager of the swarm" if config.CLUSTER == SWARM else "the cluster's login node"
         if config.is_local:
-            refuse("REMOTE_SERVER", "is 'local', but CLUSTER = 'swarm' needs a manager of the swarm to ssh to")
+            refuse("REMOTE_SERVER", f"is 'local', but CLUSTER = {config.CLUSTER!r} needs {to} to ssh to")
         if config.TRANSPORT != "registry":
-            refuse("TRANSPORT", "must be 'registry' with CLUSTER = 'swarm': every node pulls the image from it")
+            refuse("TRANSPORT", f"must be 'registry' with CLUSTER = {config.CLUSTER!r}: every node pulls the image "
+                                "from it")
         if config.DATA:
-            refuse("DATA", "is synced to one server, and CLUSTER = 'swarm' runs on many: put the data on every "
-                           "node and mount it with REMOTE_DATA")
+            refuse("DATA", f"is synced to one server, and CLUSTER = {config.CLUSTER!r} runs on many: put the data on "
+                           "every node and mount it with REMOTE_DATA")
+    if config.SLURM_CONTAINERS not in SLURM_ROUTES:
+        refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on the login node)")
+    for word in config.SLURM_ARGS:
+        if word.split("=", 1)[0] in SLURM_OURS:
+            refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the GPUs, "
+                                 "MAX_CONCURRENT limits a sweep's tasks at once)")
+        if "\n" in word or "\0" in word:
+            refuse("SLURM_ARGS", "holds a word with a newline")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:
         refuse("ON_INTERRUPT", f"must be one of {', '.join(INTERRUPT_CHOICES)}")
     for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):

@@ -91,6 +91,18 @@ def run_detached(ref, *, run_id, results_dir, user, env, extra_args=()):
     return [*cmd, *extra_args, ref]
 
 
+def job_run_args(run_args):
+    """A Slurm job's `docker run` arguments (places/slurm_job.sh runs them on the node, in the
+    foreground, adding the task's name, variables and GPUs): run_detached's after `docker run`,
+    without --detach, --name and the variables on stdin (the job reads them from a file), and with
+    task_runner.py as the command, which saves the output and the exit code in the task's folder."""
+    args = list(run_args)
+    for option, size in (("--detach", 1), ("--name", 2), ("--env-file", 2)):
+        at = args.index(option)
+        del args[at:at + size]
+    return [*args, *context.task_command()]
+
+
 def task_env(run_id, *, sweep_id=None, index=None, attempt=None):
     """The variables every container of ours gets on its command line (ENV and SECRETS go on its stdin)."""
     # The ssh user's uid has no home in the image; libraries want somewhere to cache.

@@ -139,6 +139,7 @@ survey() {
         fi
     fi
     section containers
+    command -v docker >/dev/null 2>&1 || return 0  # a Slurm cluster's login node: no containers there
     ids=$(docker container ls --all --quiet --no-trunc --filter "label=$LABEL${2:+=$2}") || return
     # A container removed between the two commands is simply not listed.
     # shellcheck disable=SC2086 # one word per id
@@ -228,6 +229,101 @@ swarm_tasks() {
         ids=$(docker service ps --quiet --no-trunc "$service" 2>/dev/null) || continue
         # shellcheck disable=SC2086 # one word per id
         [ -z "$ids" ] || docker inspect --type task --format '{{json .}}' $ids 2>/dev/null
+    done
+    true
+}
+
+# Slurm (places/slurm.py, places/slurm_engine.py), read with squeue's and scontrol's explicit formats
+# (Slurm 20.11 has them; no --json). A job is found by its name: pystributed-RUN_ID, a sweep's
+# pystributed-SWEEP_ID, a retry's pystributed-SWEEP_ID-INDEX-ATTEMPT.
+
+# slurm_containers: how the nodes run containers, as the login node shows it: pyxis (srun takes
+# --container-image), apptainer (or singularity), else docker.
+slurm_containers() {
+    answer
+    if srun --help 2>/dev/null | grep -q -e --container-image; then
+        echo pyxis
+    elif command -v apptainer >/dev/null 2>&1 || command -v singularity >/dev/null 2>&1; then
+        echo apptainer
+    else
+        echo docker
+    fi
+}
+
+# slurm_submit ENV_FILE SCRIPT_FILE SCRIPT SBATCH_ARGS...: save the job script SCRIPT and the
+# container's environment (NAME=VALUE lines, on stdin), both this user's only; submit; answer the job id.
+slurm_submit() {
+    answer
+    (umask 077 && printf '%s\n' "$3" >"$2" && cat >"$1") || return
+    shift 3
+    sbatch --parsable "$@"
+}
+
+# slurm_ended NAME: whether no job so named is pending, running or completing (squeue failing: no).
+slurm_ended() {
+    ids=$(squeue --noheader --name="$1" --format=%A 2>/dev/null) || return 1
+    [ -z "$ids" ]
+}
+
+# slurm_jobs NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one line per
+# array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running one's
+# job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)).
+slurm_jobs() {
+    names=$(printf '%s,' "$@")
+    answer
+    section jobs
+    squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N' || return
+    section gpus
+    for id in $(squeue --noheader --array --states=RUNNING --name="${names%,}" --format=%A); do
+        printf '%s %s\n' "$id" "$(scontrol --oneliner --details show job "$id" | grep -o 'IDX:[^)]*' | head -n 1)"
+    done
+}
+
+# slurm_follow DIR NAME: the output of the job NAME (DIR/output.log, which its task writes as it
+# goes) from its start, until it ends.
+slurm_follow() {
+    answer
+    sent=0
+    while :; do
+        ended=
+        if [ -f "$1/$STATE" ] || slurm_ended "$2"; then ended=1; fi
+        size=0
+        if [ -f "$1/$LOG" ]; then size=$(($(wc -c <"$1/$LOG"))); fi
+        if [ "$size" -gt "$sent" ]; then
+            tail -c +$((sent + 1)) -- "$1/$LOG" | head -c $((size - sent))
+            sent=$size
+        fi
+        [ -z "$ended" ] || return 0
+        sleep 1
+    done
+}
+
+# slurm_finish DIR NAME ENV_FILE: wait until the job NAME has ended; remove ENV_FILE; answer the
+# state its task saved in DIR (nothing if none: it never ran, or DIR is not on its node).
+slurm_finish() {
+    answer
+    until [ -f "$1/$STATE" ] || slurm_ended "$2"; do sleep 1; done
+    rm -f -- "$3"
+    cat -- "$1/$STATE" 2>/dev/null || true
+}
+
+# slurm_cancel NAME...: the jobs' waiting tasks go; the running ones' cells get SIGINT (the job
+# script passes it on: their `finally:` blocks run) and 15 seconds to end; then what is left is
+# cancelled (the job script stops its container on the SIGTERM that comes first), and waited for.
+slurm_cancel() {
+    answer
+    for name in "$@"; do scancel --state=PENDING --name="$name" 2>/dev/null; done
+    for name in "$@"; do scancel --batch --signal=INT --state=RUNNING --name="$name" 2>/dev/null; done
+    names=$(printf '%s,' "$@")
+    i=0
+    while [ $i -lt 15 ] && [ -n "$(squeue --noheader --name="${names%,}" --format=%A 2>/dev/null)" ]; do
+        sleep 1
+        i=$((i + 1))
+    done
+    for name in "$@"; do scancel --name="$name" 2>/dev/null; done
+    while [ $i -lt 45 ] && [ -n "$(squeue --noheader --name="${names%,}" --format=%A 2>/dev/null)" ]; do
+        sleep 1
+        i=$((i + 1))
     done
     true
 }

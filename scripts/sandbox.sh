@@ -21,6 +21,7 @@
 #   scripts/sandbox.sh env       print the shell exports that point pystributed at it
 #   scripts/sandbox.sh stop      stop everything; `clean` also deletes its state
 #   scripts/sandbox.sh COMMAND --swarm   the same for a three-node Docker Swarm beside it (scripts/swarm_rig.sh)
+#   scripts/sandbox.sh COMMAND --slurm   the same for a two-node Slurm cluster beside it (scripts/slurm_rig.sh)
 #
 # Engines run with --bridge=none --iptables=false: containers get no network, nothing outside
 # 127.0.0.0/8 is touched.
@@ -56,6 +57,10 @@ install() {
     command -v zsh >/dev/null || missing+=(zsh)  # tests/test_server_sh.py runs server.sh under it too
     command -v podman >/dev/null || missing+=(podman)  # the rootless Podman of pystributed-podman
     command -v newuidmap >/dev/null || missing+=(uidmap)
+    # The Slurm rig (scripts/slurm_rig.sh): Debian's Slurm 22.05 and munge; nothing starts by itself.
+    for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+        command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+    done
     # The browser tests (tests/e2e/test_browser_e2e.py): headless Chromium and its driver, and an
     # emoji font, as a desktop has, for the step display's marks.
     [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -65,7 +70,7 @@ install() {
     [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
     log "installing ${missing[*]}"
     apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 start_engine() {  # start_engine NAME DATA_ROOT [EXTRA dockerd ARGS...]
@@ -351,6 +356,8 @@ status() {
 
 # COMMAND --swarm: the three-node Docker Swarm beside the sandbox (scripts/swarm_rig.sh; start starts both).
 if [ "${2:-}" = --swarm ]; then exec "$(dirname "$0")/swarm_rig.sh" "$1"; fi
+# COMMAND --slurm: the two-node Slurm cluster and its login node (scripts/slurm_rig.sh; start starts both).
+if [ "${2:-}" = --slurm ]; then exec "$(dirname "$0")/slurm_rig.sh" "$1"; fi
 
 case ${1:-} in
 install) install ;;

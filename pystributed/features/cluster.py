@@ -17,7 +17,7 @@ def runner_files(code_path):
 
 class Cluster(Feature):
     def check(self, run):
-        if isinstance(run.place, swarm.Swarm):
+        if isinstance(run.place, swarm.Swarm) or run.place.queues:  # (Slurm's too)
             run.place.steps = run.steps
 
     def before_pack(self, run):

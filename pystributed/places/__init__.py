@@ -4,7 +4,7 @@ methods of `Place`; the config chooses which one (`place_for`)."""
 
 class Place:
     """One place containers run in: the local engine (local.py), one server over ssh (ssh.py), a
-    Docker Swarm (swarm.py). Every method may raise StepError naming its step."""
+    Docker Swarm (swarm.py), a Slurm cluster (slurm.py). Every method may raise StepError naming its step."""
 
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
     platform = ""  # what its engine runs (`linux/amd64`), once `prepare` has asked; "" if unknown
@@ -79,4 +79,8 @@ class Place:
 def place_for(config):
     from pystributed.places import local, ssh, swarm
 
+    if config.CLUSTER == "slurm":
+        from pystributed.places import slurm
+
+        return slurm.Slurm(config)
     return local.Local(config) if config.is_local else swarm.Swarm(config) if config.is_cluster else ssh.Ssh(config)

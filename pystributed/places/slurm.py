@@ -1,0 +1,218 @@
+"""CLUSTER = "slurm": a Slurm cluster whose login node is REMOTE_SERVER (reached with ssh, as one
+server is). No scheduler of ours: a run is a one-task batch job (a sweep one job array,
+slurm_engine.py) asking for GPUS_PER_TASK GPUs (`--gres=gpu:N`), with the site's SLURM_ARGS; Slurm
+queues it, places it and says why it waits.
+
+The login node runs no container (it usually has no Docker): the job does, on its node, by the job
+script places/slurm_job.sh, which pulls the image from the registry (the pipeline's `pull` step is
+the nodes', as each job starts). REMOTE_WORKDIR is on the filesystem the login node shares with the
+nodes: the run folder is made there from the login node, the task writes its output.log and its
+state (.pystributed-state.json, task_runner.py) into it, and the folder is fetched from the login
+node. Ended jobs are read from those state files: squeue forgets a job minutes after it ends.
+
+Slurm is read with squeue's and scontrol's explicit formats (server.sh's slurm_* actions): Slurm
+20.11's commands and flags only, never --json."""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import time
+from pathlib import Path
+
+from pystributed import docker
+from pystributed.errors import StepError
+from pystributed.places import Place, server, ssh
+
+JOB_SCRIPT = (Path(__file__).parent / "slurm_job.sh").read_text(encoding="utf-8")
+POLL = 1.0
+ENDED = ("COMPLETED", "COMPLETING", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+         "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED")
+
+
+def job_name(run_id):
+    return docker.container_name(run_id)  # pystributed-<run-id>, as its container
+
+
+class Row:
+    """One line of squeue (server.sh's slurm_jobs): a job, or one task of a job array."""
+
+    def __init__(self, line):
+        fields = (line.split("|") + [""] * 7)[:7]
+        self.id, self.array_id, task, self.name, self.state, self.reason, self.nodes = fields
+        self.index = int(task) if task.isdigit() else None
+        self.state = self.state.strip()
+        self.gpus = ""
+
+    @property
+    def ended(self):
+        return self.state in ENDED
+
+    @property
+    def pending(self):
+        return self.state in ("PENDING", "REQUEUED", "SUSPENDED", "CONFIGURING")
+
+
+def parse_jobs(text):
+    """[Row] of slurm_jobs' answer, each with the GPU indexes it was given."""
+    found = server.sections(text)
+    rows = [Row(line) for line in found.get("jobs", []) if "|" in line]
+    gpus = dict((line.split(" ", 1) + [""])[:2] for line in found.get("gpus", []))
+    for row in rows:
+        row.gpus = gpus.get(row.id, "").removeprefix("IDX:").strip()
+    return rows
+
+
+class Slurm(Place):
+    """The cluster, through its login node."""
+
+    queues = True
+
+    def __init__(self, config):
+        self.config, self.name = config, config.REMOTE_SERVER
+        self.login = ssh.Ssh(config)
+        self.route = config.SLURM_CONTAINERS
+        self.dirs = {}  # run id -> its folder there, once made
+
+    def job_engine(self):
+        from pystributed.places.slurm_engine import SlurmEngine
+
+        return SlurmEngine
+
+    def hint(self):
+        return self.login.hint()
+
+    @contextlib.contextmanager
+    def connection(self):
+        with self.login.connection() as login:
+            place = Slurm(self.config)
+            place.login, place.steps, place.route, place.dirs = login, self.steps, self.route, self.dirs
+            yield place
+
+    def say(self, text):
+        if self.steps is not None:
+            self.steps.say(text)
+
+    def call(self, action, *args, **kwargs):
+        return self.login.call(action, *args, **kwargs)
+
+    # Jobs.
+
+    def containers(self):
+        """How the nodes run containers: SLURM_CONTAINERS, else what the login node shows."""
+        if not self.route:
+            self.route = self.call("slurm_containers", step="connect").strip() or "docker"
+        return self.route
+
+    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=()):
+        """sbatch the job script for the container `docker run run_args` would start; its job id.
+        `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE)."""
+        route = self.containers()
+        if route != "docker":
+            raise StepError("start", f"the container route {route!r} of {self.name} is not supported yet",
+                            hint="Set SLURM_CONTAINERS = 'docker' where the nodes have Docker.")
+        env_file, script = f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
+        gpus = self.config.GPUS_PER_TASK
+        options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
+                   *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),
+                   *([f"--export=ALL,{','.join(variables)}"] if variables else []), *self.config.SLURM_ARGS]
+        args = docker.job_run_args(run_args)
+        out = self.call("slurm_submit", env_file, script, JOB_SCRIPT, *options, script, remote_dir,
+                        name, "1" if sweep else "0", route,
+                        env_file, *args, step="start", stdin=server._env_writer(env),
+                        hint=f"sbatch refused the job on {self.name}: check SLURM_ARGS (partition, account, time "
+                             "limit) and GPUS_PER_TASK against the cluster's limits (`sinfo`, `sacctmgr show qos`).")
+        return out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
+
+    def jobs(self, *names, step="run"):
+        """[Row]: the jobs so named (and their array tasks) that Slurm still knows."""
+        return parse_jobs(self.call("slurm_jobs", *names, step=step))
+
+    def cancel(self, *names, step="cancel"):
+        self.call("slurm_cancel", *names, step=step)
+
+    def wait_started(self, name):
+        """Until the job runs (or ended); says, once, why it waits (Slurm's reason)."""
+        said = ""
+        while True:
+            rows = self.jobs(name)
+            row = rows[-1] if rows else None
+            if row is None or not row.pending:
+                if said and row is not None:
+                    self.say(f"placed on {row.nodes}" + (f", GPU {row.gpus}" if row.gpus else "") + "\n")
+                if self.steps is not None and row is not None and row.nodes:
+                    self.steps.progress(f"on {row.nodes}" + (" after a wait in the queue" if said else ""))
+                return row
+            if row.reason and row.reason != said and row.reason != "None":
+                said = row.reason
+                self.say(f"queued: {row.reason} (Slurm's reason; it starts the job when it can)\n")
+                if self.steps is not None:
+                    self.steps.progress(f"queued: {row.reason}")
+            time.sleep(POLL)
+
+    # The Place methods, for a single run: a job of one task.
+
+    def prepare(self, run_id):
+        path, user = self.login.prepare(run_id)
+        self.dirs[run_id] = path
+        self.platform = self.login.platform
+        self.containers()
+        return path, user
+
+    def discard(self, remote_dir):
+        self.login.discard(remote_dir)
+
+    def docker(self, argv, *, step, hint="", stdin=None, read=None):
+        """The login node has no images: each job's node pulls the image as the job starts."""
+        if argv[1:3] == ["image", "inspect"]:
+            raise StepError(step, f"the login node {self.name} keeps no images: the nodes pull them")
+        if argv[1:2] == ["pull"]:
+            if self.steps is not None:
+                self.steps.progress("by the nodes, as each job starts")
+            return ""
+        raise StepError(step, f"{shlex.join(argv[:3])}: the login node {self.name} runs no Docker command",
+                        hint="On a Slurm cluster, containers run in jobs on the nodes (TRANSPORT = 'registry').")
+
+    def start(self, start, env):
+        name = start[start.index("--name") + 1]
+        results = next(v for v in start if v.endswith(":" + docker.task_env("")["PYSTRIBUTED_RESULTS"]))
+        remote_dir = results.rsplit(":", 1)[0]
+        self.submit(start, env, remote_dir=remote_dir, name=name)
+
+    def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
+        if start:
+            self.start(start, env or {})
+        self.wait_started(job_name(run_id))
+        remote_dir = self.dirs.get(run_id) or f"{self.login.workdir()}/{run_id}"
+        return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="run", on_stdout=on_stdout,
+                                 on_stderr=on_stderr)
+
+    def finish(self, remote_dir, run_id, *, cancelled=False):
+        state = self.call("slurm_finish", remote_dir, job_name(run_id), f"{remote_dir}.env", step="run").strip()
+        if not state:
+            raise StepError("run", f"the job {job_name(run_id)} ended without saving its state in {remote_dir}",
+                            hint=f"Either it never ran (see {remote_dir}/.pystributed-slurm-*.out there), or "
+                                 f"REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) is not on a filesystem that the "
+                                 f"nodes share with the login node {self.name}: the task wrote its results on "
+                                 "its node. Choose a REMOTE_WORKDIR on the shared filesystem (often your home).")
+        return server.exit_code(state.splitlines()[-1])
+
+    def stop(self, run_id, *, step="run"):
+        self.cancel(job_name(run_id), step=step)
+
+    def fetch(self, remote_dir, read, *, going=False, hint=""):
+        return self.login.fetch(remote_dir, read, going=going, hint=hint)
+
+    def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
+        if follow:
+            return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="logs", on_stdout=on_stdout,
+                                     on_stderr=on_stderr)
+        return self.login.logs(remote_dir, run_id, on_stdout, on_stderr)
+
+    def survey(self, run_id=None):
+        return self.login.survey(run_id)
+
+    def images(self, repository):
+        return {"used": [], "images": []}  # (the nodes' images are their engines', not the login node's)
+
+    def remove(self, folders):
+        self.login.remove(folders)

@@ -1,0 +1,172 @@
+"""A job's tasks on a Slurm cluster (slurm.py): one job array (`--array=0-(N-1)%MAX_CONCURRENT`, its
+task ids the tasks' indexes), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
+One squeue call reads them all, every POLL seconds, backing off to POLL_MAX while nothing changes;
+a pending task shows Slurm's reason (Resources, Priority, QOSMaxGRESPerUser, ...), a running one its
+node and GPUs. A task that Slurm no longer lists as pending or running has ended: its folder is
+fetched from the login node (the filesystem is shared), and its state file (task_runner.py, or the job
+script's own when the container never started) says how it went; squeue forgets ended jobs, the
+state files stay."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from pystributed import docker, results
+from pystributed.engine import Engine, failure, json_file
+from pystributed.errors import StepError
+from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
+from pystributed.places.slurm import job_name
+
+POLL, POLL_MAX = 0.5, 5.0
+
+
+class SlurmEngine(Engine):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.busy = set()  # indexes being fetched and settled
+        self.cancelling = False
+        self.pause = POLL
+
+    @property
+    def name(self):
+        return job_name(self.job.sweep_id)
+
+    def run_args(self):
+        return docker.run_detached(self.job.image, run_id=self.job.sweep_id, results_dir=self.job.remote_dir,
+                                   user=self.job.user, env=self.env(),
+                                   extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
+
+    def start(self):
+        n = len(self.job.tasks)
+        at_once = f"%{self.config.MAX_CONCURRENT}" if self.config.MAX_CONCURRENT else ""
+        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"):
+            ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
+                                      name=self.name, sweep=True, array=f"0-{n - 1}{at_once}")
+        self.job.set(services=[[self.name, ident, None]])
+
+    def retry(self, task):
+        """The task again, as a one-task job of its own."""
+        attempt = task.attempts + 1
+        name = f"{self.name}-{task.index}-{attempt}"
+        ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
+                                  sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
+                                                         f"PYSTRIBUTED_ATTEMPT={attempt}"])
+        with self.job.lock:
+            self.job.set(services=[*self.job.services, [name, ident, task.index]])
+        task.set(RETRYING, attempts=attempt)
+
+    def names(self):
+        return [name for name, _, _ in self.job.services] or [self.name]
+
+    def rows(self):
+        """{index: the squeue row of its latest attempt} of the tasks that Slurm still lists."""
+        order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
+        found, rank = {}, {}
+        for row in self.place.jobs(*self.names()):
+            at, index = order.get(row.name, (0, None))
+            index = row.index if index is None else index
+            if index is not None and at >= rank.get(index, -1):
+                found[index], rank[index] = row, at
+        return found
+
+    def look(self, *, fetch=True):
+        """Bring the tasks up to date with Slurm's view; whether anything changed."""
+        rows = self.rows()
+        changed = False
+        for task in self.job.tasks:
+            if task.final or task.index in self.busy:
+                continue
+            row = rows.get(task.index)
+            before = (task.status, task.why, task.node)
+            if row is not None and row.pending:
+                task.set(RETRYING if task.attempts > 1 else QUEUED, why=row.reason if row.reason != "None" else "")
+            elif row is not None and not row.ended:
+                if task.status != RUNNING:
+                    task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
+                task.set(RUNNING, why="", node=row.nodes, gpu=row.gpus)
+                self.follow_task(task, lambda out, err, task=task: self.logs(task, out, err, follow=True))
+            elif not fetch:
+                task.set("ended, not fetched yet")
+            else:  # ended, or forgotten by Slurm: its state file says how
+                self.busy.add(task.index)
+                task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
+                self.fetches.submit(self.settle, task)
+            changed = changed or before != (task.status, task.why, task.node)
+        return changed
+
+    def settle(self, task):
+        """A task that ended: fetch its folder; succeeded, tried again, or failed."""
+        try:
+            self.fetch_task(task, self.place, f"{self.job.remote_dir}/{task.index}")
+            state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
+            code = (state.get("State") or {}).get("ExitCode")
+            task.set(exit_code=code, attempts=max(task.attempts, 1),
+                     started=task.ended if task.started is None else task.started)
+            if state.get("Node"):
+                task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
+            if code == 0:
+                task.set(SUCCEEDED, error="")
+            elif code is None:
+                why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
+                                   f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
+                task.set(CANCELLED if self.cancelling else FAILED, error=why)
+            elif task.attempts <= self.job.retries and not self.cancelling:
+                task.set(error=failure(task))
+                self.retry(task)
+            else:
+                task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
+        finally:
+            self.busy.discard(task.index)
+
+    def wait(self):
+        while True:
+            changed = self.look()
+            self.display.update(self.job)
+            if all(t.final for t in self.job.tasks) and not self.busy:
+                break
+            self.pause = POLL if changed else min(POLL_MAX, self.pause * 1.5)
+            time.sleep(self.pause)
+        self.tidy()
+
+    def tidy(self):
+        """The job's environment file (ENV and SECRETS) goes once every task has ended."""
+        with contextlib.suppress(StepError):
+            self.place.call("remove", f"{self.job.remote_dir}.env", step="fetch")
+
+    def cancel(self):
+        """Cancel the jobs: waiting tasks go, running cells get SIGINT (their `finally:` blocks run) and
+        their containers stop; fetch what the tasks wrote."""
+        self.cancelling = True
+        with contextlib.suppress(StepError):
+            self.look(fetch=False)
+        self.place.cancel(*self.names())
+        for task in self.job.tasks:
+            if not task.final:
+                ran = task.status in (RUNNING, "ended, not fetched yet") or task.node
+                task.set(CANCELLED, ended=time.time())
+                if ran and not task.fetched:
+                    self.fetches.submit(self.fetch_task, task, self.place, f"{self.job.remote_dir}/{task.index}")
+        job = self.done()
+        self.tidy()
+        return job
+
+    def resume(self):
+        """After a detach: fetch what ended meanwhile, follow the rest."""
+        for task in self.job.tasks:
+            if task.final and not task.fetched and task.node:
+                self.fetches.submit(self.fetch_task, task, self.place, f"{self.job.remote_dir}/{task.index}")
+        return self.watch("detach")
+
+    def refresh(self):
+        if not all(t.final for t in self.job.tasks):
+            self.look(fetch=False)
+
+    def logs(self, task, on_stdout, on_stderr, *, follow=False):
+        index_of = {index: name for name, _, index in self.job.services if index is not None}
+        name = index_of.get(task.index, self.name)  # (a retry's job; the array's otherwise)
+        remote_dir = f"{self.job.remote_dir}/{task.index}"
+        if follow:
+            return self.place.login.stream("slurm_follow", remote_dir, name, step="logs", on_stdout=on_stdout,
+                                           on_stderr=on_stderr)
+        return self.place.logs(remote_dir, "-", on_stdout, on_stderr)

@@ -1,0 +1,162 @@
+"""End-to-end on a real Slurm cluster (scripts/slurm_rig.sh, through `sandbox.sh start --slurm`):
+Debian's Slurm 22.05, two slurmd with 2 fake GPUs each, a login node (an sshd on 127.0.0.1:2223)
+without Docker, the jobs running their containers on the sandbox's remote engine. With CI=true a rig
+that cannot start fails these tests."""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SANDBOX, pystributed, require_tools, sandbox_variables, unavailable
+from kernel import Kernel, error_of, stream_text
+
+
+@pytest.fixture(scope="module")
+def slurm_env(sandbox_env):
+    """The variables that point pystributed at the rig's login node; the rig runs while these tests do."""
+    if os.geteuid() != 0:
+        unavailable("the Slurm rig starts daemons and a user, so it needs root")
+    require_tools("slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker")
+    running = subprocess.run([SANDBOX, "status", "--slurm"], capture_output=True, check=False).returncode == 0
+    started = subprocess.run([SANDBOX, "start", "--slurm"], capture_output=True, text=True, check=False)
+    if started.returncode:
+        unavailable(f"the Slurm rig did not start:\n{started.stderr[-3000:]}")
+    env = sandbox_variables("--slurm")
+    yield env
+    if not running:
+        subprocess.run([SANDBOX, "stop", "--slurm"], check=False)
+
+
+@pytest.fixture
+def cluster(slurm_env, monkeypatch, tmp_path):
+    for name, value in slurm_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    rig = Rig(slurm_env)
+    yield rig
+    rig.assert_nothing_left()
+
+
+class Rig:
+    def __init__(self, env):
+        self.env = env
+        self.ssh = ["ssh", *shlex.split(env["PYSTRIBUTED_SSH_OPTIONS"]), env["PYSTRIBUTED_REMOTE_SERVER"]]
+
+    def login(self, command):
+        return subprocess.run([*self.ssh, command], capture_output=True, text=True, check=False)
+
+    def jobs(self):
+        return self.login("squeue --noheader --format=%A").stdout.split()
+
+    def containers(self, run_id):
+        """The containers of the run (or sweep) on the nodes' engine (the sandbox's remote one, shared)."""
+        host = self.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]
+        out = subprocess.run(["docker", "-H", host, "ps", "--all", "--filter", f"name=pystributed-{run_id}",
+                              "--format", "{{.Names}}"], capture_output=True, text=True, check=False).stdout
+        return out.split()
+
+    def assert_nothing_left(self):
+        left = self.jobs()
+        if left:
+            self.login("scancel --user=$(id -u)")
+        assert left == [], left
+
+
+def test_the_login_node_has_no_docker_and_a_run_from_the_cli_comes_back(cluster, tmp_path):
+    assert cluster.login("command -v docker").returncode != 0
+    (tmp_path / "cell.py").write_text("import os\nprint('on', os.environ['PYSTRIBUTED_NODE'], "
+                                      "os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
+                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), 'w')"
+                                      ".write('hi')\n")
+    proc = pystributed("run", "cell.py")
+    assert "on node" in proc.stdout, proc.stdout + proc.stderr
+    runs = [p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1 and (runs[0] / "out.txt").read_text() == "hi"
+    assert json.loads((runs[0] / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
+
+
+SWEEP_CELL = """%%remote --sweep x=0,1,2,3,4,5,6,7 --out y
+import json, os, time
+started = time.time()
+time.sleep(4)
+if x == 5:
+    raise ValueError("task five fails")
+info = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "node": os.environ["PYSTRIBUTED_NODE"], "started": started,
+        "ended": time.time()}
+json.dump(info, open(os.path.join(os.environ["PYSTRIBUTED_RESULTS"], "info.json"), "w"))
+y = x * 10
+"""
+
+
+def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp_path):
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+        messages, reply = kernel.execute(SWEEP_CELL, timeout=300)
+        shown = stream_text(messages) + json.dumps([m["content"] for m in messages if "data" in m["content"]])
+        messages, _ = kernel.execute("print(_.statuses); print(_.errors[5])")
+        out = stream_text(messages)
+    finally:
+        kernel.close()
+    assert reply["status"] == "ok", error_of(messages)
+    statuses = ["succeeded"] * 8
+    statuses[5] = "failed"
+    assert out.splitlines()[0] == repr(statuses), out
+    assert "ValueError: task five fails" in out and 'File "/app/' in out, out  # the remote traceback
+    assert "Resources" in shown, shown  # tasks 4..7 waited for a GPU, with Slurm's reason shown
+    folder = next(p for p in (tmp_path / "results").iterdir() if p.name.startswith("sweep-"))
+    infos = {i: json.loads((folder / str(i) / "info.json").read_text()) for i in range(8) if i != 5}
+    assert len(infos) == 7 and (folder / "5" / "output.log").exists()
+    for a, first in infos.items():  # no (node, GPU) given to two running tasks at once
+        for b, second in infos.items():
+            if a < b and (first["node"], first["gpu"]) == (second["node"], second["gpu"]):
+                assert first["ended"] <= second["started"] or second["ended"] <= first["started"], (first, second)
+    assert {i["node"] for i in infos.values()} == {"node1", "node2"}
+    assert {i["gpu"] for i in infos.values()} == {"0", "1"}
+
+
+LONG = ("import os, time\ntry:\n    time.sleep(hold)\nfinally:\n"
+        "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
+
+
+def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
+    (tmp_path / "long.py").write_text(LONG)
+    sweep_id = pystributed("sweep", "long.py", "--param", "hold=120,120,120,120,120,120", "--detach",
+                           "-q").stdout.strip()
+    deadline = time.time() + 60
+    while len(cluster.containers(sweep_id)) < 4 and time.time() < deadline:
+        time.sleep(0.5)
+    assert len(cluster.containers(sweep_id)) == 4
+    time.sleep(2)
+    proc = pystributed("cancel", sweep_id)
+    assert proc.stdout.count("cancelled") >= 6, proc.stdout
+    assert cluster.jobs() == [] and cluster.containers(sweep_id) == []
+    ran = [p for p in (tmp_path / "results" / sweep_id).iterdir() if p.is_dir()]
+    assert len(ran) == 4
+    for task in ran:  # the cell got a KeyboardInterrupt: its `finally:` ran, and its results came back
+        assert (task / "finally.txt").read_text() == "ran"
+        state = json.loads((task / ".pystributed-state.json").read_text())
+        assert state["State"]["ExitCode"] == 130 and state["Cancelled"] is True
+
+
+def test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything(cluster, tmp_path):
+    (tmp_path / "long.py").write_text(LONG)
+    sweep_id = pystributed("sweep", "long.py", "--param", "hold=8,9,10", "--detach", "-q").stdout.strip()
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, out + err
+    assert cluster.jobs(), "the sweep goes on"
+    done = pystributed("attach", sweep_id, timeout=180)
+    folder = Path(tmp_path) / "results" / sweep_id
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2"], done.stdout
+    assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"

@@ -1,0 +1,96 @@
+"""A single run on a Slurm cluster (places/slurm.py), every program faked strictly: the run folder
+made from the login node, the pull left to the nodes, a one-task job, its output followed, its exit
+code read from its state file, a cancel; and the config's checks of the Slurm keys."""
+import json
+
+import pytest
+
+from pystributed import config, docker
+from pystributed.errors import ConfigError, StepError
+from pystributed.places import place_for, slurm
+
+RUN = "20261125-101502-3fa9c1"
+NAME = f"pystributed-{RUN}"
+FOLDER = f"/home/me/runs/{RUN}"
+MARK = "@@pystributed@@"
+
+
+@pytest.fixture
+def cfg():
+    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                       CLUSTER="slurm", GPUS_PER_TASK=2)
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch):
+    monkeypatch.setattr(slurm, "POLL", 0)
+
+
+def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
+    place = place_for(cfg)
+    assert isinstance(place, slurm.Slurm) and place.queues
+    programs.expect("server", "rundir", "runs", RUN, out=f"{FOLDER}\n1000\n1000\nmachine x86_64\n")
+    programs.expect("server", "slurm_containers", out="docker\n")
+    assert place.prepare(RUN) == (FOLDER, "1000:1000") and place.platform == "linux/amd64"
+    # The pull is the nodes': nothing is asked of the login node, which has no Docker.
+    assert not docker.has_image(place.docker, "reg:5000/p:1")
+    assert place.docker(docker.pull("reg:5000/p:1"), step="pull") == ""
+    start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
+                                env=docker.task_env(RUN))[2:]
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
+                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", "docker", f"{FOLDER}.env",
+                    ..., out="7\n")
+    programs.expect("server", "slurm_jobs", NAME, out=f"{MARK} jobs\n7|7|N/A|{NAME}|PENDING|Resources|\n")
+    programs.expect("server", "slurm_jobs", NAME, out=f"{MARK} jobs\n7|7|N/A|{NAME}|RUNNING|None|node2\n"
+                                                      f"{MARK} gpus\n7 IDX:0-1\n")
+    programs.expect("server", "slurm_follow", FOLDER, NAME, stdout="hello\n")
+    said, out = [], []
+    place.say = said.append
+    assert place.follow(RUN, out.append, out.append, start=start, env={"A": "1"}) == 0
+    assert out == ["hello\n"] and programs.calls[2].stdin == b"A=1\n"
+    assert said == ["queued: Resources (Slurm's reason; it starts the job when it can)\n",
+                    "placed on node2, GPU 0-1\n"]
+    state = {"State": {"ExitCode": 3}}
+    programs.expect("server", "slurm_finish", FOLDER, NAME, f"{FOLDER}.env", out=json.dumps(state) + "\n")
+    assert place.finish(FOLDER, RUN) == 3
+
+
+def test_a_job_that_left_no_state_says_the_folder_may_not_be_shared(cfg, programs):
+    programs.expect("server", "slurm_finish", FOLDER, NAME, f"{FOLDER}.env", out="")
+    with pytest.raises(StepError) as e:
+        slurm.Slurm(cfg).finish(FOLDER, RUN)
+    assert "ended without saving its state" in e.value.message and "shared" in e.value.hint
+
+
+def test_stop_scancels_the_job(cfg, programs):
+    programs.expect("server", "slurm_cancel", NAME)
+    slurm.Slurm(cfg).stop(RUN)
+
+
+def test_another_container_route_is_refused_clearly(cfg, programs):
+    place = slurm.Slurm(cfg)
+    programs.expect("server", "slurm_containers", out="pyxis\n")
+    with pytest.raises(StepError) as e:
+        place.submit(["--name", NAME, "--detach", "--env-file", "/dev/stdin", "img"], {}, remote_dir=FOLDER,
+                     name=NAME)
+    assert "'pyxis'" in e.value.message
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("SLURM_CONTAINERS", "podman", "must be \"docker\""),
+    ("SLURM_ARGS", ["--array=0-3"], "pystributed sets itself"),
+    ("SLURM_ARGS", ["--gres", "gpu:1"], "pystributed sets itself"),
+    ("TRANSPORT", "remote-build", "must be 'registry' with CLUSTER = 'slurm'"),
+    ("REMOTE_SERVER", "local", "needs the cluster's login node"),
+])
+def test_the_slurm_keys_are_checked(key, value, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        config.load(environ={}, **{"REMOTE_SERVER": "me@login", "DOCKER_REGISTRY": "reg:5000", "CLUSTER": "slurm",
+                                   key: value})
+
+
+def test_slurm_args_come_from_the_environment_as_words():
+    cfg = config.load(environ={"PYSTRIBUTED_SLURM_ARGS": "--partition gpu --time=01:00:00"}, REMOTE_SERVER="h",
+                      DOCKER_REGISTRY="r:5000", CLUSTER="slurm")
+    assert cfg.SLURM_ARGS == ["--partition", "gpu", "--time=01:00:00"] and cfg.is_cluster

@@ -1,0 +1,144 @@
+"""A job's tasks on a Slurm cluster (places/slurm_engine.py), every program faked strictly: one job
+array, a task waiting with Slurm's reason, success, failure and retry, cancel, attach after a detach.
+The fetches run inline here (in the engine they run on a pool), so the calls come in one order."""
+import json
+import types
+
+import pytest
+from fakes import tar_of
+
+from pystributed import config, jobs, progress
+from pystributed.places import slurm, slurm_engine
+from pystributed.places.slurm_engine import SlurmEngine
+
+SWEEP = "sweep-20261125-101502-3fa9c1"
+NAME = f"pystributed-{SWEEP}"
+FOLDER = f"/home/me/runs/{SWEEP}"
+MARK = "@@pystributed@@"
+
+
+class Inline:
+    def submit(self, fn, *args):
+        fn(*args)
+
+    def shutdown(self, wait=True):
+        pass
+
+
+@pytest.fixture
+def cfg():
+    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                       CLUSTER="slurm", SLURM_ARGS=["--partition", "gpu"], SLURM_CONTAINERS="docker",
+                       MAX_CONCURRENT=4)
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch):
+    monkeypatch.setattr(slurm_engine, "POLL", 0)
+    monkeypatch.setattr(slurm_engine, "POLL_MAX", 0)
+
+
+def engine_of(cfg, n, *, retries=0):
+    job = jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="me@login", cluster="slurm",
+                   remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000", retries=retries)
+    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
+    engine = SlurmEngine(cfg, slurm.Slurm(cfg), job, sweep=started)
+    engine.fetches = Inline()
+    return engine
+
+
+def row(job_id, index, state, *, name=NAME, reason="None", nodes="", array="40"):
+    return f"{job_id}|{array}|{'N/A' if index is None else index}|{name}|{state}|{reason}|{nodes}\n"
+
+
+def expect_jobs(programs, names, rows, gpus=""):
+    programs.expect("server", "slurm_jobs", *names, out=f"{MARK} jobs\n{''.join(rows)}{MARK} gpus\n{gpus}")
+
+
+def expect_fetch(programs, index, code, log="done\n", cancelled=False):
+    state = {"State": {"ExitCode": code}, "Node": "node1", "Gpus": "0", "Cancelled": cancelled}
+    programs.expect("server", "fetch", f"{FOLDER}/{index}", "", out=tar_of({
+        "output.log": log.encode(), ".pystributed-state.json": json.dumps(state).encode()}))
+
+
+def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, programs):
+    engine = engine_of(cfg, 8)
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
+                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:1", "--array=0-7%4", "--partition", "gpu", f"{FOLDER}/.pystributed-job.sh", FOLDER,
+                    NAME, "1", "docker", f"{FOLDER}.env", "--label", f"pystributed.run={SWEEP}", "--user",
+                    "1000:1000", "--volume", f"{FOLDER}:/results", ..., out="40\n")
+    engine.start()
+    call = programs.calls[-1]
+    assert call.stdin == b"TOKEN=s3cret\n"  # ENV and SECRETS in a file of the user's, never on a command line
+    assert "--detach" not in call.words and "/dev/stdin" not in call.words
+    assert call.words[-6:-4] == ["reg:5000/proj:s", "sh"] and call.words[-1] == "/pystributed/task_runner.py"
+    assert engine.job.services == [[NAME, "40", None]]
+
+
+def test_a_waiting_task_shows_slurms_reason_a_running_one_its_node_and_gpu(cfg, programs):
+    engine = engine_of(cfg, 2)
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
+                                                                                 reason="Resources")], gpus="41 IDX:1\n")
+    engine.refresh()
+    first, second = engine.job.tasks
+    assert (first.status, first.node, first.gpu) == ("running", "node2", "1")
+    assert (second.status, second.why) == ("queued", "Resources")
+    assert "queued: Resources" in str(engine.job.table())
+
+
+def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, programs):
+    engine = engine_of(cfg, 2, retries=1)
+    engine.job.services = [[NAME, "40", None]]
+    expect_jobs(programs, [NAME], [row("41", 0, "COMPLETED", nodes="node1")])  # task 1: forgotten by Slurm
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    retry = f"{NAME}-1-2"
+    programs.expect("server", "slurm_submit", ..., out="50\n")
+    expect_jobs(programs, [NAME, retry], [row("50", None, "PENDING", name=retry, reason="Priority", array="50")])
+    expect_jobs(programs, [NAME, retry], [row("50", None, "RUNNING", name=retry, nodes="node2", array="50")])
+    expect_jobs(programs, [NAME, retry], [])
+    expect_fetch(programs, 1, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
+    assert [t.attempts for t in job.tasks] == [1, 2]
+    words = programs.calls[3].words
+    assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words and "--array" not in " ".join(words)
+    assert job.services == [[NAME, "40", None], [retry, "50", 1]]
+
+
+def test_a_task_that_fails_without_retries_shows_its_remote_traceback(cfg, programs):
+    engine = engine_of(cfg, 1)
+    engine.job.services = [[NAME, "40", None]]
+    expect_jobs(programs, [NAME], [row("41", 0, "COMPLETED")])
+    expect_fetch(programs, 0, 1, log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["failed"] and job.tasks[0].error.startswith("ValueError: bad")
+
+
+def test_cancel_scancels_the_jobs_and_fetches_what_ran(cfg, programs):
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[NAME, "40", None]]
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1"), row("40", 1, "PENDING",
+                                                                                 reason="Resources")])
+    programs.expect("server", "slurm_cancel", NAME)
+    expect_fetch(programs, 0, 130, cancelled=True)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.cancel()
+    assert job.statuses == ["cancelled", "cancelled"] and job.status == "cancelled"
+    assert job.tasks[0].fetched and not job.tasks[1].fetched
+
+
+def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[NAME, "40", None]]
+    engine.job.tasks[0].set(jobs.SUCCEEDED, node="node1")  # ended before the attach, not fetched yet
+    expect_fetch(programs, 0, 0)
+    expect_jobs(programs, [NAME], [row("42", 1, "RUNNING", nodes="node2")])
+    expect_jobs(programs, [NAME], [])
+    expect_fetch(programs, 1, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.resume()
+    assert job.statuses == ["succeeded", "succeeded"] and all(t.fetched for t in job.tasks)
