@@ -157,7 +157,7 @@ class Job:
 
     def summary(self):
         counts = ", ".join(f"{n} {name}" for name, n in self.counts().items())
-        where = f"on the swarm of {self.server}" if self.cluster else f"on {self.server}"
+        where = f"on the {self.cluster} cluster of {self.server}" if self.cluster else f"on {self.server}"
         return f"sweep {self.sweep_id}: {len(self.tasks)} tasks {where}: {counts}"
 
     def __str__(self):

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# What scripts/sandbox.sh and scripts/swarm_rig.sh share; each sets WHO (its name in messages) and
+# What scripts/sandbox.sh and the rigs (swarm_rig.sh, slurm_rig.sh) share; each sets WHO (its name in messages) and
 # LOGS (where its daemons' logs are) before sourcing this.
 
 log() { printf '%s: %s\n' "$WHO" "$*" >&2; }
@@ -29,4 +29,21 @@ stop_pid() {  # stop_pid PIDFILE
 client_options() {  # client_options DIR: the ssh_config lines of a Host entry for the key and known_hosts in DIR
     printf '    %s\n' "IdentityFile $1/client_key" "IdentitiesOnly yes" "UserKnownHostsFile $1/known_hosts" \
         "StrictHostKeyChecking yes" "BatchMode yes"
+}
+
+sshd_common() {  # the sshd_config lines of every sshd of ours: keys only, no PAM, many logins at once
+    printf '%s\n' "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" "StrictModes no" \
+        "MaxStartups 100:30:200"
+}
+
+rig_main() {  # rig_main FLAG COMMAND [FOLDER...]: a rig script's commands (`clean` also deletes FOLDERs)
+    local flag=$1 command=${2:-}
+    case $command in
+    start) start ;;
+    env) env_exports ;;
+    stop) stop ;;
+    status) status ;;
+    clean) stop; rm -rf "${@:3}" ;;
+    *) echo "usage: $0 {start|env|status|stop|clean}  (or scripts/sandbox.sh COMMAND $flag)" >&2; exit 2 ;;
+    esac
 }

@@ -178,11 +178,7 @@ HostKey $dir/host_key
 PidFile $dir/sshd.pid
 AuthorizedKeysFile $dir/authorized_keys
 AllowUsers $USER_NAME
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-MaxStartups 100:30:200
+$(sshd_common)
 SetEnv PATH=$SLURM/login/bin SLURM_CONF=$CONF
 EOF
     printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$dir/known_hosts.$$"
@@ -245,11 +241,4 @@ status() {
     return $ok
 }
 
-case ${1:-} in
-start) start ;;
-env) env_exports ;;
-stop) stop ;;
-status) status ;;
-clean) stop; rm -rf "$SLURM" ;;
-*) echo "usage: $0 {start|env|status|stop|clean}  (or scripts/sandbox.sh COMMAND --slurm)" >&2; exit 2 ;;
-esac
+rig_main --slurm "${1:-}" "$SLURM"

@@ -158,11 +158,7 @@ HostKey $dir/ssh/host_key
 PidFile $dir/ssh/sshd.pid
 AuthorizedKeysFile $SWARM/ssh/authorized_keys
 AllowUsers $USER_NAME
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-MaxStartups 100:30:200
+$(sshd_common)
 SetEnv DOCKER_HOST=unix://$dir/docker.sock PATH=$dir/bin:/usr/local/bin:/usr/bin:/bin
 EOF
     if ! alive "$dir/ssh/sshd.pid"; then
@@ -265,11 +261,4 @@ status() {
     return $ok
 }
 
-case ${1:-} in
-start) start ;;
-env) env_exports ;;
-stop) stop ;;
-status) status ;;
-clean) stop; rm -rf "$SWARM" "$CACHE/swarm" ;;
-*) echo "usage: $0 {start|env|status|stop|clean}  (or scripts/sandbox.sh COMMAND --swarm)" >&2; exit 2 ;;
-esac
+rig_main --swarm "${1:-}" "$SWARM" "$CACHE/swarm"

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from pystributed import context, task_runner
 from pystributed.features import Feature
-from pystributed.places import swarm
 
 
 def runner_files(code_path):
@@ -17,7 +16,7 @@ def runner_files(code_path):
 
 class Cluster(Feature):
     def check(self, run):
-        if isinstance(run.place, swarm.Swarm) or run.place.queues:  # (Slurm's too)
+        if run.place.queues:  # a swarm's, a Slurm cluster's: what it has to say (queued, placed)
             run.place.steps = run.steps
 
     def before_pack(self, run):

@@ -66,17 +66,13 @@ class Slurm(Place):
     """The cluster, through its login node."""
 
     queues = True
+    engine = "slurm"
 
     def __init__(self, config):
         self.config, self.name = config, config.REMOTE_SERVER
         self.login = ssh.Ssh(config)
         self.route = config.SLURM_CONTAINERS
         self.dirs = {}  # run id -> its folder there, once made
-
-    def job_engine(self):
-        from pystributed.places.slurm_engine import SlurmEngine
-
-        return SlurmEngine
 
     def hint(self):
         return self.login.hint()

@@ -86,6 +86,33 @@ def sandbox_env():
         subprocess.run([SANDBOX, "stop"], check=True)
 
 
+def rig(kind, tools, why_root):
+    """Start the rig `kind` (scripts/sandbox.sh start --swarm, --slurm) beside the sandbox, unless it
+    runs; yield its variables; stop it afterwards if it was started here. Unavailable (a failure under
+    CI=true) when it cannot start."""
+    if os.geteuid() != 0:
+        unavailable(f"the {kind} rig {why_root}, so it needs root")
+    require_tools(*tools)
+    running = subprocess.run([SANDBOX, "status", f"--{kind}"], capture_output=True, check=False).returncode == 0
+    started = subprocess.run([SANDBOX, "start", f"--{kind}"], capture_output=True, text=True, check=False)
+    if started.returncode:
+        unavailable(f"the {kind} rig did not start:\n{started.stderr[-3000:]}")
+    yield sandbox_variables(f"--{kind}")
+    if not running:
+        subprocess.run([SANDBOX, "stop", f"--{kind}"], check=False)
+
+
+def on_rig(rig, monkeypatch, folder):
+    """pystributed aimed at a rig (its variables, no config file named), in `folder`; `rig` (its
+    checks) for the test, then whatever the test left on it is named and removed."""
+    for name, value in rig.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
+    monkeypatch.chdir(folder)
+    yield rig
+    rig.assert_nothing_left()
+
+
 @pytest.fixture
 def sandbox(sandbox_env, monkeypatch):
     for name, value in sandbox_env.items():

@@ -3,7 +3,6 @@ Debian's Slurm 22.05, two slurmd with 2 fake GPUs each, a login node (an sshd on
 without Docker, the jobs running their containers on the sandbox's remote engine. With CI=true a rig
 that cannot start fails these tests."""
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -12,35 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX, pystributed, require_tools, sandbox_variables, unavailable
+from conftest import on_rig, pystributed, rig
 from kernel import Kernel, error_of, stream_text
 
 
 @pytest.fixture(scope="module")
 def slurm_env(sandbox_env):
     """The variables that point pystributed at the rig's login node; the rig runs while these tests do."""
-    if os.geteuid() != 0:
-        unavailable("the Slurm rig starts daemons and a user, so it needs root")
-    require_tools("slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker")
-    running = subprocess.run([SANDBOX, "status", "--slurm"], capture_output=True, check=False).returncode == 0
-    started = subprocess.run([SANDBOX, "start", "--slurm"], capture_output=True, text=True, check=False)
-    if started.returncode:
-        unavailable(f"the Slurm rig did not start:\n{started.stderr[-3000:]}")
-    env = sandbox_variables("--slurm")
-    yield env
-    if not running:
-        subprocess.run([SANDBOX, "stop", "--slurm"], check=False)
+    yield from rig("slurm", ["slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker"],
+                   "starts daemons and a user")
 
 
 @pytest.fixture
 def cluster(slurm_env, monkeypatch, tmp_path):
-    for name, value in slurm_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    rig = Rig(slurm_env)
-    yield rig
-    rig.assert_nothing_left()
+    yield from on_rig(Rig(slurm_env), monkeypatch, tmp_path)
 
 
 class Rig:

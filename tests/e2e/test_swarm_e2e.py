@@ -3,7 +3,6 @@
 counts, and a home of its own (a run folder on one node is not on the others). The rig forms the swarm
 with `python -m pystributed cluster init`. With CI=true a rig that cannot start fails these tests."""
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX, pystributed, require_tools, sandbox_variables, unavailable
+from conftest import SANDBOX, on_rig, pystributed, rig
 from kernel import Kernel, error_of, stream_text
 
 GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n in (1, 2, 3) for g in (0, 1)}
@@ -23,28 +22,13 @@ GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n
 def swarm_env(sandbox_env):
     """The variables that point pystributed at the rig's manager; the rig runs while these tests do (the
     sandbox, whose registry and base image it uses, is sandbox_env's to start and stop)."""
-    if os.geteuid() != 0:
-        unavailable("the swarm rig makes network namespaces and starts daemons, so it needs root")
-    require_tools("dockerd", "docker", "docker-registry", "sshd", "debootstrap", "nsenter", "unshare", "ip")
-    running = subprocess.run([SANDBOX, "status", "--swarm"], capture_output=True, check=False).returncode == 0
-    started = subprocess.run([SANDBOX, "start", "--swarm"], capture_output=True, text=True, check=False)
-    if started.returncode:
-        unavailable(f"the swarm rig did not start:\n{started.stderr[-3000:]}")
-    env = sandbox_variables("--swarm")
-    yield env
-    if not running:
-        subprocess.run([SANDBOX, "stop", "--swarm"], check=False)
+    yield from rig("swarm", ["dockerd", "docker", "docker-registry", "sshd", "debootstrap", "nsenter", "unshare", "ip"],
+                   "makes network namespaces and starts daemons")
 
 
 @pytest.fixture
 def swarm(swarm_env, monkeypatch, tmp_path):
-    for name, value in swarm_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    rig = Rig(swarm_env)
-    yield rig
-    rig.assert_nothing_left()
+    yield from on_rig(Rig(swarm_env), monkeypatch, tmp_path)
 
 
 class Rig:

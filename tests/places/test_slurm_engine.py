@@ -5,7 +5,7 @@ import json
 import types
 
 import pytest
-from fakes import tar_of
+from fakes import Inline, tar_of
 
 from pystributed import config, jobs, progress
 from pystributed.places import slurm, slurm_engine
@@ -15,14 +15,6 @@ SWEEP = "sweep-20261125-101502-3fa9c1"
 NAME = f"pystributed-{SWEEP}"
 FOLDER = f"/home/me/runs/{SWEEP}"
 MARK = "@@pystributed@@"
-
-
-class Inline:
-    def submit(self, fn, *args):
-        fn(*args)
-
-    def shutdown(self, wait=True):
-        pass
 
 
 @pytest.fixture

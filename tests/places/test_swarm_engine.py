@@ -5,7 +5,7 @@ import json
 import types
 
 import pytest
-from fakes import tar_of
+from fakes import Inline, tar_of
 
 from pystributed import config, jobs, progress
 from pystributed.places import swarm, swarm_engine
@@ -27,16 +27,6 @@ def task(ident, service, slot, node_id, state, *, created, exit_code=0):
     status = {"State": state, "ContainerStatus": {"ContainerID": f"c-{ident}", "ExitCode": exit_code}}
     return {"ID": ident, "ServiceID": service, "Slot": slot, "NodeID": node_id, "CreatedAt": f"2026-01-01T00:00:{created:02}Z",
             "Status": status}
-
-
-class Inline:
-    """An executor that runs what it is given at once."""
-
-    def submit(self, fn, *args):
-        fn(*args)
-
-    def shutdown(self, wait=True):
-        pass
 
 
 @pytest.fixture
