@@ -49,10 +49,11 @@ def parse_args(argv=None):
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
     parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
-                        choices=["runs", "copy", "import", "many", "sweep"],
+                        choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm"],
                         help="what to time (default: runs copy import): runs and reruns with their floor, copy-back, "
                              "import; many: --many runs started at once against one run alone; sweep: on the swarm "
-                             "rig (scripts/sandbox.sh start --swarm), 12 tasks of 2 s on its 6 GPUs against one run")
+                             "rig (scripts/sandbox.sh start --swarm), 12 tasks of 2 s on its 6 GPUs against one run; "
+                             "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs")
     parser.add_argument("--many", type=int, default=24, metavar="N",
                         help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
@@ -339,7 +340,9 @@ def measure(bench, args, workspace):
     if "many" in args.parts:
         measure_many(bench, args, workspace)
     if "sweep" in args.parts:
-        checks += measure_sweep(bench, args, workspace)
+        checks += measure_sweep(bench, args, workspace, "swarm")
+    if "sweep-slurm" in args.parts:
+        checks += measure_sweep(bench, args, workspace, "slurm")
     print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
@@ -446,21 +449,26 @@ def measure_many(bench, args, workspace):
 SWEEP_CELL = "import time\n# round {n}\ntime.sleep(2)\n"
 
 
-def measure_sweep(bench, args, workspace):
-    """A sweep of 12 tasks of 2 s each on the swarm rig's 6 (fake) GPUs against one run of the same
-    cell on the same swarm, in the same invocation. Ideal: 2 waves (4 s) plus the single run's
-    overhead (its time less its 2 s of work). Also Swarm's own part: how long a GPU that a task freed
-    waits for the next task (from the tasks' own start and end times, on the nodes' clocks)."""
+RIG_GPUS = {"swarm": 6, "slurm": 4}  # the fake GPUs of each rig
+
+
+def measure_sweep(bench, args, workspace, rig):
+    """A sweep of 12 tasks of 2 s each on the rig's (fake) GPUs (the swarm's 6, Slurm's 4) against one
+    run of the same cell on the same rig, in the same invocation. Ideal: the waves (12 / GPUs, 2 s
+    each) plus the single run's overhead (its time less its 2 s of work). Also the scheduler's own
+    part: how long a GPU that a task freed waits for the next task (from the tasks' own start and end
+    times)."""
     from pystributed import sweep as sweeping
 
     script = ROOT / "scripts" / "sandbox.sh"
-    if subprocess.run([script, "status", "--swarm"], capture_output=True, check=False).returncode:
-        sys.exit("error: the swarm rig is not running: start it with `scripts/sandbox.sh start --swarm` (as root)")
+    if subprocess.run([script, "status", f"--{rig}"], capture_output=True, check=False).returncode:
+        sys.exit(f"error: the {rig} rig is not running: start it with `scripts/sandbox.sh start --{rig}` (as root)")
     env = {**bench.env}
-    for line in subprocess.run([script, "env", "--swarm"], capture_output=True, text=True, check=True).stdout.splitlines():
+    for line in subprocess.run([script, "env", f"--{rig}"], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = shlex.split(value)[0]
-    project = workspace / "sweep"
+    project = workspace / f"sweep-{rig}"
     project.mkdir()
     here = os.getcwd()
     os.chdir(project)
@@ -469,7 +477,7 @@ def measure_sweep(bench, args, workspace):
     made = []
     rounds = {"one": [], "sweep": [], "gap": []}
     try:
-        print("\nsweep on the swarm rig (3 nodes, 2 fake GPUs each): 12 tasks of 2 s of work against one run of the "
+        print(f"\nsweep on the {rig} rig ({RIG_GPUS[rig]} fake GPUs): 12 tasks of 2 s of work against one run of the "
               "same cell (each round a new cell: both build, push and pull one new layer):")
         for i in range(args.repeat + 1):  # the first round warms the nodes (the base image), untimed
             Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-one"))
@@ -497,26 +505,38 @@ def measure_sweep(bench, args, workspace):
                   f"{rounds['gap'][-1]:.2f}s (median) for the next task", flush=True)
     finally:
         os.chdir(here)
-        for node in range(1, 4):
-            sock = f"unix://{env.get('PYSTRIBUTED_SANDBOX_SWARM_DIR')}/node{node}/docker.sock"
-            subprocess.run(["docker", "-H", sock, "image", "rm", *made], capture_output=True, check=False)
-            home = Path(env.get("PYSTRIBUTED_SANDBOX_SWARM_DIR", "/nonexistent")) / f"node{node}" / "home"
-            for folder in (home / "pystributed-runs").glob("*"):
-                if (Path(project) / "results" / folder.name).exists():
-                    shutil.rmtree(folder, ignore_errors=True)
+        forget_sweep_runs(rig, env, made, project)
         bench.images["local"].update(made)
+    gpus = RIG_GPUS[rig]
+    waves = -(-12 // gpus)
     one, swept = median(rounds["one"]), median(rounds["sweep"])
-    ideal = 4.0 + (one - 2.0)
+    ideal = 2.0 * waves + (one - 2.0)
     ratio = swept / ideal
     ok = ratio <= TARGETS["sweep"]
-    print(ROW.format("sweep: one run of 2 s on the swarm", one, "", "", ""))
-    print(ROW.format("sweep: 12 tasks of 2 s on 6 GPUs", swept, f"{ideal:.2f}s", f"{ratio:.2f}x",
-                     f"<= {TARGETS['sweep']}x {'PASS' if ok else 'MISS'} (ideal: 2 waves + one run's overhead)"))
-    print(f"  Swarm's part: a GPU freed by a task waited {median(rounds['gap']):.2f}s (median) for the next one (the "
-          f"scheduler, then the container's start); the sweep's overhead beyond 2 waves: "
-          f"{swept - 4.0:.2f}s, {(swept - 4.0) / 12:.2f}s a task")
-    return [(f"a 12-task sweep of 2 s tasks on 6 GPUs within {TARGETS['sweep']}x of 2 waves + one run's overhead",
-             ok, f"{ratio:.2f}x")]
+    print(ROW.format(f"sweep: one run of 2 s on the {rig} rig", one, "", "", ""))
+    print(ROW.format(f"sweep: 12 tasks of 2 s on {gpus} GPUs", swept, f"{ideal:.2f}s", f"{ratio:.2f}x",
+                     f"<= {TARGETS['sweep']}x {'PASS' if ok else 'MISS'} (ideal: {waves} waves + one run's overhead)"))
+    print(f"  the scheduler's part: a GPU freed by a task waited {median(rounds['gap']):.2f}s (median) for the next "
+          f"one (then the container's start); the sweep's overhead beyond {waves} waves: "
+          f"{swept - 2.0 * waves:.2f}s, {(swept - 2.0 * waves) / 12:.2f}s a task")
+    label = f"{rig}: a 12-task sweep of 2 s tasks on {gpus} GPUs within {TARGETS['sweep']}x of {waves} waves + one run's"
+    return [(f"{label} overhead", ok, f"{ratio:.2f}x")]
+
+
+def forget_sweep_runs(rig, env, made, project):
+    """The rig's copies of the benchmark's images and its run folders there."""
+    if rig == "swarm":
+        engines = [f"unix://{env.get('PYSTRIBUTED_SANDBOX_SWARM_DIR')}/node{node}/docker.sock" for node in (1, 2, 3)]
+        homes = [Path(env.get("PYSTRIBUTED_SANDBOX_SWARM_DIR", "/nonexistent")) / f"node{n}" / "home" for n in (1, 2, 3)]
+    else:  # the nodes run their containers on the sandbox's remote engine; the login user's home is shared
+        engines = [env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]]
+        homes = [Path(os.path.expanduser("~pystributed-slurm"))]
+    for engine in engines:
+        subprocess.run(["docker", "-H", engine, "image", "rm", *made], capture_output=True, check=False)
+    for home in homes:
+        for folder in (home / "pystributed-runs").glob("*"):
+            if (Path(project) / "results" / folder.name).exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure_import(bench, args):
