@@ -52,6 +52,8 @@ def _parser():
         sub = command(name, help, description)
         sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
+        sub.add_argument("--nodes", type=int, metavar="N", help="CLUSTER = 'slurm': the code once per node on N "
+                                                                "nodes, in one allocation (NODES)")
     for name, help, description in [
         ("logs", "print a run's output from the start",
          "Print the output of RUN from its start; with -f, follow it live until the run ends."),
@@ -137,7 +139,8 @@ def _age(text):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        config = configuration.load(args.config, require_server=args.command != "cluster")
+        nodes = {"NODES": args.nodes} if getattr(args, "nodes", None) is not None else {}
+        config = configuration.load(args.config, require_server=args.command != "cluster", **nodes)
         if args.command == "sweep" or jobs.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
             from pystributed import sweep  # (a sweep, and what comes after its start)
 

@@ -54,6 +54,7 @@ class Config:
     # how the nodes run containers ("" = found on the login node).
     SLURM_ARGS: list[str] = dataclasses.field(default_factory=list)
     SLURM_CONTAINERS: str = ""
+    NODES: int = 1  # CLUSTER = "slurm": a run's cell once per node, in one allocation (MASTER_ADDR, RANK, ...)
 
     @property
     def is_local(self):
@@ -76,13 +77,14 @@ _DICT_KEYS = {"ENV", "REMOTE_DATA"}
 _NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
-_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT"}  # whole numbers (MAX_CONCURRENT also None)
+_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES"}  # whole numbers (MAX_CONCURRENT also None)
+_AT_LEAST_1 = ("MAX_CONCURRENT", "NODES")
 CLUSTERS = ("", "swarm", "slurm")
 SWARM, SLURM = "swarm", "slurm"
 SLURM_ROUTES = ("", "docker", "pyxis", "apptainer")
 # sbatch options that are pystributed's own (slurm.py sets them).
 SLURM_OURS = ("--array", "-a", "--wrap", "--output", "-o", "--error", "-e", "--job-name", "-J", "--parsable",
-              "--export", "--gres", "--chdir", "-D")
+              "--export", "--gres", "--chdir", "-D", "--nodes", "-N", "--ntasks-per-node")
 # PYSTRIBUTED_ variables that are not config keys (the run sets RESULTS and RUN_ID).
 _OTHER_VARIABLES = ("CONFIG", "RESULTS", "RUN_ID", "SANDBOX")
 
@@ -188,9 +190,9 @@ def _check_type(key, value, where):
     elif key in _OPTIONAL_KEYS:
         ok, expected = value is None or isinstance(value, str), "a string or None"
     elif key in _INT_KEYS:
-        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= (key == "MAX_CONCURRENT")
+        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= (key in _AT_LEAST_1)
               or value is None and key == "MAX_CONCURRENT")
-        expected = "a whole number (at least 1)" if key == "MAX_CONCURRENT" else "a whole number (0 or more)"
+        expected = "a whole number (at least 1)" if key in _AT_LEAST_1 else "a whole number (0 or more)"
     else:
         ok, expected = isinstance(value, str), "a string"
     if not ok:
@@ -234,10 +236,13 @@ def _check_values(config, source):
                            "every node and mount it with REMOTE_DATA")
     if config.SLURM_CONTAINERS not in SLURM_ROUTES:
         refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on the login node)")
+    if config.NODES > 1 and config.CLUSTER != SLURM:
+        refuse("NODES", "runs the cell over several nodes in one Slurm allocation: only with CLUSTER = \"slurm\" "
+                        f"(here CLUSTER = {config.CLUSTER!r}); on one server or a swarm a run is one container")
     for word in config.SLURM_ARGS:
         if word.split("=", 1)[0] in SLURM_OURS:
             refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the GPUs, "
-                                 "MAX_CONCURRENT limits a sweep's tasks at once)")
+                                 "MAX_CONCURRENT limits a sweep's tasks at once, NODES asks for nodes)")
         if "\n" in word or "\0" in word:
             refuse("SLURM_ARGS", "holds a word with a newline")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:

@@ -48,7 +48,8 @@ EXIT_HINTS = {
 def remote_cell_error(result, stderr, output, *, entry, code_path):
     """The error for a run that exited non-zero: the remote exception, its traceback with the
     cell's own line numbers (paths shown as where the cell was saved here), the run, the log."""
-    remote_type, remote_message, trace = parse_traceback(stderr)
+    # (A Slurm job's output is one stream, its stderr in output.log with the rest.)
+    remote_type, remote_message, trace = parse_traceback(stderr if "Traceback (most" in stderr else output)
     trace = trace.replace(f'File "/app/{entry}"', f'File "{code_path}"')
     head = f"{remote_type}: {remote_message}" if remote_type else f"the cell failed with exit code {result.exit_code}"
     lines = [head, f"(run {result.run_id} on {result.server}, exit code {result.exit_code})"]

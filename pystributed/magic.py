@@ -37,6 +37,8 @@ def run_options(func):
                       "defined before the cell; %%%%save_for_remote --sweep NAME only declares it, for runner.sweep()"),
         argument("--retries", type=int, default=0, metavar="N", help="a sweep's failed task runs again, N times at most"),
         argument("--follow", type=int, metavar="INDEX", help="a sweep: show this task's output live"),
+        argument("--nodes", type=int, metavar="N", help="CLUSTER = 'slurm': run the cell once per node on N nodes "
+                                                        "(MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE set)"),
     ]):
         func = decorator(func)
     return func
@@ -130,6 +132,8 @@ def overrides(args, base):
         options["BASE_IMAGE"] = args.image
     if args.gpus:
         options["DOCKER_RUN_ARGS"] = [*base.DOCKER_RUN_ARGS, "--gpus", args.gpus]
+    if args.nodes is not None:
+        options["NODES"] = args.nodes
     if args.detach:
         options["detach"] = True
     for option in ("out", "inputs", "cache"):

@@ -13,7 +13,7 @@ from pystributed.magic import register as _register
 
 
 def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_interrupt=None, out=None, inputs=None,
-         cache=None, **overrides):
+         cache=None, nodes=None, **overrides):
     """Run the saved cell remotely and return a RunResult (run_id, exit_code, local_path, files).
 
     Settings come from config.py (or `config_path`, or $PYSTRIBUTED_CONFIG), then
@@ -22,7 +22,8 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     started (follow it with attach()); `on_interrupt` ("stop" or "detach") overrides ON_INTERRUPT.
     `out=["result"]` brings those variables back into the notebook, `inputs=["x"]` sends them
     (like --out and --in); the cell's last expression is shown and kept as `.value`. `cache=True`
-    reuses an earlier run of the same code, inputs, image and data.
+    reuses an earlier run of the same code, inputs, image and data. `nodes=2` (CLUSTER = "slurm"): the
+    cell once per node in one allocation (NODES), rank 0's result returned.
     """
     base = configuration.load(config_path, require_server=False)
     code_path = code_path or base.USER_CODE_PATH
@@ -33,6 +34,8 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     exchange = values.Exchange(inputs=saved_inputs if inputs is None else inputs,
                                out=saved_out if out is None else out, namespace=_namespace())
     cache = saved_cache if cache is None else cache
+    if nodes is not None:
+        overrides["NODES"] = nodes
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
                           on_interrupt=on_interrupt, features=features.for_run(config, exchange=exchange, cache=cache))

@@ -124,6 +124,9 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
     `namespace`, each --out name is set there to the list of its values, in parameter order."""
     if retries < 0:
         raise PystributedError("--retries must be 0 or more")
+    if config.NODES > 1:
+        raise PystributedError(f"NODES = {config.NODES} (--nodes) is for a single run, which runs over several nodes; "
+                               "a sweep's tasks are one node each")
     code_path = code_path or config.USER_CODE_PATH
     exchange = values.Exchange(inputs=inputs, out=out, namespace=namespace)
     found = [f for f in features.for_run(config, exchange=exchange) if not isinstance(f, cluster_feature.Cluster)]

@@ -15,7 +15,8 @@ defined before the cell. Before it, in the environment:
 `python task_runner.py` (on a cluster) looks after that process, as a server's `finish` step would:
 it copies its output into PYSTRIBUTED_RESULTS/output.log as it comes, passes an interrupt on to it
 (SIGINT: the cell's `finally:` blocks run), writes its exit code and times into
-PYSTRIBUTED_RESULTS/.pystributed-state.json, and exits 0 itself. Swarm retries a replicated job's
+PYSTRIBUTED_RESULTS/.pystributed-state.json (or the name PYSTRIBUTED_STATE_NAME gives: a rank of a
+run over several nodes, whose job script then writes the run's state from all of them), and exits 0 itself. Swarm retries a replicated job's
 failed task again and again, whatever its restart policy says (a failed task's slot is simply filled
 again), so the cell's own failure is never Swarm's: pystributed reads it from the state file, and
 tries the task again itself (--retries) as a job of its own.
@@ -138,7 +139,8 @@ def supervise():
     part = os.path.join(folder, f".{STATE}.{os.getpid()}")
     with open(part, "w", encoding="utf-8") as f:
         f.write(json.dumps(state) + "\n")
-    os.replace(part, os.path.join(folder, STATE))
+    given = os.environ.get("PYSTRIBUTED_STATE_NAME", "")
+    os.replace(part, os.path.join(folder, given if given and os.sep not in given else STATE))
     return 0
 
 

@@ -209,7 +209,7 @@ def test_clean_refuses_a_bad_age(configured, capsys):
 def test_help():
     out = subprocess.run([sys.executable, "-m", "pystributed", "run", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    assert "usage: python -m pystributed run [-h] [-q] [FILE]" in out and "69   the server or its Docker" in out
+    assert "usage: python -m pystributed run [-h] [-q] [--nodes N] [FILE]" in out and "69   the server or its Docker" in out
 
 
 def test_a_config_error_exits_1(tmp_path):
@@ -217,3 +217,13 @@ def test_a_config_error_exits_1(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
+
+
+def test_run_nodes_sets_nodes_and_is_refused_off_slurm(configured, monkeypatch, capsys, tmp_path):
+    (tmp_path / "cell.py").write_text("print(1)\n")
+    seen = []
+    monkeypatch.setattr(pipeline, "run", lambda config, **kw: seen.append(config.NODES) or results.RunResult(RUN_ID))
+    assert cli.main(["run", "cell.py", "--nodes", "2"]) == 1
+    assert "NODES = 2" in capsys.readouterr().err and seen == []
+    monkeypatch.setenv("PYSTRIBUTED_CLUSTER", "slurm")
+    assert cli.main(["run", "cell.py", "--nodes", "2", "-q"]) == 0 and seen == [2]

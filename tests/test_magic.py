@@ -94,3 +94,11 @@ def test_a_name_no_earlier_cell_defines_is_refused_before_saving(ip, tmp_path):
     assert not (tmp_path / "user_code.py").exists()
     ip.run_cell_magic("save_for_remote", "--no-deps", "print(nowhere)\n")
     assert (tmp_path / "user_code.py").read_text() == "print(nowhere)\n"
+
+
+def test_nodes_is_a_run_option_kept_for_main(ip, tmp_path):
+    from pystributed import magic
+
+    ip.run_line_magic("load_ext", "pystributed")
+    assert ip.run_cell("%%save_for_remote --nodes 2 --no-deps\nr = 1\n").success
+    assert magic.saved("user_code.py")[1] == {"NODES": 2}

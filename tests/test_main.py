@@ -120,3 +120,13 @@ def test_attach_brings_back_the_values_the_run_was_started_with(ran, monkeypatch
     monkeypatch.setattr(lifecycle, "_attach", lambda config, run_id, quiet, on_interrupt: RunResult(run_id))
     runner.attach(RUN_ID)  # nothing fetched: nothing to collect
     assert len(collected) == 1
+
+
+def test_main_nodes_is_the_nodes_key_and_is_refused_off_slurm(ran, tmp_path):
+    from pystributed.errors import ConfigError
+
+    (tmp_path / "user_code.py").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="only with CLUSTER = \"slurm\""):
+        runner.main(nodes=2)
+    runner.main(nodes=2, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", CLUSTER="slurm")
+    assert ran[0][0].NODES == 2

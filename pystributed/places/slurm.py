@@ -99,9 +99,10 @@ class Slurm(Place):
             self.route = self.call("slurm_containers", step="connect").strip() or "docker"
         return self.route
 
-    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=()):
+    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1):
         """sbatch the job script for the container `docker run run_args` would start; its job id.
-        `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE)."""
+        `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE);
+        `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's `ranks`)."""
         route = self.containers()
         if route != "docker":
             raise StepError("start", f"the container route {route!r} of {self.name} is not supported yet",
@@ -110,10 +111,11 @@ class Slurm(Place):
         gpus = self.config.GPUS_PER_TASK
         options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
                    *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),
-                   *([f"--export=ALL,{','.join(variables)}"] if variables else []), *self.config.SLURM_ARGS]
+                   *([f"--export=ALL,{','.join(variables)}"] if variables else []),
+                   *([f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []), *self.config.SLURM_ARGS]
         args = docker.job_run_args(run_args)
         out = self.call("slurm_submit", env_file, script, JOB_SCRIPT, *options, script, remote_dir,
-                        name, "1" if sweep else "0", route,
+                        name, "1" if sweep else "ranks" if nodes > 1 else "0", route,
                         env_file, *args, step="start", stdin=server._env_writer(env),
                         hint=f"sbatch refused the job on {self.name}: check SLURM_ARGS (partition, account, time "
                              "limit) and GPUS_PER_TASK against the cluster's limits (`sinfo`, `sacctmgr show qos`).")
@@ -172,7 +174,7 @@ class Slurm(Place):
         name = start[start.index("--name") + 1]
         results = next(v for v in start if v.endswith(":" + docker.task_env("")["PYSTRIBUTED_RESULTS"]))
         remote_dir = results.rsplit(":", 1)[0]
-        self.submit(start, env, remote_dir=remote_dir, name=name)
+        self.submit(start, env, remote_dir=remote_dir, name=name, nodes=self.config.NODES)
 
     def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
         if start:

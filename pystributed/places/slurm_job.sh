@@ -1,38 +1,122 @@
 #!/bin/sh
 # pystributed's Slurm job (places/slurm.py): one task's container, on the node Slurm gave it.
-# POSIX sh; saved in the run folder by server.sh's slurm_submit and given to sbatch with these words:
+# POSIX sh; saved in the run folder (DIR/.pystributed-job.sh) by server.sh's slurm_submit and given to
+# sbatch with these words:
 #
-#   slurm_job.sh DIR NAME SWEEP ROUTE ENV_FILE ARGS...
+#   slurm_job.sh DIR NAME MODE ROUTE ENV_FILE ARGS...
 #
 # DIR: the run (or sweep) folder, on the filesystem the login node shares with the nodes; NAME: the
-# container's name (a sweep's task adds its index); SWEEP: 1 for a sweep's task, whose folder is
-# DIR/INDEX (INDEX: SLURM_ARRAY_TASK_ID, or PYSTRIBUTED_TASK for a retry); ROUTE: docker, pyxis or
-# apptainer; ENV_FILE: the container's ENV and SECRETS (NAME=VALUE lines, this user's only); ARGS:
-# docker run's options, the image, its command (docker.job_run_args).
+# container's name (a sweep's task adds its index); MODE: 0 for a run, 1 for a sweep's task, whose
+# folder is DIR/INDEX (INDEX: SLURM_ARRAY_TASK_ID, or PYSTRIBUTED_TASK for a retry), `ranks` for a run
+# over the job's nodes (see below; `rank` is one of them); ROUTE: docker, pyxis or apptainer; ENV_FILE:
+# the container's ENV and SECRETS (NAME=VALUE lines, this user's only); ARGS: docker run's options, the
+# image, its command (docker.job_run_args).
 #
 # In the container, task_runner.py saves output.log and .pystributed-state.json in the task's folder.
 # A container that never started (an image its node could not pull) leaves a state of this script's
 # own, with docker's exit code and its message in output.log. An interrupt (scancel --batch
 # --signal=INT) is passed on to the cell (its `finally:` blocks run); a SIGTERM stops the container:
 # Docker's containers are not the job's processes, and Slurm would not end them.
-dir=$1 name=$2 sweep=$3 route=$4 env_file=$5
+#
+# `ranks` (sbatch --nodes=N --ntasks-per-node=1): the batch script, on the first node, runs this script
+# again on every node with `srun` (MODE `rank`, one container per node, on the host's network so that
+# the ranks reach each other), each with MASTER_ADDR (the first node's address), MASTER_PORT (from the
+# job id), RANK, NODE_RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE (1) and the GPUs of its node. Rank
+# 0 writes into DIR (its output.log is the run's, live), rank R into DIR/rank-R; each saves its state
+# as .pystributed-rank-state.json. The first rank to fail stops the others; once all ended, the run's
+# state is that rank's (else rank 0's), and its output is added to DIR/output.log.
+dir=$1 name=$2 mode=$3 route=$4 env_file=$5
 shift 5
+RANK_STATE=.pystributed-rank-state.json
+
+# field FILE KEY: a value of the one-line JSON state FILE (a number, or a string without quotes).
+field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" 2>/dev/null | head -n 1; }
+
+rank_folder() { if [ "$1" = 0 ]; then echo "$dir"; else echo "$dir/rank-$1"; fi; }
+
+# failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
+# `~ RANK`, last), the first to end first.
+failures() {
+    r=0
+    while [ "$r" -lt "${SLURM_JOB_NUM_NODES:-1}" ]; do
+        s=$(rank_folder "$r")/$RANK_STATE
+        if [ ! -f "$s" ]; then
+            [ "${1:-}" = ended ] && echo "~ $r"
+        elif [ "$(field "$s" ExitCode)" != 0 ]; then
+            echo "$(field "$s" FinishedAt) $r"
+        fi
+        r=$((r + 1))
+    done | sort | head -n 1
+}
+
+if [ "$mode" = ranks ]; then
+    first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    addr=$(scontrol --oneliner show node "$first" | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
+    MASTER_ADDR=${addr:-$first} MASTER_PORT=$((20000 + ${SLURM_JOB_ID:-0} % 20000))
+    export MASTER_ADDR MASTER_PORT
+    rm -f -- "$dir/.pystributed-state.json" "$dir/output.log" "$dir/$RANK_STATE"
+    # scancel without --batch signals the job's steps (the ranks' scripts), never this one.
+    trap 'scancel --signal=INT "$SLURM_JOB_ID"' INT
+    trap ':' TERM  # (the ranks stop their containers; this script then writes the run's state)
+    srun --ntasks-per-node=1 --kill-on-bad-exit=0 sh -- "$dir/.pystributed-job.sh" "$dir" "$name" rank "$route" \
+        "$env_file" "$@" &
+    child=$! stopped=
+    while kill -0 "$child" 2>/dev/null; do
+        if [ -z "$stopped" ] && [ -n "$(failures)" ]; then
+            stopped=1
+            scancel --signal=TERM "$SLURM_JOB_ID"  # a rank failed: the others would wait for it forever
+        fi
+        sleep 1
+    done
+    wait "$child"
+    chosen=$(failures ended | cut -d ' ' -f 2)
+    from=$(rank_folder "${chosen:-0}")
+    if [ -n "$chosen" ] && [ "$chosen" != 0 ]; then
+        printf '\n[pystributed] rank %s (on %s) failed with exit code %s; its output (%s):\n' "$chosen" \
+            "$(field "$from/$RANK_STATE" Node)" "$(field "$from/$RANK_STATE" ExitCode)" "rank-$chosen/output.log" \
+            >>"$dir/output.log"
+        cat -- "$from/output.log" >>"$dir/output.log" 2>/dev/null
+    fi
+    if [ -f "$from/$RANK_STATE" ]; then
+        cp -- "$from/$RANK_STATE" "$dir/.pystributed-state.json.$$" &&
+            mv -f -- "$dir/.pystributed-state.json.$$" "$dir/.pystributed-state.json"
+    fi
+    exit 0
+fi
+
 index=${SLURM_ARRAY_TASK_ID:-${PYSTRIBUTED_TASK:-}}
-folder=$dir
-if [ "$sweep" = 1 ]; then
+folder=$dir state_name=.pystributed-state.json
+gpus=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}
+if [ "$mode" = 1 ]; then
     folder=$dir/$index name=$name-$index
     mkdir -p -- "$folder" || exit 1
+elif [ "$mode" = rank ]; then
+    rank=${SLURM_PROCID:-0} state_name=$RANK_STATE
+    gpus=${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}  # (SLURM_JOB_GPUS is the first node's, passed on)
+    folder=$(rank_folder "$rank")
+    if [ "$rank" != 0 ]; then
+        name=$name-rank$rank
+        mkdir -p -- "$folder" || exit 1
+        for arg do  # its own folder at the results' place
+            shift
+            case $arg in "$dir:"*) arg=$folder:${arg#"$dir:"} ;; esac
+            set -- "$@" "$arg"
+        done
+    fi
+    set -- --env "MASTER_ADDR=$MASTER_ADDR" --env "MASTER_PORT=$MASTER_PORT" --env "RANK=$rank" \
+        --env "NODE_RANK=${SLURM_NODEID:-0}" --env "WORLD_SIZE=${SLURM_NTASKS:-1}" --env "LOCAL_RANK=${SLURM_LOCALID:-0}" \
+        --env LOCAL_WORLD_SIZE=1 --env "PYSTRIBUTED_STATE_NAME=$RANK_STATE" "$@"
+    if [ "$route" = docker ]; then set -- --network host "$@"; fi
 fi
-state=$folder/.pystributed-state.json
+state=$folder/$state_name
 rm -f -- "$state" "$folder/output.log"  # an earlier attempt's
-gpus=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}
 node=${SLURMD_NODENAME:-$(hostname)}
 started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 
 case $route in
 docker)
     set -- --rm --name "$name" --env-file "$env_file" --env "PYSTRIBUTED_NODE=$node" "$@"
-    if [ "$sweep" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
+    if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
     if [ -n "$gpus" ] && command -v nvidia-smi >/dev/null 2>&1; then
         set -- --gpus "device=$gpus" "$@"  # Docker bypasses Slurm's cgroups: the GPUs it gave, by their ids
     elif [ -n "$gpus" ]; then

@@ -144,3 +144,63 @@ def test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_b
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2"], done.stdout
     assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
     assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"
+
+
+MEET_CELL = """%%remote --nodes 2
+import os, socket, time
+rank, addr, port = int(os.environ["RANK"]), os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+print("rank", rank, "of", os.environ["WORLD_SIZE"], "on", os.environ["PYSTRIBUTED_NODE"], flush=True)
+if rank == 0:
+    server = socket.create_server((addr, port))
+    connection, _ = server.accept()
+    value = int(connection.recv(64).decode()) * 10
+else:
+    for _ in range(150):
+        try:
+            client = socket.create_connection((addr, port))
+            break
+        except OSError:
+            time.sleep(0.2)
+    client.sendall(str(int(os.environ["NODE_RANK"]) + 41).encode())
+    value = None
+value
+"""
+
+
+def test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value(cluster, tmp_path):
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+        messages, reply = kernel.execute(MEET_CELL, timeout=180)
+        shown = stream_text(messages)
+        messages, _ = kernel.execute("print(repr(_))")
+        out = stream_text(messages)
+    finally:
+        kernel.close()
+    assert reply["status"] == "ok", error_of(messages)
+    assert out.strip() == "420", out
+    assert "rank 0 of 2 on node1" in shown and "rank 1" not in shown, shown  # rank 0's output, live
+    run = next(p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert "rank 1 of 2 on node2" in (run / "rank-1" / "output.log").read_text()
+    cluster.assert_nothing_left()
+    assert cluster.containers(run.name) == []
+
+
+def test_a_rank_that_fails_fails_the_run_with_its_traceback(cluster, tmp_path):
+    cell = ("%%remote --nodes 2\nimport os, socket\nif os.environ['RANK'] == '1':\n    raise ValueError('rank one fails')\n"
+            "server = socket.create_server((os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT'])))\n"
+            "server.accept()  # never: rank 1 failed, and the job stops rank 0\n")
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.execute("import pystributed.main as runner")
+        messages, reply = kernel.execute(cell, timeout=180)
+    finally:
+        kernel.close()
+    assert reply["status"] == "error", reply
+    error, shown = json.dumps(error_of(messages)), stream_text(messages)
+    assert "ValueError: rank one fails" in error and 'raise ValueError(' in error, error  # rank 1's traceback
+    assert "rank 1 (on node2) failed with exit code 1" in shown, shown
+    run = next(p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert json.loads((run / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 1
+    cluster.assert_nothing_left()
+    assert cluster.containers(run.name) == []

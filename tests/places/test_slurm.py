@@ -94,3 +94,38 @@ def test_slurm_args_come_from_the_environment_as_words():
     cfg = config.load(environ={"PYSTRIBUTED_SLURM_ARGS": "--partition gpu --time=01:00:00"}, REMOTE_SERVER="h",
                       DOCKER_REGISTRY="r:5000", CLUSTER="slurm")
     assert cfg.SLURM_ARGS == ["--partition", "gpu", "--time=01:00:00"] and cfg.is_cluster
+
+
+def test_a_run_over_two_nodes_is_one_allocation_of_one_task_per_node(cfg, programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="slurm", GPUS_PER_TASK=1, NODES=2, SLURM_ARGS=["--partition", "gpu"])
+    place = slurm.Slurm(cfg)
+    place.route = "docker"
+    start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
+                                env=docker.task_env(RUN))[2:]
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
+                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:1", "--nodes=2", "--ntasks-per-node=1", "--partition", "gpu",
+                    f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "ranks", "docker", f"{FOLDER}.env", ..., out="8\n")
+    place.start(start, {})
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"NODES": 2}, "only with CLUSTER = \"slurm\""),
+    ({"NODES": 2, "CLUSTER": "swarm"}, "only with CLUSTER = \"slurm\""),
+    ({"NODES": 0, "CLUSTER": "slurm"}, "at least 1"),
+    ({"CLUSTER": "slurm", "SLURM_ARGS": ["--nodes=2"]}, "NODES asks for nodes"),
+    ({"CLUSTER": "slurm", "SLURM_ARGS": ["-N", "2"]}, "pystributed sets itself"),
+])
+def test_nodes_are_for_slurm_only(overrides, words):
+    with pytest.raises(ConfigError, match=words):
+        config.load(environ={}, REMOTE_SERVER="me@gpu", DOCKER_REGISTRY="reg:5000", **overrides)
+
+
+def test_a_sweep_over_several_nodes_is_refused_before_anything_runs():
+    from pystributed import sweep
+    from pystributed.errors import PystributedError
+
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", CLUSTER="slurm", NODES=2)
+    with pytest.raises(PystributedError, match="for a single run"):
+        sweep.run(cfg, params=[{"x": 1}], source="x\n")

@@ -1,0 +1,136 @@
+"""places/slurm_job.sh itself, run by `sh` as Slurm would run it, with fake `srun`, `scontrol`,
+`scancel` and `docker` on PATH that record their words. The fake srun runs its command once per node
+(one after the other, with the step's variables); the fake `docker run` plays the container: it
+writes the output and the state task_runner.py would, into the folder mounted at /results, with the
+exit code FAKE_CODE_<RANK> (0 unless given)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pystributed.places import slurm
+
+NAME = "pystributed-20261125-101502-3fa9c1"
+
+FAKE = r"""#!PYTHON
+import json, os, subprocess, sys, time
+prog, argv = os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.path.join(os.environ["FAKE"], "calls"), "a") as f:
+    f.write(json.dumps([prog, *argv]) + "\n")
+if prog == "scontrol":
+    print("node1\nnode2" if argv[:2] == ["show", "hostnames"] else "NodeName=node1 NodeAddr=10.0.0.1 Arch=x86_64")
+elif prog == "srun":
+    command = argv[argv.index("sh"):]
+    for rank in range(int(os.environ["SLURM_JOB_NUM_NODES"])):
+        env = dict(os.environ, SLURM_PROCID=str(rank), SLURM_NODEID=str(rank), SLURM_LOCALID="0",
+                   SLURM_NTASKS=os.environ["SLURM_JOB_NUM_NODES"], SLURMD_NODENAME=f"node{rank + 1}",
+                   SLURM_STEP_GPUS=f"{rank}")
+        subprocess.run(command, env=env, check=False)
+    time.sleep(float(os.environ.get("FAKE_SRUN_LINGER", "0")))
+elif prog == "docker" and argv[0] == "run":
+    env = {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1] for i, a in enumerate(argv) if a == "--env"}
+    folder = next(argv[i + 1] for i, a in enumerate(argv) if a == "--volume").rsplit(":", 1)[0]
+    rank = env.get("RANK", "")
+    code = int(os.environ.get(f"FAKE_CODE_{rank}", "0"))
+    open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n" + ("Traceback\nValueError: no\n" * bool(code)))
+    state = {"Cancelled": False, "State": {"ExitCode": code, "FinishedAt": os.environ.get(f"FAKE_AT_{rank}", "T1")},
+             "Node": env.get("PYSTRIBUTED_NODE", "")}
+    open(os.path.join(folder, env.get("PYSTRIBUTED_STATE_NAME", ".pystributed-state.json")), "w").write(
+        json.dumps(state) + "\n")
+elif prog == "docker" and argv[:2] == ["container", "inspect"]:
+    sys.exit(1)
+"""
+
+
+class Job:
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "runs" / "r1"
+        self.dir.mkdir(parents=True)
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        for prog in ("srun", "scontrol", "scancel", "docker"):
+            path = self.bin / prog
+            path.write_text(FAKE.replace("PYTHON", sys.executable))
+            path.chmod(0o755)
+        self.fake = tmp_path / "fake"
+        self.fake.mkdir()
+        self.script = self.dir / ".pystributed-job.sh"
+        self.script.write_text(slurm.JOB_SCRIPT)
+        self.env_file = f"{self.dir}.env"
+
+    def run(self, mode, route="docker", **env):
+        args = ["--user", "1000:1000", "--volume", f"{self.dir}:/results", "--env", "PYSTRIBUTED_RESULTS=/results",
+                "reg:5000/p:1", "python", "/app/task_runner.py"]
+        environ = {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "SLURM_JOB_ID": "45",
+                   "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_GPUS": "0",
+                   "SLURMD_NODENAME": "node1", **env}
+        proc = subprocess.run(["sh", str(self.script), str(self.dir), NAME, mode, route, self.env_file, *args],
+                              env=environ, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return args
+
+    def calls(self, prog=None):
+        lines = (self.fake / "calls").read_text().splitlines() if (self.fake / "calls").exists() else []
+        return [call[1:] for call in map(json.loads, lines) if prog in (None, call[0])]
+
+    def state(self, folder=None):
+        return json.loads(((folder or self.dir) / ".pystributed-state.json").read_text())
+
+
+def env_of(argv):
+    return {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1] for i, a in enumerate(argv) if a == "--env"}
+
+
+@pytest.fixture
+def job(tmp_path):
+    return Job(tmp_path)
+
+
+def test_a_run_over_two_nodes_runs_one_container_per_node_with_the_ranks_variables(job):
+    args = job.run("ranks")
+    srun, = job.calls("srun")
+    assert srun == ["--ntasks-per-node=1", "--kill-on-bad-exit=0", "sh", "--", str(job.script), str(job.dir), NAME,
+                    "rank", "docker", job.env_file, *args]
+    runs = [call for call in job.calls("docker") if call[0] == "run"]
+    assert len(runs) == 2
+    for rank, run in enumerate(runs):
+        env = env_of(run)
+        assert {k: env[k] for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK",
+                                    "LOCAL_WORLD_SIZE", "PYSTRIBUTED_NODE", "DOCKER_RESOURCE_GPU")} == {
+            "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "20045", "RANK": str(rank), "NODE_RANK": str(rank),
+            "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "PYSTRIBUTED_NODE": f"node{rank + 1}",
+            "DOCKER_RESOURCE_GPU": str(rank)}  # the step's GPUs, not the first node's SLURM_JOB_GPUS
+        assert run[run.index("--network") + 1] == "host" and "--rm" in run
+        folder = job.dir if rank == 0 else job.dir / f"rank-{rank}"
+        assert run[run.index("--volume") + 1] == f"{folder}:/results"
+        assert run[run.index("--name") + 1] == (NAME if rank == 0 else f"{NAME}-rank1")
+        assert run[-4:] == args[-4:]  # the image and its command, last
+    assert job.state()["State"]["ExitCode"] == 0 and job.state()["Node"] == "node1"
+    assert (job.dir / "output.log").read_text() == "rank 0 ran\n"
+    assert (job.dir / "rank-1" / "output.log").read_text() == "rank 1 ran\n"
+    assert job.calls("scancel") == []
+
+
+def test_the_first_rank_to_fail_fails_the_run_with_its_output_and_stops_the_others(job):
+    job.run("ranks", FAKE_CODE_0="143", FAKE_AT_0="T2", FAKE_CODE_1="3", FAKE_AT_1="T1", FAKE_SRUN_LINGER="2.5")
+    assert job.state()["State"]["ExitCode"] == 3 and job.state()["Node"] == "node2"
+    log = (job.dir / "output.log").read_text()
+    assert log == ("rank 0 ran\nTraceback\nValueError: no\n\n[pystributed] rank 1 (on node2) failed with exit code 3; "
+                   "its output (rank-1/output.log):\nrank 1 ran\nTraceback\nValueError: no\n")
+    assert ["--signal=TERM", "45"] in job.calls("scancel")
+
+
+def test_rank_0_failing_first_is_the_runs_failure(job):
+    job.run("ranks", FAKE_CODE_0="1", FAKE_AT_0="T1", FAKE_CODE_1="143", FAKE_AT_1="T2")
+    assert job.state()["State"]["ExitCode"] == 1
+    assert "[pystributed]" not in (job.dir / "output.log").read_text()
+
+
+def test_a_one_task_run_is_unchanged(job):
+    args = job.run("0")
+    run, = [call for call in job.calls("docker") if call[0] == "run"]
+    assert run[1:] == ["--env", "DOCKER_RESOURCE_GPU=0", "--rm", "--name", NAME, "--env-file", job.env_file, "--env",
+                   "PYSTRIBUTED_NODE=node1", *args]
+    assert job.calls("srun") == [] and job.state()["State"]["ExitCode"] == 0
+
