@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pystributed import docker
 from pystributed.errors import StepError
-from pystributed.places import Place, server, ssh
+from pystributed.places import Place, server, slurm_routes, ssh
 
 JOB_SCRIPT = (Path(__file__).parent / "slurm_job.sh").read_text(encoding="utf-8")
 POLL = 1.0
@@ -104,9 +104,13 @@ class Slurm(Place):
         `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE);
         `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's `ranks`)."""
         route = self.containers()
-        if route != "docker":
-            raise StepError("start", f"the container route {route!r} of {self.name} is not supported yet",
-                            hint="Set SLURM_CONTAINERS = 'docker' where the nodes have Docker.")
+        if route != "docker" and route not in slurm_routes.ROUTES:
+            raise StepError("start", f"the container route {route!r} of {self.name} is not known",
+                            hint="Set SLURM_CONTAINERS to 'docker', 'pyxis' or 'apptainer'.")
+        if route == "pyxis" and nodes > 1:
+            raise StepError("start", "a run over several nodes (NODES) is not supported with pyxis yet: its "
+                                     "containers are job steps, and each rank already is one",
+                            hint="Use SLURM_CONTAINERS = 'apptainer' or 'docker' where the nodes have them.")
         env_file, script = f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
         gpus = self.config.GPUS_PER_TASK
         options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
@@ -114,6 +118,8 @@ class Slurm(Place):
                    *([f"--export=ALL,{','.join(variables)}"] if variables else []),
                    *([f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []), *self.config.SLURM_ARGS]
         args = docker.job_run_args(run_args)
+        if route != "docker":
+            args = slurm_routes.ROUTES[route](args)
         out = self.call("slurm_submit", env_file, script, JOB_SCRIPT, *options, script, remote_dir,
                         name, "1" if sweep else "ranks" if nodes > 1 else "0", route,
                         env_file, *args, step="start", stdin=server._env_writer(env),

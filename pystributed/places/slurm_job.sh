@@ -10,7 +10,9 @@
 # folder is DIR/INDEX (INDEX: SLURM_ARRAY_TASK_ID, or PYSTRIBUTED_TASK for a retry), `ranks` for a run
 # over the job's nodes (see below; `rank` is one of them); ROUTE: docker, pyxis or apptainer; ENV_FILE:
 # the container's ENV and SECRETS (NAME=VALUE lines, this user's only); ARGS: docker run's options, the
-# image, its command (docker.job_run_args).
+# image, its command (docker.job_run_args), or for pyxis and apptainer `--env NAME=VALUE ... --` and the
+# words after `srun` or `apptainer exec` (slurm_routes.py): pyxis runs the container as a job step,
+# Apptainer (or Singularity) as this script's child; both as the job's user, with Slurm's GPUs.
 #
 # In the container, task_runner.py saves output.log and .pystributed-state.json in the task's folder.
 # A container that never started (an image its node could not pull) leaves a state of this script's
@@ -113,10 +115,10 @@ rm -f -- "$state" "$folder/output.log"  # an earlier attempt's
 node=${SLURMD_NODENAME:-$(hostname)}
 started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 
+if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
 case $route in
 docker)
     set -- --rm --name "$name" --env-file "$env_file" --env "PYSTRIBUTED_NODE=$node" "$@"
-    if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
     if [ -n "$gpus" ] && command -v nvidia-smi >/dev/null 2>&1; then
         set -- --gpus "device=$gpus" "$@"  # Docker bypasses Slurm's cgroups: the GPUs it gave, by their ids
     elif [ -n "$gpus" ]; then
@@ -129,6 +131,34 @@ docker)
     trap interrupt INT
     trap terminate TERM
     docker run "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
+    ;;
+pyxis | apptainer)
+    # The variables reach the container through the job's environment (ENV_FILE's lines, then ours).
+    while IFS= read -r line; do case $line in [A-Za-z_]*=*) export "${line?}" ;; esac; done <"$env_file"
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do  # --env NAME=VALUE ... -- (slurm_routes.py)
+        if [ "$1" = --env ]; then export "${2?}"; fi
+        shift 2
+    done
+    shift
+    export "PYSTRIBUTED_NODE=$node"
+    if [ "$route" = pyxis ]; then
+        # The container is a job step's task: scancel (without --batch) signals the steps, not this script.
+        # shellcheck disable=SC2317
+        interrupt() { scancel --signal=INT "$SLURM_JOB_ID"; }
+        # shellcheck disable=SC2317
+        terminate() { :; }  # (Slurm ends the job's steps itself)
+        srun --ntasks=1 "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
+    else
+        launcher=apptainer
+        command -v apptainer >/dev/null 2>&1 || launcher=singularity
+        # shellcheck disable=SC2317
+        interrupt() { kill -INT "$child" 2>/dev/null; }
+        # shellcheck disable=SC2317
+        terminate() { kill -TERM "$child" 2>/dev/null; }
+        "$launcher" exec "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
+    fi
+    trap interrupt INT
+    trap terminate TERM
     ;;
 *)
     echo "pystributed: the container route $route is not known to this job script" >"$folder/.pystributed-docker.err"

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from pystributed import config, docker
+from pystributed import config, context, docker
 from pystributed.errors import ConfigError, StepError
-from pystributed.places import place_for, slurm
+from pystributed.places import place_for, slurm, slurm_routes
 
 RUN = "20261125-101502-3fa9c1"
 NAME = f"pystributed-{RUN}"
@@ -68,13 +68,50 @@ def test_stop_scancels_the_job(cfg, programs):
     slurm.Slurm(cfg).stop(RUN)
 
 
-def test_another_container_route_is_refused_clearly(cfg, programs):
+@pytest.mark.parametrize("route, words", [
+    ("pyxis", ["--", "--container-image=reg:5000#p:1", f"--container-mounts={FOLDER}:/results",
+               "--container-workdir=/app"]),
+    ("apptainer", ["--", "--nv", "--bind", f"{FOLDER}:/results", "--pwd", "/app", "docker://reg:5000/p:1"]),
+])
+def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, programs, route, words):
     place = slurm.Slurm(cfg)
-    programs.expect("server", "slurm_containers", out="pyxis\n")
-    with pytest.raises(StepError) as e:
-        place.submit(["--name", NAME, "--detach", "--env-file", "/dev/stdin", "img"], {}, remote_dir=FOLDER,
-                     name=NAME)
-    assert "'pyxis'" in e.value.message
+    place.route = route
+    start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
+                                env=docker.task_env(RUN))[2:]
+    env = [word for key, value in docker.task_env(RUN).items() for word in ("--env", f"{key}={value}")]
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
+                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", route, f"{FOLDER}.env",
+                    *env, *words, *context.task_command(), out="9\n")
+    place.start(start, {})
+
+
+def test_a_docker_option_and_pyxis_over_several_nodes_are_refused_clearly(cfg, programs):
+    place = slurm.Slurm(cfg)
+    place.route = "apptainer"
+    start = ["--detach", "--name", NAME, "--env-file", "/dev/stdin", "--shm-size", "1g", "img"]
+    with pytest.raises(StepError, match="--shm-size"):
+        place.submit(start, {}, remote_dir=FOLDER, name=NAME)
+    place.route = "pyxis"
+    with pytest.raises(StepError, match="several nodes"):
+        place.submit(start, {}, remote_dir=FOLDER, name=NAME, nodes=2)
+
+
+@pytest.mark.parametrize("ref, pyxis, plain", [
+    ("reg:5000/team/p:1", "reg:5000#team/p:1", False),
+    ("127.0.0.1:5000/p:1", "127.0.0.1:5000#p:1", True),
+    ("localhost/p:1", "localhost#p:1", True),
+    ("python:3.12", "python:3.12", False),
+    ("library/python:3.12", "library/python:3.12", False),
+])
+def test_image_names_for_pyxis_and_plain_http_for_apptainer(ref, pyxis, plain):
+    assert slurm_routes.pyxis_image(ref) == pyxis and slurm_routes.plain_http(ref) is plain
+
+
+def test_apptainer_is_told_of_a_plain_http_registry():
+    args = slurm_routes.apptainer_args(["--env", "A=1", "127.0.0.1:5000/p:1", "python"])
+    assert args == ["--env", "A=1", "--env", "APPTAINER_NOHTTPS=1", "--env", "SINGULARITY_NOHTTPS=1", "--", "--nv",
+                    "--pwd", "/app", "docker://127.0.0.1:5000/p:1", "python"]
 
 
 @pytest.mark.parametrize("key, value, words", [

@@ -6,10 +6,11 @@ exit code FAKE_CODE_<RANK> (0 unless given)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pystributed.places import slurm
+from pystributed.places import slurm, slurm_routes
 
 NAME = "pystributed-20261125-101502-3fa9c1"
 
@@ -18,9 +19,23 @@ import json, os, subprocess, sys, time
 prog, argv = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.path.join(os.environ["FAKE"], "calls"), "a") as f:
     f.write(json.dumps([prog, *argv]) + "\n")
+
+
+def container(folder, env):
+    if env.get("PYSTRIBUTED_TASK_FOLDERS") == "1":  # (as task_runner.py does)
+        folder = os.path.join(folder, env["PYSTRIBUTED_TASK"])
+    rank = env.get("RANK", "")
+    code = int(os.environ.get(f"FAKE_CODE_{rank}", "0"))
+    open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n" + ("Traceback\nValueError: no\n" * bool(code)))
+    state = {"Cancelled": False, "State": {"ExitCode": code, "FinishedAt": os.environ.get(f"FAKE_AT_{rank}", "T1")},
+             "Node": env.get("PYSTRIBUTED_NODE", ""), "Env": {k: env.get(k) for k in ("A", "B", "RANK", "PYSTRIBUTED_RESULTS", "APPTAINER_NOHTTPS", "PYSTRIBUTED_NODE", "PYSTRIBUTED_TASK")}}
+    open(os.path.join(folder, env.get("PYSTRIBUTED_STATE_NAME", ".pystributed-state.json")), "w").write(
+        json.dumps(state) + "\n")
+
+
 if prog == "scontrol":
     print("node1\nnode2" if argv[:2] == ["show", "hostnames"] else "NodeName=node1 NodeAddr=10.0.0.1 Arch=x86_64")
-elif prog == "srun":
+elif prog == "srun" and "sh" in argv:
     command = argv[argv.index("sh"):]
     for rank in range(int(os.environ["SLURM_JOB_NUM_NODES"])):
         env = dict(os.environ, SLURM_PROCID=str(rank), SLURM_NODEID=str(rank), SLURM_LOCALID="0",
@@ -28,16 +43,14 @@ elif prog == "srun":
                    SLURM_STEP_GPUS=f"{rank}")
         subprocess.run(command, env=env, check=False)
     time.sleep(float(os.environ.get("FAKE_SRUN_LINGER", "0")))
+elif prog == "srun":  # pyxis
+    mounts = next(a for a in argv if a.startswith("--container-mounts=")).split("=", 1)[1]
+    container(mounts.split(",")[0].rsplit(":", 1)[0], os.environ)
+elif prog == "apptainer":
+    container(argv[argv.index("--bind") + 1].rsplit(":", 1)[0], os.environ)
 elif prog == "docker" and argv[0] == "run":
     env = {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1] for i, a in enumerate(argv) if a == "--env"}
-    folder = next(argv[i + 1] for i, a in enumerate(argv) if a == "--volume").rsplit(":", 1)[0]
-    rank = env.get("RANK", "")
-    code = int(os.environ.get(f"FAKE_CODE_{rank}", "0"))
-    open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n" + ("Traceback\nValueError: no\n" * bool(code)))
-    state = {"Cancelled": False, "State": {"ExitCode": code, "FinishedAt": os.environ.get(f"FAKE_AT_{rank}", "T1")},
-             "Node": env.get("PYSTRIBUTED_NODE", "")}
-    open(os.path.join(folder, env.get("PYSTRIBUTED_STATE_NAME", ".pystributed-state.json")), "w").write(
-        json.dumps(state) + "\n")
+    container(next(argv[i + 1] for i, a in enumerate(argv) if a == "--volume").rsplit(":", 1)[0], env)
 elif prog == "docker" and argv[:2] == ["container", "inspect"]:
     sys.exit(1)
 """
@@ -49,7 +62,7 @@ class Job:
         self.dir.mkdir(parents=True)
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        for prog in ("srun", "scontrol", "scancel", "docker"):
+        for prog in ("srun", "scontrol", "scancel", "docker", "apptainer"):
             path = self.bin / prog
             path.write_text(FAKE.replace("PYTHON", sys.executable))
             path.chmod(0o755)
@@ -59,9 +72,9 @@ class Job:
         self.script.write_text(slurm.JOB_SCRIPT)
         self.env_file = f"{self.dir}.env"
 
-    def run(self, mode, route="docker", **env):
-        args = ["--user", "1000:1000", "--volume", f"{self.dir}:/results", "--env", "PYSTRIBUTED_RESULTS=/results",
-                "reg:5000/p:1", "python", "/app/task_runner.py"]
+    def run(self, mode, route="docker", args=None, **env):
+        args = args or ["--user", "1000:1000", "--volume", f"{self.dir}:/results", "--env",
+                        "PYSTRIBUTED_RESULTS=/results", "reg:5000/p:1", "python", "/app/task_runner.py"]
         environ = {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "SLURM_JOB_ID": "45",
                    "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_GPUS": "0",
                    "SLURMD_NODENAME": "node1", **env}
@@ -134,3 +147,33 @@ def test_a_one_task_run_is_unchanged(job):
                    "PYSTRIBUTED_NODE=node1", *args]
     assert job.calls("srun") == [] and job.state()["State"]["ExitCode"] == 0
 
+
+DOCKER_ARGS = ["--user", "1000:1000", "--volume", "{dir}:/results", "--env", "PYSTRIBUTED_RESULTS=/results", "--env",
+               "B=run's", "127.0.0.1:5000/p:1", "python", "/app/task_runner.py"]
+
+
+@pytest.mark.parametrize("route", ["pyxis", "apptainer"])
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_pyxis_and_apptainer_start_the_container_with_the_variables_in_its_environment(job, route, mode):
+    docker_args = [word.format(dir=job.dir) for word in DOCKER_ARGS]
+    Path(job.env_file).write_text("A=secret value\nB=from the file\n")
+    args = slurm_routes.ROUTES[route](docker_args)
+    job.run(mode, route, args, SLURM_ARRAY_TASK_ID="3")
+    launched, = job.calls("srun" if route == "pyxis" else "apptainer")
+    assert launched == ([] if route == "pyxis" else ["exec"]) + (["--ntasks=1"] if route == "pyxis" else []) + \
+        args[args.index("--") + 1:]
+    folder = job.dir / "3" if mode == "1" else job.dir
+    env = job.state(folder)["Env"]
+    assert env["A"] == "secret value" and env["B"] == "run's" and env["PYSTRIBUTED_NODE"] == "node1"
+    assert env["PYSTRIBUTED_TASK"] == ("3" if mode == "1" else None)
+    assert env["APPTAINER_NOHTTPS"] == ("1" if route == "apptainer" else None)
+    assert job.calls("docker") == []
+
+
+def test_apptainer_over_two_nodes_binds_each_ranks_folder(job):
+    docker_args = [word.format(dir=job.dir) for word in DOCKER_ARGS]
+    job.run("ranks", "apptainer", slurm_routes.apptainer_args(docker_args))
+    binds = [call[call.index("--bind") + 1] for call in job.calls("apptainer")]
+    assert binds == [f"{job.dir}:/results", f"{job.dir}/rank-1:/results"]
+    assert job.state()["Env"]["RANK"] == "0"
+    assert json.loads((job.dir / "rank-1" / ".pystributed-rank-state.json").read_text())["Env"]["RANK"] == "1"

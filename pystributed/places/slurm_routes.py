@@ -1,0 +1,80 @@
+"""The job script's words for the container routes other than Docker on a Slurm cluster's nodes
+(places/slurm_job.sh runs them): pyxis (`srun --container-image=REGISTRY#IMAGE`, NVIDIA's Slurm
+plugin over enroot) and Apptainer or Singularity (`apptainer exec --nv docker://REGISTRY/IMAGE`).
+
+Both start from a job's `docker run` arguments (docker.job_run_args) and answer
+
+    --env NAME=VALUE ... -- LAUNCHER_ARGS...
+
+the variables, which the job script exports (both routes hand the job's environment to the container),
+then the words after `srun` or `apptainer exec`: the image, the run folder mounted at its place, the
+image's working directory, the command. Both run the container as the job's user, with the GPUs Slurm
+gave the job (its cgroups, CUDA_VISIBLE_DEVICES), on the node's own network."""
+from __future__ import annotations
+
+from pystributed import context
+from pystributed.errors import StepError
+
+# docker run's options that job_run_args gives, and what each route makes of them.
+_VALUED = {"--user", "--label", "--volume", "-v", "--env", "-e"}
+
+
+def split(args, route):
+    """(variables, mounts, image, command) of job_run_args' words."""
+    variables, mounts, at = [], [], 0
+    while at < len(args) and args[at].startswith("-"):
+        option, _, value = args[at].partition("=")
+        if option not in _VALUED:
+            raise StepError("start", f"the docker run option {option} (DOCKER_RUN_ARGS?) has no meaning for the "
+                                     f"{route} route of this Slurm cluster, whose nodes run no Docker",
+                            hint="Leave DOCKER_RUN_ARGS empty for this cluster: Slurm gives the GPUs "
+                                 "(GPUS_PER_TASK), SLURM_ARGS the rest.")
+        if not value:
+            at += 1
+            value = args[at]
+        at += 1
+        if option in ("--env", "-e"):
+            variables.append(value)
+        elif option in ("--volume", "-v"):
+            mounts.append(value)
+    if at >= len(args):
+        raise StepError("start", "no image among the container's arguments")
+    return variables, mounts, args[at], args[at + 1:]
+
+
+def pyxis_image(ref):
+    """pyxis (enroot) names an image's registry with `#`: reg:5000/team/name:tag is reg:5000#team/name:tag;
+    an image of Docker Hub stays as it is."""
+    first, slash, rest = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return f"{first}#{rest}"
+    return ref
+
+
+def plain_http(ref):
+    """Whether the image's registry is one that Docker reaches over plain HTTP by default (on this
+    host's own addresses): Apptainer must be told so (APPTAINER_NOHTTPS)."""
+    host = ref.partition("/")[0].rsplit(":", 1)[0] if "/" in ref else ""
+    return host == "localhost" or host.startswith("127.")
+
+
+def pyxis_args(args):
+    variables, mounts, image, command = split(args, "pyxis")
+    return [*_env(variables), "--", f"--container-image={pyxis_image(image)}",
+            *([f"--container-mounts={','.join(mounts)}"] if mounts else []),
+            f"--container-workdir={context.APP_DIR}", *command]
+
+
+def apptainer_args(args):
+    variables, mounts, image, command = split(args, "apptainer")
+    if plain_http(image):
+        variables += ["APPTAINER_NOHTTPS=1", "SINGULARITY_NOHTTPS=1"]
+    binds = [word for mount in mounts for word in ("--bind", mount)]
+    return [*_env(variables), "--", "--nv", *binds, "--pwd", context.APP_DIR, f"docker://{image}", *command]
+
+
+def _env(variables):
+    return [word for variable in variables for word in ("--env", variable)]
+
+
+ROUTES = {"pyxis": pyxis_args, "apptainer": apptainer_args}
