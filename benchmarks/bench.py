@@ -493,7 +493,7 @@ def measure_sweep(bench, args, workspace, rig):
                 sys.exit(f"error: the benchmark's sweep failed: {result}")
             spans = {}
             for task in result.tasks:
-                spans.setdefault(task.gpu, []).append((task.started, task.ended))
+                spans.setdefault((task.node, task.gpu), []).append((task.started, task.ended))  # a GPU is a node's
             gaps = [b[0] - a[1] for runs in spans.values() for a, b in zip(sorted(runs), sorted(runs)[1:])]
             if i == 0:
                 print(f"  warm-up: one run {took_one:.2f}s, sweep {took:.2f}s", flush=True)
