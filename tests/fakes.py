@@ -13,6 +13,7 @@ import io
 import re
 import shlex
 import tarfile
+import types
 
 import pytest
 
@@ -144,3 +145,16 @@ class Inline:
 
     def shutdown(self, wait=True):
         pass
+
+
+def job_engine(engine_class, place, *, tasks, cluster, folder, retries=0):
+    """An engine of `engine_class` on `place` for a job of `tasks` tasks (parameters x=0..), started as a
+    sweep with TOKEN in its environment, its fetches inline."""
+    from pystributed import jobs, progress
+
+    job = jobs.Job(folder.rsplit("/", 1)[-1], [jobs.Task(i, {"x": i}) for i in range(tasks)], server=place.name,
+                   cluster=cluster, remote_dir=folder, image="reg:5000/proj:s", user="1000:1000", retries=retries)
+    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
+    engine = engine_class(place.config, place, job, sweep=started)
+    engine.fetches = Inline()
+    return engine

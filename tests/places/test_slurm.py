@@ -7,12 +7,10 @@ import pytest
 
 from pystributed import config, context, docker
 from pystributed.errors import ConfigError, StepError
-from pystributed.places import place_for, slurm, slurm_routes
+from pystributed.places import place_for, server, slurm, slurm_routes
 
 RUN = "20261125-101502-3fa9c1"
-NAME = f"pystributed-{RUN}"
-FOLDER = f"/home/me/runs/{RUN}"
-MARK = "@@pystributed@@"
+NAME, FOLDER, MARK = docker.container_name(RUN), f"/home/me/runs/{RUN}", server.MARK
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 array, a task waiting with Slurm's reason, success, failure and retry, cancel, attach after a detach.
 The fetches run inline here (in the engine they run on a pool), so the calls come in one order."""
 import json
-import types
 
 import pytest
-from fakes import Inline, tar_of
+from fakes import job_engine, tar_of
 
-from pystributed import config, jobs, progress
+from pystributed import config, jobs
 from pystributed.places import slurm, slurm_engine
 from pystributed.places.slurm_engine import SlurmEngine
 
@@ -31,12 +30,7 @@ def no_waiting(monkeypatch):
 
 
 def engine_of(cfg, n, *, retries=0):
-    job = jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="me@login", cluster="slurm",
-                   remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000", retries=retries)
-    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
-    engine = SlurmEngine(cfg, slurm.Slurm(cfg), job, sweep=started)
-    engine.fetches = Inline()
-    return engine
+    return job_engine(SlurmEngine, slurm.Slurm(cfg), tasks=n, cluster="slurm", folder=FOLDER, retries=retries)
 
 
 def row(job_id, index, state, *, name=NAME, reason="None", nodes="", array="40"):
@@ -119,8 +113,7 @@ def test_cancel_scancels_the_jobs_and_fetches_what_ran(cfg, programs):
     expect_fetch(programs, 0, 130, cancelled=True)
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.cancel()
-    assert job.statuses == ["cancelled", "cancelled"] and job.status == "cancelled"
-    assert job.tasks[0].fetched and not job.tasks[1].fetched
+    assert (job.statuses, job.status, [t.fetched for t in job.tasks]) == (["cancelled"] * 2, "cancelled", [True, False])
 
 
 def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):

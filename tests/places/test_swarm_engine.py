@@ -2,10 +2,9 @@
 success, failure and retry, cancel, attach after detach, and a node lost mid-job. The fetches run
 inline here (in the engine they run on a pool), so the calls come in one order."""
 import json
-import types
 
 import pytest
-from fakes import Inline, tar_of
+from fakes import job_engine, tar_of
 
 from pystributed import config, jobs, progress
 from pystributed.places import swarm, swarm_engine
@@ -42,12 +41,7 @@ def no_waiting(monkeypatch):
 
 
 def engine_of(cfg, n, *, retries=0):
-    job = jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="me@manager", cluster="swarm",
-                   remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000", retries=retries)
-    started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
-    engine = SwarmEngine(cfg, swarm.Swarm(cfg), job, sweep=started)
-    engine.fetches = Inline()
-    return engine
+    return job_engine(SwarmEngine, swarm.Swarm(cfg), tasks=n, cluster="swarm", folder=FOLDER, retries=retries)
 
 
 ONE_NODE = (node("n1"),)
