@@ -170,10 +170,11 @@ class Job:
         return f"<b>{html.escape(self.summary())}</b>{self.table()._repr_html_()}"
 
     def to_json(self):
-        data = dataclasses.asdict(self)
-        for task in data["tasks"]:
-            task["params"] = {k: repr(v) for k, v in task["params"].items()}  # as shown; the values are in the image
-            task.pop("values"), task.pop("value")
+        # Field by field, not dataclasses.asdict: that would deep-copy every task's --out values (large,
+        # at times) before they are left out; the parameters as shown (their values are in the image).
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tasks"}
+        data["tasks"] = [{f.name: {k: repr(v) for k, v in t.params.items()} if f.name == "params" else getattr(t, f.name)
+                          for f in dataclasses.fields(t) if f.name not in ("values", "value")} for t in self.tasks]
         return json.dumps(data, indent=1) + "\n"
 
     @classmethod

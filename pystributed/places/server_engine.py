@@ -15,6 +15,8 @@ from pystributed.engine import Engine
 from pystributed.errors import StepError
 from pystributed.jobs import CANCELLED, FAILED, RETRYING, RUNNING, STARTING, SUCCEEDED
 
+INTERRUPTED = 130  # a cell's exit code after SIGINT (a cancel, or an interrupt of ours)
+
 
 class ServerEngine(Engine):
     def __init__(self, *args, **kwargs):
@@ -23,6 +25,7 @@ class ServerEngine(Engine):
         self.stopping = threading.Event()
         self.workers = []
         self.errors = []
+        self.detaching = False
         # The tasks whose container was started (by this process, or before an attach).
         self.launched = {t.index for t in self.job.tasks if t.status in (STARTING, RUNNING, RETRYING)}
 
@@ -55,7 +58,8 @@ class ServerEngine(Engine):
         return self.watch("detach")
 
     def detached(self):
-        self.stopping.set()  # the workers leave the tasks as they are: they go on without us
+        self.detaching = True  # the workers leave the tasks as they are: they go on without us
+        self.stopping.set()
         return super().detached()
 
     def refresh(self):
@@ -93,6 +97,8 @@ class ServerEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
         self.place.start([*args, *context.task_command("--cell")], self.secrets())  # finish saves its log
         self.launched.add(task.index)
+        if self.stopping.is_set() and not self.detaching:  # a cancel began while it started: cancel() missed it
+            self.place.stop(self.task_id(task), step="cancel")
         task.set(RUNNING, node=self.place.name)
 
     def run_task(self, task):
@@ -104,23 +110,42 @@ class ServerEngine(Engine):
             self.launch(task)
             self.follow_task(task, lambda out, err: self.logs(task, out, err, follow=True))
             code = self.place.finish(self.task_dir(task), self.task_id(task))
+            if self.detaching:  # (in a kernel, after a detach): attach puts it away and fetches it
+                return
             task.set(exit_code=code, ended=time.time())
+            if code == INTERRUPTED and not self.stopping.is_set():
+                self.cancelled_elsewhere()
             if code == 0 or self.stopping.is_set() or task.attempts > self.job.retries:
                 break
             task.set(RETRYING)
         task.set(SUCCEEDED if code == 0 else CANCELLED if self.stopping.is_set() else FAILED)
         self.fetch_task(task, self.place, self.task_dir(task))
 
+    def cancelled_elsewhere(self):
+        """A task's cell was interrupted (SIGINT) by no interrupt of ours: `cancel` from another
+        process. Nothing more is started or tried again; what waited is cancelled."""
+        self.stopping.set()
+        with self.lock:
+            waiting, self.queue = list(self.queue), collections.deque()
+        for task in waiting:
+            task.set(CANCELLED)
+
     def put_away(self, task):
-        """A task started before a detach: wait for it, put it away, fetch it."""
+        """A task started before a detach: wait for it, put it away (tried again while --retries allow),
+        fetch it."""
         try:
             code = self.place.finish(self.task_dir(task), self.task_id(task))
+            while code not in (0, INTERRUPTED) and task.attempts <= self.job.retries and not self.stopping.is_set():
+                task.set(RETRYING, exit_code=code)
+                self.launch(task)
+                code = self.place.finish(self.task_dir(task), self.task_id(task))
         except StepError as e:
             if self.stopping.wait(0.5):  # an interrupt (Ctrl-C reaches our ssh too): the task goes on
                 return
             task.set(FAILED, error=f"{e.message}\n{e.output}".strip(), ended=time.time())
             return
-        task.set(SUCCEEDED if code == 0 else FAILED, exit_code=code, ended=time.time(), node=self.place.name)
+        state = SUCCEEDED if code == 0 else CANCELLED if code == INTERRUPTED else FAILED
+        task.set(state, exit_code=code, ended=time.time(), node=self.place.name)
         self.fetch_task(task, self.place, self.task_dir(task))
 
     def wait(self):
@@ -149,7 +174,8 @@ class ServerEngine(Engine):
                 continue
             with contextlib.suppress(StepError):
                 task.set(exit_code=self.place.finish(self.task_dir(task), self.task_id(task), cancelled=True))
-            task.set(CANCELLED, ended=time.time())
+            # A task that ended well before the cancel reached it stays succeeded.
+            task.set(SUCCEEDED if task.exit_code == 0 else CANCELLED, ended=time.time())
             self.fetch_task(task, self.place, self.task_dir(task))
         for task in self.job.tasks:
             if not task.final or task in started and task.status != SUCCEEDED:

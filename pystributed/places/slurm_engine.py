@@ -72,10 +72,11 @@ class SlurmEngine(Engine):
 
     def look(self, *, fetch=True):
         """Bring the tasks up to date with Slurm's view; whether anything changed."""
+        busy = set(self.busy)  # before squeue: a task settled while it answers is not settled twice from it
         rows = self.rows()
         changed = False
         for task in self.job.tasks:
-            if task.final or task.index in self.busy:
+            if task.final or task.index in busy or task.index in self.busy:
                 continue
             row = rows.get(task.index)
             before = (task.status, task.why, task.node)
@@ -111,7 +112,7 @@ class SlurmEngine(Engine):
                 why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                    f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
                 task.set(CANCELLED if self.cancelling else FAILED, error=why)
-            elif task.attempts <= self.job.retries and not self.cancelling:
+            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
                 task.set(error=failure(task))
                 self.retry(task)
             else:

@@ -142,9 +142,15 @@ class Swarm(Place):
         for node in unreachable:  # its run folder could not be made: no task of this run goes there
             args[2:2] = ["--constraint", f"node.id!={node.id}"]
         args[2:2] = ["--with-registry-auth"]  # the nodes pull with this machine's login, if any
-        out = self.manager.docker(["docker", *args], step="run", hint=(
-            f"Swarm refused the service on {self.name}. Is it a manager (`docker node ls` there)?"),
-            stdin=server._env_writer(env))
+        try:
+            out = self.manager.docker(["docker", *args], step="run", hint=(
+                f"Swarm refused the service on {self.name}. Is it a manager (`docker node ls` there)?"),
+                stdin=server._env_writer(env))
+        except StepError:
+            if mounts and job_id == name.removeprefix(docker.container_name("")):  # the job's first service
+                with contextlib.suppress(StepError):
+                    self.secrets.remove(name, step="run")
+            raise
         return out.strip().splitlines()[-1] if out.strip() else ""
 
     def tasks(self, *services):

@@ -22,6 +22,7 @@ from pystributed.places import swarm_service
 
 POLL = 0.5
 NODES_EVERY = 3.0  # seconds between two looks at the nodes' states
+FETCH_TRIES = 3  # a task whose folder cannot be fetched this many times in a row: its node is taken for lost
 
 
 class SwarmEngine(Engine):
@@ -33,6 +34,7 @@ class SwarmEngine(Engine):
         self.lost = {}  # node id -> the indexes of the tasks it took with it
         self.nodes_read = 0.0
         self.down = {}  # node id -> Node, of the nodes down in Swarm's view
+        self.fetch_failures = collections.Counter()  # index -> fetches of its latest attempt that failed
 
     @property
     def service(self):
@@ -53,6 +55,7 @@ class SwarmEngine(Engine):
 
     def retry(self, task):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
+        self.fetch_failures[task.index] = 0
         run_id = f"{self.job.sweep_id}-{task.index}-{task.attempts + 1}"
         ident = self.place.create(self.run_args(run_id), self.secrets(), job_id=self.job.sweep_id, replicas=1,
                                   gpus=self.config.GPUS_PER_TASK,
@@ -77,7 +80,8 @@ class SwarmEngine(Engine):
         """{node id: Node} of the nodes Swarm says are down, read again every NODES_EVERY seconds."""
         if time.monotonic() - self.nodes_read > NODES_EVERY:
             self.nodes_read = time.monotonic()
-            self.down = {n.id: n for n in self.place.nodes(again=True) if n.state not in ("ready", "")}
+            # Only "down": a leadership change makes every node "unknown" for a few seconds.
+            self.down = {n.id: n for n in self.place.nodes(again=True) if n.state == "down"}
         return self.down
 
     def look(self, *, fetch=True):
@@ -150,13 +154,16 @@ class SwarmEngine(Engine):
             task.set(exit_code=code, started=task.ended if task.started is None else task.started)
             if code == 0:
                 task.set(SUCCEEDED, error="")
-            elif code is None:  # its node could not be reached (or its folder read)
+            elif code is None:  # its node could not be reached (or its folder read, or written here)
                 node = self.place.node(last.node)
-                if task.attempts <= self.job.retries and not self.cancelling:
+                self.fetch_failures[task.index] += 1
+                if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
+                    self.seen.discard(last.id)  # the next look fetches it again: one failure is no lost node
+                elif task.attempts <= self.job.retries and not self.cancelling:
                     self.lose(task, node, task.why or "its results could not be fetched")
                 else:
                     task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
-            elif task.attempts <= self.job.retries and not self.cancelling:
+            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
                 task.set(RETRYING, error=failure(task))
                 self.retry(task)
             else:

@@ -167,3 +167,28 @@ def test_an_interrupt_while_attached_leaves_the_tasks_going_without_a_thread_tra
     engine.stopping.set()  # as detached() does when the interrupt leaves the sweep going
     engine.put_away(job.tasks[0])
     assert job.statuses == ["running"]
+
+
+def test_a_cancel_from_another_process_stops_retries_and_what_waits(cfg, programs):
+    """`cancel SWEEP` in a shell interrupts the running cell (exit code 130): the process following the
+    sweep neither tries it again nor starts the tasks still waiting."""
+    job = job_of(2, retries=2)
+    engine = engine_of(cfg, job)
+    expect_folder(programs, 0)
+    expect_start(programs, 0)
+    expect_finish(programs, 0, 130)
+    expect_fetch(programs, 0, 130)
+    engine.go(detach=False, on_interrupt="stop")
+    assert job.statuses == ["cancelled", "cancelled"] and job.tasks[0].attempts == 1
+
+
+def test_attach_tries_a_failed_task_again_while_retries_allow(cfg, programs):
+    job = job_of(1, retries=1, statuses={0: jobs.RUNNING})
+    job.tasks[0].attempts = 1
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    expect_finish(programs, 0, 1)
+    expect_start(programs, 0)
+    expect_finish(programs, 0, 0)
+    expect_fetch(programs, 0, 0)
+    engine.put_away(job.tasks[0])
+    assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
