@@ -58,16 +58,21 @@ def saved(cfg):
     return json.loads((Path(cfg.LOCAL_RESULTS_DIR) / jobs.INDEX / f"{SWEEP}.json").read_text())
 
 
+def expect_one_attempt(programs, index, code):
+    """A task's folder made, its container started once and put away with `code`, its folder fetched."""
+    expect_folder(programs, index)
+    expect_start(programs, index)
+    expect_finish(programs, index, code)
+    expect_fetch(programs, index, code)
+
+
 TRACEBACK = "Traceback (most recent call last):\n  File \"user_code.py\", line 1, in <module>\nValueError: bad\n"
 
 
 def test_tasks_succeed_fail_and_are_retried_one_at_a_time(cfg, programs):
     job = job_of(2, retries=1)
     engine = engine_of(cfg, job)
-    expect_folder(programs, 0)
-    expect_start(programs, 0)
-    expect_finish(programs, 0, 0)
-    expect_fetch(programs, 0, 0)
+    expect_one_attempt(programs, 0, 0)
     expect_folder(programs, 1)
     expect_start(programs, 1)
     expect_finish(programs, 1, 1)
@@ -174,10 +179,7 @@ def test_a_cancel_from_another_process_stops_retries_and_what_waits(cfg, program
     sweep neither tries it again nor starts the tasks still waiting."""
     job = job_of(2, retries=2)
     engine = engine_of(cfg, job)
-    expect_folder(programs, 0)
-    expect_start(programs, 0)
-    expect_finish(programs, 0, 130)
-    expect_fetch(programs, 0, 130)
+    expect_one_attempt(programs, 0, 130)
     engine.go(detach=False, on_interrupt="stop")
     assert job.statuses == ["cancelled", "cancelled"] and job.tasks[0].attempts == 1
 
