@@ -111,7 +111,11 @@ class SlurmEngine(Engine):
             elif code is None:
                 why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                    f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
-                task.set(CANCELLED if self.cancelling else FAILED, error=why)
+                if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
+                    task.set(error=why)
+                    self.retry(task)
+                else:
+                    task.set(CANCELLED if self.cancelling else FAILED, error=why)
             elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
                 task.set(error=failure(task))
                 self.retry(task)

@@ -52,14 +52,21 @@ def test_an_interrupted_attach_leaves_the_sweep_going_and_a_later_attach_brings_
 
 
 def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_no_traceback_and_attach_brings_it_all(sandbox, tmp_path):
+    detached_by_an_interrupt_then_attached(tmp_path, lambda: running(sandbox))
+
+
+def detached_by_an_interrupt_then_attached(tmp_path, is_running):
+    """`%%remote --sweep hold=6,7 --out hold` in a real kernel, with ON_INTERRUPT = "detach", interrupted once
+    a task runs (`is_running()`): our message, not our stack, and the sweep goes on; runner.attach in the same
+    kernel then brings both tasks' folders and values. (test_swarm_e2e.py runs it on the swarm.)"""
     (tmp_path / "config.py").write_text("ON_INTERRUPT = 'detach'\nMAX_CONCURRENT = 2\n")
-    kernel = Kernel(tmp_path)  # (with the sandbox's variables, set by its fixture)
+    kernel = Kernel(tmp_path)  # (with the place's variables, set by its fixture)
     try:
         kernel.execute("import pystributed.main as runner")
         started = time.time()
 
         def interrupt_once_running(msg):
-            if time.time() - started > 4 and not interrupt_once_running.done and running(sandbox):
+            if time.time() - started > 4 and not interrupt_once_running.done and is_running():
                 interrupt_once_running.done = True
                 kernel.interrupt()
         interrupt_once_running.done = False

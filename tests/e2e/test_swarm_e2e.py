@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SANDBOX, on_rig, pystributed, rig
 from kernel import Kernel, error_of, stream_text
+from test_jobs_e2e import detached_by_an_interrupt_then_attached
 
 GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n in (1, 2, 3) for g in (0, 1)}
 
@@ -364,6 +365,10 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
         assert sandbox.remote_shell(f"ls {own['workdir']}").split() == []
     finally:
         sandbox.remote_shell(f"rm -rf {own['workdir']}")
+
+
+def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_the_sweep_going_then_attach_brings_it(swarm, tmp_path):
+    detached_by_an_interrupt_then_attached(tmp_path, lambda: sum(nodes_running(swarm).values()) > 0)
 
 
 def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm, tmp_path, monkeypatch):

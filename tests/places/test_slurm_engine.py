@@ -127,3 +127,18 @@ def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, prog
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.resume()
     assert job.statuses == ["succeeded", "succeeded"] and all(t.fetched for t in job.tasks)
+
+
+def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_allow(cfg, programs):
+    """A job that ended with no state (its node failed: NODE_FAIL) is tried again as one of its own."""
+    engine = engine_of(cfg, 1, retries=1)
+    engine.job.services = [[NAME, "40", None]]
+    expect_jobs(programs, [NAME], [row("41", 0, "NODE_FAIL", nodes="node1")])
+    programs.expect("server", "fetch", f"{FOLDER}/0", "", out=tar_of({}))  # an empty folder: it never ran
+    programs.expect("server", "slurm_submit", ..., out="50\n")
+    retry = f"{NAME}-0-2"
+    expect_jobs(programs, [NAME, retry], [])
+    expect_fetch(programs, 0, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
