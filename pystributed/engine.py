@@ -18,7 +18,7 @@ import json
 import threading
 from pathlib import Path
 
-from pystributed import docker, live, progress, results
+from pystributed import docker, live, pipeline, progress, results
 from pystributed.errors import PystributedError, StepError, parse_traceback
 from pystributed.features import values
 from pystributed.job_view import Display
@@ -46,8 +46,6 @@ class Engine:
 
     def secrets(self):
         """ENV and SECRETS: the sweep's, or read again here after an attach."""
-        from pystributed import pipeline
-
         return self.sweep.env if self.sweep else pipeline.environment(self.config)
 
     def go(self, *, detach, on_interrupt):
