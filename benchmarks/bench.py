@@ -34,7 +34,10 @@ from pystributed import config as configuration
 from pystributed import context, features, pipeline, progress, registry, results
 from pystributed.places import place_for
 
-TARGETS = {"change": 2.0, "same": 1.3, "push_bytes": 64 * 1024, "copy": 1.0, "sweep": 1.5}
+# The goals (issue #20): a rerun after a one-line change within 1.3x the floor in a kernel and 1.5x
+# from the command line (a fresh process), with no change within 1.1x; a one-line change pushes
+# little; copy-back as fast as by hand; a sweep near its ideal.
+TARGETS = {"change": 1.3, "cli": 1.5, "same": 1.1, "push_bytes": 64 * 1024, "copy": 1.0, "sweep": 1.5}
 CELL = ("import os\n"
         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'answer.txt'), 'w').write('{n}\\n')\n")
 
@@ -137,6 +140,22 @@ class Bench:
             self.images["local"].add(result.image)
         self.remote_dirs.add(result.remote_dir)
         return took, result
+
+    def cli_rerun(self, transport):
+        """`python -m pystributed run` of the project's cell in a fresh process, as from a shell;
+        returns its seconds."""
+        config = self.config(transport)
+        env = {**self.env, "PYTHONPATH": str(ROOT), "PYSTRIBUTED_DOCKER_IMAGE_NAME": self.args.image_name,
+               "PYSTRIBUTED_DOCKER_REGISTRY": config.DOCKER_REGISTRY, "PYSTRIBUTED_TRANSPORT": transport,
+               "PYSTRIBUTED_REQUIREMENTS": config.REQUIREMENTS, "PYSTRIBUTED_LOCAL_RESULTS_DIR": "results"}
+        took = timed(lambda: sh(sys.executable, "-m", "pystributed", "run", "--quiet", "user_code.py", env=env))
+        newest = max(Path("results").glob("*/run.json"), key=lambda path: path.parent.name)
+        result = json.loads(newest.read_text())
+        self.images["remote"].add(result["image"])
+        if transport == "registry":
+            self.images["local"].add(result["image"])
+        self.remote_dirs.add(result["remote_dir"])
+        return took
 
     def cli_runs(self, folder, count):
         """`count` runs of `python -m pystributed run` started at once, each in its own folder with its
@@ -330,7 +349,7 @@ def measure(bench, args, workspace):
     if "runs" in args.parts:
         if "remote-build" in args.transports:
             bench.base_on_server()
-        print(f"\n{'':64}{'median':>8}{'against':>10}{'ratio':>8}   target")
+        print(f"\n{'':76}{'median':>8}{'against':>10}{'ratio':>8}   target")
         for transport in args.transports:
             checks += measure_runs(bench, args, workspace, transport)
     if "copy" in args.parts:
@@ -349,13 +368,13 @@ def measure(bench, args, workspace):
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 
-ROW = "{:64}{:>7.2f}s{:>10}{:>8}   {}"
+ROW = "{:76}{:>7.2f}s{:>10}{:>8}   {}"
 
 
 def measure_runs(bench, args, workspace, transport):
     """Cold run, rerun after a change, rerun without; each round also times the cold run and the
     floor by hand, so that both sides see the same load."""
-    t = {key: [] for key in ("cold", "hand", "change", "same", "floor_run", "scp", "tar")}
+    t = {key: [] for key in ("cold", "hand", "change", "same", "cli", "floor_run", "scp", "tar")}
     pushed = (0, 0, 0)
     for i in range(args.repeat):
         # Each cold run, ours and by hand, gets requirements no engine has seen.
@@ -371,12 +390,15 @@ def measure_runs(bench, args, workspace, transport):
         if transport == "registry":  # the most of any round
             pushed = max(pushed, bench.pushed_bytes(cold.image, changed.image), key=sum)
         t["same"].append(bench.run(transport)[0])
+        bench.edit_cell()
+        t["cli"].append(bench.cli_rerun(transport))
         # The floor: the image is on the server now; the run folder is what a run brings back.
         t["floor_run"].append(bench.floor_run(changed.image))
         t["scp"].append(bench.copy_scp(changed.remote_dir, workspace / f"floor-scp-{transport}-{i}"))
         t["tar"].append(bench.copy_tar(changed.remote_dir, workspace / f"floor-tar-{transport}-{i}"))
         print(f"  {transport} round {i + 1}/{args.repeat}: cold {t['cold'][-1]:.2f}s (by hand {t['hand'][-1]:.2f}s), "
-              f"change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, floor "
+              f"change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, change from the CLI "
+              f"{t['cli'][-1]:.2f}s, floor "
               f"{t['floor_run'][-1] + min(t['scp'][-1], t['tar'][-1]):.2f}s", flush=True)
     m = {key: median(values) for key, values in t.items()}
     copy_by = "scp -r" if m["scp"] <= m["tar"] else "ssh tar"
@@ -387,7 +409,8 @@ def measure_runs(bench, args, workspace, transport):
     print(ROW.format(f"{transport}: cold run (new requirements)", m["cold"], f"{m['hand']:.2f}s",
                      f"{m['cold'] / m['hand']:.2f}x", "(by hand: build, push, pull, floor)"))
     checks = []
-    for key, label in (("change", "rerun after a one-line change"), ("same", "rerun with no change")):
+    for key, label in (("change", "rerun after a one-line change"), ("same", "rerun with no change"),
+                       ("cli", "rerun after a one-line change, `python -m pystributed run`")):
         ratio = m[key] / floor
         ok = ratio <= TARGETS[key]
         checks.append((f"{transport}: {label} within {TARGETS[key]}x the floor", ok, f"{ratio:.2f}x"))

@@ -4,10 +4,12 @@ import contextlib
 import os
 import sys
 
-from pystributed import clean as cleaning
 from pystributed import config as configuration
-from pystributed import features, jobs, lifecycle, listing, pipeline, results
-from pystributed.errors import PystributedError, RemoteCellError, StepError
+from pystributed import features, pipeline, results
+from pystributed.errors import PystributedError, RemoteCellError, StepError, UnknownRun
+
+# The commands after a run's start import what they use when called: `run` (a rerun, the command
+# run most) then starts sooner.
 
 # Exit codes a shell script can use (sysexits.h for the last two). `run` and `wait` exit with the
 # cell's own code when it failed, so these can also be a cell's: the message on stderr tells.
@@ -121,7 +123,7 @@ def _parser():
 
 
 def _run_id(text):
-    if jobs.SWEEP_ID.fullmatch(text.split("/")[0]):  # a sweep's id, or SWEEP/INDEX (sweep.py)
+    if results.SWEEP_ID.fullmatch(text.split("/")[0]):  # a sweep's id, or SWEEP/INDEX (sweep.py)
         return text
     try:
         return results.check_run_id(text)
@@ -130,6 +132,8 @@ def _run_id(text):
 
 
 def _age(text):
+    from pystributed import lifecycle
+
     try:
         return lifecycle.parse_age(text)
     except PystributedError as e:
@@ -141,7 +145,7 @@ def main(argv=None):
     try:
         nodes = {"NODES": args.nodes} if getattr(args, "nodes", None) is not None else {}
         config = configuration.load(args.config, require_server=args.command != "cluster", **nodes)
-        if args.command == "sweep" or jobs.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
+        if args.command == "sweep" or results.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
             from pystributed import sweep  # (a sweep, and what comes after its start)
 
             return sweep.command(config, args)
@@ -149,7 +153,7 @@ def main(argv=None):
     except RemoteCellError as e:
         print(f"error: {e}", file=sys.stderr)
         return min(e.result.exit_code, 255) or EXIT_ERROR  # the cell's own exit code, for scripts
-    except lifecycle.UnknownRun as e:
+    except UnknownRun as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_UNKNOWN_RUN
     except StepError as e:
@@ -200,40 +204,54 @@ def submit(config, args):
 
 
 def logs(config, args):
+    from pystributed import lifecycle
+
     lifecycle.logs(config, args.run_id, follow=args.follow)
     return 0
 
 
 def status(config, args):
+    from pystributed import lifecycle
+
     print(lifecycle.status(config, args.run_id))
     return 0
 
 
 def wait(config, args):
+    from pystributed import lifecycle
+
     run = lifecycle.wait(config, args.run_id)
     print(f"{run.run_id} {run.state}", file=sys.stderr)
     return EXIT_ERROR if run.exit_code is None else min(run.exit_code, 255)
 
 
 def fetch(config, args):
+    from pystributed import lifecycle
+
     result = lifecycle.fetch(config, args.run_id, quiet=args.quiet)
     print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
     return 0
 
 
 def cancel(config, args):
+    from pystributed import lifecycle
+
     run = lifecycle.cancel(config, args.run_id)
     print(f"{run.run_id} {run.state}")
     return 0
 
 
 def list_runs(config, args):
+    from pystributed import listing
+
     table = listing.list_runs(config)
     print(table.to_json() if args.json else table)
     return EXIT_UNREACHABLE if table.offline else 0
 
 
 def clean(config, args):
+    from pystributed import clean as cleaning
+
     def ask(plan):
         print(plan)
         if args.yes:
@@ -255,4 +273,10 @@ def clean(config, args):
 COMMANDS = {"run": run, "submit": submit, "logs": logs, "status": status, "wait": wait, "fetch": fetch,
             "cancel": cancel, "list": list_runs, "clean": clean}
 COMMANDS["cluster"] = lambda config, args: _cluster().command(config, args)
-COMMANDS["attach"] = lambda config, args: print(lifecycle.attach(config, args.run_id, quiet=args.quiet)) or 0
+COMMANDS["attach"] = lambda config, args: print(_lifecycle().attach(config, args.run_id, quiet=args.quiet)) or 0
+
+
+def _lifecycle():
+    from pystributed import lifecycle
+
+    return lifecycle

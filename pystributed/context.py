@@ -10,6 +10,7 @@ import json
 import shlex
 import tarfile
 from pathlib import Path
+from typing import NamedTuple
 
 from pystributed import dockerignore
 from pystributed.dockerignore import Matcher
@@ -80,14 +81,21 @@ def entry_point(context_dir, code_path):
         return code.name
 
 
+class Packed(NamedTuple):
+    digest: str  # the sha256 of the whole context
+    lower: str  # of all but the cell layer's contents (its files' names included)
+    cell: str  # of the cell layer: the sha256 of cell_archive(cell_layer(...))
+
+
 def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(), runner_files=None):
     """Write the build context for the cell `source`, saved at `code_path`, to the binary `file`;
-    return the sha256 of what was written. Times are left out, so the same content gives the
-    same hash. `runner_files` ({name: bytes}) go next to cell_runner.py (the --in pickles)."""
+    return its hashes (Packed). Times are left out, so the same content gives the same hash.
+    `runner_files` ({name: bytes}) go next to cell_runner.py (the --in pickles)."""
     entry = entry_point(context_dir, code_path)
     requirements_name = Path(requirements).name if requirements else None
+    cell = cell_layer(entry, source, runner_files)
     file = _Hashing(file)
-    with tarfile.open(fileobj=file, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:  # "w": nothing held back
         _add_bytes(tar, "Dockerfile", dockerfile(base_image, entry, requirements_name).encode())
         _add_folder(tar, "context")  # COPY needs it, even when the cell is all there is
         if requirements:
@@ -97,10 +105,28 @@ def write(file, *, context_dir, code_path, source, base_image, requirements=None
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
         _add_bytes(tar, f"runner/{RUNNER.name}", RUNNER.read_bytes())
-        _add_bytes(tar, f"cell{APP_DIR}/{entry}", source.encode())
-        for name, data in sorted((runner_files or {}).items()):
-            _add_bytes(tar, f"cell{RUNNER_DIR}/{name}", data)
-    return file.sha256.hexdigest()
+        below = file.sha256.copy()
+        below.update("\n".join(cell).encode())
+        for name, data in cell.items():
+            _add_bytes(tar, f"cell/{name}", data)
+    return Packed(file.sha256.hexdigest(), below.hexdigest(), hashlib.sha256(cell_archive(cell)).hexdigest())
+
+
+def cell_layer(entry, source, runner_files=None):
+    """{path in the image, without its leading '/': bytes} of the cell layer, the image's top one:
+    the cell, and the files next to cell_runner.py that came with it."""
+    files = {f"{APP_DIR[1:]}/{entry}": source.encode()}
+    files.update((f"{RUNNER_DIR[1:]}/{name}", data) for name, data in sorted((runner_files or {}).items()))
+    return files
+
+
+def cell_archive(files):
+    """The cell layer's files as a tar of their own (the same content, the same bytes)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            _add_bytes(tar, name, data)
+    return out.getvalue()
 
 
 class _Hashing:
@@ -110,6 +136,9 @@ class _Hashing:
     def write(self, data):
         self.sha256.update(data)
         return self.file.write(data)
+
+    def tell(self):
+        return self.file.tell()
 
 
 def context_files(context_dir, excludes=()):

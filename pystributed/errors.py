@@ -9,6 +9,10 @@ class ConfigError(PystributedError):
     pass
 
 
+class UnknownRun(PystributedError):
+    """The server has no run of that id in REMOTE_WORKDIR."""
+
+
 class StepError(PystributedError):
     """A step (build, push, connect, pull, run, fetch) failed; carries the tool's own message."""
 

@@ -11,7 +11,6 @@ import dataclasses
 import html
 import json
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pystributed import record, results
 from pystributed.errors import PystributedError
 from pystributed.features import values
 
-SWEEP_ID = re.compile(r"sweep-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+SWEEP_ID = results.SWEEP_ID
 INDEX = ".sweeps"
 # A task's status, as the display and Job.statuses show it.
 QUEUED, STARTING, RUNNING, RETRYING = "queued", "starting", "running", "retrying"

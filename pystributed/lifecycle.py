@@ -14,7 +14,7 @@ import sys
 import time
 
 from pystributed import docker, live, pipeline, progress, record, results
-from pystributed.errors import PystributedError, StepError
+from pystributed.errors import PystributedError, StepError, UnknownRun
 from pystributed.features import values
 from pystributed.places import place_for
 from pystributed.results import State
@@ -25,10 +25,6 @@ ACTIVE = ("running", "paused", "restarting", "created")
 # and pushed right now (its container comes later): clean leaves it alone this long.
 STARTING_GRACE = 3600
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class UnknownRun(PystributedError):
-    """The server has no run of that id in REMOTE_WORKDIR."""
 
 
 @dataclasses.dataclass

@@ -40,7 +40,10 @@ class Run:
     requirements: str | None = None  # the requirements file to install
     context: object = None  # the build context, a temporary file
     cleanup: object = None  # an ExitStack: what features made for the build goes when the run ends
-    digest: str = ""  # its sha256, and the base image's id (features/base.py): names the image
+    digest: str = ""  # its sha256, with the base image's id (features/base.py)
+    lower: str = ""  # the same of all but the cell layer's contents: the image's tag, with the cell's hash
+    cell: str = ""  # the cell layer's sha256
+    ready: bool = False  # the image is on the server already (features/cell_mount.py): no push, no pull
     platform: str = ""  # the server's, to build for (features/base.py); "" for the engine's own
     user: str = ""  # uid:gid the container runs as
     mounts: list = dataclasses.field(default_factory=list)  # docker run arguments
@@ -127,9 +130,9 @@ def environment(config):
 def pack(run):
     """Write the build context; its hash names the image."""
     run.hooks("before_pack")
-    run.digest = context.write(run.context, context_dir=".", code_path=run.code_path, source=run.source,
-                               base_image=run.config.BASE_IMAGE, requirements=run.requirements,
-                               excludes=run.excludes, runner_files=run.runner_files)
+    run.digest, run.lower, run.cell = context.write(
+        run.context, context_dir=".", code_path=run.code_path, source=run.source, base_image=run.config.BASE_IMAGE,
+        requirements=run.requirements, excludes=run.excludes, runner_files=run.runner_files)
 
 
 def ship(run):
@@ -164,10 +167,13 @@ def build(run):
     on_server = run.config.TRANSPORT == "remote-build"
     engine = run.place.docker if on_server else docker.here
     with run.steps.step("build", "on the server" if on_server else "here"):
-        run.hooks("before_build")  # may add to the digest (the base image's id, features/base.py)
-        run.result.image = image = f"{run.config.image_repository}:{run.digest[:16]}"
+        run.hooks("before_build")  # may add to the hashes (the base image's id, features/base.py)
+        run.result.image = image = f"{run.config.image_repository}:{run.lower[:16]}-{run.cell[:16]}"
         if docker.has_image(engine, image):
             run.steps.progress("up to date")
+            return
+        run.ready = any(run.hooks("instead_of_build"))
+        if run.ready:
             return
         run.context.seek(0)
         engine(docker.build(image, run.platform), step="build",
@@ -179,7 +185,7 @@ def build(run):
 def push(run, *, again=False):
     """Push the image, unless the registry has it (docker knows a digest of it there)."""
     config = run.config
-    if not config.DOCKER_REGISTRY or config.TRANSPORT != "registry":
+    if not config.DOCKER_REGISTRY or config.TRANSPORT != "registry" or run.ready:
         return
     with run.steps.step("push", config.DOCKER_REGISTRY) if not again else contextlib.nullcontext():
         known = [d for d in docker.repo_digests(run.result.image) if d.startswith(config.image_repository + "@")]
@@ -196,7 +202,7 @@ def push(run, *, again=False):
 
 def pull(run):
     config = run.config
-    if config.is_local or config.TRANSPORT != "registry":
+    if config.is_local or config.TRANSPORT != "registry" or run.ready:
         return
     with run.steps.step("pull", run.place.name):
         if docker.has_image(run.place.docker, run.result.image):

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from pystributed.errors import PystributedError
 
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+SWEEP_ID = re.compile(r"sweep-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # a job of many (jobs.py)
 LOG_NAME = "output.log"
 STATE_NAME = ".pystributed-state.json"  # the container's final state, written on the server as it is removed
 
@@ -65,6 +66,9 @@ class RunResult:
     server: str = ""
     image: str = ""
     image_digest: str = ""
+    # The sha256 of the cell's files, when they were mounted over the image's own (a rerun of a
+    # changed cell, features/cell_mount.py): kept on the server in REMOTE_WORKDIR/.cells/<sha256>/.
+    cell_archive: str = ""
     remote_dir: str = ""
     started: str = ""
     ended: str = ""

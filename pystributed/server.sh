@@ -156,6 +156,28 @@ images() {
     docker image ls --format '{{.Repository}}:{{.Tag}}' -- "$1"
 }
 
+# cell WORKDIR IMAGE SHA: if IMAGE is here (its layers are the run's but the cell's,
+# features/cell_mount.py), answer its id and digests, keep the cell's files (a tar of them on
+# stdin) in WORKDIR/.cells/SHA/, and answer that folder. Two runs may keep the same SHA at once:
+# each extracts into a folder of its own, and the first to rename it wins.
+cell() {
+    found=$(docker image inspect --format '{{.Id}}{{range .RepoDigests}} {{.}}{{end}}' -- "$2" 2>/dev/null)
+    answer
+    [ -n "$found" ] || { cat >/dev/null; return 0; }
+    mkdir -p -- "$1/.cells" && cd -- "$1/.cells" || return
+    if [ -d "$3" ]; then
+        cat >/dev/null
+    else
+        new=$(mktemp -d "./.new-XXXXXX") || return
+        if ! { tar -xf - -C "$new" && chmod 755 "$new" && { [ -d "$3" ] || mv -- "$new" "$3"; }; }; then
+            rm -rf -- "$new"
+            return 1
+        fi
+        rm -rf -- "$new"  # another run kept the same files first
+    fi
+    printf '%s\n' "$found" && cd -- "$3" && pwd
+}
+
 # remove DIR...: run folders.
 remove() { answer; rm -rf -- "$@"; }
 

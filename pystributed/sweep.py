@@ -35,7 +35,7 @@ import tempfile
 
 from pystributed import cell_runner, features, live, pipeline, progress, results, task_runner
 from pystributed.errors import PystributedError
-from pystributed.features import Feature, values
+from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
 from pystributed.jobs import Job, Task, load, new_sweep_id
 from pystributed.places import place_for
@@ -129,7 +129,9 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
                                "a sweep's tasks are one node each")
     code_path = code_path or config.USER_CODE_PATH
     exchange = values.Exchange(inputs=inputs, out=out, namespace=namespace)
-    found = [f for f in features.for_run(config, exchange=exchange) if not isinstance(f, cluster_feature.Cluster)]
+    # A task's record names its image only: its cell is in it (no cell_mount.CellMount).
+    found = [f for f in features.for_run(config, exchange=exchange)
+             if not isinstance(f, (cluster_feature.Cluster, cell_mount.CellMount))]
     sweep_id = new_sweep_id()
     place = place_for(config)
     sweep = SweepRun(config, place, progress.steps_for(quiet), source=pipeline.check_code(code_path, source),

@@ -15,8 +15,9 @@ from pystributed.places import local, ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
 NAME = f"pystributed-{RUN_ID}"
-DIGEST = "0123456789abcdef" + "5" * 48
-IMAGE = "reg:5000/proj:0123456789abcdef"
+DIGEST = "0123456789abcdef" + "5" * 48  # the context's hash; the tag is the lower layers' (LOWER) and the cell's
+LOWER, CELL = "0123456789abcdef" + "4" * 48, "fedcba9876543210" + "6" * 48
+IMAGE = "reg:5000/proj:0123456789abcdef-fedcba9876543210"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
 DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 PUSHED = b"abcdef012345: Pushed\nlatest: digest: sha256:" + b"a" * 64 + b" size: 5\n"
@@ -41,7 +42,7 @@ def cell(monkeypatch, tmp_path):
     def write(file, **kwargs):
         packed.append(kwargs)
         file.write(b"the build context")
-        return DIGEST
+        return pipeline.context.Packed(DIGEST, LOWER, CELL)
 
     monkeypatch.setattr(pipeline.context, "write", write)
     bin_dir = tmp_path / "bin"
@@ -197,7 +198,7 @@ def test_a_pull_that_fails_otherwise_fails_the_run_and_discards_its_folder(progr
 def test_remote_build_sends_the_context_over_ssh(programs, socket_dir, states):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", TRANSPORT="remote-build", SSH_OPTIONS=["-F", "/cfg"],
                       REMOTE_WORKDIR="runs with space/$(x)")
-    image = "pystributed:0123456789abcdef"
+    image = "pystributed:0123456789abcdef-fedcba9876543210"
     expect_connect(programs, socket_dir)
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", image, code=1)
     programs.expect("server", "docker_command", "build", "--quiet", "--tag", image, "-", out="sha256:1\n")
@@ -212,7 +213,7 @@ def test_remote_build_sends_the_context_over_ssh(programs, socket_dir, states):
 def test_local_runs_through_sh_in_the_home_without_push_or_pull(programs, states, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cfg = config.load(environ={}, REMOTE_SERVER="local")
-    image = "pystributed:0123456789abcdef"
+    image = "pystributed:0123456789abcdef-fedcba9876543210"
     run_dir = f"{tmp_path}/home/pystributed-runs/{RUN_ID}"
     programs.expect("server", "rundir", "pystributed-runs", RUN_ID, out=f"{run_dir}\n1000\n1000\n")
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", image, code=1)

@@ -43,7 +43,8 @@ class BaseImage(Feature):
             if foreign(self.platform, run.platform) and not keeps_every_platform():
                 self.id, self.platform = pulled_for(run, run.platform)
         built_for = f" --platform={run.platform}" if run.platform else ""
-        run.digest = hashlib.sha256(f"{run.digest}\nFROM {self.id}{built_for}".encode()).hexdigest()
+        run.digest, run.lower = (hashlib.sha256(f"{h}\nFROM {self.id}{built_for}".encode()).hexdigest()
+                                 for h in (run.digest, run.lower))
 
     def identity(self, run):
         """The id (for the --cache key): asked of the server, with remote-build, before the build."""

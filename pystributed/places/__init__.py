@@ -59,6 +59,11 @@ class Place:
         """{section: [lines]} describing the runs in REMOTE_WORKDIR (see server.sh's survey)."""
         raise NotImplementedError
 
+    def cell_image(self, image, sha, archive):
+        """If `image` is here: (its digest in the registry, or ""; the folder there where the cell
+        layer's files, `archive` (a tar), are kept); else None, or if the place cannot mount them."""
+        return
+
     def images(self, repository):
         """{"used": images of all containers, "images": REPOSITORY's images}."""
         raise NotImplementedError

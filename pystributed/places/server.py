@@ -170,6 +170,14 @@ class Server(Place):
             raise self.engine_hint(e) from None
         return sections(out)
 
+    def cell_image(self, image, sha, archive):
+        out = self.call("cell", self.workdir(), image, sha, step="build", stdin=lambda pipe: pipe.write(archive))
+        found, folder = (out.splitlines() + ["", ""])[:2]
+        if not folder:
+            return None
+        repository = image.rsplit(":", 1)[0]
+        return next((n.split("@", 1)[1] for n in found.split() if n.startswith(f"{repository}@")), ""), folder
+
     def images(self, repository):
         return sections(self.call("images", repository, step="clean"))
 

@@ -14,23 +14,25 @@ INSPECT = ("image", "inspect", "--format", "{{.Id}}")
 INSPECT_BASE = ("image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}")
 BASE = "lab/base:latest"
 DIGEST = "d" * 64
+LOWER, CELL = "1" * 64, "c" * 64
 
 
 def a_run(transport="registry", server="gpu-box", steps=None, results_dir="results"):
     cfg = config.load(environ={}, REMOTE_SERVER=server, DOCKER_REGISTRY="reg:5000", TRANSPORT=transport,
                       BASE_IMAGE=BASE, LOCAL_RESULTS_DIR=results_dir)
     place = local.Local(cfg) if server == "local" else ssh.Ssh(cfg)
-    run = pipeline.Run(cfg, place, steps or progress.Steps(quiet=True), digest=DIGEST,
+    run = pipeline.Run(cfg, place, steps or progress.Steps(quiet=True), digest=DIGEST, lower=LOWER, cell=CELL,
                        result=results.RunResult("20261125-101502-3fa9c1"))
     run.features = [base.BaseImage()]
     return run
 
 
 def tagged(run, base_id):
-    run.digest = DIGEST
+    run.digest, run.lower = DIGEST, LOWER
     run.hooks("before_pack")
     run.hooks("before_build")
     assert run.digest == hashlib.sha256(f"{DIGEST}\nFROM {base_id}".encode()).hexdigest()
+    assert run.lower == hashlib.sha256(f"{LOWER}\nFROM {base_id}".encode()).hexdigest()
     return run.digest
 
 
@@ -77,7 +79,8 @@ def test_the_build_step_tags_the_image_after_the_hooks(programs, tmp_path, monke
     run.context = io.BytesIO(b"context")
     programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:b1\n")
     run.hooks("before_pack")
-    tag = hashlib.sha256(f"{DIGEST}\nFROM sha256:b1".encode()).hexdigest()[:16]
+    # The hash of all but the cell layer, with the base's id; then the cell layer's.
+    tag = hashlib.sha256(f"{LOWER}\nFROM sha256:b1".encode()).hexdigest()[:16] + "-" + CELL[:16]
     programs.expect("docker", *INSPECT, f"reg:5000/pystributed:{tag}", out="sha256:img\n")
     pipeline.build(run)
     assert run.result.image == f"reg:5000/pystributed:{tag}"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from pystributed import config, features, pipeline, progress
-from pystributed.features import base, cache, checks, data, requirements, shm, values
+from pystributed.features import base, cache, cell_mount, checks, data, requirements, shm, values
 
 
 def kinds(found):
@@ -13,24 +13,24 @@ def kinds(found):
 
 def test_every_run_checks_its_cell():
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local"))) == [
-        checks.Checks, shm.Shm, base.BaseImage]
+        checks.Checks, shm.Shm, cell_mount.CellMount, base.BaseImage]
 
 
 @pytest.mark.parametrize("setting", [{"DATA": ["data/"]}, {"REMOTE_DATA": {"/srv/imagenet": "imagenet"}}])
 def test_a_run_with_data_checks_it_first(setting):
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", **setting))) == [
-        data.Data, checks.Checks, shm.Shm, base.BaseImage]
+        data.Data, checks.Checks, shm.Shm, cell_mount.CellMount, base.BaseImage]
 
 
 def test_requirements_auto_exchange_and_cache_come_in_that_order():
     cfg = config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto")
     exchange = values.Exchange(out="a")
     found = features.for_run(cfg, exchange=exchange, cache=True)
-    assert kinds(found) == [checks.Checks, shm.Shm, requirements.Auto, values.Exchange, cache.Cache, base.BaseImage]
+    assert kinds(found) == [checks.Checks, shm.Shm, cell_mount.CellMount, requirements.Auto, values.Exchange, cache.Cache, base.BaseImage]
     # The cache remembers a run only after the exchange loaded its values, and reuses with that exchange.
-    assert found[3] is exchange and found[4].exchange is exchange and found[4].base is found[5]
+    assert found[4] is exchange and found[5].exchange is exchange and found[5].base is found[6]
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="r.txt"),
-                                  cache=True)) == [checks.Checks, shm.Shm, cache.Cache, base.BaseImage]
+                                  cache=True)) == [checks.Checks, shm.Shm, cell_mount.CellMount, cache.Cache, base.BaseImage]
 
 
 def test_a_feature_without_a_hook_does_nothing_there():
