@@ -84,7 +84,7 @@ def entry_point(context_dir, code_path):
 class Packed(NamedTuple):
     digest: str  # the sha256 of the whole context
     lower: str  # of all but the cell layer's contents (its files' names included)
-    cell: str  # of the cell layer: the sha256 of cell_archive(cell_layer(...))
+    cell: str  # of the cell layer's part of the context
 
 
 def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(), runner_files=None):
@@ -105,11 +105,12 @@ def write(file, *, context_dir, code_path, source, base_image, requirements=None
             if name != entry:
                 tar.add(path, f"context/{name}", recursive=False, filter=_normalize)
         _add_bytes(tar, f"runner/{RUNNER.name}", RUNNER.read_bytes())
-        below = file.sha256.copy()
+        below = file.hashes[0].copy()
         below.update("\n".join(cell).encode())
+        file.hashes.append(hashlib.sha256())
         for name, data in cell.items():
             _add_bytes(tar, f"cell/{name}", data)
-    return Packed(file.sha256.hexdigest(), below.hexdigest(), hashlib.sha256(cell_archive(cell)).hexdigest())
+    return Packed(*(h.hexdigest() for h in (file.hashes[0], below, file.hashes[1])))
 
 
 def cell_layer(entry, source, runner_files=None):
@@ -131,10 +132,11 @@ def cell_archive(files):
 
 class _Hashing:
     def __init__(self, file):
-        self.file, self.sha256 = file, hashlib.sha256()
+        self.file, self.hashes = file, [hashlib.sha256()]
 
     def write(self, data):
-        self.sha256.update(data)
+        for sha256 in self.hashes:  # the whole context's; from the cell layer on, also the cell layer's
+            sha256.update(data)
         return self.file.write(data)
 
     def tell(self):

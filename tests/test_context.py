@@ -100,3 +100,21 @@ def test_the_hash_follows_content_not_times(tmp_path):
     assert digest() == first
     (tmp_path / "c.py").write_text("pass  # changed\n")
     assert digest() != first
+
+
+def test_the_lower_hash_leaves_out_the_cells_content_but_not_its_names(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+
+    def packed(source, runner_files=None):
+        return context.write(io.BytesIO(), context_dir=str(tmp_path), code_path=str(tmp_path / "c.py"),
+                             source=source, base_image="b", runner_files=runner_files)
+
+    first = packed("pass\n", {"in.pickle": b"1"})
+    changed = packed("pass  # changed\n", {"in.pickle": b"2"})
+    assert changed.lower == first.lower and changed.digest != first.digest and changed.cell != first.cell
+    assert packed("pass\n", {"other.pickle": b"1"}).lower != first.lower  # another file in the cell layer
+    (tmp_path / "a.txt").write_text("b")
+    assert packed("pass\n", {"in.pickle": b"1"}).lower != first.lower
+    files = context.cell_layer("c.py", "pass\n", {"in.pickle": b"1"})
+    assert files == {"app/c.py": b"pass\n", "pystributed/in.pickle": b"1"}
+    assert context.cell_archive(files) == context.cell_archive(dict(files))  # the same bytes each time

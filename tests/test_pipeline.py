@@ -11,6 +11,7 @@ from fakes import tar_of
 
 from pystributed import config, pipeline, progress, record, results
 from pystributed.errors import EXIT_HINTS, PystributedError, RemoteCellError, StepError
+from pystributed.features import Feature
 from pystributed.places import local, ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -122,6 +123,26 @@ def expect_end(programs, *, code=0, tar=TAR):
 
 def words(programs):
     return [call.words[:2] for call in programs.calls]
+
+
+def test_an_image_a_feature_found_there_is_neither_built_pushed_nor_pulled(programs, remote_config, socket_dir,
+                                                                            states):
+    class Found(Feature):  # as features/cell_mount.py does: the earlier image, the cell's files mounted
+        def instead_of_build(self, run):
+            run.result.image = "reg:5000/proj:earlier"
+            return True
+
+        def mounts(self, run):
+            return ["--mount", "type=bind,source=/f/app/c.py,target=/app/c.py,readonly"]
+
+    expect_connect(programs, socket_dir)
+    programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
+    programs.expect("server", "follow", RUN_ID, *start_args(
+        "reg:5000/proj:earlier", extra=("--mount", "type=bind,source=/f/app/c.py,target=/app/c.py,readonly",
+                                        "--gpus", "all")), stdout="hi\n")
+    expect_end(programs)
+    expect_disconnect(programs, socket_dir)
+    assert pipeline.run(remote_config, quiet=True, features=[Found()]).image == "reg:5000/proj:earlier"
 
 
 @pytest.mark.parametrize("banner", ["", "Welcome to the GPU box!\n"])

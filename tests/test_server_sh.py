@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
-from pystributed import config, docker, results
+from pystributed import config, context, docker, results
 from pystributed.errors import EXIT_HINTS, StepError
 from pystributed.places import local, server
 
@@ -236,6 +237,27 @@ def test_rmdir_run_removes_only_an_empty_run_folder(engine, home):
     place.discard(str(kept))
     place.discard(str(home / "never made"))
     assert not empty.exists() and kept.is_dir()
+
+
+def test_cell_keeps_the_cells_files_by_their_hash_when_the_image_is_there(engine, as_sh, home):
+    files = {"app/cell.py": b"print(2)\n", "pystributed/in.pickle": b"\x80data"}
+    archive = context.cell_archive(files)
+    place = place_for("runs dir/it's $HOME")
+    engine.answer("image-inspect", code=1)
+    assert place.cell_image("reg:5000/p:lower-cell", "s" * 64, archive) is None  # no such image: nothing kept
+    assert not (home / "runs dir" / "it's $HOME" / ".cells").exists()
+    engine.answer("image-inspect", "sha256:id reg:5000/p@sha256:" + "d" * 64 + " other/p@sha256:" + "e" * 64 + "\n")
+    digest, folder = place.cell_image("reg:5000/p:lower-cell", "s" * 64, archive)
+    assert digest == "sha256:" + "d" * 64 and folder == str(home / "runs dir" / "it's $HOME" / ".cells" / ("s" * 64))
+    assert {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()} == {
+        name: data for name, data in files.items()}
+    assert engine.calls()[-1] == ["image", "inspect", "--format", "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}", "--",
+                                  "reg:5000/p:lower-cell"]
+    # Kept once: a second run of the same cell finds the folder (and reads its input all the same).
+    (Path(folder) / "app" / "cell.py").write_bytes(b"as kept\n")
+    assert place.cell_image("reg:5000/p:lower-cell", "s" * 64, archive)[1] == folder
+    assert (Path(folder) / "app" / "cell.py").read_bytes() == b"as kept\n"
+    assert [p.name for p in Path(folder).parent.iterdir()] == ["s" * 64]  # no folder of an extraction left
 
 
 def test_follow_starts_the_container_with_its_environment_then_follows_its_output(engine, as_sh):

@@ -25,9 +25,8 @@ MOUNTABLE = re.compile(r"[\w.+@-]+(?:/[\w.+@ -]+)*")  # no ',' (a --mount field 
 
 
 class CellMount(Feature):
-    def __init__(self):
-        self.folder = ""  # where the server keeps the cell's files, when mounted
-        self.paths = []
+    folder = ""  # where the server keeps the cell's files, when mounted
+    paths: tuple[str, ...] = ()  # the cell layer's, mounted from there
 
     def instead_of_build(self, run):
         noted = _entry(run)
@@ -36,15 +35,16 @@ class CellMount(Feature):
         files = context.cell_layer(context.entry_point(".", run.code_path), run.source, run.runner_files)
         if sum(map(len, files.values())) > CELL_LIMIT or not all(MOUNTABLE.fullmatch(p) for p in files):
             return False
-        image = noted.read_text(encoding="utf-8").strip()
+        image, archive = noted.read_text(encoding="utf-8").strip(), context.cell_archive(files)
+        sha = hashlib.sha256(archive).hexdigest()
         try:
-            found = run.place.cell_image(image, run.cell, context.cell_archive(files))
+            found = run.place.cell_image(image, sha, archive)
         except StepError:  # the seed's path says better what is wrong
             found = None
         if not found:
             return False
         run.result.image, (run.result.image_digest, self.folder) = image, found
-        run.result.cell_archive, self.paths = run.cell, list(files)
+        run.result.cell_archive, self.paths = sha, tuple(files)
         run.steps.progress(f"not needed: the cell's files go over {image.rpartition(':')[2]}'s")
         return True
 

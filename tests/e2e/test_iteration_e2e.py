@@ -1,9 +1,13 @@
-"""Reruns cost little: nothing rebuilt, pushed or pulled that is there; one ssh connection."""
+"""Reruns cost little: nothing rebuilt, pushed or pulled that is there (a changed cell's files go over the
+image of before); one ssh connection."""
+import hashlib
 import json
 import subprocess
 import sys
 
 import pytest
+
+from pystributed import context
 
 
 def run(*args):
@@ -30,12 +34,41 @@ def test_a_rerun_without_change_builds_pushes_and_pulls_nothing(project):
     assert len(images) == 2 and images[0] == images[1]
 
 
-def test_a_code_change_makes_a_new_image_sharing_all_but_the_top_layer(project, sandbox):
+def records(project):
+    return sorted((json.loads(p.read_text()) for p in (project / "results" / ".runs").glob("*.json")),
+                  key=lambda r: r["run_id"])
+
+
+SEES_ITSELF = "import hashlib\nprint('version {n}', hashlib.sha256(open('/app/user_code.py', 'rb').read()).hexdigest())\n"
+
+
+def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(project, sandbox):
     run()
+    (project / "user_code.py").write_text(SEES_ITSELF.format(n=2))
+    out = run()
+    lines = {line.split()[0]: line for line in out.splitlines() if line[:1].isalpha()}
+    assert "not needed: the cell's files go over" in lines["build"] and "push" not in lines and "pull" not in lines
+    # The container read the new cell at its place in the image, and only the new one.
+    sha = hashlib.sha256((project / "user_code.py").read_bytes()).hexdigest()
+    assert f"version 2 {sha}" in out, out
+    first, second = records(project)
+    assert second["image"] == first["image"] and second["image_digest"] == first["image_digest"]
+    files = context.cell_layer("user_code.py", (project / "user_code.py").read_text())
+    assert second["cell_archive"] == hashlib.sha256(context.cell_archive(files)).hexdigest() != ""
+    kept = sandbox.remote_shell(f"cat pystributed-runs/.cells/{second['cell_archive']}/app/user_code.py")
+    assert kept == (project / "user_code.py").read_text()  # kept by its hash on the server: run.json names it
+    assert first["cell_archive"] == ""  # the first run built its image
+
+
+def test_a_code_change_whose_earlier_image_is_gone_builds_one_sharing_all_but_the_top_layer(project, sandbox):
+    run()
+    first = records(project)[0]["image"]
+    assert sandbox.docker("remote", "image", "rm", first).returncode == 0  # `clean` on the server, say
     (project / "user_code.py").write_text("print('version 2')\n")
-    assert "version 2" in run()
-    images = sorted(json.loads(p.read_text())["image"] for p in (project / "results" / ".runs").glob("*.json"))
-    assert images[0] != images[1]
+    out = run()
+    assert "version 2" in out and "not needed" not in out and "pull" in out
+    images = [r["image"] for r in records(project)]
+    assert images[0] != images[1] and images[0].split(":")[1][:16] == images[1].split(":")[1][:16]
     layers = [sandbox.docker("local", "image", "inspect", "--format", "{{json .RootFS.Layers}}", i).stdout
               for i in images]
     first, second = (json.loads(x) for x in layers)
@@ -65,3 +98,7 @@ def test_remote_build_needs_no_registry(project, sandbox, monkeypatch):
     assert image.startswith("pystributed:")
     assert sandbox.docker("remote", "image", "inspect", image).returncode == 0
     assert sandbox.docker("local", "image", "inspect", image).returncode != 0
+    (project / "user_code.py").write_text(SEES_ITSELF.format(n=3))  # a change: nothing built on the server either
+    out = run()
+    assert "not needed: the cell's files go over" in out and "version 3" in out
+    assert [r["image"] for r in records(project)] == [image, image]

@@ -15,7 +15,9 @@ LIMIT = 600
 # Measured at 1010 lines in 26 files (commit 9c0e9f4): pipeline.py 139, the core helpers (dockerignore, config,
 # results, util, places/server.py, places/ssh.py) most of the rest. (1005 before the option --nodes: its
 # argument in cli.py's parser and magic.py's options, and its check in config.py, are on every run.)
-TODAY = 1010
+# 1031 with features/cell_mount.py (issue #20): a first run checks for a note of an earlier image (none)
+# and notes its own after the pull; the tag's two hashes (the lower layers', the cell layer's) in context.py.
+TODAY = 1031
 # A plain run (no DATA, REMOTE_DATA, --gpus, CLUSTER, REQUIREMENTS, --cache) reaches none of these.
 NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py", "features/requirements.py"]
 
