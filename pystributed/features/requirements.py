@@ -8,7 +8,6 @@ that wheel, so that it installs without an index. What cannot be pinned is repor
 import ast
 import contextlib
 import functools
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -17,8 +16,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from pystributed.features import Feature
@@ -74,6 +71,8 @@ def _environment():
 
 @functools.lru_cache(maxsize=1)
 def _import_names_in(environment):
+    import importlib.metadata  # here, not at the top: `python -m pystributed run` starts sooner without it
+
     importlib.invalidate_caches()  # the import system's own caches of folders' contents, too
     if hasattr(importlib.metadata, "packages_distributions"):  # Python 3.10+
         return importlib.metadata.packages_distributions()
@@ -92,6 +91,8 @@ _import_names.cache_clear = _import_names_in.cache_clear  # type: ignore[attr-de
 
 def distributions(name):
     """The installed distributions that provide the import `name`."""
+    import importlib.metadata
+
     found = []
     for dist_name in dict.fromkeys(_import_names().get(name, [])):
         try:
@@ -160,6 +161,9 @@ def _not_a_distribution(name):
 
 
 def _path(url):
+    import urllib.parse
+    import urllib.request
+
     if not url.startswith("file:"):
         return None
     return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
