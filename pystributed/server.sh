@@ -85,8 +85,11 @@ finish() {
         return
     fi
     echo "$code"
-    if docker logs "$name" >"$log_part" 2>&1 &&
-        docker container inspect --format "$(state_format "$3")" "$name" >"$state_part" &&
+    docker logs "$name" >"$log_part" 2>&1 &  # beside the inspect: a run's end waits for both
+    logs=$!
+    docker container inspect --format "$(state_format "$3")" "$name" >"$state_part"
+    inspected=$?
+    if wait "$logs" && [ "$inspected" -eq 0 ] &&
         mv -f -- "$log_part" "$1/$LOG" && mv -f -- "$state_part" "$1/$STATE"; then
         docker rm --force "$name" >/dev/null 2>&1
         return 0
