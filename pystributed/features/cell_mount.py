@@ -41,7 +41,7 @@ class CellMount(Feature):
             found = run.place.cell_image(image, sha, archive)
         except StepError:  # the seed's path says better what is wrong
             found = None
-        if not found:
+        if not found or any(c in found[1] for c in ',"\n'):  # a REMOTE_WORKDIR --mount cannot spell
             return False
         run.result.image, (run.result.image_digest, self.folder) = image, found
         run.result.cell_archive, self.paths = sha, tuple(files)

@@ -88,6 +88,10 @@ def test_the_seed_path_on_rootless_podman(podman, sandbox, tmp_path):
     image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
     assert image.startswith(f"{sandbox.registry}/{podman.image_name}:")
     assert podman.shell(f"docker image inspect --format ok {image}").strip() == "ok"  # pulled from the registry
+    # A change of the cell: its files are mounted over that image (features/cell_mount.py), by Podman too.
+    (tmp_path / "cell.py").write_text("print('the cell as changed', open('/app/cell.py').read().count('changed'))\n")
+    proc = podman.cli("run", "cell.py", cwd=tmp_path)
+    assert "not needed: the cell's files go over" in proc.stdout and "the cell as changed 2\n" in proc.stdout
 
 
 def test_submit_then_fetch_on_rootless_podman(podman, tmp_path):

@@ -74,6 +74,7 @@ def test_a_changed_cell_is_mounted_over_the_noted_image(tmp_path):
 @pytest.mark.parametrize("why, answer, runner_files", [
     ("the server no longer has the image", None, {}),
     ("the server could not be asked", StepError("build", "ssh could not run"), {}),
+    ("a REMOTE_WORKDIR --mount cannot spell", ("", "/home/me/a,b/.cells/c"), {}),
     ("a name --mount cannot spell", None, {"a,b.pickle": b"x"}),
     ("a large cell layer goes in an image", None, {"big.pickle": b"x" * (cell_mount.CELL_LIMIT + 1)}),
 ])
