@@ -5,6 +5,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -100,6 +101,61 @@ def rig(kind, tools, why_root):
     yield sandbox_variables(f"--{kind}")
     if not running:
         subprocess.run([SANDBOX, "stop", f"--{kind}"], check=False)
+
+
+def rig_fixtures(kind, tools, why_root, make, *, name):
+    """The fixtures of a rig's tests: `{kind}_env`, its variables (the rig runs while the module's
+    tests do), and `name`, pystributed aimed at it for one test in its own folder, the test given
+    `make(variables)` (its checks of the rig)."""
+    @pytest.fixture(scope="module", name=f"{kind}_env")
+    def variables(sandbox_env):
+        yield from rig(kind, tools, why_root)
+
+    @pytest.fixture(name=name)
+    def aimed(request, monkeypatch, tmp_path):
+        yield from on_rig(make(request.getfixturevalue(f"{kind}_env")), monkeypatch, tmp_path)
+
+    return variables, aimed
+
+
+# A sweep's task that holds for its parameter `hold` (seconds), and whose `finally:` leaves a mark.
+LONG = ("import os, time\n"
+        "try:\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(hold)\n"
+        "finally:\n"
+        "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
+
+
+def long_sweep(*holds):
+    """A detached sweep of LONG (saved in the current folder), a task per hold; its id."""
+    Path("long.py").write_text(LONG)
+    return pystributed("sweep", "long.py", "--param", "hold=" + ",".join(map(str, holds)), "--detach",
+                       "-q").stdout.strip()
+
+
+def interrupted_attach(sweep_id, *, after):
+    """`attach SWEEP`, sent SIGINT (as Ctrl-C) once it has followed for `after` seconds; the process."""
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def interrupted_then_attached(sweep_id, goes_on, *, tasks=3, after=4):
+    """`attach SWEEP` interrupted after `after` seconds exits 130 without a traceback, the sweep going
+    on (`goes_on()`); a later attach from a new process brings every task's folder: their folder
+    (in the current one, the test's)."""
+    code, out, err = interrupted_attach(sweep_id, after=after)
+    assert code == 130 and "Traceback" not in err, out + err
+    assert goes_on(), "the sweep goes on"
+    done = pystributed("attach", sweep_id, timeout=180)
+    folder = Path("results") / sweep_id
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [str(i) for i in range(tasks)], done.stdout
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"
+    return folder
 
 
 def on_rig(rig, monkeypatch, folder):

@@ -2,30 +2,19 @@
 one server (the sandbox), interrupted and attached again, from a shell and from a kernel. (The swarm's
 are in test_swarm_e2e.py, with its rig.)"""
 import json
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import pystributed
+from conftest import interrupted_attach, pystributed
 from kernel import Kernel, error_of, stream_text
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 
 HOLD = "import os, time\ntime.sleep(hold)\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w')" \
        ".write(str(hold))\n"
-
-
-def interrupted_attach(sweep_id, *, after):
-    """`attach SWEEP`, sent SIGINT (as Ctrl-C) once it has followed for `after` seconds; the process."""
-    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(after)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out, err
 
 
 def running_tasks(sandbox, sweep_id):

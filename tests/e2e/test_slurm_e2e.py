@@ -4,27 +4,15 @@ without Docker, the jobs running their containers on the sandbox's remote engine
 that cannot start fails these tests."""
 import json
 import shlex
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
-from conftest import on_rig, pystributed, rig
+from conftest import interrupted_then_attached, long_sweep, pystributed, rig_fixtures
 from kernel import Kernel, error_of, stream_text
 
-
-@pytest.fixture(scope="module")
-def slurm_env(sandbox_env):
-    """The variables that point pystributed at the rig's login node; the rig runs while these tests do."""
-    yield from rig("slurm", ["slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker"],
-                   "starts daemons and a user")
-
-
-@pytest.fixture
-def cluster(slurm_env, monkeypatch, tmp_path):
-    yield from on_rig(Rig(slurm_env), monkeypatch, tmp_path)
+# slurm_env: the variables that point pystributed at the rig's login node; cluster: a test's view of it.
+slurm_env, cluster = rig_fixtures("slurm", ["slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker"],
+                                  "starts daemons and a user", lambda env: Rig(env), name="cluster")
 
 
 class Rig:
@@ -105,14 +93,8 @@ def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp
     assert {i["gpu"] for i in infos.values()} == {"0", "1"}
 
 
-LONG = ("import os, time\ntry:\n    time.sleep(hold)\nfinally:\n"
-        "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
-
-
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
-    (tmp_path / "long.py").write_text(LONG)
-    sweep_id = pystributed("sweep", "long.py", "--param", "hold=120,120,120,120,120,120", "--detach",
-                           "-q").stdout.strip()
+    sweep_id = long_sweep(*[120] * 6)
     deadline = time.time() + 60
     while len(cluster.containers(sweep_id)) < 4 and time.time() < deadline:
         time.sleep(0.5)
@@ -130,20 +112,9 @@ def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
 
 
 def test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything(cluster, tmp_path):
-    (tmp_path / "long.py").write_text(LONG)
-    sweep_id = pystributed("sweep", "long.py", "--param", "hold=8,9,10", "--detach", "-q").stdout.strip()
-    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, out + err
-    assert cluster.jobs(), "the sweep goes on"
-    done = pystributed("attach", sweep_id, timeout=180)
-    folder = Path(tmp_path) / "results" / sweep_id
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1", "2"], done.stdout
+    sweep_id = long_sweep(8, 9, 10)
+    folder = interrupted_then_attached(sweep_id, cluster.jobs)
     assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
-    assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"
 
 
 MEET_CELL = """%%remote --nodes 2
