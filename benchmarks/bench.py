@@ -323,6 +323,9 @@ def main(argv=None):
     args = parse_args(argv)
     use_sandbox()
     env = dict(os.environ)
+    # The processes started here (`python -m pystributed`) keep the checkout's bytecode, as pip does an
+    # installed package's: with PYTHONDONTWRITEBYTECODE each would compile the package at every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     workspace = Path(tempfile.mkdtemp(prefix="pystributed-bench-"))
     project = workspace / "project"
     project.mkdir()

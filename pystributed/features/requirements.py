@@ -77,13 +77,27 @@ def _import_names_in(environment):
     if hasattr(importlib.metadata, "packages_distributions"):  # Python 3.10+
         return importlib.metadata.packages_distributions()
     mapping = {}
-    for dist in importlib.metadata.distributions():  # Python 3.9: top_level.txt, else the files
-        names = (dist.read_text("top_level.txt") or "").split()
-        if not names:
-            names = {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if not str(f).startswith("..")}
-        for name in names:
+    for dist in importlib.metadata.distributions():  # Python 3.9
+        for name in provided(dist):
             mapping.setdefault(name, []).append(dist.metadata["Name"])
     return mapping
+
+
+def provided(dist):
+    """The import names a distribution provides: its top_level.txt, else its files' first parts."""
+    names = (dist.read_text("top_level.txt") or "").split()
+    return names or list(dict.fromkeys(Path(f).parts[0].removesuffix(".py") for f in dist.files or ()
+                                       if not str(f).startswith("..")))
+
+
+def installed(name):
+    """The installed distribution `name`, or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 _import_names.cache_clear = _import_names_in.cache_clear  # type: ignore[attr-defined]  # forget the lookup whatever changed
