@@ -29,12 +29,16 @@ state_format() {
 # docker ARGS...: a docker command of docker.py's, as it is.
 docker_command() { answer; docker "$@"; }
 
-# rundir WORKDIR RUN_ID: make the run folder; answer its absolute path, the user's uid and gid,
-# `machine` and the machine's hardware name (`x86_64`: what an image built elsewhere must be built
-# for), and `rootless` if the engine is (see engine_kind).
+# rundir WORKDIR RUN_ID [BASE_IMAGE]: make the run folder; answer its absolute path, the user's uid
+# and gid, `machine` and the machine's hardware name (`x86_64`: what an image built elsewhere must be
+# built for), `rootless` if the engine is (see engine_kind), and, given BASE_IMAGE (a build here:
+# TRANSPORT = "remote-build"), `base` and its id if the engine has it (features/base.py).
 rundir() {
     mkdir -p -- "$1/$2" && cd -- "$1/$2" && answer && pwd && id -u && id -g &&
-        printf 'machine %s\n' "$(uname -m)" && engine_kind
+        printf 'machine %s\n' "$(uname -m)" && engine_kind || return
+    if [ -n "${3-}" ]; then
+        printf 'base %s\n' "$(docker image inspect --format '{{.Id}}' -- "$3" 2>/dev/null)"
+    fi
 }
 
 # engine_kind: `rootless` if the engine's root is this user, so that a container run as root writes

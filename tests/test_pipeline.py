@@ -84,11 +84,11 @@ def remote_config():
                        SSH_OPTIONS=["-F", "/cfg"], DOCKER_RUN_ARGS=["--gpus", "all"])
 
 
-def expect_connect(programs, socket_dir):
+def expect_connect(programs, socket_dir, *base, answer=""):
     programs.expect("ssh", "-G", "-F", "/cfg", "--", "gpu-box", out="host gpu-box\n")
     programs.expect("ssh", "-F", "/cfg", "-o", f"ControlPath={socket_dir}/%C", *DEFAULTS, "-o", "ControlMaster=yes",
                     "-o", "ControlPersist=120", "-N", "-f", "--", "gpu-box")
-    programs.expect("server", "rundir", "runs with space/$(x)", RUN_ID, out=f"{RUN_DIR}\n1000\n1000\n")
+    programs.expect("server", "rundir", "runs with space/$(x)", RUN_ID, *base, out=f"{RUN_DIR}\n1000\n1000\n{answer}")
 
 
 def expect_disconnect(programs, socket_dir):
@@ -220,7 +220,7 @@ def test_remote_build_sends_the_context_over_ssh(programs, socket_dir, states):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", TRANSPORT="remote-build", SSH_OPTIONS=["-F", "/cfg"],
                       REMOTE_WORKDIR="runs with space/$(x)")
     image = "pystributed:0123456789abcdef-fedcba9876543210"
-    expect_connect(programs, socket_dir)
+    expect_connect(programs, socket_dir, "python:3.11-slim")  # BASE_IMAGE's id there is asked at once
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", image, code=1)
     programs.expect("server", "docker_command", "build", "--quiet", "--tag", image, "-", out="sha256:1\n")
     programs.expect("server", "follow", RUN_ID, *start_args(image, extra=()), stdout="hi\n")

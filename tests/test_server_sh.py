@@ -196,6 +196,18 @@ def test_rundir_makes_the_run_folder_and_answers_its_path_and_the_user(engine, a
     assert engine.calls() == []
 
 
+def test_rundir_asks_the_base_images_id_for_a_build_there(engine, home):
+    cfg = config.load(environ={}, REMOTE_SERVER="local", TRANSPORT="remote-build", BASE_IMAGE="lab/base:1")
+    engine.answer("image-inspect", "sha256:b1\n")
+    place = local.Local(cfg)
+    place.prepare(RUN_ID)
+    assert place.base_id == "sha256:b1"
+    assert engine.calls()[-1] == ["image", "inspect", "--format", "{{.Id}}", "--", "lab/base:1"]
+    engine.answer("image-inspect", code=1)  # not there: the build step pulls it (features/base.py)
+    place.prepare(RUN_ID)
+    assert place.base_id == ""
+
+
 def test_a_server_without_docker_is_named_as_such(tmp_path, monkeypatch, home):
     # Real sh and the few tools the actions need on PATH, no docker: sh's own "docker: not found".
     bare = tmp_path / "bare"

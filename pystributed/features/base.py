@@ -35,8 +35,8 @@ class BaseImage(Feature):
 
     def before_build(self, run):
         if on_server(run.config):
-            if not self.id:
-                self.id, _ = image_id(run, run.place.docker, in_step=True)
+            if not self.id:  # asked at connect (places/server.py), else now (pulled first if not there)
+                self.id = run.place.base_id or image_id(run, run.place.docker, in_step=True)[0]
         elif not run.config.is_local and run.place.platform:
             # Always: the engine here, not only the base, may be of another architecture.
             run.platform = run.place.platform

@@ -8,6 +8,7 @@ class Place:
 
     name = ""  # how messages name it: "the local engine", or REMOTE_SERVER
     platform = ""  # what its engine runs (`linux/amd64`), once `prepare` has asked; "" if unknown
+    base_id = ""  # BASE_IMAGE's id on its engine, when `prepare` asked it too (remote-build); "" if not
     queues = False  # whether it queues a job's tasks itself (a job then goes on without this process)
     # What runs a job's tasks here: places/<engine>_engine.py's <Engine>Engine (engine.py's interface;
     # sweep.engine_for finds it by this name, so that no place imports its engine: no import circle).

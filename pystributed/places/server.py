@@ -114,10 +114,13 @@ class Server(Place):
     # The Place methods.
 
     def prepare(self, run_id):
-        out = self.call("rundir", self.workdir(), run_id, step="connect", hint=(
+        # With remote-build, BASE_IMAGE's id there (features/base.py) is asked in the same command.
+        base = [self.config.BASE_IMAGE] if self.config.TRANSPORT == "remote-build" else []
+        out = self.call("rundir", self.workdir(), run_id, *base, step="connect", hint=(
             f"{self.hint()} REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) must be creatable there.".lstrip()))
         path, uid, gid, *more = out.splitlines()
         machine = next((line.split(" ", 1)[1] for line in more if line.startswith("machine ")), "")
+        self.base_id = next((line[5:].strip() for line in more if line.startswith("base ")), "")
         self.platform = docker.platform_of(machine)
         if ":" in path:  # docker's --volume would split it there
             raise StepError("connect", f"the run folder {path} holds a ':', which docker cannot mount",

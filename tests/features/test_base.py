@@ -36,6 +36,12 @@ def tagged(run, base_id):
     return run.digest
 
 
+def test_with_remote_build_the_id_the_connect_step_asked_is_used(programs):
+    run = a_run("remote-build")
+    run.place.base_id = "sha256:there"  # server.sh's rundir answered it (places/server.py)
+    tagged(run, "sha256:there")  # no command of its own
+
+
 def test_the_base_images_id_here_is_in_the_tag(programs):
     run = a_run()
     programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:old\n")
