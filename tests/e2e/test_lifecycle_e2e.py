@@ -144,7 +144,8 @@ def test_a_run_outlives_its_process_and_is_followed_and_fetched_from_another(own
         assert (folder / "output.log").read_text() == followed
         assert json.loads((folder / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
         assert json.loads((folder / "run.json").read_text())["status"] == "succeeded"
-        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".runs", run_id]
+        # The index of runs, the note of the image (features/cell_mount.py), the run: no partial folder.
+        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".images", ".runs", run_id]
     # After it was put away, the log comes from output.log, and list says where the results are.
     assert own.cli("logs", run_id).stdout == followed
     assert row(own.cli("list").stdout, run_id).split()[-1] == str(folder)
