@@ -209,10 +209,12 @@ def test_a_run_that_goes_on_is_fetched_while_it_writes(own, tmp_path):
 def test_list_shows_every_state_and_clean_removes_what_it_listed_and_nothing_else(own, sandbox, monkeypatch):
     old = own.cli("run", cell="print('old')\n").stdout  # exited 0, put away
     old = RUN_ID.search(old.splitlines()[-1]).group(0)
-    # Built, not mounted over old's image (features/cell_mount.py), once its note is gone.
+    # Built, not mounted over old's image (features/cell_mount.py), once its note is gone; and none of
+    # the runs below mounts theirs over it.
     shutil.rmtree(own.cwd / "results" / ".images")
     old_unique = own.cli("run", cell="print('old, with an image of its own')\n").stdout
     old_unique = RUN_ID.search(old_unique.splitlines()[-1]).group(0)
+    shutil.rmtree(own.cwd / "results" / ".images")
     failed = own.submit("raise SystemExit(2)\n")  # exited 2, its container still there
     running = own.submit("import time\nprint('on', flush=True)\ntime.sleep(300)\n")
     cancelled = own.submit("import time\nprint('on', flush=True)\ntime.sleep(300)\n")
