@@ -65,3 +65,29 @@ def test_on_a_cluster_the_cell_fails_but_the_task_does_not(tmp_path):
         assert state["State"]["StartedAt"] <= state["State"]["FinishedAt"]
     log = (tmp_path / "results" / "1" / "output.log").read_text()
     assert "lr is 2 1" in log and 'File "' in log and "ValueError: too big" in log
+
+
+def test_a_container_runs_its_tasks_one_after_another_each_with_its_folder_and_state(tmp_path):
+    script = image(tmp_path, "import os\nprint(f\"x is {x} {os.environ['PYSTRIBUTED_TASK']}\")\n"
+                             "if x == 4:\n    raise ValueError('four')\n", [{"x": n} for n in range(5)])
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": "1", "PYSTRIBUTED_RUN_ID": "sweep-1", "PYTHONUNBUFFERED": "1",
+           "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "app", env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout == "x is 3 3\nx is 4 4\n"  # the container 1 of 3 tasks each: 3 and 4
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["3", "4"]
+    for index, code in ((3, 0), (4, 1)):
+        folder = tmp_path / "results" / str(index)
+        state = json.loads((folder / task_runner.STATE).read_text())
+        assert state["State"]["ExitCode"] == code and state["Name"] == f"/pystributed-sweep-1-{index}"
+    assert "ValueError: four" in (tmp_path / "results" / "4" / "output.log").read_text()
+    assert "x is 3 3" not in (tmp_path / "results" / "4" / "output.log").read_text()
+
+
+def test_a_retry_runs_its_one_task_and_the_chunk_is_cut_at_the_end(tmp_path):
+    (tmp_path / task_runner.SWEEP).write_bytes(pickle.dumps([{}] * 5))
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "2"}, 2, here=tmp_path) == [4]
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "2"}, 0, here=tmp_path) == [0, 1]
+    assert task_runner.chunk({}, 3, here=tmp_path) == [3]
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "4"}, None, here=tmp_path) == [None]
