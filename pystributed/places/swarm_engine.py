@@ -28,7 +28,7 @@ FETCH_TRIES = 3  # a task whose folder cannot be fetched this many times in a ro
 class SwarmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.seen = set()  # Swarm tasks whose end was dealt with
+        self.seen = set()  # (Swarm task, index) whose end was dealt with
         self.busy = set()  # indexes being fetched and settled
         self.cancelling = False
         self.lost = {}  # node id -> the indexes of the tasks it took with it
@@ -45,13 +45,16 @@ class SwarmEngine(Engine):
                                    env=self.env(), extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n = len(self.job.tasks)
-        with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"):
+        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        containers = -(-n // per)  # each runs `per` tasks one after another (task_runner.py)
+        with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"
+                             + (f", {per} a container" if per > 1 else "")):
             ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(), job_id=self.job.sweep_id,
-                                      replicas=n,
-                                      max_concurrent=self.config.MAX_CONCURRENT or n, gpus=self.config.GPUS_PER_TASK,
-                                      variables=["PYSTRIBUTED_TASK_FOLDERS=1"])
-        self.job.set(services=[[self.service, ident, None]])
+                                      replicas=containers, max_concurrent=min(self.config.MAX_CONCURRENT or n, containers),
+                                      gpus=self.config.GPUS_PER_TASK, variables=[
+                                          "PYSTRIBUTED_TASK_FOLDERS=1",
+                                          *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
+        self.job.set(services=[[self.service, ident, None]], per_container=per)
 
     def retry(self, task):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
@@ -65,7 +68,8 @@ class SwarmEngine(Engine):
             self.job.set(services=[*self.job.services, [swarm_service.service_name(run_id), ident, task.index]])
 
     def attempts(self):
-        """(whether the job's first service is still there, {index: its Swarm tasks, oldest first})."""
+        """(whether the job's first service is still there, {index: its Swarm tasks, oldest first}); a
+        Swarm task of the first service runs the tasks of its slot's chunk (Job.chunk), one after another."""
         names = [name for name, _, _ in self.job.services] or [self.service]
         exists, tasks = self.place.tasks(*names)
         index_of = {ident: index for _, ident, index in self.job.services}
@@ -73,7 +77,8 @@ class SwarmEngine(Engine):
         for task in sorted(tasks, key=lambda t: t.created):
             if task.service in index_of:
                 index = index_of[task.service]
-                attempts[task.slot if index is None else index].append(task)
+                for each in self.job.chunk(task.slot) if index is None else [index]:
+                    attempts[each].append(task)
         return exists, attempts
 
     def nodes_down(self):
@@ -99,16 +104,17 @@ class SwarmEngine(Engine):
             mine.set(**fields)
             # Only the latest attempt counts: the ones before it were settled (a retry follows a complete
             # task whose cell failed, or one on a lost node) or failed in Swarm's hands (Swarm replaced them).
-            self.seen.update(t.id for t in theirs[:-1])
+            self.seen.update((t.id, mine.index) for t in theirs[:-1])
             swarm_failures = [t for t in theirs if t.ended and not t.succeeded]
-            if last.node in down and not last.ended and last.id not in self.seen:
-                self.seen.add(last.id)
+            seen = (last.id, mine.index)  # (a container of several tasks ends each of them)
+            if last.node in down and not last.ended and seen not in self.seen:
+                self.seen.add(seen)
                 self.lose(mine, down[last.node], f"down in Swarm's view ({down[last.node].state})")
             elif last.succeeded:
                 if not fetch:
                     mine.set("ended, not fetched yet")  # (status: attach fetches it, and says how it went)
-                elif last.id not in self.seen:
-                    self.seen.add(last.id)
+                elif seen not in self.seen:
+                    self.seen.add(seen)
                     self.busy.add(mine.index)
                     mine.set(ended=time.time())
                     self.fetches.submit(self.settle, mine, last)
@@ -158,7 +164,7 @@ class SwarmEngine(Engine):
                 node = self.place.node(last.node)
                 self.fetch_failures[task.index] += 1
                 if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
-                    self.seen.discard(last.id)  # the next look fetches it again: one failure is no lost node
+                    self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
                 elif task.attempts <= self.job.retries and not self.cancelling:
                     self.lose(task, node, task.why or "its results could not be fetched")
                 else:
