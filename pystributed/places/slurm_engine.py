@@ -38,12 +38,16 @@ class SlurmEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n = len(self.job.tasks)
-        at_once = f"%{self.config.MAX_CONCURRENT}" if self.config.MAX_CONCURRENT else ""
-        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"):
+        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        jobs = -(-n // per)  # each runs `per` tasks one after another (slurm_job.sh, task_runner.py)
+        at_once = f"%{min(self.config.MAX_CONCURRENT, jobs)}" if self.config.MAX_CONCURRENT else ""
+        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"
+                             + (f", {per} a job" if per > 1 else "")):
             ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
-                                      name=self.name, sweep=True, array=f"0-{n - 1}{at_once}")
-        self.job.set(services=[[self.name, ident, None]])
+                                      name=self.name, sweep=True, array=f"0-{jobs - 1}{at_once}",
+                                      variables=[f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}",
+                                                 f"PYSTRIBUTED_TASK_COUNT={n}"] if per > 1 else ())
+        self.job.set(services=[[self.name, ident, None]], per_container=per)
 
     def retry(self, task):
         """The task again, as a one-task job of its own."""
@@ -60,14 +64,15 @@ class SlurmEngine(Engine):
         return [name for name, _, _ in self.job.services] or [self.name]
 
     def rows(self):
-        """{index: the squeue row of its latest attempt} of the tasks that Slurm still lists."""
+        """{index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
+        task stands for the tasks of its chunk, Job.chunk)."""
         order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
         found, rank = {}, {}
         for row in self.place.jobs(*self.names()):
             at, index = order.get(row.name, (0, None))
-            index = row.index if index is None else index
-            if index is not None and at >= rank.get(index, -1):
-                found[index], rank[index] = row, at
+            for each in ([] if row.index is None else self.job.chunk(row.index)) if index is None else [index]:
+                if at >= rank.get(each, -1):
+                    found[each], rank[each] = row, at
         return found
 
     def look(self, *, fetch=True):

@@ -142,3 +142,26 @@ def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_all
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.watch("stop")
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
+
+
+def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled_alone(programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="slurm", SLURM_CONTAINERS="docker", MAX_CONCURRENT=4, TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 3)
+    programs.expect("server", "slurm_submit", ..., out="40\n")
+    engine.start()
+    words = programs.calls[-1].words
+    assert "--array=0-1%2" in words and engine.job.per_container == 2  # two jobs: tasks 0-1 and task 2
+    assert "--export=ALL,PYSTRIBUTED_TASKS_PER_CONTAINER=2,PYSTRIBUTED_TASK_COUNT=3" in words
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
+                                                                                 reason="Resources")])
+    expect_jobs(programs, [NAME], [row("40", 1, "RUNNING", nodes="node1")])  # array task 0 ended: tasks 0 and 1
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    expect_jobs(programs, [NAME], [])
+    expect_fetch(programs, 2, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    engine.look(fetch=False)
+    assert [t.status for t in engine.job.tasks] == ["running", "running", "queued"]
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "failed", "succeeded"] and "ValueError: bad" in job.tasks[1].error
