@@ -102,6 +102,20 @@ fetch() {
     tar -C "$1" -cf - . || { [ $? -eq 1 ] && [ "$2" = going ]; }
 }
 
+# fetch_tasks DIR INDEX...: the folders DIR/INDEX of a sweep's tasks (a container's chunk) as one tar
+# stream; those not there are left out.
+fetch_tasks() {
+    answer
+    dir=$1
+    shift
+    for name do
+        shift
+        if [ -d "$dir/$name" ]; then set -- "$@" "$name"; fi
+    done
+    if [ $# -eq 0 ]; then set -- -T /dev/null; fi
+    tar -C "$dir" -cf - "$@"
+}
+
 # logs DIR RUN_ID [follow]: the run's output from the start, stdout and stderr apart while its
 # container is there, then from its saved log.
 logs() {

@@ -206,6 +206,9 @@ class Slurm(Place):
     def fetch(self, remote_dir, read, *, going=False, hint=""):
         return self.login.fetch(remote_dir, read, going=going, hint=hint)
 
+    def fetch_tasks(self, remote_dir, indexes, read, *, hint=""):
+        return self.login.fetch_tasks(remote_dir, indexes, read, hint=hint)
+
     def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
         if follow:
             return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="logs", on_stdout=on_stdout,

@@ -80,6 +80,7 @@ class SlurmEngine(Engine):
         busy = set(self.busy)  # before squeue: a task settled while it answers is not settled twice from it
         rows = self.rows()
         changed = False
+        ended = {}  # the tasks to fetch, by container: a chunk's (Job.chunk) in one fetch
         for task in self.job.tasks:
             if task.final or task.index in busy or task.index in self.busy:
                 continue
@@ -97,37 +98,46 @@ class SlurmEngine(Engine):
             else:  # ended, or forgotten by Slurm: its state file says how
                 self.busy.add(task.index)
                 task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
-                self.fetches.submit(self.settle, task)
+                alone = task.attempts > 1  # (a retry's job ran it alone)
+                ended.setdefault(("alone", task.index) if alone else task.index // self.job.per_container, []).append(task)
             changed = changed or before != (task.status, task.why, task.node)
+        for tasks in ended.values():
+            self.fetches.submit(self.settle, tasks)
         return changed
 
-    def settle(self, task):
-        """A task that ended: fetch its folder; succeeded, tried again, or failed."""
+    def settle(self, tasks):
+        """Tasks that ended (a container's): fetch their folders; each succeeded, tried again, or failed."""
         try:
-            self.fetch_task(task, self.place, f"{self.job.remote_dir}/{task.index}")
-            state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
-            code = (state.get("State") or {}).get("ExitCode")
-            task.set(exit_code=code, attempts=max(task.attempts, 1),
-                     started=task.ended if task.started is None else task.started)
-            if state.get("Node"):
-                task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
-            if code == 0:
-                task.set(SUCCEEDED, error="")
-            elif code is None:
-                why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
-                                   f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
-                if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
-                    task.set(error=why)
-                    self.retry(task)
-                else:
-                    task.set(CANCELLED if self.cancelling else FAILED, error=why)
-            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
-                task.set(error=failure(task))
+            self.fetch_tasks(tasks, self.place, self.job.remote_dir)
+            for task in tasks:
+                self.settle_one(task)
+        finally:
+            for task in tasks:
+                self.busy.discard(task.index)
+
+    def settle_one(self, task):
+        """One of them: its state file says how it went."""
+        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
+        code = (state.get("State") or {}).get("ExitCode")
+        task.set(exit_code=code, attempts=max(task.attempts, 1),
+                 started=task.ended if task.started is None else task.started)
+        if state.get("Node"):
+            task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
+        if code == 0:
+            task.set(SUCCEEDED, error="")
+        elif code is None:
+            why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
+                               f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
+            if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
+                task.set(error=why)
                 self.retry(task)
             else:
-                task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
-        finally:
-            self.busy.discard(task.index)
+                task.set(CANCELLED if self.cancelling else FAILED, error=why)
+        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+            task.set(error=failure(task))
+            self.retry(task)
+        else:
+            task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
 
     def wait(self):
         while True:

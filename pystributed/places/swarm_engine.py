@@ -93,6 +93,7 @@ class SwarmEngine(Engine):
         """Bring the tasks up to date with Swarm's; whether the job's first service is still there."""
         exists, attempts = self.attempts()
         down = self.nodes_down()
+        ended = {}  # Swarm task id -> (it, our tasks it ran that are to be fetched)
         for mine in self.job.tasks:
             theirs = attempts.get(mine.index, [])
             if mine.final or mine.index in self.busy or not theirs:
@@ -117,7 +118,7 @@ class SwarmEngine(Engine):
                     self.seen.add(seen)
                     self.busy.add(mine.index)
                     mine.set(ended=time.time())
-                    self.fetches.submit(self.settle, mine, last)
+                    ended.setdefault(last.id, (last, []))[1].append(mine)
             elif last.ended and len(swarm_failures) > self.job.retries:
                 why = last.error or last.message or "Swarm could not run it"  # (and tries again: not ours)
                 mine.set(FAILED, ended=time.time(), why=why, error=why, exit_code=last.exit_code)
@@ -133,6 +134,8 @@ class SwarmEngine(Engine):
                 mine.set(RUNNING, why="")
                 self.follow_task(mine, lambda out, err, last=last: self.place.container_logs(
                     last.node, last.container, out, err, follow=True, step="run"))
+        for last, tasks in ended.values():  # a container's tasks in one fetch
+            self.fetches.submit(self.settle, tasks, last)
         return exists
 
     def lose(self, task, node, how):
@@ -151,31 +154,38 @@ class SwarmEngine(Engine):
         else:
             task.set(FAILED, why=why, error=why, ended=time.time())
 
-    def settle(self, task, last):
-        """A task that Swarm says is complete: fetch its folder; succeeded, tried again, or failed."""
+    def settle(self, tasks, last):
+        """Tasks whose container Swarm says is complete: fetch their folders; each succeeded, tried
+        again, or failed."""
         try:
-            self.fetch_task(task, self.place.at(last.node), f"{self.job.remote_dir}/{task.index}")
-            state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
-            code = (state.get("State") or {}).get("ExitCode")
-            task.set(exit_code=code, started=task.ended if task.started is None else task.started)
-            if code == 0:
-                task.set(SUCCEEDED, error="")
-            elif code is None:  # its node could not be reached (or its folder read, or written here)
-                node = self.place.node(last.node)
-                self.fetch_failures[task.index] += 1
-                if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
-                    self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
-                elif task.attempts <= self.job.retries and not self.cancelling:
-                    self.lose(task, node, task.why or "its results could not be fetched")
-                else:
-                    task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
-            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
-                task.set(RETRYING, error=failure(task))
-                self.retry(task)
-            else:
-                task.set(CANCELLED if state.get("Cancelled") else FAILED, error=failure(task))
+            self.fetch_tasks(tasks, self.place.at(last.node), self.job.remote_dir)
+            for task in tasks:
+                self.settle_one(task, last)
         finally:
-            self.busy.discard(task.index)
+            for task in tasks:
+                self.busy.discard(task.index)
+
+    def settle_one(self, task, last):
+        """One of them: its state file says how it went."""
+        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
+        code = (state.get("State") or {}).get("ExitCode")
+        task.set(exit_code=code, started=task.ended if task.started is None else task.started)
+        if code == 0:
+            task.set(SUCCEEDED, error="")
+        elif code is None:  # its node could not be reached (or its folder read, or written here)
+            node = self.place.node(last.node)
+            self.fetch_failures[task.index] += 1
+            if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
+                self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
+            elif task.attempts <= self.job.retries and not self.cancelling:
+                self.lose(task, node, task.why or "its results could not be fetched")
+            else:
+                task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
+        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+            task.set(RETRYING, error=failure(task))
+            self.retry(task)
+        else:
+            task.set(CANCELLED if state.get("Cancelled") else FAILED, error=failure(task))
 
     def wait(self):
         while True:

@@ -156,8 +156,10 @@ def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled
     expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
                                                                                  reason="Resources")])
     expect_jobs(programs, [NAME], [row("40", 1, "RUNNING", nodes="node1")])  # array task 0 ended: tasks 0 and 1
-    expect_fetch(programs, 0, 0)
-    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the job's tasks in one stream
+        "0/output.log": b"done\n", "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode(),
+        "1/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
+        "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode()}))
     expect_jobs(programs, [NAME], [])
     expect_fetch(programs, 2, 0)
     programs.expect("server", "remove", f"{FOLDER}.env")

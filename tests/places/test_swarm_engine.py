@@ -175,9 +175,11 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
     expect_fetch(programs, 2, 0)
     expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
                                        task("t1", "svc1", 1, "n1", "complete", created=2)])
-    expect_fetch(programs, 0, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the container's tasks in one stream
+        "0/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
+        "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode(),
+        "1/output.log": b"done\n", "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
     programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # task 0 again, alone
-    expect_fetch(programs, 1, 0)
     retry = f"{SERVICE}-0-2"
     expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
                                               task("t1", "svc1", 1, "n1", "complete", created=2),
@@ -188,3 +190,6 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
     assert job.statuses == ["succeeded"] * 3 and [t.attempts for t in job.tasks] == [2, 1, 1]
     retry_args = programs.calls[7].words
     assert "PYSTRIBUTED_TASK=0" in retry_args and not any("TASKS_PER_CONTAINER" in w for w in retry_args)
+    local = engine.local
+    assert (local / "1" / "output.log").read_text() == (local / "0" / "output.log").read_text() == "done\n"
+    assert sorted(p.name for p in local.iterdir() if p.name.startswith(".")) == []  # (the stream's folder went)
