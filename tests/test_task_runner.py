@@ -4,8 +4,10 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pystributed import cell_runner, task_runner
@@ -91,3 +93,20 @@ def test_a_retry_runs_its_one_task_and_the_chunk_is_cut_at_the_end(tmp_path):
     assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "2"}, 0, here=tmp_path) == [0, 1]
     assert task_runner.chunk({}, 3, here=tmp_path) == [3]
     assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "4"}, None, here=tmp_path) == [None]
+
+
+def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_start(tmp_path):
+    script = image(tmp_path, "import os, time\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w').close()\n"
+                             "time.sleep(30)\n", [{}] * 3)
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1", "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path / "app", env=env)
+    began = tmp_path / "results" / "0" / "began"
+    deadline = time.monotonic() + 30
+    while not began.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # (what a cancel does: Swarm's stop signal, scancel --signal=INT)
+    assert process.wait(timeout=30) == 0
+    states = [json.loads((tmp_path / "results" / str(i) / task_runner.STATE).read_text()) for i in range(3)]
+    assert [s["Cancelled"] for s in states] == [True] * 3 and [s["State"]["ExitCode"] for s in states] == [130] * 3
+    assert [s["State"]["Error"] for s in states] == ["", "cancelled before it started", "cancelled before it started"]
