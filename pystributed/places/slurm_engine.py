@@ -1,6 +1,8 @@
 """A job's tasks on a Slurm cluster (slurm.py): one job array (`--array=0-(N-1)%MAX_CONCURRENT`, its
-task ids the tasks' indexes), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
-One squeue call reads them all, every POLL seconds, backing off to POLL_MAX while nothing changes;
+task ids the tasks' indexes; with TASKS_PER_CONTAINER = K, `0-(N/K-1)`, each running its chunk's K tasks,
+Job.chunk), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
+One squeue call reads them all, every POLL seconds, backing off while nothing changes (to POLL_RUNNING
+while a task runs, so that its end is seen soon; to POLL_MAX while all wait in the queue);
 a pending task shows Slurm's reason (Resources, Priority, QOSMaxGRESPerUser, ...), a running one its
 node and GPUs. A task that Slurm no longer lists as pending or running has ended: its folder is
 fetched from the login node (the filesystem is shared), and its state file (task_runner.py, or the job
@@ -18,7 +20,7 @@ from pystributed.errors import StepError
 from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
 from pystributed.places.slurm import job_name
 
-POLL, POLL_MAX = 0.5, 5.0
+POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
 
 
 class SlurmEngine(Engine):
@@ -103,7 +105,7 @@ class SlurmEngine(Engine):
             changed = changed or before != (task.status, task.why, task.node)
         for tasks in ended.values():
             self.fetches.submit(self.settle, tasks)
-        return changed
+        return changed or bool(ended)
 
     def settle(self, tasks):
         """Tasks that ended (a container's): fetch their folders; each succeeded, tried again, or failed."""
@@ -145,7 +147,8 @@ class SlurmEngine(Engine):
             self.display.update(self.job)
             if all(t.final for t in self.job.tasks) and not self.busy:
                 break
-            self.pause = POLL if changed else min(POLL_MAX, self.pause * 1.5)
+            most = POLL_RUNNING if any(t.status == RUNNING for t in self.job.tasks) else POLL_MAX
+            self.pause = POLL if changed or self.busy else min(most, self.pause * 1.5)
             time.sleep(self.pause)
         self.tidy()
 

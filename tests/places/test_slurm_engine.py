@@ -167,3 +167,20 @@ def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled
     assert [t.status for t in engine.job.tasks] == ["running", "running", "queued"]
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "failed", "succeeded"] and "ValueError: bad" in job.tasks[1].error
+
+
+def test_the_looks_back_off_less_while_a_task_runs_and_not_while_ended_ones_are_fetched(cfg, programs, monkeypatch):
+    monkeypatch.setattr(slurm_engine, "POLL", 0.5)
+    monkeypatch.setattr(slurm_engine, "POLL_MAX", 5.0)
+    pauses = []
+    monkeypatch.setattr(slurm_engine.time, "sleep", pauses.append)
+    engine = engine_of(cfg, 1)
+    engine.job.services = [[NAME, "40", None]]
+    for _ in range(8):
+        expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1")])
+    expect_jobs(programs, [NAME], [])
+    expect_fetch(programs, 0, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded"]
+    assert max(pauses) == slurm_engine.POLL_RUNNING and pauses[0] == 0.5  # (the first look: a change)
