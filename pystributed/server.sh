@@ -279,12 +279,21 @@ slurm_ended() {
     [ -z "$ids" ]
 }
 
-# slurm_jobs NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one line per
-# array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running one's
-# job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)).
+# slurm_jobs [--states DIR] NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one
+# line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running
+# one's job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)); with --states,
+# `states`: the tasks (DIR/INDEX) that saved their state, ended whether their job has or not.
 slurm_jobs() {
+    dir=
+    if [ "$1" = --states ]; then dir=$2 && shift 2; fi
     names=$(printf '%s,' "$@")
     answer
+    if [ -n "$dir" ]; then
+        section states
+        for state in "$dir"/*/"$STATE"; do
+            if [ -f "$state" ]; then state=${state%/*} && printf '%s\n' "${state##*/}"; fi
+        done
+    fi
     section jobs
     squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N' || return
     section gpus

@@ -131,6 +131,11 @@ class Slurm(Place):
         """[Row]: the jobs so named (and their array tasks) that Slurm still knows."""
         return parse_jobs(self.call("slurm_jobs", *names, step=step))
 
+    def sweep_jobs(self, remote_dir, *names):
+        """([Row] as jobs() has them, {the indexes of the tasks that saved their state in remote_dir/INDEX})."""
+        out = self.call("slurm_jobs", "--states", remote_dir, *names, step="run")
+        return parse_jobs(out), {int(i) for i in server.sections(out).get("states", []) if i.isdigit()}
+
     def cancel(self, *names, step="cancel"):
         self.call("slurm_cancel", *names, step=step)
 

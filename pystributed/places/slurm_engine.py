@@ -55,6 +55,8 @@ class SlurmEngine(Engine):
         """The task again, as a one-task job of its own."""
         attempt = task.attempts + 1
         name = f"{self.name}-{task.index}-{attempt}"
+        # The attempt before's state goes first: a task whose folder has a state has ended (look).
+        self.place.call("remove", f"{self.job.remote_dir}/{task.index}/{results.STATE_NAME}", step="start")
         ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
                                   sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
                                                          f"PYSTRIBUTED_ATTEMPT={attempt}"])
@@ -66,21 +68,22 @@ class SlurmEngine(Engine):
         return [name for name, _, _ in self.job.services] or [self.name]
 
     def rows(self):
-        """{index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
-        task stands for the tasks of its chunk, Job.chunk)."""
+        """({index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
+        task stands for the tasks of its chunk, Job.chunk), {the indexes of the tasks that saved their state})."""
         order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
         found, rank = {}, {}
-        for row in self.place.jobs(*self.names()):
+        rows, saved = self.place.sweep_jobs(self.job.remote_dir, *self.names())
+        for row in rows:
             at, index = order.get(row.name, (0, None))
             for each in ([] if row.index is None else self.job.chunk(row.index)) if index is None else [index]:
                 if at >= rank.get(each, -1):
                     found[each], rank[each] = row, at
-        return found
+        return found, saved
 
     def look(self, *, fetch=True):
         """Bring the tasks up to date with Slurm's view; whether anything changed."""
         busy = set(self.busy)  # before squeue: a task settled while it answers is not settled twice from it
-        rows = self.rows()
+        rows, saved = self.rows()
         changed = False
         ended = {}  # the tasks to fetch, by container: a chunk's (Job.chunk) in one fetch
         for task in self.job.tasks:
@@ -90,14 +93,14 @@ class SlurmEngine(Engine):
             before = (task.status, task.why, task.node)
             if row is not None and row.pending:
                 task.set(RETRYING if task.attempts > 1 else QUEUED, why=row.reason if row.reason != "None" else "")
-            elif row is not None and not row.ended:
+            elif row is not None and not row.ended and task.index not in saved:  # (saved: it ended, its job ends)
                 if task.status != RUNNING:
                     task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
                 task.set(RUNNING, why="", node=row.nodes, gpu=row.gpus)
                 self.follow_task(task, lambda out, err, task=task: self.logs(task, out, err, follow=True))
             elif not fetch:
                 task.set("ended, not fetched yet")
-            else:  # ended, or forgotten by Slurm: its state file says how
+            else:  # ended (its state saved, before its job ends), or forgotten by Slurm: its state file says how
                 self.busy.add(task.index)
                 task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
                 alone = task.attempts > 1  # (a retry's job ran it alone)
