@@ -259,7 +259,8 @@ class SwarmEngine(Engine):
         remote_dir = f"{self.job.remote_dir}/{task.index}"
         _, attempts = self.attempts()
         last = (attempts.get(task.index) or [None])[-1]
-        if last and last.container and not last.ended:
+        shared = last and self.job.per_container > 1 and last.service == self.job.services[0][1]  # (a chunk's)
+        if last and last.container and not last.ended and not shared:
             return self.place.container_logs(last.node, last.container, on_stdout, on_stderr, follow=follow)
         node = (last.node if last else "") or task.node_id or self.place.where(remote_dir)
         return self.place.at(node).logs(remote_dir, "-", on_stdout, on_stderr)

@@ -193,3 +193,17 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
     local = engine.local
     assert (local / "1" / "output.log").read_text() == (local / "0" / "output.log").read_text() == "done\n"
     assert sorted(p.name for p in local.iterdir() if p.name.startswith(".")) == []  # (the stream's folder went)
+
+
+def test_the_logs_of_a_task_that_shares_a_running_container_are_its_own_log_file(cfg, programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 2)
+    engine.job.services, engine.job.per_container = [[SERVICE, "svc1", None]], 2
+    programs.expect("server", "swarm_tasks", SERVICE, out=f"{MARK} services\n{SERVICE}\n{MARK} tasks\n"
+                    + json.dumps(task("t0", "svc1", 0, "n1", "running", created=1)) + "\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")
+    programs.expect("server", "logs", f"{FOLDER}/1", "-", "", stdout="task 1 so far\n")  # not the container's
+    out = []
+    engine.logs(engine.job.tasks[1], out.append, out.append)
+    assert "".join(out) == "task 1 so far\n"
