@@ -1,8 +1,8 @@
 """A job's tasks on a Slurm cluster (slurm.py): one job array (`--array=0-(N-1)%MAX_CONCURRENT`, its
 task ids the tasks' indexes; with TASKS_PER_CONTAINER = K, `0-(N/K-1)`, each running its chunk's K tasks,
 Job.chunk), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
-One squeue call reads them all, every POLL seconds, backing off while nothing changes (to POLL_RUNNING
-while a task runs, so that its end is seen soon; to POLL_MAX while all wait in the queue);
+One squeue call reads them all (and which tasks saved their state: those ended), every POLL seconds in
+the last wave, backing off before it (next_pause);
 a pending task shows Slurm's reason (Resources, Priority, QOSMaxGRESPerUser, ...), a running one its
 node and GPUs. A task that Slurm no longer lists as pending or running has ended: its folder is
 fetched from the login node (the filesystem is shared), and its state file (task_runner.py, or the job
@@ -146,14 +146,24 @@ class SlurmEngine(Engine):
 
     def wait(self):
         while True:
-            changed = self.look()
+            self.look()
             self.display.update(self.job)
             if all(t.final for t in self.job.tasks) and not self.busy:
                 break
-            most = POLL_RUNNING if any(t.status == RUNNING for t in self.job.tasks) else POLL_MAX
-            self.pause = POLL if changed or self.busy else min(most, self.pause * 1.5)
+            self.pause = self.next_pause()
             time.sleep(self.pause)
         self.tidy()
+
+    def next_pause(self):
+        """Slurm starts the next task when a GPU frees, whatever we look at: while tasks wait for one, the
+        looks back off (to POLL_RUNNING while some run, POLL_MAX while none does; a busy controller starts
+        jobs later); once none waits (the last wave), or while ended ones are fetched, the sweep's end is
+        near, and it is looked for every POLL seconds."""
+        live = [t for t in self.job.tasks if not t.final]
+        running = any(t.status == RUNNING for t in live)
+        if self.busy or running and all(t.status == RUNNING for t in live):
+            return POLL
+        return min(POLL_RUNNING if running else POLL_MAX, self.pause * 1.5)
 
     def tidy(self):
         """The job's environment file (ENV and SECRETS) goes once every task has ended."""

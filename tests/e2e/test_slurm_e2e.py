@@ -105,6 +105,30 @@ def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp
     assert {i["gpu"] for i in infos.values()} == {"0", "1"}
 
 
+def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYSTRIBUTED_TASKS_PER_CONTAINER", "2")  # array tasks of tasks 0-1, 2-3, 4
+    (tmp_path / "cell.py").write_text(
+        "import os\n"
+        "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
+        "    raise RuntimeError('flaky the first time')\n"
+        "if x == 2:\n"
+        "    raise ValueError(f'x is {x}')\n"
+        "print('fine', x, os.environ['PYSTRIBUTED_TASK'])\n")
+    proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3,4", "--retries", "1", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    folder = next(p for p in (tmp_path / "results").iterdir() if p.name.startswith("sweep-"))
+    record = json.loads((folder / "sweep.json").read_text())
+    tasks = record["tasks"]
+    assert record["per_container"] == 2 and len(record["services"]) == 3  # the array, and a retry each of 1 and 2
+    assert [t["status"] for t in tasks] == ["succeeded", "succeeded", "failed", "succeeded", "succeeded"], proc.stdout
+    assert [t["attempts"] for t in tasks] == [1, 2, 2, 1, 1]
+    assert tasks[2]["error"].startswith("ValueError: x is 2") and 'line 5, in <module>' in tasks[2]["error"]
+    for index in (0, 3, 4):  # each its own folder, output and state
+        assert (folder / str(index) / "output.log").read_text() == f"fine {index} {index}\n"
+        assert json.loads((folder / str(index) / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
+    assert "fine 1 1" in (folder / "1" / "output.log").read_text()
+
+
 LONG = ("import os, time\ntry:\n    time.sleep(hold)\nfinally:\n"
         "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
 

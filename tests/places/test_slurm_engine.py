@@ -177,21 +177,25 @@ def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled
     assert job.statuses == ["succeeded", "failed", "succeeded"] and "ValueError: bad" in job.tasks[1].error
 
 
-def test_the_looks_back_off_less_while_a_task_runs_and_not_while_ended_ones_are_fetched(cfg, programs, monkeypatch):
+def test_the_looks_back_off_while_tasks_wait_and_not_in_the_last_wave(cfg, programs, monkeypatch):
     monkeypatch.setattr(slurm_engine, "POLL", 0.5)
     monkeypatch.setattr(slurm_engine, "POLL_MAX", 5.0)
     pauses = []
     monkeypatch.setattr(slurm_engine.time, "sleep", pauses.append)
-    engine = engine_of(cfg, 1)
+    engine = engine_of(cfg, 2)
     engine.job.services = [[NAME, "40", None]]
-    for _ in range(8):
-        expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1")])
-    expect_jobs(programs, [NAME], [])
+    for _ in range(6):  # task 1 waits for a GPU: Slurm starts it when one frees, whatever we look at
+        expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1"), row("40", 1, "PENDING")])
+    expect_jobs(programs, [NAME], [row("42", 1, "RUNNING", nodes="node1")], saved=[0])
     expect_fetch(programs, 0, 0)
+    expect_jobs(programs, [NAME], [row("42", 1, "RUNNING", nodes="node1")])
+    expect_jobs(programs, [NAME], [], saved=[0, 1])
+    expect_fetch(programs, 1, 0)
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.watch("stop")
-    assert job.statuses == ["succeeded"]
-    assert max(pauses) == slurm_engine.POLL_RUNNING and pauses[0] == 0.5  # (the first look: a change)
+    assert job.statuses == ["succeeded", "succeeded"]
+    assert pauses[:6] == [0.75, 1.125, 1.6875, 2.0, 2.0, 2.0]  # up to POLL_RUNNING while some run
+    assert pauses[6:] == [0.5, 0.5]  # the last wave (and its fetch): its end is the sweep's
 
 
 def test_a_task_that_saved_its_state_has_ended_before_slurm_says_its_job_has(cfg, programs):
