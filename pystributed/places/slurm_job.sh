@@ -127,6 +127,7 @@ node=${SLURMD_NODENAME:-$(hostname)}
 started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 
 if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
+if [ "$mode" = 1 ] && [ -n "${PYSTRIBUTED_ATTEMPT:-}" ]; then set -- --env "PYSTRIBUTED_ATTEMPT=$PYSTRIBUTED_ATTEMPT" "$@"; fi
 if [ -n "${chunked:-}" ]; then set -- --env "PYSTRIBUTED_TASKS_PER_CONTAINER=$per" "$@"; fi
 case $route in
 docker)

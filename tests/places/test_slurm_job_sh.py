@@ -196,6 +196,8 @@ def test_an_array_task_of_a_chunk_runs_its_tasks_in_one_container_and_each_that_
 
 
 def test_a_retry_of_a_chunks_task_runs_that_task_alone(job):
-    job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_TASKS_PER_CONTAINER="3", PYSTRIBUTED_TASK_COUNT="8")
+    job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_ATTEMPT="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3",
+            PYSTRIBUTED_TASK_COUNT="8")
     run, = [call for call in job.calls("docker") if call[0] == "run"]
     assert env_of(run)["PYSTRIBUTED_TASK"] == "7" and "PYSTRIBUTED_TASKS_PER_CONTAINER" not in env_of(run)
+    assert env_of(run)["PYSTRIBUTED_ATTEMPT"] == "2"  # (as on a swarm: the cell knows it is tried again)
