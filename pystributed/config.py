@@ -50,6 +50,7 @@ class Config:
     CLUSTER: str = ""
     GPUS_PER_TASK: int = 1
     MAX_CONCURRENT: int | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
+    TASKS_PER_CONTAINER: int = 1  # a cluster's sweep: tasks run one after another in one container (short tasks)
     # CLUSTER = "slurm" (places/slurm.py): sbatch's options of the site (partition, account, QoS, time), and
     # how the nodes run containers ("" = found on the login node).
     SLURM_ARGS: list[str] = dataclasses.field(default_factory=list)
@@ -77,8 +78,8 @@ _DICT_KEYS = {"ENV", "REMOTE_DATA"}
 _NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
-_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES"}  # whole numbers (MAX_CONCURRENT also None)
-_AT_LEAST_1 = ("MAX_CONCURRENT", "NODES")
+_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER"}  # whole numbers (MAX_CONCURRENT also None)
+_AT_LEAST_1 = ("MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER")
 CLUSTERS = ("", "swarm", "slurm")
 SWARM, SLURM = "swarm", "slurm"
 SLURM_ROUTES = ("", "docker", "pyxis", "apptainer")
@@ -239,6 +240,9 @@ def _check_values(config, source):
     if config.NODES > 1 and config.CLUSTER != SLURM:
         refuse("NODES", "runs the cell over several nodes in one Slurm allocation: only with CLUSTER = \"slurm\" "
                         f"(here CLUSTER = {config.CLUSTER!r}); on one server or a swarm a run is one container")
+    if config.TASKS_PER_CONTAINER > 1 and not config.is_cluster:
+        refuse("TASKS_PER_CONTAINER", "runs a sweep's short tasks one after another in one container of a cluster "
+                                      "(CLUSTER = \"swarm\" or \"slurm\"); on one server each task is a container")
     for word in config.SLURM_ARGS:
         if word.split("=", 1)[0] in SLURM_OURS:
             refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the GPUs, "

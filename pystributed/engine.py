@@ -15,6 +15,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import secrets
+import shutil
 import threading
 from pathlib import Path
 
@@ -99,6 +101,38 @@ class Engine:
             task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
             self.steps.say(f"task {task.index}: {task.why}\n")
             return
+        self.landed(task, local)
+
+    def fetch_tasks(self, tasks, place, remote_dir):
+        """The folders of several tasks that ended together (a container's chunk) in one stream, each
+        then at LOCAL_RESULTS_DIR/<sweep-id>/<index>/ as fetch_task leaves it."""
+        if len(tasks) == 1:
+            return self.fetch_task(tasks[0], place, f"{remote_dir}/{tasks[0].index}")
+        batch = self.local / f".tasks-{tasks[0].index}-{secrets.token_hex(4)}"
+        try:
+            try:
+                place.fetch_tasks(remote_dir, [t.index for t in tasks], lambda stream: results.extract(stream, batch),
+                                  hint=f"The tasks' results are still in {remote_dir} on {tasks[0].node or place.name}.")
+            except (StepError, OSError) as e:
+                for task in tasks:
+                    task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
+                    self.steps.say(f"task {task.index}: {task.why}\n")
+                return
+            for task in tasks:
+                local, got = self.local / str(task.index), batch / str(task.index)
+                if not got.is_dir():
+                    task.set(why="its results could not be fetched: its folder is not there")
+                    continue
+                old = batch / f".old-{task.index}"
+                with contextlib.suppress(FileNotFoundError):  # an earlier fetch's copy goes once the new one is there
+                    local.rename(old)
+                got.rename(local)
+                self.landed(task, local)
+        finally:
+            shutil.rmtree(batch, ignore_errors=True)
+
+    def landed(self, task, local):
+        """The task's folder is here: its times (the container's own) and, for a failure, its error."""
         fields = {"local_path": str(local.resolve()), "fetched": True}
         state = json_file(local / results.STATE_NAME).get("State") or {}
         times = [docker_time(state.get(k)) for k in ("StartedAt", "FinishedAt")]

@@ -102,6 +102,11 @@ class Job:
     local_path: str = ""
     services: list = dataclasses.field(default_factory=list)  # a cluster's: [name, id, index (None: all)]
     mounts: list = dataclasses.field(default_factory=list)  # docker run's, of the features (REMOTE_DATA)
+    per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
+
+    def chunk(self, number):
+        """The indexes of the tasks that the job's container (or array task) `number` runs."""
+        return list(range(number * self.per_container, min(len(self.tasks), (number + 1) * self.per_container)))
 
     def __post_init__(self):
         self.lock = threading.RLock()  # not fields: not in the record

@@ -109,6 +109,20 @@ fetch() {
     tar -C "$1" -cf - . || { [ $? -eq 1 ] && [ "$2" = going ]; }
 }
 
+# fetch_tasks DIR INDEX...: the folders DIR/INDEX of a sweep's tasks (a container's chunk) as one tar
+# stream; those not there are left out.
+fetch_tasks() {
+    answer
+    dir=$1
+    shift
+    for name do
+        shift
+        if [ -d "$dir/$name" ]; then set -- "$@" "$name"; fi
+    done
+    if [ $# -eq 0 ]; then set -- -T /dev/null; fi
+    tar -C "$dir" -cf - "$@"
+}
+
 # logs DIR RUN_ID [follow]: the run's output from the start, stdout and stderr apart while its
 # container is there, then from its saved log.
 logs() {
@@ -294,12 +308,21 @@ slurm_ended() {
     [ -z "$ids" ]
 }
 
-# slurm_jobs NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one line per
-# array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running one's
-# job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)).
+# slurm_jobs [--states DIR] NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one
+# line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running
+# one's job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)); with --states,
+# `states`: the tasks (DIR/INDEX) that saved their state, ended whether their job has or not.
 slurm_jobs() {
+    dir=
+    if [ "$1" = --states ]; then dir=$2 && shift 2; fi
     names=$(printf '%s,' "$@")
     answer
+    if [ -n "$dir" ]; then
+        section states
+        for state in "$dir"/*/"$STATE"; do
+            if [ -f "$state" ]; then state=${state%/*} && printf '%s\n' "${state##*/}"; fi
+        done
+    fi
     section jobs
     squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N' || return
     section gpus

@@ -20,6 +20,11 @@ run over several nodes, whose job script then writes the run's state from all of
 failed task again and again, whatever its restart policy says (a failed task's slot is simply filled
 again), so the cell's own failure is never Swarm's: pystributed reads it from the state file, and
 tries the task again itself (--retries) as a job of its own.
+
+With PYSTRIBUTED_TASKS_PER_CONTAINER=K (TASKS_PER_CONTAINER, for short tasks: a task's container, its
+placement and its start cost about a second each), the container runs K tasks one after another, each
+as above: its own process, folder, output.log and state file; an interrupt stops the one that runs and
+saves the rest as cancelled before they started.
 """
 import datetime
 import json
@@ -95,27 +100,61 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def chunk(environ, index, here=HERE):
+    """The tasks this container runs, one after another: its own; or, with
+    PYSTRIBUTED_TASKS_PER_CONTAINER=K (a sweep's first job, never a retry), the K tasks of its number
+    (its slot, or Slurm's array task id), K * number to K * number + K - 1."""
+    per = environ.pop("PYSTRIBUTED_TASKS_PER_CONTAINER", "")
+    if index is None or not per.isdigit() or int(per) <= 1:
+        return [index]
+    k = int(per)
+    with open(os.path.join(here, SWEEP), "rb") as f:
+        total = len(pickle.load(f))
+    return list(range(index * k, min(total, index * k + k)))
+
+
 def supervise():
-    """Run the cell in a process of its own; see the module's docstring."""
-    index = prepare(os.environ)  # the cell's process inherits these
-    folder = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
-    log = os.open(os.path.join(folder, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    started = _now()
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--cell"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    interrupted = []
+    """Run the cell in a process of its own, for each task of the container; see the module's docstring."""
+    base = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
+    folders = os.environ.get("PYSTRIBUTED_TASK_FOLDERS", "") == "1"
+    indexes = chunk(os.environ, task_index(os.environ) if os.path.exists(os.path.join(HERE, SWEEP)) else None)
+    if indexes[0] is not None:
+        os.environ["PYSTRIBUTED_TASK"] = str(indexes[0])
+    prepare(os.environ)  # the cell's process inherits these
+    interrupted, current = [], []
 
     def forward(number, frame):
         interrupted.append(number)
-        if len(interrupted) > 1:  # (`docker stop` after `docker kill --signal INT`): its `finally:` blocks run on
+        if len(interrupted) > 1 or not current:  # (`docker stop` after `docker kill --signal INT`): its `finally:` blocks run on
             return
         try:
-            process.send_signal(number)
+            current[-1].send_signal(number)
         except OSError:
             pass
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    for at, index in enumerate(indexes):
+        if at:  # the next task of the container: its index and folder
+            os.environ["PYSTRIBUTED_TASK"] = str(index)
+            if folders:
+                os.environ["PYSTRIBUTED_RESULTS"] = os.path.join(base, str(index))
+                os.makedirs(os.environ["PYSTRIBUTED_RESULTS"], exist_ok=True)
+        if interrupted:  # cancelled before it started
+            save(index, 130, _now(), cancelled=True, error="cancelled before it started")
+        else:
+            save(index, *run_cell(current), cancelled=bool(interrupted))
+    return 0
+
+
+def run_cell(current):
+    """The cell's process, its output copied into output.log as it comes; (exit code, when it started)."""
+    folder = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
+    log = os.open(os.path.join(folder, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    started = _now()
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--cell"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    current.append(process)
 
     def pump(pipe, fd):
         for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
@@ -130,18 +169,22 @@ def supervise():
     for thread in pumps:
         thread.join()
     os.close(log)
-    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    return (code if code >= 0 else 128 - code), started  # killed by signal N: 128 + N, as a shell says
+
+
+def save(index, code, started, *, cancelled, error=""):
+    """The task's exit code and times, in its folder's state file."""
+    folder = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
     name = os.environ.get("PYSTRIBUTED_RUN_ID", "") + ("" if index is None else f"-{index}")
-    state = {"Cancelled": bool(interrupted) and code == 130, "Name": f"/pystributed-{name}", "Image": "",
+    state = {"Cancelled": cancelled and code == 130, "Name": f"/pystributed-{name}", "Image": "",
              "State": {"Status": "exited", "ExitCode": code, "StartedAt": started, "FinishedAt": _now(),
-                       "OOMKilled": False, "Error": ""},
+                       "OOMKilled": False, "Error": error},
              "Mounts": [], "Node": os.environ.get("PYSTRIBUTED_NODE", ""), "Gpus": os.environ.get("DOCKER_RESOURCE_GPU", "")}
     part = os.path.join(folder, f".{STATE}.{os.getpid()}")
     with open(part, "w", encoding="utf-8") as f:
         f.write(json.dumps(state) + "\n")
     given = os.environ.get("PYSTRIBUTED_STATE_NAME", "")
     os.replace(part, os.path.join(folder, given if given and os.sep not in given else STATE))
-    return 0
 
 
 if __name__ == "__main__":

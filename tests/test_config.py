@@ -147,3 +147,14 @@ def test_data_keys():
 def test_data_values_are_checked(key, value, why):
     with pytest.raises(ConfigError, match=why):
         config.load(environ={}, REMOTE_SERVER="local", **{key: value})
+
+
+def test_tasks_per_container_is_a_clusters_and_at_least_1():
+    cfg = config.load(environ={"PYSTRIBUTED_TASKS_PER_CONTAINER": "6"}, REMOTE_SERVER="me@login",
+                      DOCKER_REGISTRY="reg:5000", CLUSTER="slurm")
+    assert cfg.TASKS_PER_CONTAINER == 6
+    assert config.load(environ={}, REMOTE_SERVER="gpu", DOCKER_REGISTRY="r").TASKS_PER_CONTAINER == 1
+    with pytest.raises(ConfigError, match="TASKS_PER_CONTAINER = 2 .*one container of a cluster"):
+        config.load(environ={}, REMOTE_SERVER="gpu", DOCKER_REGISTRY="r", TASKS_PER_CONTAINER=2)
+    with pytest.raises(ConfigError, match="at least 1"):
+        config.load(environ={}, REMOTE_SERVER="gpu", DOCKER_REGISTRY="r", TASKS_PER_CONTAINER=0)

@@ -510,3 +510,18 @@ def test_the_program_is_read_by_sh_alone(engine, tmp_path):
                           capture_output=True, check=True, cwd=tmp_path)
     assert proc.stdout == f"{server.MARK}\n/nowhere\n".encode()
     assert program.endswith(b"\nmissing /nowhere\n")
+
+
+def test_fetch_tasks_sends_the_tasks_folders_that_are_there_in_one_stream(engine, as_sh, home):
+    place = place_for()
+    sweep = run_dir(home, "sweep-1")
+    for index in (0, 1, 3):
+        (sweep / str(index)).mkdir()
+        (sweep / str(index) / "output.log").write_text(f"task {index}\n")
+
+    def names(stream):
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            return sorted(tar.getnames())
+
+    assert place.fetch_tasks(str(sweep), [0, 1, 2], names) == ["0", "0/output.log", "1", "1/output.log"]
+    assert place.fetch_tasks(str(sweep), [5], names) == []

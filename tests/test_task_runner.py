@@ -4,8 +4,10 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pystributed import cell_runner, task_runner
@@ -65,3 +67,46 @@ def test_on_a_cluster_the_cell_fails_but_the_task_does_not(tmp_path):
         assert state["State"]["StartedAt"] <= state["State"]["FinishedAt"]
     log = (tmp_path / "results" / "1" / "output.log").read_text()
     assert "lr is 2 1" in log and 'File "' in log and "ValueError: too big" in log
+
+
+def test_a_container_runs_its_tasks_one_after_another_each_with_its_folder_and_state(tmp_path):
+    script = image(tmp_path, "import os\nprint(f\"x is {x} {os.environ['PYSTRIBUTED_TASK']}\")\n"
+                             "if x == 4:\n    raise ValueError('four')\n", [{"x": n} for n in range(5)])
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": "1", "PYSTRIBUTED_RUN_ID": "sweep-1", "PYTHONUNBUFFERED": "1",
+           "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "app", env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout == "x is 3 3\nx is 4 4\n"  # the container 1 of 3 tasks each: 3 and 4
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["3", "4"]
+    for index, code in ((3, 0), (4, 1)):
+        folder = tmp_path / "results" / str(index)
+        state = json.loads((folder / task_runner.STATE).read_text())
+        assert state["State"]["ExitCode"] == code and state["Name"] == f"/pystributed-sweep-1-{index}"
+    assert "ValueError: four" in (tmp_path / "results" / "4" / "output.log").read_text()
+    assert "x is 3 3" not in (tmp_path / "results" / "4" / "output.log").read_text()
+
+
+def test_a_retry_runs_its_one_task_and_the_chunk_is_cut_at_the_end(tmp_path):
+    (tmp_path / task_runner.SWEEP).write_bytes(pickle.dumps([{}] * 5))
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "2"}, 2, here=tmp_path) == [4]
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "2"}, 0, here=tmp_path) == [0, 1]
+    assert task_runner.chunk({}, 3, here=tmp_path) == [3]
+    assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "4"}, None, here=tmp_path) == [None]
+
+
+def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_start(tmp_path):
+    script = image(tmp_path, "import os, time\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w').close()\n"
+                             "time.sleep(30)\n", [{}] * 3)
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1", "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path / "app", env=env)
+    began = tmp_path / "results" / "0" / "began"
+    deadline = time.monotonic() + 30
+    while not began.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # (what a cancel does: Swarm's stop signal, scancel --signal=INT)
+    assert process.wait(timeout=30) == 0
+    states = [json.loads((tmp_path / "results" / str(i) / task_runner.STATE).read_text()) for i in range(3)]
+    assert [s["Cancelled"] for s in states] == [True] * 3 and [s["State"]["ExitCode"] for s in states] == [130] * 3
+    assert [s["State"]["Error"] for s in states] == ["", "cancelled before it started", "cancelled before it started"]

@@ -162,6 +162,10 @@ class Server(Place):
     def fetch(self, remote_dir, read, *, going=False, hint=""):
         return self.call("fetch", remote_dir, "going" if going else "", step="fetch", hint=hint, read=read)
 
+    def fetch_tasks(self, remote_dir, indexes, read, *, hint=""):
+        """The folders remote_dir/INDEX of a sweep's tasks, as one tar stream (those missing left out)."""
+        return self.call("fetch_tasks", remote_dir, *map(str, indexes), step="fetch", hint=hint, read=read)
+
     def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
         return self.stream("logs", remote_dir, run_id, "follow" if follow else "", step="logs",
                            on_stdout=on_stdout, on_stderr=on_stderr)

@@ -131,6 +131,11 @@ class Slurm(Place):
         """[Row]: the jobs so named (and their array tasks) that Slurm still knows."""
         return parse_jobs(self.call("slurm_jobs", *names, step=step))
 
+    def sweep_jobs(self, remote_dir, *names):
+        """([Row] as jobs() has them, {the indexes of the tasks that saved their state in remote_dir/INDEX})."""
+        out = self.call("slurm_jobs", "--states", remote_dir, *names, step="run")
+        return parse_jobs(out), {int(i) for i in server.sections(out).get("states", []) if i.isdigit()}
+
     def cancel(self, *names, step="cancel"):
         self.call("slurm_cancel", *names, step=step)
 
@@ -205,6 +210,9 @@ class Slurm(Place):
 
     def fetch(self, remote_dir, read, *, going=False, hint=""):
         return self.login.fetch(remote_dir, read, going=going, hint=hint)
+
+    def fetch_tasks(self, remote_dir, indexes, read, *, hint=""):
+        return self.login.fetch_tasks(remote_dir, indexes, read, hint=hint)
 
     def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
         if follow:

@@ -1,6 +1,8 @@
 """A job's tasks on a Slurm cluster (slurm.py): one job array (`--array=0-(N-1)%MAX_CONCURRENT`, its
-task ids the tasks' indexes), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
-One squeue call reads them all, every POLL seconds, backing off to POLL_MAX while nothing changes;
+task ids the tasks' indexes; with TASKS_PER_CONTAINER = K, `0-(N/K-1)`, each running its chunk's K tasks,
+Job.chunk), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
+One squeue call reads them all (and which tasks saved their state: those ended), every POLL seconds in
+the last wave, backing off before it (next_pause);
 a pending task shows Slurm's reason (Resources, Priority, QOSMaxGRESPerUser, ...), a running one its
 node and GPUs. A task that Slurm no longer lists as pending or running has ended: its folder is
 fetched from the login node (the filesystem is shared), and its state file (task_runner.py, or the job
@@ -18,7 +20,7 @@ from pystributed.errors import StepError
 from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
 from pystributed.places.slurm import job_name
 
-POLL, POLL_MAX = 0.5, 5.0
+POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
 
 
 class SlurmEngine(Engine):
@@ -38,17 +40,23 @@ class SlurmEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n = len(self.job.tasks)
-        at_once = f"%{self.config.MAX_CONCURRENT}" if self.config.MAX_CONCURRENT else ""
-        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"):
+        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        jobs = -(-n // per)  # each runs `per` tasks one after another (slurm_job.sh, task_runner.py)
+        at_once = f"%{min(self.config.MAX_CONCURRENT, jobs)}" if self.config.MAX_CONCURRENT else ""
+        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"
+                             + (f", {per} a job" if per > 1 else "")):
             ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
-                                      name=self.name, sweep=True, array=f"0-{n - 1}{at_once}")
-        self.job.set(services=[[self.name, ident, None]])
+                                      name=self.name, sweep=True, array=f"0-{jobs - 1}{at_once}",
+                                      variables=[f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}",
+                                                 f"PYSTRIBUTED_TASK_COUNT={n}"] if per > 1 else ())
+        self.job.set(services=[[self.name, ident, None]], per_container=per)
 
     def retry(self, task):
         """The task again, as a one-task job of its own."""
         attempt = task.attempts + 1
         name = f"{self.name}-{task.index}-{attempt}"
+        # The attempt before's state goes first: a task whose folder has a state has ended (look).
+        self.place.call("remove", f"{self.job.remote_dir}/{task.index}/{results.STATE_NAME}", step="start")
         ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
                                   sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
                                                          f"PYSTRIBUTED_ATTEMPT={attempt}"])
@@ -60,21 +68,24 @@ class SlurmEngine(Engine):
         return [name for name, _, _ in self.job.services] or [self.name]
 
     def rows(self):
-        """{index: the squeue row of its latest attempt} of the tasks that Slurm still lists."""
+        """({index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
+        task stands for the tasks of its chunk, Job.chunk), {the indexes of the tasks that saved their state})."""
         order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
         found, rank = {}, {}
-        for row in self.place.jobs(*self.names()):
+        rows, saved = self.place.sweep_jobs(self.job.remote_dir, *self.names())
+        for row in rows:
             at, index = order.get(row.name, (0, None))
-            index = row.index if index is None else index
-            if index is not None and at >= rank.get(index, -1):
-                found[index], rank[index] = row, at
-        return found
+            for each in ([] if row.index is None else self.job.chunk(row.index)) if index is None else [index]:
+                if at >= rank.get(each, -1):
+                    found[each], rank[each] = row, at
+        return found, saved
 
     def look(self, *, fetch=True):
         """Bring the tasks up to date with Slurm's view; whether anything changed."""
         busy = set(self.busy)  # before squeue: a task settled while it answers is not settled twice from it
-        rows = self.rows()
+        rows, saved = self.rows()
         changed = False
+        ended = {}  # the tasks to fetch, by container: a chunk's (Job.chunk) in one fetch
         for task in self.job.tasks:
             if task.final or task.index in busy or task.index in self.busy:
                 continue
@@ -82,57 +93,77 @@ class SlurmEngine(Engine):
             before = (task.status, task.why, task.node)
             if row is not None and row.pending:
                 task.set(RETRYING if task.attempts > 1 else QUEUED, why=row.reason if row.reason != "None" else "")
-            elif row is not None and not row.ended:
+            elif row is not None and not row.ended and task.index not in saved:  # (saved: it ended, its job ends)
                 if task.status != RUNNING:
                     task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
                 task.set(RUNNING, why="", node=row.nodes, gpu=row.gpus)
                 self.follow_task(task, lambda out, err, task=task: self.logs(task, out, err, follow=True))
             elif not fetch:
                 task.set("ended, not fetched yet")
-            else:  # ended, or forgotten by Slurm: its state file says how
+            else:  # ended (its state saved, before its job ends), or forgotten by Slurm: its state file says how
                 self.busy.add(task.index)
                 task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
-                self.fetches.submit(self.settle, task)
+                alone = task.attempts > 1  # (a retry's job ran it alone)
+                ended.setdefault(("alone", task.index) if alone else task.index // self.job.per_container, []).append(task)
             changed = changed or before != (task.status, task.why, task.node)
-        return changed
+        for tasks in ended.values():
+            self.fetches.submit(self.settle, tasks)
+        return changed or bool(ended)
 
-    def settle(self, task):
-        """A task that ended: fetch its folder; succeeded, tried again, or failed."""
+    def settle(self, tasks):
+        """Tasks that ended (a container's): fetch their folders; each succeeded, tried again, or failed."""
         try:
-            self.fetch_task(task, self.place, f"{self.job.remote_dir}/{task.index}")
-            state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
-            code = (state.get("State") or {}).get("ExitCode")
-            task.set(exit_code=code, attempts=max(task.attempts, 1),
-                     started=task.ended if task.started is None else task.started)
-            if state.get("Node"):
-                task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
-            if code == 0:
-                task.set(SUCCEEDED, error="")
-            elif code is None:
-                why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
-                                   f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
-                if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
-                    task.set(error=why)
-                    self.retry(task)
-                else:
-                    task.set(CANCELLED if self.cancelling else FAILED, error=why)
-            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
-                task.set(error=failure(task))
+            self.fetch_tasks(tasks, self.place, self.job.remote_dir)
+            for task in tasks:
+                self.settle_one(task)
+        finally:
+            for task in tasks:
+                self.busy.discard(task.index)
+
+    def settle_one(self, task):
+        """One of them: its state file says how it went."""
+        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
+        code = (state.get("State") or {}).get("ExitCode")
+        task.set(exit_code=code, attempts=max(task.attempts, 1),
+                 started=task.ended if task.started is None else task.started)
+        if state.get("Node"):
+            task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
+        if code == 0:
+            task.set(SUCCEEDED, error="")
+        elif code is None:
+            why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
+                               f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
+            if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
+                task.set(error=why)
                 self.retry(task)
             else:
-                task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
-        finally:
-            self.busy.discard(task.index)
+                task.set(CANCELLED if self.cancelling else FAILED, error=why)
+        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+            task.set(error=failure(task))
+            self.retry(task)
+        else:
+            task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
 
     def wait(self):
         while True:
-            changed = self.look()
+            self.look()
             self.display.update(self.job)
             if all(t.final for t in self.job.tasks) and not self.busy:
                 break
-            self.pause = POLL if changed else min(POLL_MAX, self.pause * 1.5)
+            self.pause = self.next_pause()
             time.sleep(self.pause)
         self.tidy()
+
+    def next_pause(self):
+        """Slurm starts the next task when a GPU frees, whatever we look at: while tasks wait for one, the
+        looks back off (to POLL_RUNNING while some run, POLL_MAX while none does; a busy controller starts
+        jobs later); once none waits (the last wave), or while ended ones are fetched, the sweep's end is
+        near, and it is looked for every POLL seconds."""
+        live = [t for t in self.job.tasks if not t.final]
+        running = any(t.status == RUNNING for t in live)
+        if self.busy or running and all(t.status == RUNNING for t in live):
+            return POLL
+        return min(POLL_RUNNING if running else POLL_MAX, self.pause * 1.5)
 
     def tidy(self):
         """The job's environment file (ENV and SECRETS) goes once every task has ended."""

@@ -89,9 +89,20 @@ fi
 index=${SLURM_ARRAY_TASK_ID:-${PYSTRIBUTED_TASK:-}}
 folder=$dir state_name=.pystributed-state.json
 gpus=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}
+first=$index last=$index per=${PYSTRIBUTED_TASKS_PER_CONTAINER:-1}
+if [ "$mode" = 1 ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ] && [ "$per" -gt 1 ]; then
+    # This array task's tasks, run one after another in its container (TASKS_PER_CONTAINER): its chunk.
+    chunked=1 first=$((index * per)) last=$((index * per + per - 1))
+    [ "$last" -lt "${PYSTRIBUTED_TASK_COUNT:-0}" ] || last=$((PYSTRIBUTED_TASK_COUNT - 1))
+fi
 if [ "$mode" = 1 ]; then
-    folder=$dir/$index name=$name-$index
-    mkdir -p -- "$folder" || exit 1
+    folder=$dir/$first name=$name-$index
+    i=$first
+    while [ "$i" -le "$last" ]; do
+        mkdir -p -- "$dir/$i" || exit 1
+        rm -f -- "$dir/$i/$state_name" "$dir/$i/output.log"  # an earlier attempt's
+        i=$((i + 1))
+    done
 elif [ "$mode" = rank ]; then
     rank=${SLURM_PROCID:-0} state_name=$RANK_STATE
     gpus=${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}  # (SLURM_JOB_GPUS is the first node's, passed on)
@@ -116,6 +127,8 @@ node=${SLURMD_NODENAME:-$(hostname)}
 started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 
 if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
+if [ "$mode" = 1 ] && [ -n "${PYSTRIBUTED_ATTEMPT:-}" ]; then set -- --env "PYSTRIBUTED_ATTEMPT=$PYSTRIBUTED_ATTEMPT" "$@"; fi
+if [ -n "${chunked:-}" ]; then set -- --env "PYSTRIBUTED_TASKS_PER_CONTAINER=$per" "$@"; fi
 case $route in
 docker)
     set -- --rm --name "$name" --env-file "$env_file" --env "PYSTRIBUTED_NODE=$node" "$@"
@@ -174,14 +187,20 @@ while :; do
 done
 # The docker client may end before its container (a signal of its own): the job ends after the container.
 while [ "$route" = docker ] && docker container inspect "$name" >/dev/null 2>&1; do sleep 1; done
-if [ ! -f "$state" ]; then  # it never ran: its failure, as task_runner.py would have saved it
-    cat -- "$folder/.pystributed-docker.err" >>"$folder/output.log" 2>/dev/null
-    [ "$code" = 0 ] && code=125
-    printf '{"Cancelled":false,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' "$name" "$code" >"$state.$$"
-    printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"the container did not start"},' \
-        "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" >>"$state.$$"
-    printf '"Mounts":[],"Node":"%s","Gpus":"%s"}\n' "$node" "$gpus" >>"$state.$$"
-    mv -f -- "$state.$$" "$state"
-fi
-rm -f -- "$folder/.pystributed-docker.err"
+[ "$code" = 0 ] && code=125
+err=$folder/.pystributed-docker.err i=$first
+while :; do  # the task (each of the chunk's) that never ran: its failure, as task_runner.py would have saved it
+    if [ "$mode" = 1 ]; then folder=$dir/$i state=$dir/$i/$state_name; fi
+    if [ ! -f "$state" ]; then
+        cat -- "$err" >>"$folder/output.log" 2>/dev/null
+        printf '{"Cancelled":false,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' "$name" "$code" >"$state.$$"
+        printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"the container did not start"},' \
+            "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" >>"$state.$$"
+        printf '"Mounts":[],"Node":"%s","Gpus":"%s"}\n' "$node" "$gpus" >>"$state.$$"
+        mv -f -- "$state.$$" "$state"
+    fi
+    if [ "$mode" != 1 ] || [ "$i" -ge "$last" ]; then break; fi
+    i=$((i + 1))
+done
+rm -f -- "$err"
 exit 0

@@ -28,7 +28,7 @@ FETCH_TRIES = 3  # a task whose folder cannot be fetched this many times in a ro
 class SwarmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.seen = set()  # Swarm tasks whose end was dealt with
+        self.seen = set()  # (Swarm task, index) whose end was dealt with
         self.busy = set()  # indexes being fetched and settled
         self.cancelling = False
         self.lost = {}  # node id -> the indexes of the tasks it took with it
@@ -45,13 +45,16 @@ class SwarmEngine(Engine):
                                    env=self.env(), extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n = len(self.job.tasks)
-        with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"):
+        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        containers = -(-n // per)  # each runs `per` tasks one after another (task_runner.py)
+        with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"
+                             + (f", {per} a container" if per > 1 else "")):
             ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(), job_id=self.job.sweep_id,
-                                      replicas=n,
-                                      max_concurrent=self.config.MAX_CONCURRENT or n, gpus=self.config.GPUS_PER_TASK,
-                                      variables=["PYSTRIBUTED_TASK_FOLDERS=1"])
-        self.job.set(services=[[self.service, ident, None]])
+                                      replicas=containers, max_concurrent=min(self.config.MAX_CONCURRENT or n, containers),
+                                      gpus=self.config.GPUS_PER_TASK, variables=[
+                                          "PYSTRIBUTED_TASK_FOLDERS=1",
+                                          *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
+        self.job.set(services=[[self.service, ident, None]], per_container=per)
 
     def retry(self, task):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
@@ -65,7 +68,8 @@ class SwarmEngine(Engine):
             self.job.set(services=[*self.job.services, [swarm_service.service_name(run_id), ident, task.index]])
 
     def attempts(self):
-        """(whether the job's first service is still there, {index: its Swarm tasks, oldest first})."""
+        """(whether the job's first service is still there, {index: its Swarm tasks, oldest first}); a
+        Swarm task of the first service runs the tasks of its slot's chunk (Job.chunk), one after another."""
         names = [name for name, _, _ in self.job.services] or [self.service]
         exists, tasks = self.place.tasks(*names)
         index_of = {ident: index for _, ident, index in self.job.services}
@@ -73,7 +77,8 @@ class SwarmEngine(Engine):
         for task in sorted(tasks, key=lambda t: t.created):
             if task.service in index_of:
                 index = index_of[task.service]
-                attempts[task.slot if index is None else index].append(task)
+                for each in self.job.chunk(task.slot) if index is None else [index]:
+                    attempts[each].append(task)
         return exists, attempts
 
     def nodes_down(self):
@@ -88,6 +93,7 @@ class SwarmEngine(Engine):
         """Bring the tasks up to date with Swarm's; whether the job's first service is still there."""
         exists, attempts = self.attempts()
         down = self.nodes_down()
+        ended = {}  # Swarm task id -> (it, our tasks it ran that are to be fetched)
         for mine in self.job.tasks:
             theirs = attempts.get(mine.index, [])
             if mine.final or mine.index in self.busy or not theirs:
@@ -99,19 +105,20 @@ class SwarmEngine(Engine):
             mine.set(**fields)
             # Only the latest attempt counts: the ones before it were settled (a retry follows a complete
             # task whose cell failed, or one on a lost node) or failed in Swarm's hands (Swarm replaced them).
-            self.seen.update(t.id for t in theirs[:-1])
+            self.seen.update((t.id, mine.index) for t in theirs[:-1])
             swarm_failures = [t for t in theirs if t.ended and not t.succeeded]
-            if last.node in down and not last.ended and last.id not in self.seen:
-                self.seen.add(last.id)
+            seen = (last.id, mine.index)  # (a container of several tasks ends each of them)
+            if last.node in down and not last.ended and seen not in self.seen:
+                self.seen.add(seen)
                 self.lose(mine, down[last.node], f"down in Swarm's view ({down[last.node].state})")
             elif last.succeeded:
                 if not fetch:
                     mine.set("ended, not fetched yet")  # (status: attach fetches it, and says how it went)
-                elif last.id not in self.seen:
-                    self.seen.add(last.id)
+                elif seen not in self.seen:
+                    self.seen.add(seen)
                     self.busy.add(mine.index)
                     mine.set(ended=time.time())
-                    self.fetches.submit(self.settle, mine, last)
+                    ended.setdefault(last.id, (last, []))[1].append(mine)
             elif last.ended and len(swarm_failures) > self.job.retries:
                 why = last.error or last.message or "Swarm could not run it"  # (and tries again: not ours)
                 mine.set(FAILED, ended=time.time(), why=why, error=why, exit_code=last.exit_code)
@@ -127,6 +134,8 @@ class SwarmEngine(Engine):
                 mine.set(RUNNING, why="")
                 self.follow_task(mine, lambda out, err, last=last: self.place.container_logs(
                     last.node, last.container, out, err, follow=True, step="run"))
+        for last, tasks in ended.values():  # a container's tasks in one fetch
+            self.fetches.submit(self.settle, tasks, last)
         return exists
 
     def lose(self, task, node, how):
@@ -145,31 +154,38 @@ class SwarmEngine(Engine):
         else:
             task.set(FAILED, why=why, error=why, ended=time.time())
 
-    def settle(self, task, last):
-        """A task that Swarm says is complete: fetch its folder; succeeded, tried again, or failed."""
+    def settle(self, tasks, last):
+        """Tasks whose container Swarm says is complete: fetch their folders; each succeeded, tried
+        again, or failed."""
         try:
-            self.fetch_task(task, self.place.at(last.node), f"{self.job.remote_dir}/{task.index}")
-            state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
-            code = (state.get("State") or {}).get("ExitCode")
-            task.set(exit_code=code, started=task.ended if task.started is None else task.started)
-            if code == 0:
-                task.set(SUCCEEDED, error="")
-            elif code is None:  # its node could not be reached (or its folder read, or written here)
-                node = self.place.node(last.node)
-                self.fetch_failures[task.index] += 1
-                if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
-                    self.seen.discard(last.id)  # the next look fetches it again: one failure is no lost node
-                elif task.attempts <= self.job.retries and not self.cancelling:
-                    self.lose(task, node, task.why or "its results could not be fetched")
-                else:
-                    task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
-            elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
-                task.set(RETRYING, error=failure(task))
-                self.retry(task)
-            else:
-                task.set(CANCELLED if state.get("Cancelled") else FAILED, error=failure(task))
+            self.fetch_tasks(tasks, self.place.at(last.node), self.job.remote_dir)
+            for task in tasks:
+                self.settle_one(task, last)
         finally:
-            self.busy.discard(task.index)
+            for task in tasks:
+                self.busy.discard(task.index)
+
+    def settle_one(self, task, last):
+        """One of them: its state file says how it went."""
+        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
+        code = (state.get("State") or {}).get("ExitCode")
+        task.set(exit_code=code, started=task.ended if task.started is None else task.started)
+        if code == 0:
+            task.set(SUCCEEDED, error="")
+        elif code is None:  # its node could not be reached (or its folder read, or written here)
+            node = self.place.node(last.node)
+            self.fetch_failures[task.index] += 1
+            if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
+                self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
+            elif task.attempts <= self.job.retries and not self.cancelling:
+                self.lose(task, node, task.why or "its results could not be fetched")
+            else:
+                task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
+        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+            task.set(RETRYING, error=failure(task))
+            self.retry(task)
+        else:
+            task.set(CANCELLED if state.get("Cancelled") else FAILED, error=failure(task))
 
     def wait(self):
         while True:
@@ -243,7 +259,8 @@ class SwarmEngine(Engine):
         remote_dir = f"{self.job.remote_dir}/{task.index}"
         _, attempts = self.attempts()
         last = (attempts.get(task.index) or [None])[-1]
-        if last and last.container and not last.ended:
+        shared = last and self.job.per_container > 1 and last.service == self.job.services[0][1]  # (a chunk's)
+        if last and last.container and not last.ended and not shared:
             return self.place.container_logs(last.node, last.container, on_stdout, on_stderr, follow=follow)
         node = (last.node if last else "") or task.node_id or self.place.where(remote_dir)
         return self.place.at(node).logs(remote_dir, "-", on_stdout, on_stderr)

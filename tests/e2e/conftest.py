@@ -134,6 +134,32 @@ def long_sweep(*holds):
                        "-q").stdout.strip()
 
 
+def two_tasks_per_container(monkeypatch):
+    """A sweep of 5 tasks with TASKS_PER_CONTAINER = 2 and --retries 1 (in the current folder): task 1
+    fails once, task 2 always. Each task keeps its own folder, output, state, traceback and retry."""
+    monkeypatch.setenv("PYSTRIBUTED_TASKS_PER_CONTAINER", "2")
+    Path("cell.py").write_text(
+        "import os\n"
+        "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
+        "    raise RuntimeError('flaky the first time')\n"
+        "if x == 2:\n"
+        "    raise ValueError(f'x is {x}')\n"
+        "print('fine', x, os.environ['PYSTRIBUTED_TASK'])\n")
+    proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3,4", "--retries", "1", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    folder = next(p for p in Path("results").iterdir() if p.name.startswith("sweep-"))
+    record = json.loads((folder / "sweep.json").read_text())
+    tasks = record["tasks"]
+    assert record["per_container"] == 2 and len(record["services"]) == 3  # the first three, then the retries
+    assert [t["status"] for t in tasks] == ["succeeded", "succeeded", "failed", "succeeded", "succeeded"], proc.stdout
+    assert [t["attempts"] for t in tasks] == [1, 2, 2, 1, 1]
+    assert tasks[2]["error"].startswith("ValueError: x is 2") and 'line 5, in <module>' in tasks[2]["error"]
+    for index in (0, 3, 4):  # each its own folder, output and state
+        assert (folder / str(index) / "output.log").read_text() == f"fine {index} {index}\n"
+        assert json.loads((folder / str(index) / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
+    assert "fine 1 1" in (folder / "1" / "output.log").read_text()
+
+
 def interrupted_attach(sweep_id, *, after):
     """`attach SWEEP`, sent SIGINT (as Ctrl-C) once it has followed for `after` seconds; the process."""
     proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,

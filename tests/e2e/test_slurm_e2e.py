@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import time
 
-from conftest import interrupted_then_attached, long_sweep, pystributed, rig_fixtures
+from conftest import interrupted_then_attached, long_sweep, pystributed, rig_fixtures, two_tasks_per_container
 from kernel import Kernel, error_of, stream_text
 
 # slurm_env: the variables that point pystributed at the rig's login node; cluster: a test's view of it.
@@ -91,6 +91,10 @@ def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp
                 assert first["ended"] <= second["started"] or second["ended"] <= first["started"], (first, second)
     assert {i["node"] for i in infos.values()} == {"node1", "node2"}
     assert {i["gpu"] for i in infos.values()} == {"0", "1"}
+
+
+def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(cluster, monkeypatch):
+    two_tasks_per_container(monkeypatch)  # array tasks of tasks 0-1, 2-3, 4; a job each for the retries of 1 and 2
 
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LONG, SANDBOX, interrupted_then_attached, long_sweep, pystributed, rig_fixtures
+from conftest import (
+    LONG,
+    SANDBOX,
+    interrupted_then_attached,
+    long_sweep,
+    pystributed,
+    rig_fixtures,
+    two_tasks_per_container,
+)
 from kernel import Kernel, error_of, stream_text
 from test_jobs_e2e import detached_by_an_interrupt_then_attached
 
@@ -146,6 +154,10 @@ def test_a_failing_task_is_reported_while_the_others_succeed_and_retries(swarm, 
     assert "failed (attempt 2): ValueError: x is 3" in proc.stdout
     assert "RuntimeError: flaky the first time" not in (sweep_folder() / "1" / "output.log").read_text()
     assert "fine 1" in (sweep_folder() / "1" / "output.log").read_text()
+
+
+def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(swarm, monkeypatch):
+    two_tasks_per_container(monkeypatch)  # containers of tasks 0-1, 2-3, 4; the job, and a retry each of 1 and 2
 
 
 def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):

@@ -37,8 +37,16 @@ def row(job_id, index, state, *, name=NAME, reason="None", nodes="", array="40")
     return f"{job_id}|{array}|{'N/A' if index is None else index}|{name}|{state}|{reason}|{nodes}\n"
 
 
-def expect_jobs(programs, names, rows, gpus=""):
-    programs.expect("server", "slurm_jobs", *names, out=f"{MARK} jobs\n{''.join(rows)}{MARK} gpus\n{gpus}")
+def expect_jobs(programs, names, rows, gpus="", saved=()):
+    """squeue's rows, and the tasks whose folders hold a state (`saved`)."""
+    states = "".join(f"{index}\n" for index in saved)
+    programs.expect("server", "slurm_jobs", "--states", FOLDER, *names,
+                    out=f"{MARK} states\n{states}{MARK} jobs\n{''.join(rows)}{MARK} gpus\n{gpus}")
+
+
+def expect_retry(programs, index, job_id):
+    programs.expect("server", "remove", f"{FOLDER}/{index}/.pystributed-state.json")  # (the attempt before's)
+    programs.expect("server", "slurm_submit", ..., out=f"{job_id}\n")
 
 
 def expect_fetch(programs, index, code, log="done\n", cancelled=False):
@@ -80,7 +88,7 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     expect_fetch(programs, 0, 0)
     expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
     retry = f"{NAME}-1-2"
-    programs.expect("server", "slurm_submit", ..., out="50\n")
+    expect_retry(programs, 1, 50)
     expect_jobs(programs, [NAME, retry], [row("50", None, "PENDING", name=retry, reason="Priority", array="50")])
     expect_jobs(programs, [NAME, retry], [row("50", None, "RUNNING", name=retry, nodes="node2", array="50")])
     expect_jobs(programs, [NAME, retry], [])
@@ -89,7 +97,7 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
     assert [t.attempts for t in job.tasks] == [1, 2]
-    words = programs.calls[3].words
+    words = programs.calls[4].words
     assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words and "--array" not in " ".join(words)
     assert job.services == [[NAME, "40", None], [retry, "50", 1]]
 
@@ -135,10 +143,70 @@ def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_all
     engine.job.services = [[NAME, "40", None]]
     expect_jobs(programs, [NAME], [row("41", 0, "NODE_FAIL", nodes="node1")])
     programs.expect("server", "fetch", f"{FOLDER}/0", "", out=tar_of({}))  # an empty folder: it never ran
-    programs.expect("server", "slurm_submit", ..., out="50\n")
+    expect_retry(programs, 0, 50)
     retry = f"{NAME}-0-2"
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 0, 0)
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.watch("stop")
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
+
+
+def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled_alone(programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="slurm", SLURM_CONTAINERS="docker", MAX_CONCURRENT=4, TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 3)
+    programs.expect("server", "slurm_submit", ..., out="40\n")
+    engine.start()
+    words = programs.calls[-1].words
+    assert "--array=0-1%2" in words and engine.job.per_container == 2  # two jobs: tasks 0-1 and task 2
+    assert "--export=ALL,PYSTRIBUTED_TASKS_PER_CONTAINER=2,PYSTRIBUTED_TASK_COUNT=3" in words
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
+                                                                                 reason="Resources")])
+    expect_jobs(programs, [NAME], [row("40", 1, "RUNNING", nodes="node1")])  # array task 0 ended: tasks 0 and 1
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the job's tasks in one stream
+        "0/output.log": b"done\n", "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode(),
+        "1/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
+        "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode()}))
+    expect_jobs(programs, [NAME], [])
+    expect_fetch(programs, 2, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    engine.look(fetch=False)
+    assert [t.status for t in engine.job.tasks] == ["running", "running", "queued"]
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "failed", "succeeded"] and "ValueError: bad" in job.tasks[1].error
+
+
+def test_the_looks_back_off_while_tasks_wait_and_not_in_the_last_wave(cfg, programs, monkeypatch):
+    monkeypatch.setattr(slurm_engine, "POLL", 0.5)
+    monkeypatch.setattr(slurm_engine, "POLL_MAX", 5.0)
+    pauses = []
+    monkeypatch.setattr(slurm_engine.time, "sleep", pauses.append)
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[NAME, "40", None]]
+    for _ in range(6):  # task 1 waits for a GPU: Slurm starts it when one frees, whatever we look at
+        expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1"), row("40", 1, "PENDING")])
+    expect_jobs(programs, [NAME], [row("42", 1, "RUNNING", nodes="node1")], saved=[0])
+    expect_fetch(programs, 0, 0)
+    expect_jobs(programs, [NAME], [row("42", 1, "RUNNING", nodes="node1")])
+    expect_jobs(programs, [NAME], [], saved=[0, 1])
+    expect_fetch(programs, 1, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "succeeded"]
+    assert pauses[:6] == [0.75, 1.125, 1.6875, 2.0, 2.0, 2.0]  # up to POLL_RUNNING while some run
+    assert pauses[6:] == [0.5, 0.5]  # the last wave (and its fetch): its end is the sweep's
+
+
+def test_a_task_that_saved_its_state_has_ended_before_slurm_says_its_job_has(cfg, programs):
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[NAME, "40", None]]
+    running = [row("41", 0, "RUNNING", nodes="node1"), row("42", 1, "RUNNING", nodes="node2")]
+    expect_jobs(programs, [NAME], running)
+    expect_jobs(programs, [NAME], running, saved=[0])  # its container ended; its job ends in a moment
+    expect_fetch(programs, 0, 0)
+    expect_jobs(programs, [NAME], running[1:], saved=[0, 1])
+    expect_fetch(programs, 1, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded", "succeeded"]

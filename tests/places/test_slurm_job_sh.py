@@ -22,8 +22,8 @@ with open(os.path.join(os.environ["FAKE"], "calls"), "a") as f:
 
 
 def container(folder, env):
-    if env.get("PYSTRIBUTED_TASK_FOLDERS") == "1":  # (as task_runner.py does)
-        folder = os.path.join(folder, env["PYSTRIBUTED_TASK"])
+    if env.get("PYSTRIBUTED_TASK_FOLDERS") == "1":  # (as task_runner.py does: the first task of its chunk)
+        folder = os.path.join(folder, str(int(env["PYSTRIBUTED_TASK"]) * int(env.get("PYSTRIBUTED_TASKS_PER_CONTAINER", "1"))))
     rank = env.get("RANK", "")
     code = int(os.environ.get(f"FAKE_CODE_{rank}", "0"))
     open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n" + ("Traceback\nValueError: no\n" * bool(code)))
@@ -177,3 +177,27 @@ def test_apptainer_over_two_nodes_binds_each_ranks_folder(job):
     assert binds == [f"{job.dir}:/results", f"{job.dir}/rank-1:/results"]
     assert job.state()["Env"]["RANK"] == "0"
     assert json.loads((job.dir / "rank-1" / ".pystributed-rank-state.json").read_text())["Env"]["RANK"] == "1"
+
+
+def test_an_array_task_of_a_chunk_runs_its_tasks_in_one_container_and_each_that_never_ran_fails(job):
+    for index in (6, 7, 8, 1):  # an earlier attempt's, in the chunk; another chunk's task 1, done
+        (job.dir / str(index)).mkdir()
+        (job.dir / str(index) / ".pystributed-state.json").write_text("{}\n")
+    # Array task 2 of 3 tasks a container, of 8 tasks: tasks 6 and 7. The fake container runs only the first.
+    job.run("1", SLURM_ARRAY_TASK_ID="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3", PYSTRIBUTED_TASK_COUNT="8")
+    run, = [call for call in job.calls("docker") if call[0] == "run"]
+    env = env_of(run)
+    assert env["PYSTRIBUTED_TASK"] == "2" and env["PYSTRIBUTED_TASKS_PER_CONTAINER"] == "3"  # task_runner's chunk
+    assert run[run.index("--name") + 1] == f"{NAME}-2"
+    assert job.state(job.dir / "6")["State"]["ExitCode"] == 0 and (job.dir / "6" / "output.log").exists()
+    never = job.state(job.dir / "7")  # its container ended before it: it fails, and is tried again by --retries
+    assert never["State"]["ExitCode"] == 125 and never["State"]["Error"] == "the container did not start"
+    assert job.state(job.dir / "1") == job.state(job.dir / "8") == {}  # other chunks': left alone
+
+
+def test_a_retry_of_a_chunks_task_runs_that_task_alone(job):
+    job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_ATTEMPT="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3",
+            PYSTRIBUTED_TASK_COUNT="8")
+    run, = [call for call in job.calls("docker") if call[0] == "run"]
+    assert env_of(run)["PYSTRIBUTED_TASK"] == "7" and "PYSTRIBUTED_TASKS_PER_CONTAINER" not in env_of(run)
+    assert env_of(run)["PYSTRIBUTED_ATTEMPT"] == "2"  # (as on a swarm: the cell knows it is tried again)

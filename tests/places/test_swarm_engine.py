@@ -159,3 +159,51 @@ def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, prog
     expect_put_away(programs, SERVICE)
     job = engine.resume()
     assert job.statuses == ["succeeded", "succeeded"] and all(t.fetched for t in job.tasks)
+
+
+def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retried_alone(cfg, programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 3, retries=1)
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach", "--mode",
+                    "replicated-job", "--replicas", "2", "--max-concurrent", "2", ..., out="svc1\n")
+    engine.start()
+    assert "PYSTRIBUTED_TASKS_PER_CONTAINER=2" in programs.calls[-1].words and engine.job.per_container == 2
+    # Slot 0 runs tasks 0 and 1, slot 1 task 2; while slot 0 runs, both of its tasks run.
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "running", created=1),
+                                       task("t1", "svc1", 1, "n1", "complete", created=2)])
+    expect_fetch(programs, 2, 0)
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                       task("t1", "svc1", 1, "n1", "complete", created=2)])
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the container's tasks in one stream
+        "0/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
+        "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode(),
+        "1/output.log": b"done\n", "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # task 0 again, alone
+    retry = f"{SERVICE}-0-2"
+    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                              task("t1", "svc1", 1, "n1", "complete", created=2),
+                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
+    expect_fetch(programs, 0, 0)
+    expect_put_away(programs, SERVICE, retry)
+    job = engine.watch("stop")
+    assert job.statuses == ["succeeded"] * 3 and [t.attempts for t in job.tasks] == [2, 1, 1]
+    retry_args = programs.calls[7].words
+    assert "PYSTRIBUTED_TASK=0" in retry_args and not any("TASKS_PER_CONTAINER" in w for w in retry_args)
+    local = engine.local
+    assert (local / "1" / "output.log").read_text() == (local / "0" / "output.log").read_text() == "done\n"
+    assert sorted(p.name for p in local.iterdir() if p.name.startswith(".")) == []  # (the stream's folder went)
+
+
+def test_the_logs_of_a_task_that_shares_a_running_container_are_its_own_log_file(cfg, programs):
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 2)
+    engine.job.services, engine.job.per_container = [[SERVICE, "svc1", None]], 2
+    programs.expect("server", "swarm_tasks", SERVICE, out=f"{MARK} services\n{SERVICE}\n{MARK} tasks\n"
+                    + json.dumps(task("t0", "svc1", 0, "n1", "running", created=1)) + "\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")
+    programs.expect("server", "logs", f"{FOLDER}/1", "-", "", stdout="task 1 so far\n")  # not the container's
+    out = []
+    engine.logs(engine.job.tasks[1], out.append, out.append)
+    assert "".join(out) == "task 1 so far\n"
