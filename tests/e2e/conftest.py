@@ -134,17 +134,21 @@ def long_sweep(*holds):
                        "-q").stdout.strip()
 
 
+def flaky_cell(always):
+    """A sweep's cell: x = 1 fails its first attempt, x = `always` every one (line 5); the others print."""
+    return ("import os\n"
+            "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
+            "    raise RuntimeError('flaky the first time')\n"
+            f"if x == {always}:\n"
+            "    raise ValueError(f'x is {x}')\n"
+            "print('fine', x, os.environ['PYSTRIBUTED_TASK'])\n")
+
+
 def two_tasks_per_container(monkeypatch):
     """A sweep of 5 tasks with TASKS_PER_CONTAINER = 2 and --retries 1 (in the current folder): task 1
     fails once, task 2 always. Each task keeps its own folder, output, state, traceback and retry."""
     monkeypatch.setenv("PYSTRIBUTED_TASKS_PER_CONTAINER", "2")
-    Path("cell.py").write_text(
-        "import os\n"
-        "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
-        "    raise RuntimeError('flaky the first time')\n"
-        "if x == 2:\n"
-        "    raise ValueError(f'x is {x}')\n"
-        "print('fine', x, os.environ['PYSTRIBUTED_TASK'])\n")
+    Path("cell.py").write_text(flaky_cell(2))
     proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3,4", "--retries", "1", check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     folder = next(p for p in Path("results").iterdir() if p.name.startswith("sweep-"))

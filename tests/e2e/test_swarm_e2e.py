@@ -14,6 +14,7 @@ import pytest
 from conftest import (
     LONG,
     SANDBOX,
+    flaky_cell,
     interrupted_then_attached,
     long_sweep,
     pystributed,
@@ -137,13 +138,7 @@ def test_a_sweep_of_12_tasks_over_6_gpus_from_a_notebook(swarm, tmp_path):
 
 
 def test_a_failing_task_is_reported_while_the_others_succeed_and_retries(swarm, tmp_path):
-    (tmp_path / "cell.py").write_text(
-        "import os\n"
-        "if x == 1 and os.environ.get('PYSTRIBUTED_ATTEMPT', '1') == '1':\n"
-        "    raise RuntimeError('flaky the first time')\n"
-        "if x == 3:\n"
-        "    raise ValueError(f'x is {x}')\n"
-        "print('fine', x)\n")
+    (tmp_path / "cell.py").write_text(flaky_cell(3))
     proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3", "--retries", "1", check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     record = json.loads((sweep_folder() / "sweep.json").read_text())

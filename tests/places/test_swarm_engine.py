@@ -65,6 +65,18 @@ def expect_put_away(programs, *services, nodes=1):
             programs.expect("server", "swarm_put_away", service, "")
 
 
+def expect_the_retry_to_end(programs, index):
+    """The job's two tasks and the retry of task `index` (a job of its own) ended; its folder fetched, both
+    put away; the retry's name."""
+    retry = f"{SERVICE}-{index}-2"
+    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                              task("t1", "svc1", 1, "n1", "complete", created=2),
+                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
+    expect_fetch(programs, index, 0)
+    expect_put_away(programs, SERVICE, retry)
+    return retry
+
+
 def test_a_job_of_two_tasks_one_failing_once_then_retried_as_a_job_of_its_own(cfg, programs):
     engine = engine_of(cfg, 2, retries=1)
     programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach", "--mode",
@@ -76,12 +88,7 @@ def test_a_job_of_two_tasks_one_failing_once_then_retried_as_a_job_of_its_own(cf
     expect_fetch(programs, 0, 0)
     expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
     programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # the retry of task 1
-    retry = f"{SERVICE}-1-2"
-    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
-                                              task("t1", "svc1", 1, "n1", "complete", created=2),
-                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
-    expect_fetch(programs, 1, 0)
-    expect_put_away(programs, SERVICE, retry)
+    retry = expect_the_retry_to_end(programs, 1)
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
     assert [t.attempts for t in job.tasks] == [1, 2] and job.tasks[1].node == "gpu-n1"
@@ -180,12 +187,7 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
         "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode(),
         "1/output.log": b"done\n", "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
     programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # task 0 again, alone
-    retry = f"{SERVICE}-0-2"
-    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
-                                              task("t1", "svc1", 1, "n1", "complete", created=2),
-                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
-    expect_fetch(programs, 0, 0)
-    expect_put_away(programs, SERVICE, retry)
+    expect_the_retry_to_end(programs, 0)
     job = engine.watch("stop")
     assert job.statuses == ["succeeded"] * 3 and [t.attempts for t in job.tasks] == [2, 1, 1]
     retry_args = programs.calls[7].words
