@@ -54,9 +54,9 @@ def platform_of(machine):
     return f"linux/{arch}" if arch else ""
 
 
-def repo_digests(ref):
-    """The image's digests in registries it was pushed to (or pulled from)."""
-    argv = ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref]
+def repo_refs(ref):
+    """The image's tags, then its digests in registries it was pushed to (or pulled from)."""
+    argv = ["docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", ref]
     return util.output(argv).split()
 
 

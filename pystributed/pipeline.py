@@ -188,8 +188,12 @@ def push(run, *, again=False):
     if not config.DOCKER_REGISTRY or config.TRANSPORT != "registry" or run.ready:
         return
     with run.steps.step("push", config.DOCKER_REGISTRY) if not again else contextlib.nullcontext():
-        known = [d for d in docker.repo_digests(run.result.image) if d.startswith(config.image_repository + "@")]
-        if known and not again:
+        refs = docker.repo_refs(run.result.image)
+        known = [d for d in refs if d.startswith(config.image_repository + "@")]
+        # A digest there proves that this tag was pushed only if the image has no other tag there: the
+        # same content built again under a new tag (a tag of an older pystributed) is pushed.
+        alone = [r for r in refs if r.startswith(config.image_repository + ":")] == [run.result.image]
+        if known and alone and not again:
             run.result.image_digest = known[0].split("@", 1)[1]
             run.steps.progress("already there")
             return

@@ -44,10 +44,10 @@ def test_the_run_starts_detached_with_the_users_arguments_last():
         "--env", "PYSTRIBUTED_RESULTS=/results", "--env", "A=x y", "--gpus", "all", "--user", "0", "reg/p:1"]
 
 
-def test_repo_digests_are_read_here(programs):
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", "reg/p:1",
-                    out="reg/p@sha256:1\nother/p@sha256:2\n\n")
-    assert docker.repo_digests("reg/p:1") == ["reg/p@sha256:1", "other/p@sha256:2"]
+def test_repo_refs_are_read_here(programs):
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", "reg/p:1",
+                    out="reg/p:1\nreg/p@sha256:1\nother/p@sha256:2\n\n")
+    assert docker.repo_refs("reg/p:1") == ["reg/p:1", "reg/p@sha256:1", "other/p@sha256:2"]
 
 
 def test_an_engine_has_an_image_if_it_can_inspect_it(programs):

@@ -99,7 +99,7 @@ def expect_ship(programs):
     """build here, push, pull: none of them there yet."""
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("docker", "build", "--quiet", "--tag", IMAGE, "-", out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE)
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE)
     programs.expect("docker", "push", IMAGE, out=PUSHED)
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("server", "docker_command", "pull", IMAGE, out=b"abcdef012345: Pull complete\n")
@@ -110,8 +110,8 @@ def expect_pull_refused(programs, socket_dir, stderr):
     pull fails, saying STDERR."""
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
-                    out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+                    out=f"{IMAGE}\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("server", "docker_command", "pull", IMAGE, code=1, stderr=stderr)
 
@@ -182,8 +182,8 @@ def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir
 def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(programs, remote_config, socket_dir, states):
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
-                    out="other:5000/proj@sha256:" + "c" * 64 + "\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+                    out=f"{IMAGE}\nother:5000/proj@sha256:" + "c" * 64 + "\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
     programs.expect("server", "follow", RUN_ID, *start_args(), stdout="hi\n")
     expect_end(programs)
@@ -192,9 +192,24 @@ def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(programs, remote_conf
     assert result.image_digest == "sha256:" + "b" * 64
 
 
+def test_an_image_known_there_under_another_tag_is_pushed(programs, remote_config, socket_dir, states):
+    # The same content built again under a new tag (an older pystributed's tag on it): the registry has a
+    # digest of it, not this tag.
+    expect_connect(programs, socket_dir)
+    programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+                    out=f"{IMAGE}\nreg:5000/proj:c96eb0af1e087b47\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
+    programs.expect("docker", "push", IMAGE, out=PUSHED)
+    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
+    programs.expect("server", "follow", RUN_ID, *start_args(), stdout="hi\n")
+    expect_end(programs)
+    expect_disconnect(programs, socket_dir)
+    assert pipeline.run(remote_config, quiet=True).image_digest == "sha256:" + "a" * 64
+
+
 def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, socket_dir):
     expect_pull_refused(programs, socket_dir, "manifest unknown")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("docker", "push", IMAGE, out=PUSHED)
     programs.expect("server", "docker_command", "pull", IMAGE, out=b"")
