@@ -9,7 +9,7 @@ import tarfile
 import pytest
 from fakes import tar_of
 
-from pystributed import config, pipeline, progress, record, results
+from pystributed import config, pipeline, progress, record, registry, results
 from pystributed.errors import EXIT_HINTS, PystributedError, RemoteCellError, StepError
 from pystributed.features import Feature
 from pystributed.places import local, ssh
@@ -192,19 +192,30 @@ def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(programs, remote_conf
     assert result.image_digest == "sha256:" + "b" * 64
 
 
-def test_an_image_known_there_under_another_tag_is_pushed(programs, remote_config, socket_dir, states):
+@pytest.mark.parametrize("in_registry", [None, "sha256:" + "b" * 64, StepError("clean", "HTTP 401")])
+def test_an_image_known_there_under_another_tag_is_pushed_unless_the_registry_has_this_tag(
+        programs, remote_config, socket_dir, states, monkeypatch, in_registry):
     # The same content built again under a new tag (an older pystributed's tag on it): the registry has a
-    # digest of it, not this tag.
+    # digest of it, and maybe not this tag. It is asked; one that cannot say (a login) is pushed to.
+    def digest(ref):
+        assert ref == IMAGE
+        if isinstance(in_registry, Exception):
+            raise in_registry
+        return in_registry
+
+    monkeypatch.setattr(registry, "digest", digest)
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
     programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out=f"{IMAGE}\nreg:5000/proj:c96eb0af1e087b47\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
-    programs.expect("docker", "push", IMAGE, out=PUSHED)
+    pushed = not isinstance(in_registry, str)
+    if pushed:
+        programs.expect("docker", "push", IMAGE, out=PUSHED)
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
     programs.expect("server", "follow", RUN_ID, *start_args(), stdout="hi\n")
     expect_end(programs)
     expect_disconnect(programs, socket_dir)
-    assert pipeline.run(remote_config, quiet=True).image_digest == "sha256:" + "a" * 64
+    assert pipeline.run(remote_config, quiet=True).image_digest == "sha256:" + ("a" if pushed else "b") * 64
 
 
 def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, socket_dir):

@@ -165,9 +165,12 @@ def two_tasks_per_container(monkeypatch):
 
 
 def interrupted_attach(sweep_id, *, after):
-    """`attach SWEEP`, sent SIGINT (as Ctrl-C) once it has followed for `after` seconds; the process."""
+    """`attach SWEEP`, sent SIGINT (as Ctrl-C) once it has followed for `after` seconds; the process. It
+    starts with SIGINT's default action, as from a terminal: a suite started in the background of a
+    non-interactive shell (`bash .ci/run &`) ignores SIGINT, and a Python started so keeps ignoring it."""
     proc = subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

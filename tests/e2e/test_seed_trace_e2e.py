@@ -18,8 +18,9 @@ LIMIT = 600
 # 1031 with features/cell_mount.py (issue #20): a first run checks for a note of an earlier image (none)
 # and notes its own after the pull; the tag's two hashes (the lower layers', the cell layer's) in context.py.
 # 1033: places/server.py's prepare asks BASE_IMAGE's id there with remote-build (2 lines on every run).
-# 1034: config.py refuses TASKS_PER_CONTAINER off a cluster (its check is read on every run).
-TODAY = 1034
+# 1034: config.py refuses TASKS_PER_CONTAINER off a cluster (its check is read on every run); 1035: push's
+# check that a digest there is this tag's (pipeline.in_registry; on a first run one line more before it).
+TODAY = 1035
 # A plain run (no DATA, REMOTE_DATA, --gpus, CLUSTER, REQUIREMENTS, --cache) reaches none of these.
 NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py", "features/requirements.py"]
 
