@@ -60,6 +60,21 @@ def repo_refs(ref):
     return util.output(argv).split()
 
 
+def pushed(image, refs):
+    """Whether the registry has the tag `image`, whose content it has (a digest in `refs`, repo_refs'
+    answer): so if the image has no other tag there; else (the same content built again under a new tag,
+    as after pystributed's tags changed) the registry is asked, and one that cannot say is pushed to."""
+    repository = image.rsplit(":", 1)[0]
+    if [r for r in refs if r.startswith(repository + ":")] == [image]:
+        return True
+    from pystributed import registry  # only then: `python -m pystributed run` starts sooner without urllib
+
+    try:
+        return registry.digest(image) is not None
+    except StepError:
+        return False
+
+
 def python_version(ref):
     """Prints the image's Python major.minor (without the network, whatever its entry point): its
     python3, else its python, as the image's CMD runs it (context.RUN_PYTHON)."""

@@ -190,7 +190,7 @@ def push(run, *, again=False):
     with run.steps.step("push", config.DOCKER_REGISTRY) if not again else contextlib.nullcontext():
         refs = docker.repo_refs(run.result.image)
         known = [d for d in refs if d.startswith(config.image_repository + "@")]
-        if known and not again and in_registry(run.result.image, refs):
+        if known and not again and docker.pushed(run.result.image, refs):
             run.result.image_digest = known[0].split("@", 1)[1]
             run.steps.progress("already there")
             return
@@ -199,21 +199,6 @@ def push(run, *, again=False):
                                f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on this machine)?")
         digest = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
         run.result.image_digest = digest.group(1) if digest else ""
-
-
-def in_registry(image, refs):
-    """Whether the registry has the tag `image`, whose content it has (a digest): so if the image has no
-    other tag there; else (the same content built again under a new tag, as after pystributed's tags
-    changed) the registry is asked, and one that cannot say is pushed to."""
-    repository = image.rsplit(":", 1)[0]
-    if [r for r in refs if r.startswith(repository + ":")] == [image]:
-        return True
-    from pystributed import registry  # only then: `python -m pystributed run` starts sooner without it
-
-    try:
-        return registry.digest(image) is not None
-    except StepError:
-        return False
 
 
 def pull(run):

@@ -59,3 +59,4 @@ def delete(ref, manifest_digest):
     """Delete the manifest `ref`'s tag points to (and so the tag)."""
     host, name, _ = split(ref)
     _request("DELETE", host, f"{name}/manifests/{manifest_digest}")
+
