@@ -82,6 +82,22 @@ class Place:
         return error
 
 
+class ClusterPlace(Place):
+    """A cluster reached through one ssh login (a swarm's manager, a Slurm cluster's login node),
+    which queues a job's tasks itself."""
+
+    queues = True
+
+    def __init__(self, config):
+        from pystributed.places import ssh
+
+        self.config, self.name = config, config.REMOTE_SERVER
+        self.login = ssh.Ssh(config)
+
+    def hint(self):
+        return self.login.hint()
+
+
 def place_for(config):
     from pystributed.places import local, ssh, swarm
 

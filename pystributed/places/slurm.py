@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pystributed import docker
 from pystributed.errors import StepError
-from pystributed.places import Place, server, slurm_routes, ssh
+from pystributed.places import ClusterPlace, server, slurm_routes
 
 JOB_SCRIPT = (Path(__file__).parent / "slurm_job.sh").read_text(encoding="utf-8")
 POLL = 1.0
@@ -62,20 +62,15 @@ def parse_jobs(text):
     return rows
 
 
-class Slurm(Place):
+class Slurm(ClusterPlace):
     """The cluster, through its login node."""
 
-    queues = True
     engine = "slurm"
 
     def __init__(self, config):
-        self.config, self.name = config, config.REMOTE_SERVER
-        self.login = ssh.Ssh(config)
+        super().__init__(config)
         self.route = config.SLURM_CONTAINERS
         self.dirs = {}  # run id -> its folder there, once made
-
-    def hint(self):
-        return self.login.hint()
 
     @contextlib.contextmanager
     def connection(self):

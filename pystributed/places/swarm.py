@@ -23,7 +23,7 @@ import time
 
 from pystributed import docker
 from pystributed.errors import StepError
-from pystributed.places import Place, server, ssh, swarm_secrets
+from pystributed.places import ClusterPlace, server, ssh, swarm_secrets
 from pystributed.places.swarm_service import (
     QUEUED,
     Node,
@@ -37,15 +37,14 @@ from pystributed.places.swarm_service import (
 POLL = 0.5  # seconds between two looks at a service's tasks
 
 
-class Swarm(Place):
+class Swarm(ClusterPlace):
     """The swarm, through its manager (REMOTE_SERVER) and, for files, through each node."""
 
-    queues = True
     engine = "swarm"
 
     def __init__(self, config):
-        self.config, self.name = config, config.REMOTE_SERVER
-        self.manager = ssh.Ssh(config)
+        super().__init__(config)
+        self.manager = self.login  # everything but a node's files goes through it
         self.steps = None  # the run's display, for "queued" (set by features/cluster.py)
         self.prepared = {}  # node id -> the run folder's path there, for the nodes that have it
         self.ran_on = {}  # run folder -> the node id its task ran on
@@ -56,9 +55,6 @@ class Swarm(Place):
         self._locks = {}
         self.secrets = swarm_secrets.Secrets(self)
         check_run_args(config.DOCKER_RUN_ARGS)
-
-    def hint(self):
-        return self.manager.hint()
 
     def engine_hint(self, error):
         return self.manager.engine_hint(error)
