@@ -180,7 +180,8 @@ images() {
 # cell WORKDIR IMAGE SHA: if IMAGE is here (its layers are the run's but the cell's,
 # features/cell_mount.py), answer its id and digests, keep the cell's files (a tar of them on
 # stdin) in WORKDIR/.cells/SHA/, and answer that folder. Two runs may keep the same SHA at once:
-# each extracts into a folder of its own, and the first to rename it wins.
+# each extracts into a folder of its own, and the first to rename it wins; a loser whose mv came
+# after the winner's (mv then moves into the folder) removes its folder from there.
 cell() {
     found=$(docker image inspect --format '{{.Id}}{{range .RepoDigests}} {{.}}{{end}}' -- "$2" 2>/dev/null)
     answer
@@ -194,7 +195,7 @@ cell() {
             rm -rf -- "$new"
             return 1
         fi
-        rm -rf -- "$new"  # another run kept the same files first
+        rm -rf -- "$new" "${3:?}/${new#./}"  # another run kept the same files first
     fi
     printf '%s\n' "$found" && cd -- "$3" && pwd
 }

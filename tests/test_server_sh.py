@@ -272,6 +272,16 @@ def test_cell_keeps_the_cells_files_by_their_hash_when_the_image_is_there(engine
     assert [p.name for p in Path(folder).parent.iterdir()] == ["s" * 64]  # no folder of an extraction left
 
 
+def test_a_run_that_keeps_the_same_cell_just_after_another_leaves_no_folder_of_its_own(engine, home, tmp_path):
+    # The other run's rename lands between this one's `[ -d SHA ]` and its `mv`: mv then moves
+    # this run's folder into the other's.
+    (tmp_path / "bin" / "mv").write_text(f'#!/bin/sh\nfor last; do :; done\nmkdir -p -- "$last"\nexec {shutil.which("mv")} "$@"\n')
+    (tmp_path / "bin" / "mv").chmod(0o755)
+    engine.answer("image-inspect", "sha256:id\n")
+    folder = place_for().cell_image("p:lower-cell", "s" * 64, context.cell_archive({"app/cell.py": b"1\n"}))[1]
+    assert list(Path(folder).parent.rglob(".new-*")) == []
+
+
 def test_follow_starts_the_container_with_its_environment_then_follows_its_output(engine, as_sh):
     engine.answer("run", "container-id\n")
     engine.answer("logs", "out 1\nout 2\n", err="warn\n")
