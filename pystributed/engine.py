@@ -18,13 +18,14 @@ import json
 import secrets
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from pystributed import docker, live, pipeline, progress, results
 from pystributed.errors import PystributedError, StepError, parse_traceback
 from pystributed.features import values
 from pystributed.job_view import Display
-from pystributed.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED
 from pystributed.lifecycle import docker_time
 
 POLL = 0.5
@@ -130,6 +131,24 @@ class Engine:
                 self.landed(task, local)
         finally:
             shutil.rmtree(batch, ignore_errors=True)
+
+    def cancel_task(self, task, place, remote_dir):
+        """A task not ended when its job is cancelled: cancelled, and its folder fetched from `place`
+        if it ran there. One that had ended before (ENDED) keeps how it went, which its folder says."""
+        ended = task.status == ENDED and place is not None
+        if not ended:
+            task.set(CANCELLED, ended=time.time())
+        if place is not None:
+            self.fetches.submit(self.fetch_ended if ended else self.fetch_task, task, place, remote_dir)
+
+    def fetch_ended(self, task, place, remote_dir):
+        self.fetch_task(task, place, remote_dir)
+        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.fetched else {}
+        code = (state.get("State") or {}).get("ExitCode")
+        status = SUCCEEDED if code == 0 else CANCELLED if code is None or state.get("Cancelled") else FAILED
+        task.set(status, exit_code=code, ended=task.ended or time.time())
+        if status == FAILED:
+            task.set(error=failure(task))
 
     def landed(self, task, local):
         """The task's folder is here: its times (the container's own) and, for a failure, its error."""

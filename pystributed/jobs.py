@@ -23,6 +23,7 @@ SWEEP_ID = results.SWEEP_ID
 INDEX = ".sweeps"
 # A task's status, as the display and Job.statuses show it.
 QUEUED, STARTING, RUNNING, RETRYING = "queued", "starting", "running", "retrying"
+ENDED = "ended, not fetched yet"  # seen ended by a look that fetched nothing (status, cancel): attach fetches it
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 

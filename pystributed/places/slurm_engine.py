@@ -17,7 +17,7 @@ from pathlib import Path
 from pystributed import docker, results
 from pystributed.engine import Engine, failure, json_file
 from pystributed.errors import StepError
-from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
 from pystributed.places.slurm import job_name
 
 POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
@@ -99,7 +99,7 @@ class SlurmEngine(Engine):
                 task.set(RUNNING, why="", node=row.nodes, gpu=row.gpus)
                 self.follow_task(task, lambda out, err, task=task: self.logs(task, out, err, follow=True))
             elif not fetch:
-                task.set("ended, not fetched yet")
+                task.set(ENDED)
             else:  # ended (its state saved, before its job ends), or forgotten by Slurm: its state file says how
                 self.busy.add(task.index)
                 task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
@@ -179,10 +179,8 @@ class SlurmEngine(Engine):
         self.place.cancel(*self.names())
         for task in self.job.tasks:
             if not task.final:
-                ran = task.status in (RUNNING, "ended, not fetched yet") or task.node
-                task.set(CANCELLED, ended=time.time())
-                if ran and not task.fetched:
-                    self.fetches.submit(self.fetch_task, task, self.place, f"{self.job.remote_dir}/{task.index}")
+                ran = (task.status in (RUNNING, ENDED) or task.node) and not task.fetched
+                self.cancel_task(task, self.place if ran else None, f"{self.job.remote_dir}/{task.index}")
         job = self.done()
         self.tidy()
         return job

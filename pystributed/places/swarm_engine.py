@@ -17,7 +17,7 @@ from pathlib import Path
 from pystributed import docker, results
 from pystributed.engine import Engine, failure, json_file
 from pystributed.errors import StepError
-from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, STARTING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING, STARTING, SUCCEEDED
 from pystributed.places import swarm_service
 
 POLL = 0.5
@@ -113,7 +113,7 @@ class SwarmEngine(Engine):
                 self.lose(mine, down[last.node], f"down in Swarm's view ({down[last.node].state})")
             elif last.succeeded:
                 if not fetch:
-                    mine.set("ended, not fetched yet")  # (status: attach fetches it, and says how it went)
+                    mine.set(ENDED)
                 elif seen not in self.seen:
                     self.seen.add(seen)
                     self.busy.add(mine.index)
@@ -232,10 +232,8 @@ class SwarmEngine(Engine):
         self.remove(interrupt=True)
         for task in self.job.tasks:
             if not task.final:
-                task.set(CANCELLED, ended=time.time())
-                if task.node_id and not task.fetched and task.node_id not in self.lost:
-                    self.fetches.submit(self.fetch_task, task, self.place.at(task.node_id),
-                                        f"{self.job.remote_dir}/{task.index}")
+                ran = task.node_id and not task.fetched and task.node_id not in self.lost
+                self.cancel_task(task, self.place.at(task.node_id) if ran else None, f"{self.job.remote_dir}/{task.index}")
         job = self.done()
         self.tidy()
         return job

@@ -124,6 +124,21 @@ def test_cancel_scancels_the_jobs_and_fetches_what_ran(cfg, programs):
     assert (job.statuses, job.status, [t.fetched for t in job.tasks]) == (["cancelled"] * 2, "cancelled", [True, False])
 
 
+def test_cancel_leaves_tasks_that_had_ended_as_they_went_and_fetches_them(cfg, programs):
+    """Tasks that ended while no one fetched them (a detached sweep) are not cancelled by a cancel."""
+    engine = engine_of(cfg, 3)
+    engine.job.services = [[NAME, "40", None]]
+    expect_jobs(programs, [NAME], [row("43", 2, "RUNNING", nodes="node1")], saved=(0, 1))
+    programs.expect("server", "slurm_cancel", NAME)
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
+    expect_fetch(programs, 2, 130, cancelled=True)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.cancel()
+    assert job.statuses == ["succeeded", "failed", "cancelled"] and all(t.fetched for t in job.tasks)
+    assert [t.exit_code for t in job.tasks] == [0, 1, None] and job.tasks[1].error.startswith("ValueError: bad")
+
+
 def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
     engine = engine_of(cfg, 2)
     engine.job.services = [[NAME, "40", None]]

@@ -153,6 +153,26 @@ def test_cancel_interrupts_the_job_and_fetches_what_ran(cfg, programs, monkeypat
     assert job.tasks[0].fetched and not job.tasks[1].fetched
 
 
+def test_cancel_leaves_a_task_that_had_ended_as_it_went_and_fetches_it(cfg, programs, monkeypatch):
+    """A task that ended while no one fetched it (a detached sweep) is not cancelled by a cancel."""
+    engine = engine_of(cfg, 2)
+    engine.job.services = [[SERVICE, "svc1", None]]
+    monkeypatch.setattr(swarm, "POLL", 0)
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                       task("t1", "svc1", 1, "n1", "running", created=2)])
+    programs.expect("server", "docker_command", "service", "update", "--detach", "--constraint-add",
+                    "node.labels.pystributed.cancelled==true", SERVICE)
+    programs.expect("server", "docker_command", "ps", "--quiet", "--filter",
+                    f"label=com.docker.swarm.service.name={SERVICE}", out="")
+    programs.expect("server", "docker_command", "service", "rm", SERVICE)
+    programs.expect("server", "swarm_put_away", SERVICE, "interrupt")
+    expect_fetch(programs, 0, 0)
+    expect_fetch(programs, 1, 130)
+    job = engine.cancel()
+    assert job.statuses == ["succeeded", "cancelled"] and job.status == "cancelled"
+    assert all(t.fetched for t in job.tasks) and job.tasks[0].exit_code == 0
+
+
 def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
     engine = engine_of(cfg, 2)
     engine.job.services = [[SERVICE, "svc1", None]]
