@@ -103,6 +103,9 @@ def _parser():
     sub.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again, N times at most")
     sub.add_argument("--detach", action="store_true", help="start the sweep, print its id and return")
     sub.add_argument("--follow", type=int, metavar="INDEX", help="show this task's output live")
+    sub.add_argument("--tasks-per-container", type=int, metavar="K",
+                     help="on a cluster: K tasks one after another in each container, for short tasks "
+                          "(TASKS_PER_CONTAINER)")
     sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
     sub = command("attach", "follow a sweep (or a run) to its end and fetch its results",
                   "Follow SWEEP (or RUN) started earlier: each task's state as it changes, then its results.")
@@ -143,8 +146,10 @@ def _age(text):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        nodes = {"NODES": args.nodes} if getattr(args, "nodes", None) is not None else {}
-        config = configuration.load(args.config, require_server=args.command != "cluster", **nodes)
+        options = {"NODES": getattr(args, "nodes", None),  # config keys an option sets
+                   "TASKS_PER_CONTAINER": getattr(args, "tasks_per_container", None)}
+        config = configuration.load(args.config, require_server=args.command != "cluster",
+                                    **{key: value for key, value in options.items() if value is not None})
         if args.command == "sweep" or results.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
             from pystributed import sweep  # (a sweep, and what comes after its start)
 

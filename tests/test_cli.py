@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pystributed import clean as cleaning
-from pystributed import cli, lifecycle, listing, pipeline, results
+from pystributed import cli, jobs, lifecycle, listing, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -217,6 +217,19 @@ def test_a_config_error_exits_1(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
+
+
+def test_sweep_tasks_per_container_sets_the_key_and_is_refused_off_a_cluster(configured, monkeypatch, capsys, tmp_path):
+    from pystributed import sweep
+
+    (tmp_path / "cell.py").write_text("print(x)\n")
+    seen = []
+    monkeypatch.setattr(sweep, "run", lambda config, **kw: seen.append(config.TASKS_PER_CONTAINER) or jobs.Job("s", []))
+    args = ["sweep", "cell.py", "--param", "x=1,2", "--tasks-per-container", "2", "--detach"]
+    assert cli.main(args) == 1
+    assert "TASKS_PER_CONTAINER" in capsys.readouterr().err and seen == []
+    monkeypatch.setenv("PYSTRIBUTED_CLUSTER", "swarm")
+    assert cli.main(args) == 0 and seen == [2]
 
 
 def test_run_nodes_sets_nodes_and_is_refused_off_slurm(configured, monkeypatch, capsys, tmp_path):
