@@ -134,6 +134,17 @@ def long_sweep(*holds):
                        "-q").stdout.strip()
 
 
+def cancel_once_the_first_ended(sweep_id, containers, expected):
+    """`cancel` of a long_sweep whose first hold is 0, once `containers()` (the sweep's running ones)
+    is `expected` and `status` has seen the first task end (no one fetched it: the sweep is
+    detached); cancel's output."""
+    deadline = time.time() + 90
+    while not ("ended, not fetched yet" in pystributed("status", sweep_id).stdout and containers() == expected):
+        assert time.time() < deadline, pystributed("status", sweep_id).stdout
+        time.sleep(1)
+    return pystributed("cancel", sweep_id)
+
+
 def flaky_cell(always):
     """A sweep's cell: x = 1 fails its first attempt, x = `always` every one (line 5); the others print."""
     return ("import os\n"

@@ -5,9 +5,15 @@ that cannot start fails these tests."""
 import json
 import shlex
 import subprocess
-import time
 
-from conftest import interrupted_then_attached, long_sweep, pystributed, rig_fixtures, two_tasks_per_container
+from conftest import (
+    cancel_once_the_first_ended,
+    interrupted_then_attached,
+    long_sweep,
+    pystributed,
+    rig_fixtures,
+    two_tasks_per_container,
+)
 from kernel import Kernel, error_of, stream_text
 
 # slurm_env: the variables that point pystributed at the rig's login node; cluster: a test's view of it.
@@ -98,16 +104,14 @@ def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_ret
 
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
-    sweep_id = long_sweep(*[120] * 6)
-    deadline = time.time() + 60
-    while len(cluster.containers(sweep_id)) < 4 and time.time() < deadline:
-        time.sleep(0.5)
-    assert len(cluster.containers(sweep_id)) == 4
-    time.sleep(2)
-    proc = pystributed("cancel", sweep_id)
-    assert proc.stdout.count("cancelled") >= 6, proc.stdout
+    # Task 0 ends at once, task 4 takes its GPU, task 5 waits in the queue.
+    sweep_id = long_sweep(0, *[120] * 5)
+    proc = cancel_once_the_first_ended(sweep_id, lambda: len(cluster.containers(sweep_id)), 4)
+    assert "1 succeeded, 0 failed, 5 cancelled" in proc.stdout, proc.stdout  # task 0 ended before: it stays succeeded
     assert cluster.jobs() == [] and cluster.containers(sweep_id) == []
-    ran = [p for p in (tmp_path / "results" / sweep_id).iterdir() if p.is_dir()]
+    first = json.loads((tmp_path / "results" / sweep_id / "0" / ".pystributed-state.json").read_text())
+    assert first["State"]["ExitCode"] == 0 and not first["Cancelled"]
+    ran = [p for p in (tmp_path / "results" / sweep_id).iterdir() if p.is_dir() and p.name != "0"]
     assert len(ran) == 4
     for task in ran:  # the cell got a KeyboardInterrupt: its `finally:` ran, and its results came back
         assert (task / "finally.txt").read_text() == "ran"

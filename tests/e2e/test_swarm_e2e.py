@@ -14,6 +14,7 @@ import pytest
 from conftest import (
     LONG,
     SANDBOX,
+    cancel_once_the_first_ended,
     flaky_cell,
     interrupted_then_attached,
     long_sweep,
@@ -176,6 +177,16 @@ def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):
         assert (task / "finally.txt").read_text() == "ran"
         assert state(task)["State"]["ExitCode"] == 130 and state(task)["Cancelled"] is True
     # (the fixture checks that no service or container is left on any node)
+
+
+def test_a_cancel_leaves_a_task_that_ended_before_it_succeeded_and_fetched(swarm, tmp_path):
+    sweep_id = long_sweep(0, 120)  # (6 GPUs: both start; Swarm may start either first)
+    proc = cancel_once_the_first_ended(
+        sweep_id, lambda: sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)), 1)
+    assert "1 succeeded, 0 failed, 1 cancelled" in proc.stdout, proc.stdout
+    folder = tmp_path / "results" / sweep_id
+    assert state(folder / "0")["State"]["ExitCode"] == 0 and not state(folder / "0").get("Cancelled")
+    assert state(folder / "1")["State"]["ExitCode"] == 130 and (folder / "1" / "finally.txt").read_text() == "ran"
 
 
 def test_detach_then_attach_from_a_new_kernel(swarm, tmp_path):
