@@ -1,6 +1,7 @@
 """clean: remove what ended, after showing it. Ended containers (their log and state saved
-first), run folders unchanged for a given age, and the images of DOCKER_IMAGE_NAME (on the server
-and their tags in the registry) that no container and no remaining run needs. A run that goes on,
+first), run folders unchanged for a given age, the images of DOCKER_IMAGE_NAME (on the server
+and their tags in the registry) that no container and no remaining run needs, and the kept files of
+cell layers that no run used for an hour. A run that goes on,
 or is starting, is never touched."""
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ class Plan:
     folders: list = dataclasses.field(default_factory=list)  # RunState
     images: list = dataclasses.field(default_factory=list)  # refs on the server
     tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
+    cells: list = dataclasses.field(default_factory=list)  # folders of cell layers' files (features/cell_mount.py)
     running: list = dataclasses.field(default_factory=list)  # RunState, never touched
     images_kept_because: str = ""
     done: bool = False
 
     @property
     def empty(self):
-        return not (self.containers or self.folders or self.images or self.tags)
+        return not (self.containers or self.folders or self.images or self.tags or self.cells)
 
     def __str__(self):
         age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
@@ -38,6 +40,7 @@ class Plan:
                   for r in self.containers]
         lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
         lines += [f"  image      {ref}" for ref in self.images]
+        lines += [f"  cell files {folder}  (unused for an hour; a rerun sends them again)" for folder in self.cells]
         lines += ["In the registry:"] if self.tags else []
         lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
         if self.empty:
@@ -71,8 +74,8 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
                 run.put_away(config, place)
             else:
                 put_away(config, place, run)
-        if plan.folders:
-            place.remove([r.remote_dir for r in plan.folders])
+        if plan.folders or plan.cells:
+            place.remove([r.remote_dir for r in plan.folders] + plan.cells)
         if plan.images:
             place.docker(docker.remove_images(*plan.images), step="clean")
         for ref, digest in plan.tags:
@@ -98,6 +101,7 @@ def _plan(config, place, older_than):
     needed = {r.image for r in runs.values() if r.run_id not in gone and r.image}
     sections = place.images(config.image_repository)
     needed |= set(sections.get("used", []))
+    plan.cells = sections.get("cells", [])
     ours = config.image_repository + ":"
     plan.images = sorted(ref for ref in sections.get("images", [])
                          if ref.startswith(ours) and not ref.endswith(":<none>") and ref not in needed)

@@ -84,7 +84,8 @@ def _parser():
     sub = command("clean", "remove ended containers, old run folders, unused images and tags",
                   "Show, then remove: ended containers (their log and state saved in the run folder first), run "
                   "folders of ended runs unchanged for more than AGE, the server's images of DOCKER_IMAGE_NAME that "
-                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY; of an ended sweep, its tasks' "
+                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY; the files of cells (REMOTE_WORKDIR/.cells) "
+                  "no run used for an hour; of an ended sweep, its tasks' "
                   "containers (or Swarm services), and with --older-than its folder. Runs and sweeps that go on "
                   "are never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
     sub.add_argument("--older-than", metavar="AGE", type=_age,

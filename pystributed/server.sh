@@ -168,13 +168,26 @@ survey() {
     true
 }
 
-# images REPOSITORY: the image of every container (those are in use), then REPOSITORY's images.
+# images REPOSITORY [WORKDIR]: the image of every container (those are in use), then REPOSITORY's
+# images; with WORKDIR, then the folders of WORKDIR/.cells (see cell) that no container mounts
+# from and no run has kept or used for an hour (cell touches the folder it answers).
 images() {
     answer
     section used
     docker container ls --all --format '{{.Image}}' || return
     section images
-    docker image ls --format '{{.Repository}}:{{.Tag}}' -- "$1"
+    docker image ls --format '{{.Repository}}:{{.Tag}}' -- "$1" || return
+    { [ -n "${2:-}" ] && [ -d "$2/.cells" ]; } || return 0
+    ids=$(docker container ls --all --quiet) || return
+    # shellcheck disable=SC2086 # one word per id
+    mounts=$([ -z "$ids" ] || docker container inspect --format '{{range .Mounts}}{{println .Source}}{{end}}' $ids) ||
+        return
+    section cells
+    cd -- "$2/.cells" && here=$(pwd) || return
+    find . -mindepth 1 -maxdepth 1 -type d -mmin +60 | while IFS= read -r folder; do
+        folder=$here/${folder#./}
+        case "$mounts" in *"$folder/"*) ;; *) printf '%s\n' "$folder" ;; esac
+    done
 }
 
 # cell WORKDIR IMAGE SHA: if IMAGE is here (its layers are the run's but the cell's,
@@ -189,6 +202,7 @@ cell() {
     mkdir -p -- "$1/.cells" && cd -- "$1/.cells" || return
     if [ -d "$3" ]; then
         cat >/dev/null
+        touch -- "$3"  # used now: clean leaves it for an hour
     else
         new=$(mktemp -d "./.new-XXXXXX") || return
         if ! { tar -xf - -C "$new" && chmod 755 "$new" && { [ -d "$3" ] || mv -- "$new" "$3"; }; }; then

@@ -8,7 +8,8 @@ from pystributed.places import server
 
 MARK = server.MARK
 IMAGES = (f"{MARK} used\nreg:5000/proj:{RUNNING[-6:]}\nubuntu\n{MARK} images\nreg:5000/proj:{RUNNING[-6:]}\n"
-          f"reg:5000/proj:{GONE[-6:]}\nreg:5000/proj:{ENDED[-6:]}\nreg:5000/proj:unused\nreg:5000/proj:<none>\n")
+          f"reg:5000/proj:{GONE[-6:]}\nreg:5000/proj:{ENDED[-6:]}\nreg:5000/proj:unused\nreg:5000/proj:<none>\n"
+          f"{MARK} cells\n/w/runs/.cells/{'c' * 64}\n")
 DIGEST = "sha256:" + "d" * 64
 # ENDED removed altogether (no container, no folder)
 ONLY_GONE = survey_answer(containers=(container(RUNNING, "running"),)).replace(f"{ENDED} 1764075000.0\n", "")
@@ -31,7 +32,7 @@ def deleted(monkeypatch):
 def planned(programs, survey=ONLY_GONE):
     connect(programs)
     surveyed(programs, out=survey)
-    programs.expect("server", "images", "reg:5000/proj", out=IMAGES)
+    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=IMAGES)
 
 
 def test_clean_lists_then_removes_only_what_it_listed(cfg, programs, deleted):
@@ -49,13 +50,14 @@ def test_clean_lists_then_removes_only_what_it_listed(cfg, programs, deleted):
         f"  image      reg:5000/proj:{GONE[-6:]}",
         f"  image      reg:5000/proj:{ENDED[-6:]}",
         "  image      reg:5000/proj:unused",
+        f"  cell files /w/runs/.cells/{'c' * 64}  (unused for an hour; a rerun sends them again)",
         "In the registry:",
         f"  tag        reg:5000/proj:{GONE[-6:]}  ({DIGEST})",
         f"  tag        reg:5000/proj:unused  ({DIGEST})",
         "Run folders: older than 1h00m.",
         f"Kept, still running or starting: {RUNNING}"])
     planned(programs)
-    programs.expect("server", "remove", f"{WORKDIR}/{GONE}")
+    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", f"reg:5000/proj:{GONE[-6:]}",
                     f"reg:5000/proj:{ENDED[-6:]}", "reg:5000/proj:unused")
     plan = cleaning.clean(cfg, older_than=3600, apply=True)
@@ -79,7 +81,7 @@ def test_an_ended_container_is_put_away_before_anything_is_removed(cfg, programs
     planned(programs, survey_answer())
     programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
     surveyed(programs, ENDED)
-    programs.expect("server", "remove", f"{WORKDIR}/{GONE}")
+    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", ...)
     plan = cleaning.clean(cfg, older_than=3600, confirm=lambda plan: True)
     assert plan.done and f"  container  pystributed-{ENDED}  (exited 2; its log and state are saved first)" in str(plan)
@@ -106,7 +108,7 @@ def test_tags_our_runs_pushed_that_nothing_needs_go_too(cfg, programs, deleted, 
     record.save("results", results.RunResult("20261101-000000-000001", server="elsewhere", image="reg:5000/proj:x"))
     connect(programs)
     surveyed(programs, out=ONLY_GONE)
-    programs.expect("server", "images", "reg:5000/proj", out=f"{MARK} used\n{MARK} images\n")
+    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=f"{MARK} used\n{MARK} images\n")
     plan = cleaning.clean(cfg)
     assert plan.images == [] and plan.tags == [("reg:5000/proj:unused", DIGEST)]
 
@@ -114,7 +116,7 @@ def test_tags_our_runs_pushed_that_nothing_needs_go_too(cfg, programs, deleted, 
 def test_an_empty_plan_says_so(cfg, programs):
     connect(programs)
     surveyed(programs, out=f"{MARK} now\n1\n{MARK} containers\n")
-    programs.expect("server", "images", "reg:5000/proj", out=f"{MARK} used\n{MARK} images\n")
+    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=f"{MARK} used\n{MARK} images\n")
     plan = cleaning.clean(cfg, older_than=0, apply=True)
     assert plan.empty and not plan.done
     assert str(plan) == "On gpu-box:\n  nothing to remove\nRun folders: older than 0s."

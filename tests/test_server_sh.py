@@ -479,6 +479,25 @@ def test_logs_come_from_the_saved_log_once_the_container_is_gone(engine, home):
     assert place_for().logs(str(home / "none"), RUN_ID, out.append, out.append) == 0 and "".join(out) == ""
 
 
+def test_images_with_the_workdir_answers_the_cells_no_run_used_for_an_hour_and_no_container_mounts(engine, home):
+    cells = home / "runs" / ".cells"
+    for name in ("old", "mounted", "new", ".new-leftover"):
+        (cells / name / "app").mkdir(parents=True)
+    for name in ("old", "mounted", ".new-leftover"):
+        os.utime(cells / name, (time.time() - 3700, time.time() - 3700))
+    engine.answer("container-ls", "c1\n")  # (the images of `ls --format`, and the ids of `ls --quiet`)
+    engine.answer("container-inspect", f"{cells}/mounted/app/cell.py\n\n")
+    found = place_for("runs").images("reg:5000/proj")
+    assert sorted(found["cells"]) == [f"{cells}/.new-leftover", f"{cells}/old"]
+    assert engine.calls()[-1] == ["container", "inspect", "--format", "{{range .Mounts}}{{println .Source}}{{end}}", "c1"]
+    # A folder a run uses again is touched: it stays another hour.
+    engine.answer("image-inspect", "sha256:id\n")
+    place_for("runs").cell_image("p:lower-cell", "old", context.cell_archive({"app/cell.py": b"1\n"}))
+    assert sorted(place_for("runs").images("reg:5000/proj")["cells"]) == [f"{cells}/.new-leftover"]
+    (home / "elsewhere").mkdir()
+    assert "cells" not in place_for("elsewhere").images("reg:5000/proj")  # no .cells there: not asked
+
+
 def test_images_answers_the_images_in_use_then_the_repositorys(engine):
     engine.answer("container-ls", "reg:5000/proj:1\nubuntu\n")
     engine.answer("image-ls", "reg:5000/proj:1\nreg:5000/proj:2\n")
@@ -486,6 +505,7 @@ def test_images_answers_the_images_in_use_then_the_repositorys(engine):
                                                    "images": ["reg:5000/proj:1", "reg:5000/proj:2"]}
     assert engine.calls() == [["container", "ls", "--all", "--format", "{{.Image}}"],
                               ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", "reg:5000/proj"]]
+    # (no .cells in REMOTE_WORKDIR: no more questions)
 
 
 def test_remove_removes_the_folders_given(engine, home):

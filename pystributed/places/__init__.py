@@ -66,7 +66,8 @@ class Place:
         return
 
     def images(self, repository):
-        """{"used": images of all containers, "images": REPOSITORY's images}."""
+        """{"used": images of all containers, "images": REPOSITORY's images, "cells": the folders of
+        cell layers' files (cell_image) that no run has used for an hour and no container mounts}."""
         raise NotImplementedError
 
     def remove(self, folders):

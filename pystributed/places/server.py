@@ -186,7 +186,7 @@ class Server(Place):
         return next((n.split("@", 1)[1] for n in found.split() if n.startswith(f"{repository}@")), ""), folder
 
     def images(self, repository):
-        return sections(self.call("images", repository, step="clean"))
+        return sections(self.call("images", repository, self.workdir(), step="clean"))
 
     def remove(self, folders):
         self.call("remove", *folders, step="clean",

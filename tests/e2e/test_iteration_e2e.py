@@ -42,7 +42,12 @@ def records(project):
 SEES_ITSELF = "import hashlib\nprint('version {n}', hashlib.sha256(open('/app/user_code.py', 'rb').read()).hexdigest())\n"
 
 
-def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(project, sandbox):
+def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(project, sandbox, monkeypatch):
+    # A folder and an image name of its own: clean's survey sees no other test's run starting, and
+    # what clean removes is this test's alone.
+    workdir = f"pystributed-runs/{project.name}"
+    monkeypatch.setenv("PYSTRIBUTED_REMOTE_WORKDIR", workdir)
+    monkeypatch.setenv("PYSTRIBUTED_DOCKER_IMAGE_NAME", "pystributed-cells-test")
     run()
     (project / "user_code.py").write_text(SEES_ITSELF.format(n=2))
     out = run()
@@ -55,9 +60,25 @@ def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(
     assert second["image"] == first["image"] and second["image_digest"] == first["image_digest"]
     files = context.cell_layer("user_code.py", (project / "user_code.py").read_text())
     assert second["cell_archive"] == hashlib.sha256(context.cell_archive(files)).hexdigest() != ""
-    kept = sandbox.remote_shell(f"cat pystributed-runs/.cells/{second['cell_archive']}/app/user_code.py")
+    kept = sandbox.remote_shell(f"cat {workdir}/.cells/{second['cell_archive']}/app/user_code.py")
     assert kept == (project / "user_code.py").read_text()  # kept by its hash on the server: run.json names it
     assert first["cell_archive"] == ""  # the first run built its image
+    # clean leaves the cell's files while a run used them within the hour, then removes them; the
+    # next run of the same cell sends them again.
+    folder = f"{workdir}/.cells/{second['cell_archive']}"
+    assert "cell files" not in clean()
+    sandbox.remote_shell(f"touch -d '2 hours ago' {folder}")
+    assert f"/{folder}  (unused for an hour; a rerun sends them again)" in clean()
+    assert sandbox.remote_shell(f"test -d {folder} || echo gone") == "gone\n"
+    assert f"version 2 {sha}" in run()
+    assert sandbox.remote_shell(f"cat {folder}/app/user_code.py") == (project / "user_code.py").read_text()
+
+
+def clean():
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "clean", "--yes"], capture_output=True, text=True,
+                          check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def test_a_code_change_whose_earlier_image_is_gone_builds_one_sharing_all_but_the_top_layer(project, sandbox):

@@ -195,7 +195,7 @@ def test_stop_fetch_logs_images_and_remove(place, programs):
     programs.expect("server", "fetch", RUN_DIR, "going", out=b"tar")
     programs.expect("server", "logs", RUN_DIR, RUN_ID, "", stdout="log\n")
     programs.expect("server", "logs", RUN_DIR, RUN_ID, "follow", code=1)
-    programs.expect("server", "images", "reg/proj", out=f"{server.MARK} used\nubuntu\n{server.MARK} images\nreg/proj:1\n")
+    programs.expect("server", "images", "reg/proj", "runs", out=f"{server.MARK} used\nubuntu\n{server.MARK} images\nreg/proj:1\n")
     programs.expect("server", "remove", "/w/a b", "/w/c")
     place.stop(RUN_ID)
     place.stop(RUN_ID, step="cancel")
