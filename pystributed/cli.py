@@ -31,6 +31,7 @@ EXIT_CODES = """exit codes:
 
 
 def _parser():
+    # An option whose dest is a config key (NODES) overrides it.
     parser = argparse.ArgumentParser(
         prog="python -m pystributed", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a saved notebook cell on a remote server inside a Docker image, and look after runs.")
@@ -54,7 +55,7 @@ def _parser():
         sub = command(name, help, description)
         sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-        sub.add_argument("--nodes", type=int, metavar="N", help="CLUSTER = 'slurm': the code once per node on N "
+        sub.add_argument("--nodes", dest="NODES", type=int, metavar="N", help="CLUSTER = 'slurm': the code once per node on N "
                                                                 "nodes, in one allocation (NODES)")
     for name, help, description in [
         ("logs", "print a run's output from the start",
@@ -104,7 +105,7 @@ def _parser():
     sub.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again, N times at most")
     sub.add_argument("--detach", action="store_true", help="start the sweep, print its id and return")
     sub.add_argument("--follow", type=int, metavar="INDEX", help="show this task's output live")
-    sub.add_argument("--tasks-per-container", type=int, metavar="K",
+    sub.add_argument("--tasks-per-container", dest="TASKS_PER_CONTAINER", type=int, metavar="K",
                      help="on a cluster: K tasks one after another in each container, for short tasks "
                           "(TASKS_PER_CONTAINER)")
     sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
@@ -147,10 +148,8 @@ def _age(text):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        options = {"NODES": getattr(args, "nodes", None),  # config keys an option sets
-                   "TASKS_PER_CONTAINER": getattr(args, "tasks_per_container", None)}
-        config = configuration.load(args.config, require_server=args.command != "cluster",
-                                    **{key: value for key, value in options.items() if value is not None})
+        options = {key: value for key, value in vars(args).items() if key in configuration.KEYS and value is not None}
+        config = configuration.load(args.config, require_server=args.command != "cluster", **options)
         if args.command == "sweep" or results.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0]):
             from pystributed import sweep  # (a sweep, and what comes after its start)
 

@@ -20,7 +20,8 @@ LIMIT = 600
 # 1033: places/server.py's prepare asks BASE_IMAGE's id there with remote-build (2 lines on every run).
 # 1034: config.py refuses TASKS_PER_CONTAINER off a cluster (its check is read on every run); 1035: push's
 # check that a digest there is this tag's (pipeline.in_registry; on a first run one line more before it).
-TODAY = 1035
+# 1037: the sweep command's --tasks-per-container in cli.py's parser (the parser is built on every run).
+TODAY = 1037
 # A plain run (no DATA, REMOTE_DATA, --gpus, CLUSTER, REQUIREMENTS, --cache) reaches none of these.
 NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py", "features/requirements.py"]
 
