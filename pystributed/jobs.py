@@ -104,6 +104,7 @@ class Job:
     services: list = dataclasses.field(default_factory=list)  # a cluster's: [name, id, index (None: all)]
     mounts: list = dataclasses.field(default_factory=list)  # docker run's, of the features (REMOTE_DATA)
     per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
+    nodes: list = dataclasses.field(default_factory=list)  # a swarm's: the node ids with its folder, for retries
 
     def chunk(self, number):
         """The indexes of the tasks that the job's container (or array task) `number` runs."""

@@ -35,6 +35,8 @@ class SwarmEngine(Engine):
         self.nodes_read = 0.0
         self.down = {}  # node id -> Node, of the nodes down in Swarm's view
         self.fetch_failures = collections.Counter()  # index -> fetches of its latest attempt that failed
+        if self.job.nodes and not self.place.prepared:  # a process after the one that started it (attach)
+            self.place.prepared = {node: self.job.remote_dir for node in self.job.nodes}
 
     @property
     def service(self):
@@ -54,7 +56,7 @@ class SwarmEngine(Engine):
                                       gpus=self.config.GPUS_PER_TASK, variables=[
                                           "PYSTRIBUTED_TASK_FOLDERS=1",
                                           *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
-        self.job.set(services=[[self.service, ident, None]], per_container=per)
+        self.job.set(services=[[self.service, ident, None]], per_container=per, nodes=sorted(self.place.prepared))
 
     def retry(self, task):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
@@ -144,6 +146,7 @@ class SwarmEngine(Engine):
             first = node.id not in self.lost
             self.lost.setdefault(node.id, []).append(task.index)
         self.place.prepared.pop(node.id, None)  # no retry is placed there (swarm.create)
+        self.job.set(nodes=[n for n in self.job.nodes if n != node.id])
         why = f"its node {node.shown} was lost: {how}"
         if first:
             self.steps.say(f"node {node.shown} was lost ({how}); its tasks fail"

@@ -97,6 +97,28 @@ def test_a_job_of_two_tasks_one_failing_once_then_retried_as_a_job_of_its_own(cf
     assert job.services == [[SERVICE, "svc1", None], [retry, "svc2", 1]]
 
 
+def test_after_an_attach_a_retry_goes_only_to_the_nodes_that_have_the_sweeps_folder(cfg, programs):
+    """The nodes whose folder was made are in the sweep's record: a process that attaches later (its
+    place has made nothing) keeps a retry off the others, as the one that started the sweep did."""
+    engine = engine_of(cfg, 1, retries=1)
+    engine.place.prepared = {"n1": FOLDER}  # made at the start; n2 could not be reached then
+    both = (node("n1"), node("n2"))
+    programs.expect("server", "swarm_nodes", out="".join(json.dumps(n) + "\n" for n in both))
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc1\n")
+    engine.start()
+    first = programs.calls[-1].words
+    assert first[first.index("--constraint") + 1] == "node.id!=n2" and engine.job.nodes == ["n1"]
+    attached = SwarmEngine(cfg, swarm.Swarm(cfg), jobs.Job.from_json(engine.job.to_json()), sweep=None)
+    attached.fetches = engine.fetches
+    assert attached.place.prepared == {"n1": FOLDER}
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1)], nodes=both)
+    expect_fetch(programs, 0, 1)
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")
+    attached.look()
+    retry = programs.calls[-1].words
+    assert retry[retry.index("--constraint") + 1] == "node.id!=n2"
+
+
 def test_a_task_on_a_node_that_goes_down_is_retried_on_another_and_the_job_ends(cfg, programs, capsys):
     engine = engine_of(cfg, 2, retries=1)
     engine.steps = progress.steps_for(False)
