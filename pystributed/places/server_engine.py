@@ -16,6 +16,7 @@ from pystributed.errors import StepError
 from pystributed.jobs import CANCELLED, FAILED, RETRYING, RUNNING, STARTING, SUCCEEDED
 
 INTERRUPTED = 130  # a cell's exit code after SIGINT (a cancel, or an interrupt of ours)
+STOPPED = (INTERRUPTED, 137, 143)  # and after docker stop's SIGTERM, then SIGKILL
 
 
 class ServerEngine(Engine):
@@ -169,17 +170,21 @@ class ServerEngine(Engine):
                 self.place.stop(self.task_id(task), step="cancel")
         for worker in self.workers:
             worker.join(timeout=15)
+        ended = {}  # index -> how a task put away here went
         for task in started:
             if task.fetched:
                 continue
+            code = None
             with contextlib.suppress(StepError):
-                task.set(exit_code=self.place.finish(self.task_dir(task), self.task_id(task), cancelled=True))
-            # A task that ended well before the cancel reached it stays succeeded.
-            task.set(SUCCEEDED if task.exit_code == 0 else CANCELLED, ended=time.time())
+                code = self.place.finish(self.task_dir(task), self.task_id(task), cancelled=True)
+            # A task that ended before the cancel reached it keeps how it went: succeeded, or failed
+            # with a code of its own.
+            ended[task.index] = SUCCEEDED if code == 0 else CANCELLED if code is None or code in STOPPED else FAILED
+            task.set(ended[task.index], exit_code=code, ended=time.time())
             self.fetch_task(task, self.place, self.task_dir(task))
         for task in self.job.tasks:
-            if not task.final or task in started and task.status != SUCCEEDED:
-                task.set(CANCELLED)
+            if not task.final or task in started and task.status != ended.get(task.index, SUCCEEDED):
+                task.set(ended.get(task.index, CANCELLED))
         return self.done()
 
     def logs(self, task, on_stdout, on_stderr, *, follow=False):

@@ -155,6 +155,20 @@ def test_cancel_stops_every_running_task_then_puts_each_away(cfg, programs):
     assert saved(cfg)["status"] == "cancelled"
 
 
+def test_cancel_leaves_a_task_that_had_failed_by_itself_failed(cfg, programs):
+    """A detached sweep's task that failed before the cancel keeps its failure (and traceback)."""
+    job = job_of(2, statuses={0: jobs.RUNNING, 1: jobs.RUNNING})
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    for index in (0, 1):
+        programs.expect("server", "stop", f"{SWEEP}-{index}")
+    expect_finish(programs, 0, 1, cancelled=True)  # it had ended: the stop found nothing to stop
+    expect_fetch(programs, 0, 1, log="Traceback (most recent call last):\nValueError: bad\n")
+    expect_finish(programs, 1, 137, cancelled=True)  # docker stop killed it
+    expect_fetch(programs, 1, 137)
+    engine.cancel()
+    assert job.statuses == ["failed", "cancelled"] and job.tasks[0].error.startswith("ValueError: bad")
+
+
 def test_a_task_state_is_saved_each_time_it_changes(cfg):
     job = job_of(1).bind(cfg)
     job.tasks[0].set(jobs.RUNNING, node="gpu-box")
