@@ -74,8 +74,10 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
                 run.put_away(config, place)
             else:
                 put_away(config, place, run)
-        if plan.folders or plan.cells:
-            place.remove([r.remote_dir for r in plan.folders] + plan.cells)
+        if plan.folders:
+            place.remove([r.remote_dir for r in plan.folders])
+        if plan.cells:
+            place.remove_cells(plan.cells)
         if plan.images:
             place.docker(docker.remove_images(*plan.images), step="clean")
         for ref, digest in plan.tags:

@@ -42,6 +42,7 @@ class Engine:
         self.fetches = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         self.followed = None
         self.lock = threading.Lock()
+        self.busy = set()  # a cluster's: the indexes of the tasks being fetched and settled
 
     def env(self, index=None, attempt=None):
         """The container's variables (on the command line; ENV and SECRETS go on its stdin)."""
@@ -132,6 +133,19 @@ class Engine:
         finally:
             shutil.rmtree(batch, ignore_errors=True)
 
+    def cancel_tasks(self, place_of):
+        """A cluster's cancel, once its jobs are stopped: each task not ended is cancelled (cancel_task;
+        `place_of(task)` where it ran, or None), but for those being settled (`busy`), whose settle
+        decides; one that settle left going is cancelled once every fetch is through. The Job."""
+        for task in self.job.tasks:
+            if not task.final and task.index not in self.busy:
+                self.cancel_task(task, place_of(task), f"{self.job.remote_dir}/{task.index}")
+        self.fetches.shutdown(wait=True)
+        for task in self.job.tasks:
+            if not task.final:
+                task.set(CANCELLED, ended=time.time())
+        return self.done()
+
     def cancel_task(self, task, place, remote_dir):
         """A task not ended when its job is cancelled: cancelled, and its folder fetched from `place`
         if it ran there. One that had ended before (ENDED) keeps how it went, which its folder says."""
@@ -146,7 +160,7 @@ class Engine:
         state = json_file(Path(task.local_path) / results.STATE_NAME) if task.fetched else {}
         code = (state.get("State") or {}).get("ExitCode")
         status = SUCCEEDED if code == 0 else CANCELLED if code is None or state.get("Cancelled") else FAILED
-        task.set(status, exit_code=code, ended=task.ended or time.time())
+        task.set(status, exit_code=code, ended=task.ended or time.time(), error="" if status == SUCCEEDED else task.error)
         if status == FAILED:
             task.set(error=failure(task))
 

@@ -169,24 +169,43 @@ survey() {
 }
 
 # images REPOSITORY [WORKDIR]: the image of every container (those are in use), then REPOSITORY's
-# images; with WORKDIR, then the folders of WORKDIR/.cells (see cell) that no container mounts
-# from and no run has kept or used for an hour (cell touches the folder it answers).
+# images; with WORKDIR, then its stale cells (see stale_cells).
 images() {
     answer
     section used
     docker container ls --all --format '{{.Image}}' || return
     section images
     docker image ls --format '{{.Repository}}:{{.Tag}}' -- "$1" || return
-    { [ -n "${2:-}" ] && [ -d "$2/.cells" ]; } || return 0
+    [ -n "${2:-}" ] || return 0
+    stale=$(stale_cells "$2") || return 0
+    section cells
+    printf '%s' "$stale"
+}
+
+# stale_cells WORKDIR: the folders of WORKDIR/.cells (see cell) that no run has kept or used for
+# an hour (cell touches the folder it answers) and no container mounts a file of (any .cells/NAME/
+# in a mount's source, however its path is spelt). Fails if the containers' mounts cannot be read
+# (one removed between the two commands, say): then none is stale.
+stale_cells() {
+    [ -d "$1/.cells" ] || return 0
     ids=$(docker container ls --all --quiet) || return
     # shellcheck disable=SC2086 # one word per id
     mounts=$([ -z "$ids" ] || docker container inspect --format '{{range .Mounts}}{{println .Source}}{{end}}' $ids) ||
         return
-    section cells
-    cd -- "$2/.cells" && here=$(pwd) || return
-    find . -mindepth 1 -maxdepth 1 -type d -mmin +60 | while IFS= read -r folder; do
-        folder=$here/${folder#./}
-        case "$mounts" in *"$folder/"*) ;; *) printf '%s\n' "$folder" ;; esac
+    (cd -- "$1/.cells" && here=$(pwd) &&
+        find . -mindepth 1 -maxdepth 1 -type d -mmin +60 | while IFS= read -r folder; do
+            case "$mounts" in *"/.cells/${folder#./}/"*) ;; *) printf '%s\n' "$here/${folder#./}" ;; esac
+        done)
+}
+
+# remove_cells WORKDIR FOLDER...: those of the folders that are still stale (a run may have used
+# one again since clean listed it).
+remove_cells() {
+    answer
+    stale=$(stale_cells "$1") || return 0
+    shift
+    for folder; do
+        if printf '%s\n' "$stale" | grep -Fxq -- "$folder"; then rm -rf -- "$folder"; fi
     done
 }
 

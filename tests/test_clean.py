@@ -57,7 +57,8 @@ def test_clean_lists_then_removes_only_what_it_listed(cfg, programs, deleted):
         "Run folders: older than 1h00m.",
         f"Kept, still running or starting: {RUNNING}"])
     planned(programs)
-    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"/w/runs/.cells/{'c' * 64}")
+    programs.expect("server", "remove", f"{WORKDIR}/{GONE}")
+    programs.expect("server", "remove_cells", "runs with space/$(x)", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", f"reg:5000/proj:{GONE[-6:]}",
                     f"reg:5000/proj:{ENDED[-6:]}", "reg:5000/proj:unused")
     plan = cleaning.clean(cfg, older_than=3600, apply=True)
@@ -81,7 +82,8 @@ def test_an_ended_container_is_put_away_before_anything_is_removed(cfg, programs
     planned(programs, survey_answer())
     programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
     surveyed(programs, ENDED)
-    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"/w/runs/.cells/{'c' * 64}")
+    programs.expect("server", "remove", f"{WORKDIR}/{GONE}")
+    programs.expect("server", "remove_cells", "runs with space/$(x)", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", ...)
     plan = cleaning.clean(cfg, older_than=3600, confirm=lambda plan: True)
     assert plan.done and f"  container  pystributed-{ENDED}  (exited 2; its log and state are saved first)" in str(plan)

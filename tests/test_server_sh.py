@@ -495,14 +495,21 @@ def test_images_with_the_workdir_answers_the_cells_no_run_used_for_an_hour_and_n
     place_for("runs").cell_image("p:lower-cell", "old", context.cell_archive({"app/cell.py": b"1\n"}))
     assert sorted(place_for("runs").images("reg:5000/proj")["cells"]) == [f"{cells}/.new-leftover"]
     (home / "elsewhere").mkdir()
-    assert "cells" not in place_for("elsewhere").images("reg:5000/proj")  # no .cells there: not asked
+    assert place_for("elsewhere").images("reg:5000/proj")["cells"] == []  # no .cells there
+    # The mounts cannot be read (a container removed between ls and inspect): no folder is taken for stale.
+    engine.answer("container-inspect", err="Error: No such container: c1\n", code=1)
+    assert "cells" not in place_for("runs").images("reg:5000/proj")
+    # remove_cells removes only those still stale: `new` was used within the hour.
+    engine.answer("container-inspect", "\n")
+    place_for("runs").remove_cells([f"{cells}/.new-leftover", f"{cells}/new"])
+    assert sorted(p.name for p in cells.iterdir()) == ["mounted", "new", "old"]
 
 
 def test_images_answers_the_images_in_use_then_the_repositorys(engine):
     engine.answer("container-ls", "reg:5000/proj:1\nubuntu\n")
     engine.answer("image-ls", "reg:5000/proj:1\nreg:5000/proj:2\n")
     assert place_for().images("reg:5000/proj") == {"used": ["reg:5000/proj:1", "ubuntu"],
-                                                   "images": ["reg:5000/proj:1", "reg:5000/proj:2"]}
+                                                   "images": ["reg:5000/proj:1", "reg:5000/proj:2"], "cells": []}
     assert engine.calls() == [["container", "ls", "--all", "--format", "{{.Image}}"],
                               ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", "reg:5000/proj"]]
     # (no .cells in REMOTE_WORKDIR: no more questions)

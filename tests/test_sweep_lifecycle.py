@@ -104,8 +104,8 @@ def test_clean_puts_an_ended_sweeps_containers_away_removes_its_folder_and_never
     programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
     surveyed(programs, ENDED)
     programs.expect("server", "finish", f"{WORKDIR}/{DONE}/2", f"{DONE}-2", "false", ..., out="0\n")
-    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"{WORKDIR}/{DONE}",
-                    f"/w/runs/.cells/{'c' * 64}")
+    programs.expect("server", "remove", f"{WORKDIR}/{GONE}", f"{WORKDIR}/{DONE}")
+    programs.expect("server", "remove_cells", "runs with space/$(x)", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", ...)
     assert cleaning.clean(cfg, older_than=3600, apply=True).done
     assert "reg:5000/proj:sweep" not in programs.calls[-1].words  # (not an image of the server's anyway)

@@ -70,6 +70,10 @@ class Place:
         cell layers' files (cell_image) that no run has used for an hour and no container mounts}."""
         raise NotImplementedError
 
+    def remove_cells(self, folders):
+        """Remove those of the folders `images` named in "cells" that still are such (a place with cell_image)."""
+        raise NotImplementedError
+
     def remove(self, folders):
         """Remove run folders there."""
         raise NotImplementedError

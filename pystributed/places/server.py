@@ -185,8 +185,11 @@ class Server(Place):
         repository = image.rsplit(":", 1)[0]
         return next((n.split("@", 1)[1] for n in found.split() if n.startswith(f"{repository}@")), ""), folder
 
-    def images(self, repository):
-        return sections(self.call("images", repository, self.workdir(), step="clean"))
+    def images(self, repository, *, cells=True):
+        return sections(self.call("images", repository, *([self.workdir()] if cells else []), step="clean"))
+
+    def remove_cells(self, folders):
+        self.call("remove_cells", self.workdir(), *folders, step="clean")
 
     def remove(self, folders):
         self.call("remove", *folders, step="clean",

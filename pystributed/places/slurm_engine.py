@@ -26,7 +26,6 @@ POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
 class SlurmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.busy = set()  # indexes being fetched and settled
         self.cancelling = False
         self.pause = POLL
 
@@ -177,11 +176,8 @@ class SlurmEngine(Engine):
         with contextlib.suppress(StepError):
             self.look(fetch=False)
         self.place.cancel(*self.names())
-        for task in self.job.tasks:
-            if not task.final:
-                ran = (task.status in (RUNNING, ENDED) or task.node) and not task.fetched
-                self.cancel_task(task, self.place if ran else None, f"{self.job.remote_dir}/{task.index}")
-        job = self.done()
+        job = self.cancel_tasks(lambda task: self.place if (task.status in (RUNNING, ENDED) or task.node)
+                                and not task.fetched else None)
         self.tidy()
         return job
 

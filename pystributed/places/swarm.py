@@ -379,7 +379,7 @@ class Swarm(ClusterPlace):
         return merged
 
     def images(self, repository):
-        found = self.each(self.usable(), lambda node: self.at(node).images(repository))
+        found = self.each(self.usable(), lambda node: self.at(node).images(repository, cells=False))  # (runs only)
         merged = {"used": [], "images": []}
         for sections in found.values():
             if isinstance(sections, StepError):

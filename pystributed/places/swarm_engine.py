@@ -29,7 +29,6 @@ class SwarmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.seen = set()  # (Swarm task, index) whose end was dealt with
-        self.busy = set()  # indexes being fetched and settled
         self.cancelling = False
         self.lost = {}  # node id -> the indexes of the tasks it took with it
         self.nodes_read = 0.0
@@ -145,8 +144,8 @@ class SwarmEngine(Engine):
         with self.job.lock:
             first = node.id not in self.lost
             self.lost.setdefault(node.id, []).append(task.index)
-        self.place.prepared.pop(node.id, None)  # no retry is placed there (swarm.create)
-        self.job.set(nodes=[n for n in self.job.nodes if n != node.id])
+            self.place.prepared.pop(node.id, None)  # no retry is placed there (swarm.create)
+            self.job.set(nodes=[n for n in self.job.nodes if n != node.id])
         why = f"its node {node.shown} was lost: {how}"
         if first:
             self.steps.say(f"node {node.shown} was lost ({how}); its tasks fail"
@@ -233,11 +232,8 @@ class SwarmEngine(Engine):
         with contextlib.suppress(StepError):
             self.look(fetch=False)
         self.remove(interrupt=True)
-        for task in self.job.tasks:
-            if not task.final:
-                ran = task.node_id and not task.fetched and task.node_id not in self.lost
-                self.cancel_task(task, self.place.at(task.node_id) if ran else None, f"{self.job.remote_dir}/{task.index}")
-        job = self.done()
+        job = self.cancel_tasks(lambda task: self.place.at(task.node_id) if task.node_id and not task.fetched
+                                and task.node_id not in self.lost else None)
         self.tidy()
         return job
 

@@ -139,6 +139,18 @@ def test_cancel_leaves_tasks_that_had_ended_as_they_went_and_fetches_them(cfg, p
     assert [t.exit_code for t in job.tasks] == [0, 1, None] and job.tasks[1].error.startswith("ValueError: bad")
 
 
+def test_a_cancel_leaves_a_task_being_settled_to_its_settle_then_cancels_what_it_left_going(cfg, programs):
+    engine = engine_of(cfg, 1)
+    engine.job.services = [[NAME, "40", None]]
+    engine.job.tasks[0].set(jobs.RUNNING, node="node1")
+    engine.busy.add(0)  # its settle (a fetch thread) had begun; it leaves the task as it was
+    expect_jobs(programs, [NAME], [], saved=(0,))
+    programs.expect("server", "slurm_cancel", NAME)
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.cancel()  # (no fetch of it by the cancel: its settle's)
+    assert job.statuses == ["cancelled"] and not job.tasks[0].fetched
+
+
 def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
     engine = engine_of(cfg, 2)
     engine.job.services = [[NAME, "40", None]]

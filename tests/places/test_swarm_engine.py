@@ -149,6 +149,7 @@ def test_a_task_on_a_node_that_goes_down_is_retried_on_another_and_the_job_ends(
 def test_without_retries_a_task_of_a_lost_node_fails_with_that_reason(cfg, programs):
     engine = engine_of(cfg, 1)
     engine.job.services = [[SERVICE, "svc1", None]]
+    engine.job.nodes, engine.place.prepared = ["n1", "n2"], {"n1": FOLDER, "n2": FOLDER}
     expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n2", "running", created=1)],
                  nodes=(node("n1"), node("n2", state="down")))
     expect_put_away(programs, SERVICE)
@@ -156,6 +157,7 @@ def test_without_retries_a_task_of_a_lost_node_fails_with_that_reason(cfg, progr
     job = engine.watch("stop")
     assert job.statuses == ["failed"] and job.status == "failed"
     assert job.tasks[0].error == "its node gpu-n2 was lost: down in Swarm's view (down)"
+    assert job.nodes == ["n1"]  # (the record: a retry after an attach goes to n1 only)
 
 
 def test_cancel_interrupts_the_job_and_fetches_what_ran(cfg, programs, monkeypatch):
@@ -177,7 +179,8 @@ def test_cancel_interrupts_the_job_and_fetches_what_ran(cfg, programs, monkeypat
 
 def test_cancel_leaves_a_task_that_had_ended_as_it_went_and_fetches_it(cfg, programs, monkeypatch):
     """A task that ended while no one fetched it (a detached sweep) is not cancelled by a cancel."""
-    engine = engine_of(cfg, 2)
+    engine = engine_of(cfg, 2, retries=1)
+    engine.job.tasks[0].set(error="ValueError: its first attempt's", attempts=2)
     engine.job.services = [[SERVICE, "svc1", None]]
     monkeypatch.setattr(swarm, "POLL", 0)
     expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
@@ -192,7 +195,7 @@ def test_cancel_leaves_a_task_that_had_ended_as_it_went_and_fetches_it(cfg, prog
     expect_fetch(programs, 1, 130)
     job = engine.cancel()
     assert job.statuses == ["succeeded", "cancelled"] and job.status == "cancelled"
-    assert all(t.fetched for t in job.tasks) and job.tasks[0].exit_code == 0
+    assert all(t.fetched for t in job.tasks) and job.tasks[0].exit_code == 0 and job.tasks[0].error == ""
 
 
 def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, programs):
