@@ -19,7 +19,7 @@ import shlex
 import time
 from pathlib import Path
 
-from pystributed import docker
+from pystributed import docker, registry
 from pystributed.errors import StepError
 from pystributed.places import ClusterPlace, server, slurm_routes
 
@@ -172,6 +172,14 @@ class Slurm(ClusterPlace):
         if argv[1:2] == ["pull"]:
             if self.steps is not None:
                 self.steps.progress("by the nodes, as each job starts")
+            # There, a tag the registry lost (a clean, a reset) could not be pushed again: ask the
+            # registry now, as their pull will, so that the pull step pushes it again (pipeline.pull).
+            try:
+                found = registry.digest(argv[-1])
+            except StepError:  # it cannot say (a login): the nodes will
+                found = ""
+            if found is None:
+                raise StepError(step, f"the registry has no {argv[-1]}", output="manifest unknown")
             return ""
         raise StepError(step, f"{shlex.join(argv[:3])}: the login node {self.name} runs no Docker command",
                         hint="On a Slurm cluster, containers run in jobs on the nodes (TRANSPORT = 'registry').")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pystributed import config, context, docker
+from pystributed import config, context, docker, registry
 from pystributed.errors import ConfigError, StepError
 from pystributed.places import place_for, server, slurm, slurm_routes
 
@@ -22,6 +22,30 @@ def cfg():
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch):
     monkeypatch.setattr(slurm, "POLL", 0)
+
+
+@pytest.fixture(autouse=True)
+def tags(monkeypatch):
+    """The registry's tags (registry.digest), as a dict to change: reg:5000/p:1 is there."""
+    found = {"reg:5000/p:1": "sha256:" + "1" * 64}
+    monkeypatch.setattr(registry, "digest", lambda ref: found.get(ref))
+    return found
+
+
+def test_the_pull_step_asks_the_registry_for_the_tag_the_nodes_will_pull(cfg, tags, monkeypatch):
+    """The nodes pull as each job starts, where a tag the registry lost could not be pushed again:
+    the pull step says "manifest unknown" now, which pipeline.pull answers by pushing again."""
+    place = place_for(cfg)
+    assert place.docker(docker.pull("reg:5000/p:1"), step="pull") == ""
+    with pytest.raises(StepError) as error:
+        place.docker(docker.pull("reg:5000/p:2"), step="pull")
+    assert error.value.step == "pull" and "manifest unknown" in error.value.output
+
+    def cannot_say(ref):
+        raise StepError("clean", "HEAD https://reg:5000/v2/p/manifests/2: HTTP 401 Unauthorized")
+
+    monkeypatch.setattr(registry, "digest", cannot_say)
+    assert place.docker(docker.pull("reg:5000/p:2"), step="pull") == ""  # (a login): left to the nodes
 
 
 def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
