@@ -49,6 +49,11 @@ class SlurmEngine(Engine):
                                       variables=[f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}",
                                                  f"PYSTRIBUTED_TASK_COUNT={n}"] if per > 1 else ())
         self.job.set(services=[[self.name, ident, None]], per_container=per)
+        if per > 1:
+            limit = time_limit(self.config.SLURM_ARGS)
+            self.steps.say(f"note: each array task runs {per} tasks one after another: its time limit ("
+                           + (f"--time {limit} in SLURM_ARGS" if limit else "the partition's") + f") must cover {per} "
+                           f"of them; those it cuts off end without a state (see .pystributed-slurm-*.out)\n")
 
     def retry(self, task):
         """The task again, as a one-task job of its own."""
@@ -200,3 +205,15 @@ class SlurmEngine(Engine):
             return self.place.login.stream("slurm_follow", remote_dir, name, step="logs", on_stdout=on_stdout,
                                            on_stderr=on_stderr)
         return self.place.logs(remote_dir, "-", on_stdout, on_stderr)
+
+
+def time_limit(args):
+    """The time limit `--time` (`-t`) in sbatch's arguments, as given; "" if none."""
+    for word, after in zip(args, [*args[1:], ""]):
+        if word in ("--time", "-t"):
+            return after
+        if word.startswith("--time="):
+            return word.split("=", 1)[1]
+        if word.startswith("-t") and not word.startswith("--"):
+            return word[2:]
+    return ""

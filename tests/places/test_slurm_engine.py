@@ -6,7 +6,7 @@ import json
 import pytest
 from fakes import job_engine, tar_of
 
-from pystributed import config, jobs
+from pystributed import config, jobs, progress
 from pystributed.places import slurm, slurm_engine
 from pystributed.places.slurm_engine import SlurmEngine
 
@@ -53,6 +53,12 @@ def expect_fetch(programs, index, code, log="done\n", cancelled=False):
     state = {"State": {"ExitCode": code}, "Node": "node1", "Gpus": "0", "Cancelled": cancelled}
     programs.expect("server", "fetch", f"{FOLDER}/{index}", "", out=tar_of({
         "output.log": log.encode(), ".pystributed-state.json": json.dumps(state).encode()}))
+
+
+@pytest.mark.parametrize("args, limit", [([], ""), (["--time", "1:00:00"], "1:00:00"), (["--time=5"], "5"),
+                                         (["-t", "10"], "10"), (["-t10"], "10"), (["--tmp=1G", "-p", "gpu"], "")])
+def test_the_time_limit_is_read_as_sbatch_takes_it(args, limit):
+    assert slurm_engine.time_limit(args) == limit
 
 
 def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, programs):
@@ -179,12 +185,16 @@ def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_all
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
 
 
-def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled_alone(programs):
+def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled_alone(programs, capsys):
     cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                      CLUSTER="slurm", SLURM_CONTAINERS="docker", MAX_CONCURRENT=4, TASKS_PER_CONTAINER=2)
+                      CLUSTER="slurm", SLURM_CONTAINERS="docker", MAX_CONCURRENT=4, TASKS_PER_CONTAINER=2,
+                      SLURM_ARGS=["--partition", "gpu", "--time=00:10:00"])
     engine = engine_of(cfg, 3)
+    engine.steps = progress.steps_for(False)
     programs.expect("server", "slurm_submit", ..., out="40\n")
     engine.start()
+    assert ("note: each array task runs 2 tasks one after another: its time limit (--time 00:10:00 in SLURM_ARGS) "
+            "must cover 2 of them") in capsys.readouterr().out
     words = programs.calls[-1].words
     assert "--array=0-1%2" in words and engine.job.per_container == 2  # two jobs: tasks 0-1 and task 2
     assert "--export=ALL,PYSTRIBUTED_TASKS_PER_CONTAINER=2,PYSTRIBUTED_TASK_COUNT=3" in words
