@@ -96,7 +96,7 @@ def _parser():
     choice.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     sub = command("sweep", "run a script once per combination of parameters",
                   "Run FILE once per combination of the --param values (each a variable defined before the script, "
-                  "and PYSTRIBUTED_TASK its index): on a cluster (CLUSTER = 'swarm') as one Swarm job sharing its "
+                  "and PYSTRIBUTED_TASK its index): on a cluster (CLUSTER = 'swarm' or 'slurm') as one job sharing its "
                   "GPUs, on one server MAX_CONCURRENT at a time. Each task's folder lands in "
                   "LOCAL_RESULTS_DIR/<sweep-id>/<index>/. Exits 0 if every task succeeded, 1 otherwise.")
     sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
