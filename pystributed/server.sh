@@ -236,6 +236,10 @@ cell() {
 # remove DIR...: run folders.
 remove() { answer; rm -rf -- "$@"; }
 
+# next_attempt DIR N: the task folder DIR is attempt N's now (places/slurm_job.sh leaves it alone at
+# an earlier attempt's end); the state of the attempt before goes.
+next_attempt() { answer; printf '%s\n' "$2" >"$1/.pystributed-attempt" && rm -f -- "$1/.pystributed-state.json"; }
+
 # missing PATH...: those of the paths that do not exist.
 missing() {
     answer

@@ -282,6 +282,15 @@ def test_a_run_that_keeps_the_same_cell_just_after_another_leaves_no_folder_of_i
     assert list(Path(folder).parent.rglob(".new-*")) == []
 
 
+def test_next_attempt_marks_the_task_folder_and_removes_the_state_of_the_one_before(engine, home):
+    folder = home / "runs" / "sweep" / "2"
+    folder.mkdir(parents=True)
+    (folder / ".pystributed-state.json").write_text("{}")
+    place_for().call("next_attempt", str(folder), "2", step="start")
+    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-attempt"]
+    assert (folder / ".pystributed-attempt").read_text() == "2\n"
+
+
 def test_follow_starts_the_container_with_its_environment_then_follows_its_output(engine, as_sh):
     engine.answer("run", "container-id\n")
     engine.answer("logs", "out 1\nout 2\n", err="warn\n")

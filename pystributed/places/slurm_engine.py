@@ -59,8 +59,10 @@ class SlurmEngine(Engine):
         """The task again, as a one-task job of its own."""
         attempt = task.attempts + 1
         name = f"{self.name}-{task.index}-{attempt}"
-        # The attempt before's state goes first: a task whose folder has a state has ended (look).
-        self.place.call("remove", f"{self.job.remote_dir}/{task.index}/{results.STATE_NAME}", step="start")
+        # The attempt before's state goes first: a task whose folder has a state has ended (look). The
+        # folder is marked this attempt's: the container of the attempt before (a chunk's, still
+        # running its other tasks) then writes no state of its own for it when it ends.
+        self.place.call("next_attempt", f"{self.job.remote_dir}/{task.index}", str(attempt), step="start")
         ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
                                   sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
                                                          f"PYSTRIBUTED_ATTEMPT={attempt}"])

@@ -191,7 +191,10 @@ while [ "$route" = docker ] && docker container inspect "$name" >/dev/null 2>&1;
 err=$folder/.pystributed-docker.err i=$first
 while :; do  # the task (each of the chunk's) that never ran: its failure, as task_runner.py would have saved it
     if [ "$mode" = 1 ]; then folder=$dir/$i state=$dir/$i/$state_name; fi
-    if [ ! -f "$state" ]; then
+    # A task whose folder a later attempt owns (a retry, started when this one's state was seen, removes
+    # it first: slurm_engine.retry) is that attempt's, not one that never ran.
+    owner=$(cat -- "$folder/.pystributed-attempt" 2>/dev/null) || owner=1
+    if [ ! -f "$state" ] && [ "$owner" -le "${PYSTRIBUTED_ATTEMPT:-1}" ]; then
         cat -- "$err" >>"$folder/output.log" 2>/dev/null
         printf '{"Cancelled":false,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' "$name" "$code" >"$state.$$"
         printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"the container did not start"},' \

@@ -45,7 +45,7 @@ def expect_jobs(programs, names, rows, gpus="", saved=()):
 
 
 def expect_retry(programs, index, job_id):
-    programs.expect("server", "remove", f"{FOLDER}/{index}/.pystributed-state.json")  # (the attempt before's)
+    programs.expect("server", "next_attempt", f"{FOLDER}/{index}", ...)  # (the attempt before's state goes)
     programs.expect("server", "slurm_submit", ..., out=f"{job_id}\n")
 
 

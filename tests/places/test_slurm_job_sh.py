@@ -195,6 +195,17 @@ def test_an_array_task_of_a_chunk_runs_its_tasks_in_one_container_and_each_that_
     assert job.state(job.dir / "1") == job.state(job.dir / "8") == {}  # other chunks': left alone
 
 
+def test_a_chunks_task_whose_folder_a_retry_owns_gets_no_state_at_the_chunks_end(job):
+    """The engine retries a chunk's task as soon as its state shows (the chunk's container goes on with
+    the others), and marks the folder the retry's (server.sh next_attempt): the chunk's end must not
+    take the task for one that never ran, and write a state the retry's look would read as its end."""
+    (job.dir / "7").mkdir()
+    (job.dir / "7" / ".pystributed-attempt").write_text("2\n")
+    job.run("1", SLURM_ARRAY_TASK_ID="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3", PYSTRIBUTED_TASK_COUNT="8")
+    assert job.state(job.dir / "6")["State"]["ExitCode"] == 0
+    assert not (job.dir / "7" / ".pystributed-state.json").exists()
+
+
 def test_a_retry_of_a_chunks_task_runs_that_task_alone(job):
     job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_ATTEMPT="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3",
             PYSTRIBUTED_TASK_COUNT="8")
