@@ -55,8 +55,8 @@ def _parser():
         sub = command(name, help, description)
         sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-        sub.add_argument("--nodes", dest="NODES", type=int, metavar="N", help="CLUSTER = 'slurm': the code once per node on N "
-                                                                "nodes, in one allocation (NODES)")
+        sub.add_argument("--nodes", dest="NODES", type=int, metavar="N",
+                         help="CLUSTER = 'slurm': the code once per node on N nodes, in one allocation (NODES)")
     for name, help, description in [
         ("logs", "print a run's output from the start",
          "Print the output of RUN from its start; with -f, follow it live until the run ends."),
@@ -85,9 +85,9 @@ def _parser():
     sub = command("clean", "remove ended containers, old run folders, unused images and tags",
                   "Show, then remove: ended containers (their log and state saved in the run folder first), run "
                   "folders of ended runs unchanged for more than AGE, the server's images of DOCKER_IMAGE_NAME that "
-                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY; the files of cells (REMOTE_WORKDIR/.cells) "
-                  "no run used for an hour; of an ended sweep, its tasks' "
-                  "containers (or Swarm services), and with --older-than its folder. Runs and sweeps that go on "
+                  "no container or remaining run uses, and their tags in DOCKER_REGISTRY; the files of cells "
+                  "(REMOTE_WORKDIR/.cells) no run used for an hour; of an ended sweep, its tasks' containers (or "
+                  "Swarm services), and with --older-than its folder. Runs and sweeps that go on "
                   "are never touched. Removes only with --yes (or a 'y' at the prompt in a terminal).")
     sub.add_argument("--older-than", metavar="AGE", type=_age,
                      help="also remove the folders of ended runs unchanged for AGE: 90s, 30m, 12h, 7d, 2w")

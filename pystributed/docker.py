@@ -69,10 +69,7 @@ def pushed(image, refs):
         return True
     from pystributed import registry  # only then: `python -m pystributed run` starts sooner without urllib
 
-    try:
-        return registry.digest(image) is not None
-    except StepError:
-        return False
+    return registry.has(image) is True
 
 
 def python_version(ref):

@@ -55,8 +55,16 @@ def digest(ref):
     return headers.get("Docker-Content-Digest") if status == 200 else None
 
 
+def has(ref):
+    """Whether the registry has the tag `ref`: True, False, or None when it cannot say (it wants a
+    login, or cannot be reached from here)."""
+    try:
+        return digest(ref) is not None
+    except StepError:
+        return None
+
+
 def delete(ref, manifest_digest):
     """Delete the manifest `ref`'s tag points to (and so the tag)."""
     host, name, _ = split(ref)
     _request("DELETE", host, f"{name}/manifests/{manifest_digest}")
-

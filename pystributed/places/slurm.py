@@ -174,12 +174,9 @@ class Slurm(ClusterPlace):
                 self.steps.progress("by the nodes, as each job starts")
             # There, a tag the registry lost (a clean, a reset) could not be pushed again: ask the
             # registry now, as their pull will, so that the pull step pushes it again (pipeline.pull).
-            try:
-                found = registry.digest(argv[-1])
-            except StepError:  # it cannot say (a login): the nodes will
-                found = ""
-            if found is None:
-                raise StepError(step, f"the registry has no {argv[-1]}", output="manifest unknown")
+            if registry.has(argv[-1]) is False:  # (None, it cannot say: a login; the nodes will)
+                raise StepError(step, f"the registry has no {argv[-1]}", output="manifest unknown",
+                                hint="Is DOCKER_REGISTRY the registry the nodes pull from, and was the push through?")
             return ""
         raise StepError(step, f"{shlex.join(argv[:3])}: the login node {self.name} runs no Docker command",
                         hint="On a Slurm cluster, containers run in jobs on the nodes (TRANSPORT = 'registry').")
