@@ -55,8 +55,8 @@ def _parser():
         sub = command(name, help, description)
         sub.add_argument("file", nargs="?", metavar="FILE", help="the code to run (default: USER_CODE_PATH)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no step lines")
-        sub.add_argument("--nodes", dest="NODES", type=int, metavar="N",
-                         help="CLUSTER = 'slurm': the code once per node on N nodes, in one allocation (NODES)")
+        sub.add_argument("--nodes", dest="NODES", type=int, metavar="N", help="CLUSTER = 'slurm': the code once "
+                         "per node on N nodes, in one allocation (NODES)")
     for name, help, description in [
         ("logs", "print a run's output from the start",
          "Print the output of RUN from its start; with -f, follow it live until the run ends."),
