@@ -281,3 +281,19 @@ def _has_control(text):
 
 def _has_space_or_control(text):
     return any(c.isspace() or ord(c) < 32 for c in text)
+
+
+def environment(config):
+    """ENV, and SECRETS taken from this machine's environment: given to the container at run time
+    through the standard input of `docker run --env-file /dev/stdin`, so that no value is ever in
+    an image layer, a log, or a command line that `ps` shows on the server."""
+    env = dict(config.ENV)
+    for name in config.SECRETS:
+        if name not in os.environ:
+            raise ConfigError(f"SECRETS names {name}, which is not set in this environment: "
+                                   f"set it here (e.g. export {name}=...) before running")
+        env[name] = os.environ[name]
+    for name, value in env.items():
+        if "\n" in value or "\0" in value:
+            raise ConfigError(f"the value of {name} holds a newline, which docker's --env-file cannot carry")
+    return env

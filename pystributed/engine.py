@@ -21,14 +21,15 @@ import threading
 import time
 from pathlib import Path
 
-from pystributed import docker, live, pipeline, progress, results
+from pystributed import docker, live, progress, results
+from pystributed.config import environment
 from pystributed.errors import PystributedError, StepError, parse_traceback
 from pystributed.features import values
 from pystributed.job_view import Display
 from pystributed.jobs import CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED
-from pystributed.lifecycle import docker_time
 
 POLL = 0.5
+LOOK_TRIES, LOOK_PAUSE = 5, 2.0  # a place that does not answer: looked at again, so many times, after so long
 
 
 class Engine:
@@ -50,9 +51,10 @@ class Engine:
 
     def secrets(self):
         """ENV and SECRETS: the sweep's, or read again here after an attach."""
-        return self.sweep.env if self.sweep else pipeline.environment(self.config)
+        return self.sweep.env if self.sweep else environment(self.config)
 
     def go(self, *, detach, on_interrupt):
+        self.job.claim()  # (a new job's: no other process knows it yet)
         self.start()
         self.job.set(RUNNING)
         if detach:
@@ -61,15 +63,21 @@ class Engine:
 
     def detached(self):
         self.job.set("detached")
+        self.job.release()  # an attach, from here or elsewhere, drives it next
         sweep_id = self.job.sweep_id
         self.steps.say(f"Sweep {sweep_id} ({len(self.job.tasks)} tasks) goes on on {self.place.name}. Follow it "
                        f"and fetch its results with runner.attach({sweep_id!r}) (or, in a shell, `python -m "
                        f"pystributed attach {sweep_id}`).\n")
         return self.job
 
+    def tick(self):
+        """After each look: the record saved (once for all the tasks it changed), the display drawn."""
+        self.job.flush()
+        self.display.update(self.job)
+
     def watch(self, on_interrupt):
         try:
-            self.wait()
+            self.waited()
         except KeyboardInterrupt:
             if on_interrupt == "detach" and self.goes_on_alone():
                 self.detached()
@@ -80,30 +88,65 @@ class Engine:
             raise
         return self.done()
 
+    def waited(self):
+        """wait(), tried again when the place does not answer (an ssh cut, a squeue time-out): after
+        LOOK_TRIES failures in a row, the watch ends and says the tasks go on there."""
+        failures, since = 0, time.monotonic()
+        while True:
+            try:
+                return self.wait()
+            except StepError as e:
+                # In a row: a wait that went on a while since the last failure starts the count again.
+                failures = 1 if time.monotonic() - since > 60 else failures + 1
+                since = time.monotonic()
+                if failures >= LOOK_TRIES:
+                    self.lost_touch(e)
+                self.steps.say(f"{e.step}: {e.message.splitlines()[0]}; looking again ...\n")
+                time.sleep(min(LOOK_PAUSE * failures, 10))
+
+    def lost_touch(self, error):
+        """The place stays unreachable: no thread of ours is left, the job goes on there."""
+        self.fetches.shutdown(wait=True, cancel_futures=True)
+        self.job.set("detached")
+        self.job.release()
+        sweep_id = self.job.sweep_id
+        raise StepError(error.step, f"{self.place.name} did not answer {LOOK_TRIES} times in a row: {error.message}",
+                        output=error.output, hint=f"The tasks of {sweep_id} go on there. Attach later with "
+                        f"runner.attach({sweep_id!r}) (or `python -m pystributed attach {sweep_id}`).") from None
+
     def done(self):
         self.fetches.shutdown(wait=True)
         if self.followed is not None:  # the followed task's last output
             self.followed.join(timeout=5)
         job = self.job
-        self.collect()
+        collect(job, self.namespace)
         job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED, ended=results.now_iso())
         if self.local.exists():
             (self.local / "sweep.json").write_text(job.to_json(), encoding="utf-8")
+        job.release()
         self.display.end(job)
         return job
 
     def fetch_task(self, task, place, remote_dir, *, going=False):
-        """Copy the task's folder to LOCAL_RESULTS_DIR/<sweep-id>/<index>/ (whole, or not at all)."""
+        """Copy the task's folder to LOCAL_RESULTS_DIR/<sweep-id>/<index>/ (whole, or not at all);
+        whether it came."""
         local = self.local / str(task.index)
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
             place.fetch(remote_dir, lambda stream: results.extract(stream, local), going=going,
                         hint=f"The task's results are still in {remote_dir} on {task.node or place.name}.")
         except (StepError, OSError) as e:
-            task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
+            task.set(why=f"its results could not be fetched: {said(e)}")
             self.steps.say(f"task {task.index}: {task.why}\n")
-            return
+            return False
         self.landed(task, local)
+        return True
+
+    def not_fetched(self, task, remote_dir, where):
+        """A task whose folder did not come: it fails (a cancelled one stays so), and says where its results are."""
+        sweep_id = self.job.sweep_id
+        task.set(CANCELLED if task.status == CANCELLED else FAILED, error=f"{task.why}\nIts results are still in {remote_dir} on {where}: fetch them with "
+                 f"runner.fetch({sweep_id!r}) (or `python -m pystributed fetch {sweep_id}`).")
 
     def fetch_tasks(self, tasks, place, remote_dir):
         """The folders of several tasks that ended together (a container's chunk) in one stream, each
@@ -133,6 +176,25 @@ class Engine:
         finally:
             shutil.rmtree(batch, ignore_errors=True)
 
+    def place_of(self, task):
+        """Where the task ran (its folder is there), or None if it did not."""
+        return self.place if task.node else None
+
+    def fetch_now(self):
+        """`fetch`: the folders of the tasks that have ended, here now (again for those whose copy
+        failed); nothing is started or waited for. The Job."""
+        self.refresh()
+        for task in self.job.tasks:
+            place = self.place_of(task)
+            if not task.fetched and (task.final or task.status == ENDED) and place is not None:
+                self.fetches.submit(self.fetch_ended, task, place, f"{self.job.remote_dir}/{task.index}")
+        self.fetches.shutdown(wait=True)
+        if all(t.final for t in self.job.tasks):
+            return self.done()
+        collect(self.job, self.namespace)
+        self.job.flush()
+        return self.job
+
     def cancel_tasks(self, place_of):
         """A cluster's cancel, once its jobs are stopped: each task not ended is cancelled (cancel_task;
         `place_of(task)` where it ran, or None), but for those being settled (`busy`), whose settle
@@ -156,8 +218,10 @@ class Engine:
             self.fetches.submit(self.fetch_ended if ended else self.fetch_task, task, place, remote_dir)
 
     def fetch_ended(self, task, place, remote_dir):
-        self.fetch_task(task, place, remote_dir)
-        state = json_file(Path(task.local_path) / results.STATE_NAME) if task.fetched else {}
+        """An ended task's folder; its state file says how it went."""
+        if not self.fetch_task(task, place, remote_dir):
+            return self.not_fetched(task, remote_dir, task.node or place.name)
+        state = json_file(Path(task.local_path) / results.STATE_NAME)
         code = (state.get("State") or {}).get("ExitCode")
         status = SUCCEEDED if code == 0 else CANCELLED if code is None or state.get("Cancelled") else FAILED
         task.set(status, exit_code=code, ended=task.ended or time.time(), error="" if status == SUCCEEDED else task.error)
@@ -168,27 +232,12 @@ class Engine:
         """The task's folder is here: its times (the container's own) and, for a failure, its error."""
         fields = {"local_path": str(local.resolve()), "fetched": True}
         state = json_file(local / results.STATE_NAME).get("State") or {}
-        times = [docker_time(state.get(k)) for k in ("StartedAt", "FinishedAt")]
+        times = [results.docker_time(state.get(k)) for k in ("StartedAt", "FinishedAt")]
         if all(times):  # the container's own, from the node's clock
             fields["started"], fields["ended"] = times[0].timestamp(), times[1].timestamp()
         task.set(**fields)
         if task.status == FAILED and not task.error:
             task.set(error=failure(task))
-
-    def collect(self):
-        """Each task's --out values and last value; the --out names as lists in the notebook."""
-        for task in self.job.tasks:
-            if not task.local_path:
-                continue
-            run = results.RunResult(f"{self.job.sweep_id}/{task.index}", local_path=Path(task.local_path))
-            try:
-                values.Exchange(out=self.job.out).collect(run)
-            except PystributedError as e:
-                if task.status == SUCCEEDED:
-                    task.set(error=str(e))
-            task.values, task.value = dict(run.values), run.value  # (not saved: they stay in the task's folder)
-        if self.namespace is not None:
-            self.namespace.update(self.job.values)
 
     def follow_task(self, task, stream):
         """With `follow`, the task's output here, live, once it runs (`stream(on_stdout, on_stderr)`)."""
@@ -209,6 +258,22 @@ class Engine:
         return True
 
 
+def collect(job, namespace=None):
+    """Each task's --out values and last value; the --out names as lists in the notebook."""
+    for task in job.tasks:
+        if not task.local_path:
+            continue
+        run = results.RunResult(f"{job.sweep_id}/{task.index}", local_path=Path(task.local_path))
+        try:
+            values.Exchange(out=job.out).collect(run)
+        except PystributedError as e:
+            if task.status == SUCCEEDED:
+                task.set(error=str(e))
+        task.values, task.value = dict(run.values), run.value  # (not saved: they stay in the task's folder)
+    if namespace is not None:
+        namespace.update(job.values)
+
+
 def failure(task):
     """The remote exception of a failed task, from its log."""
     text = task.log.read_text(encoding="utf-8", errors="replace") if task.log and task.log.exists() else ""
@@ -218,6 +283,12 @@ def failure(task):
     if task.exit_code is not None:
         return f"exit code {task.exit_code}" + (f": {task.why}" if task.why else "")
     return task.why or "failed"
+
+
+def said(error):
+    """A StepError's message and the tool's own words (its last lines); an OSError as it reads."""
+    output = (getattr(error, "output", "") or "").strip()
+    return getattr(error, "message", str(error)) + (f": {output[-500:]}" if output else "")
 
 
 def json_file(path):

@@ -2,11 +2,18 @@
 job of N tasks (sweep.py makes it; places/server_engine.py and places/swarm_engine.py run it).
 
 `Task.set` and `Job.set` are the one way a state changes: under the job's lock (worker threads set
-tasks' states), and saved at once in LOCAL_RESULTS_DIR/.sweeps/<sweep-id>.json, so that `attach`,
-`status` and `list` of another process see what this one saw."""
+tasks' states). The record LOCAL_RESULTS_DIR/.sweeps/<sweep-id>.json is saved at once for a change of
+the job's own, and once per look for its tasks' (`Job.flush`, which the engine calls each time it
+looks): a look that changes N tasks writes the record once, not N times, so that `attach`, `status`
+and `list` of another process see what this one saw within a look.
+
+One process drives a job at a time (starts, retries, fetches its tasks): the one that holds its claim
+(`Job.claim`, a lock on LOCAL_RESULTS_DIR/.sweeps/<sweep-id>.lock, let go when that process ends,
+however it ends). Another process attaching meanwhile shows the record as the driver saves it."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import html
 import json
@@ -17,7 +24,11 @@ from pathlib import Path
 
 from pystributed import record, results
 from pystributed.errors import PystributedError
-from pystributed.features import values
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; one process at a time is then the user's to keep
+    fcntl = None  # type: ignore[assignment]
 
 SWEEP_ID = results.SWEEP_ID
 INDEX = ".sweeps"
@@ -78,9 +89,8 @@ class Task:
     def set(self, status=None, **fields):
         """The one way a task changes (from any thread): under its job's lock, saved with the job."""
         job = getattr(self, "job", None)
-        changed = _assign(self, job, status, fields)
-        if changed and job is not None:
-            job.save()
+        if _assign(self, job, status, fields) and job is not None:
+            job.dirty = True  # saved by the next flush (once per look)
 
 
 @dataclasses.dataclass
@@ -113,6 +123,8 @@ class Job:
     def __post_init__(self):
         self.lock = threading.RLock()  # not fields: not in the record
         self.folder = None  # where it is saved, once bound to a config
+        self.dirty = False  # a task changed since the record was saved
+        self.claimed = None  # the open lock file, while this process drives the job
         for task in self.tasks:
             task.job = self
 
@@ -129,8 +141,35 @@ class Job:
         if self.folder is None:
             return
         with self.lock:  # one snapshot at a time, in order: the last change is the one on disk
+            self.dirty = False
             self.folder.mkdir(parents=True, exist_ok=True)
             record.write_atomically(self.folder / f"{self.sweep_id}.json", self.to_json())
+
+    def flush(self):
+        """Save the record if a task changed since it was saved."""
+        if self.dirty:
+            self.save()
+
+    def claim(self):
+        """Whether this process may drive the job: True once it holds the job's lock (until `release`,
+        or its end), False while another process holds it."""
+        if self.claimed is not None or self.folder is None or fcntl is None:
+            return True
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = open(self.folder / f"{self.sweep_id}.lock", "a")  # noqa: SIM115 (held open: the lock lives with it)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            return False
+        self.claimed = lock
+        return True
+
+    def release(self):
+        if self.claimed is not None:
+            with contextlib.suppress(OSError):
+                self.claimed.close()  # (closing it lets the lock go)
+            self.claimed = None
 
     @property
     def params(self):
@@ -189,7 +228,7 @@ class Job:
         known = {f.name for f in dataclasses.fields(Task)}
         data["tasks"] = [Task(**{k: v for k, v in t.items() if k in known}) for t in data["tasks"]]
         for task in data["tasks"]:  # as they were shown (their values are in the image)
-            task.params = {k: values.Shown(v, "") for k, v in task.params.items()}
+            task.params = {k: results.Shown(v, "") for k, v in task.params.items()}
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 

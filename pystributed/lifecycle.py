@@ -17,7 +17,7 @@ from pystributed import docker, live, pipeline, progress, record, results
 from pystributed.errors import PystributedError, StepError, UnknownRun
 from pystributed.features import values
 from pystributed.places import place_for
-from pystributed.results import State
+from pystributed.results import State, docker_time
 
 # Container states in which a run is still going (or about to): such a run is never removed.
 ACTIVE = ("running", "paused", "restarting", "created")
@@ -207,15 +207,6 @@ def _from_index(config, run, *, logged):
         run.started = run.started or iso_time(local.started)
         if not run.active:  # its duration ends where the record says, not now
             run.ended = run.ended or iso_time(local.ended)
-
-
-def docker_time(text):
-    """Docker's '2026-11-25T13:20:01.123456789Z' (nanoseconds) as a datetime; None for its zero time."""
-    match = re.match(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?Z", text or "")
-    if not match or text.startswith("0001-"):
-        return None
-    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    return moment + datetime.timedelta(seconds=float(match.group(2) or 0))
 
 
 def iso_time(text):

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from pystributed import context, docker, live, progress, record, results
+from pystributed.config import environment
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 from pystributed.places import place_for
 from pystributed.results import State
@@ -109,22 +110,6 @@ def check_code(code_path, source=None):
     except SyntaxError as e:
         raise PystributedError(f"{code_path} does not compile: {e.msg} (line {e.lineno})") from None
     return source
-
-
-def environment(config):
-    """ENV, and SECRETS taken from this machine's environment: given to the container at run time
-    through the standard input of `docker run --env-file /dev/stdin`, so that no value is ever in
-    an image layer, a log, or a command line that `ps` shows on the server."""
-    env = dict(config.ENV)
-    for name in config.SECRETS:
-        if name not in os.environ:
-            raise PystributedError(f"SECRETS names {name}, which is not set in this environment: "
-                                   f"set it here (e.g. export {name}=...) before running")
-        env[name] = os.environ[name]
-    for name, value in env.items():
-        if "\n" in value or "\0" in value:
-            raise PystributedError(f"the value of {name} holds a newline, which docker's --env-file cannot carry")
-    return env
 
 
 def pack(run):

@@ -43,6 +43,25 @@ class State(str, enum.Enum):
         return self in (State.SUCCEEDED, State.FAILED, State.INTERRUPTED, State.CANCELLED)
 
 
+def docker_time(text):
+    """Docker's '2026-11-25T13:20:01.123456789Z' (nanoseconds) as a datetime; None for its zero time."""
+    match = re.match(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?Z", text or "")
+    if not match or text.startswith("0001-"):
+        return None
+    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return moment + datetime.timedelta(seconds=float(match.group(2) or 0))
+
+
+class Shown:
+    """A value that could not come back as itself: it shows as the server showed it."""
+
+    def __init__(self, text, why):
+        self.text, self.why = text, why
+
+    def __repr__(self):
+        return self.text
+
+
 def new_run_id():
     """Sortable by start time, unique across kernels: 20261125-101502-3fa9c1."""
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)

@@ -78,14 +78,20 @@ stop() {
 
 # finish DIR RUN_ID CANCELLED TOKEN: wait for the container, save its log and state into DIR under
 # names of this call's own (TOKEN), rename them, remove the container; answer its exit code. If
-# another process put it away first, answer the state that one saved. If the log cannot be saved
+# another process put it away first, answer the state that one saved; if there is neither a container
+# nor a state (it never started: the process that started it ended first), answer absent. If the log cannot be saved
 # (a full disk), the container stays, and the answer says log-not-saved.
 finish() {
     name=$(container "$2")
     log_part=$1/.$LOG.$4 state_part=$1/$STATE.$4
     answer
     if ! code=$(docker wait "$name"); then
-        cat -- "$1/$STATE"
+        # Another process put it away (its saved state), or it never started (no container, no state).
+        if [ -f "$1/$STATE" ] || docker container inspect "$name" >/dev/null 2>&1; then
+            cat -- "$1/$STATE"
+            return
+        fi
+        echo absent
         return
     fi
     echo "$code"

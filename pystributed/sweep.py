@@ -32,12 +32,14 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 
-from pystributed import cell_runner, features, live, pipeline, progress, results, task_runner
+from pystributed import cell_runner, features, job_view, live, pipeline, progress, results, task_runner
+from pystributed.engine import POLL, collect
 from pystributed.errors import PystributedError
 from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.jobs import Job, Task, load, new_sweep_id
+from pystributed.jobs import FAILED, FINAL, Job, Task, load, new_sweep_id
 from pystributed.places import place_for
 
 # The parameters.
@@ -172,20 +174,47 @@ def engine_for(place):
 
 
 @contextlib.contextmanager
-def _engine(config, sweep_id, **options):
-    job = load(config, sweep_id)
+def _engine(config, sweep_id, job=None, **options):
+    job = job or load(config, sweep_id)
     config = _config_of(config, job)
     with place_for(config).connection() as place:
         engine = engine_for(place)(config, place, job, **options)
         place.steps = engine.steps
-        yield engine
+        try:
+            yield engine
+        finally:
+            engine.job.flush()
 
 
 def attach(config, sweep_id, *, namespace=None, quiet=False, follow=None):
     """Follow a sweep started earlier (--detach, or an interrupt with ON_INTERRUPT = "detach") to its
-    end, fetching each task's folder; its Job."""
-    with _engine(config, sweep_id, namespace=namespace, follow=follow, quiet=quiet) as engine:
-        return engine.resume()
+    end, fetching each task's folder; its Job. While another process here drives it (a kernel, a
+    `sweep`, an attach), its record is shown as that one saves it; this one takes it on if that one ends."""
+    job = load(config, sweep_id)
+    if not job.claim():
+        job = _beside_driver(config, job, progress.steps_for(quiet))
+        if not job.claimed:  # ended by the other process
+            collect(job, namespace)
+            return job
+    with _engine(config, sweep_id, job, namespace=namespace, follow=follow, quiet=quiet) as driver:
+        return driver.resume()
+
+
+def _beside_driver(config, job, steps):
+    """The job's record as the process that drives it saves it, until it ends (that Job) or the job
+    is this process's to drive (that Job, claimed)."""
+    steps.say(f"Sweep {job.sweep_id} is followed by another process here: showing it as that one saves it (if "
+              "that process ends first, this one takes the sweep on).\n")
+    display = job_view.Display(steps)
+    while True:
+        display.update(job)
+        if job.status in FINAL:
+            display.end(job)
+            return job
+        time.sleep(POLL)
+        job = load(config, job.sweep_id)
+        if job.status not in FINAL and job.claim():
+            return job
 
 
 def cancel(config, sweep_id):
@@ -201,7 +230,16 @@ def wait(config, sweep_id):
 
 
 def fetch(config, sweep_id, *, quiet=False):
-    return attach(config, sweep_id, quiet=quiet)
+    """The folders of the tasks that have ended, here now; nothing is waited for. While another
+    process drives the sweep, that one fetches: its record is shown."""
+    job = load(config, sweep_id)
+    if not job.claim():
+        return job
+    with _engine(config, sweep_id, job, quiet=quiet) as driver:
+        try:
+            return driver.fetch_now()
+        finally:
+            job.release()
 
 
 def logs(config, task_id, *, follow=False):
@@ -225,11 +263,14 @@ def logs(config, task_id, *, follow=False):
 def status(config, sweep_id):
     """The sweep as its record has it, brought up to date from where it runs (a swarm's)."""
     job = load(config, sweep_id)
-    if all(t.final for t in job.tasks):
+    if all(t.final for t in job.tasks) or not job.claim():  # (the process that drives it keeps the record)
         return job
-    with _engine(config, sweep_id, quiet=True) as engine:
-        engine.refresh()
-        return engine.job
+    with _engine(config, sweep_id, job, quiet=True) as driver:
+        try:
+            driver.refresh()
+        finally:
+            job.release()
+        return driver.job
 
 
 # python -m pystributed sweep FILE --param NAME=V1,V2 ... | attach SWEEP | logs SWEEP/INDEX | status, wait,
@@ -255,7 +296,11 @@ def command(config, args):
         result = cancel(config, sweep_id)
     elif args.command == "status":
         result = status(config, sweep_id)
-    else:  # attach, wait, fetch: to its end, its results here
+    elif args.command == "fetch":  # what has ended, now
+        result = fetch(config, sweep_id, quiet=getattr(args, "quiet", False))
+        print(result)
+        return 1 if FAILED in result.statuses else 0
+    else:  # attach, wait: to its end, its results here
         result = attach(config, sweep_id, quiet=getattr(args, "quiet", False))
     print(result)
     return 0 if result.ok or args.command in ("cancel", "status") else 1

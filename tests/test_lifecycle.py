@@ -303,6 +303,6 @@ def test_ages_durations_and_docker_times():
     with pytest.raises(PystributedError, match="is not an age"):
         lifecycle.parse_age("7 days")
     assert [lifecycle.human_duration(s) for s in (5, 125, 7260, 90000, None)] == ["5s", "2m05s", "2h01m", "1d01h", "-"]
-    assert lifecycle.docker_time("2026-11-25T10:15:03.123456789Z") == datetime.datetime(
+    assert results.docker_time("2026-11-25T10:15:03.123456789Z") == datetime.datetime(
         2026, 11, 25, 10, 15, 3, 123457, tzinfo=datetime.timezone.utc)
-    assert lifecycle.docker_time("0001-01-01T00:00:00Z") is None and lifecycle.docker_time("") is None
+    assert results.docker_time("0001-01-01T00:00:00Z") is None and results.docker_time("") is None

@@ -7,7 +7,7 @@ import pickle
 import sys
 from pathlib import Path
 
-from pystributed import cell_runner, docker
+from pystributed import cell_runner, docker, results
 from pystributed.errors import PystributedError
 from pystributed.features import Feature
 
@@ -128,16 +128,6 @@ def _read(folder):
         return json.loads(report_path.read_text(encoding="utf-8")), pickle.load(f)
 
 
-class Shown:
-    """A last value that could not come back as itself: it shows as the server showed it."""
-
-    def __init__(self, text, why):
-        self.text, self.why = text, why
-
-    def __repr__(self):
-        return self.text
-
-
 def _last_value(report, pickles):
     shown = report and report.get("value")
     if not shown:
@@ -146,8 +136,8 @@ def _last_value(report, pickles):
         try:
             return pickle.loads(pickles[cell_runner.LAST])
         except Exception as e:  # noqa: BLE001 (user objects raise anything)
-            return Shown(shown["repr"], _problem(e, pickles[cell_runner.LAST], report))
-    return Shown(shown["repr"], shown.get("why", ""))
+            return results.Shown(shown["repr"], _problem(e, pickles[cell_runner.LAST], report))
+    return results.Shown(shown["repr"], shown.get("why", ""))
 
 
 def here_python():

@@ -40,8 +40,9 @@ class Place:
         """Start the container and return."""
         raise NotImplementedError
 
-    def finish(self, remote_dir, run_id, *, cancelled=False):
-        """Wait for the container, save its log and state in its folder, remove it; its exit code (an int)."""
+    def finish(self, remote_dir, run_id, *, cancelled=False, absent=False):
+        """Wait for the container, save its log and state in its folder, remove it; its exit code (an int).
+        With `absent`, None when there is no container and no state saved (it never started)."""
         raise NotImplementedError
 
     def stop(self, run_id, *, step="run"):

@@ -147,13 +147,19 @@ class Server(Place):
         except StepError as e:
             raise self.engine_hint(e) from None
 
-    def finish(self, remote_dir, run_id, *, cancelled=False):
+    def finish(self, remote_dir, run_id, *, cancelled=False, absent=False):
         lines = self.call("finish", remote_dir, run_id, "true" if cancelled else "false", secrets.token_hex(4),
                           step="run").splitlines()
         if "log-not-saved" in lines:
             print(f"warning: the output could not be saved as {results.LOG_NAME} in {remote_dir} on {self.name} (is "
                   f"its disk full?); the container is kept, its output is in `docker logs "
                   f"{docker.container_name(run_id)}` there.", file=sys.stderr)
+        if lines and lines[0] == "absent":
+            if absent:
+                return None
+            raise StepError("run", f"there is no container {docker.container_name(run_id)} on {self.name}, and no "
+                            f"state of it in {remote_dir}: it never started",
+                            hint="Start it again (it ended before its container started).")
         return exit_code(lines[0] if lines else "")
 
     def stop(self, run_id, *, step="run"):

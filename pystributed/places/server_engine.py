@@ -13,7 +13,7 @@ import time
 from pystributed import context, docker
 from pystributed.engine import Engine
 from pystributed.errors import StepError
-from pystributed.jobs import CANCELLED, FAILED, RETRYING, RUNNING, STARTING, SUCCEEDED
+from pystributed.jobs import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, STARTING, SUCCEEDED
 
 INTERRUPTED = 130  # a cell's exit code after SIGINT (a cancel, or an interrupt of ours)
 STOPPED = (INTERRUPTED, 137, 143)  # and after docker stop's SIGTERM, then SIGKILL
@@ -51,12 +51,21 @@ class ServerEngine(Engine):
                 worker.start()
 
     def resume(self):
-        """After a detach: a thread for each task that goes on, to put it away and fetch it."""
-        self.workers = [threading.Thread(target=self.put_away, args=(t,), daemon=True)
-                        for t in self.job.tasks if not t.final]
+        """After a detach, or after the process that drove the job ended: a thread for each task that
+        was started, to put it away and fetch it, then to start the next task that waits (MAX_CONCURRENT
+        at a time, those counted); the tasks never started are started."""
+        started = [t for t in self.job.tasks if not t.final and t.index in self.launched]
+        self.queue.extend(t for t in self.job.tasks if not t.final and t.index not in self.launched)
+        spare = max(0, min(self.config.MAX_CONCURRENT or 1, len(started) + len(self.queue)) - len(started))
+        self.workers = [threading.Thread(target=self.resume_one, args=(t,), daemon=True) for t in started]
+        self.workers += [threading.Thread(target=self.work, daemon=True) for _ in range(spare)]
         for worker in self.workers:
             worker.start()
         return self.watch("detach")
+
+    def resume_one(self, task):
+        self.put_away(task)
+        self.work()
 
     def detached(self):
         self.detaching = True  # the workers leave the tasks as they are: they go on without us
@@ -120,7 +129,7 @@ class ServerEngine(Engine):
                 break
             task.set(RETRYING)
         task.set(SUCCEEDED if code == 0 else CANCELLED if self.stopping.is_set() else FAILED)
-        self.fetch_task(task, self.place, self.task_dir(task))
+        self.fetch(task)
 
     def cancelled_elsewhere(self):
         """A task's cell was interrupted (SIGINT) by no interrupt of ours: `cancel` from another
@@ -133,9 +142,15 @@ class ServerEngine(Engine):
 
     def put_away(self, task):
         """A task started before a detach: wait for it, put it away (tried again while --retries allow),
-        fetch it."""
+        fetch it. One whose container never started (its process ended first) waits again."""
         try:
-            code = self.place.finish(self.task_dir(task), self.task_id(task))
+            code = self.place.finish(self.task_dir(task), self.task_id(task), absent=True)
+            if code is None:
+                with self.lock:
+                    self.launched.discard(task.index)
+                    self.queue.appendleft(task)
+                task.set(QUEUED, attempts=max(0, task.attempts - 1), started=None)
+                return
             while code not in (0, INTERRUPTED) and task.attempts <= self.job.retries and not self.stopping.is_set():
                 task.set(RETRYING, exit_code=code)
                 self.launch(task)
@@ -147,15 +162,22 @@ class ServerEngine(Engine):
             return
         state = SUCCEEDED if code == 0 else CANCELLED if code == INTERRUPTED else FAILED
         task.set(state, exit_code=code, ended=time.time(), node=self.place.name)
-        self.fetch_task(task, self.place, self.task_dir(task))
+        self.fetch(task)
+
+    def fetch(self, task):
+        """The task's folder, here; a task whose folder did not come fails. Whether it came."""
+        if self.fetch_task(task, self.place, self.task_dir(task)):
+            return True
+        self.not_fetched(task, self.task_dir(task), self.place.name)
+        return False
 
     def wait(self):
         while any(w.is_alive() for w in self.workers):
-            self.display.update(self.job)
+            self.tick()
             time.sleep(0.5)
         for worker in self.workers:
             worker.join()
-        self.display.update(self.job)
+        self.tick()
         if self.errors:
             raise self.errors[0]
 
@@ -181,7 +203,8 @@ class ServerEngine(Engine):
             # with a code of its own.
             ended[task.index] = SUCCEEDED if code == 0 else CANCELLED if code is None or code in STOPPED else FAILED
             task.set(ended[task.index], exit_code=code, ended=time.time())
-            self.fetch_task(task, self.place, self.task_dir(task))
+            if not self.fetch(task):
+                ended[task.index] = CANCELLED if ended[task.index] == CANCELLED else FAILED
         for task in self.job.tasks:
             if not task.final or task in started and task.status != ended.get(task.index, SUCCEEDED):
                 task.set(ended.get(task.index, CANCELLED))

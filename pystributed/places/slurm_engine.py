@@ -153,7 +153,7 @@ class SlurmEngine(Engine):
     def wait(self):
         while True:
             self.look()
-            self.display.update(self.job)
+            self.tick()
             if all(t.final for t in self.job.tasks) and not self.busy:
                 break
             self.pause = self.next_pause()

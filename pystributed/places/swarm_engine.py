@@ -192,7 +192,7 @@ class SwarmEngine(Engine):
     def wait(self):
         while True:
             exists = self.look()
-            self.display.update(self.job)
+            self.tick()
             if all(t.final for t in self.job.tasks) and not self.busy:
                 break
             if not exists:  # removed by `cancel` elsewhere
@@ -224,6 +224,9 @@ class SwarmEngine(Engine):
         used = {t.node_id for t in self.job.tasks if t.node_id}
         spare = [self.place.node(n) for n in self.reachable() if n not in used]
         self.place.each(spare, lambda node: self.place.at(node).call("rmdir_run", self.job.remote_dir, step="fetch"))
+
+    def place_of(self, task):
+        return self.place.at(task.node_id) if task.node_id and task.node_id not in self.lost else None
 
     def cancel(self):
         """Remove the jobs (Swarm interrupts each task's cell: SIGINT), wait until no container of

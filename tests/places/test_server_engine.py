@@ -9,6 +9,7 @@ import pytest
 from fakes import tar_of
 
 from pystributed import config, jobs, progress
+from pystributed.errors import StepError
 from pystributed.places import ssh
 from pystributed.places.server_engine import ServerEngine
 
@@ -169,12 +170,17 @@ def test_cancel_leaves_a_task_that_had_failed_by_itself_failed(cfg, programs):
     assert job.statuses == ["failed", "cancelled"] and job.tasks[0].error.startswith("ValueError: bad")
 
 
-def test_a_task_state_is_saved_each_time_it_changes(cfg):
-    job = job_of(1).bind(cfg)
-    job.tasks[0].set(jobs.RUNNING, node="gpu-box")
-    assert saved(cfg)["tasks"][0]["status"] == "running"
-    job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
-    assert saved(cfg)["tasks"][0]["status"] == "succeeded" and saved(cfg)["tasks"][0]["exit_code"] == 0
+def test_the_record_is_saved_once_per_flush_whatever_the_tasks_that_changed(cfg, monkeypatch):
+    job = job_of(3).bind(cfg)
+    job.save()
+    writes = []
+    monkeypatch.setattr(jobs.record, "write_atomically", lambda path, text: writes.append(text))
+    for task in job.tasks:
+        task.set(jobs.RUNNING, node="gpu-box")
+    assert writes == []
+    job.flush()
+    job.flush()  # nothing changed since
+    assert len(writes) == 1 and [t["status"] for t in json.loads(writes[0])["tasks"]] == ["running"] * 3
 
 
 def test_an_interrupt_while_attached_leaves_the_tasks_going_without_a_thread_traceback(cfg, programs):
@@ -208,3 +214,71 @@ def test_attach_tries_a_failed_task_again_while_retries_allow(cfg, programs):
     expect_fetch(programs, 0, 0)
     engine.put_away(job.tasks[0])
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
+
+
+def expect_fetch_fails(programs, index):
+    programs.expect("server", "fetch", f"{FOLDER}/{index}", "", code=255, stderr="Connection reset by peer\n")
+
+
+def test_a_task_whose_results_did_not_come_back_fails_and_is_fetched_again_later(cfg, programs):
+    job = job_of(1)
+    engine = engine_of(cfg, job)
+    expect_folder(programs, 0)
+    expect_start(programs, 0)
+    expect_finish(programs, 0, 0)
+    expect_fetch_fails(programs, 0)
+    engine.go(detach=False, on_interrupt="stop")
+    assert job.statuses == ["failed"] and not job.ok and job.status == "failed"
+    error = job.tasks[0].error
+    assert "its results could not be fetched" in error and "Connection reset by peer" in error
+    assert f"{FOLDER}/0 on gpu-box" in error and f"fetch {SWEEP}" in error
+    # Later, `fetch` copies it: the task is as its state says.
+    again = jobs.load(cfg, SWEEP)
+    expect_fetch(programs, 0, 0)
+    ServerEngine(cfg, ssh.Ssh(cfg), again, quiet=True).fetch_now()
+    assert again.statuses == ["succeeded"] and again.ok and again.tasks[0].fetched
+
+
+def test_fetch_copies_what_ended_and_waits_for_nothing(cfg, programs):
+    job = job_of(2, statuses={0: jobs.FAILED, 1: jobs.RUNNING})
+    job.tasks[0].node = job.tasks[1].node = "gpu-box"
+    job.bind(cfg).save()
+    expect_fetch(programs, 0, 1, log=TRACEBACK)  # no finish (a wait) for task 1, which goes on
+    ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True).fetch_now()
+    assert job.statuses == ["failed", "running"] and job.tasks[0].fetched
+    assert job.tasks[0].error.startswith("ValueError: bad")
+
+
+def test_attach_after_the_driving_process_died_starts_the_tasks_that_waited(cfg, programs):
+    """The process running a sweep of 4, one at a time, was killed: task 0 had ended, task 1 ran, 2 and 3
+    waited. An attach from a new process puts task 1 away, then runs 2 and 3 (it used to fail them)."""
+    job = job_of(4, statuses={0: jobs.SUCCEEDED, 1: jobs.RUNNING})
+    job.tasks[0].fetched = True
+    job.tasks[1].attempts = 1
+    job.bind(cfg).save()
+    again = jobs.load(cfg, SWEEP)
+    assert again.claim()
+    expect_finish(programs, 1, 0)
+    expect_fetch(programs, 1, 0)
+    for index in (2, 3):
+        expect_one_attempt(programs, index, 0)
+    ServerEngine(cfg, ssh.Ssh(cfg), again, quiet=True).resume()
+    assert again.statuses == ["succeeded"] * 4 and again.status == "succeeded"
+    assert [t.attempts for t in again.tasks[1:]] == [1, 1, 1]
+
+
+def test_a_task_whose_container_never_started_is_started_on_attach(cfg, programs):
+    """Its process ended between marking it starting and `docker run`: no container, no state."""
+    job = job_of(1, statuses={0: jobs.STARTING})
+    job.tasks[0].attempts = 1
+    engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
+    programs.expect("server", "finish", f"{FOLDER}/0", f"{SWEEP}-0", "false", ..., out="absent\n")
+    expect_one_attempt(programs, 0, 0)
+    engine.resume()
+    assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 1
+
+
+def test_a_run_whose_container_never_started_says_so(cfg, programs):
+    programs.expect("server", "finish", f"{FOLDER}/0", f"{SWEEP}-0", "false", ..., out="absent\n")
+    with pytest.raises(StepError, match="no container pystributed-.* on gpu-box, and no state .* never started"):
+        ssh.Ssh(cfg).finish(f"{FOLDER}/0", f"{SWEEP}-0")
