@@ -86,6 +86,7 @@ def test_the_sweep_record_is_saved_as_tasks_change(sandbox, tmp_path, monkeypatc
     """Another process sees what this one saw: the record follows each task's state."""
     monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "1")
     (tmp_path / "hold.py").write_text(HOLD)
+    started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=3,3", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = set()
@@ -98,3 +99,36 @@ def test_the_sweep_record_is_saved_as_tasks_change(sandbox, tmp_path, monkeypatc
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert ("running", "queued") in seen and ("succeeded", "running") in seen, seen
+
+
+def test_a_sweep_whose_process_was_killed_is_finished_by_attach_and_two_attaches_start_nothing_twice(
+        sandbox, tmp_path, monkeypatch):
+    """A sweep of 4 on one server, 1 at a time; the process running it is killed (a kernel that died)
+    while tasks wait. Two attaches from new processes, at once: one drives (puts away the task that
+    ran, starts the 2 that waited), the other shows it; every task ran once, all 4 folders land."""
+    monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "1")
+    (tmp_path / "hold.py").write_text(HOLD)
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=0,3,1,1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # killed once task 1 runs (task 0 ended, 2 and 3 wait)
+        found = list((tmp_path / "results" / ".sweeps").glob("sweep-*.json"))
+        record = json.loads(found[0].read_text()) if found else {"tasks": []}
+        if [t["status"] for t in record["tasks"]][:2] == ["succeeded", "running"]:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.communicate()
+    sweep_id = found[0].stem
+    attaches = [subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [a.communicate(timeout=180) for a in attaches]
+    assert [a.returncode for a in attaches] == [0, 0], outs
+    folder = tmp_path / "results" / sweep_id
+    assert [(folder / str(i) / "done.txt").read_text() for i in range(4)] == ["0", "3", "1", "1"]
+    tasks = json.loads((folder / "sweep.json").read_text())["tasks"]
+    assert [t["status"] for t in tasks] == ["succeeded"] * 4 and [t["attempts"] for t in tasks] == [1] * 4
+    for index in range(4):
+        events = sandbox.container_events("remote", f"{sweep_id}-{index}", started)
+        assert events.count("start") == 1, (index, events)
