@@ -38,7 +38,7 @@ from pystributed.places import place_for
 # from the command line (a fresh process), with no change within 1.1x; a one-line change pushes
 # little; copy-back as fast as by hand; a sweep within 1.5x its ideal, and a larger one no worse a task.
 TARGETS = {"change": 1.3, "cli": 1.5, "same": 1.1, "push_bytes": 64 * 1024, "copy": 1.0, "sweep": 1.5,
-           "sweep_per_task": 1.0}
+           "sweep_per_task": 1.0, "look": 0.5}
 CELL = ("import os\n"
         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'answer.txt'), 'w').write('{n}\\n')\n")
 
@@ -53,12 +53,13 @@ def parse_args(argv=None):
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
     parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
-                        choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm"],
+                        choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm", "look"],
                         help="what to time (default: runs copy import): runs and reruns with their floor, copy-back, "
                              "import; many: --many runs started at once against one run alone; sweep: on the swarm "
                              "rig (scripts/sandbox.sh start --swarm), 36 and 120 tasks of 1 s on its 6 GPUs against "
                              "one run; "
-                             "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs")
+                             "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs; look: an "
+                             "engine's look that changes every task of a 2,000-task job, its record saved")
     parser.add_argument("--many", type=int, default=24, metavar="N",
                         help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
@@ -370,6 +371,8 @@ def measure(bench, args, workspace):
         checks += measure_sweep(bench, args, workspace, "swarm")
     if "sweep-slurm" in args.parts:
         checks += measure_sweep(bench, args, workspace, "slurm")
+    if "look" in args.parts:
+        checks += measure_look(args, workspace)
     print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
@@ -612,6 +615,30 @@ def measure_import(bench, args):
         values = [float(sh(sys.executable, "-c", f"{code}; print(time.perf_counter() - t)",
                            env={**bench.env, "PYTHONPATH": str(ROOT)}, text=True)) for _ in range(args.repeat)]
         print(f"  {label:62} {median(values) * 1000:5.0f} ms")
+
+
+def measure_look(args, workspace, n=2000):
+    """An engine's look that changes all N tasks (their states set from the look's threads' side, as
+    the engines do), then the record saved (Job.flush), as once per look; the figure is one look."""
+    from pystributed import config as configs
+    from pystributed import jobs
+
+    cfg = configs.load(environ={}, REMOTE_SERVER="bench", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="bench",
+                       LOCAL_RESULTS_DIR=str(workspace / "look"))
+    job = jobs.Job(jobs.new_sweep_id(), [jobs.Task(i, {"lr": i / n, "seed": i}) for i in range(n)]).bind(cfg)
+    job.save()
+    took = []
+    for look in range(args.repeat):
+        state = (jobs.RUNNING, jobs.SUCCEEDED)[look % 2]
+        start = time.perf_counter()
+        for task in job.tasks:
+            task.set(state, node=f"node{task.index % 8}", started=time.time())
+        job.flush()
+        took.append(time.perf_counter() - start)
+    figure = median(took)
+    print(f"\nan engine's look that changes {n} tasks, its record saved: {figure:.3f}s (target < "
+          f"{TARGETS['look']}s)")
+    return [(f"a look over {n} changed tasks < {TARGETS['look']}s", figure < TARGETS["look"], f"{figure:.3f}s")]
 
 
 if __name__ == "__main__":
