@@ -46,8 +46,8 @@ def _parser():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def run_id(sub):
-        sub.add_argument("run_id", metavar="RUN", type=_run_id,
-                         help="the run id, e.g. 20261125-101502-3fa9c1")
+        sub.add_argument("run_id", metavar="RUN", type=_run_id, help="the run id, e.g. "
+                         "20261125-101502-3fa9c1")
 
     for name, help, description in [
         ("run", "build, push, run remotely and fetch the results",

@@ -26,8 +26,8 @@ def run_options(func):
                                 "or free: one GPU of the server's that no process uses"),
         argument("--detach", action="store_true",
                  help="start the run and return at once; follow it later with runner.attach(RUN_ID)"),
-        argument("--out", metavar="NAMES",
-                 help="variables to bring back into the notebook, e.g. result,model"),
+        argument("--out", metavar="NAMES", help="variables to bring back into the notebook, e.g. "
+                 "result,model"),
         argument("--in", dest="inputs", metavar="NAMES", help="notebook variables to send into "
                                                               "the run, e.g. x,y"),
         argument("--no-deps", action="store_true",
