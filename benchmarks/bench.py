@@ -49,17 +49,18 @@ def parse_args(argv=None):
         description="Time cold runs, reruns and copy-back on the sandbox (scripts/sandbox.sh start) "
                     "against the bare docker/ssh/scp commands, and print PASS or MISS per target.")
     parser.add_argument("--repeat", type=int, default=3, metavar="N",
-                        help="timings per figure; the median is shown (default: 3, about 3 minutes on 2 cores)")
+                        help="timings per figure; the median is shown (default: 3, about 3 "
+                             "minutes on 2 cores)")
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
     parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
                         choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm", "look"],
-                        help="what to time (default: runs copy import): runs and reruns with their floor, copy-back, "
-                             "import; many: --many runs started at once against one run alone; sweep: on the swarm "
-                             "rig (scripts/sandbox.sh start --swarm), 36 and 120 tasks of 1 s on its 6 GPUs against "
-                             "one run; "
-                             "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs; look: an "
-                             "engine's look that changes every task of a 2,000-task job, its record saved")
+                        help="what to time (default: runs copy import): runs and reruns with their floor, "
+                             "copy-back, import; many: --many runs started at once against one run alone; "
+                             "sweep: on the swarm rig (scripts/sandbox.sh start --swarm), 36 and 120 tasks "
+                             "of 1 s on its 6 GPUs against one run; "
+                             "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs; look: "
+                             "an engine's look that changes every task of a 2,000-task job, its record saved")
     parser.add_argument("--many", type=int, default=24, metavar="N",
                         help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
@@ -82,7 +83,8 @@ def use_sandbox():
     script = ROOT / "scripts" / "sandbox.sh"
     if subprocess.run([script, "status"], capture_output=True, check=False).returncode:
         sys.exit("error: the sandbox is not running: start it with `scripts/sandbox.sh start` (as root)")
-    for line in subprocess.run([script, "env"], capture_output=True, text=True, check=True).stdout.splitlines():
+    for line in subprocess.run([script, "env"], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         os.environ[name] = shlex.split(value)[0]
 
@@ -115,7 +117,8 @@ class Bench:
     def config(self, transport):
         registry = self.registry if transport == "registry" else ""
         return configuration.load(
-            None, self.env, DOCKER_IMAGE_NAME=self.args.image_name, DOCKER_REGISTRY=registry, TRANSPORT=transport,
+            None, self.env, DOCKER_IMAGE_NAME=self.args.image_name, DOCKER_REGISTRY=registry,
+            TRANSPORT=transport,
             REQUIREMENTS="deps/requirements.txt", LOCAL_RESULTS_DIR="results")
 
     def edit_cell(self):
@@ -151,7 +154,8 @@ class Bench:
         env = {**self.env, "PYTHONPATH": str(ROOT), "PYSTRIBUTED_DOCKER_IMAGE_NAME": self.args.image_name,
                "PYSTRIBUTED_DOCKER_REGISTRY": config.DOCKER_REGISTRY, "PYSTRIBUTED_TRANSPORT": transport,
                "PYSTRIBUTED_REQUIREMENTS": config.REQUIREMENTS, "PYSTRIBUTED_LOCAL_RESULTS_DIR": "results"}
-        took = timed(lambda: sh(sys.executable, "-m", "pystributed", "run", "--quiet", "user_code.py", env=env))
+        took = timed(lambda: sh(sys.executable, "-m", "pystributed", "run", "--quiet", "user_code.py",
+                                env=env))
         newest = max(Path("results").glob("*/run.json"), key=lambda path: path.parent.name)
         result = json.loads(newest.read_text())
         self.images["remote"].add(result["image"])
@@ -171,8 +175,10 @@ class Bench:
             (folder / str(index) / "cell.py").write_text(CELL.format(n=f"{self.cells} {index}"))
         start = time.perf_counter()
         for index in range(count):
-            procs.append(subprocess.Popen([sys.executable, "-m", "pystributed", "run", "cell.py"], cwd=folder / str(index),
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            procs.append(subprocess.Popen([sys.executable, "-m", "pystributed", "run", "cell.py"],
+                                          cwd=folder / str(index),
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          text=True))
         errors = [proc.communicate()[1] for proc in procs]
         took = time.perf_counter() - start
         for record in folder.glob("*/results/*/run.json"):
@@ -180,7 +186,8 @@ class Bench:
             self.images["local"].add(result["image"])
             self.images["remote"].add(result["image"])
             self.remote_dirs.add(result["remote_dir"])
-        failed = [f"run {i}: {err.strip()}" for i, (proc, err) in enumerate(zip(procs, errors)) if proc.returncode]
+        failed = [f"run {i}: "
+                  f"{err.strip()}" for i, (proc, err) in enumerate(zip(procs, errors)) if proc.returncode]
         if failed:
             raise SystemExit(f"{len(failed)} of {count} runs failed:\n" + "\n".join(failed))
         return took
@@ -342,8 +349,8 @@ def main(argv=None):
           "Our runs: pipeline.run() in this process, as runner.main() in a notebook. By hand: the floor is "
           "`ssh HOST docker run --rm IMAGE python -c pass` plus copying the run's folder back (the faster of "
           "`scp -r` and `ssh HOST tar -cf - | tar -xf -`); a cold run by hand is `docker build - <context`, "
-          "`docker push`, `ssh HOST docker pull` (registry) or `ssh HOST docker build - <context` (remote-build), "
-          "then the floor.", flush=True)
+          "`docker push`, `ssh HOST docker pull` (registry) or `ssh HOST docker build - <context` "
+          "(remote-build), then the floor.", flush=True)
     try:
         report = measure(bench, args, workspace)
     finally:
@@ -407,15 +414,17 @@ def measure_runs(bench, args, workspace, transport):
         t["floor_run"].append(bench.floor_run(changed.image))
         t["scp"].append(bench.copy_scp(changed.remote_dir, workspace / f"floor-scp-{transport}-{i}"))
         t["tar"].append(bench.copy_tar(changed.remote_dir, workspace / f"floor-tar-{transport}-{i}"))
-        print(f"  {transport} round {i + 1}/{args.repeat}: cold {t['cold'][-1]:.2f}s (by hand {t['hand'][-1]:.2f}s), "
-              f"change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, change from the CLI "
-              f"{t['cli'][-1]:.2f}s, floor "
+        print(f"  {transport} round {i + 1}/{args.repeat}: cold {t['cold'][-1]:.2f}s (by hand "
+              f"{t['hand'][-1]:.2f}s), change {t['change'][-1]:.2f}s, no change {t['same'][-1]:.2f}s, change "
+              f"from the CLI {t['cli'][-1]:.2f}s, floor "
               f"{t['floor_run'][-1] + min(t['scp'][-1], t['tar'][-1]):.2f}s", flush=True)
     m = {key: median(values) for key, values in t.items()}
     copy_by = "scp -r" if m["scp"] <= m["tar"] else "ssh tar"
     floor = m["floor_run"] + min(m["scp"], m["tar"])
-    print(ROW.format(f"{transport}: floor: ssh HOST docker run --rm IMAGE python -c pass", m["floor_run"], "", "", ""))
-    print(ROW.format(f"{transport}: floor: copy the run folder back ({copy_by})", min(m["scp"], m["tar"]), "", "", ""))
+    print(ROW.format(f"{transport}: floor: ssh HOST docker run --rm IMAGE python -c pass", m["floor_run"], "",
+                     "", ""))
+    print(ROW.format(f"{transport}: floor: copy the run folder back ({copy_by})", min(m["scp"], m["tar"]), "",
+                     "", ""))
     print(ROW.format(f"{transport}: floor: both", floor, "", "", ""))
     print(ROW.format(f"{transport}: cold run (new requirements)", m["cold"], f"{m['hand']:.2f}s",
                      f"{m['cold'] / m['hand']:.2f}x", "(by hand: build, push, pull, floor)"))
@@ -433,20 +442,21 @@ def measure_runs(bench, args, workspace, transport):
         ok = total <= TARGETS["push_bytes"]
         checks.append(("a one-line change pushes at most 64 KiB", ok, f"{total / 1024:.1f} KiB"))
         print(f"{transport}: bytes pushed for a one-line change, read from the registry (new tag vs. the one "
-              f"before): {total:,} B = new layers {layers:,} + config {config_size:,} + manifest {manifest_size:,}"
-              f"   <= 64 KiB {'PASS' if ok else 'MISS'}")
+              f"before): {total:,} B = new layers {layers:,} + config {config_size:,} + manifest "
+              f"{manifest_size:,}   <= 64 KiB {'PASS' if ok else 'MISS'}")
     return checks
 
 
 def measure_copy(bench, args, workspace):
     small, big = bench.make_copy_folders()
-    print("\ncopy-back of a folder on the server; pystributed = its fetch step (tar stream, checked extraction, "
-          "atomic landing, run.json), in a run (on the run's connection) and alone (opening its own, as each "
-          "command typed by hand does):")
+    print("\ncopy-back of a folder on the server; pystributed = its fetch step (tar stream, checked "
+          "extraction, atomic landing, run.json), in a run (on the run's connection) and alone (opening its "
+          "own, as each command typed by hand does):")
     checks = []
     ways = [("run", bench.copy_ours), ("alone", functools.partial(bench.copy_ours, own_connection=True)),
             ("scp", bench.copy_scp), ("tar", bench.copy_tar)]
-    for label, folder in ((f"{args.small_files} files of 1 kB", small), (f"one file of {args.big_mb} MB", big)):
+    for label, folder in ((f"{args.small_files} files of 1 kB", small),
+                          (f"one file of {args.big_mb} MB", big)):
         t = {name: [] for name, _ in ways}
         for i in range(args.repeat):
             for name, copy in ways[i % len(ways):] + ways[:i % len(ways)]:  # each goes first in turn
@@ -458,26 +468,29 @@ def measure_copy(bench, args, workspace):
         best = min(m["scp"], m["tar"])
         ratio = m["run"] / best
         ok = ratio <= TARGETS["copy"]
-        checks.append((f"copy-back of {label} in a run at least as fast as scp -r and ssh tar", ok, f"{ratio:.2f}x"))
-        print(f"  {label:20} in a run {m['run']:5.2f}s  alone {m['alone']:5.2f}s  {bench.scp_label} {m['scp']:5.2f}s  "
-              f"ssh … tar | tar {m['tar']:5.2f}s  ratio to the faster: in a run {ratio:.2f}x "
-              f"{'PASS' if ok else 'MISS'}, alone {m['alone'] / best:.2f}x")
+        checks.append((f"copy-back of {label} in a run at least as fast as scp -r and ssh tar", ok,
+                       f"{ratio:.2f}x"))
+        print(f"  {label:20} in a run {m['run']:5.2f}s  alone {m['alone']:5.2f}s  {bench.scp_label} "
+              f"{m['scp']:5.2f}s  ssh … tar | tar {m['tar']:5.2f}s  ratio to the faster: in a run "
+              f"{ratio:.2f}x {'PASS' if ok else 'MISS'}, alone {m['alone'] / best:.2f}x")
     return checks
 
 
 def measure_many(bench, args, workspace):
     """Runs started together from separate processes (several kernels, a loop in a shell) against one
     run alone, each a `python -m pystributed run` of its own new cell (built, pushed, pulled)."""
-    print(f"\n{args.many} runs started at once against one run alone; each is `python -m pystributed run` in a "
-          "process and folder of its own, with a cell of its own (a new top layer to build, push and pull):")
+    print(f"\n{args.many} runs started at once against one run alone; each is `python -m pystributed run` in "
+          "a process and folder of its own, with a cell of its own (a new top layer to build, "
+          "push and pull):")
     one, many = [], []
     for i in range(args.repeat):
         one.append(bench.cli_runs(workspace / f"one-{i}", 1))
         many.append(bench.cli_runs(workspace / f"many-{i}", args.many))
-        print(f"  round {i + 1}/{args.repeat}: one run {one[-1]:.2f}s, {args.many} at once {many[-1]:.2f}s", flush=True)
+        print(f"  round {i + 1}/{args.repeat}: one run {one[-1]:.2f}s, {args.many} at once {many[-1]:.2f}s",
+              flush=True)
     ratio = median(many) / median(one)
-    print(f"  one run {median(one):.2f}s, {args.many} at once {median(many):.2f}s (all succeeded): {ratio:.1f}x one "
-          f"run's time for {args.many}x the runs, {median(many) / args.many:.2f}s a run")
+    print(f"  one run {median(one):.2f}s, {args.many} at once {median(many):.2f}s (all succeeded): "
+          f"{ratio:.1f}x one run's time for {args.many}x the runs, {median(many) / args.many:.2f}s a run")
 
 
 SWEEP_CELL = "import time\n# round {n}\ntime.sleep(1)\n"
@@ -499,7 +512,8 @@ def measure_sweep(bench, args, workspace, rig):
 
     script = ROOT / "scripts" / "sandbox.sh"
     if subprocess.run([script, "status", f"--{rig}"], capture_output=True, check=False).returncode:
-        sys.exit(f"error: the {rig} rig is not running: start it with `scripts/sandbox.sh start --{rig}` (as root)")
+        sys.exit(f"error: the {rig} rig is not running: start it with `scripts/sandbox.sh start "
+                 f"--{rig}` (as root)")
     env = {**bench.env}
     for line in subprocess.run([script, "env", f"--{rig}"], capture_output=True, text=True,
                                check=True).stdout.splitlines():
@@ -517,7 +531,8 @@ def measure_sweep(bench, args, workspace, rig):
     def sweep(i, n, per=1):
         Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-sweep-{n}-{per}"))
         started = time.perf_counter()
-        result = sweeping.run(dataclasses.replace(config, TASKS_PER_CONTAINER=per), params=[{"x": k} for k in range(n)],
+        result = sweeping.run(dataclasses.replace(config, TASKS_PER_CONTAINER=per),
+                              params=[{"x": k} for k in range(n)],
                               quiet=True)
         took = time.perf_counter() - started
         made.append(result.image)
@@ -526,8 +541,9 @@ def measure_sweep(bench, args, workspace, rig):
         return took, result
 
     try:
-        print(f"\nsweep on the {rig} rig ({RIG_GPUS[rig]} fake GPUs): {SWEEP_TASKS} and {SWEEP_MANY} tasks of 1 s of "
-              "work against one run of the same cell (each a new cell: each builds, pushes and pulls one new layer):")
+        print(f"\nsweep on the {rig} rig ({RIG_GPUS[rig]} fake GPUs): {SWEEP_TASKS} and {SWEEP_MANY} tasks "
+              "of 1 s of work against one run of the same cell (each a new cell: each builds, pushes and "
+              "pulls one new layer):")
         for i in range(args.repeat + 1):  # the first round warms the nodes (the base image), untimed
             Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-one"))
             started = time.perf_counter()
@@ -536,13 +552,15 @@ def measure_sweep(bench, args, workspace, rig):
             made.append(one.image)
             took_alone, result = sweep(i, SWEEP_TASKS)
             if i == 0:
-                print(f"  warm-up: one run {took_one:.2f}s, sweep of {SWEEP_TASKS} {took_alone:.2f}s", flush=True)
+                print(f"  warm-up: one run {took_one:.2f}s, sweep of {SWEEP_TASKS} {took_alone:.2f}s",
+                      flush=True)
                 continue
             took, _ = sweep(i, SWEEP_TASKS, -(-SWEEP_TASKS // RIG_GPUS[rig]))
             took_many, _ = sweep(i, SWEEP_MANY, -(-SWEEP_MANY // RIG_GPUS[rig]))
             spans = {}
             for task in result.tasks:
-                spans.setdefault((task.node, task.gpu), []).append((task.started, task.ended))  # a GPU is a node's
+                # a GPU is a node's
+                spans.setdefault((task.node, task.gpu), []).append((task.started, task.ended))
             gaps = [b[0] - a[1] for runs in spans.values() for a, b in zip(sorted(runs), sorted(runs)[1:])]
             rounds["one"].append(took_one)
             rounds["alone"].append(took_alone)
@@ -550,8 +568,9 @@ def measure_sweep(bench, args, workspace, rig):
             rounds[SWEEP_MANY].append(took_many)
             rounds["gap"].append(median(gaps) if gaps else 0.0)
             print(f"  round {i}/{args.repeat}: one run {took_one:.2f}s; {SWEEP_TASKS} tasks a container each "
-                  f"{took_alone:.2f}s (a freed GPU waited {rounds['gap'][-1]:.2f}s, median, for the next task); one "
-                  f"container a GPU: {SWEEP_TASKS} tasks {took:.2f}s, {SWEEP_MANY} {took_many:.2f}s", flush=True)
+                  f"{took_alone:.2f}s (a freed GPU waited {rounds['gap'][-1]:.2f}s, median, for the next "
+                  f"task); one container a GPU: {SWEEP_TASKS} tasks {took:.2f}s, {SWEEP_MANY} "
+                  f"{took_many:.2f}s", flush=True)
     finally:
         os.chdir(here)
         forget_sweep_runs(rig, env, made, project)
@@ -568,31 +587,38 @@ def measure_sweep(bench, args, workspace, rig):
     per_ratio = per_task_many / per_task
     ok_many = per_ratio <= TARGETS["sweep_per_task"]
     print(ROW.format(f"sweep: one run of 1 s on the {rig} rig", one, "", "", ""))
-    print(ROW.format(f"sweep: {SWEEP_TASKS} tasks of 1 s on {gpus} GPUs, a container a task", alone, f"{ideal:.2f}s",
+    print(ROW.format(f"sweep: {SWEEP_TASKS} tasks of 1 s on {gpus} GPUs, a container a task", alone,
+                     f"{ideal:.2f}s",
                      f"{alone / ideal:.2f}x", "(TASKS_PER_CONTAINER = 1, the default)"))
-    print(ROW.format(f"sweep: {SWEEP_TASKS} tasks of 1 s on {gpus} GPUs, a container a GPU", swept, f"{ideal:.2f}s",
-                     f"{ratio:.2f}x", f"<= {TARGETS['sweep']}x {'PASS' if ok else 'MISS'} (ideal: {waves} waves + one "
-                     f"run's overhead; TASKS_PER_CONTAINER = {-(-SWEEP_TASKS // gpus)})"))
+    print(ROW.format(f"sweep: {SWEEP_TASKS} tasks of 1 s on {gpus} GPUs, a container a GPU", swept,
+                     f"{ideal:.2f}s",
+                     f"{ratio:.2f}x", f"<= {TARGETS['sweep']}x {'PASS' if ok else 'MISS'} (ideal: {waves} "
+                     f"waves + one run's overhead; TASKS_PER_CONTAINER = {-(-SWEEP_TASKS // gpus)})"))
     print(ROW.format(f"sweep: {SWEEP_MANY} tasks of 1 s on {gpus} GPUs, a container a GPU", many, "", "",
                      f"(TASKS_PER_CONTAINER = {-(-SWEEP_MANY // gpus)})"))
-    print(f"  a task beyond one run's overhead: {per_task_many:.3f}s of {SWEEP_MANY} against {per_task:.3f}s of "
-          f"{SWEEP_TASKS} (ideal {1.0 / gpus:.3f}s): {per_ratio:.2f}x <= {TARGETS['sweep_per_task']}x "
+    print(f"  a task beyond one run's overhead: {per_task_many:.3f}s of {SWEEP_MANY} against {per_task:.3f}s "
+          f"of {SWEEP_TASKS} (ideal {1.0 / gpus:.3f}s): {per_ratio:.2f}x <= {TARGETS['sweep_per_task']}x "
           f"{'PASS' if ok_many else 'MISS'}; the whole sweep a task: {many / SWEEP_MANY:.3f}s against "
           f"{swept / SWEEP_TASKS:.3f}s")
-    print(f"  the scheduler's part, a container a task: a GPU freed by a task waited {median(rounds['gap']):.2f}s "
-          f"(median) for the next one (then the container's start); the {SWEEP_TASKS}-task sweep's overhead beyond "
-          f"{waves} waves: {alone - 1.0 * waves:.2f}s a container a task, {swept - 1.0 * waves:.2f}s a container a GPU")
-    label = f"{rig}: a {SWEEP_TASKS}-task sweep of 1 s tasks on {gpus} GPUs within {TARGETS['sweep']}x of {waves} waves"
+    print("  the scheduler's part, a container a task: a GPU freed by a task waited "
+          f"{median(rounds['gap']):.2f}s (median) for the next one (then the container's start); the "
+          f"{SWEEP_TASKS}-task sweep's overhead beyond {waves} waves: {alone - 1.0 * waves:.2f}s a container "
+          f"a task, {swept - 1.0 * waves:.2f}s a container a GPU")
+    label = (f"{rig}: a {SWEEP_TASKS}-task sweep of 1 s tasks on {gpus} GPUs within {TARGETS['sweep']}x "
+             f"of {waves} waves")
     return [(f"{label} + one run's overhead (a container a GPU)", ok, f"{ratio:.2f}x"),
-            (f"{rig}: {SWEEP_MANY} tasks of 1 s no worse a task than {SWEEP_TASKS} (beyond one run's overhead)",
+            ((f"{rig}: {SWEEP_MANY} tasks of 1 s no worse a task than {SWEEP_TASKS} (beyond one "
+             "run's overhead)"),
              ok_many, f"{per_ratio:.2f}x")]
 
 
 def forget_sweep_runs(rig, env, made, project):
     """The rig's copies of the benchmark's images and its run folders there."""
     if rig == "swarm":
-        engines = [f"unix://{env.get('PYSTRIBUTED_SANDBOX_SWARM_DIR')}/node{node}/docker.sock" for node in (1, 2, 3)]
-        homes = [Path(env.get("PYSTRIBUTED_SANDBOX_SWARM_DIR", "/nonexistent")) / f"node{n}" / "home" for n in (1, 2, 3)]
+        engines = ([f"unix://{env.get('PYSTRIBUTED_SANDBOX_SWARM_DIR')}/node{node}/docker.sock"
+                    for node in (1, 2, 3)])
+        homes = [Path(env.get("PYSTRIBUTED_SANDBOX_SWARM_DIR",
+                              "/nonexistent")) / f"node{n}" / "home" for n in (1, 2, 3)]
     else:  # the nodes run their containers on the sandbox's remote engine; the login user's home is shared
         engines = [env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]]
         homes = [Path(os.path.expanduser("~pystributed-slurm"))]
@@ -613,7 +639,8 @@ def measure_import(bench, args):
                         ("import pystributed.cli (python -m pystributed)",
                          "import time; t = time.perf_counter(); import pystributed.cli")):
         values = [float(sh(sys.executable, "-c", f"{code}; print(time.perf_counter() - t)",
-                           env={**bench.env, "PYTHONPATH": str(ROOT)}, text=True)) for _ in range(args.repeat)]
+                           env={**bench.env, "PYTHONPATH": str(ROOT)},
+                           text=True)) for _ in range(args.repeat)]
         print(f"  {label:62} {median(values) * 1000:5.0f} ms")
 
 
@@ -623,7 +650,8 @@ def measure_look(args, workspace, n=2000):
     from pystributed import config as configs
     from pystributed import jobs
 
-    cfg = configs.load(environ={}, REMOTE_SERVER="bench", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="bench",
+    cfg = configs.load(environ={}, REMOTE_SERVER="bench", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="bench",
                        LOCAL_RESULTS_DIR=str(workspace / "look"))
     job = jobs.Job(jobs.new_sweep_id(), [jobs.Task(i, {"lr": i / n, "seed": i}) for i in range(n)]).bind(cfg)
     job.save()
@@ -638,7 +666,8 @@ def measure_look(args, workspace, n=2000):
     figure = median(took)
     print(f"\nan engine's look that changes {n} tasks, its record saved: {figure:.3f}s (target < "
           f"{TARGETS['look']}s)")
-    return [(f"a look over {n} changed tasks < {TARGETS['look']}s", figure < TARGETS["look"], f"{figure:.3f}s")]
+    label = f"a look over {n} changed tasks < {TARGETS['look']}s"
+    return [(label, figure < TARGETS["look"], f"{figure:.3f}s")]
 
 
 if __name__ == "__main__":

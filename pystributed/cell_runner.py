@@ -95,7 +95,8 @@ def main(argv):
     module.__file__, module.__builtins__ = path, builtins
     sys.modules["__main__"] = module
     sys.argv = [path] + argv[2:]
-    sys.path[0] = os.path.dirname(path)  # the cell imports the notebook folder's modules, as `python cell.py` would
+    # the cell imports the notebook folder's modules, as `python cell.py` would
+    sys.path[0] = os.path.dirname(path)
     # Tracebacks show the cell's own lines, not the saved file's (which starts with the definitions).
     linecache.cache[path] = (len(cell), None, cell.splitlines(True), path)
     linecache.cache[EARLIER] = (len(head), None, head.splitlines(True), EARLIER)
@@ -137,11 +138,12 @@ def load_inputs(pickles, namespace, *, strict, sender=None):
         except Exception as e:  # noqa: BLE001 (user objects raise anything)
             if strict:
                 sender = sender or {}
-                problem = load_problem(e, data, made=("in the notebook", sender.get("python"), sender.get("modules")),
+                problem = load_problem(e, data,
+                                       made=("in the notebook", sender.get("python"), sender.get("modules")),
                                        here="in the image")
-                raise RuntimeError(f"--in {name} could not be unpickled in the image ({problem}). Install what it "
-                                   "needs in the image (REQUIREMENTS), in the notebook's version, or send what it "
-                                   "is made from instead") from None
+                raise RuntimeError(f"--in {name} could not be unpickled in the image ({problem}). Install "
+                                   "what it needs in the image (REQUIREMENTS), in the notebook's version, or "
+                                   "send what it is made from instead") from None
             failed[name] = data
     return failed
 
@@ -169,7 +171,8 @@ def modules_of(data, limit=None):
             del last[:-2]
     except Exception:  # noqa: BLE001, S110 (a truncated pickle: what was read so far)
         pass
-    return [m for m in dict.fromkeys(found) if m not in ("builtins", "__builtin__", "copyreg", "copy_reg", "_codecs")]
+    return [m for m in dict.fromkeys(found) if m not in ("builtins", "__builtin__", "copyreg", "copy_reg",
+                                                         "_codecs")]
 
 
 def versions(pickles):
@@ -200,7 +203,8 @@ def load_problem(error, data, *, made, here):
     text = f"{type(error).__name__}: {error}"
     if needs:
         text += f"; it needs module{'s' if len(needs) > 1 else ''} {', '.join(needs)}"
-    text += f"; pickled {where} by Python {python or 'unknown'}" + (f" with {', '.join(theirs)}" if theirs else "")
+    text += f"; pickled {where} by Python {python or 'unknown'}" + (f" with {', '.join(theirs)}"
+                                                                    if theirs else "")
     text += f", loaded {here} by Python {sys.version_info[0]}.{sys.version_info[1]}"
     return text + (f" with {', '.join(ours)}" if ours else "")
 

@@ -34,7 +34,8 @@ class Host:
     @property
     def advertised(self):
         """The GPUs its daemon advertises to Swarm (node-generic-resources)."""
-        return [(r.get("NamedResourceSpec") or {}).get("Value") for r in self.info.get("GenericResources") or []
+        return [(r.get("NamedResourceSpec") or {}).get("Value")
+                for r in self.info.get("GenericResources") or []
                 if (r.get("NamedResourceSpec") or {}).get("Kind") == swarm_service.GPU]
 
     def advice(self):
@@ -50,25 +51,27 @@ class Host:
         settings = {}
         if sorted(uuids) != sorted(self.advertised) and uuids:
             settings["node-generic-resources"] = [f"{swarm_service.GPU}={uuid}" for uuid in uuids]
-            lines.append(f"- node-generic-resources: Swarm counts only the GPUs a daemon advertises (it advertises "
-                         f"{len(self.advertised)}: {', '.join(self.advertised) or 'none'}; nvidia-smi lists "
-                         f"{len(uuids)}); each task asks for GPUS_PER_TASK of them and gets their UUIDs.")
+            lines.append("- node-generic-resources: Swarm counts only the GPUs a daemon advertises (it "
+                         f"advertises {len(self.advertised)}: {', '.join(self.advertised) or 'none'}; "
+                         f"nvidia-smi lists {len(uuids)}); each task asks for GPUS_PER_TASK of them and "
+                         "gets their UUIDs.")
         if self.info.get("DefaultRuntime") != "nvidia":
             if "nvidia" not in runtimes:
                 settings["runtimes"] = {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}}
             settings["default-runtime"] = "nvidia"
             lines.append(f"- default-runtime nvidia (now {self.info.get('DefaultRuntime', '?')}"
-                         f"{'' if 'nvidia' in runtimes else ', and no nvidia runtime'}): a service cannot ask for "
-                         "`--gpus`, so the NVIDIA Container Toolkit's runtime must be the default for a task's "
-                         "container to see a GPU at all (install the toolkit: `nvidia-ctk runtime configure "
-                         "--runtime=docker --set-as-default`).")
-            lines.append(f"- in {TOOLKIT_CONFIG}, the line `swarm-resource = \"DOCKER_RESOURCE_GPU\"` (uncomment it): "
-                         "the runtime then gives each container exactly the GPUs Swarm assigned to its task.")
+                         f"{'' if 'nvidia' in runtimes else ', and no nvidia runtime'}): a service cannot "
+                         "ask for `--gpus`, so the NVIDIA Container Toolkit's runtime must be the default "
+                         "for a task's container to see a GPU at all (install the toolkit: `nvidia-ctk "
+                         "runtime configure --runtime=docker --set-as-default`).")
+            lines.append(f"- in {TOOLKIT_CONFIG}, the line `swarm-resource = \"DOCKER_RESOURCE_GPU\"` "
+                         "(uncomment it): the runtime then gives each container exactly the GPUs Swarm "
+                         "assigned to its task.")
         if not settings:
             return ""
         shown = json.dumps(settings, indent=2).replace("\n", "\n    ")
-        return (f"{DAEMON_JSON} on {self.name} needs (merged with what is there; then `sudo systemctl restart "
-                f"docker`):\n    {shown}\n  " + "\n  ".join(lines))
+        return (f"{DAEMON_JSON} on {self.name} needs (merged with what is there; then `sudo systemctl "
+                f"restart docker`):\n    {shown}\n  " + "\n  ".join(lines))
 
 
 def _host(place):
@@ -110,14 +113,15 @@ def init(config, hosts, *, default_addr_pool=None, say=print):
             first.docker(args, step="connect", hint=f"`docker swarm init` failed on {manager.name}.")
             say(f"{manager.name}: swarm initialised, a manager ({' '.join(args[1:])})")
         elif not manager.swarm.get("ControlAvailable"):
-            raise PystributedError(f"{manager.name} is a worker of a swarm already: name one of its managers first "
-                                   f"(or `docker swarm leave` on {manager.name})")
+            raise PystributedError(f"{manager.name} is a worker of a swarm already: name one of its managers "
+                                   f"first (or `docker swarm leave` on {manager.name})")
         else:
             say(f"{manager.name}: a manager of its swarm already")
         manager = found[0] = _host(first)
         token = first.docker(["docker", "swarm", "join-token", "--quiet", "worker"], step="connect").strip()
         manager_address = manager.swarm.get("NodeAddr") or manager.address
-        members = {n.id for n in swarm_service.parse_nodes(first.call("swarm_nodes", step="connect").splitlines())}
+        members = {n.id for n in
+                   swarm_service.parse_nodes(first.call("swarm_nodes", step="connect").splitlines())}
         for i, (host, place) in enumerate(zip(found[1:], places[1:]), 1):
             state = host.swarm.get("LocalNodeState")
             if state == "active" and host.swarm.get("NodeID") in members:
@@ -128,20 +132,23 @@ def init(config, hosts, *, default_addr_pool=None, say=print):
             args = ["docker", "swarm", "join", "--token", token,
                     *(["--advertise-addr", host.address] if host.address else []), f"{manager_address}:2377"]
             place.docker(args, step="connect", hint=(
-                f"`docker swarm join` failed on {host.name}: can it reach {manager_address} on TCP 2377 (and 7946)?"))
+                f"`docker swarm join` failed on {host.name}: can it reach {manager_address} on TCP "
+                "2377 (and 7946)?"))
             found[i] = _host(place)
             say(f"{host.name}: joined as a worker")
         for host in found:
             node = host.swarm.get("NodeID")
             if node:
-                first.docker(["docker", "node", "update", "--label-add", f"{swarm_service.SSH_LABEL}={host.name}", node],
+                first.docker(["docker", "node", "update", "--label-add",
+                              f"{swarm_service.SSH_LABEL}={host.name}", node],
                              step="connect")
     for host in found:
         gpus = ", ".join(uuid for _, uuid in host.gpus) or "none"
         say(f"\n{host.name} ({host.address or 'address unknown'}): GPUs {gpus}; Swarm counts "
             f"{len(host.advertised)}")
         advice = host.advice()
-        say(f"  {advice}" if advice else "  ready: Swarm counts its GPUs, and the nvidia runtime is the default")
+        say(f"  {advice}" if advice else "  ready: Swarm counts its GPUs, and the nvidia runtime "
+                                         "is the default")
     say(f"\nUse it with CLUSTER = \"swarm\" and REMOTE_SERVER = {hosts[0]!r}.")
     return found
 

@@ -50,12 +50,14 @@ class Config:
     CLUSTER: str = ""
     GPUS_PER_TASK: int = 1
     MAX_CONCURRENT: int | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
-    TASKS_PER_CONTAINER: int = 1  # a cluster's sweep: tasks run one after another in one container (short tasks)
+    # a cluster's sweep: tasks run one after another in one container (short tasks)
+    TASKS_PER_CONTAINER: int = 1
     # CLUSTER = "slurm" (places/slurm.py): sbatch's options of the site (partition, account, QoS, time), and
     # how the nodes run containers ("" = found on the login node).
     SLURM_ARGS: list[str] = dataclasses.field(default_factory=list)
     SLURM_CONTAINERS: str = ""
-    NODES: int = 1  # CLUSTER = "slurm": a run's cell once per node, in one allocation (MASTER_ADDR, RANK, ...)
+    # CLUSTER = "slurm": a run's cell once per node, in one allocation (MASTER_ADDR, RANK, ...)
+    NODES: int = 1
 
     @property
     def is_local(self):
@@ -78,7 +80,8 @@ _DICT_KEYS = {"ENV", "REMOTE_DATA"}
 _NUMBER_KEYS = {"CONTEXT_WARN_MB"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTIONAL_KEYS = {"REQUIREMENTS"}
-_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER"}  # whole numbers (MAX_CONCURRENT also None)
+# whole numbers (MAX_CONCURRENT also None)
+_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER"}
 _AT_LEAST_1 = ("MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER")
 CLUSTERS = ("", "swarm", "slurm")
 SWARM, SLURM = "swarm", "slurm"
@@ -158,8 +161,8 @@ def _from_string(key, value):
         words = shlex.split(value)
         bad = [word for word in words if "=" not in word]
         if bad:
-            raise ConfigError(f"$PYSTRIBUTED_{key} must be NAME=VALUE words, e.g. PYSTRIBUTED_{key}=\"A=1 B='two "
-                              f"words'\", not {bad[0]!r}")
+            raise ConfigError(f"$PYSTRIBUTED_{key} must be NAME=VALUE words, e.g. PYSTRIBUTED_{key}=\"A=1 "
+                              f"B='two words'\", not {bad[0]!r}")
         return dict(word.partition("=")[::2] for word in words)
     if key in _OPTIONAL_KEYS | {"MAX_CONCURRENT"} and value == "":
         return None
@@ -183,7 +186,8 @@ def _check_type(key, value, where):
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         expected = "a list of strings"
     elif key in _DICT_KEYS:
-        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                             for k, v in value.items())
         expected = "a dict of strings to strings"
     elif key in _NUMBER_KEYS:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
@@ -216,12 +220,14 @@ def _check_values(config, source):
         refuse("DOCKER_REGISTRY", "is empty: the server pulls the image from a registry both machines reach "
                "(or set TRANSPORT = 'remote-build' to build on the server)")
     if not _IMAGE_NAME.fullmatch(config.DOCKER_IMAGE_NAME):
-        refuse("DOCKER_IMAGE_NAME", "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
+        refuse("DOCKER_IMAGE_NAME",
+               "is not a valid image name: lowercase letters, digits, '.', '_', '-', '/'")
     if not config.BASE_IMAGE or config.BASE_IMAGE.startswith("-") or _has_space_or_control(config.BASE_IMAGE):
         refuse("BASE_IMAGE", "is not an image reference such as python:3.11-slim")
     for name in [*config.ENV, *config.SECRETS]:
         if not _ENV_NAME.fullmatch(name):
-            refuse("ENV" if name in config.ENV else "SECRETS", f"holds {name!r}, which is not a variable name")
+            refuse("ENV" if name in config.ENV else "SECRETS",
+                   f"holds {name!r}, which is not a variable name")
     if config.CLUSTER not in CLUSTERS:
         refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages), \"slurm\" (a Slurm "
                "cluster whose login node is REMOTE_SERVER) or \"\" (one server)")
@@ -230,23 +236,26 @@ def _check_values(config, source):
         if config.is_local:
             refuse("REMOTE_SERVER", f"is 'local', but CLUSTER = {config.CLUSTER!r} needs {to} to ssh to")
         if config.TRANSPORT != "registry":
-            refuse("TRANSPORT", f"must be 'registry' with CLUSTER = {config.CLUSTER!r}: every node pulls the image "
-                                "from it")
+            refuse("TRANSPORT", f"must be 'registry' with CLUSTER = {config.CLUSTER!r}: every node pulls the "
+                                "image from it")
         if config.DATA:
-            refuse("DATA", f"is synced to one server, and CLUSTER = {config.CLUSTER!r} runs on many: put the data on "
-                           "every node and mount it with REMOTE_DATA")
+            refuse("DATA", f"is synced to one server, and CLUSTER = {config.CLUSTER!r} runs on many: put the "
+                           "data on every node and mount it with REMOTE_DATA")
     if config.SLURM_CONTAINERS not in SLURM_ROUTES:
-        refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on the login node)")
+        refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on "
+                                   "the login node)")
     if config.NODES > 1 and config.CLUSTER != SLURM:
-        refuse("NODES", "runs the cell over several nodes in one Slurm allocation: only with CLUSTER = \"slurm\" "
-                        f"(here CLUSTER = {config.CLUSTER!r}); on one server or a swarm a run is one container")
+        refuse("NODES", "runs the cell over several nodes in one Slurm allocation: only with CLUSTER = "
+                        f"\"slurm\" (here CLUSTER = {config.CLUSTER!r}); on one server or a swarm a run "
+                        "is one container")
     if config.TASKS_PER_CONTAINER > 1 and not config.is_cluster:
-        refuse("TASKS_PER_CONTAINER", "runs a sweep's short tasks one after another in one container of a cluster "
-                                      "(CLUSTER = \"swarm\" or \"slurm\"); on one server each task is a container")
+        refuse("TASKS_PER_CONTAINER", "runs a sweep's short tasks one after another in one container of a "
+                                      "cluster (CLUSTER = \"swarm\" or \"slurm\"); on one server each task "
+                                      "is a container")
     for word in config.SLURM_ARGS:
         if word.split("=", 1)[0] in SLURM_OURS:
-            refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the GPUs, "
-                                 "MAX_CONCURRENT limits a sweep's tasks at once, NODES asks for nodes)")
+            refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the "
+                                 "GPUs, MAX_CONCURRENT limits a sweep's tasks at once, NODES asks for nodes)")
         if "\n" in word or "\0" in word:
             refuse("SLURM_ARGS", "holds a word with a newline")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:

@@ -18,7 +18,8 @@ from pystributed.errors import PystributedError
 
 RESULTS_IN_CONTAINER = "/results"
 APP_DIR = "/app"
-RUNNER_DIR = "/pystributed"  # cell_runner.py (its own layer), and the run's settings and --in pickles (the cell's)
+# cell_runner.py (its own layer), and the run's settings and --in pickles (the cell's)
+RUNNER_DIR = "/pystributed"
 RUNNER = Path(__file__).with_name("cell_runner.py")
 _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
@@ -65,10 +66,10 @@ def dockerfile(base_image, entry_point, requirements_name=None):
 def python_check(base_image):
     """A build step that stops the build, before anything is pushed, when the base image has no
     Python: it names the image and what to do. Docker's layer cache runs it once per base image."""
-    message = (f"pystributed: BASE_IMAGE {base_image} has neither python3 nor python on its PATH, and the cell "
-               "runs with Python. Use a base image with Python (e.g. python:3.12-slim, pytorch/pytorch, or a "
-               "CUDA image with Python), or install Python in it (Debian, Ubuntu: apt-get install -y python3; "
-               "Alpine: apk add python3; RHEL, Fedora: dnf install -y python3).")
+    message = (f"pystributed: BASE_IMAGE {base_image} has neither python3 nor python on its PATH, and the "
+               "cell runs with Python. Use a base image with Python (e.g. python:3.12-slim, pytorch/pytorch, "
+               "or a CUDA image with Python), or install Python in it (Debian, Ubuntu: apt-get install -y "
+               "python3; Alpine: apk add python3; RHEL, Fedora: dnf install -y python3).")
     return f"RUN ({FIND_PYTHON}) >/dev/null || {{ echo {shlex.quote(message)} >&2; exit 1; }}"
 
 
@@ -87,7 +88,8 @@ class Packed(NamedTuple):
     cell: str  # of the cell layer's part of the context
 
 
-def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(), runner_files=None):
+def write(file, *, context_dir, code_path, source, base_image, requirements=None, excludes=(),
+          runner_files=None):
     """Write the build context for the cell `source`, saved at `code_path`, to the binary `file`;
     return its hashes (Packed). Times are left out, so the same content gives the same hash.
     `runner_files` ({name: bytes}) go next to cell_runner.py (the --in pickles)."""

@@ -56,7 +56,8 @@ def platform_of(machine):
 
 def repo_refs(ref):
     """The image's tags, then its digests in registries it was pushed to (or pulled from)."""
-    argv = ["docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", ref]
+    argv = ["docker", "image", "inspect", "--format",
+            "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", ref]
     return util.output(argv).split()
 
 
@@ -75,7 +76,8 @@ def pushed(image, refs):
 def python_version(ref):
     """Prints the image's Python major.minor (without the network, whatever its entry point): its
     python3, else its python, as the image's CMD runs it (context.RUN_PYTHON)."""
-    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", context.RUN_PYTHON, "sh",
+    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", context.RUN_PYTHON,
+            "sh",
             "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
 
 
@@ -147,8 +149,10 @@ def containers_of_service(service, *, running=False):
 
 
 def unplaceable(service):
-    """A new version of the service that no node can take: Swarm stops its tasks (see swarm.remove_service)."""
-    return ["docker", "service", "update", "--detach", "--constraint-add", "node.labels.pystributed.cancelled==true",
+    """A new version of the service that no node can take: Swarm stops its tasks (see
+    swarm.remove_service)."""
+    return ["docker", "service", "update", "--detach", "--constraint-add",
+            "node.labels.pystributed.cancelled==true",
             service]
 
 

@@ -92,7 +92,8 @@ class Pattern:
             try:
                 self.regex = re.compile(_python_regex(go_regex), re.ASCII)
             except re.error as e:
-                raise PystributedError(f".dockerignore: {text!r} is not a pattern Docker can use ({e})") from None
+                raise PystributedError(f".dockerignore: {text!r} is not a pattern "
+                                       f"Docker can use ({e})") from None
 
     def match(self, path):
         if self.kind == "exact":
@@ -122,7 +123,8 @@ class Matcher:
             exclusion = text[0] == "!"
             if exclusion:
                 if len(text) == 1:
-                    raise PystributedError('.dockerignore: a "!" alone is not a pattern (Docker refuses it too)')
+                    raise PystributedError('.dockerignore: a "!" alone is not a pattern (Docker '
+                                           'refuses it too)')
                 text = text[1:]
             self.patterns.append(Pattern(text, exclusion))
         self.exceptions = [p for p in self.patterns if p.exclusion]

@@ -44,7 +44,8 @@ class RemoteCellError(PystributedError):
 EXIT_HINTS = {
     125: "Docker could not start the container: check DOCKER_RUN_ARGS and the image.",
     126: "The entry point could not be executed: check that the image runs `python3` (or `python`).",
-    127: "The entry point was not found: BASE_IMAGE must provide `sh`, and `python3` or `python` on its PATH.",
+    127: "The entry point was not found: BASE_IMAGE must provide `sh`, and `python3` or "
+         "`python` on its PATH.",
     137: "The container was killed (SIGKILL), most likely for running out of memory.",
 }
 
@@ -55,7 +56,8 @@ def remote_cell_error(result, stderr, output, *, entry, code_path):
     # (A Slurm job's output is one stream, its stderr in output.log with the rest.)
     remote_type, remote_message, trace = parse_traceback(stderr if "Traceback (most" in stderr else output)
     trace = trace.replace(f'File "/app/{entry}"', f'File "{code_path}"')
-    head = f"{remote_type}: {remote_message}" if remote_type else f"the cell failed with exit code {result.exit_code}"
+    head = (f"{remote_type}: {remote_message}" if remote_type
+            else f"the cell failed with exit code {result.exit_code}")
     lines = [head, f"(run {result.run_id} on {result.server}, exit code {result.exit_code})"]
     if result.exit_code in EXIT_HINTS:
         lines.append(EXIT_HINTS[result.exit_code])

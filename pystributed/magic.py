@@ -26,19 +26,25 @@ def run_options(func):
                                 "or free: one GPU of the server's that no process uses"),
         argument("--detach", action="store_true",
                  help="start the run and return at once; follow it later with runner.attach(RUN_ID)"),
-        argument("--out", metavar="NAMES", help="variables to bring back into the notebook, e.g. result,model"),
-        argument("--in", dest="inputs", metavar="NAMES", help="notebook variables to send into the run, e.g. x,y"),
+        argument("--out", metavar="NAMES", help="variables to bring back into the notebook, e.g. "
+                 "result,model"),
+        argument("--in", dest="inputs", metavar="NAMES", help="notebook variables to send into "
+                                                              "the run, e.g. x,y"),
         argument("--no-deps", action="store_true",
                  help="do not bring along the definitions this cell uses from earlier cells"),
         argument("--cache", action="store_true",
-                 help="reuse an earlier run of the same code, inputs, image and data, without running it again"),
+                 help="reuse an earlier run of the same code, inputs, image and data, without "
+                      "running it again"),
         argument("--sweep", action="append", metavar="NAME=V1,V2",
                  help="run the cell once per value (per combination, with several --sweep), NAME a variable "
-                      "defined before the cell; %%%%save_for_remote --sweep NAME only declares it, for runner.sweep()"),
-        argument("--retries", type=int, default=0, metavar="N", help="a sweep's failed task runs again, N times at most"),
+                      "defined before the cell; %%%%save_for_remote --sweep NAME only declares it, for "
+                      "runner.sweep()"),
+        argument("--retries", type=int, default=0, metavar="N", help="a sweep's failed task runs again, "
+                                                                     "N times at most"),
         argument("--follow", type=int, metavar="INDEX", help="a sweep: show this task's output live"),
-        argument("--nodes", type=int, metavar="N", help="CLUSTER = 'slurm': run the cell once per node on N nodes "
-                                                        "(MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE set)"),
+        argument("--nodes", type=int, metavar="N", help="CLUSTER = 'slurm': run the cell once per node on N "
+                                                        "nodes (MASTER_ADDR, MASTER_PORT, RANK, "
+                                                        "WORLD_SIZE set)"),
     ]):
         func = decorator(func)
     return func
@@ -85,7 +91,8 @@ class RemoteMagics(Magics):
         save(script, base.USER_CODE_PATH)
         options = overrides(args, base)
         # Saved like %%save_for_remote: a later runner.main() reruns this cell, not an older one.
-        _saved[os.path.abspath(base.USER_CODE_PATH)] = (script, {k: v for k, v in options.items() if k != "detach"})
+        _saved[os.path.abspath(base.USER_CODE_PATH)] = (script,
+                                                        {k: v for k, v in options.items() if k != "detach"})
         detach, cache = options.pop("detach", False), options.pop("cache", False)
         exchange = values.Exchange(inputs=options.pop("inputs", None), out=options.pop("out", None),
                                       namespace=self.shell.user_ns)
@@ -120,7 +127,8 @@ def with_earlier_cells(shell, cell, args):
     if args.no_deps or shell is None:
         return cell, []
     given = values.names(args.inputs, "--in")
-    given += [spec.partition("=")[0].strip() for spec in getattr(args, "sweep", None) or []]  # a sweep's parameters
+    # a sweep's parameters
+    given += [spec.partition("=")[0].strip() for spec in getattr(args, "sweep", None) or []]
     return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 
@@ -244,7 +252,8 @@ def _chain_custom_exc(ip):
             # The exception is shown as it would be without any handler.
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         finally:
-            if shell.custom_exceptions == ():  # it failed, and IPython unregistered it, ours with it: not ours
+            # it failed, and IPython unregistered it, ours with it: not ours
+            if shell.custom_exceptions == ():
                 _handlers.pop(shell, None)
                 _chain_custom_exc(shell)
 

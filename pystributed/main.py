@@ -12,7 +12,8 @@ from pystributed.features import values
 from pystributed.magic import register as _register
 
 
-def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_interrupt=None, out=None, inputs=None,
+def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_interrupt=None, out=None,
+         inputs=None,
          cache=None, nodes=None, **overrides):
     """Run the saved cell remotely and return a RunResult (run_id, exit_code, local_path, files).
 
@@ -30,7 +31,8 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
     source, saved = magic.saved(code_path)
     detach = saved.pop("detach", False) or detach
     # The saved run options are taken out whether or not an argument overrides them: they are no config keys.
-    saved_inputs, saved_out, saved_cache = saved.pop("inputs", None), saved.pop("out", None), saved.pop("cache", False)
+    saved_inputs, saved_out, saved_cache = (saved.pop("inputs", None), saved.pop("out", None),
+                                            saved.pop("cache", False))
     exchange = values.Exchange(inputs=saved_inputs if inputs is None else inputs,
                                out=saved_out if out is None else out, namespace=_namespace())
     cache = saved_cache if cache is None else cache
@@ -38,7 +40,8 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
         overrides["NODES"] = nodes
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
-                          on_interrupt=on_interrupt, features=features.for_run(config, exchange=exchange, cache=cache))
+                          on_interrupt=on_interrupt,
+                          features=features.for_run(config, exchange=exchange, cache=cache))
     if result.value is not None:
         _show(result.value)
     return result
@@ -65,9 +68,9 @@ def sweep(config_path=None, *, params=None, code_path=None, quiet=False, detach=
     inputs = saved.pop("inputs", None) if inputs is None else inputs
     out = saved.pop("out", None) if out is None else out
     config = configuration.load(config_path, **{**saved, **overrides})
-    return sweeping.run(config, params=sweeping.combinations(params, grid), code_path=code_path, source=source,
-                        out=out, inputs=inputs, namespace=_namespace(), retries=retries, detach=detach, quiet=quiet,
-                        follow=follow, on_interrupt=on_interrupt)
+    return sweeping.run(config, params=sweeping.combinations(params, grid), code_path=code_path,
+                        source=source, out=out, inputs=inputs, namespace=_namespace(), retries=retries,
+                        detach=detach, quiet=quiet, follow=follow, on_interrupt=on_interrupt)
 
 
 def submit(config_path=None, **kwargs):
@@ -97,7 +100,8 @@ def status(run_id, config_path=None, **overrides):
 
 
 def logs(run_id, config_path=None, *, follow=False, **overrides):
-    """Print the run's output from its start; with `follow`, until it ends. "SWEEP_ID/INDEX": a sweep's task's."""
+    """Print the run's output from its start; with `follow`, until it ends. "SWEEP_ID/INDEX": a sweep's
+    task's."""
     _after_start(run_id).logs(configuration.load(config_path, **overrides), run_id, follow=follow)
 
 

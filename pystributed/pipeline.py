@@ -116,7 +116,8 @@ def pack(run):
     """Write the build context; its hash names the image."""
     run.hooks("before_pack")
     run.digest, run.lower, run.cell = context.write(
-        run.context, context_dir=".", code_path=run.code_path, source=run.source, base_image=run.config.BASE_IMAGE,
+        run.context, context_dir=".", code_path=run.code_path, source=run.source,
+        base_image=run.config.BASE_IMAGE,
         requirements=run.requirements, excludes=run.excludes, runner_files=run.runner_files)
 
 
@@ -163,7 +164,8 @@ def build(run):
         run.context.seek(0)
         engine(docker.build(image, run.platform), step="build",
                stdin=lambda pipe: shutil.copyfileobj(run.context, pipe, 1 << 20),
-               hint="Is the Docker engine running " + ("on the server" if on_server else "here (`docker info`)")
+               hint="Is the Docker engine running "
+                    + ("on the server" if on_server else "here (`docker info`)")
                     + "? Check BASE_IMAGE and REQUIREMENTS.")
 
 
@@ -179,7 +181,8 @@ def push(run, *, again=False):
             run.result.image_digest = known[0].split("@", 1)[1]
             run.steps.progress("already there")
             return
-        out = docker.here(docker.push(run.result.image), step="push", read=layer_progress(run.steps, "Pushed", "exists"),
+        out = docker.here(docker.push(run.result.image), step="push",
+                          read=layer_progress(run.steps, "Pushed", "exists"),
                           hint=f"Is {config.DOCKER_REGISTRY} up, and are you logged in here "
                                f"(`docker login {config.DOCKER_REGISTRY.split('/')[0]}` on this machine)?")
         digest = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
@@ -228,7 +231,8 @@ def layer_progress(steps, *done_words):
 def start_args(run):
     """docker run's arguments after `docker run`."""
     return docker.run_detached(run.result.image, run_id=run.result.run_id, results_dir=run.result.remote_dir,
-                               user=run.user, env=docker.task_env(run.result.run_id), extra_args=[*run.mounts, *run.config.DOCKER_RUN_ARGS])[2:]
+                               user=run.user, env=docker.task_env(run.result.run_id),
+                               extra_args=[*run.mounts, *run.config.DOCKER_RUN_ARGS])[2:]
 
 
 def start(run):
@@ -236,14 +240,15 @@ def start(run):
     try:
         with run.steps.step("start", run.place.name):
             run.place.start(start_args(run), run.env)
-    except BaseException as e:  # the record says what happened (a container Docker made stays, for list and clean)
+    # the record says what happened (a container Docker made stays, for list and clean)
+    except BaseException as e:
         run.set(State.INTERRUPTED if isinstance(e, KeyboardInterrupt) else State.FAILED)
         raise
     run.set(State.RUNNING)
     run_id = run.result.run_id
     run.steps.say(f"Run {run_id} is running on {run.place.name}. Follow it and fetch its results with "
-                  f"runner.attach({run_id!r}) (or, in a shell, `python -m pystributed logs -f {run_id}`, then "
-                  f"`fetch {run_id}`).\n")
+                  f"runner.attach({run_id!r}) (or, in a shell, `python -m pystributed logs -f {run_id}`, "
+                  f"then `fetch {run_id}`).\n")
     return run.result
 
 
@@ -288,7 +293,8 @@ def stream(run, start):
         stderr_tail.append(text)
         tail.append(text)
 
-    code = run.place.follow(run.result.run_id, live.Unmarked(on_stdout), live.Unmarked(on_stderr), start=start,
+    code = run.place.follow(run.result.run_id, live.Unmarked(on_stdout), live.Unmarked(on_stderr),
+                            start=start,
                             env=run.env)
     out.close()
     err.close()
@@ -304,7 +310,8 @@ def dropped(run, error):
     if error.code != 255 or run.config.is_local:
         return error
     run.set(State.DETACHED)
-    return StepError("run", f"the connection to {run.place.name} dropped (ssh exit code 255)", output=error.output,
+    return StepError("run", f"the connection to {run.place.name} dropped (ssh exit code 255)",
+                     output=error.output,
                      hint=f"The run goes on there. Follow it again and fetch its results with "
                           f"runner.attach({run.result.run_id!r}) once the server is reachable.")
 

@@ -108,7 +108,8 @@ class _Table:
         return f"{took:.1f}s"
 
     def __repr__(self):
-        return " | ".join(f"{_MARKS[r[2]]} {r[0]} {self._took(r)}" + (f" ({r[5] or r[1]})" if r[5] or r[1] else "")
+        return " | ".join(f"{_MARKS[r[2]]} {r[0]} {self._took(r)}" + (f" ({r[5] or r[1]})"
+                                                                      if r[5] or r[1] else "")
                           for r in self.rows) or "starting"
 
     def _repr_html_(self):

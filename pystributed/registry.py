@@ -39,10 +39,13 @@ def _request(method, host, path):
         if e.code == 404:
             return 404, e.headers
         hint = {
-            401: "The registry asks for a login, which clean does not send: delete the tags with the registry's own tools.",
-            405: "The registry does not allow deletes: set `storage: delete: enabled: true` in its configuration.",
+            401: "The registry asks for a login, which clean does not send: delete the tags with the "
+                 "registry's own tools.",
+            405: "The registry does not allow deletes: set `storage: delete: enabled: true` in its "
+                 "configuration.",
         }.get(e.code, "")
-        raise StepError("clean", f"{method} {request.full_url}: HTTP {e.code} {e.reason}", hint=hint) from None
+        raise StepError("clean", f"{method} {request.full_url}: HTTP {e.code} {e.reason}",
+                        hint=hint) from None
     except OSError as e:
         raise StepError("clean", f"{method} {request.full_url}: {e}",
                         hint=f"Is the registry {host} up and reachable from here?") from None

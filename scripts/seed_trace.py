@@ -35,7 +35,8 @@ from pathlib import Path
 
 LIMIT = 600
 # A new cell each time (its first line), so that each run builds, pushes and pulls an image of its own.
-CELL = "# seed trace {}\nimport os\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), 'w').write('42')\n"
+CELL = ("# seed trace {}\nimport os\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), "
+        "'w').write('42')\n")
 
 # Run as `python -c TRACER OUT MODE`: trace this process's package functions, run MODE, write OUT.
 TRACER = r'''
@@ -54,7 +55,8 @@ def lines(frame, event, arg):
 
 def calls(frame, event, arg):
     code = frame.f_code  # a function's frame (CO_NEWLOCALS): not a module's or a class body's
-    if code.co_flags & inspect.CO_NEWLOCALS and os.path.realpath(code.co_filename).startswith(package + os.sep):
+    if (code.co_flags & inspect.CO_NEWLOCALS
+            and os.path.realpath(code.co_filename).startswith(package + os.sep)):
         return lines
     return None
 
@@ -145,7 +147,8 @@ def functions(package, files):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=LIMIT, help=f"exit 1 above this many lines (default {LIMIT})")
+    parser.add_argument("--limit", type=int, default=LIMIT, help="exit 1 above this many lines "
+                                                                 f"(default {LIMIT})")
     parser.add_argument("--lines", action="store_true", help="print every executed line, FILE:LINE: text")
     parser.add_argument("--functions", action="store_true", help="print the lines executed in each function")
     parser.add_argument("--json", action="store_true", help="print the traced lines as JSON")
@@ -176,7 +179,8 @@ def main():
                     print(f"{file}:{line}: {text}")
             print()
         if args.functions:
-            for name, count in sorted(functions(package, files).items(), key=lambda item: (-item[1], item[0])):
+            for name, count in sorted(functions(package, files).items(),
+                                      key=lambda item: (-item[1], item[0])):
                 print(f"{count:5}  {name}")
             print()
         for file, lines in sorted(files.items(), key=lambda item: (-len(item[1]), item[0])):

@@ -20,8 +20,9 @@ def pytest_sessionstart(session):
     from the wheel. PYSTRIBUTED_TEST_CHECKOUT=1 allows it for a quick loop, never in CI."""
     if CHECKOUT in INSTALLED.parents and (os.environ.get("CI") == "true"
                                           or not os.environ.get("PYSTRIBUTED_TEST_CHECKOUT")):
-        pytest.exit(f"pystributed was imported from this checkout ({INSTALLED}), not from an installed wheel: run "
-                    "bash scripts/test.sh (or set PYSTRIBUTED_TEST_CHECKOUT=1 for a quick loop, outside CI)",
+        pytest.exit(f"pystributed was imported from this checkout ({INSTALLED}), not from an installed "
+                    "wheel: run bash scripts/test.sh (or set PYSTRIBUTED_TEST_CHECKOUT=1 for a quick "
+                    "loop, outside CI)",
                     returncode=4)
 
 

@@ -89,7 +89,8 @@ class Programs:
     def run(self, argv, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
         expected, framed = self._take(argv, write_stdin, step, cwd)
         if expected.code:
-            raise util.StepError(step, f"`{argv[0]}` exited with code {expected.code}", output=expected.stderr,
+            raise util.StepError(step, f"`{argv[0]}` exited with code {expected.code}",
+                                 output=expected.stderr,
                                  hint=hint, code=expected.code)
         out = expected.out
         if read_stdout:
@@ -152,8 +153,10 @@ def job_engine(engine_class, place, *, tasks, cluster, folder, retries=0):
     sweep with TOKEN in its environment, its fetches inline."""
     from pystributed import jobs, progress
 
-    job = jobs.Job(folder.rsplit("/", 1)[-1], [jobs.Task(i, {"x": i}) for i in range(tasks)], server=place.name,
-                   cluster=cluster, remote_dir=folder, image="reg:5000/proj:s", user="1000:1000", retries=retries)
+    job = jobs.Job(folder.rsplit("/", 1)[-1], [jobs.Task(i, {"x": i}) for i in range(tasks)],
+                   server=place.name,
+                   cluster=cluster, remote_dir=folder, image="reg:5000/proj:s", user="1000:1000",
+                   retries=retries)
     started = types.SimpleNamespace(steps=progress.steps_for(True), detach=False, env={"TOKEN": "s3cret"})
     engine = engine_class(place.config, place, job, sweep=started)
     engine.fetches = Inline()

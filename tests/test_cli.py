@@ -32,10 +32,12 @@ def test_exit_codes(configured, monkeypatch, capsys):
     monkeypatch.setattr(lifecycle, "status", unreachable)
     assert cli.main(["status", RUN_ID]) == cli.EXIT_UNREACHABLE == 69
     assert capsys.readouterr().err == "error: connect failed: ssh failed\n"
-    monkeypatch.setattr(lifecycle, "wait", lambda config, run_id: lifecycle.RunState(run_id, "exited 3", exit_code=3))
+    monkeypatch.setattr(lifecycle, "wait", lambda config,
+                        run_id: lifecycle.RunState(run_id, "exited 3", exit_code=3))
     assert cli.main(["wait", RUN_ID]) == 3
     assert capsys.readouterr().err == f"{RUN_ID} exited 3\n"
-    monkeypatch.setattr(lifecycle, "wait", lambda config, run_id: lifecycle.RunState(run_id, "exited 300", exit_code=300))
+    monkeypatch.setattr(lifecycle, "wait", lambda config,
+                        run_id: lifecycle.RunState(run_id, "exited 300", exit_code=300))
     assert cli.main(["wait", RUN_ID]) == 255
     monkeypatch.setattr(lifecycle, "wait", lambda config, run_id: lifecycle.RunState(run_id, "no container"))
     assert cli.main(["wait", RUN_ID]) == cli.EXIT_ERROR == 1
@@ -65,7 +67,8 @@ def test_run_and_submit_exit_1_for_any_failed_step(configured, monkeypatch, caps
 
 
 @pytest.mark.parametrize(("error", "unreachable"), [
-    (StepError("status", "x", output="Cannot connect to the Docker daemon at unix:///var/run/docker.sock"), True),
+    (StepError("status", "x", output="Cannot connect to the Docker daemon at unix:///var/run/docker.sock"),
+     True),
     (StepError("status", "x", output="permission denied while trying to connect to the Docker daemon"), True),
     (StepError("logs", "x", code=255), True),
     (StepError("connect", "x"), True),
@@ -100,7 +103,8 @@ def test_run_prints_where_the_results_are(configured, monkeypatch, capsys, tmp_p
     assert capsys.readouterr().out == f"{RUN_ID}: 2 file(s) in {tmp_path}/results/{RUN_ID}\n"
     assert seen["code_path"] == "cell.py" and seen["quiet"] is True
     assert [type(f).__name__ for f in seen["features"]][:2] == ["Checks", "Shm"]  # no DATA here
-    assert not any(type(f).__name__ in ("Exchange", "Cache") for f in seen["features"])  # no --out, no --cache here
+    # no --out, no --cache here
+    assert not any(type(f).__name__ in ("Exchange", "Cache") for f in seen["features"])
 
 
 def test_submit_prints_the_run_id_alone_on_stdout(configured, monkeypatch, capsys):
@@ -117,19 +121,21 @@ def test_submit_prints_the_run_id_alone_on_stdout(configured, monkeypatch, capsy
 def test_a_file_that_is_not_there_is_named(tmp_path, capsys, command):
     (tmp_path / "config.py").write_text("REMOTE_SERVER = 'local'\n")
     assert cli.main([command, "nothere.py"]) == 1
-    assert capsys.readouterr().err == ("error: nothere.py: no such file (FILE is the script to run; without it, "
-                                       "the cell %%save_for_remote saved to USER_CODE_PATH)\n")
+    assert capsys.readouterr().err == ("error: nothere.py: no such file (FILE is the script to run; without "
+                                       "it, the cell %%save_for_remote saved to USER_CODE_PATH)\n")
 
 
 def test_the_run_id_commands(configured, monkeypatch, capsys, tmp_path):
     calls = []
-    monkeypatch.setattr(lifecycle, "logs", lambda config, run_id, follow: calls.append(("logs", run_id, follow)))
+    monkeypatch.setattr(lifecycle, "logs", lambda config, run_id,
+                        follow: calls.append(("logs", run_id, follow)))
     monkeypatch.setattr(lifecycle, "status", lambda config, run_id: lifecycle.RunState(run_id, "running"))
     monkeypatch.setattr(lifecycle, "cancel", lambda config, run_id: lifecycle.RunState(run_id, "cancelled"))
     monkeypatch.setattr(lifecycle, "fetch", lambda config, run_id, quiet: results.RunResult(
         run_id, local_path=tmp_path / run_id, files=["x"]))
     assert cli.main(["logs", "-f", RUN_ID]) == 0 and calls == [("logs", RUN_ID, True)]
-    assert cli.main(["status", RUN_ID]) == 0 and capsys.readouterr().out.startswith(f"{RUN_ID} running\n  started   -")
+    assert cli.main(["status", RUN_ID]) == 0 and capsys.readouterr().out.startswith(f"{RUN_ID} "
+                                                                                    "running\n  started   -")
     assert cli.main(["cancel", RUN_ID]) == 0 and capsys.readouterr().out == f"{RUN_ID} cancelled\n"
     assert cli.main(["fetch", "-q", RUN_ID]) == 0
     assert capsys.readouterr().out == f"{RUN_ID}: 1 file(s) in {tmp_path}/{RUN_ID}\n"
@@ -139,7 +145,8 @@ def test_list_as_json(configured, monkeypatch, capsys):
     monkeypatch.setattr(listing, "list_runs", lambda config: lifecycle.RunTable([lifecycle.RunState(RUN_ID)]))
     assert cli.main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["offline"] == "" and data["runs"][0]["run_id"] == RUN_ID and data["runs"][0]["started"] is None
+    assert (data["offline"] == "" and data["runs"][0]["run_id"] == RUN_ID
+            and data["runs"][0]["started"] is None)
 
 
 class FakePlan:
@@ -179,7 +186,8 @@ def test_clean_only_shows_with_dry_run_or_without_a_terminal(plans, capsys, monk
     assert plans == [None, None]
 
 
-@pytest.mark.parametrize(("answer", "removed"), [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
+@pytest.mark.parametrize(("answer", "removed"),
+                         [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
 def test_clean_asks_in_a_terminal(plans, capsys, monkeypatch, answer, removed):
     class Terminal:
         def isatty(self):
@@ -192,7 +200,8 @@ def test_clean_asks_in_a_terminal(plans, capsys, monkeypatch, answer, removed):
     assert cli.main(["clean"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("the plan\nRemove these? [y/N] ")
-    assert out.endswith("Removed.\n" if removed else "Nothing removed: run again with --yes to remove these.\n")
+    assert out.endswith("Removed.\n" if removed else "Nothing removed: run again with --yes to "
+                                                     "remove these.\n")
 
 
 def test_clean_with_nothing_to_remove_shows_the_plan(configured, monkeypatch, capsys):
@@ -209,22 +218,27 @@ def test_clean_refuses_a_bad_age(configured, capsys):
 def test_help():
     out = subprocess.run([sys.executable, "-m", "pystributed", "run", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    assert "usage: python -m pystributed run [-h] [-q] [--nodes N] [FILE]" in out and "69   the server or its Docker" in out
+    assert ("usage: python -m pystributed run [-h] [-q] [--nodes N] [FILE]" in out and "69   the "
+                                                                                       "server or its "
+                                                                                       "Docker" in out)
 
 
 def test_a_config_error_exits_1(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], check=False, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], check=False, capture_output=True,
+                          text=True,
                           cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: REMOTE_SERVER is not set in config.py")
 
 
-def test_sweep_tasks_per_container_sets_the_key_and_is_refused_off_a_cluster(configured, monkeypatch, capsys, tmp_path):
+def test_sweep_tasks_per_container_sets_the_key_and_is_refused_off_a_cluster(configured, monkeypatch, capsys,
+                                                                             tmp_path):
     from pystributed import sweep
 
     (tmp_path / "cell.py").write_text("print(x)\n")
     seen = []
-    monkeypatch.setattr(sweep, "run", lambda config, **kw: seen.append(config.TASKS_PER_CONTAINER) or jobs.Job("s", []))
+    monkeypatch.setattr(sweep, "run", lambda config,
+                        **kw: seen.append(config.TASKS_PER_CONTAINER) or jobs.Job("s", []))
     args = ["sweep", "cell.py", "--param", "x=1,2", "--tasks-per-container", "2", "--detach"]
     assert cli.main(args) == 1
     assert "TASKS_PER_CONTAINER" in capsys.readouterr().err and seen == []
@@ -235,7 +249,8 @@ def test_sweep_tasks_per_container_sets_the_key_and_is_refused_off_a_cluster(con
 def test_run_nodes_sets_nodes_and_is_refused_off_slurm(configured, monkeypatch, capsys, tmp_path):
     (tmp_path / "cell.py").write_text("print(1)\n")
     seen = []
-    monkeypatch.setattr(pipeline, "run", lambda config, **kw: seen.append(config.NODES) or results.RunResult(RUN_ID))
+    monkeypatch.setattr(pipeline, "run", lambda config,
+                        **kw: seen.append(config.NODES) or results.RunResult(RUN_ID))
     assert cli.main(["run", "cell.py", "--nodes", "2"]) == 1
     assert "NODES = 2" in capsys.readouterr().err and seen == []
     monkeypatch.setenv("PYSTRIBUTED_CLUSTER", "slurm")

@@ -14,7 +14,8 @@ def test_a_host_with_gpus_that_swarm_does_not_count_is_told_what_to_add_and_why(
     host = cluster.Host("gpu1", gpus=[(0, GPU_A), (1, GPU_B)], nvidia_smi="ok",
                         info={"DefaultRuntime": "runc", "Runtimes": {"runc": {}}})
     advice = host.advice()
-    settings = json.loads(advice.split("needs (merged with what is there; then `sudo systemctl restart docker`):")[1]
+    settings = json.loads(advice.split("needs (merged with what is there; then `sudo systemctl "
+                                       "restart docker`):")[1]
                           .split("\n  - ")[0])
     assert settings == {"node-generic-resources": [f"gpu={GPU_A}", f"gpu={GPU_B}"],
                         "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}},
@@ -25,7 +26,8 @@ def test_a_host_with_gpus_that_swarm_does_not_count_is_told_what_to_add_and_why(
 
 def test_a_ready_host_and_one_without_gpus():
     ready = cluster.Host("gpu1", gpus=[(0, GPU_A)], nvidia_smi="ok",
-                         info={"DefaultRuntime": "nvidia", "Runtimes": {"nvidia": {}}, "GenericResources": advertised(GPU_A)})
+                         info={"DefaultRuntime": "nvidia", "Runtimes": {"nvidia": {}},
+                               "GenericResources": advertised(GPU_A)})
     assert ready.advice() == "" and ready.advertised == [GPU_A]
     cpu = cluster.Host("cpu1", info={"DefaultRuntime": "runc"})
     assert cpu.advice().startswith("no GPU (no nvidia-smi there): tasks that ask for GPUs")
@@ -34,8 +36,9 @@ def test_a_ready_host_and_one_without_gpus():
 def test_what_a_host_says_of_itself(programs):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu1", TRANSPORT="remote-build")
     info = {"Swarm": {"LocalNodeState": "inactive"}, "DefaultRuntime": "runc"}
-    programs.expect("server", "cluster_node", out=(f"@@pystributed@@ address\n10.0.0.5\n@@pystributed@@ info\n"
-                                                   f"{json.dumps(info)}\n@@pystributed@@ gpus\n0, {GPU_A}\n"))
+    programs.expect("server", "cluster_node", out=("@@pystributed@@ address\n10.0.0.5\n@@pystributed@@ "
+                                                   f"info\n{json.dumps(info)}\n@@pystributed@@ "
+                                                   f"gpus\n0, {GPU_A}\n"))
     host = cluster._host(cluster.ssh.Ssh(cfg))
     assert (host.name, host.address, host.gpus, host.nvidia_smi) == ("gpu1", "10.0.0.5", [(0, GPU_A)], "ok")
     assert host.swarm == {"LocalNodeState": "inactive"}

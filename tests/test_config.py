@@ -36,7 +36,8 @@ def test_pystributed_config_names_another_file(tmp_path):
 
 
 def test_environment_overrides_the_file_and_splits_lists(tmp_path):
-    path = write(tmp_path, "REMOTE_SERVER = 'gpu'\nDOCKER_REGISTRY = 'r'\nDOCKER_RUN_ARGS = ['--gpus', 'all']\n")
+    path = write(tmp_path, "REMOTE_SERVER = 'gpu'\nDOCKER_REGISTRY = 'r'\nDOCKER_RUN_ARGS = "
+                           "['--gpus', 'all']\n")
     cfg = config.load(path, environ={
         "PYSTRIBUTED_REMOTE_SERVER": "other",
         "PYSTRIBUTED_DOCKER_RUN_ARGS": "--shm-size 8g --env 'A=b c'",
@@ -68,12 +69,14 @@ def test_misspelt_key_suggests_the_right_one(tmp_path):
 
 
 def test_misspelt_environment_variable_suggests_too():
-    with pytest.raises(ConfigError, match=r"REMOTE_SEVRER in \$PYSTRIBUTED_REMOTE_SEVRER: did you mean REMOTE_SERVER"):
+    with pytest.raises(ConfigError, match=r"REMOTE_SEVRER in \$PYSTRIBUTED_REMOTE_SEVRER: did you "
+                                          r"mean REMOTE_SERVER"):
         config.load(environ={"PYSTRIBUTED_REMOTE_SEVRER": "x"})
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ("DOCKER_RUN_ARGS = '--gpus all'", "DOCKER_RUN_ARGS in {} must be a list of strings, e.g. ['--gpus', 'all']"),
+    ("DOCKER_RUN_ARGS = '--gpus all'", ("DOCKER_RUN_ARGS in {} must be a list of strings, e.g. "
+                                       "['--gpus', 'all']")),
     ("REMOTE_WORKDIR = 5", "REMOTE_WORKDIR in {} must be a string, not int 5"),
     ("REQUIREMENTS = ['a']", "REQUIREMENTS in {} must be a string or None, not list ['a']"),
 ])
@@ -127,7 +130,8 @@ def test_env_and_secrets():
 
 
 def test_data_keys():
-    cfg = config.load(environ={"PYSTRIBUTED_DATA": "data/ 'my weights.pt'", "PYSTRIBUTED_CONTEXT_WARN_MB": "50",
+    cfg = config.load(environ={"PYSTRIBUTED_DATA": "data/ 'my weights.pt'",
+                               "PYSTRIBUTED_CONTEXT_WARN_MB": "50",
                                "PYSTRIBUTED_REMOTE_DATA": "/srv/imagenet=imagenet"}, REMOTE_SERVER="local")
     assert cfg.DATA == ["data/", "my weights.pt"] and cfg.CONTEXT_WARN_MB == 50
     assert cfg.REMOTE_DATA == {"/srv/imagenet": "imagenet"}

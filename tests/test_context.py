@@ -34,7 +34,8 @@ def test_requirements_come_in_their_own_layer_before_the_code():
     assert lines[3] == context.python_check("base")
     assert lines[4:] == [
         "COPY requirements/ /tmp/pystributed-requirements/",
-        ('RUN cd /tmp/pystributed-requirements && "$(command -v python3 || command -v python)" -m pip install '
+        ('RUN cd /tmp/pystributed-requirements && "$(command -v python3 || command -v python)" -m pip '
+         'install '
          "--no-cache-dir --disable-pip-version-check -r requirements.txt"),
         ('CMD ["sh", "-c", "exec \\"$(command -v python3 || command -v python)\\" \\"$@\\"", "sh", '
          '"/pystributed/cell_runner.py", "sub/cell.py"]'),

@@ -76,7 +76,8 @@ def test_the_last_matching_pattern_wins(patterns, path, excluded):
 
 def test_a_dockerignore_is_read_as_docker_reads_it(tmp_path):
     (tmp_path / ".dockerignore").write_bytes(
-        b"\xef\xbb\xbf# a comment\r\n #not-a-comment\n\n   spaced.txt   \n! /abs/../x\n/top\nbuild/\n!\tkeep \n")
+        b"\xef\xbb\xbf# a comment\r\n #not-a-comment\n\n   spaced.txt   \n! "
+        b"/abs/../x\n/top\nbuild/\n!\tkeep \n")
     assert context.read_dockerignore(tmp_path / ".dockerignore") == [
         "#not-a-comment", "spaced.txt", "!x", "top", "build", "!keep"]
     assert context.read_dockerignore(tmp_path / "missing") == []

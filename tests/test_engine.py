@@ -16,12 +16,14 @@ SWEEP = "sweep-20261125-101502-3fa9c1"
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj",
                        REMOTE_WORKDIR="runs", MAX_CONCURRENT=1)
 
 
 def job_of(n, **fields):
-    return jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="gpu-box", remote_dir=f"/r/{SWEEP}",
+    return jobs.Job(SWEEP, [jobs.Task(i, {"x": i}) for i in range(n)], server="gpu-box",
+                    remote_dir=f"/r/{SWEEP}",
                     image="reg:5000/proj:s", **fields)
 
 
@@ -54,7 +56,7 @@ def test_a_look_that_fails_now_and_then_is_tried_again(cfg, monkeypatch):
     assert job.statuses == ["succeeded", "succeeded"] and run.looks == engine.LOOK_TRIES
 
 
-def test_a_place_that_stays_unreachable_ends_the_watch_its_tasks_going_on_and_no_thread_left(cfg, monkeypatch):
+def test_a_place_that_stays_unreachable_ends_the_watch_the_tasks_going_on_no_thread_left(cfg, monkeypatch):
     run = flaky(cfg, 100, monkeypatch)
     before = threading.active_count()
     run.job.bind(cfg).claim()

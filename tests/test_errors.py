@@ -16,7 +16,8 @@ TRACE = ('Traceback (most recent call last):\n'
 
 
 def test_a_step_error_shows_the_last_lines_of_the_tools_output_and_the_hint():
-    error = StepError("push", "`docker push x` exited with code 1", output="\n".join(f"l{i}" for i in range(30)),
+    error = StepError("push", "`docker push x` exited with code 1",
+                      output="\n".join(f"l{i}" for i in range(30)),
                       hint="Log in.", code=1)
     lines = str(error).splitlines()
     assert lines[0] == "push failed: `docker push x` exited with code 1"
@@ -26,7 +27,8 @@ def test_a_step_error_shows_the_last_lines_of_the_tools_output_and_the_hint():
 
 def test_a_remote_exception_keeps_its_type_and_the_cells_own_line_numbers():
     result = RunResult(RUN_ID, exit_code=1, server="gpu-box")
-    error = errors.remote_cell_error(result, "noise\n" + TRACE, "", entry="sub/cell.py", code_path="sub/cell.py")
+    error = errors.remote_cell_error(result, "noise\n" + TRACE, "", entry="sub/cell.py",
+                                     code_path="sub/cell.py")
     assert isinstance(error, KeyError) and isinstance(error, RemoteCellError)
     assert type(error).__name__ == "RemoteKeyError"
     assert (error.remote_type, error.remote_message) == ("KeyError", "'missing key'")
@@ -50,10 +52,12 @@ def test_a_cell_that_died_without_a_traceback_shows_the_end_of_its_output():
 
 
 @pytest.mark.parametrize(("name", "cls"), [
-    ("ValueError", ValueError), ("ZeroDivisionError", ArithmeticError), ("OSError", OSError), ("Exception", None),
+    ("ValueError", ValueError), ("ZeroDivisionError", ArithmeticError), ("OSError", OSError),
+    ("Exception", None),
     ("mypkg.CustomError", None), ("print", None)])
 def test_which_remote_types_are_raised_as_their_own(name, cls):
-    error = errors.remote_cell_error(RunResult(RUN_ID, exit_code=1), f"Traceback (most recent call last):\n{name}: x\n",
+    error = errors.remote_cell_error(RunResult(RUN_ID, exit_code=1), "Traceback (most recent call "
+                                                                     f"last):\n{name}: x\n",
                                      "", entry="c.py", code_path="c.py")
     assert isinstance(error, RemoteCellError)
     assert isinstance(error, cls) if cls else type(error) is RemoteCellError
@@ -61,7 +65,9 @@ def test_which_remote_types_are_raised_as_their_own(name, cls):
 
 
 def test_parse_traceback_takes_the_last_one():
-    text = "Traceback (most recent call last):\nA: first\nTraceback (most recent call last):\n  x\nB.C: second\n"
-    assert errors.parse_traceback(text) == ("B.C", "second", "Traceback (most recent call last):\n  x\nB.C: second")
+    text = ("Traceback (most recent call last):\nA: first\nTraceback (most recent call last):\n  "
+            "x\nB.C: second\n")
+    assert errors.parse_traceback(text) == ("B.C", "second", ("Traceback (most recent call last):\n  "
+                                                             "x\nB.C: second"))
     assert errors.parse_traceback("no traceback") == ("", "", "")
     assert errors.parse_traceback("Traceback (most recent call last):\n  x\n  y")[:2] == ("", "")

@@ -23,7 +23,8 @@ def test_shellcheck_finds_nothing():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true and shellcheck is not installed: run `scripts/sandbox.sh install`")
         pytest.skip("shellcheck is not installed")
-    subprocess.run(["shellcheck", str(SCRIPT), *map(str, sorted((ROOT / "scripts").glob("*.sh")))], check=True,
+    subprocess.run(["shellcheck", str(SCRIPT), *map(str, sorted((ROOT / "scripts").glob("*.sh")))],
+                   check=True,
                    cwd=ROOT)
 
 

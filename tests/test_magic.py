@@ -74,7 +74,8 @@ def test_remote_saves_the_cell_for_the_next_main_too(ip, tmp_path, monkeypatch, 
     from pystributed.results import RunResult
 
     ran = []
-    monkeypatch.setattr(pipeline, "run", lambda config, **kw: ran.append(kw["source"]) or RunResult("r", 0, None))
+    monkeypatch.setattr(pipeline, "run", lambda config,
+                        **kw: ran.append(kw["source"]) or RunResult("r", 0, None))
     (tmp_path / "config.py").write_text("REMOTE_SERVER = 'local'\n")
     ip.run_line_magic("load_ext", "pystributed")
     assert ip.run_cell("%%save_for_remote\nx = 1\n").success

@@ -43,7 +43,8 @@ def test_a_handler_set_before_is_kept_for_its_exceptions(ip, capsys):
     result = ip.run_cell("from pystributed.errors import StepError\nraise StepError('push', 'registry down')")
     assert isinstance(result.error_in_exec, PystributedError) and calls == [TheirError, KeyError]
     out = capsys.readouterr().out
-    assert "StepError: push failed: registry down" in out and "Traceback" not in out and "their handler" not in out
+    assert ("StepError: push failed: registry down" in out and "Traceback" not in out
+            and "their handler" not in out)
 
     ip.run_cell("raise ValueError('plain')")  # neither handler's: IPython's own traceback
     out = capsys.readouterr().out
@@ -107,8 +108,8 @@ def test_a_failing_earlier_handler_is_dropped_and_ours_stays(ip, capsys):
 def test_an_interrupt_of_a_run_is_one_line_and_any_other_keeps_its_traceback(ip, capsys):
     magic.register(ip)
     # A KeyboardInterrupt raised inside pystributed (here: check_cell asking the cell for .strip()).
-    ip.run_cell("import pystributed.magic as m\nclass Cell:\n    def strip(self):\n        raise KeyboardInterrupt\n"
-                "m.check_cell(Cell(), 'x.py')")
+    ip.run_cell("import pystributed.magic as m\nclass Cell:\n    def strip(self):\n        raise "
+                "KeyboardInterrupt\nm.check_cell(Cell(), 'x.py')")
     ours = capsys.readouterr()
     ip.run_cell("raise KeyboardInterrupt")
     theirs = capsys.readouterr()

@@ -49,7 +49,8 @@ def test_main_runs_the_saved_cell_with_its_features(ran, tmp_path):
 
 def test_the_options_the_cell_was_saved_with_apply_and_arguments_win(ran, tmp_path, monkeypatch):
     monkeypatch.setitem(magic._saved, str(tmp_path / "user_code.py"), (
-        "y = 2\n", {"BASE_IMAGE": "python:3.12", "REMOTE_SERVER": "local", "detach": True, "out": "y", "cache": True}))
+        "y = 2\n", {"BASE_IMAGE": "python:3.12", "REMOTE_SERVER": "local", "detach": True, "out": "y",
+                    "cache": True}))
     (tmp_path / "user_code.py").write_text("y = 2\n")
     runner.main(BASE_IMAGE="python:3.11", on_interrupt="detach")
     config, kwargs = ran[0]
@@ -88,8 +89,10 @@ def test_the_run_commands_take_the_config_and_overrides(ran, monkeypatch):
     for name in ("status", "wait", "cancel"):
         monkeypatch.setattr(lifecycle, name, lambda config, run_id, name=name: seen.append(
             (name, run_id, config.REMOTE_WORKDIR)))
-    monkeypatch.setattr(lifecycle, "logs", lambda config, run_id, follow: seen.append(("logs", run_id, follow)))
-    monkeypatch.setattr(lifecycle, "fetch", lambda config, run_id, quiet: seen.append(("fetch", run_id, quiet)))
+    monkeypatch.setattr(lifecycle, "logs", lambda config, run_id,
+                        follow: seen.append(("logs", run_id, follow)))
+    monkeypatch.setattr(lifecycle, "fetch", lambda config, run_id,
+                        quiet: seen.append(("fetch", run_id, quiet)))
     monkeypatch.setattr(listing, "list_runs", lambda config: seen.append(("list", config.REMOTE_WORKDIR)))
     runner.status(RUN_ID, REMOTE_WORKDIR="w1")
     runner.wait(RUN_ID, REMOTE_WORKDIR="w2")
@@ -114,7 +117,8 @@ def test_attach_brings_back_the_values_the_run_was_started_with(ran, monkeypatch
     monkeypatch.setattr(lifecycle, "_attach", lambda config, run_id, quiet, on_interrupt: RunResult(run_id,
                                                                                                    local_path=tmp_path))
     monkeypatch.setattr(values.Exchange, "of_run", classmethod(lambda cls, result, namespace: cls(out=["z"])))
-    monkeypatch.setattr(values.Exchange, "collect", lambda self, result: collected.append((self.out, result.run_id)))
+    monkeypatch.setattr(values.Exchange, "collect", lambda self,
+                        result: collected.append((self.out, result.run_id)))
     runner.attach(RUN_ID)
     assert collected == [(["z"], RUN_ID)]
     monkeypatch.setattr(lifecycle, "_attach", lambda config, run_id, quiet, on_interrupt: RunResult(run_id))

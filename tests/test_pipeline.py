@@ -16,7 +16,8 @@ from pystributed.places import local, ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
 NAME = f"pystributed-{RUN_ID}"
-DIGEST = "0123456789abcdef" + "5" * 48  # the context's hash; the tag is the lower layers' (LOWER) and the cell's
+# the context's hash; the tag is the lower layers' (LOWER) and the cell's
+DIGEST = "0123456789abcdef" + "5" * 48
 LOWER, CELL = "0123456789abcdef" + "4" * 48, "fedcba9876543210" + "6" * 48
 IMAGE = "reg:5000/proj:0123456789abcdef-fedcba9876543210"
 RUN_DIR = "/home/me/runs with space/$(x)/" + RUN_ID
@@ -29,7 +30,8 @@ TAR = tar_of({"./out.txt": b"42"})
 
 def start_args(image=IMAGE, user="1000:1000", run_dir=RUN_DIR, extra=("--gpus", "all")):
     return ["--detach", "--name", NAME, "--label", f"pystributed.run={RUN_ID}", "--user", user,
-            "--volume", f"{run_dir}:/results", "--env-file", "/dev/stdin", "--env", "PYSTRIBUTED_RESULTS=/results",
+            "--volume", f"{run_dir}:/results", "--env-file", "/dev/stdin", "--env",
+            "PYSTRIBUTED_RESULTS=/results",
             "--env", f"PYSTRIBUTED_RUN_ID={RUN_ID}", "--env", "HOME=/tmp", *extra, image]
 
 
@@ -86,9 +88,11 @@ def remote_config():
 
 def expect_connect(programs, socket_dir, *base, answer=""):
     programs.expect("ssh", "-G", "-F", "/cfg", "--", "gpu-box", out="host gpu-box\n")
-    programs.expect("ssh", "-F", "/cfg", "-o", f"ControlPath={socket_dir}/%C", *DEFAULTS, "-o", "ControlMaster=yes",
+    programs.expect("ssh", "-F", "/cfg", "-o", f"ControlPath={socket_dir}/%C", *DEFAULTS, "-o",
+                    "ControlMaster=yes",
                     "-o", "ControlPersist=120", "-N", "-f", "--", "gpu-box")
-    programs.expect("server", "rundir", "runs with space/$(x)", RUN_ID, *base, out=f"{RUN_DIR}\n1000\n1000\n{answer}")
+    programs.expect("server", "rundir", "runs with space/$(x)", RUN_ID, *base,
+                    out=f"{RUN_DIR}\n1000\n1000\n{answer}")
 
 
 def expect_disconnect(programs, socket_dir):
@@ -99,7 +103,9 @@ def expect_ship(programs):
     """build here, push, pull: none of them there yet."""
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("docker", "build", "--quiet", "--tag", IMAGE, "-", out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE)
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println "
+                                                              ".}}{{end}}{{range "
+                                                              ".RepoDigests}}{{println .}}{{end}}", IMAGE)
     programs.expect("docker", "push", IMAGE, out=PUSHED)
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("server", "docker_command", "pull", IMAGE, out=b"abcdef012345: Pull complete\n")
@@ -110,7 +116,9 @@ def expect_pull_refused(programs, socket_dir, stderr):
     pull fails, saying STDERR."""
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println "
+                                                              ".}}{{end}}{{range "
+                                                              ".RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out=f"{IMAGE}\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, code=1)
     programs.expect("server", "docker_command", "pull", IMAGE, code=1, stderr=stderr)
@@ -125,7 +133,8 @@ def words(programs):
     return [call.words[:2] for call in programs.calls]
 
 
-def test_an_image_a_feature_found_there_is_neither_built_pushed_nor_pulled(programs, remote_config, socket_dir,
+def test_an_image_a_feature_found_there_is_neither_built_pushed_nor_pulled(programs, remote_config,
+                                                                           socket_dir,
                                                                             states):
     class Found(Feature):  # as features/cell_mount.py does: the earlier image, the cell's files mounted
         def instead_of_build(self, run):
@@ -146,7 +155,8 @@ def test_an_image_a_feature_found_there_is_neither_built_pushed_nor_pulled(progr
 
 
 @pytest.mark.parametrize("banner", ["", "Welcome to the GPU box!\n"])
-def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir, states, cell, capsys, tmp_path,
+def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir, states, cell, capsys,
+                                             tmp_path,
                                               banner):
     programs.noise = banner  # what the login shell's startup files print is never part of an answer
     expect_connect(programs, socket_dir)
@@ -182,9 +192,13 @@ def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir
 def test_nothing_is_rebuilt_pushed_or_pulled_that_is_there(programs, remote_config, socket_dir, states):
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
-                    out=f"{IMAGE}\nother:5000/proj@sha256:" + "c" * 64 + "\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
-    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println "
+                                                              ".}}{{end}}{{range "
+                                                              ".RepoDigests}}{{println .}}{{end}}", IMAGE,
+                    out=f"{IMAGE}\nother:5000/proj@sha256:" + "c" * 64
+                    + "\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
+    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE,
+                    out="sha256:1\n")
     programs.expect("server", "follow", RUN_ID, *start_args(), stdout="hi\n")
     expect_end(programs)
     expect_disconnect(programs, socket_dir)
@@ -206,12 +220,15 @@ def test_an_image_known_there_under_another_tag_is_pushed_unless_the_registry_ha
     monkeypatch.setattr(registry, "digest", digest)
     expect_connect(programs, socket_dir)
     programs.expect("docker", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println "
+                                                              ".}}{{end}}{{range "
+                                                              ".RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out=f"{IMAGE}\nreg:5000/proj:c96eb0af1e087b47\nreg:5000/proj@sha256:" + "b" * 64 + "\n")
     pushed = not isinstance(in_registry, str)
     if pushed:
         programs.expect("docker", "push", IMAGE, out=PUSHED)
-    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE, out="sha256:1\n")
+    programs.expect("server", "docker_command", "image", "inspect", "--format", "{{.Id}}", IMAGE,
+                    out="sha256:1\n")
     programs.expect("server", "follow", RUN_ID, *start_args(), stdout="hi\n")
     expect_end(programs)
     expect_disconnect(programs, socket_dir)
@@ -220,7 +237,9 @@ def test_an_image_known_there_under_another_tag_is_pushed_unless_the_registry_ha
 
 def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, socket_dir):
     expect_pull_refused(programs, socket_dir, "manifest unknown")
-    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}", IMAGE,
+    programs.expect("docker", "image", "inspect", "--format", "{{range .RepoTags}}{{println "
+                                                              ".}}{{end}}{{range "
+                                                              ".RepoDigests}}{{println .}}{{end}}", IMAGE,
                     out="reg:5000/proj@sha256:" + "b" * 64 + "\n")
     programs.expect("docker", "push", IMAGE, out=PUSHED)
     programs.expect("server", "docker_command", "pull", IMAGE, out=b"")
@@ -230,7 +249,8 @@ def test_an_image_the_registry_lost_is_pushed_again(programs, remote_config, soc
     assert pipeline.run(remote_config, quiet=True).image_digest == "sha256:" + "a" * 64
 
 
-def test_a_pull_that_fails_otherwise_fails_the_run_and_discards_its_folder(programs, remote_config, socket_dir,
+def test_a_pull_that_fails_otherwise_fails_the_run_and_discards_its_folder(programs, remote_config,
+                                                                           socket_dir,
                                                                           states):
     expect_pull_refused(programs, socket_dir, "unauthorized: authentication required")
     programs.expect("server", "rmdir_run", RUN_DIR)
@@ -243,7 +263,8 @@ def test_a_pull_that_fails_otherwise_fails_the_run_and_discards_its_folder(progr
 
 
 def test_remote_build_sends_the_context_over_ssh(programs, socket_dir, states):
-    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", TRANSPORT="remote-build", SSH_OPTIONS=["-F", "/cfg"],
+    cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", TRANSPORT="remote-build",
+                      SSH_OPTIONS=["-F", "/cfg"],
                       REMOTE_WORKDIR="runs with space/$(x)")
     image = "pystributed:0123456789abcdef-fedcba9876543210"
     expect_connect(programs, socket_dir, "python:3.11-slim")  # BASE_IMAGE's id there is asked at once
@@ -292,14 +313,16 @@ def test_env_and_secrets_travel_on_stdin_not_on_any_command_line(programs, monke
 
 def test_a_value_docker_cannot_take_from_its_env_file_is_refused(programs, monkeypatch):
     cfg = config.load(environ={}, REMOTE_SERVER="local", ENV={"MODE": "a\nb"})
-    with pytest.raises(PystributedError, match="the value of MODE holds a newline, which docker's --env-file cannot"):
+    with pytest.raises(PystributedError, match="the value of MODE holds a newline, which docker's "
+                                               "--env-file cannot"):
         pipeline.run(cfg, quiet=True)
 
 
 def test_a_secret_missing_here_is_refused_before_anything_runs(programs, monkeypatch):
     monkeypatch.delenv("API_TOKEN", raising=False)
     cfg = config.load(environ={}, REMOTE_SERVER="local", SECRETS=["API_TOKEN"])
-    with pytest.raises(PystributedError, match="SECRETS names API_TOKEN, which is not set in this environment"):
+    with pytest.raises(PystributedError,
+                       match="SECRETS names API_TOKEN, which is not set in this environment"):
         pipeline.run(cfg, quiet=True)
     assert programs.calls == []
 
@@ -310,7 +333,8 @@ def test_a_secret_missing_here_is_refused_before_anything_runs(programs, monkeyp
     ("bin-docker-only", "ssh", ("`ssh` is not installed here (not found on PATH): pystributed runs it. "
                                 "Install the OpenSSH client (e.g. `apt-get install openssh-client`).")),
 ])
-def test_a_missing_tool_is_named_before_anything_runs(programs, remote_config, monkeypatch, tmp_path, path, tool,
+def test_a_missing_tool_is_named_before_anything_runs(programs, remote_config, monkeypatch, tmp_path, path,
+                                                      tool,
                                                       message):
     (tmp_path / "bin-docker-only").mkdir()
     os.symlink(tmp_path / "bin" / "docker", tmp_path / "bin-docker-only" / "docker")
@@ -349,7 +373,8 @@ def test_a_failing_cell_raises_after_fetching(programs, remote_config, socket_di
     msg = str(excinfo.value)
     assert msg.startswith(f"the cell failed with exit code 137\n(run {RUN_ID} on gpu-box, exit code 137)\n"
                           "The container was killed (SIGKILL), most likely for running out of memory.")
-    assert msg.endswith(f"Remote output (end):\n  Killed\nLog: {os.path.realpath('results')}/{RUN_ID}/output.log")
+    assert msg.endswith("Remote output (end):\n  Killed\nLog: "
+                        f"{os.path.realpath('results')}/{RUN_ID}/output.log")
     assert states == ["starting", "running", "failed", "failed"]
     assert excinfo.value.result.files == ["out.txt", "run.json"] and excinfo.value.result.exit_code == 137
 
@@ -365,7 +390,8 @@ def test_a_remote_exception_is_raised_as_its_own_type_with_the_cells_line_number
     programs.expect("server", "fetch", ..., out=TAR)
     with pytest.raises(ValueError) as excinfo:
         pipeline.run(cfg, quiet=True)
-    assert isinstance(excinfo.value, RemoteCellError) and str(excinfo.value).startswith("ValueError: bad value\n")
+    assert isinstance(excinfo.value, RemoteCellError) and str(excinfo.value).startswith("ValueError: bad "
+                                                                                        "value\n")
     assert 'File "user_code.py", line 1, in <module>' in str(excinfo.value)
 
 
@@ -402,7 +428,8 @@ def test_a_failed_connect_leaves_nothing_to_discard(programs, remote_config, soc
     expect_disconnect(programs, socket_dir)
     with pytest.raises(StepError) as error:
         pipeline.run(remote_config, quiet=True)
-    assert error.value.step == "connect" and "REMOTE_WORKDIR (runs with space/$(x)) must be creatable" in error.value.hint
+    assert (error.value.step == "connect"
+            and "REMOTE_WORKDIR (runs with space/$(x)) must be creatable" in error.value.hint)
     assert states == ["failed"]
 
 
@@ -420,7 +447,8 @@ def test_detach_starts_the_container_and_returns(programs, remote_config, socket
         f"(or, in a shell, `python -m pystributed logs -f {RUN_ID}`, then `fetch {RUN_ID}`).\n")
 
 
-def test_an_interrupt_stops_the_container_and_fetches_what_there_is(programs, remote_config, socket_dir, states,
+def test_an_interrupt_stops_the_container_and_fetches_what_there_is(programs, remote_config, socket_dir,
+                                                                    states,
                                                                     capsys):
     expect_connect(programs, socket_dir)
     expect_ship(programs)
@@ -430,14 +458,16 @@ def test_an_interrupt_stops_the_container_and_fetches_what_there_is(programs, re
     expect_disconnect(programs, socket_dir)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(remote_config)
-    assert f"\nInterrupted: stopping container {NAME} and fetching what results exist ...\n" in capsys.readouterr().out
+    assert (f"\nInterrupted: stopping container {NAME} and fetching what "
+            "results exist ...\n" in capsys.readouterr().out)
     assert states == ["starting", "running", "interrupted", "interrupted", "interrupted"]
     saved = record.load("results", RUN_ID)
     assert saved.status == "interrupted" and saved.exit_code == 130 and saved.files == ["out.txt", "run.json"]
     assert json.loads((saved.local_path / "run.json").read_text())["status"] == "interrupted"
 
 
-def test_an_interrupt_whose_stop_fails_says_why_and_is_interrupted(programs, remote_config, socket_dir, states,
+def test_an_interrupt_whose_stop_fails_says_why_and_is_interrupted(programs, remote_config, socket_dir,
+                                                                   states,
                                                                    capsys):
     expect_connect(programs, socket_dir)
     expect_ship(programs)
@@ -448,11 +478,13 @@ def test_an_interrupt_whose_stop_fails_says_why_and_is_interrupted(programs, rem
         pipeline.run(remote_config)
     assert capsys.readouterr().out.endswith(
         f"\nInterrupted: stopping container {NAME} and fetching what results exist ...\n"
-        f"run failed: `server.sh stop {RUN_ID}` on gpu-box exited with code 1\n    Error: No such container\n")
+        f"run failed: `server.sh stop {RUN_ID}` on gpu-box exited with code 1\n    Error: No "
+        "such container\n")
     assert states == ["starting", "running", "interrupted", "interrupted"]
 
 
-def test_an_interrupt_with_on_interrupt_detach_leaves_the_run_going(programs, remote_config, socket_dir, states,
+def test_an_interrupt_with_on_interrupt_detach_leaves_the_run_going(programs, remote_config, socket_dir,
+                                                                    states,
                                                                     capsys):
     expect_connect(programs, socket_dir)
     expect_ship(programs)
@@ -460,8 +492,8 @@ def test_an_interrupt_with_on_interrupt_detach_leaves_the_run_going(programs, re
     expect_disconnect(programs, socket_dir)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(remote_config, on_interrupt="detach")
-    assert capsys.readouterr().out.endswith(f"\nInterrupted: run {RUN_ID} goes on on gpu-box (container {NAME}). "
-                                       f"Reattach with runner.attach('{RUN_ID}').\n")
+    assert capsys.readouterr().out.endswith(f"\nInterrupted: run {RUN_ID} goes on on gpu-box (container "
+                                       f"{NAME}). Reattach with runner.attach('{RUN_ID}').\n")
     assert states == ["starting", "running", "detached"]
 
 
@@ -476,8 +508,8 @@ def test_a_dropped_connection_leaves_the_run_going_there(programs, remote_config
     assert str(error.value) == (
         "run failed: the connection to gpu-box dropped (ssh exit code 255)\n"
         "    client_loop: send disconnect: Broken pipe\n"
-        f"The run goes on there. Follow it again and fetch its results with runner.attach('{RUN_ID}') once the "
-        "server is reachable.")
+        f"The run goes on there. Follow it again and fetch its results with runner.attach('{RUN_ID}') once "
+        "the server is reachable.")
     assert states == ["starting", "running", "detached"]
 
 
@@ -502,13 +534,15 @@ def test_an_engine_the_user_may_not_use_is_named(programs, states):
                     stderr="permission denied while trying to connect to the Docker daemon socket\n")
     with pytest.raises(StepError) as error:
         pipeline.run(cfg, quiet=True)
-    assert error.value.hint.startswith("The user may not use Docker on the local engine: add it to the `docker` group")
+    assert error.value.hint.startswith("The user may not use Docker on the local engine: add it to the "
+                                       "`docker` group")
 
 
 # finish and fetch, for a run started earlier too (lifecycle uses them).
 
 def run_of(cfg, place, **fields):
-    return pipeline.Run(cfg, place, progress.steps_for(True), result=results.RunResult(RUN_ID, server=place.name,
+    return pipeline.Run(cfg, place, progress.steps_for(True),
+                        result=results.RunResult(RUN_ID, server=place.name,
                                                                                          **fields))
 
 
@@ -532,13 +566,14 @@ def test_finish_warns_when_the_log_could_not_be_saved(programs, local_cfg, capsy
     programs.expect("server", "finish", "/w/r", RUN_ID, "false", ..., out="0\nlog-not-saved\n")
     assert pipeline.finish(run) == 0
     assert capsys.readouterr().err == (
-        "warning: the output could not be saved as output.log in /w/r on the local engine (is its disk full?); the "
-        f"container is kept, its output is in `docker logs {NAME}` there.\n")
+        "warning: the output could not be saved as output.log in /w/r on the local engine (is its disk "
+        f"full?); the container is kept, its output is in `docker logs {NAME}` there.\n")
 
 
 def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(programs, local_cfg, tmp_path):
     run = run_of(local_cfg, local.Local(local_cfg), status="succeeded", remote_dir="/w/r")
-    programs.expect("server", "fetch", "/w/r", "", code=2, stderr="tar: /w/r: Cannot open: No such file or directory")
+    programs.expect("server", "fetch", "/w/r", "", code=2, stderr="tar: /w/r: Cannot open: No such "
+                                                                  "file or directory")
     with pytest.raises(StepError) as error:
         pipeline.fetch(run)
     assert error.value.step == "fetch" and error.value.hint == (
@@ -547,7 +582,8 @@ def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(programs,
     assert not (tmp_path / "results" / RUN_ID).exists()
     programs.expect("server", "fetch", "/w/r", "", out=tar_of({"./a.txt": b"a"}))
     pipeline.fetch(run)
-    assert run.result.local_path == (tmp_path / "results" / RUN_ID).resolve() and run.result.files == ["a.txt", "run.json"]
+    assert (run.result.local_path == (tmp_path / "results" / RUN_ID).resolve()
+            and run.result.files == ["a.txt", "run.json"])
     assert record.load("results", RUN_ID).files == ["a.txt", "run.json"]
 
 
@@ -568,10 +604,12 @@ def test_what_is_left_out_of_a_fetch_is_named(programs, local_cfg, capsys):
                        result=results.RunResult(RUN_ID, remote_dir="/w/r"))
     programs.expect("server", "fetch", "/w/r", "", out=buf.getvalue())
     pipeline.fetch(run)
-    assert capsys.readouterr().out.endswith("fetch: left out (not plain files inside the run folder): ./link\n")
+    assert capsys.readouterr().out.endswith("fetch: left out (not plain files inside the run "
+                                            "folder): ./link\n")
 
 
-def test_results_that_cannot_be_written_here_fail_the_fetch_step_with_what_to_do(programs, local_cfg, tmp_path,
+def test_results_that_cannot_be_written_here_fail_the_fetch_step_with_what_to_do(programs, local_cfg,
+                                                                                 tmp_path,
                                                                                   monkeypatch):
     def full_disk(stream, folder, on_bytes):
         stream.read()  # the copy itself goes through
@@ -581,7 +619,8 @@ def test_results_that_cannot_be_written_here_fail_the_fetch_step_with_what_to_do
     run = run_of(local_cfg, local.Local(local_cfg), status="succeeded", remote_dir="/w/r")
     programs.expect("server", "fetch", "/w/r", "", out=TAR)
     with pytest.raises(StepError, match=r"fetch failed: the results could not be written to results/"
-                                        r"20261125-101502-3fa9c1: \[Errno 28\] No space left on device") as error:
+                                        r"20261125-101502-3fa9c1: \[Errno 28\] No space "
+                                        r"left on device") as error:
         pipeline.fetch(run)
     assert "Make room there" in error.value.hint and "runner.attach(" in error.value.hint
     assert run.result.local_path is None and not list((tmp_path / "results").iterdir())
@@ -601,7 +640,8 @@ esac
 
 
 @pytest.mark.parametrize("other", ["done before", "between our wait and our save"])
-def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_path, monkeypatch, capsys, other,
+def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_path, monkeypatch, capsys,
+                                                                           other,
                                                                            local_cfg):
     # A notebook following the run and `wait` (or `cancel`) in a shell both put the container away:
     # server.sh run for real by sh, with a fake docker.
@@ -622,6 +662,7 @@ def test_layer_progress_counts_the_layers_through():
     steps = progress.Steps(quiet=True)
     with steps.step("push"):
         out = pipeline.layer_progress(steps, "Pushed", "exists")(io.BytesIO(
-            b"The push refers to repository [reg:5000/proj]\naaaaaaaaaaaa: Preparing\nbbbbbbbbbbbb: Preparing\n"
-            b"aaaaaaaaaaaa: Layer already exists\nbbbbbbbbbbbb: Pushed\nlatest: digest: sha256:1 size: 2\n"))
+            b"The push refers to repository [reg:5000/proj]\naaaaaaaaaaaa: Preparing\nbbbbbbbbbbbb: "
+            b"Preparing\naaaaaaaaaaaa: Layer already exists\nbbbbbbbbbbbb: Pushed\nlatest: digest: "
+            b"sha256:1 size: 2\n"))
     assert steps.rows[-1][5] == "2/2 layers" and out.endswith("latest: digest: sha256:1 size: 2\n")

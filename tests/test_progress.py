@@ -42,7 +42,8 @@ def test_the_step_display_appears_with_the_first_step(monkeypatch):
     import IPython.display
 
     shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id: shown.append(repr(obj)) or _Handle(shown))
+    monkeypatch.setattr(IPython.display, "display", lambda obj,
+                        display_id: shown.append(repr(obj)) or _Handle(shown))
     steps = progress.NotebookSteps()
     steps.say("cached: reusing run ...\n")  # a cached run has no step: no empty table either
     assert shown == []

@@ -16,8 +16,8 @@ from pystributed.places import local, server
 
 RUN_ID = "20261125-101502-3fa9c1"
 NAME = f"pystributed-{RUN_ID}"
-STATE_FORMAT = ('{"Cancelled":false,"Name":{{json .Name}},"Image":{{json .Config.Image}},"State":{{json .State}},'
-                '"Mounts":{{json .Mounts}}}')
+STATE_FORMAT = ('{"Cancelled":false,"Name":{{json .Name}},"Image":{{json .Config.Image}},"State":{{json '
+                '.State}},"Mounts":{{json .Mounts}}}')
 # Words a shell would change if any shell on the way read them: each must reach docker as it is.
 WORDS = ["a b", "it's", '"double"', "$HOME", "${HOME}", "$(touch pwned)", "`touch pwned`", "back\\slash",
          "trailing\\", "bang!", "!!", "two\nlines", "", " ", "-n", "--", "*", "~", "tab\there", "semi;colon",
@@ -109,7 +109,8 @@ class Through(local.Local):
 
 # In CI (`scripts/sandbox.sh install` put them there) a missing shell fails its tests instead.
 LOGIN_SHELLS = [pytest.param(name, marks=pytest.mark.skipif(
-                    not shutil.which(name) and os.environ.get("CI") != "true", reason=f"{name} is not installed"))
+                    not shutil.which(name) and os.environ.get("CI") != "true", reason=f"{name} is not "
+                                                                                      "installed"))
                 for name in ("dash", "bash", "fish", "tcsh", "zsh")]
 
 
@@ -187,12 +188,14 @@ def test_a_shell_that_never_answers_is_named(engine):
 
 def test_rundir_makes_the_run_folder_and_answers_its_path_and_the_user(engine, as_sh, home):
     place = place_for("runs dir/it's $HOME")
-    assert place.prepare(RUN_ID) == (str(home / "runs dir" / "it's $HOME" / RUN_ID), f"{os.getuid()}:{os.getgid()}")
+    assert place.prepare(RUN_ID) == (str(home / "runs dir" / "it's $HOME" / RUN_ID),
+                                     f"{os.getuid()}:{os.getgid()}")
     assert place.platform == docker.platform_of(os.uname().machine)  # this machine's, from its `uname -m`
     assert (home / "runs dir" / "it's $HOME" / RUN_ID).is_dir()
     assert place_for("~/in home").prepare(RUN_ID)[0] == str(home / "in home" / RUN_ID)
     assert place_for("~").prepare(RUN_ID)[0] == str(home / RUN_ID)
-    assert place_for(str(home.parent / "elsewhere")).prepare(RUN_ID)[0] == str(home.parent / "elsewhere" / RUN_ID)
+    assert (place_for(str(home.parent / "elsewhere")).prepare(RUN_ID)[0]
+            == str(home.parent / "elsewhere" / RUN_ID))
     assert engine.calls() == []
 
 
@@ -220,8 +223,8 @@ def test_a_server_without_docker_is_named_as_such(tmp_path, monkeypatch, home):
     with pytest.raises(StepError) as error:
         place.docker(docker.pull("img:1"), step="pull", hint="the caller's hint")
     assert error.value.code == 127 and "docker: not found" in error.value.output
-    assert error.value.hint == ("`docker` is not installed on the local engine (not on PATH): install Docker Engine "
-                                "(or Podman with its `docker` command).")
+    assert error.value.hint == ("`docker` is not installed on the local engine (not on PATH): install Docker "
+                                "Engine (or Podman with its `docker` command).")
 
 
 def test_rundir_that_cannot_be_made_fails_the_connect_step(engine, home):
@@ -238,7 +241,8 @@ def test_a_run_folder_docker_could_not_mount_is_refused(engine, tmp_path, monkey
     with pytest.raises(StepError) as error:
         place_for().prepare(RUN_ID)
     assert error.value.step == "connect"
-    assert error.value.message == f"the run folder {tmp_path}/a:b/pystributed-runs/{RUN_ID} holds a ':', which docker cannot mount"
+    assert (error.value.message == f"the run folder {tmp_path}/a:b/pystributed-runs/{RUN_ID} holds a ':', "
+                                   "which docker cannot mount")
 
 
 def test_rmdir_run_removes_only_an_empty_run_folder(engine, home):
@@ -258,12 +262,15 @@ def test_cell_keeps_the_cells_files_by_their_hash_when_the_image_is_there(engine
     engine.answer("image-inspect", code=1)
     assert place.cell_image("reg:5000/p:lower-cell", "s" * 64, archive) is None  # no such image: nothing kept
     assert not (home / "runs dir" / "it's $HOME" / ".cells").exists()
-    engine.answer("image-inspect", "sha256:id reg:5000/p@sha256:" + "d" * 64 + " other/p@sha256:" + "e" * 64 + "\n")
+    engine.answer("image-inspect",
+                  "sha256:id reg:5000/p@sha256:" + "d" * 64 + " other/p@sha256:" + "e" * 64 + "\n")
     digest, folder = place.cell_image("reg:5000/p:lower-cell", "s" * 64, archive)
-    assert digest == "sha256:" + "d" * 64 and folder == str(home / "runs dir" / "it's $HOME" / ".cells" / ("s" * 64))
+    assert (digest == "sha256:" + "d" * 64
+            and folder == str(home / "runs dir" / "it's $HOME" / ".cells" / ("s" * 64)))
     assert {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()} == {
         name: data for name, data in files.items()}
-    assert engine.calls()[-1] == ["image", "inspect", "--format", "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}", "--",
+    assert engine.calls()[-1] == ["image", "inspect", "--format",
+                                  "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}", "--",
                                   "reg:5000/p:lower-cell"]
     # Kept once: a second run of the same cell finds the folder (and reads its input all the same).
     (Path(folder) / "app" / "cell.py").write_bytes(b"as kept\n")
@@ -272,13 +279,16 @@ def test_cell_keeps_the_cells_files_by_their_hash_when_the_image_is_there(engine
     assert [p.name for p in Path(folder).parent.iterdir()] == ["s" * 64]  # no folder of an extraction left
 
 
-def test_a_run_that_keeps_the_same_cell_just_after_another_leaves_no_folder_of_its_own(engine, home, tmp_path):
+def test_a_run_that_keeps_the_same_cell_just_after_another_leaves_no_folder_of_its_own(engine, home,
+                                                                                       tmp_path):
     # The other run's rename lands between this one's `[ -d SHA ]` and its `mv`: mv then moves
     # this run's folder into the other's.
-    (tmp_path / "bin" / "mv").write_text(f'#!/bin/sh\nfor last; do :; done\nmkdir -p -- "$last"\nexec {shutil.which("mv")} "$@"\n')
+    (tmp_path / "bin" / "mv").write_text('#!/bin/sh\nfor last; do :; done\nmkdir -p -- "$last"\nexec '
+                                         f'{shutil.which("mv")} "$@"\n')
     (tmp_path / "bin" / "mv").chmod(0o755)
     engine.answer("image-inspect", "sha256:id\n")
-    folder = place_for().cell_image("p:lower-cell", "s" * 64, context.cell_archive({"app/cell.py": b"1\n"}))[1]
+    folder = place_for().cell_image("p:lower-cell", "s" * 64,
+                                    context.cell_archive({"app/cell.py": b"1\n"}))[1]
     assert list(Path(folder).parent.rglob(".new-*")) == []
 
 
@@ -326,7 +336,8 @@ def test_start_starts_the_container_and_returns(engine, as_sh):
 
 
 def test_a_container_that_does_not_start_fails_the_start_step_with_dockers_message(engine):
-    engine.answer("run", err="docker: Error response from daemon: could not select device driver.\n", code=125)
+    engine.answer("run", err="docker: Error response from daemon: could not select device driver.\n",
+                  code=125)
     with pytest.raises(StepError) as error:
         place_for().start(["img"], {})
     assert error.value.step == "start" and error.value.code == 125
@@ -353,7 +364,8 @@ def test_finish_saves_the_log_and_state_then_removes_the_container(engine, as_sh
     calls = engine.calls()  # the log and the state are read at the same time: in either order
     assert calls[0] == ["wait", NAME] and calls[-1] == ["rm", "--force", NAME]
     assert sorted(calls[1:-1]) == [["container", "inspect", "--format", state_format, NAME], ["logs", NAME]]
-    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "output.log"]  # no partial ones
+    # no partial ones
+    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "output.log"]
     assert (folder / "output.log").read_text() == "the whole output\nand its stderr\n"
     assert (folder / ".pystributed-state.json").read_text() == '{"Cancelled":false,"State":{"ExitCode":3}}\n'
 
@@ -396,7 +408,8 @@ def test_fetch_answers_the_run_folder_as_a_tar_stream(engine, as_sh, home):
 def test_fetch_of_a_run_that_goes_on_takes_a_file_changed_as_tar_read_it(engine, tmp_path, home):
     # GNU tar, reading a file that the run is writing: a whole archive, a warning, exit code 1.
     (tmp_path / "bin" / "tar").write_text(
-        f"#!/bin/sh\n{shutil.which('tar')} \"$@\"\necho 'tar: ./log.txt: file changed as we read it' >&2\nexit 1\n")
+        f"#!/bin/sh\n{shutil.which('tar')} \"$@\"\necho 'tar: ./log.txt: file changed as we read "
+        "it' >&2\nexit 1\n")
     (tmp_path / "bin" / "tar").chmod(0o755)
     folder = run_dir(home)
     (folder / "log.txt").write_text("step 1\n")
@@ -405,7 +418,8 @@ def test_fetch_of_a_run_that_goes_on_takes_a_file_changed_as_tar_read_it(engine,
         return results.extract(stream, home / "back")
 
     assert place_for().fetch(str(folder), read, going=True) == (["log.txt"], [])
-    with pytest.raises(StepError, match="file changed as we read it"):  # an ended run's folder must not change
+    # an ended run's folder must not change
+    with pytest.raises(StepError, match="file changed as we read it"):
         place_for().fetch(str(folder), read)
 
 
@@ -420,11 +434,13 @@ def test_survey_answers_the_run_folders_their_logs_states_and_containers(engine,
     sweep = workdir / "sweep-20261125-101504-bbbbbb"
     (sweep / "0").mkdir(parents=True)
     (sweep / "1").mkdir()
-    (sweep / "1" / ".pystributed-state.json").write_text('{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}\n')
+    (sweep / "1" / ".pystributed-state.json").write_text(
+        '{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}\n')
     engine.answer("container-ls", "id1\nid2\n")
     engine.answer("container-inspect", '{"Name":"/c1"}\n{"Name":"/c2"}\n')
     sections = place_for("runs dir").survey()
-    assert sorted(sections) == ["containers", "folders", "logs", "now", "states", "sweep_states", "sweeps", "workdir"]
+    assert sorted(sections) == ["containers", "folders", "logs", "now", "states", "sweep_states", "sweeps",
+                                "workdir"]
     assert sorted(line.rsplit(" ", 1)[0] for line in sections["sweeps"]) == [sweep.name, f"{sweep.name}/0",
                                                                              f"{sweep.name}/1"]
     assert sections["sweep_states"] == ['{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}']
@@ -436,7 +452,8 @@ def test_survey_answers_the_run_folders_their_logs_states_and_containers(engine,
     assert sections["logs"] == [f"./{RUN_ID}"]
     assert sections["states"] == ['{"State":{"ExitCode":0}}']
     assert sections["containers"] == ['{"Name":"/c1"}', '{"Name":"/c2"}']
-    assert engine.calls() == [["container", "ls", "--all", "--quiet", "--no-trunc", "--filter", "label=pystributed.run"],
+    assert engine.calls() == [["container", "ls", "--all", "--quiet", "--no-trunc", "--filter",
+                               "label=pystributed.run"],
                               ["container", "inspect", "--format", STATE_FORMAT, "id1", "id2"]]
 
 
@@ -446,7 +463,8 @@ def test_survey_of_one_run_looks_at_it_alone(engine, home):
     (run_dir(home) / "output.log").write_text("x")
     engine.answer("container-ls", "")  # no container: nothing to inspect
     sections = place_for().survey(RUN_ID)
-    assert [line.split()[0] for line in sections["folders"]] == [RUN_ID] and sections["logs"] == [f"./{RUN_ID}"]
+    assert [line.split()[0]
+            for line in sections["folders"]] == [RUN_ID] and sections["logs"] == [f"./{RUN_ID}"]
     assert sections["containers"] == []
     assert engine.calls() == [["container", "ls", "--all", "--quiet", "--no-trunc", "--filter",
                                f"label=pystributed.run={RUN_ID}"]]
@@ -460,12 +478,14 @@ def test_survey_without_a_workdir_still_lists_the_containers(engine):
 
 
 def test_survey_names_an_engine_it_may_not_use(engine):
-    engine.answer("container-ls", err="permission denied while trying to connect to the Docker daemon socket\n",
+    engine.answer("container-ls", err="permission denied while trying to connect to the Docker "
+                                      "daemon socket\n",
                   code=1)
     with pytest.raises(StepError) as error:
         place_for().survey()
     assert error.value.step == "status"
-    assert error.value.hint.startswith("The user may not use Docker on the local engine: add it to the `docker` group")
+    assert error.value.hint.startswith("The user may not use Docker on the local engine: add it to the "
+                                       "`docker` group")
 
 
 @pytest.mark.parametrize("follow", [False, True])
@@ -473,7 +493,8 @@ def test_logs_come_from_the_container_while_it_is_there(engine, home, follow):
     engine.answer("logs", "out\n", err="err\n")
     out, err = [], []
     assert place_for().logs(str(run_dir(home)), RUN_ID, out.append, err.append, follow=follow) == 0
-    assert engine.calls() == [["container", "inspect", NAME], ["logs", *(["--follow"] if follow else []), NAME]]
+    assert engine.calls() == [["container", "inspect", NAME],
+                              ["logs", *(["--follow"] if follow else []), NAME]]
     assert "".join(out) == "out\n" and "".join(err) == "err\n"
 
 
@@ -488,7 +509,8 @@ def test_logs_come_from_the_saved_log_once_the_container_is_gone(engine, home):
     assert place_for().logs(str(home / "none"), RUN_ID, out.append, out.append) == 0 and "".join(out) == ""
 
 
-def test_images_with_the_workdir_answers_the_cells_no_run_used_for_an_hour_and_no_container_mounts(engine, home):
+def test_images_with_the_workdir_answers_the_cells_no_run_used_for_an_hour_and_no_container_mounts(engine,
+                                                                                                   home):
     cells = home / "runs" / ".cells"
     for name in ("old", "mounted", "new", ".new-leftover"):
         (cells / name / "app").mkdir(parents=True)
@@ -498,7 +520,8 @@ def test_images_with_the_workdir_answers_the_cells_no_run_used_for_an_hour_and_n
     engine.answer("container-inspect", f"{cells}/mounted/app/cell.py\n\n")
     found = place_for("runs").images("reg:5000/proj")
     assert sorted(found["cells"]) == [f"{cells}/.new-leftover", f"{cells}/old"]
-    assert engine.calls()[-1] == ["container", "inspect", "--format", "{{range .Mounts}}{{println .Source}}{{end}}", "c1"]
+    assert engine.calls()[-1] == ["container", "inspect", "--format", ("{{range .Mounts}}{{println "
+                                                                      ".Source}}{{end}}"), "c1"]
     # A folder a run uses again is touched: it stays another hour.
     engine.answer("image-inspect", "sha256:id\n")
     place_for("runs").cell_image("p:lower-cell", "old", context.cell_archive({"app/cell.py": b"1\n"}))
@@ -518,7 +541,8 @@ def test_images_answers_the_images_in_use_then_the_repositorys(engine):
     engine.answer("container-ls", "reg:5000/proj:1\nubuntu\n")
     engine.answer("image-ls", "reg:5000/proj:1\nreg:5000/proj:2\n")
     assert place_for().images("reg:5000/proj") == {"used": ["reg:5000/proj:1", "ubuntu"],
-                                                   "images": ["reg:5000/proj:1", "reg:5000/proj:2"], "cells": []}
+                                                   "images": ["reg:5000/proj:1", "reg:5000/proj:2"],
+                                                   "cells": []}
     assert engine.calls() == [["container", "ls", "--all", "--format", "{{.Image}}"],
                               ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--", "reg:5000/proj"]]
     # (no .cells in REMOTE_WORKDIR: no more questions)
@@ -546,13 +570,15 @@ def test_docker_command_runs_dockers_words_and_answers_its_output(engine):
     with pytest.raises(StepError) as error:
         place_for().docker(docker.pull("img:1"), step="pull")
     assert error.value.step == "pull" and error.value.code == 1
-    assert error.value.hint == "Docker is not running on the local engine: start it there (`sudo systemctl start docker`)."
+    assert (error.value.hint == "Docker is not running on the local engine: start it there (`sudo systemctl "
+                                "start docker`).")
 
 
 def test_the_program_is_read_by_sh_alone(engine, tmp_path):
     """What the login shell runs is only the loader; the rest would be a syntax error to fish or tcsh."""
     program = server.program("missing", "/nowhere")
-    proc = subprocess.run(["sh", "-c", server.LOADER.format(len(program))], input=program + b"trailing input\n",
+    proc = subprocess.run(["sh", "-c", server.LOADER.format(len(program))], input=program + b"trailing "
+                                                                                            b"input\n",
                           capture_output=True, check=True, cwd=tmp_path)
     assert proc.stdout == f"{server.MARK}\n/nowhere\n".encode()
     assert program.endswith(b"\nmissing /nowhere\n")

@@ -70,7 +70,8 @@ def test_free_answers_the_gpus_and_no_process_as_nothing(bin_dir):
     found = server.sections(place().call("gpus", "free", step="gpus"))
     assert found["gpus"] == ["0, GPU-df0c8b7c-a9a9-ba23-c71a-d70bf5a53bc9, 0"] and found["apps"] == []
     gpu, why = gpus.choose(place())
-    assert gpu.uuid == "GPU-df0c8b7c-a9a9-ba23-c71a-d70bf5a53bc9" and why.endswith("no compute process, 0 MiB used")
+    assert gpu.uuid == "GPU-df0c8b7c-a9a9-ba23-c71a-d70bf5a53bc9" and why.endswith("no compute "
+                                                                                   "process, 0 MiB used")
 
 
 def test_the_free_one_of_several_is_chosen(bin_dir):

@@ -11,7 +11,8 @@ from pystributed.errors import StepError
 def test_step_errors_name_the_step_and_show_the_tool_output():
     with pytest.raises(StepError) as excinfo:
         util.run(["sh", "-c", "echo oops >&2; exit 3"], step="push", hint="Log in.")
-    assert str(excinfo.value) == "push failed: `sh -c 'echo oops >&2; exit 3'` exited with code 3\n    oops\nLog in."
+    assert (str(excinfo.value) == "push failed: `sh -c 'echo oops >&2; exit 3'` exited with code "
+                                  "3\n    oops\nLog in.")
     assert excinfo.value.code == 3 and excinfo.value.output == "oops\n"
 
 
@@ -40,9 +41,11 @@ def test_a_missing_binary_is_named():
 def test_input_is_written_and_output_read_as_it_comes():
     data = bytes(range(256)) * 4000  # more than a pipe holds
     assert util.run(["sh", "-c", "wc -c"], step="x", write_stdin=lambda pipe: pipe.write(data)) == "1024000\n"
-    assert util.run(["head", "-c", "1000000", "/dev/zero"], step="x", read_stdout=lambda out: len(out.read())) \
+    assert util.run(["head", "-c", "1000000", "/dev/zero"], step="x",
+                    read_stdout=lambda out: len(out.read())) \
         == 1000000
-    assert util.run(["sh", "-c", "cat; echo done"], step="x", write_stdin=lambda pipe: pipe.write(b"in ")) == "in done\n"
+    assert util.run(["sh", "-c", "cat; echo done"], step="x",
+                    write_stdin=lambda pipe: pipe.write(b"in ")) == "in done\n"
 
 
 def test_what_a_reader_leaves_is_read_so_that_the_program_ends_well():
@@ -58,7 +61,8 @@ def test_a_readers_error_shows_the_programs_failure_first():
         raise ValueError("cut off")
 
     with pytest.raises(StepError) as excinfo:
-        util.run(["sh", "-c", "echo partial; echo 'tar: disk full' >&2; exit 2"], step="fetch", read_stdout=reader)
+        util.run(["sh", "-c", "echo partial; echo 'tar: disk full' >&2; exit 2"], step="fetch",
+                 read_stdout=reader)
     assert excinfo.value.output == "tar: disk full\n\n(ValueError: cut off)"
     with pytest.raises(ValueError, match="cut off"):  # the program did well: the reader's error is the one
         util.run(["true"], step="fetch", read_stdout=reader)
@@ -90,18 +94,21 @@ def test_stream_hands_on_chunks_as_they_come_and_answers_the_exit_code():
 
 def test_stream_writes_its_input_first(tmp_path):
     out = []
-    assert util.stream(["sh", "-c", "cat; pwd"], step="run", on_stdout=out.append, on_stderr=print, cwd=tmp_path,
+    assert util.stream(["sh", "-c", "cat; pwd"], step="run", on_stdout=out.append, on_stderr=print,
+                       cwd=tmp_path,
                        write_stdin=lambda pipe: pipe.write(b"env\n")) == 0
     assert "".join(out) == f"env\n{tmp_path}\n"
 
 
 def test_a_utf8_character_split_between_chunks_comes_whole():
     out = []
-    script = f"{sys.executable} -c \"import os,time; os.write(1, b'\\xc3'); time.sleep(0.1); os.write(1, b'\\xa9')\""
+    script = (f"{sys.executable} -c \"import os,time; os.write(1, b'\\xc3'); time.sleep(0.1); "
+              "os.write(1, b'\\xa9')\"")
     util.stream(["sh", "-c", script], step="run", on_stdout=out.append, on_stderr=print)
     assert "".join(out) == "é"
 
 
 def test_the_reader_gets_a_binary_stream():
-    assert util.run(["printf", "a\\000b"], step="x", read_stdout=lambda out: isinstance(out, io.BufferedIOBase)
+    assert util.run(["printf", "a\\000b"], step="x",
+                    read_stdout=lambda out: isinstance(out, io.BufferedIOBase)
                     and out.read()) == b"a\0b"

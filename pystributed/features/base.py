@@ -31,7 +31,8 @@ class BaseImage(Feature):
         self.platform = ""  # its platform (`linux/amd64`), when asked here
 
     def before_pack(self, run):
-        self.id, self.platform = ("", "") if on_server(run.config) else image_id(run, docker.here, in_step=False)
+        self.id, self.platform = ("", "") if on_server(run.config) else image_id(run, docker.here,
+                                                                                 in_step=False)
 
     def before_build(self, run):
         if on_server(run.config):
@@ -77,10 +78,11 @@ def image_id(run, engine, *, in_step):
         return _id_and_platform(engine(docker.inspect_image_platform(base), step="build"))
     except StepError as e:
         if "cannot connect to the docker daemon" in e.output.lower():
-            raise StepError("build", e.message, output=e.output, hint=e.hint or f"Is the Docker engine running "
-                            f"{where}{'' if on_server(run.config) else ' (`docker info`)'}?", code=e.code) from None
-    hint = (f"BASE_IMAGE ({base}) is not {where} and could not be pulled: check its name, or `docker pull {base}` "
-            f"{where} (after `docker login` if its registry needs one).")
+            raise StepError("build", e.message, output=e.output, hint=e.hint or "Is the Docker engine "
+                            f"running {where}{'' if on_server(run.config) else ' (`docker info`)'}?",
+                            code=e.code) from None
+    hint = (f"BASE_IMAGE ({base}) is not {where} and could not be pulled: check its name, or `docker pull "
+            f"{base}` {where} (after `docker login` if its registry needs one).")
     if in_step:
         run.steps.progress(f"pulling {base}")
         engine(docker.pull(base), step="build", hint=hint)
@@ -95,9 +97,10 @@ def pulled_for(run, platform):
     base = run.config.BASE_IMAGE
     run.steps.progress(f"pulling {base} for {platform}")
     docker.here(docker.pull(base, platform), step="build", hint=(
-        f"{run.place.name} runs {platform} images, and BASE_IMAGE ({base}) here is not one: its {platform} variant "
-        f"could not be pulled. Use a base image published for {platform} (most on Docker Hub are: `docker manifest "
-        f"inspect {base}` lists them), or TRANSPORT = \"remote-build\" to build on the server."))
+        f"{run.place.name} runs {platform} images, and BASE_IMAGE ({base}) here is not one: its {platform} "
+        f"variant could not be pulled. Use a base image published for {platform} (most on Docker Hub are: "
+        f"`docker manifest inspect {base}` lists them), or TRANSPORT = \"remote-build\" to build "
+        "on the server."))
     return _id_and_platform(docker.here(docker.inspect_image_platform(base), step="build"))
 
 

@@ -32,8 +32,10 @@ class Cache(Feature):
 def key(config, digest, base_id=""):
     # DATA is mounted, not built in: its content counts through its own manifest's hash.
     data_key = data.manifest(config, data.local_files(config.DATA))[1] if config.DATA else None
-    settings = {"context": digest, "base_image": base_id, "server": config.REMOTE_SERVER, "docker_run_args": config.DOCKER_RUN_ARGS,
-                "env": config.ENV, "secrets": config.SECRETS, "data": data_key, "remote_data": config.REMOTE_DATA}
+    settings = {"context": digest, "base_image": base_id, "server": config.REMOTE_SERVER,
+                "docker_run_args": config.DOCKER_RUN_ARGS,
+                "env": config.ENV, "secrets": config.SECRETS, "data": data_key,
+                "remote_data": config.REMOTE_DATA}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -43,12 +45,14 @@ def reuse(config, cache_key, variables, steps):
     if not entry.is_file():
         return None
     result = record.load(config.LOCAL_RESULTS_DIR, json.loads(entry.read_text(encoding="utf-8"))["run_id"])
-    if result is None or result.status != "succeeded" or not result.local_path or not result.local_path.is_dir():
+    if (result is None or result.status != "succeeded" or not result.local_path
+            or not result.local_path.is_dir()):
         return None  # deleted, or never finished: run again
     if variables and variables.out and not _has_values(result.local_path, variables.out):
         return None  # it did not send back everything asked for now
-    steps.say(f"cached: reusing run {result.run_id} of {result.started[:19].replace('T', ' ')} (same code, inputs, "
-              f"image and data); its files are in {result.local_path}. Run without --cache to run again.\n")
+    steps.say(f"cached: reusing run {result.run_id} of {result.started[:19].replace('T', ' ')} (same code, "
+              f"inputs, image and data); its files are in {result.local_path}. Run without --cache "
+              "to run again.\n")
     if variables:
         variables.collect(result)
     return result

@@ -10,7 +10,8 @@ from pystributed import context, results
 from pystributed.features import Feature, data, requirements
 
 # Calls whose first argument is a file the cell reads: open(), torch.load, pd.read_csv, np.load...
-_READERS = {"open", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "read_csv", "read_table", "read_json",
+_READERS = {"open", "load", "loadtxt", "genfromtxt", "fromfile", "imread", "read_csv", "read_table",
+            "read_json",
             "read_parquet", "read_excel", "read_feather", "read_pickle", "load_file"}
 # A Path(...) may well be something the cell writes: it is only checked against the context.
 _PATHS = {"Path", "PurePath", "PosixPath"}
@@ -50,7 +51,8 @@ def read_paths(source):
                 read.add(id(func.value))
             continue
         first = node.args[0] if node.args else None
-        if name not in _READERS | _PATHS or not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        if name not in _READERS | _PATHS or not (isinstance(first, ast.Constant)
+                                                 and isinstance(first.value, str)):
             continue
         if name == "open" and _writes(node, 1):
             continue
@@ -63,7 +65,8 @@ def _writes(call, position):
     """Whether the mode given at `position` (or as mode=) writes."""
     mode = call.args[position] if len(call.args) > position else next(
         (k.value for k in call.keywords if k.arg == "mode"), None)
-    return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax+")
+    return (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+            and any(c in mode.value for c in "wax+"))
 
 
 def opened_files(config, source, excludes, folder="."):
@@ -98,10 +101,12 @@ def context_size(config, excludes, folder="."):
     total = sum(size for size, _ in sizes)
     if not limit or total <= limit:
         return []
-    largest = ", ".join(f"{rel} ({results.human_size(size)})" for size, rel in sorted(sizes, reverse=True)[:_LARGEST])
-    return [(f"the build context is {results.human_size(total)} (over CONTEXT_WARN_MB = {config.CONTEXT_WARN_MB:g}), "
-             f"sent to the image builder on every change; the largest files: {largest}. Put data in DATA "
-             f"(synced once, mounted read-only) or leave files out with .dockerignore")]
+    largest = ", ".join(f"{rel} ({results.human_size(size)})"
+                        for size, rel in sorted(sizes, reverse=True)[:_LARGEST])
+    return [(f"the build context is {results.human_size(total)} (over CONTEXT_WARN_MB = "
+             f"{config.CONTEXT_WARN_MB:g}), sent to the image builder on every change; the largest files: "
+             f"{largest}. Put data in DATA (synced once, mounted read-only) or leave files out "
+             "with .dockerignore")]
 
 
 def version_differences(config, source, folder="."):
@@ -120,6 +125,6 @@ def version_differences(config, source, folder="."):
         dist = requirements.installed(name)
         if dist is None or requirements.public(wanted) == requirements.public(dist.version):
             continue
-        found += [f"the cell imports {module}: {dist.metadata['Name']} is {dist.version} here but {wanted} in "
-                  f"{config.REQUIREMENTS}" for module in imported if module in requirements.provided(dist)]
+        found += [f"the cell imports {module}: {dist.metadata['Name']} is {dist.version} here but {wanted} "
+                  f"in {config.REQUIREMENTS}" for module in imported if module in requirements.provided(dist)]
     return found

@@ -98,8 +98,8 @@ def check_remote_paths(config, place):
         missing = server.call("missing", *config.REMOTE_DATA, step="data").splitlines()
         if missing:
             raise StepError("data", f"REMOTE_DATA names {', '.join(missing)}, which does not exist on {name}",
-                            hint="Check the paths in REMOTE_DATA (absolute paths on the server, on every node "
-                                 "of a cluster).")
+                            hint="Check the paths in REMOTE_DATA (absolute paths on the server, on every "
+                                 "node of a cluster).")
 
 
 def check(config):
@@ -111,8 +111,8 @@ def check(config):
     targets = [in_container(target) for target in [*excluded(config), *config.REMOTE_DATA.values()]]
     twice = sorted({target for target in targets if targets.count(target) > 1})
     if twice:
-        raise PystributedError(f"DATA and REMOTE_DATA mount two things at {', '.join(twice)} in the container: "
-                               "give each its own path")
+        raise PystributedError(f"DATA and REMOTE_DATA mount two things at {', '.join(twice)} in the "
+                               "container: give each its own path")
 
 
 def local_files(entries):
@@ -256,7 +256,8 @@ def send_tar(place, entries, files, data_dir, incoming, missing, steps):
             _add(tar, f"{incoming}/complete", tarfile.REGTYPE)  # last: all before it arrived whole
 
     place.call("data_receive", data_dir, incoming.removeprefix("incoming/"), step="data", stdin=write,
-               hint="Is there room on the server for the data (`df -h` there)? The next run sends only what is missing.")
+               hint="Is there room on the server for the data (`df -h` there)? The next run sends only "
+                    "what is missing.")
     return sent.count
 
 
@@ -264,7 +265,8 @@ def send_rsync(config, roots, destination, link_dests, steps):
     """rsync over the run's ssh connection (links here become files, as in our own transfer);
     unchanged files are hard-linked from the newest trees. Return the bytes rsync reports sent."""
     ssh = shlex.join(["ssh", *config.SSH_OPTIONS, *SSH_DEFAULTS])
-    command = ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats", "--info=progress2",
+    command = ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats",
+               "--info=progress2",
                "--chmod=D755,F444", *(f"--link-dest={d}" for d in link_dests), "-e", ssh, "--",
                *(f"./{root}" for root in roots), f"{config.REMOTE_SERVER}:{destination}"]
     sent = {}
@@ -281,7 +283,8 @@ def send_rsync(config, roots, destination, link_dests, steps):
                 sent["bytes"] = int(total.group(1).replace(b",", b""))
 
     util.run(command, step="data", read_stdout=read,
-             hint="Is there room on the server for the data (`df -h` there)? The next run sends only what changed.")
+             hint="Is there room on the server for the data (`df -h` there)? The next run sends "
+                  "only what changed.")
     return sent.get("bytes", 0)
 
 

@@ -72,7 +72,8 @@ def statements(cell, source):
     for i, node in enumerate(body):
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         end = node.end_lineno
-        shares_a_line = (i > 0 and body[i - 1].end_lineno >= start) or (i + 1 < len(body) and body[i + 1].lineno <= end)
+        shares_a_line = (i > 0 and body[i - 1].end_lineno >= start) or (i + 1 < len(body)
+                                                                        and body[i + 1].lineno <= end)
         text = ast.unparse(node) + "\n" if shares_a_line else "".join(lines[start - 1:end])
         try:  # IPython compiles statement by statement, and stops at one that does not compile
             compile(ast.Module(body=[node], type_ignores=[]), cell, "exec")
@@ -129,7 +130,8 @@ def _incremented(node):
 def portable(node):
     """Whether running this statement again in the image is what the notebook did: definitions,
     imports and constants, not computations (a call could take hours, or read local files)."""
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                         ast.Pass)):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -203,8 +205,9 @@ def needed(source, history, *, namespace=None, given=()):
             continue
         s = earlier[index]
         if not s.portable:
-            problems[name] = (f"{where}; set in {s.cell} by `{s.describe()}`, which is a computation, not brought "
-                              f"along (only def, class, import and constants are): pass it with --in {name}")
+            problems[name] = (f"{where}; set in {s.cell} by `{s.describe()}`, which is a computation, not "
+                              "brought along (only def, class, import and constants are): pass it "
+                              f"with --in {name}")
             continue
         if index not in chosen:
             chosen.add(index)

@@ -96,7 +96,8 @@ def pick(gpus):
     """(the GPU to take, why): one without a compute process, else the one using the least
     memory; among equals the lowest index."""
     unknown = float("inf")
-    gpu = min(gpus, key=lambda g: (g.processes > 0, unknown if g.memory_used is None else g.memory_used, g.index))
+    gpu = min(gpus, key=lambda g: (g.processes > 0, unknown if g.memory_used is None else g.memory_used,
+                                   g.index))
     used = "unknown" if gpu.memory_used is None else f"{gpu.memory_used} MiB"
     if not gpu.processes:
         return gpu, f"took {gpu.shown}: no compute process, {used} used"
@@ -139,17 +140,19 @@ def check(place, values):
     if "nvidia" not in runtimes and not found.get("toolkit"):
         raise StepError(
             "gpus", f"{shown} cannot work on {place.name}: its Docker engine has no `nvidia` runtime "
-                    f"(runtimes: {', '.join(sorted(runtimes)) or 'none'}) and no NVIDIA Container Toolkit hook "
-                    "(nvidia-container-runtime-hook, nvidia-cdi-hook) is on PATH there. Nothing was pushed.",
+                    f"(runtimes: {', '.join(sorted(runtimes)) or 'none'}) and no NVIDIA Container Toolkit "
+                    "hook (nvidia-container-runtime-hook, nvidia-cdi-hook) is on PATH there. "
+                    "Nothing was pushed.",
             hint=f"On {place.name}: install the NVIDIA driver and the NVIDIA Container Toolkit, then "
                  "`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`; "
-                 f"`docker run --rm --gpus all IMAGE nvidia-smi` there must work. Or run without --gpus. {HELP}")
+                 "`docker run --rm --gpus all IMAGE nvidia-smi` there must work. Or run without "
+                 f"--gpus. {HELP}")
     if FREE in values and not found.get("nvidia-smi"):
         raise StepError(
-            "gpus", f"`--gpus free` needs nvidia-smi on {place.name}, to see which GPUs are in use, and it is "
-                    "not on PATH there. Nothing was pushed.",
-            hint="Install the NVIDIA driver's utilities there (nvidia-smi comes with the driver), or name the GPU: "
-                 f"--gpus '\"device=1\"' (DOCKER_RUN_ARGS [\"--gpus\", \"device=1\"]). {HELP}")
+            "gpus", f"`--gpus free` needs nvidia-smi on {place.name}, to see which GPUs are in use, and it "
+                    "is not on PATH there. Nothing was pushed.",
+            hint="Install the NVIDIA driver's utilities there (nvidia-smi comes with the driver), or name "
+                 f"the GPU: --gpus '\"device=1\"' (DOCKER_RUN_ARGS [\"--gpus\", \"device=1\"]). {HELP}")
 
 
 def choose(place):
@@ -158,7 +161,8 @@ def choose(place):
                                 hint=f"nvidia-smi failed on {place.name}: is the NVIDIA driver loaded there "
                                      "(does `nvidia-smi` work)?"))
     if "nvidia-smi" in found and not found["nvidia-smi"]:  # gone since the check
-        raise StepError("gpus", f"`--gpus free` needs nvidia-smi on {place.name}, and it is not on PATH there")
+        raise StepError("gpus",
+                        f"`--gpus free` needs nvidia-smi on {place.name}, and it is not on PATH there")
     gpus_csv, apps_csv = "\n".join(found.get("gpus", [])), "\n".join(found.get("apps", []))
     try:
         gpus = parse(gpus_csv, apps_csv)

@@ -100,7 +100,8 @@ def installed(name):
         return None
 
 
-_import_names.cache_clear = _import_names_in.cache_clear  # type: ignore[attr-defined]  # forget the lookup whatever changed
+# forget the lookup whatever changed
+_import_names.cache_clear = _import_names_in.cache_clear  # type: ignore[attr-defined]
 
 
 def distributions(name):
@@ -129,7 +130,8 @@ class Pin:
 
     def line(self):
         if self.wheel:
-            return f"./wheels/{self.wheel.name}  # {self.name}=={self.version}, installed here from this wheel"
+            return (f"./wheels/{self.wheel.name}  # {self.name}=={self.version}, installed here from "
+                    "this wheel")
         if self.url:
             return f"{self.name} @ {self.url}"
         # `torch==2.3.1` and not `==2.3.1+cpu`: an index has no local builds, and a base image's
@@ -153,8 +155,9 @@ def resolve(source, folder="."):
             key = normalize(dist.metadata["Name"])
             direct = json.loads(dist.read_text("direct_url.json") or "{}")
             if "dir_info" in direct:  # pip install -e . / pip install ./folder: nothing an index has
-                notes.append(f"{name} ({dist.metadata['Name']} {dist.version}) is installed here from the folder "
-                             f"{_path(direct['url'])}: build a wheel of it and name it in a REQUIREMENTS file")
+                notes.append(f"{name} ({dist.metadata['Name']} {dist.version}) is installed here from the "
+                             f"folder {_path(direct['url'])}: build a wheel of it and name it in a "
+                             "REQUIREMENTS file")
                 continue
             wheel, vcs = _path(direct.get("url", "")), direct.get("vcs_info", {})
             wheel = wheel if wheel and wheel.suffix == ".whl" and wheel.is_file() else None

@@ -61,7 +61,8 @@ class Exchange(Feature):
         Python and the versions of the packages the --in pickles need (named if one cannot be loaded
         there); the --in pickles."""
         pickles = self._pickled_inputs() if self.inputs else {}
-        settings = {"out": self.out, "python": here_python(), "modules": cell_runner.versions(pickles.values())}
+        settings = {"out": self.out, "python": here_python(),
+                    "modules": cell_runner.versions(pickles.values())}
         files = {"settings.json": json.dumps(settings).encode()}
         if self.inputs:
             files["inputs.pkl"] = pickle.dumps(pickles, cell_runner.PROTOCOL)
@@ -71,12 +72,14 @@ class Exchange(Feature):
         pickles = {}
         for name in self.inputs:
             if self.namespace is None or name not in self.namespace:
-                raise PystributedError(f"--in {name}: there is no variable {name} in the notebook; nothing was built")
+                raise PystributedError(f"--in {name}: there is no variable {name} in the notebook; "
+                                       "nothing was built")
             try:
                 pickles[name] = pickle.dumps(self.namespace[name], cell_runner.PROTOCOL)
             except Exception as e:  # noqa: BLE001 (user objects raise anything)
-                raise PystributedError(f"--in {name} could not be pickled ({type(e).__name__}: {e}); nothing was "
-                                       "built. Send what it is made from instead, or build it in the cell.") from None
+                raise PystributedError(f"--in {name} could not be pickled ({type(e).__name__}: {e}); nothing "
+                                       "was built. Send what it is made from instead, or build "
+                                       "it in the cell.") from None
         return pickles
 
     def check_python(self, config, engine, *, on_server):
@@ -87,10 +90,11 @@ class Exchange(Feature):
             return
         here, there = here_python(), image_python(config, engine, on_server=on_server)
         if there != here:
-            print(f"warning: --in/--out: this kernel runs Python {here} and BASE_IMAGE {config.BASE_IMAGE} Python "
-                  f"{there}. Plain values (numbers, strings, lists, dicts, NumPy arrays, tensors) cross; an object "
-                  "whose module differs between the two may not load, and is then named. The same Python on both "
-                  f"sides avoids it (BASE_IMAGE = 'python:{here}-slim', or a kernel with Python {there}).",
+            print(f"warning: --in/--out: this kernel runs Python {here} and BASE_IMAGE {config.BASE_IMAGE} "
+                  f"Python {there}. Plain values (numbers, strings, lists, dicts, NumPy arrays, tensors) "
+                  "cross; an object whose module differs between the two may not load, and is then named. "
+                  f"The same Python on both sides avoids it (BASE_IMAGE = 'python:{here}-slim', or a kernel "
+                  f"with Python {there}).",
                   file=sys.stderr)
 
     def collect(self, result):
@@ -146,7 +150,8 @@ def here_python():
 
 def _problem(error, data, report):
     """Why a pickle of the run's could not be loaded here, with what differs from the image."""
-    return cell_runner.load_problem(error, data, made=("in the image", report.get("python"), report.get("modules")),
+    return cell_runner.load_problem(error, data,
+                                    made=("in the image", report.get("python"), report.get("modules")),
                                     here="here")
 
 
@@ -162,8 +167,9 @@ def image_python(config, engine, *, on_server):
     if known and known in _pythons:
         return _pythons[known]
     hint = (f"BASE_IMAGE ({config.BASE_IMAGE}) must provide python3 (or python) on its PATH." if known else
-            f"BASE_IMAGE ({config.BASE_IMAGE}) is not {'on the server' if on_server else 'here'} and could not be "
-            f"pulled: check its name, or `docker pull {config.BASE_IMAGE}` (after `docker login` if it needs one).")
+            f"BASE_IMAGE ({config.BASE_IMAGE}) is not {'on the server' if on_server else 'here'} and could "
+            f"not be pulled: check its name, or `docker pull {config.BASE_IMAGE}` (after `docker login` if "
+            "it needs one).")
     out = engine(docker.python_version(config.BASE_IMAGE), step="build", hint=hint)
     version = out.strip().splitlines()[-1] if out.strip() else "unknown"
     known = known or image_id()

@@ -72,7 +72,8 @@ class Place:
         raise NotImplementedError
 
     def remove_cells(self, folders):
-        """Remove those of the folders `images` named in "cells" that still are such (a place with cell_image)."""
+        """Remove those of the folders `images` named in "cells" that still are such (a place with
+        cell_image)."""
         raise NotImplementedError
 
     def remove(self, folders):
@@ -111,4 +112,5 @@ def place_for(config):
         from pystributed.places import slurm
 
         return slurm.Slurm(config)
-    return local.Local(config) if config.is_local else swarm.Swarm(config) if config.is_cluster else ssh.Ssh(config)
+    return (local.Local(config) if config.is_local else swarm.Swarm(config) if config.is_cluster
+            else ssh.Ssh(config))

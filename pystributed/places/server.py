@@ -67,7 +67,8 @@ class Server(Place):
             # Name what failed there, not the fixed line that started sh; ssh's own failure (255) is
             # the connection's, not the command's.
             what = f"`{_shown(action, args)}` on {self.name}"
-            message = (f"ssh could not run {what} (exit code 255)" if e.code == 255 and self.argv(0)[0] == "ssh"
+            message = (f"ssh could not run {what} (exit code 255)"
+                       if e.code == 255 and self.argv(0)[0] == "ssh"
                        else f"{what} exited with code {e.code}")
             raise StepError(e.step, message, output=e.output, hint=e.hint, code=e.code) from None
         return out if read else self.answer_of(out, step)
@@ -138,7 +139,8 @@ class Server(Place):
             raise self.engine_hint(e) from None
 
     def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
-        return self.stream("follow", run_id, *(start or []), step="run", on_stdout=on_stdout, on_stderr=on_stderr,
+        return self.stream("follow", run_id, *(start or []), step="run", on_stdout=on_stdout,
+                           on_stderr=on_stderr,
                            stdin=env and _env_writer(env))
 
     def start(self, start, env):
@@ -148,17 +150,18 @@ class Server(Place):
             raise self.engine_hint(e) from None
 
     def finish(self, remote_dir, run_id, *, cancelled=False, absent=False):
-        lines = self.call("finish", remote_dir, run_id, "true" if cancelled else "false", secrets.token_hex(4),
+        lines = self.call("finish", remote_dir, run_id, "true" if cancelled else "false",
+                          secrets.token_hex(4),
                           step="run").splitlines()
         if "log-not-saved" in lines:
-            print(f"warning: the output could not be saved as {results.LOG_NAME} in {remote_dir} on {self.name} (is "
-                  f"its disk full?); the container is kept, its output is in `docker logs "
+            print(f"warning: the output could not be saved as {results.LOG_NAME} in {remote_dir} on "
+                  f"{self.name} (is its disk full?); the container is kept, its output is in `docker logs "
                   f"{docker.container_name(run_id)}` there.", file=sys.stderr)
         if lines and lines[0] == "absent":
             if absent:
                 return None
-            raise StepError("run", f"there is no container {docker.container_name(run_id)} on {self.name}, and no "
-                            f"state of it in {remote_dir}: it never started",
+            raise StepError("run", f"there is no container {docker.container_name(run_id)} on {self.name}, "
+                            f"and no state of it in {remote_dir}: it never started",
                             hint="Start it again (it ended before its container started).")
         return exit_code(lines[0] if lines else "")
 
@@ -178,13 +181,15 @@ class Server(Place):
 
     def survey(self, run_id=None):
         try:
-            out = self.call("survey", self.workdir(), *([run_id] if run_id else []), step="status", hint=self.hint())
+            out = self.call("survey", self.workdir(), *([run_id] if run_id else []), step="status",
+                            hint=self.hint())
         except StepError as e:
             raise self.engine_hint(e) from None
         return sections(out)
 
     def cell_image(self, image, sha, archive):
-        out = self.call("cell", self.workdir(), image, sha, step="build", stdin=lambda pipe: pipe.write(archive))
+        out = self.call("cell", self.workdir(), image, sha, step="build",
+                        stdin=lambda pipe: pipe.write(archive))
         found, folder = (out.splitlines() + ["", ""])[:2]
         if not folder:
             return None
@@ -199,7 +204,8 @@ class Server(Place):
 
     def remove(self, folders):
         self.call("remove", *folders, step="clean",
-                  hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user to remove.")
+                  hint="Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that "
+                       "user to remove.")
 
     def engine_hint(self, error):
         """A better hint for a docker command that could not reach the engine."""
@@ -211,9 +217,10 @@ class Server(Place):
             hint = f"Docker is not running on {self.name}: start it there (`sudo systemctl start docker`)."
         elif error.code == 127 and re.search(r"\bdocker: (command )?not found", output):  # sh's words for it
             install = "install Docker Engine (or Podman with its `docker` command)"
-            hint = (f"`docker` is not installed on {self.name}, or not on the PATH a command over ssh gets there "
-                    f"(`ssh {self.name} command -v docker` shows it): {install}, or put its folder on PATH in a "
-                    "startup file that non-interactive shells read." if self.argv(0)[0] == "ssh" else
+            hint = (f"`docker` is not installed on {self.name}, or not on the PATH a command over ssh gets "
+                    f"there (`ssh {self.name} command -v docker` shows it): {install}, or put its folder on "
+                    "PATH in a startup file that non-interactive shells read."
+                    if self.argv(0)[0] == "ssh" else
                     f"`docker` is not installed on {self.name} (not on PATH): {install}.")
         else:
             return error

@@ -25,8 +25,8 @@ def split(args, route):
     while at < len(args) and args[at].startswith("-"):
         option, _, value = args[at].partition("=")
         if option not in _VALUED:
-            raise StepError("start", f"the docker run option {option} (DOCKER_RUN_ARGS?) has no meaning for the "
-                                     f"{route} route of this Slurm cluster, whose nodes run no Docker",
+            raise StepError("start", f"the docker run option {option} (DOCKER_RUN_ARGS?) has no meaning for "
+                                     f"the {route} route of this Slurm cluster, whose nodes run no Docker",
                             hint="Leave DOCKER_RUN_ARGS empty for this cluster: Slurm gives the GPUs "
                                  "(GPUS_PER_TASK), SLURM_ARGS the rest.")
         if not value:

@@ -30,7 +30,8 @@ REFUSED = re.compile(r"^(kex|ssh)_exchange_identification: ", re.MULTILINE)
 # What a client that cannot share a connection says when asked to: Windows' own OpenSSH
 # (`getsockname failed: Not a socket`; older builds `muxclient socket(): Unknown error`), or a
 # socket path too long for its system (`unix_listener: path "…" too long for Unix domain socket`).
-NO_SHARING = re.compile(r"getsockname failed|mux_?client|muxserver|unix_listener|control ?(master|path|socket)",
+NO_SHARING = re.compile(r"getsockname failed|mux_?client|muxserver|unix_listener|control "
+                        r"?(master|path|socket)",
                         re.IGNORECASE)
 # A Unix socket's path has at most 103 bytes on macOS (104 with its NUL; 108 on Linux): ours is
 # FOLDER/%C (40 characters), and ssh adds 17 more while it binds it.
@@ -111,7 +112,8 @@ def _socket_folder():
     and short enough (macOS's TMPDIR alone is about 50 characters); or None, and why not.)"""
     ssh = shutil.which("ssh") or ""
     if sys.platform == "win32" and os.path.basename(os.path.dirname(ssh)).lower() == "openssh":
-        return None, "Windows' own OpenSSH cannot share one connection between commands (it has no ControlMaster)"
+        return None, ("Windows' own OpenSSH cannot share one connection between commands (it has no "
+                      "ControlMaster)")
     room = SOCKET_MAX - len("/pst-XXXXXXXX/") - 40 - 17
     for parent in (_short_tmp(), "/var/tmp", os.path.expanduser("~/.ssh"), tempfile.gettempdir()):
         if parent and len(os.fsencode(parent)) <= room and os.access(parent, os.W_OK | os.X_OK):
@@ -124,15 +126,16 @@ def _socket_folder():
 def _start_master(shared, place):
     """Start the shared connection (again while the server refuses new ones); False if this client
     cannot share one (then each command opens its own)."""
-    argv = ["ssh", *shared.config.SSH_OPTIONS, *SSH_DEFAULTS, "-o", "ControlMaster=yes", "-o", "ControlPersist=120",
+    argv = ["ssh", *shared.config.SSH_OPTIONS, *SSH_DEFAULTS, "-o", "ControlMaster=yes", "-o",
+            "ControlPersist=120",
             "-N", "-f", "--", place.name]
     try:
         _retried(lambda: util.run(argv, step="connect", hint=place.hint()), place.name)
     except StepError as e:
         if e.code != 255 or not NO_SHARING.search(e.output):
             raise
-        _unshared(place, f"this ssh client cannot share one connection between commands (`ssh -o ControlMaster=yes`: "
-                         f"{' '.join(e.output.split())[:200]})")
+        _unshared(place, "this ssh client cannot share one connection between commands (`ssh -o "
+                         f"ControlMaster=yes`: {' '.join(e.output.split())[:200]})")
         return False
     return True
 
@@ -150,10 +153,11 @@ def _unshared(place, why):
 
 
 def refused_hint(name):
-    return (f"{name} refused new ssh connections: sshd drops new ones while too many are being opened at once "
-            f"(its MaxStartups, 10 by default), and it still did after {len(RETRY_DELAYS)} more tries over several "
-            f"seconds. Start fewer runs (or ssh sessions) at the same moment, or raise MaxStartups in the server's "
-            f"sshd_config (e.g. `MaxStartups 100:30:200`). Keys and passwords are not the problem.")
+    return (f"{name} refused new ssh connections: sshd drops new ones while too many are being opened at "
+            f"once (its MaxStartups, 10 by default), and it still did after {len(RETRY_DELAYS)} more tries "
+            "over several seconds. Start fewer runs (or ssh sessions) at the same moment, or raise "
+            "MaxStartups in the server's sshd_config (e.g. `MaxStartups 100:30:200`). Keys and passwords are "
+            "not the problem.")
 
 
 def _retried(attempt, name):
@@ -179,7 +183,8 @@ def _stream_retried(stream, name, *args, on_stderr, **kwargs):
         held = _HeldBack(on_stderr)
         code = stream(*args, on_stderr=held, **kwargs)
         if code == 255 and held.refused():
-            raise StepError("connect", f"ssh could not open a connection to {name}", output=held.text, code=255)
+            raise StepError("connect", f"ssh could not open a connection to {name}", output=held.text,
+                            code=255)
         held.release()
         return code
 

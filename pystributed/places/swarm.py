@@ -72,8 +72,8 @@ class Swarm(ClusterPlace):
         if self._nodes is None or again:
             user = self.config.REMOTE_SERVER.rpartition("@")[0]
             out = self.manager.call("swarm_nodes", step="connect", hint=(
-                f"Is {self.name} a manager of a swarm? (`docker node ls` there; `python -m pystributed cluster "
-                "init` makes one.)"))
+                f"Is {self.name} a manager of a swarm? (`docker node ls` there; `python -m pystributed "
+                "cluster init` makes one.)"))
             self._nodes = parse_nodes(out.splitlines(), user=user)
             if not self._nodes:
                 raise StepError("connect", f"{self.name} lists no swarm node")
@@ -130,7 +130,8 @@ class Swarm(ClusterPlace):
         job_id = job_id or name.removeprefix(docker.container_name(""))
         user = run_args[run_args.index("--user") + 1] if "--user" in run_args else "0:0"
         mounts = self.secrets.mounts(job_id, hidden, user)
-        variables = [*options.pop("variables", ()), *([f"PYSTRIBUTED_SECRETS={','.join(hidden)}"] if hidden else [])]
+        variables = [*options.pop("variables", ()),
+                     *([f"PYSTRIBUTED_SECRETS={','.join(hidden)}"] if hidden else [])]
         args = service_args(run_args, variables=variables, **options)
         for mount in mounts:
             args[2:2] = ["--secret", mount]
@@ -174,7 +175,8 @@ class Swarm(ClusterPlace):
                 with contextlib.suppress(StepError):
                     self.manager.docker(docker.unplaceable(service), step=step)
             deadline = time.monotonic() + 15
-            while any(self.leftovers(s, where, running=True) for s in services) and time.monotonic() < deadline:
+            while (any(self.leftovers(s, where, running=True) for s in services)
+                   and time.monotonic() < deadline):
                 time.sleep(POLL)
         with contextlib.suppress(StepError):
             self.manager.docker(docker.remove_services(*services), step=step)
@@ -204,8 +206,8 @@ class Swarm(ClusterPlace):
         ok = {node: found for node, found in made.items() if not isinstance(found, StepError)}
         if not ok:
             error = next(iter(made.values()), None)
-            raise StepError("connect", f"no node of the swarm managed by {self.name} could be reached to make the run "
-                            f"folder: {error.message if error else 'it has no usable node'}",
+            raise StepError("connect", f"no node of the swarm managed by {self.name} could be reached to "
+                            f"make the run folder: {error.message if error else 'it has no usable node'}",
                             output=error.output if error else "", hint=self.hint())
         for node_id, error in made.items():
             if isinstance(error, StepError):
@@ -214,9 +216,10 @@ class Swarm(ClusterPlace):
         paths = {found for found in ok.values()}
         if len(paths) > 1:
             shown = "; ".join(f"{self.node(n).shown}: {path} as {user}" for n, (path, user) in ok.items())
-            raise StepError("connect", f"the run folder is not the same path (and user) on every node ({shown})",
-                            hint="One service mounts one path wherever its task lands: use the same user, home and "
-                                 "REMOTE_WORKDIR on every node (or an absolute REMOTE_WORKDIR).")
+            raise StepError("connect", "the run folder is not the same path (and user) on every "
+                                       f"node ({shown})",
+                            hint="One service mounts one path wherever its task lands: use the same user, "
+                                 "home and REMOTE_WORKDIR on every node (or an absolute REMOTE_WORKDIR).")
         self.prepared = {node: path for node, (path, _) in ok.items()}
         # An image built here is built for the platform of the nodes its tasks may go to (those
         # with GPUs, when tasks ask for some) when they share one; where they do not, Swarm places
@@ -271,15 +274,16 @@ class Swarm(ClusterPlace):
             if task and (task.state == "running" or task.ended):
                 where = self.node(task.node).shown if task.node else ""
                 if said and report:
-                    self.say(f"placed on {where}" + (f", GPU {', '.join(task.gpus)}" if task.gpus else "") + "\n")
+                    self.say(f"placed on {where}" + (f", GPU {', '.join(task.gpus)}"
+                                                     if task.gpus else "") + "\n")
                 if self.steps is not None and where:
                     self.steps.progress(f"on {where}" + (" after a wait in the queue" if said else ""))
                 return task
             why = task and task.state in QUEUED and task.error
             if why and not said and report:
                 said = why
-                self.say(f"queued: {why} (every node's GPUs are taken, or too few; Swarm starts it as soon as "
-                         f"{self.config.GPUS_PER_TASK} GPU(s) on one node are free)\n")
+                self.say(f"queued: {why} (every node's GPUs are taken, or too few; Swarm starts it as soon "
+                         f"as {self.config.GPUS_PER_TASK} GPU(s) on one node are free)\n")
                 if self.steps is not None:
                     self.steps.progress("queued")
             time.sleep(POLL)
@@ -290,8 +294,9 @@ class Swarm(ClusterPlace):
             self.start(start, env or {})
         task = self.wait_placed(service)
         if not task.container:  # it never started (rejected: an image it could not pull, a mount)
-            on_stderr(f"the task of {service} did not start on {self.node(task.node).shown if task.node else 'any node'}"
-                      f": {task.error or task.message or task.state}\n")
+            on_stderr(f"the task of {service} did not start on "
+                      f"{self.node(task.node).shown if task.node else 'any node'}: "
+                      f"{task.error or task.message or task.state}\n")
             self.remove_service(service, nodes=[task.node] if task.node else None)  # Swarm would try it again
             return 125
         if task.node in self.prepared:
@@ -348,7 +353,8 @@ class Swarm(ClusterPlace):
         return with_log[0] if with_log else self.manager_node()
 
     def manager_node(self):
-        managers = [n for n in self.nodes() if n.ssh == self.name] or [n for n in self.nodes() if n.role == "manager"]
+        managers = ([n for n in self.nodes() if n.ssh == self.name]
+                    or [n for n in self.nodes() if n.role == "manager"])
         return (managers or self.nodes())[0].id
 
     def fetch(self, remote_dir, read, *, going=False, hint=""):
@@ -379,7 +385,8 @@ class Swarm(ClusterPlace):
         return merged
 
     def images(self, repository):
-        found = self.each(self.usable(), lambda node: self.at(node).images(repository, cells=False))  # (runs only)
+        # (runs only)
+        found = self.each(self.usable(), lambda node: self.at(node).images(repository, cells=False))
         merged = {"used": [], "images": []}
         for sections in found.values():
             if isinstance(sections, StepError):

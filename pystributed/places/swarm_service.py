@@ -71,7 +71,8 @@ def parse_nodes(lines, *, user=""):
         info = _json(line)
         if not info.get("ID"):
             continue
-        description, spec, status = info.get("Description") or {}, info.get("Spec") or {}, info.get("Status") or {}
+        description, spec, status = (info.get("Description") or {}, info.get("Spec") or {},
+                                     info.get("Status") or {})
         resources = (description.get("Resources") or {}).get("GenericResources") or []
         gpus = [(r.get("NamedResourceSpec") or {}).get("Value") for r in resources
                 if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU]
@@ -81,7 +82,8 @@ def parse_nodes(lines, *, user=""):
         address = status.get("Addr", "")
         if address == "0.0.0.0":  # a manager's own, at times: its advertised address is the one
             address = ((info.get("ManagerStatus") or {}).get("Addr") or "").rpartition(":")[0]
-        node = Node(info["ID"], hostname=description.get("Hostname", ""), address=address, role=spec.get("Role", ""),
+        node = Node(info["ID"], hostname=description.get("Hostname", ""), address=address,
+                    role=spec.get("Role", ""),
                     state=status.get("State", ""), availability=spec.get("Availability", ""), gpus=gpus,
                     labels=labels)
         node.ssh = labels.get(SSH_LABEL) or (f"{user}@{address}" if user else address)
@@ -124,7 +126,8 @@ def service_name(run_id):
 
 
 # `docker run` options (of docker.run_detached, and DOCKER_RUN_ARGS) as `docker service create` has them.
-_SAME = {"--user", "--env", "--env-file", "--workdir", "--hostname", "--mount", "--label", "--cap-add", "--cap-drop",
+_SAME = {"--user", "--env", "--env-file", "--workdir", "--hostname", "--mount", "--label", "--cap-add",
+         "--cap-drop",
          "--network", "--entrypoint", "--name", "--dns", "--sysctl"}
 _RENAMED = {"-u": "--user", "-e": "--env", "-w": "--workdir", "--group-add": "--group", "-h": "--hostname"}
 _FLAGS = {"--init", "--read-only", "--tty", "-t"}
@@ -136,9 +139,9 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
     (run_args end with the image): a replicated job of `replicas` tasks, `max_concurrent` at a time
     (default all: Swarm queues those without free GPUs), each asking for `gpus` GPUs. Its command is
     task_runner.py, which exits 0 whatever the cell does (Swarm would fill a failed task's slot again
-    and again: see task_runner.py), so a failed task is never tried again by Swarm but by us (swarm_engine.py's
-    --retries). `variables`: more `--env` words. ConfigError for a `docker run` option that a service
-    has no equivalent of."""
+    and again: see task_runner.py), so a failed task is never tried again by Swarm but by us
+    (swarm_engine.py's --retries). `variables`: more `--env` words. ConfigError for a `docker run`
+    option that a service has no equivalent of."""
     *options, image = run_args
     args = ["service", "create", "--detach", "--mode", "replicated-job", "--replicas", str(replicas),
             "--max-concurrent", str(max_concurrent or replicas), "--restart-condition", "none",
@@ -155,7 +158,8 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
         option, value = options[i], None
         if option.startswith("--") and "=" in option:
             option, value = option.split("=", 1)
-        takes_value = option in _SAME or option in _RENAMED or option in ("--volume", "-v", "--gpus", "--shm-size")
+        takes_value = option in _SAME or option in _RENAMED or option in ("--volume", "-v", "--gpus",
+                                                                          "--shm-size")
         if takes_value and value is None:
             i += 1
             if i >= len(options):
@@ -176,9 +180,10 @@ def service_args(run_args, *, replicas=1, max_concurrent=None, gpus=1, variables
             args += [_RENAMED.get(option, option), value]
         else:
             raise ConfigError(
-                f"DOCKER_RUN_ARGS holds {options[i - 1]!r}, which `docker service create` (CLUSTER = 'swarm') has no "
-                f"equivalent of here; the ones that carry over: {', '.join(sorted(_SAME | set(_RENAMED) | _FLAGS))}, "
-                "--volume/-v, --shm-size; --gpus is replaced by GPUS_PER_TASK")
+                f"DOCKER_RUN_ARGS holds {options[i - 1]!r}, which `docker service create` (CLUSTER = "
+                "'swarm') has no equivalent of here; the ones that carry over: "
+                f"{', '.join(sorted(_SAME | set(_RENAMED) | _FLAGS))}, --volume/-v, --shm-size; --gpus is "
+                "replaced by GPUS_PER_TASK")
     return [*args, image, *context.task_command()]
 
 

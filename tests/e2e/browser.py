@@ -23,7 +23,8 @@ def missing():
     """What the browser tests lack, or None."""
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
-            return f"{path} is missing: run `scripts/sandbox.sh install` (Debian's chromium and chromium-driver)"
+            return (f"{path} is missing: run `scripts/sandbox.sh install` (Debian's chromium and "
+                    "chromium-driver)")
     for module in ("selenium", "jupyterlab", "notebook"):
         try:
             __import__(module)
@@ -55,7 +56,8 @@ class JupyterServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
              f"--port={self.port}", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-             f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={Path(home) / 'workspaces'}"],
+             f"--LabApp.user_settings_dir={settings}",
+             f"--LabApp.workspaces_dir={Path(home) / 'workspaces'}"],
             cwd=root, env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
@@ -104,7 +106,8 @@ def notebook_file(path, cells=()):
 
     path.write_text(json.dumps({
         "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                    "language": "python"},
                      "language_info": {"name": "python"}},
         "cells": [*(cell("markdown", source) for source in cells), cell("code", "")]}))
     return path
@@ -191,7 +194,8 @@ class Page:
         return self.by_css(".jp-Notebook .jp-Cell")[index]
 
     def source(self, index):
-        return "\n".join(line.get_attribute("textContent") for line in self.by_css(".cm-line", self.cell(index)))
+        return "\n".join(line.get_attribute("textContent") for line in self.by_css(".cm-line",
+                                                                                   self.cell(index)))
 
     def run(self, code):
         """Type `code` into the last cell (an empty one) and run it with Shift+Enter; its index.
@@ -234,7 +238,8 @@ class Page:
             const [cell, block] = arguments;
             cell.scrollIntoView({block});
             let scroller = cell.parentElement;
-            while (scroller && scroller.scrollHeight <= scroller.clientHeight) scroller = scroller.parentElement;
+            while (scroller && scroller.scrollHeight <= scroller.clientHeight)
+                scroller = scroller.parentElement;
             if (scroller) scroller.scrollBy(0, block === 'end' ? 24 : -24);
         """, self.cell(index), block)
 
@@ -242,7 +247,8 @@ class Page:
         """The box around these cells, in CSS pixels of the window (for cropping a screenshot)."""
         rects = [self.cell(i).rect for i in indexes]
         return (min(r["x"] for r in rects) - margin, min(r["y"] for r in rects) - margin,
-                max(r["x"] + r["width"] for r in rects) + margin, max(r["y"] + r["height"] for r in rects) + margin)
+                max(r["x"] + r["width"] for r in rects) + margin,
+                max(r["y"] + r["height"] for r in rects) + margin)
 
     def mouse_away(self):
         """The pointer to the window's corner: a table under it is highlighted (JupyterLab's hover)."""

@@ -19,7 +19,8 @@ from conftest import ROOT, unavailable
 from wheels import require_tqdm
 
 # Read at import, while the working directory is still the caller's (each test runs in its own).
-DOCS = Path(os.environ["PYSTRIBUTED_SCREENSHOTS"]).resolve() if os.environ.get("PYSTRIBUTED_SCREENSHOTS") else None
+DOCS = (Path(os.environ["PYSTRIBUTED_SCREENSHOTS"]).resolve()
+        if os.environ.get("PYSTRIBUTED_SCREENSHOTS") else None)
 DOCS_WIDTH = 900
 # What the tests saw that no single test decides alone (see test_a_tqdm_bar_updates_while_the_cell_runs).
 SEEN = {}
@@ -61,8 +62,8 @@ def folder(tmp_path_factory, sandbox_env):
     (path / "data").mkdir()
     (path / "data" / "words.txt").write_text((ROOT / "examples" / "demo" / "data" / "words.txt").read_text())
     require_tqdm(path)
-    intro = ("# pystributed in the browser\n\nThe marked cell runs on the server inside a Docker image built from "
-             "this folder; its output streams back here.")
+    intro = ("# pystributed in the browser\n\nThe marked cell runs on the server inside a Docker image built "
+             "from this folder; its output streams back here.")
     notebook_file(path / "lab.ipynb", [intro])
     notebook_file(path / "notebook7.ipynb", [intro])
     return path
@@ -112,7 +113,8 @@ class Screenshots:
 def lab(driver, server):
     page = Page(driver, server.url("lab/tree/lab.ipynb"))
     # Fold the file browser away: the notebook gets the window's width, as in the screenshots.
-    page.wait(lambda: page.by_css(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current"), 10, "the left sidebar")
+    page.wait(lambda: page.by_css(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current"), 10, "the left "
+                                                                                                "sidebar")
     page.by_css(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")[0].click()
     start_kernel(page)
     return page
@@ -144,9 +146,11 @@ def check_live_run(page, shots, app):
         reads.append(read)
         if not page.running(main) and re.search(r"\[\d+\]", read["prompt"]):
             break
-        lines = [line for o in read["outputs"] if o["mime"].endswith("stdout") for line in o["text"].splitlines()]
+        lines = [line for o in read["outputs"] if o["mime"].endswith("stdout")
+                 for line in o["text"].splitlines()]
         if not shot_taken and len(lines) >= 3:
-            shots.take(page, f"{app}-1-steps-mid-run", cells=[saved, main], docs="steps-mid-run.png" if app == "lab" else None)
+            shots.take(page, f"{app}-1-steps-mid-run", cells=[saved, main],
+                       docs="steps-mid-run.png" if app == "lab" else None)
             shot_taken = True
         assert time.monotonic() - reads[0]["at"] < 180, "the run took over 3 minutes"
         time.sleep(0.25)
@@ -167,7 +171,8 @@ def check_live_run(page, shots, app):
 
     # The lines arrive while the cell runs: two reads, seconds apart, both before it ended.
     def lines_in(read):
-        return re.findall(r"line \d", "".join(o["text"] for o in read["outputs"] if o["mime"].endswith("stdout")))
+        return re.findall(r"line \d",
+                          "".join(o["text"] for o in read["outputs"] if o["mime"].endswith("stdout")))
 
     early = next(r for r in running if lines_in(r))
     later = next(r for r in running if r["at"] - early["at"] >= 2)
@@ -208,12 +213,14 @@ def test_a_remote_error_shows_the_remote_traceback_with_the_cells_line_numbers(l
 
 
 def test_the_interrupt_button_stops_the_run_and_its_container(lab, shots, folder, sandbox):
-    check_interrupt(lab, shots, folder, sandbox, "lab", lambda: lab.click_toolbar("notebook:interrupt-kernel"))
+    check_interrupt(lab, shots, folder, sandbox, "lab",
+                    lambda: lab.click_toolbar("notebook:interrupt-kernel"))
 
 
 def check_interrupt(page, shots, folder, sandbox, app, interrupt):
     index = page.run(SLEEP_CELL)
-    page.wait(lambda: "started" in page.text(index, "application/vnd.jupyter.stdout"), 120, "the cell to start")
+    page.wait(lambda: "started" in page.text(index, "application/vnd.jupyter.stdout"), 120, "the cell to "
+                                                                                            "start")
     run_id = run_id_on(page, index)
     interrupt()
     outputs = page.wait_done(index, 60)["outputs"]
@@ -233,7 +240,8 @@ def test_remote_out_shows_the_result_table_and_its_files_open_in_jupyterlab(lab,
     run_id = run_id_on(lab, index)
     result = outputs[-1]
     assert result["mime"] == "text/html" and result["tables"] == 1, outputs
-    assert re.search(rf"run {run_id}: succeeded \(exit code 0\) in \d+\.\d+s on pystributed-sandbox", result["text"])
+    assert re.search(rf"run {run_id}: succeeded \(exit code 0\) in \d+\.\d+s on pystributed-sandbox",
+                     result["text"])
     top_txt, log = f"results/{run_id}/top.txt", f"results/{run_id}/output.log"
     assert top_txt in result["links"] and log in result["links"], result["links"]
     read = lab.run("print(top)")
@@ -245,7 +253,8 @@ def test_remote_out_shows_the_result_table_and_its_files_open_in_jupyterlab(lab,
     # A file of the run opens in JupyterLab, in a tab of its own.
     link = next(a for a in lab.by_css("a", lab.cell(index)) if a.text == top_txt)
     link.click()
-    lab.wait(lambda: [t for t in lab.by_css(".lm-DockPanel-tabBar .lm-TabBar-tabLabel") if t.text == "top.txt"],
+    lab.wait(lambda: [t for t in lab.by_css(".lm-DockPanel-tabBar "
+                                            ".lm-TabBar-tabLabel") if t.text == "top.txt"],
              30, "top.txt to open in a tab")
     editor = lab.wait(lambda: [e for e in lab.by_css(".jp-FileEditor .cm-content") if e.is_displayed()], 30,
                       "the file's editor")

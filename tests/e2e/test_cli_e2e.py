@@ -55,7 +55,8 @@ def test_a_failing_cell_fails_the_command_with_the_remote_traceback(sandbox, tmp
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run_id = only_run_folder()
     assert proc.returncode == 1
-    assert f"\nerror: ValueError: bad value 1\n(run {run_id} on pystributed-sandbox, exit code 1)" in proc.stderr
+    assert (f"\nerror: ValueError: bad value 1\n(run {run_id} on "
+            "pystributed-sandbox, exit code 1)" in proc.stderr)
     assert 'File "cell.py", line 2, in <module>' in proc.stderr
     assert "ValueError: bad value 1" in (tmp_path / "results" / run_id / "output.log").read_text()
 
@@ -82,7 +83,8 @@ def test_requirements_are_installed_in_the_image(sandbox, tmp_path, monkeypatch)
     wheel = make_wheel(tmp_path / "deps")
     (tmp_path / "deps" / "requirements.txt").write_text(f"./{wheel.name}\n")
     monkeypatch.setenv("PYSTRIBUTED_REQUIREMENTS", "deps/requirements.txt")
-    (tmp_path / "user_code.py").write_text("import pystributed_demo_dep\nprint('dep', pystributed_demo_dep.VERSION)\n")
+    (tmp_path / "user_code.py").write_text("import pystributed_demo_dep\nprint('dep', "
+                                           "pystributed_demo_dep.VERSION)\n")
     assert "dep 1.2.3\n" in pystributed("run").stdout
 
 

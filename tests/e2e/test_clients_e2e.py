@@ -75,7 +75,8 @@ def test_a_run_with_macos_tmpdir_and_no_writable_tmp(sandbox, tmp_path, macos_tm
     process, to make /tmp unwritable to it alone (the tests run as root, who may write anywhere)."""
     monkeypatch.setattr(ssh, "_NOTED", [])
     real_access, made = os.access, []
-    monkeypatch.setattr(ssh.os, "access", lambda path, mode: path not in ("/tmp", "/var/tmp") and real_access(path, mode))
+    monkeypatch.setattr(ssh.os, "access", lambda path,
+                        mode: path not in ("/tmp", "/var/tmp") and real_access(path, mode))
     real_folder = ssh._socket_folder
     monkeypatch.setattr(ssh, "_socket_folder", lambda: made.append(real_folder()) or made[-1])
     home = Path.home()
@@ -100,7 +101,8 @@ def windows_ssh(tmp_path):
     folder = tmp_path / "windows-bin"
     folder.mkdir()
     script = folder / "ssh"
-    script.write_text(WINDOWS_SSH.format(real=subprocess.run(["sh", "-c", "command -v ssh"], capture_output=True,
+    script.write_text(WINDOWS_SSH.format(real=subprocess.run(["sh", "-c", "command -v ssh"],
+                                                             capture_output=True,
                                                              text=True, check=True).stdout.strip()))
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return folder
@@ -149,8 +151,9 @@ def test_a_run_through_an_ssh_config_made_for_logging_in(sandbox, tmp_path):
     work = tmp_path / "project"
     (work / "data").mkdir(parents=True)
     (work / "data" / "x.txt").write_text("data by rsync\n")
-    (work / "cell.py").write_text("import os, sys\nprint(open('data/x.txt').read().strip(), sys.stdin.isatty())\n"
-                                  "open(os.environ['PYSTRIBUTED_RESULTS'] + '/r.txt', 'w').write('ok')\n")
+    (work / "cell.py").write_text("import os, sys\nprint(open('data/x.txt').read().strip(), "
+                                  "sys.stdin.isatty())\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/r.txt', "
+                                  "'w').write('ok')\n")
     env = {"PYSTRIBUTED_SSH_OPTIONS": f"-F {config}", "PYSTRIBUTED_DATA": "data",
            "PYSTRIBUTED_REMOTE_WORKDIR": f"pystributed-tty-{os.getpid()}"}
     try:

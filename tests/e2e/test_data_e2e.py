@@ -66,7 +66,8 @@ print('mounted', [m[5].split(',')[0] for m in mounts if m[4] == '/app/data'])
 
 
 @pytest.mark.parametrize("transfer", ["rsync", "ours"])
-def test_data_is_synced_once_and_a_change_moves_only_that_file(sandbox, workdir, tmp_path, monkeypatch, capsys,
+def test_data_is_synced_once_and_a_change_moves_only_that_file(sandbox, workdir, tmp_path, monkeypatch,
+                                                               capsys,
                                                                transfer):
     monkeypatch.setattr(data, "RSYNC", transfer == "rsync")
     make_data(tmp_path / "data")
@@ -97,13 +98,14 @@ def test_data_is_synced_once_and_a_change_moves_only_that_file(sandbox, workdir,
 
 
 def test_remote_data_is_mounted_read_only_and_a_missing_one_is_refused(sandbox, workdir, tmp_path):
-    shared = sandbox.remote_shell(f"mkdir -p '{workdir}-shared/set a' && echo server-side > '{workdir}-shared/set a/x.txt'"
-                                  f" && cd {workdir}-shared && pwd").strip()
+    shared = sandbox.remote_shell(f"mkdir -p '{workdir}-shared/set a' && echo server-side > "
+                                  f"'{workdir}-shared/set a/x.txt' && cd {workdir}-shared && pwd").strip()
     (tmp_path / "user_code.py").write_text("print(open('imagenet/set a/x.txt').read().strip())\n"
                                            "print(open('/opt/x.txt').read().strip())\n")
     result = run(config.load(REMOTE_DATA={shared: "imagenet", f"{shared}/set a/x.txt": "/opt/x.txt"}))
     assert (tmp_path / "results" / result.run_id / "output.log").read_text() == "server-side\nserver-side\n"
-    with pytest.raises(StepError, match=f"data failed: REMOTE_DATA names {shared}/nothing, which does not exist"):
+    with pytest.raises(StepError, match=f"data failed: REMOTE_DATA names {shared}/nothing, which "
+                                        "does not exist"):
         run(config.load(REMOTE_DATA={f"{shared}/nothing": "x"}))
     # The failed run (it never started) leaves no folder that `list` and `clean` would take for one starting.
     assert sandbox.remote_shell(f"ls {workdir}").split() == [result.run_id]
@@ -132,7 +134,8 @@ def test_auto_requirements_pin_the_version_installed_here(sandbox, workdir, tmp_
     assert "dep 2.5.1 2.5.1\n" in proc.stdout
 
 
-def test_warnings_before_the_build_for_files_left_out_and_a_large_context(sandbox, workdir, tmp_path, monkeypatch):
+def test_warnings_before_the_build_for_files_left_out_and_a_large_context(sandbox, workdir, tmp_path,
+                                                                          monkeypatch):
     (tmp_path / ".dockerignore").write_text("*.pth\n")
     (tmp_path / "my_model.pth").write_bytes(b"weights")
     (tmp_path / "big.bin").write_bytes(os.urandom(3 * MB))
@@ -144,10 +147,11 @@ def test_warnings_before_the_build_for_files_left_out_and_a_large_context(sandbo
                           stderr=subprocess.STDOUT, text=True, check=False, timeout=600)
     out = proc.stdout
     assert proc.returncode == 0, out
-    assert out.index("warning: the cell opens 'my_model.pth', which is left out of the image") < out.index("\nbuild")
+    assert out.index("warning: the cell opens 'my_model.pth', which is left "
+                     "out of the image") < out.index("\nbuild")
     assert "warning: the cell opens 'missing.csv', which does not exist in the notebook's folder" in out
-    assert ("warning: the build context is 3.0 MB (over CONTEXT_WARN_MB = 1), sent to the image builder on every "
-            "change; the largest files: big.bin (3.0 MB), ") in out
+    assert ("warning: the build context is 3.0 MB (over CONTEXT_WARN_MB = 1), sent to the image builder on "
+            "every change; the largest files: big.bin (3.0 MB), ") in out
     assert out.index("warning: the build context") < out.index("\nbuild")
     assert "no my_model.pth\nno missing.csv\n" in out  # it ran, as warned
 

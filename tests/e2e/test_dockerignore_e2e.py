@@ -51,7 +51,8 @@ ROWS = [
 
 
 def docker(sandbox, *args, **kwargs):
-    return subprocess.run(["docker", "-H", sandbox.env["DOCKER_HOST"], *args], capture_output=True, check=False,
+    return subprocess.run(["docker", "-H", sandbox.env["DOCKER_HOST"], *args], capture_output=True,
+                          check=False,
                           **kwargs)
 
 
@@ -100,7 +101,8 @@ def test_the_context_holds_what_docker_build_holds(sandbox, tmp_path, buildkit):
     def one(row):
         name, dockerignore, _ = row
         folder = make_folder(tmp_path / name / "ctx", dockerignore)
-        return built_by_docker(sandbox, folder, f"pystributed-test/dockerignore:{name}"), in_our_context(folder)
+        return built_by_docker(sandbox, folder,
+                               f"pystributed-test/dockerignore:{name}"), in_our_context(folder)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         found = dict(zip([row[0] for row in ROWS], pool.map(one, ROWS)))
@@ -110,7 +112,8 @@ def test_the_context_holds_what_docker_build_holds(sandbox, tmp_path, buildkit):
         assert isinstance(by_docker, set), f"{name}: docker build failed: {by_docker}"
         expected = ours if buildkit else ours - set(buildkit_only)
         if by_docker != expected:
-            wrong[name] = {"docker only": sorted(by_docker - expected), "ours only": sorted(expected - by_docker)}
+            wrong[name] = {"docker only": sorted(by_docker - expected),
+                           "ours only": sorted(expected - by_docker)}
     assert not wrong, json.dumps(wrong, indent=1)
 
 
@@ -118,7 +121,8 @@ def test_the_context_holds_what_docker_build_holds(sandbox, tmp_path, buildkit):
 def test_a_pattern_docker_refuses_is_refused_before_the_build(sandbox, tmp_path, dockerignore):
     folder = make_folder(tmp_path / "ctx", dockerignore)
     refused = built_by_docker(sandbox, folder, "pystributed-test/dockerignore:refused")
-    assert isinstance(refused, str) and ("syntax error in pattern" in refused or "illegal exclusion" in refused)
+    assert isinstance(refused,
+                      str) and ("syntax error in pattern" in refused or "illegal exclusion" in refused)
     with pytest.raises(PystributedError, match=r"\.dockerignore: .*Docker refuses it too"):
         in_our_context(folder)
 
@@ -134,7 +138,8 @@ def test_the_image_of_a_run_holds_what_docker_build_holds(sandbox, tmp_path):
         tar.seek(0)
         tag = "pystributed-test/dockerignore:run"
         assert docker(sandbox, "build", "--quiet", "--tag", tag, "-", stdin=tar).returncode == 0
-    listed = docker(sandbox, "run", "--rm", "--network", "none", "--entrypoint", "find", tag, "/app", "-mindepth", "1",
+    listed = docker(sandbox, "run", "--rm", "--network", "none", "--entrypoint", "find", tag, "/app",
+                    "-mindepth", "1",
                     text=True)
     docker(sandbox, "image", "rm", tag)
     assert listed.returncode == 0, listed.stderr

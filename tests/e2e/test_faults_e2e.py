@@ -63,8 +63,9 @@ class Server:
 
     def client(self, identity):
         (self.folder / "ssh_config").write_text(
-            f"Host faulty\n  HostName 127.0.0.1\n  Port {self.port}\n  User pystributed\n  IdentityFile {identity}\n"
-            f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.folder}/known_hosts\n  StrictHostKeyChecking yes\n")
+            f"Host faulty\n  HostName 127.0.0.1\n  Port {self.port}\n  User pystributed\n  IdentityFile "
+            f"{identity}\n  IdentitiesOnly yes\n  UserKnownHostsFile {self.folder}/known_hosts\n  "
+            "StrictHostKeyChecking yes\n")
 
     def cut_connections(self):
         """Kill every process serving a connection (not the listener): the network is cut."""
@@ -91,7 +92,8 @@ def server(sandbox, tmp_path, monkeypatch):
     servers = []
 
     def make(docker_host=None):
-        s = Server(tmp_path / f"server{len(servers)}", docker_host or sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"])
+        s = Server(tmp_path / f"server{len(servers)}",
+                   docker_host or sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"])
         servers.append(s)
         monkeypatch.setenv("PYSTRIBUTED_REMOTE_SERVER", "faulty")
         monkeypatch.setenv("PYSTRIBUTED_SSH_OPTIONS", f"-F {s.folder}/ssh_config")
@@ -174,8 +176,8 @@ def private_registry(sandbox, tmp_path):
     folder.mkdir()
     (folder / "htpasswd").write_text(f"u:{crypt.crypt('pw', crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
     (folder / "config.yml").write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
-        f"auth:\n  htpasswd:\n    realm: test\n    path: {folder}/htpasswd\n")
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder}/data\nhttp:\n  addr: "
+        f"127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {folder}/htpasswd\n")
     proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -188,7 +190,8 @@ def private_registry(sandbox, tmp_path):
     proc.wait()
 
 
-def test_a_registry_that_refuses_us_says_where_to_log_in(sandbox, cell, private_registry, monkeypatch, tmp_path):
+def test_a_registry_that_refuses_us_says_where_to_log_in(sandbox, cell, private_registry, monkeypatch,
+                                                         tmp_path):
     monkeypatch.setenv("PYSTRIBUTED_DOCKER_REGISTRY", private_registry)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # our login, not root's
     proc = pystributed("run")
@@ -225,7 +228,8 @@ def test_remote_disk_full(sandbox, cell, monkeypatch, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs", str(full)], check=True)
     try:
         monkeypatch.setenv("PYSTRIBUTED_REMOTE_WORKDIR", str(full))
-        cell("import os\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'big'), 'wb').write(b'x' * 4_000_000)\n")
+        cell("import os\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'big'), 'wb').write(b'x' "
+             "* 4_000_000)\n")
         proc = pystributed("run")
     finally:
         subprocess.run(["umount", str(full)], check=True)
@@ -246,7 +250,8 @@ def wait_for_line(proc, text, timeout=60):
 def test_a_dropped_connection_leaves_the_run_going_and_attach_gets_it_all(server, cell, tmp_path):
     s = server()
     cell("import os, time\nprint('started')\ntime.sleep(4)\n"
-         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w').write('finished')\nprint('finished')\n")
+         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), "
+         "'w').write('finished')\nprint('finished')\n")
     proc = pystributed("run", wait=False)
     wait_for_line(proc, "started")
     assert s.cut_connections()
@@ -293,7 +298,8 @@ def test_results_cannot_write_outside_the_results_folder(sandbox, cell, tmp_path
     assert proc.returncode == 0, proc.stderr
     [run_id] = run_folders(tmp_path)
     folder = tmp_path / "results" / run_id
-    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "ok.txt", "output.log", "run.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pystributed-state.json", "ok.txt", "output.log",
+                                                        "run.json"]
     assert not any(p.is_symlink() for p in folder.rglob("*"))
     [left_out] = [line for line in proc.stdout.splitlines() if "left out" in line]
     assert left_out.startswith("fetch: left out (not plain files inside the run folder): ")
@@ -326,8 +332,8 @@ def test_secrets_reach_the_run_and_nothing_else(sandbox, cell, monkeypatch, tmp_
     secret = "tok-" + os.urandom(8).hex()
     monkeypatch.setenv("PST_TOKEN", secret)
     monkeypatch.setenv("PYSTRIBUTED_SECRETS", "PST_TOKEN")
-    cell("import os, time\nprint('token length', len(os.environ['PST_TOKEN']))\nprint('waiting', flush=True)\n"
-         "time.sleep(3)\n")
+    cell("import os, time\nprint('token length', len(os.environ['PST_TOKEN']))\nprint('waiting', "
+         "flush=True)\ntime.sleep(3)\n")
     proc = pystributed("run", wait=False)
     wait_for_line(proc, "waiting")
     # The remote is this machine: every command line of both sides is in one `ps`.
@@ -359,7 +365,8 @@ def test_no_docker_binary_here(sandbox, cell, monkeypatch, tmp_path):
     bin_dir.mkdir()
     (bin_dir / "ssh").symlink_to("/usr/bin/ssh")
     monkeypatch.setenv("PATH", str(bin_dir))
-    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "run"], capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == 1
     assert "error: `docker` is not installed here (not found on PATH)" in proc.stderr
 

@@ -41,7 +41,8 @@ class FakeGpus:
         """memory_used: MiB per GPU; apps: (GPU index, MiB) of each compute process."""
         self.write("gpus.csv", "".join(f"{i}, {UUIDS[i]}, NVIDIA H200, 143771, {used}, 0\n"
                                        for i, used in enumerate(memory_used)))
-        self.write("apps.csv", "".join(f"{UUIDS[i]}, {4000 + n}, {used}\n" for n, (i, used) in enumerate(apps)))
+        self.write("apps.csv", "".join(f"{UUIDS[i]}, "
+                                       f"{4000 + n}, {used}\n" for n, (i, used) in enumerate(apps)))
 
     def hook(self, present):
         """The NVIDIA Container Toolkit's hook on the users' PATH (only that: the engine has none)."""
@@ -55,7 +56,8 @@ class FakeGpus:
 @pytest.fixture
 def fake_gpus(sandbox):
     folder = Path(sandbox.env["DOCKER_HOST"].removeprefix("unix://")).parents[1] / "gpu"
-    assert (folder / "bin" / "nvidia-smi").is_file(), "the sandbox has no fake nvidia-smi: scripts/sandbox.sh start"
+    assert (folder / "bin" / "nvidia-smi").is_file(), ("the sandbox has no fake nvidia-smi: "
+                                                       "scripts/sandbox.sh start")
     saved = {name: (folder / name).read_text() for name in ("gpus.csv", "apps.csv")}
     fake = FakeGpus(folder)
     yield fake
@@ -70,7 +72,8 @@ def fake_gpus(sandbox):
 def run_cli(tmp_path, docker_run_args, cell):
     (tmp_path / "user_code.py").write_text(cell)
     env = {**os.environ, "PYSTRIBUTED_DOCKER_RUN_ARGS": docker_run_args}
-    return subprocess.run([sys.executable, "-m", "pystributed", "run"], cwd=tmp_path, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pystributed", "run"], cwd=tmp_path, env=env,
+                          capture_output=True,
                           text=True, check=False, timeout=600)
 
 
@@ -90,7 +93,8 @@ def assert_nothing_pushed_or_started(sandbox, proc, run):
     assert proc.stdout.splitlines()[-1].startswith("build   here ... failed")
     if run["image"]:  # the tag it would have had (set only once the build's checks passed)
         assert run["image"].rsplit(":", 1)[1] not in sandbox.registry_tags()
-    assert sandbox.docker("remote", "ps", "-aq", "--filter", f"label=pystributed.run={run['run_id']}").stdout == ""
+    assert sandbox.docker("remote", "ps", "-aq", "--filter",
+                          f"label=pystributed.run={run['run_id']}").stdout == ""
     assert sandbox.remote_shell(f"ls pystributed-runs/{run['run_id']} 2>&1 || true").strip().endswith(
         "No such file or directory")
 
@@ -122,7 +126,8 @@ def test_free_takes_the_gpu_no_process_uses_and_docker_run_gets_it(sandbox, fake
         assert f"(took GPU 1 {UUIDS[1]}: no compute process, 500 MiB used)" in gpus_line
         # The sandbox's engine has no hook of its own: Docker fails to start the container it made.
         assert 'could not select device driver "" with capabilities: [[gpu]]' in proc.stderr
-        inspect = sandbox.docker("remote", "container", "inspect", "--format", "{{json .HostConfig.DeviceRequests}}",
+        inspect = sandbox.docker("remote", "container", "inspect", "--format",
+                                 "{{json .HostConfig.DeviceRequests}}",
                                  name)
         assert json.loads(inspect.stdout) == [{"Driver": "", "Count": 0, "DeviceIDs": [UUIDS[1]],
                                                "Capabilities": [["gpu"]], "Options": {}}]
@@ -139,8 +144,8 @@ def test_the_pick_through_each_login_shell(login, fake_gpus):  # `login`: each o
         gpu, why = gpus.choose(place)
     assert found.startswith("@@pystributed@@ toolkit\n") and "/gpu/bin/nvidia-smi\n" in found
     assert gpu.uuid == UUIDS[2]
-    assert why == (f"took GPU 2 {UUIDS[2]}: all 4 GPUs have compute processes, this one uses the least memory, "
-                   "300 MiB (2 processes)")
+    assert why == (f"took GPU 2 {UUIDS[2]}: all 4 GPUs have compute processes, this one uses the least "
+                   "memory, 300 MiB (2 processes)")
     fake_gpus.set([0, 0], [])  # no compute process at all: nvidia-smi prints nothing, the first is taken
     with place.connection() as place:
         assert gpus.choose(place)[0].uuid == UUIDS[0]
@@ -153,8 +158,9 @@ def test_free_on_a_server_without_nvidia_smi_is_named_before_the_push(sandbox, f
     proc = run_cli(tmp_path, "--gpus free", a_cell(tmp_path))
     smi.with_name("nvidia-smi.off").rename(smi)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert ("error: gpus failed: `--gpus free` needs nvidia-smi on pystributed-sandbox, to see which GPUs are in "
-            "use, and it is not on PATH there. Nothing was pushed.") in proc.stderr
+    assert ("error: gpus failed: `--gpus free` needs nvidia-smi on pystributed-sandbox, to see which GPUs "
+            "are in use, and it is not on PATH there. Nothing was pushed.") in proc.stderr
     assert "--gpus '\"device=1\"'" in proc.stderr
     assert_nothing_pushed_or_started(sandbox, proc, the_run(tmp_path))
-    assert shlex.split("--gpus '\"device=1\"'") == ["--gpus", '"device=1"']  # what the hint's shell words give
+    # what the hint's shell words give
+    assert shlex.split("--gpus '\"device=1\"'") == ["--gpus", '"device=1"']

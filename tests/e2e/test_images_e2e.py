@@ -25,7 +25,8 @@ CELL = "print('base is', open('/base-version').read().strip())\n"
 
 
 def docker(sandbox, engine, *args, stdin=None):
-    host = sandbox.env["DOCKER_HOST"] if engine == "local" else sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]
+    host = (sandbox.env["DOCKER_HOST"]
+            if engine == "local" else sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"])
     return subprocess.run(["docker", "-H", host, *args], input=stdin, capture_output=True, check=True)
 
 
@@ -82,7 +83,8 @@ def test_a_base_rebuilt_under_its_tag_makes_an_unchanged_cell_build_again(sandbo
 
 def test_with_remote_build_the_servers_base_counts(sandbox, tmp_path, monkeypatch):
     base = sandbox.env["PYSTRIBUTED_BASE_IMAGE"]
-    if subprocess.run(["docker", "-H", sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"], "image", "inspect",
+    if subprocess.run(["docker", "-H", sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"], "image",
+                       "inspect",
                        base], capture_output=True, check=False).returncode:
         docker(sandbox, "remote", "load", stdin=docker(sandbox, "local", "save", base).stdout)
     monkeypatch.setenv("PYSTRIBUTED_TRANSPORT", "remote-build")
@@ -121,7 +123,8 @@ def test_an_image_with_python3_but_no_python_just_works(sandbox, images, tmp_pat
     monkeypatch.setenv("PYSTRIBUTED_REQUIREMENTS", "requirements.txt")
     (tmp_path / "user_code.py").write_text(
         "import shutil, sys, pystributed_demo_dep\n"
-        "print('ran by', sys.executable, 'python on PATH:', shutil.which('python'), pystributed_demo_dep.VERSION)\n")
+        "print('ran by', sys.executable, 'python on PATH:', shutil.which('python'), "
+        "pystributed_demo_dep.VERSION)\n")
     out = cli("run").stdout
     assert "ran by /usr/bin/python3 python on PATH: None 1.2.3\n" in out
 

@@ -33,7 +33,8 @@ def artifacts(tmp_path_factory):
     extracted from pystributed.zip."""
     top = tmp_path_factory.mktemp("install")
     src = clean_copy(top / "src")
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(top / "dist"), str(src)],
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(top / "dist"),
+                    str(src)],
                    check=True, capture_output=True)
     with zipfile.ZipFile(top / "pystributed.zip", "w") as archive:
         for path in sorted(src.rglob("*")):
@@ -57,10 +58,12 @@ def test_installed_package_runs_a_cell(artifacts, route, tmp_path, sandbox):
     subprocess.run([python, "-m", "pip", "install", "--quiet", target], cwd=cwd, check=True)
     env = {**os.environ, **sandbox.env}
     env.pop("PYTHONPATH", None)
-    where = subprocess.run([python, "-c", "import pystributed; print(pystributed.__file__)"], cwd=tmp_path, env=env,
+    where = subprocess.run([python, "-c", "import pystributed; print(pystributed.__file__)"], cwd=tmp_path,
+                           env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(venv)) and "site-packages" in where, where
-    shown = subprocess.run([python, "-m", "pystributed", "--help"], cwd=tmp_path, env=env, capture_output=True,
+    shown = subprocess.run([python, "-m", "pystributed", "--help"], cwd=tmp_path, env=env,
+                           capture_output=True,
                            text=True, check=True).stdout
     assert "run" in shown
     (tmp_path / "user_code.py").write_text(

@@ -86,7 +86,6 @@ def test_the_sweep_record_is_saved_as_tasks_change(sandbox, tmp_path, monkeypatc
     """Another process sees what this one saw: the record follows each task's state."""
     monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "1")
     (tmp_path / "hold.py").write_text(HOLD)
-    started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=3,3", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = set()

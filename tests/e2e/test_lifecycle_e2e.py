@@ -46,16 +46,19 @@ class Own:
         return run_id
 
     def containers(self, run_id):
-        return self.sandbox.docker("remote", "ps", "-aq", "--filter", f"label=pystributed.run={run_id}").stdout.split()
+        return self.sandbox.docker("remote", "ps", "-aq", "--filter",
+                                   f"label=pystributed.run={run_id}").stdout.split()
 
     def folder_exists(self, run_id):
-        return subprocess.run([*self.sandbox.ssh, f"test -d {self.workdir}/{run_id}"], check=False).returncode == 0
+        return subprocess.run([*self.sandbox.ssh, f"test -d {self.workdir}/{run_id}"],
+                              check=False).returncode == 0
 
     def image_of(self, run_id):
         return json.loads((self.cwd / "results" / ".runs" / f"{run_id}.json").read_text())["image"]
 
     def remote_images(self):
-        out = self.sandbox.docker("remote", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", self.repository)
+        out = self.sandbox.docker("remote", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                                  self.repository)
         return set(out.stdout.split())
 
     def registry_tags(self):
@@ -82,7 +85,8 @@ class Own:
             self.sandbox.docker("remote", "rm", "--force", container)
         self.sandbox.remote_shell(f"rm -rf {self.workdir}")
         for engine in ("remote", "local"):
-            out = self.sandbox.docker(engine, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", self.repository)
+            out = self.sandbox.docker(engine, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                                      self.repository)
             for ref in out.stdout.split():
                 self.sandbox.docker(engine, "image", "rm", ref)
         for tag in self.registry_tags():
@@ -162,7 +166,8 @@ def test_wait_exits_with_the_runs_code_and_unknown_runs_have_their_own(own):
                                                                 "20261125-101502-3fa9c1)\n")
     offline = own.cli("list", code=69, env={"PYSTRIBUTED_SSH_OPTIONS": "-F /dev/null -p 1",
                                             "PYSTRIBUTED_REMOTE_SERVER": "127.0.0.1"})
-    assert offline.stdout.startswith("OFFLINE, from the local index (may be stale): 127.0.0.1: connect failed")
+    assert offline.stdout.startswith("OFFLINE, from the local index (may be stale): 127.0.0.1: "
+                                     "connect failed")
 
 
 def test_cancel_stops_the_run_and_leaves_no_container(own, tmp_path):
@@ -276,7 +281,8 @@ def test_list_shows_every_state_and_clean_removes_what_it_listed_and_nothing_els
     assert own.containers(other)
     assert own.image_of(old) in own.remote_images()
     listing = own.cli("list").stdout
-    assert row(listing, running).split()[1] == "running" and row(listing, failed).split()[1:3] == ["exited", "2"]
+    assert row(listing, running).split()[1] == "running" and row(listing, failed).split()[1:3] == ["exited",
+                                                                                                   "2"]
     assert old not in listing
     assert own.cli("clean", "--older-than", "1h", "--yes").stdout.startswith(
         "On pystributed-sandbox:\n  nothing to remove\n")

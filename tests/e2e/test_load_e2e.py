@@ -22,7 +22,8 @@ OTHER_CLIENTS = 10  # MaxStartups' first number
 
 def test_24_runs_started_at_once_all_succeed_with_their_own_results(sandbox, tmp_path):
     ssh_dir = Path(sandbox.env["DOCKER_HOST"].removeprefix("unix://")).parents[1] / "ssh"
-    assert "maxstartups" not in (ssh_dir / "sshd_config").read_text().lower(), "the sandbox's sshd keeps the default"
+    assert "maxstartups" not in (ssh_dir / "sshd_config").read_text().lower(), \
+        "the sandbox's sshd keeps the default"
     port = int(re.search(r"^Port ([0-9]+)$", (ssh_dir / "sshd_config").read_text(), re.MULTILINE).group(1))
     log = ssh_dir / "sshd.log"
     log_start = log.stat().st_size
@@ -36,7 +37,8 @@ def test_24_runs_started_at_once_all_succeed_with_their_own_results(sandbox, tmp
             "import os\n"
             f"print('index', {index})\n"
             f"open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'index.txt'), 'w').write('{index}')\n")
-        procs.append(subprocess.Popen([sys.executable, "-m", "pystributed", "run", "cell.py"], cwd=folder, env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "pystributed", "run", "cell.py"], cwd=folder,
+                                      env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.monotonic() + 30
@@ -48,7 +50,8 @@ def test_24_runs_started_at_once_all_succeed_with_their_own_results(sandbox, tmp
             other.close()
     outcomes = [(proc, *proc.communicate(timeout=600)) for proc in procs]
     assert "past MaxStartups" in since(log, log_start), "sshd dropped none of the runs' connections"
-    failed = [f"run {i}: exit {p.returncode}\n{err}" for i, (p, _, err) in enumerate(outcomes) if p.returncode]
+    failed = [f"run {i}: exit "
+              f"{p.returncode}\n{err}" for i, (p, _, err) in enumerate(outcomes) if p.returncode]
     assert not failed, f"{len(failed)} of {RUNS} failed:\n" + "\n".join(failed)
     run_ids = set()
     for index, (_, out, _) in enumerate(outcomes):

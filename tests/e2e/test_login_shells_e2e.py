@@ -80,7 +80,8 @@ class AsUser:
         if (self.login.home / self.workdir).is_dir():
             runs.update(name for name in os.listdir(self.login.home / self.workdir) if RUN_ID.fullmatch(name))
         for run_id in runs:
-            out = self.sandbox.docker("remote", "ps", "-aq", "--filter", f"label=pystributed.run={run_id}").stdout
+            out = self.sandbox.docker("remote", "ps", "-aq", "--filter",
+                                      f"label=pystributed.run={run_id}").stdout
             for container in out.split():
                 self.sandbox.docker("remote", "rm", "--force", container)
         shutil.rmtree(self.login.home / self.top, ignore_errors=True)

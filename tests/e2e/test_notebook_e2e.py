@@ -38,7 +38,8 @@ def test_notebook_runs_a_cell_remotely(sandbox, tmp_path):
     assert text_of(saved).startswith("Saved the cell (5 lines) to user_code.py")
     assert "hello from the remote True\n" in text_of(ran)
     run_id, exit_code, files = text_of(ran).split("RUN ")[1].split(" ", 2)
-    assert exit_code == "0" and files.strip() == "['.pystributed-state.json', 'answer.txt', 'output.log', 'run.json']"
+    assert (exit_code == "0" and files.strip() == "['.pystributed-state.json', 'answer.txt', "
+                                                  "'output.log', 'run.json']")
     assert (tmp_path / "results" / run_id / "answer.txt").read_text() == "FROM THE NOTEBOOK FOLDER\n"
     sandbox.assert_ran_remotely(tmp_path / "results" / run_id, started)
 

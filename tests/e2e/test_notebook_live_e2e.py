@@ -118,9 +118,11 @@ def test_interrupt_stops_the_container_and_marks_the_run(kernel, sandbox, tmp_pa
 def test_run_json_is_complete_and_runs_lists_it(kernel, sandbox, tmp_path):
     started = time.time()
     messages, reply = kernel.execute("%%remote --gpus 0\nprint('hi')\n")
-    # --gpus reaches the run: the sandbox engine has no GPU support, so the run fails before the push, clearly.
+    # --gpus reaches the run: the sandbox engine has no GPU support, so the run fails before the push,
+    # clearly.
     assert reply["status"] == "error"
-    assert "gpus failed" in error_of(messages)["evalue"] and "no `nvidia` runtime" in error_of(messages)["evalue"]
+    assert ("gpus failed" in error_of(messages)["evalue"]
+            and "no `nvidia` runtime" in error_of(messages)["evalue"])
     (tmp_path / "results" / ".runs").rename(tmp_path / "failed-runs")
     messages, reply = kernel.execute("%%remote\nprint('hi')\n")
     assert reply["status"] == "ok"
@@ -130,20 +132,23 @@ def test_run_json_is_complete_and_runs_lists_it(kernel, sandbox, tmp_path):
                 "status", "source_sha256", "files"):
         assert saved[key] not in ("", None), key
     assert saved["status"] == "succeeded" and saved["exit_code"] == 0
-    assert saved["image_digest"].startswith("sha256:") and saved["config"]["REMOTE_SERVER"] == "pystributed-sandbox"
+    assert (saved["image_digest"].startswith("sha256:")
+            and saved["config"]["REMOTE_SERVER"] == "pystributed-sandbox")
     assert saved["started"] < saved["ended"] and saved["started"] > time.strftime("%Y", time.gmtime(started))
     messages, _ = kernel.execute("print(runner.runs())")
     assert record["run_id"] in stream_text(messages) and "succeeded" in stream_text(messages)
 
 
 def test_detach_then_attach_from_a_new_kernel(sandbox, tmp_path, kernel):
-    messages, reply = kernel.execute("%%remote --detach\nimport time\nprint('one')\ntime.sleep(3)\nprint('two')\n")
+    messages, reply = kernel.execute("%%remote --detach\nimport "
+                                     "time\nprint('one')\ntime.sleep(3)\nprint('two')\n")
     assert reply["status"] == "ok"
     run_id = run_id_from(tmp_path)["run_id"]
     assert "runner.attach(" in stream_text(messages)
     other = Kernel(tmp_path)
     try:
-        messages, reply = other.execute(f"import pystributed.main as runner\nr = runner.attach({run_id!r})\nr.files")
+        messages, reply = other.execute("import pystributed.main as runner\nr = "
+                                        f"runner.attach({run_id!r})\nr.files")
     finally:
         other.close()
     assert reply["status"] == "ok"

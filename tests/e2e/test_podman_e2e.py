@@ -30,7 +30,8 @@ class Podman:
                     "PYSTRIBUTED_REMOTE_WORKDIR": workdir, "PYSTRIBUTED_DOCKER_IMAGE_NAME": image_name}
 
     def shell(self, script):
-        return subprocess.run([*self.ssh, script], capture_output=True, text=True, check=True, timeout=120).stdout
+        return subprocess.run([*self.ssh, script], capture_output=True, text=True, check=True,
+                              timeout=120).stdout
 
     def cli(self, *args, cwd, code=0):
         proc = subprocess.run([sys.executable, "-m", "pystributed", *args], capture_output=True, text=True,
@@ -44,7 +45,8 @@ def podman(sandbox, tmp_path):
     """The podman login, each test in a REMOTE_WORKDIR and with an image name of its own (removed after)."""
     for tool in ("podman", "newuidmap"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
-            message = f"{tool} is not installed: run `scripts/sandbox.sh install`, then `scripts/sandbox.sh start`"
+            message = (f"{tool} is not installed: run `scripts/sandbox.sh install`, then "
+                       "`scripts/sandbox.sh start`")
             if os.environ.get("CI") == "true":
                 pytest.fail(f"CI=true and the Podman login of the sandbox is unavailable: {message}")
             pytest.skip(message)
@@ -80,16 +82,19 @@ def test_the_seed_path_on_rootless_podman(podman, sandbox, tmp_path):
     assert (tmp_path / "results" / run_id / "r.txt").read_text() == "written"
     assert "uid in the container 0" in (tmp_path / "results" / run_id / "output.log").read_text()
     # On the server, the run folder and what the cell wrote are the ssh user's, to read and delete.
-    owners = podman.shell(f"cd {podman.workdir}/{run_id} && stat -c '%U %n' . r.txt output.log .pystributed-state.json")
+    owners = podman.shell(f"cd {podman.workdir}/{run_id} && stat -c '%U %n' . r.txt output.log "
+                          ".pystributed-state.json")
     assert owners.split() == [USER, ".", USER, "r.txt", USER, "output.log", USER, ".pystributed-state.json"]
     # It ran in Podman, not in the sandbox's Docker engine, and no container is left.
     assert sandbox.container_events("remote", run_id, started) == []
     assert podman.shell(f"docker ps -a -q --filter label=pystributed.run={run_id}") == ""
     image = json.loads((tmp_path / "results" / run_id / "run.json").read_text())["image"]
     assert image.startswith(f"{sandbox.registry}/{podman.image_name}:")
-    assert podman.shell(f"docker image inspect --format ok {image}").strip() == "ok"  # pulled from the registry
+    # pulled from the registry
+    assert podman.shell(f"docker image inspect --format ok {image}").strip() == "ok"
     # A change of the cell: its files are mounted over that image (features/cell_mount.py), by Podman too.
-    (tmp_path / "cell.py").write_text("print('the cell as changed', open('/app/cell.py').read().count('changed'))\n")
+    (tmp_path / "cell.py").write_text("print('the cell as changed', "
+                                      "open('/app/cell.py').read().count('changed'))\n")
     proc = podman.cli("run", "cell.py", cwd=tmp_path)
     assert "not needed: the cell's files go over" in proc.stdout and "the cell as changed 2\n" in proc.stdout
 

@@ -27,9 +27,9 @@ def test_an_input_whose_module_the_image_lacks_is_named(sandbox, tmp_path, monke
     (tmp_path / "user_code.py").write_text("print(thing)\n")
     with pytest.raises(RemoteCellError) as excinfo:
         run(values.Exchange(inputs="thing", namespace={"thing": labmod.Thing()}))
-    assert (f"--in thing could not be unpickled in the image (ModuleNotFoundError: No module named 'labmod'; it "
-            f"needs module labmod; pickled in the notebook by Python {HERE} with labmod 0.3, loaded in the image by "
-            f"Python {HERE} with labmod not installed)") in str(excinfo.value)
+    assert ("--in thing could not be unpickled in the image (ModuleNotFoundError: No module named 'labmod'; "
+            f"it needs module labmod; pickled in the notebook by Python {HERE} with labmod 0.3, loaded in "
+            f"the image by Python {HERE} with labmod not installed)") in str(excinfo.value)
 
 
 def test_an_output_whose_module_is_not_here_is_named_and_the_rest_comes_back(sandbox, tmp_path, monkeypatch):
@@ -39,15 +39,18 @@ def test_an_output_whose_module_is_not_here_is_named_and_the_rest_comes_back(san
         whl.writestr("labdep/__init__.py", "__version__ = '2.0'\nclass Result:\n    def __init__(self, v):\n"
                                            "        self.v = v\n")
         whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: labdep\nVersion: 2.0\n")
-        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        whl.writestr(f"{info}/RECORD", f"labdep/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: "
+                                      "py3-none-any\n")
+        whl.writestr(f"{info}/RECORD",
+                     f"labdep/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
     (tmp_path / "requirements.txt").write_text(f"./{wheel.name}\n")
     monkeypatch.setenv("PYSTRIBUTED_REQUIREMENTS", "requirements.txt")
     (tmp_path / "user_code.py").write_text("import labdep\nresult = labdep.Result(42)\ncount = 3\n")
     namespace = {}
     with pytest.raises(PystributedError) as excinfo:
         run(values.Exchange(out="result,count", namespace=namespace))
-    assert (f"--out: result could not be unpickled here (ModuleNotFoundError: No module named 'labdep'; it needs "
-            f"module labdep; pickled in the image by Python {HERE} with labdep 2.0, loaded here by Python {HERE} with "
-            "labdep not installed): install what it needs here, in the image's version") in str(excinfo.value)
+    assert ("--out: result could not be unpickled here (ModuleNotFoundError: No module named 'labdep'; it "
+            f"needs module labdep; pickled in the image by Python {HERE} with labdep 2.0, loaded here by "
+            f"Python {HERE} with labdep not installed): install what it needs here, in the "
+            "image's version") in str(excinfo.value)
     assert namespace == {"count": 3}

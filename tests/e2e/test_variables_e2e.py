@@ -18,7 +18,8 @@ def kernel(sandbox, tmp_path):
 
 def ok(kernel, code):
     messages, reply = kernel.execute(code)
-    assert reply["status"] == "ok", (error_of(messages), stream_text(messages), stream_text(messages, "stderr"))
+    assert reply["status"] == "ok", (error_of(messages), stream_text(messages),
+                                     stream_text(messages, "stderr"))
     return messages
 
 
@@ -51,7 +52,8 @@ def test_values_come_back_equal_and_the_last_expression_is_the_cell_value(kernel
     # Through %%save_for_remote + runner.main(out=[...]) too; the value is kept on the result.
     ok(kernel, "%%save_for_remote --in seed\nanswer = seed * 6\nanswer\n")
     messages = ok(kernel, "r = runner.main(out=['answer'])\nassert answer == 42 and r.value == 42")
-    assert "42" in "".join(m["content"]["data"]["text/plain"] for m in messages if m["msg_type"] == "display_data")
+    assert "42" in "".join(m["content"]["data"]["text/plain"]
+                           for m in messages if m["msg_type"] == "display_data")
 
 
 def test_an_unpicklable_or_unassigned_out_variable_is_named(kernel, tmp_path):

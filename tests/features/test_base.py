@@ -67,8 +67,9 @@ def test_a_base_that_cannot_be_pulled_is_named_before_anything_is_built(programs
     programs.expect("docker", "pull", BASE, code=1, stderr="pull access denied")
     with pytest.raises(StepError) as excinfo:
         run.hooks("before_pack")
-    assert excinfo.value.hint == (f"BASE_IMAGE ({BASE}) is not here and could not be pulled: check its name, or "
-                                  f"`docker pull {BASE}` here (after `docker login` if its registry needs one).")
+    assert excinfo.value.hint == (f"BASE_IMAGE ({BASE}) is not here and could not be pulled: check its name, "
+                                  f"or `docker pull {BASE}` here (after `docker login` if its "
+                                  "registry needs one).")
 
 
 def test_with_remote_build_the_servers_id_is_asked_in_the_build_step(programs):
@@ -112,8 +113,8 @@ def test_the_cache_key_holds_the_base_images_id(programs, tmp_path, transport):
 def test_an_engine_that_is_not_running_is_not_taken_for_a_missing_base(programs):
     run = a_run()
     programs.expect("docker", *INSPECT_BASE, BASE, code=1,
-                    stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
-                           "running?")
+                    stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the "
+                           "docker daemon running?")
     with pytest.raises(StepError) as excinfo:
         run.hooks("before_pack")
     assert excinfo.value.hint == "Is the Docker engine running here (`docker info`)?"
@@ -125,7 +126,8 @@ CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]\n'
 
 
 def built_for(base_id, platform=""):
-    return hashlib.sha256(f"{DIGEST}\nFROM {base_id}{f' --platform={platform}' if platform else ''}".encode()).hexdigest()
+    return hashlib.sha256(f"{DIGEST}\nFROM "
+                          f"{base_id}{f' --platform={platform}' if platform else ''}".encode()).hexdigest()
 
 
 def test_a_base_of_another_platform_than_the_servers_is_pulled_for_it_and_the_image_built_for_it(programs):
@@ -144,7 +146,8 @@ def test_a_base_of_another_platform_than_the_servers_is_pulled_for_it_and_the_im
 
 def test_the_containerd_store_has_the_builder_take_the_variant_itself(programs):
     run = a_run()
-    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:index linux/arm64\n")  # always its own platform
+    # always its own platform
+    programs.expect("docker", *INSPECT_BASE, BASE, out="sha256:index linux/arm64\n")
     run.hooks("before_pack")
     run.place.platform = "linux/amd64"
     programs.expect(*DRIVER_STATUS, out=CONTAINERD)
@@ -159,7 +162,8 @@ def test_the_containerd_store_has_the_builder_take_the_variant_itself(programs):
     ("gpu-box", "linux/arm64", "", ""),  # a server that did not say: the engine's own, as before
     ("local", "linux/arm64", "linux/amd64", ""),  # the local engine runs what it builds
 ])
-def test_the_image_is_built_for_the_servers_platform_with_nothing_pulled_when_the_base_is(programs, server, here,
+def test_the_image_is_built_for_the_servers_platform_with_nothing_pulled_when_the_base_is(programs, server,
+                                                                                          here,
                                                                                           there, platform):
     run = a_run(server=server)
     programs.expect("docker", *INSPECT_BASE, BASE, out=f"sha256:b {here}\n")
@@ -180,6 +184,6 @@ def test_a_base_that_has_no_variant_for_the_servers_platform_says_what_to_do(pro
     with pytest.raises(StepError) as excinfo, run.steps.step("build", "here"):
         run.hooks("before_build")
     assert excinfo.value.step == "build" and "no matching manifest" in excinfo.value.output
-    assert excinfo.value.hint.startswith("gpu-box runs linux/amd64 images, and BASE_IMAGE (lab/base:latest) here is "
-                                         "not one")
+    assert excinfo.value.hint.startswith("gpu-box runs linux/amd64 images, and BASE_IMAGE (lab/base:latest) "
+                                         "here is not one")
     assert 'TRANSPORT = "remote-build"' in excinfo.value.hint

@@ -35,7 +35,8 @@ def test_cache_reuses_only_a_finished_run_with_the_values_asked_for(tmp_path, ca
     assert cache.reuse(cfg, key, values.Exchange(out="a,b"), steps) is None  # b was not sent back then
     shutil.rmtree(run.local_path)
     assert cache.reuse(cfg, key, None, steps) is None  # its folder is gone: run again
-    assert json.loads((Path(cfg.LOCAL_RESULTS_DIR) / cache.INDEX / f"{key}.json").read_text())["run_id"] == run.run_id
+    index = Path(cfg.LOCAL_RESULTS_DIR) / cache.INDEX
+    assert json.loads((index / f"{key}.json").read_text())["run_id"] == run.run_id
 
 
 def test_a_run_that_did_not_succeed_is_not_reused(tmp_path):

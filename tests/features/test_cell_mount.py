@@ -29,7 +29,8 @@ class Server(Place):
 def a_run(tmp_path, place, source="print(2)\n", runner_files=None):
     cfg = config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="p",
                       LOCAL_RESULTS_DIR=str(tmp_path / "results"))
-    run = pipeline.Run(cfg, place, progress.Steps(quiet=True), source=source, code_path=str(tmp_path / "cell.py"),
+    run = pipeline.Run(cfg, place, progress.Steps(quiet=True), source=source,
+                       code_path=str(tmp_path / "cell.py"),
                        lower="1" * 64, cell="c" * 64, runner_files=runner_files or {},
                        result=results.RunResult("20261125-101502-3fa9c1", image=IMAGE))
     run.features = [cell_mount.CellMount()]
@@ -64,7 +65,8 @@ def test_a_changed_cell_is_mounted_over_the_noted_image(tmp_path):
     files = {"app/cell.py": b"print(2)\n", "pystributed/in.pickle": b"\x80"}
     sha = hashlib.sha256(context.cell_archive(files)).hexdigest()  # the files' own hash, kept by it there
     assert place.sent == [(IMAGE, sha, context.cell_archive(files))]
-    assert (run.result.image, run.result.image_digest, run.result.cell_archive) == (IMAGE, "sha256:" + "d" * 64, sha)
+    assert (run.result.image, run.result.image_digest, run.result.cell_archive) == (IMAGE,
+                                                                                    "sha256:" + "d" * 64, sha)
     folder = "/home/me/runs/.cells/" + "c" * 64
     assert run.hooks("mounts") == [[
         "--mount", f"type=bind,source={folder}/app/cell.py,target=/app/cell.py,readonly",

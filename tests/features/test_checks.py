@@ -29,8 +29,8 @@ def test_a_missing_or_ignored_file_is_named_and_data_counts_as_there(tmp_path):
               "open('here.txt')\nPath('out/')\nopen('../up.txt')\n")
     found = list(checks.opened_files(cfg(DATA=["data/"]), source, ["data"]))
     assert found == [
-        ("the cell opens 'my_model.pth', which is left out of the image (.dockerignore or the results folder): "
-         "add it to DATA to have it mounted, or remove it from .dockerignore"),
+        ("the cell opens 'my_model.pth', which is left out of the image (.dockerignore or the results "
+         "folder): add it to DATA to have it mounted, or remove it from .dockerignore"),
         ("the cell opens 'missing.csv', which does not exist in the notebook's folder "
          "(the container starts in /app, the folder's copy)"),
         "the cell opens 'data/y.csv', which is not in DATA's data/ here",
@@ -53,8 +53,9 @@ def test_a_large_context_names_its_largest_files(tmp_path):
     (tmp_path / "data" / "huge.bin").write_bytes(b"x" * 3_000_000)
     assert checks.context_size(cfg(CONTEXT_WARN_MB=3), ["data"]) == []
     warning, = checks.context_size(cfg(CONTEXT_WARN_MB=2), ["data"])
-    assert warning.startswith("the build context is 2.1 MB (over CONTEXT_WARN_MB = 2), sent to the image builder "
-                              "on every change; the largest files: big.bin (1.5 MB), mid.bin (600.0 KB), small.txt")
+    assert warning.startswith("the build context is 2.1 MB (over CONTEXT_WARN_MB = 2), sent to the image "
+                              "builder on every change; the largest files: big.bin (1.5 MB), mid.bin (600.0 "
+                              "KB), small.txt")
     assert "DATA" in warning and ".dockerignore" in warning
     assert checks.context_size(cfg(CONTEXT_WARN_MB=0), []) == []  # 0 turns the check off
 
@@ -75,7 +76,8 @@ def test_warnings_go_to_stderr_before_anything_runs(tmp_path, capsys):
 
 def test_the_check_hook_warns_of_what_the_run_leaves_out(tmp_path, capsys):
     (tmp_path / "model.pth").write_bytes(b"m")
-    run = pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('model.pth')\n", excludes=["*.pth"])
+    run = pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('model.pth')\n",
+                       excludes=["*.pth"])
     checks.Checks().check(run)
     assert capsys.readouterr().err == (
         "warning: the cell opens 'model.pth', which is left out of the image (.dockerignore or the results "

@@ -37,7 +37,8 @@ def test_missing_data_is_refused_before_anything_runs():
         data.check(cfg)
     (Path("data")).mkdir()
     cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/"], REMOTE_DATA={"/srv/x": "./data"})
-    with pytest.raises(PystributedError, match="DATA and REMOTE_DATA mount two things at /app/data in the container"):
+    with pytest.raises(PystributedError, match="DATA and REMOTE_DATA mount two things at /app/data "
+                                               "in the container"):
         data.check(cfg)
 
 
@@ -97,15 +98,18 @@ def test_on_the_local_engine_data_is_mounted_where_it_is(tmp_path, programs):
     cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data/", "w.pt"])
     run = a_run(cfg, local.Local(cfg))
     assert data.Data().mounts(run) == [  # nothing is run, nothing is copied
-        "--volume", f"{tmp_path.resolve()}/data:/app/data:ro", "--volume", f"{tmp_path.resolve()}/w.pt:/app/w.pt:ro"]
-    assert run.steps.rows[0][:3] == ["data", "the local engine", "done"] and run.steps.rows[0][5] == "mounted from here"
+        "--volume", f"{tmp_path.resolve()}/data:/app/data:ro", "--volume",
+        f"{tmp_path.resolve()}/w.pt:/app/w.pt:ro"]
+    assert run.steps.rows[0][:3] == ["data", "the local engine",
+                                     "done"] and run.steps.rows[0][5] == "mounted from here"
 
 
 def test_a_folder_docker_cannot_mount_is_refused(tmp_path, monkeypatch, programs):
     (tmp_path / "a:b" / "data").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "a:b")
     cfg = config.load(environ={}, REMOTE_SERVER="local", DATA=["data"])
-    with pytest.raises(PystributedError, match="the notebook's folder holds a ':' in its path, which docker cannot"):
+    with pytest.raises(PystributedError, match="the notebook's folder holds a ':' in its path, "
+                                               "which docker cannot"):
         data.Data().mounts(a_run(cfg, local.Local(cfg)))
 
 
@@ -120,12 +124,14 @@ def test_remote_data_is_looked_for_on_the_server_and_mounted_read_only(programs)
 
 def test_a_missing_remote_data_path_is_refused_before_docker_makes_it(programs):
     cfg = remote_config(REMOTE_DATA={"/srv/imagenet": "imagenet", "/srv/gone": "gone", "/srv/lost": "lost"})
-    programs.expect("server", "missing", "/srv/imagenet", "/srv/gone", "/srv/lost", out="/srv/gone\n/srv/lost\n")
+    programs.expect("server", "missing", "/srv/imagenet", "/srv/gone", "/srv/lost",
+                    out="/srv/gone\n/srv/lost\n")
     with pytest.raises(StepError) as excinfo:
         data.Data().mounts(a_run(cfg, ssh.Ssh(cfg)))
     assert excinfo.value.step == "data"
     assert excinfo.value.message == "REMOTE_DATA names /srv/gone, /srv/lost, which does not exist on gpu-box"
-    assert excinfo.value.hint == "Check the paths in REMOTE_DATA (absolute paths on the server, on every node of a cluster)."
+    assert (excinfo.value.hint == "Check the paths in REMOTE_DATA (absolute paths on the server, on every "
+                                  "node of a cluster).")
 
 
 # The sync, as the server sees it (each server action expected in order).
@@ -151,7 +157,8 @@ def test_a_tree_the_server_has_is_mounted_without_sending_anything(tmp_path, pro
     programs.expect("server", "data_prepare", BASE, RUN_ID, key, out=f"{DATA_DIR}\nrsync\ntree-present\n")
     run = a_run(cfg, ssh.Ssh(cfg))
     assert data.Data().mounts(run) == ["--volume", f"{DATA_DIR}/trees/{key}/data:/app/data:ro"]
-    assert programs.calls[0].stdin == "".join(f"{h}\n" for h in sorted([sha(b"a"), sha(b"bb")])).encode()  # once each
+    # once each
+    assert programs.calls[0].stdin == "".join(f"{h}\n" for h in sorted([sha(b"a"), sha(b"bb")])).encode()
     assert run.steps.rows[0][5] == "up to date, 4 B in 3 files"
 
 
@@ -161,7 +168,8 @@ def members(stdin):
     with tarfile.open(fileobj=io.BytesIO(stdin), mode="r|") as tar:
         for info in tar:
             body = tar.extractfile(info).read() if info.isreg() else info.linkname
-            found.append((info.name, {tarfile.DIRTYPE: "dir", tarfile.LNKTYPE: "link"}.get(info.type, "file"), body))
+            found.append((info.name, {tarfile.DIRTYPE: "dir", tarfile.LNKTYPE: "link"}.get(info.type, "file"),
+                          body))
     return found
 
 
@@ -197,7 +205,8 @@ def test_our_own_transfer_sends_what_the_server_lacks_and_links_the_rest(tmp_pat
 
 
 def rsync_argv(key, *link_dests):
-    return ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats", "--info=progress2",
+    return ["rsync", "--archive", "--copy-links", "--relative", "--protect-args", "--stats",
+            "--info=progress2",
             "--chmod=D755,F444", *(f"--link-dest={DATA_DIR}/trees/{d}" for d in link_dests),
             "-e", "ssh -F /cfg -T -o BatchMode=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=4", "--",
             "./data", "./w.pt", f"gpu-box:{DATA_DIR}/incoming/{RUN_ID}/tree/"]
@@ -211,7 +220,8 @@ def rsync_here(monkeypatch):
 @pytest.mark.parametrize(("version", "recent"), [
     ("rsync  version 3.2.7  protocol version 31\nCopyright (C) 1996-2022 by Andrew Tridgell\n", True),
     ("rsync  version 3.1.0  protocol version 31\n", True),
-    ("rsync  version 2.6.9  protocol version 29\nCopyright (C) 1996-2006 by Andrew Tridgell\n", False),  # macOS
+    # macOS
+    ("rsync  version 2.6.9  protocol version 29\nCopyright (C) 1996-2006 by Andrew Tridgell\n", False),
     ("openrsync: protocol version 29\nrsync version 2.6.9 compatible\n", False),  # macOS 15
     ("", False)])
 def test_only_an_rsync_that_takes_our_options_is_used(tmp_path, monkeypatch, version, recent):
@@ -233,7 +243,8 @@ def test_with_rsync_on_both_sides_rsync_makes_the_tree_against_the_newest(tmp_pa
     key = tree_key(cfg)
     programs.expect("server", "data_prepare", BASE, RUN_ID, key,
                     out=f"{DATA_DIR}\nrsync\ntree-missing\ntree T2\ntree T1\nmissing {sha(b'a')}\n")
-    programs.expect(*rsync_argv(key, "T2", "T1"), out=b"\r      1,234  50%\r      2,468 100%\nTotal bytes sent: 2,500\n")
+    programs.expect(*rsync_argv(key, "T2", "T1"), out=b"\r      1,234  50%\r      2,468 100%\nTotal "
+                                                      b"bytes sent: 2,500\n")
     programs.expect("server", "data_finish", DATA_DIR, RUN_ID, key, "rsync")  # trees/partial goes
     run = a_run(cfg, ssh.Ssh(cfg))
     assert data.Data().mounts(run) == ["--volume", f"{DATA_DIR}/trees/{key}/data:/app/data:ro",
@@ -260,17 +271,19 @@ def test_a_cut_off_transfer_is_salvaged_and_its_error_shown(tmp_path, programs, 
     cfg = remote_config(DATA=["data", "w.pt"], SSH_OPTIONS=["-F", "/cfg"])
     key = tree_key(cfg)
     rsync = "rsync" if transfer == "rsync" else ""
-    programs.expect("server", "data_prepare", BASE, RUN_ID, key, out=f"{DATA_DIR}\n{rsync or 'no-rsync'}\ntree-missing\n")
+    programs.expect("server", "data_prepare", BASE, RUN_ID, key,
+                    out=f"{DATA_DIR}\n{rsync or 'no-rsync'}\ntree-missing\n")
     if rsync:
         programs.expect(*rsync_argv(key), code=12, stderr="rsync: connection unexpectedly closed\n")
     else:
         programs.expect("server", "data_receive", DATA_DIR, RUN_ID, code=2, stderr="tar: Unexpected EOF\n")
-    programs.expect("server", "data_salvage", DATA_DIR, RUN_ID, rsync, code=255)  # its own failure is not shown
+    # its own failure is not shown
+    programs.expect("server", "data_salvage", DATA_DIR, RUN_ID, rsync, code=255)
     with pytest.raises(StepError) as excinfo:
         data.Data().mounts(a_run(cfg, ssh.Ssh(cfg)))
     assert excinfo.value.code == (12 if rsync else 2)
-    assert excinfo.value.hint.startswith("Is there room on the server for the data (`df -h` there)? The next run "
-                                         "sends only what")
+    assert excinfo.value.hint.startswith("Is there room on the server for the data (`df -h` there)? The next "
+                                         "run sends only what")
 
 
 def test_a_server_where_the_cache_cannot_be_made_names_remote_workdir(tmp_path, programs):
@@ -315,7 +328,8 @@ def test_data_prepare_lists_the_newest_trees_and_exactly_the_missing_hashes(home
 
 
 def test_data_prepare_answers_a_tree_it_has_and_makes_the_cache_folders(home, place):
-    assert call(place, "data_prepare", "new/.data", RUN_ID, KEY, stdin=b"").splitlines()[2:] == ["tree-missing"]
+    assert call(place, "data_prepare", "new/.data", RUN_ID, KEY,
+                stdin=b"").splitlines()[2:] == ["tree-missing"]
     assert sorted(os.listdir(home / "new" / ".data")) == ["incoming", "objects", "trees"]
     (home / "new" / ".data" / "trees" / KEY).mkdir()
     out = call(place, "data_prepare", "new/.data", "other-run", KEY, stdin=f"{sha(b'x')}\n".encode())
@@ -379,7 +393,8 @@ def prepared(home, run_id=RUN_ID, *objects):
 def test_data_receive_and_finish_make_the_tree_of_hard_links(home, place):
     base = prepared(home, RUN_ID, b"old")
     stream = transfer(RUN_ID, {sha(b"new"): b"new"},
-                      {"data/new.bin": sha(b"new"), "data/old.bin": sha(b"old"), "data/again.bin": sha(b"new")})
+                      {"data/new.bin": sha(b"new"), "data/old.bin": sha(b"old"),
+                       "data/again.bin": sha(b"new")})
     assert call(place, "data_receive", ".data", RUN_ID, stdin=stream) == ""
     assert sorted(os.listdir(base / "objects")) == sorted([sha(b"new"), sha(b"old")])
     assert call(place, "data_finish", str(base), RUN_ID, KEY, "") == ""
@@ -406,7 +421,8 @@ def test_data_finish_uses_a_tree_another_run_made_meanwhile_as_it_is(home, place
     (base / "incoming" / RUN_ID / "tree" / "data").mkdir(parents=True)
     (base / "incoming" / RUN_ID / "tree" / "data" / "ours.bin").write_bytes(b"x")
     call(place, "data_finish", ".data", RUN_ID, KEY, "")
-    assert os.listdir(base / "trees" / KEY) == ["data"] and os.listdir(base / "trees" / KEY / "data") == ["theirs.bin"]
+    assert (os.listdir(base / "trees" / KEY) == ["data"]
+            and os.listdir(base / "trees" / KEY / "data") == ["theirs.bin"])
     assert os.listdir(base / "incoming") == []
 
 
@@ -461,7 +477,8 @@ def test_missing_names_exactly_the_paths_that_do_not_exist(home, place):
 def synced(cfg, run_id):
     steps = progress.Steps(quiet=True)
     with steps.step("data"):
-        tree = data.sync(cfg, local.Local(cfg), data.local_files(cfg.DATA), run_id, steps, roots=data.excluded(cfg))
+        tree = data.sync(cfg, local.Local(cfg), data.local_files(cfg.DATA), run_id, steps,
+                         roots=data.excluded(cfg))
     return tree, steps.rows[-1][5]
 
 
@@ -488,7 +505,8 @@ def test_our_own_transfer_sends_only_what_the_server_lacks(tmp_path, monkeypatch
     (tmp_path / "data" / "sub" / "3.bin").write_bytes(os.urandom(100_000))
     new_tree, shown = synced(cfg, "20261125-000002-aaaaaa")
     assert new_tree != tree and shown.startswith("1")  # ~100 KB and the tar headers, not 600 KB
-    assert Path(f"{new_tree}/data/sub/3.bin").read_bytes() == (tmp_path / "data" / "sub" / "3.bin").read_bytes()
+    assert (Path(f"{new_tree}/data/sub/3.bin").read_bytes()
+            == (tmp_path / "data" / "sub" / "3.bin").read_bytes())
     assert Path(f"{tree}/data/sub/3.bin").read_bytes() != (tmp_path / "data" / "sub" / "3.bin").read_bytes()
     assert os.stat(f"{new_tree}/data/sub/1.bin").st_ino == os.stat(f"{tree}/data/sub/1.bin").st_ino
 
@@ -545,7 +563,8 @@ def test_every_word_of_the_sync_reaches_the_shell_quoted(tmp_path, monkeypatch, 
         (base / "incoming" / "T x" / "tree" / "data" / "a.bin").write_bytes(b"a")
         (base / "incoming" / "T").mkdir()
         (base / "trees").mkdir()
-        call(local.Local(config.load(environ={}, REMOTE_SERVER="local")), "data_salvage", str(base), "T x", "rsync")
+        call(local.Local(config.load(environ={}, REMOTE_SERVER="local")), "data_salvage", str(base), "T x",
+             "rsync")
         assert (base / "trees" / "partial" / "data" / "a.bin").read_bytes() == b"a"
         assert os.listdir(base / "incoming") == ["T"]
         return

@@ -69,7 +69,8 @@ def test_statements_sharing_a_line_are_taken_apart():
     ("print(f())\n", ["def f():\n    return helper()\n"], None,
      "helper: read by `def f` from In[1]; not defined in any earlier cell"),
     ("count += 1\n", [], None, "count: read in this cell (line 1)"),
-    ("for i in range(3):\n    total += i\n", ["total = sum([])\n"], None, "total: read in this cell (line 1); set in In[1]"),
+    ("for i in range(3):\n    total += i\n", ["total = sum([])\n"], None, ("total: read in this cell (line "
+                                                                          "1); set in In[1]")),
 ])
 def test_names_the_run_would_lack_are_reported(cell, history, namespace, message):
     with pytest.raises(deps.UnresolvedNames) as excinfo:
@@ -84,7 +85,8 @@ def test_what_the_cell_binds_itself_builtins_and_inputs_are_not_looked_for():
 
 
 def test_loop_variables_and_comprehensions_are_the_cell_own():
-    assert script("for i in range(3):\n    print(i)\nprint([j for j in range(2)])\nwith open('f') as fh:\n    pass\n")[1] == []
+    assert script("for i in range(3):\n    print(i)\nprint([j for j in range(2)])\nwith open('f') as "
+                  "fh:\n    pass\n")[1] == []
 
 
 def test_the_class_of_an_input_comes_along():

@@ -52,20 +52,22 @@ def test_gpus_are_found_in_both_forms(args, values):
 
 
 def test_only_a_run_with_gpus_gets_the_feature():
-    assert not any(isinstance(f, gpus.Gpus) for f in features.for_run(config.load(environ={}, REMOTE_SERVER="local")))
+    assert not any(isinstance(f, gpus.Gpus) for f in features.for_run(config.load(environ={},
+                                                                                  REMOTE_SERVER="local")))
     assert any(isinstance(f, gpus.Gpus) for f in a_run(["--gpus", "all"]).features)
 
 
 def test_free_becomes_one_device_in_dockers_syntax():
-    assert gpus.with_device(["--gpus", "free", "--ipc=host"], "GPU-a1") == ["--gpus", "device=GPU-a1", "--ipc=host"]
+    assert gpus.with_device(["--gpus", "free", "--ipc=host"], "GPU-a1") == ["--gpus", "device=GPU-a1",
+                                                                            "--ipc=host"]
     assert gpus.with_device(["--gpus=free"], "GPU-a1") == ["--gpus=device=GPU-a1"]
     assert gpus.with_device(["--gpus", "all"], "GPU-a1") == ["--gpus", "all"]
 
 
 def test_the_real_h200_answers_parse():
     [idle] = gpus.parse(H200_IDLE, "")  # no process: an empty answer
-    assert (idle.index, idle.uuid, idle.memory_used, idle.processes) == (0, "GPU-df0c8b7c-a9a9-ba23-c71a-d70bf5a53bc9",
-                                                                         0, 0)
+    assert (idle.index, idle.uuid, idle.memory_used, idle.processes) == (
+        0, "GPU-df0c8b7c-a9a9-ba23-c71a-d70bf5a53bc9", 0, 0)
     [busy] = gpus.parse(H200_BUSY, H200_APPS_BUSY)
     assert busy.memory_used == 7027 and busy.processes == 1
 
@@ -81,9 +83,10 @@ def test_when_all_are_busy_the_one_using_the_least_memory_is_taken():
     apps = "GPU-a0, 14\nGPU-a1, 400\nGPU-a2, 79000\nGPU-a3, 0\nGPU-a3, 0\n"
     gpu, why = gpus.pick(gpus.parse(FOUR, apps))
     assert gpu.uuid == "GPU-a3"
-    assert why == ("took GPU 3 GPU-a3: all 4 GPUs have compute processes, this one uses the least memory, 0 MiB "
-                   "(2 processes)")
-    gpu, _ = gpus.pick(gpus.parse("0, GPU-b0, [N/A]\n1, GPU-b1, 5\n1, GPU-b1, 5\n", "GPU-b0, [N/A]\nGPU-b1, 5\n"))
+    assert why == ("took GPU 3 GPU-a3: all 4 GPUs have compute processes, this one uses the least memory, 0 "
+                   "MiB (2 processes)")
+    gpu, _ = gpus.pick(gpus.parse("0, GPU-b0, [N/A]\n1, GPU-b1, 5\n1, GPU-b1, 5\n", "GPU-b0, "
+                                                                                    "[N/A]\nGPU-b1, 5\n"))
     assert gpu.uuid == "GPU-b1"  # memory unknown counts as most
 
 
@@ -119,8 +122,8 @@ def test_no_runtime_and_no_toolkit_is_refused_before_anything_is_built_or_pushed
         pipeline.build(run)  # the strict fake fails on any docker build, inspect or push
     assert error.value.step == "gpus"
     assert str(error.value).startswith(
-        "gpus failed: `--gpus all` cannot work on the local engine: its Docker engine has no `nvidia` runtime "
-        "(runtimes: io.containerd.runc.v2, runc) and no NVIDIA Container Toolkit hook")
+        "gpus failed: `--gpus all` cannot work on the local engine: its Docker engine has no `nvidia` "
+        "runtime (runtimes: io.containerd.runc.v2, runc) and no NVIDIA Container Toolkit hook")
     assert "Nothing was pushed." in error.value.message and "nvidia-ctk runtime configure" in error.value.hint
 
 
@@ -136,14 +139,16 @@ def test_free_without_nvidia_smi_is_named_before_the_push(programs):
 def test_free_is_picked_after_the_pull_and_reaches_docker_run(programs):
     programs.expect(*RUNTIMES, out=NVIDIA)
     programs.expect("server", "gpus", out=answer())
-    programs.expect("server", "gpus", "free", out=answer(gpus_csv=FOUR, apps_csv="GPU-a0, 14\nGPU-a2, 79000\n"))
+    programs.expect("server", "gpus", "free",
+                    out=answer(gpus_csv=FOUR, apps_csv="GPU-a0, 14\nGPU-a2, 79000\n"))
     run = a_run(["--shm-size", "1g", "--gpus", "free"])
     run.steps = progress.Steps()
     run.hooks("before_build")
     run.mounts = [arg for args in run.hooks("mounts") for arg in args]
     assert run.steps.rows[-1][0] == "gpus" and run.steps.rows[-1][5].startswith("took GPU 3 GPU-a3:")
     args = pipeline.start_args(run)  # docker run's: DOCKER_RUN_ARGS come right before the image
-    assert args[args.index("img:1") - 4:args.index("img:1")] == ["--shm-size", "1g", "--gpus", "device=GPU-a3"]
+    assert args[args.index("img:1") - 4:args.index("img:1")] == ["--shm-size", "1g", "--gpus",
+                                                                 "device=GPU-a3"]
     assert run.result.config["DOCKER_RUN_ARGS"] == ["--shm-size", "1g", "--gpus", "device=GPU-a3"]
 
 

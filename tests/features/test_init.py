@@ -26,11 +26,13 @@ def test_requirements_auto_exchange_and_cache_come_in_that_order():
     cfg = config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="auto")
     exchange = values.Exchange(out="a")
     found = features.for_run(cfg, exchange=exchange, cache=True)
-    assert kinds(found) == [checks.Checks, shm.Shm, cell_mount.CellMount, requirements.Auto, values.Exchange, cache.Cache, base.BaseImage]
+    assert kinds(found) == [checks.Checks, shm.Shm, cell_mount.CellMount, requirements.Auto, values.Exchange,
+                            cache.Cache, base.BaseImage]
     # The cache remembers a run only after the exchange loaded its values, and reuses with that exchange.
     assert found[4] is exchange and found[5].exchange is exchange and found[5].base is found[6]
     assert kinds(features.for_run(config.load(environ={}, REMOTE_SERVER="local", REQUIREMENTS="r.txt"),
-                                  cache=True)) == [checks.Checks, shm.Shm, cell_mount.CellMount, cache.Cache, base.BaseImage]
+                                  cache=True)) == [checks.Checks, shm.Shm, cell_mount.CellMount, cache.Cache,
+                                                   base.BaseImage]
 
 
 def test_a_feature_without_a_hook_does_nothing_there():
@@ -53,10 +55,12 @@ def test_data_is_left_out_before_the_checks_measure_the_context(tmp_path, capsys
                        progress.Steps(quiet=True), source="open('data/big.bin')\n")
     run.features = features.for_run(run.config)
     run.hooks("check")  # without DATA, the same file is in the image
-    assert capsys.readouterr().err.startswith("warning: the build context is 3.0 MB (over CONTEXT_WARN_MB = 2)")
+    assert capsys.readouterr().err.startswith("warning: the build context is 3.0 MB (over "
+                                              "CONTEXT_WARN_MB = 2)")
 
 
 def test_pipeline_imports_no_feature():
     """A feature is removed by deleting its module and its line in features.for_run."""
     source = Path(pipeline.__file__).read_text(encoding="utf-8")
-    assert "features" not in "".join(line for line in source.splitlines() if line.startswith(("import", "from")))
+    assert "features" not in "".join(line for line in source.splitlines() if line.startswith(("import",
+                                                                                              "from")))

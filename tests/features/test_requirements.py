@@ -10,7 +10,8 @@ from pystributed.features import requirements
 
 
 def test_imports_are_found_anywhere_in_the_cell_by_their_top_name():
-    source = "import os, numpy.linalg as la\nfrom torch.nn import Linear\nfrom . import x\ndef f():\n    import IPython\n"
+    source = ("import os, numpy.linalg as la\nfrom torch.nn import Linear\nfrom . import x\ndef f():\n    "
+              "import IPython\n")
     assert requirements.imported(source) == ["IPython", "numpy", "os", "torch"]
 
 
@@ -22,7 +23,8 @@ def test_standard_library_is_recognised():
 def test_installed_imports_are_pinned_to_their_local_version(tmp_path):
     (tmp_path / "helpers.py").write_text("")  # a module of the notebook's folder: shipped in the context
     pins, notes = requirements.resolve("import os\nimport IPython\nimport helpers\nimport no_such_pkg_xyz\n")
-    assert [(p.name, p.version, p.wheel) for p in pins] == [("ipython", importlib.metadata.version("ipython"), None)]
+    assert [(p.name, p.version, p.wheel) for p in pins] == [("ipython", importlib.metadata.version("ipython"),
+                                                             None)]
     assert notes == ["no_such_pkg_xyz is not installed here, so its version cannot be pinned"]
     assert requirements.text(pins).splitlines()[1] == f"ipython=={importlib.metadata.version('ipython')}"
 
@@ -64,7 +66,8 @@ def test_nothing_to_install_gives_no_requirements_layer_and_a_file_is_used_as_it
 
 
 def test_pinned_versions_are_read_from_a_requirements_file(tmp_path):
-    (tmp_path / "r.txt").write_text("# x\nNumPy==1.26.4\ntorch[cuda] == 2.3.1 ; python_version>'3'\nscipy>=1\n-r other\n")
+    (tmp_path / "r.txt").write_text("# x\nNumPy==1.26.4\ntorch[cuda] == 2.3.1 ; "
+                                    "python_version>'3'\nscipy>=1\n-r other\n")
     assert requirements.pinned(tmp_path / "r.txt") == {"numpy": "1.26.4", "torch": "2.3.1"}
 
 
@@ -81,7 +84,8 @@ def test_local_version_labels_and_vcs_installs():
 
 def test_the_python_3_9_fallbacks(monkeypatch):
     monkeypatch.delattr(sys, "stdlib_module_names")
-    assert requirements.is_stdlib("json") and requirements.is_stdlib("sys") and requirements.is_stdlib("asyncio")
+    assert (requirements.is_stdlib("json") and requirements.is_stdlib("sys")
+            and requirements.is_stdlib("asyncio"))
     assert not requirements.is_stdlib("IPython")
     monkeypatch.delattr(importlib.metadata, "packages_distributions")
     requirements._import_names.cache_clear()

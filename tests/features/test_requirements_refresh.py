@@ -11,7 +11,8 @@ import pytest
 
 from pystributed.features import requirements
 
-_spec = importlib.util.spec_from_file_location("wheels", Path(__file__).resolve().parents[1] / "e2e" / "wheels.py")
+_spec = importlib.util.spec_from_file_location("wheels",
+                                               Path(__file__).resolve().parents[1] / "e2e" / "wheels.py")
 wheels = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(wheels)
 
@@ -29,7 +30,8 @@ def pip(*args):
 def lookups(monkeypatch):
     """How many times the installed distributions were looked up (the costly part)."""
     count = []
-    original = importlib.metadata.packages_distributions if hasattr(importlib.metadata, "packages_distributions") \
+    original = importlib.metadata.packages_distributions if hasattr(importlib.metadata,
+                                                                    "packages_distributions") \
         else importlib.metadata.distributions
     name = original.__name__
 
@@ -73,7 +75,8 @@ def test_an_unchanged_environment_is_not_looked_up_again(tmp_path, target, looku
 
 
 def test_an_upgrade_and_an_uninstall_are_seen(tmp_path, target, lookups):
-    pip("install", "--no-index", "--no-deps", "--target", str(target), str(wheels.make_wheel(tmp_path, NAME, "1.0")))
+    pip("install", "--no-index", "--no-deps", "--target", str(target),
+        str(wheels.make_wheel(tmp_path, NAME, "1.0")))
     assert [pin.version for pin in requirements.resolve(SOURCE)[0]] == ["1.0"]
     (tmp_path / "new").mkdir()
     newer = wheels.make_wheel(tmp_path / "new", NAME, "1.1")
@@ -86,7 +89,8 @@ def test_an_upgrade_and_an_uninstall_are_seen(tmp_path, target, lookups):
 
 def test_a_folder_added_to_sys_path_is_seen(tmp_path, lookups, monkeypatch):
     folder = tmp_path / "later"
-    pip("install", "--no-index", "--no-deps", "--target", str(folder), str(wheels.make_wheel(tmp_path, NAME, "3.0")))
+    pip("install", "--no-index", "--no-deps", "--target", str(folder),
+        str(wheels.make_wheel(tmp_path, NAME, "3.0")))
     assert requirements.resolve(SOURCE) == ([], [NOT_INSTALLED])
     monkeypatch.syspath_prepend(str(folder))
     assert [pin.version for pin in requirements.resolve(SOURCE)[0]] == ["3.0"]

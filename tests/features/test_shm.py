@@ -17,7 +17,8 @@ def test_the_container_gets_a_bigger_shm_than_dockers_64_mb():
 
 @pytest.mark.parametrize("args", [
     ["--shm-size", "1g"], ["--shm-size=32g"], ["--ipc", "host"], ["--ipc=host"], ["--ipc", "container:db"],
-    ["--ipc=none"], ["--mount", "type=tmpfs,destination=/dev/shm,tmpfs-size=16g"], ["-v", "/dev/shm:/dev/shm"],
+    ["--ipc=none"], ["--mount", "type=tmpfs,destination=/dev/shm,tmpfs-size=16g"],
+    ["-v", "/dev/shm:/dev/shm"],
     ["--tmpfs", "/dev/shm:size=4g"], ["--mount=type=tmpfs,dst=/dev/shm"]])
 def test_the_users_own_shm_is_left_as_it_is(args):
     assert mounts(args) == []

@@ -42,11 +42,12 @@ def test_inputs_in_outputs_and_the_last_value_back(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "helper.py").write_text("TWO = 2\n")  # the notebook folder's modules import
     script = (f"{cell_runner.HEAD}# In[1]\nclass Box:\n    def __init__(self, v=x):\n        self.v = v\n\n"
-              f"{cell_runner.MARKER}import helper\nbox = Box(x * helper.TWO)\nprint(__name__, type(box).__module__)\n"
-              "box.v + Box().v - given.v\n")
+              f"{cell_runner.MARKER}import helper\nbox = Box(x * helper.TWO)\nprint(__name__, "
+              "type(box).__module__)\nbox.v + Box().v - given.v\n")
     sys.modules["__main__"].Box = Box  # as the notebook has it: `given` pickles as __main__.Box
     try:
-        proc, result, exchange = run_in_image(tmp_path, script, out=["box"], inputs={"x": 21, "given": Box(21)})
+        proc, result, exchange = run_in_image(tmp_path, script, out=["box"],
+                                              inputs={"x": 21, "given": Box(21)})
     finally:
         del sys.modules["__main__"].Box
     assert proc.returncode == 0, proc.stderr
@@ -108,7 +109,8 @@ def test_names_split_on_commas_once_each():
 
 
 def test_an_input_that_is_missing_or_cannot_be_pickled_is_refused():
-    with pytest.raises(PystributedError, match="--in x: there is no variable x in the notebook; nothing was built"):
+    with pytest.raises(PystributedError, match="--in x: there is no variable x in the notebook; "
+                                               "nothing was built"):
         values.Exchange(inputs="x", namespace={}).runner_files()
     with pytest.raises(PystributedError, match=r"--in f could not be pickled \(.*lambda"):
         values.Exchange(inputs="f", namespace={"f": lambda: 1}).runner_files()
@@ -161,10 +163,10 @@ def test_a_different_python_in_the_image_is_warned_about_before_building(program
     programs.expect("docker", "run", *PYTHON, "python:3.11-slim", *VERSION, out="3.11\n")
     exchange.check_python(cfg, docker.here, on_server=False)  # not refused
     assert capsys.readouterr().err == (
-        "warning: --in/--out: this kernel runs Python 3.12 and BASE_IMAGE python:3.11-slim Python 3.11. Plain values "
-        "(numbers, strings, lists, dicts, NumPy arrays, tensors) cross; an object whose module differs between the "
-        "two may not load, and is then named. The same Python on both sides avoids it (BASE_IMAGE = "
-        "'python:3.12-slim', or a kernel with Python 3.11).\n")
+        "warning: --in/--out: this kernel runs Python 3.12 and BASE_IMAGE python:3.11-slim Python 3.11. "
+        "Plain values (numbers, strings, lists, dicts, NumPy arrays, tensors) cross; an object whose module "
+        "differs between the two may not load, and is then named. The same Python on both sides avoids it "
+        "(BASE_IMAGE = 'python:3.12-slim', or a kernel with Python 3.11).\n")
     programs.expect(*INSPECT, "python:3.11-slim", out="sha256:abc\n")  # asked once per image: no docker run
     exchange.check_python(cfg, docker.here, on_server=False)
     assert "warning: --in/--out: this kernel runs Python 3.12" in capsys.readouterr().err
@@ -180,8 +182,9 @@ def test_a_base_image_that_is_not_there_is_named_as_such(programs, monkeypatch):
     with pytest.raises(StepError) as excinfo:
         values.image_python(cfg, docker.here, on_server=False)
     assert excinfo.value.step == "build"
-    assert excinfo.value.hint == ("BASE_IMAGE (python:3.9-slim) is not here and could not be pulled: check its name, "
-                                  "or `docker pull python:3.9-slim` (after `docker login` if it needs one).")
+    assert excinfo.value.hint == ("BASE_IMAGE (python:3.9-slim) is not here and could not be pulled: check "
+                                  "its name, or `docker pull python:3.9-slim` (after `docker login` if "
+                                  "it needs one).")
 
 
 def test_an_image_pulled_to_ask_its_python_is_remembered_by_its_id(programs, monkeypatch):
@@ -208,7 +211,8 @@ def test_the_python_is_asked_of_the_engine_that_builds(programs, monkeypatch, tr
     with pytest.raises(StepError) as excinfo:
         values.Exchange(inputs="x", namespace={"x": 1}).before_build(run)
     where = "on the server" if transport == "remote-build" else "here"
-    assert excinfo.value.hint.startswith(f"BASE_IMAGE (python:3.9-slim) is not {where} and could not be pulled")
+    assert excinfo.value.hint.startswith(f"BASE_IMAGE (python:3.9-slim) is not {where} and "
+                                         "could not be pulled")
     programs.expect(*on_server, *INSPECT[1:], "python:3.9-slim", out="sha256:abc\n")
     programs.expect(*on_server, "run", *PYTHON, "python:3.9-slim", *VERSION, out=f"{here}\n")
     values.Exchange(out="y").before_build(run)

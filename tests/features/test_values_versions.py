@@ -44,7 +44,8 @@ def test_protocol_5_is_what_both_sides_write():
 def test_the_modules_a_pickle_needs_are_read_without_loading_it(lib, protocol):
     import fractions
 
-    data = pickle.dumps([lib.Thing(1), fractions.Fraction(1, 3), lib.Thing(2), {"k": fractions.Fraction(2)}], protocol)
+    data = pickle.dumps([lib.Thing(1), fractions.Fraction(1, 3), lib.Thing(2), {"k": fractions.Fraction(2)}],
+                        protocol)
     assert cell_runner.modules_of(data) == ["labkit", "fractions"]
     assert cell_runner.versions([data]) == {"labkit": "2.0"}
 
@@ -62,7 +63,8 @@ def collect(tmp_path, pickles, report):
 def test_plain_values_from_an_image_on_another_python_come_back(tmp_path):
     plain = {"n": 1, "f": 0.5, "s": "x", "l": [1, [2]], "d": {"a": (1, 2)}, "b": b"\x00", "set": {1}}
     exchange, result, namespace = collect(tmp_path, {"v": pickle.dumps(plain, 5)},
-                                          {"python": "3.12", "out": {"v": "ok"}, "value": None, "modules": {}})
+                                          {"python": "3.12", "out": {"v": "ok"}, "value": None,
+                                           "modules": {}})
     exchange.collect(result)
     assert namespace == {"v": plain}
 
@@ -76,9 +78,10 @@ def test_a_value_that_cannot_be_loaded_names_its_module_and_both_sides(tmp_path,
     with pytest.raises(PystributedError) as excinfo:
         exchange.collect(result)
     assert str(excinfo.value) == (
-        "--out: t could not be unpickled here (ModuleNotFoundError: No module named 'labkit'; it needs module "
-        f"labkit; pickled in the image by Python 3.12 with labkit 2.0, loaded here by Python {HERE} with labkit not "
-        "installed): install what it needs here, in the image's version (run 20261125-101502-3fa9c1; ok came back)")
+        "--out: t could not be unpickled here (ModuleNotFoundError: No module named 'labkit'; it needs "
+        f"module labkit; pickled in the image by Python 3.12 with labkit 2.0, loaded here by Python {HERE} "
+        "with labkit not installed): install what it needs here, in the image's version (run "
+        "20261125-101502-3fa9c1; ok came back)")
     assert namespace == {"ok": 7}
 
 
@@ -87,9 +90,11 @@ def test_a_class_missing_from_another_version_of_its_module_is_named(tmp_path, l
     del lib.Thing  # labkit here is a version without it
     lib.__version__ = "1.0"
     exchange, result, _ = collect(tmp_path, {"t": data},
-                                  {"python": "3.12", "out": {"t": "ok"}, "value": None, "modules": {"labkit": "2.0"}})
-    with pytest.raises(PystributedError, match=r"it needs module labkit; pickled in the image by Python 3\.12 with "
-                                               rf"labkit 2\.0, loaded here by Python {HERE} with labkit 1\.0\)"):
+                                  {"python": "3.12", "out": {"t": "ok"}, "value": None,
+                                   "modules": {"labkit": "2.0"}})
+    with pytest.raises(PystributedError, match=r"it needs module labkit; pickled in the image by Python "
+                                               rf"3\.12 with labkit 2\.0, loaded here by Python {HERE} "
+                                               r"with labkit 1\.0\)"):
         exchange.collect(result)
 
 
@@ -107,10 +112,11 @@ def test_the_image_names_an_input_it_cannot_load_with_both_sides(tmp_path, lib):
                           env={"PYSTRIBUTED_RESULTS": str(tmp_path), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1
-    assert (f"RuntimeError: --in thing could not be unpickled in the image (ModuleNotFoundError: No module named "
-            f"'labkit'; it needs module labkit; pickled in the notebook by Python {HERE} with labkit 2.0, loaded in "
-            f"the image by Python {HERE} with labkit not installed). Install what it needs in the image "
-            "(REQUIREMENTS), in the notebook's version, or send what it is made from instead") in proc.stderr
+    assert ("RuntimeError: --in thing could not be unpickled in the image (ModuleNotFoundError: No module "
+            f"named 'labkit'; it needs module labkit; pickled in the notebook by Python {HERE} with labkit "
+            f"2.0, loaded in the image by Python {HERE} with labkit not installed). Install what it needs in "
+            "the image (REQUIREMENTS), in the notebook's version, or send what it is "
+            "made from instead") in proc.stderr
 
 
 def test_the_image_reports_the_versions_of_what_its_values_need(tmp_path, lib):

@@ -28,7 +28,8 @@ def test_an_action_runs_through_sh_with_no_ssh(programs, monkeypatch, tmp_path):
         assert same is place
         same.prepare(RUN_ID)
     call = programs.calls[0]
-    assert call.argv == ["sh", "-c", server.LOADER.format(len(server.program("rundir", "pystributed-runs", RUN_ID)))]
+    assert call.argv == ["sh", "-c", server.LOADER.format(len(server.program("rundir", "pystributed-runs",
+                                                                             RUN_ID)))]
     assert call.cwd == str(tmp_path)
 
 

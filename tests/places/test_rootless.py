@@ -11,7 +11,8 @@ from pystributed import config
 from pystributed.places import local, ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
-DOCKER_ROOTLESS = {"ID": "x", "SecurityOptions": ["name=seccomp,profile=default", "name=rootless", "name=cgroupns"]}
+DOCKER_ROOTLESS = {"ID": "x", "SecurityOptions": ["name=seccomp,profile=default", "name=rootless",
+                                                  "name=cgroupns"]}
 DOCKER_ROOTFUL = {"ID": "x", "SecurityOptions": ["name=seccomp,profile=default", "name=cgroupns"]}
 PODMAN_ROOTLESS = {"host": {"security": {"rootless": True, "seccompEnabled": True}}}
 PODMAN_ROOTFUL = {"host": {"security": {"rootless": False, "seccompEnabled": True}}}
@@ -49,7 +50,8 @@ def fake_bin(tmp_path, info, *, uid="1000", info_code=0):
 
 
 @pytest.mark.parametrize("info, user", [
-    (DOCKER_ROOTLESS, "0:0"), (PODMAN_ROOTLESS, "0:0"), (DOCKER_ROOTFUL, "1000:1000"), (PODMAN_ROOTFUL, "1000:1000"),
+    (DOCKER_ROOTLESS, "0:0"), (PODMAN_ROOTLESS, "0:0"), (DOCKER_ROOTFUL, "1000:1000"),
+    (PODMAN_ROOTFUL, "1000:1000"),
 ], ids=["docker-rootless", "podman-rootless", "docker", "podman-as-root"])
 def test_server_sh_tells_a_rootless_engine(tmp_path, monkeypatch, info, user):
     monkeypatch.setenv("PATH", f"{fake_bin(tmp_path, info)}{os.pathsep}{os.environ['PATH']}")
@@ -70,7 +72,8 @@ def test_an_engine_that_does_not_answer_is_taken_as_rootful(tmp_path, monkeypatc
 
 def test_root_is_not_asked(tmp_path, monkeypatch):
     # As root the container runs as root anyway: no `docker info` on every run.
-    monkeypatch.setenv("PATH", f"{fake_bin(tmp_path, DOCKER_ROOTLESS, uid='0')}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH",
+                       f"{fake_bin(tmp_path, DOCKER_ROOTLESS, uid='0')}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR="runs")
     assert local.Local(cfg).prepare(RUN_ID)[1] == "0:1000"

@@ -28,14 +28,16 @@ def test_the_program_is_the_script_then_one_line_that_calls_the_action():
 
 def test_the_loader_reads_exactly_the_program():
     loader = server.LOADER.format(1234)
-    assert "'" not in loader and "\\" not in loader and "!" not in loader  # one line any login shell passes on
+    # one line any login shell passes on
+    assert "'" not in loader and "\\" not in loader and "!" not in loader
     assert "1234" in loader and "{" not in loader
 
 
 @pytest.mark.parametrize(("workdir", "seen"), [
     ("~", "."), ("~/my runs", "my runs"), ("runs", "runs"), ("/abs/runs", "/abs/runs"), ("a/~/b", "a/~/b")])
 def test_the_workdir_as_sh_there_sees_it(workdir, seen):
-    assert local.Local(config.load(environ={}, REMOTE_SERVER="local", REMOTE_WORKDIR=workdir)).workdir() == seen
+    assert local.Local(config.load(environ={}, REMOTE_SERVER="local",
+                                   REMOTE_WORKDIR=workdir)).workdir() == seen
 
 
 def test_an_answer_is_what_follows_the_marker_line(place):
@@ -52,13 +54,16 @@ def test_a_streamed_answer_starts_after_the_marker_line(place):
     stream = io.BufferedReader(io.BytesIO(f"banner\n{server.MARK}\n".encode() + b"\x00binary\nrest"))
     assert place.after_mark(stream, "fetch").read() == b"\x00binary\nrest" and place.noisy
     quiet = local.Local(place.config)
-    assert quiet.after_mark(io.BytesIO(f"{server.MARK}\nx".encode()), "fetch").read() == b"x" and not quiet.noisy
-    with pytest.raises(StepError, match=r"^fetch failed: the server's answer ended before it began \(no answer line\)$"):
+    assert quiet.after_mark(io.BytesIO(f"{server.MARK}\nx".encode()),
+                            "fetch").read() == b"x" and not quiet.noisy
+    with pytest.raises(StepError, match=r"^fetch failed: the server's answer ended before it began \(no "
+                                        r"answer line\)$"):
         place.after_mark(io.BytesIO(b"banner\n"), "fetch")
 
 
 def test_sections_of_an_answer():
-    text = f"ignored\n{server.MARK} now\n17\n\n{server.MARK} states\n{{}}\n{{\"a\": 1}}\n{server.MARK} empty\n"
+    text = (f"ignored\n{server.MARK} now\n17\n\n{server.MARK} states\n{{}}\n{{\"a\": "
+            f"1}}\n{server.MARK} empty\n")
     assert server.sections(text) == {"now": ["17"], "states": ["{}", '{"a": 1}'], "empty": []}
 
 
@@ -77,7 +82,8 @@ def test_streamed_output_is_handed_on_from_the_marker_line_on():
 
 def test_what_a_server_says_without_ever_answering_is_shown_as_its_error(place, monkeypatch):
     # A real program, not the fake: one that prints its complaint on stdout and never runs sh.
-    monkeypatch.setattr(place, "argv", lambda size: ["sh", "-c", "cat >/dev/null; echo 'sh: not here'; exit 127"])
+    monkeypatch.setattr(place, "argv", lambda size: ["sh", "-c", ("cat >/dev/null; echo 'sh: not "
+                                                                 "here'; exit 127")])
     out, err = [], []
     assert place.stream("logs", "x", step="run", on_stdout=out.append, on_stderr=err.append) == 127
     assert out == [] and "".join(err) == "sh: not here\n"
@@ -94,7 +100,8 @@ def test_prepare_makes_the_run_folder_and_answers_it_with_the_user(place, progra
 def test_prepare_learns_the_servers_platform_and_a_rootless_engine(place, programs):
     programs.expect("server", "rundir", "runs", RUN_ID, out=f"{RUN_DIR}\n1000\n1001\nmachine aarch64\n")
     assert place.prepare(RUN_ID) == (RUN_DIR, "1000:1001") and place.platform == "linux/arm64"
-    programs.expect("server", "rundir", "runs", RUN_ID, out=f"{RUN_DIR}\n1000\n1001\nmachine x86_64\nrootless\n")
+    programs.expect("server", "rundir", "runs", RUN_ID, out=f"{RUN_DIR}\n1000\n1001\nmachine "
+                                                            "x86_64\nrootless\n")
     assert place.prepare(RUN_ID) == (RUN_DIR, "0:0") and place.platform == "linux/amd64"
 
 
@@ -102,21 +109,24 @@ def test_prepare_refuses_a_folder_docker_cannot_mount(place, programs):
     programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/a:b/runs/{RUN_ID}\n1000\n1000\n")
     with pytest.raises(StepError) as error:
         place.prepare(RUN_ID)
-    assert str(error.value) == (f"connect failed: the run folder /home/a:b/runs/{RUN_ID} holds a ':', which docker "
-                                "cannot mount\nChoose a REMOTE_WORKDIR without ':'.")
+    assert str(error.value) == (f"connect failed: the run folder /home/a:b/runs/{RUN_ID} holds a ':', which "
+                                "docker cannot mount\nChoose a REMOTE_WORKDIR without ':'.")
 
 
 def test_a_failed_action_is_named_as_its_command(place, programs):
     programs.expect("server", "rundir", "runs", RUN_ID, code=1, stderr="mkdir: Permission denied\n")
     with pytest.raises(StepError) as error:
         place.prepare(RUN_ID)
-    assert str(error.value) == (f"connect failed: `server.sh rundir runs {RUN_ID}` on the local engine exited with "
-                                "code 1\n    mkdir: Permission denied\nREMOTE_WORKDIR (runs) must be creatable there.")
+    assert str(error.value) == (f"connect failed: `server.sh rundir runs {RUN_ID}` on the local engine "
+                                "exited with code 1\n    mkdir: Permission denied\nREMOTE_WORKDIR (runs) "
+                                "must be creatable there.")
     programs.expect("server", "start", "--detach", "img", code=125, stderr="bad flag\n")
-    with pytest.raises(StepError, match=r"^start failed: `docker run --detach img` on the local engine exited with code 125\n"):
+    with pytest.raises(StepError, match=r"^start failed: `docker run --detach img` on the local engine "
+                                        r"exited with code 125\n"):
         place.start(["--detach", "img"], {})
     programs.expect("server", "docker_command", "pull", "a b", code=1)
-    with pytest.raises(StepError, match=r"^pull failed: `docker pull 'a b'` on the local engine exited with code 1$"):
+    with pytest.raises(StepError, match=r"^pull failed: `docker pull 'a b'` on the local engine "
+                                        r"exited with code 1$"):
         place.docker(["docker", "pull", "a b"], step="pull")
 
 
@@ -133,13 +143,14 @@ def test_docker_runs_a_docker_argument_list_there(place, programs):
                        stdin=lambda pipe: pipe.write(b"context"))
     assert out == "sha256:1\n" and programs.calls[0].stdin == b"context" and programs.calls[0].step == "build"
     programs.expect("server", "docker_command", "push", "x:1", out=b"pushed")
-    assert place.docker(["docker", "push", "x:1"], step="push", read=lambda stream: stream.read()) == b"pushed"
+    assert place.docker(["docker", "push", "x:1"], step="push",
+                        read=lambda stream: stream.read()) == b"pushed"
 
 
 @pytest.mark.parametrize(("stderr", "hint"), [
     ("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
-     ("The user may not use Docker on the local engine: add it to the `docker` group (`sudo usermod -aG docker "
-      "USER`); the next run's new connection picks that up.")),
+     ("The user may not use Docker on the local engine: add it to the `docker` group (`sudo usermod -aG "
+      "docker USER`); the next run's new connection picks that up.")),
     ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
      "Docker is not running on the local engine: start it there (`sudo systemctl start docker`)."),
     ("Error: No such image: x:1", "the caller's hint"),
@@ -156,7 +167,8 @@ def test_follow_starts_with_the_environment_on_stdin_and_hands_on_the_output(pla
     programs.noise = "Welcome to the GPU box\n"
     programs.expect("server", "follow", RUN_ID, "--detach", "img", stdout="out\n", stderr="err\n", code=3)
     out, err = [], []
-    assert place.follow(RUN_ID, out.append, err.append, start=["--detach", "img"], env={"A": "1", "B": "x y"}) == 3
+    assert place.follow(RUN_ID, out.append, err.append, start=["--detach", "img"],
+                        env={"A": "1", "B": "x y"}) == 3
     assert "".join(out) == "out\n" and err == ["err\n"]  # no banner
     assert programs.calls[0].stdin == b"A=1\nB=x y\n" and programs.calls[0].step == "run"
     programs.expect("server", "follow", RUN_ID)
@@ -182,7 +194,8 @@ def test_finish_names_its_files_with_a_token_of_its_own(place, programs):
     programs.expect("server", "finish", RUN_DIR, RUN_ID, "false", ..., out="3\n")
     programs.expect("server", "finish", RUN_DIR, RUN_ID, "true", ..., out="0\nlog-not-saved\n")
     assert place.finish(RUN_DIR, RUN_ID) == 3
-    assert place.finish(RUN_DIR, RUN_ID, cancelled=True) == 0  # (the log not saved: a warning, the container kept)
+    # (the log not saved: a warning, the container kept)
+    assert place.finish(RUN_DIR, RUN_ID, cancelled=True) == 0
     tokens = [call.words[-1] for call in programs.calls]
     assert all(re.fullmatch("[0-9a-f]{8}", token) for token in tokens) and tokens[0] != tokens[1]
     assert [len(call.words) for call in programs.calls] == [6, 6]
@@ -195,7 +208,8 @@ def test_stop_fetch_logs_images_and_remove(place, programs):
     programs.expect("server", "fetch", RUN_DIR, "going", out=b"tar")
     programs.expect("server", "logs", RUN_DIR, RUN_ID, "", stdout="log\n")
     programs.expect("server", "logs", RUN_DIR, RUN_ID, "follow", code=1)
-    programs.expect("server", "images", "reg/proj", "runs", out=f"{server.MARK} used\nubuntu\n{server.MARK} images\nreg/proj:1\n")
+    programs.expect("server", "images", "reg/proj", "runs", out=f"{server.MARK} used\nubuntu\n{server.MARK} "
+                                                                "images\nreg/proj:1\n")
     programs.expect("server", "remove", "/w/a b", "/w/c")
     place.stop(RUN_ID)
     place.stop(RUN_ID, step="cancel")
@@ -206,26 +220,30 @@ def test_stop_fetch_logs_images_and_remove(place, programs):
     assert place.logs(RUN_DIR, RUN_ID, out.append, out.append, follow=True) == 1
     assert place.images("reg/proj") == {"used": ["ubuntu"], "images": ["reg/proj:1"]}
     place.remove(["/w/a b", "/w/c"])
-    assert [call.step for call in programs.calls] == ["run", "cancel", "fetch", "fetch", "logs", "logs", "clean", "clean"]
+    assert [call.step for call in programs.calls] == ["run", "cancel", "fetch", "fetch", "logs", "logs",
+                                                      "clean", "clean"]
 
 
 def test_remove_says_who_may_remove_what_another_user_wrote(place, programs):
     programs.expect("server", "remove", "/w/r", code=1, stderr="rm: Permission denied")
     with pytest.raises(StepError) as error:
         place.remove(["/w/r"])
-    assert error.value.hint == ("Files the container wrote as another user (DOCKER_RUN_ARGS --user) need that user "
-                                "to remove.")
+    assert error.value.hint == ("Files the container wrote as another user (DOCKER_RUN_ARGS --user) need "
+                                "that user to remove.")
 
 
 def test_survey_answers_its_sections(place, programs):
-    programs.expect("server", "survey", "runs", out=f"{server.MARK} now\n17\n{server.MARK} containers\n{{}}\n")
+    programs.expect("server", "survey", "runs",
+                    out=f"{server.MARK} now\n17\n{server.MARK} containers\n{{}}\n")
     programs.expect("server", "survey", "runs", RUN_ID, out=f"{server.MARK} now\n18\n")
-    programs.expect("server", "survey", "runs", code=1, stderr="Cannot connect to the Docker daemon at unix://x")
+    programs.expect("server", "survey", "runs", code=1, stderr="Cannot connect to the Docker "
+                                                               "daemon at unix://x")
     assert place.survey() == {"now": ["17"], "containers": ["{}"]}
     assert place.survey(RUN_ID) == {"now": ["18"]}
     with pytest.raises(StepError) as error:
         place.survey()
-    assert error.value.step == "status" and error.value.hint.startswith("Docker is not running on the local engine")
+    assert error.value.step == "status" and error.value.hint.startswith("Docker is not running on "
+                                                                        "the local engine")
 
 
 def test_an_answer_after_a_banner_reads_the_same(place, programs):

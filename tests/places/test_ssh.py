@@ -34,12 +34,14 @@ def test_an_action_goes_over_ssh(cfg, programs):
 
 
 def test_what_to_check_when_ssh_fails(cfg):
-    assert ssh.Ssh(cfg).hint() == ("Check that `ssh gpu-box` works from a terminal here without a password prompt "
-                                   "(a key, or ssh-agent), and that the server's host key is in known_hosts.")
+    assert ssh.Ssh(cfg).hint() == ("Check that `ssh gpu-box` works from a terminal here without a password "
+                                   "prompt (a key, or ssh-agent), and that the server's host key is "
+                                   "in known_hosts.")
 
 
 def test_one_run_shares_one_connection_that_it_starts_and_ends(cfg, programs):
-    programs.expect("ssh", "-G", "-F", "/cfg", "-o", "Port=2222", "--", "gpu-box", out="controlmaster false\n")
+    programs.expect("ssh", "-G", "-F", "/cfg", "-o", "Port=2222", "--", "gpu-box",
+                    out="controlmaster false\n")
     programs.expect("ssh", ...)
     programs.expect("server", "stop", RUN_ID)
     programs.expect("ssh", ...)
@@ -48,13 +50,16 @@ def test_one_run_shares_one_connection_that_it_starts_and_ends(cfg, programs):
         assert os.path.isdir(folder) and os.stat(folder).st_mode & 0o777 == 0o700
         socket = ["-o", f"ControlPath={folder}/%C"]
         assert programs.calls[1].argv == ["ssh", "-F", "/cfg", "-o", "Port=2222", *socket, *DEFAULTS,
-                                          "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-N", "-f", "--",
+                                          "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-N", "-f",
+                                          "--",
                                           "gpu-box"]
         assert programs.calls[1].step == "connect"
         shared.stop(RUN_ID)
-        assert programs.calls[2].argv[:-1] == ["ssh", "-F", "/cfg", "-o", "Port=2222", *socket, *DEFAULTS, "--",
+        assert programs.calls[2].argv[:-1] == ["ssh", "-F", "/cfg", "-o", "Port=2222", *socket, *DEFAULTS,
+                                               "--",
                                                "gpu-box"]
-    assert programs.calls[3].argv == ["ssh", "-F", "/cfg", "-o", "Port=2222", *socket, "-O", "exit", "--", "gpu-box"]
+    assert programs.calls[3].argv == ["ssh", "-F", "/cfg", "-o", "Port=2222", *socket, "-O", "exit", "--",
+                                      "gpu-box"]
     assert not os.path.exists(folder)
 
 
@@ -68,7 +73,8 @@ def test_the_connection_ends_when_the_run_fails(cfg, programs):
     assert programs.calls[-1].argv[-4:] == ["-O", "exit", "--", "gpu-box"]
 
 
-def test_a_master_that_cannot_start_fails_the_connect_step_and_leaves_nothing(cfg, programs, monkeypatch, tmp_path):
+def test_a_master_that_cannot_start_fails_the_connect_step_and_leaves_nothing(cfg, programs, monkeypatch,
+                                                                              tmp_path):
     monkeypatch.setattr(ssh, "_short_tmp", lambda: str(tmp_path))
     programs.expect("ssh", "-G", ..., out="")
     programs.expect("ssh", ..., code=255, stderr="ssh: connect to host gpu-box port 22: Connection refused")
@@ -140,6 +146,6 @@ def test_a_server_without_docker_on_an_ssh_commands_path_says_how_to_check(cfg, 
     with pytest.raises(StepError) as error:
         ssh.Ssh(cfg).docker(["docker", "pull", "x:1"], step="pull", hint="the caller's hint")
     assert error.value.hint == (
-        "`docker` is not installed on gpu-box, or not on the PATH a command over ssh gets there (`ssh gpu-box "
-        "command -v docker` shows it): install Docker Engine (or Podman with its `docker` command), or put its "
-        "folder on PATH in a startup file that non-interactive shells read.")
+        "`docker` is not installed on gpu-box, or not on the PATH a command over ssh gets there (`ssh "
+        "gpu-box command -v docker` shows it): install Docker Engine (or Podman with its `docker` command), "
+        "or put its folder on PATH in a startup file that non-interactive shells read.")

@@ -103,7 +103,8 @@ def test_the_socket_is_under_tmp_even_with_macos_tmpdir(cfg, programs, long_tmpd
         path = re.fullmatch(r"ControlPath=(.*)", shared.config.SSH_OPTIONS[-1]).group(1)
     assert path.startswith("/tmp/pst-") and path.endswith("/%C")
     assert len(socket_path(path.removesuffix("/%C"))) <= ssh.SOCKET_MAX
-    assert len(socket_path(f"{long_tmpdir}/pst-xxxxxxxx")) > ssh.SOCKET_MAX  # where tempfile alone would put it
+    # where tempfile alone would put it
+    assert len(socket_path(f"{long_tmpdir}/pst-xxxxxxxx")) > ssh.SOCKET_MAX
 
 
 def test_with_no_folder_for_a_socket_each_command_connects_and_a_note_says_so_once(cfg, programs, monkeypatch,
@@ -117,7 +118,8 @@ def test_with_no_folder_for_a_socket_each_command_connects_and_a_note_says_so_on
         assert programs.calls[-1].argv[:-1] == ["ssh", "-F", "/cfg", *ssh.SSH_DEFAULTS, "--", "gpu-box"]
     err = capsys.readouterr().err
     assert err.count("note: ") == 1
-    assert "no writable folder here is short enough: each ssh command to gpu-box opens its own connection" in err
+    assert ("no writable folder here is short enough: each ssh command to gpu-box opens its "
+            "own connection" in err)
 
 
 @pytest.mark.parametrize("refusal", [
@@ -131,7 +133,8 @@ def test_a_client_that_cannot_share_a_connection_runs_one_per_command(cfg, progr
     programs.expect("ssh", ..., code=255, stderr=refusal)  # the master
     programs.expect("server", "stop", RUN_ID)
     programs.expect("server", "stop", RUN_ID)
-    programs.expect("ssh", ..., code=255, stderr="getsockname failed: Not a socket")  # -O exit: nothing to end
+    # -O exit: nothing to end
+    programs.expect("ssh", ..., code=255, stderr="getsockname failed: Not a socket")
     with ssh.Ssh(cfg).connection() as place:
         place.stop(RUN_ID)
         place.stop(RUN_ID)

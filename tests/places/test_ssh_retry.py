@@ -9,8 +9,10 @@ from pystributed.errors import StepError
 from pystributed.places import ssh
 
 RUN_ID = "20261125-101502-3fa9c1"
-REFUSED = "kex_exchange_identification: Connection closed by remote host\r\nConnection closed by 10.0.0.5 port 22\r\n"
-RESET = "kex_exchange_identification: read: Connection reset by peer\r\nConnection reset by 10.0.0.5 port 22\r\n"
+REFUSED = ("kex_exchange_identification: Connection closed by remote host\r\nConnection closed by "
+           "10.0.0.5 port 22\r\n")
+RESET = ("kex_exchange_identification: read: Connection reset by peer\r\nConnection reset by "
+         "10.0.0.5 port 22\r\n")
 OLD_CLIENT = "ssh_exchange_identification: Connection closed by remote host\r\n"
 
 
@@ -128,7 +130,8 @@ def test_a_stream_refused_every_time_fails_to_connect(cfg, programs, pauses):
 
 
 def test_a_stream_that_fails_otherwise_shows_its_stderr_and_returns_its_code(cfg, programs, pauses):
-    programs.expect("server", "follow", RUN_ID, code=255, stderr="client_loop: send disconnect: Broken pipe\n")
+    programs.expect("server", "follow", RUN_ID, code=255,
+                    stderr="client_loop: send disconnect: Broken pipe\n")
     err = []
     assert ssh.Ssh(cfg).follow(RUN_ID, lambda text: None, err.append) == 255
     assert "".join(err) == "client_loop: send disconnect: Broken pipe\n" and pauses == []

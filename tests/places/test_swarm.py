@@ -14,12 +14,14 @@ IMAGE = "reg:5000/pystributed:abc"
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+    return config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                       REMOTE_WORKDIR="runs",
                        CLUSTER="swarm")
 
 
 def run_args(*extra):
-    return ["--detach", "--name", f"pystributed-{RUN_ID}", "--label", f"pystributed.run={RUN_ID}", "--user", "1000:1000",
+    return ["--detach", "--name", f"pystributed-{RUN_ID}", "--label", f"pystributed.run={RUN_ID}", "--user",
+            "1000:1000",
             "--volume", f"/home/me/runs/{RUN_ID}:/results", "--env-file", "/dev/stdin", "--env",
             "PYSTRIBUTED_RESULTS=/results", *extra, IMAGE]
 
@@ -39,11 +41,13 @@ def test_a_run_is_a_replicated_job_asking_for_gpus_run_by_task_runner():
 
 
 def test_docker_run_options_carry_over_or_are_refused():
-    args = swarm_service.service_args(run_args("--gpus", "all", "-v", "vol:/data:ro", "-e", "X=1", "--init", "-w", "/app"),
+    args = swarm_service.service_args(run_args("--gpus", "all", "-v", "vol:/data:ro", "-e", "X=1", "--init",
+                                               "-w", "/app"),
                               gpus=0)
     assert "--gpus" not in args and "--generic-resource" not in args  # GPUS_PER_TASK = 0: none asked for
     assert "type=volume,source=vol,target=/data,readonly" in args
-    assert args[args.index("X=1") - 1] == "--env" and "--init" in args and args[args.index("/app") - 1] == "--workdir"
+    assert (args[args.index("X=1") - 1] == "--env" and "--init" in args
+            and args[args.index("/app") - 1] == "--workdir")
     shm = swarm_service.service_args(run_args("--shm-size=1g"))  # a service has no --shm-size
     assert shm[shm.index("type=tmpfs,destination=/dev/shm,tmpfs-size=1g") - 1] == "--mount"
     with pytest.raises(ConfigError, match="--ipc"):
@@ -58,8 +62,10 @@ def test_the_config_chooses_the_swarm_and_refuses_what_it_cannot_do(cfg):
     for bad, match in [({"REMOTE_SERVER": "local"}, "manager"), ({"TRANSPORT": "remote-build"}, "TRANSPORT"),
                        ({"DATA": ["data/"]}, "REMOTE_DATA"), ({"CLUSTER": "k8s"}, "CLUSTER")]:
         with pytest.raises(ConfigError, match=match):
-            config.load(environ={}, **{"REMOTE_SERVER": "m", "DOCKER_REGISTRY": "r:5000", "CLUSTER": "swarm", **bad})
-    env = {"PYSTRIBUTED_REMOTE_SERVER": "m", "PYSTRIBUTED_TRANSPORT": "remote-build", "PYSTRIBUTED_GPUS_PER_TASK": "2",
+            config.load(environ={}, **{"REMOTE_SERVER": "m", "DOCKER_REGISTRY": "r:5000", "CLUSTER": "swarm",
+                                       **bad})
+    env = {"PYSTRIBUTED_REMOTE_SERVER": "m", "PYSTRIBUTED_TRANSPORT": "remote-build",
+           "PYSTRIBUTED_GPUS_PER_TASK": "2",
            "PYSTRIBUTED_MAX_CONCURRENT": "3"}
     loaded = config.load(environ=env)
     assert (loaded.GPUS_PER_TASK, loaded.MAX_CONCURRENT) == (2, 3)
@@ -70,18 +76,22 @@ def test_the_config_chooses_the_swarm_and_refuses_what_it_cannot_do(cfg):
 
 
 NODE = {"ID": "n1", "Description": {"Hostname": "gpu1", "Resources": {"GenericResources": [
-    {"NamedResourceSpec": {"Kind": "gpu", "Value": "GPU-a"}}, {"NamedResourceSpec": {"Kind": "gpu", "Value": "GPU-b"}},
+    {"NamedResourceSpec": {"Kind": "gpu", "Value": "GPU-a"}},
+    {"NamedResourceSpec": {"Kind": "gpu", "Value": "GPU-b"}},
     {"NamedResourceSpec": {"Kind": "fpga", "Value": "F"}}]}},
     "Spec": {"Role": "manager", "Availability": "active", "Labels": {"pystributed.ssh": "gpu-one"}},
     "Status": {"State": "ready", "Addr": "10.0.0.1"}}
-WORKER = {"ID": "n2", "Description": {"Hostname": "gpu2"}, "Spec": {"Role": "worker", "Availability": "drain"},
+WORKER = {"ID": "n2", "Description": {"Hostname": "gpu2"},
+          "Spec": {"Role": "worker", "Availability": "drain"},
           "Status": {"State": "ready", "Addr": "10.0.0.2"}}
 
 
 def test_nodes_as_swarm_describes_them():
     first, second = swarm_service.parse_nodes([json.dumps(NODE), json.dumps(WORKER), "not json"], user="me")
-    assert (first.gpus, first.ssh, first.shown, first.ready) == (["GPU-a", "GPU-b"], "gpu-one", "gpu-one", True)
-    assert (second.gpus, second.ssh, second.ready) == ([], "me@10.0.0.2", False)  # by address, as REMOTE_SERVER's user
+    assert (first.gpus, first.ssh, first.shown, first.ready) == (["GPU-a", "GPU-b"], "gpu-one", "gpu-one",
+                                                                 True)
+    # by address, as REMOTE_SERVER's user
+    assert (second.gpus, second.ssh, second.ready) == ([], "me@10.0.0.2", False)
 
 
 def test_tasks_as_swarm_describes_them_slot_0_included():
@@ -103,8 +113,10 @@ def test_tasks_as_swarm_describes_them_slot_0_included():
 
 def test_a_one_node_swarm_makes_the_run_folder_and_pulls_there(cfg, programs):
     place = swarm.Swarm(cfg)
-    programs.expect("server", "swarm_nodes", out=json.dumps({**NODE, "Spec": {**NODE["Spec"], "Labels": {}}}) + "\n")
-    programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine x86_64\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps({**NODE,
+                                                             "Spec": {**NODE["Spec"], "Labels": {}}}) + "\n")
+    programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine "
+                                                            "x86_64\n")
     assert place.prepare(RUN_ID) == (f"/home/me/runs/{RUN_ID}", "1000:1000")
     assert place.platform == "linux/amd64"  # what an image built elsewhere is built for
     assert programs.calls[1].argv[-2] == "me@10.0.0.1"  # the node, reached by its address
@@ -117,14 +129,17 @@ def test_a_one_node_swarm_makes_the_run_folder_and_pulls_there(cfg, programs):
 def test_the_image_is_built_for_the_gpu_nodes_platform(cfg, programs, monkeypatch, gpus_per_task, platform):
     # An x86_64 node with GPUs beside an arm64 one without: tasks that ask for a GPU go to the first,
     # tasks that do not may go to either (no one platform: Swarm places by the image's).
-    cpu_node = {**WORKER, "Spec": {**WORKER["Spec"], "Availability": "active", "Labels": {"pystributed.ssh": "cpu"}}}
+    cpu_node = {**WORKER, "Spec": {**WORKER["Spec"], "Availability": "active",
+                                   "Labels": {"pystributed.ssh": "cpu"}}}
     place = swarm.Swarm(dataclasses.replace(cfg, GPUS_PER_TASK=gpus_per_task))
     place._nodes = swarm_service.parse_nodes([json.dumps(NODE), json.dumps(cpu_node)])
     machines = {"gpu-one": "x86_64", "cpu": "aarch64"}
     for _ in machines:
-        programs.expect("server", "rundir", "runs", RUN_ID, out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine M\n")
+        programs.expect("server", "rundir", "runs", RUN_ID,
+                        out=f"/home/me/runs/{RUN_ID}\n1000\n1000\nmachine M\n")
     real_call = swarm.ssh.Ssh.call
-    monkeypatch.setattr(swarm.ssh.Ssh, "call", lambda node, *args, **kwargs: real_call(node, *args, **kwargs).replace(
+    monkeypatch.setattr(swarm.ssh.Ssh, "call", lambda node, *args,
+                        **kwargs: real_call(node, *args, **kwargs).replace(
         "machine M", f"machine {machines[node.name]}"))  # each node answers its own
     place.prepare(RUN_ID)
     assert place.platform == platform
@@ -150,7 +165,8 @@ def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cf
 def test_secrets_become_docker_secrets_of_the_job_never_its_spec(cfg, programs):
     place = swarm.Swarm(dataclasses.replace(cfg, SECRETS=["TOKEN"]))
     secret = f"pystributed-{RUN_ID}-s0"
-    programs.expect("server", "docker_command", "secret", "create", "--label", f"pystributed.run={RUN_ID}", secret, "-")
+    programs.expect("server", "docker_command", "secret", "create", "--label", f"pystributed.run={RUN_ID}",
+                    secret, "-")
     programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--secret",
                     f"source={secret},target=pystributed-TOKEN,uid=1000,gid=1000,mode=0400", "--detach", ...,
                     out="svc\n")
