@@ -300,7 +300,7 @@ def load(config, sweep_id):
 
 def sweeps(config):
     folder = Path(config.LOCAL_RESULTS_DIR) / INDEX
-    return sorted((Job.from_json(p.read_text(encoding="utf-8")).bind(config) for p in folder.glob("sweep-*.json")),
-                  key=lambda r: r.sweep_id, reverse=True)
+    found = [Job.from_json(p.read_text(encoding="utf-8")).bind(config) for p in folder.glob("sweep-*.json")]
+    return sorted(found, key=lambda r: results.start_order(r.sweep_id, r.started), reverse=True)
 
 

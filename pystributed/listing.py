@@ -35,7 +35,9 @@ def list_runs(config):
 
 
 def _newest(run):
-    return run.run_id.removeprefix("sweep-")  # (a sweep's id is a run id after its prefix)
+    # In the order of the STARTED column (the container's start, else the record's), not of the ids:
+    # two runs started in one second would sort by their ids' random part.
+    return results.start_order(run.run_id, run.started)
 
 
 def _from_records(config, server):

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from pystributed.results import RunResult, State, now_iso
+from pystributed.results import RunResult, State, now_iso, start_order
 
 INDEX = ".runs"
 
@@ -43,7 +43,7 @@ def runs(results_dir):
     """Past runs from the local results folder, newest first."""
     folder = Path(results_dir) / INDEX
     found = [RunResult.from_json(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")]
-    return RunList(sorted(found, key=lambda r: r.run_id, reverse=True))
+    return RunList(sorted(found, key=lambda r: start_order(r.run_id, r.started), reverse=True))
 
 
 class RunList(list):

@@ -63,8 +63,27 @@ class Shown:
 
 
 def new_run_id():
-    """Sortable by start time, unique across kernels: 20261125-101502-3fa9c1."""
+    """Unique across kernels: 20261125-101502-3fa9c1 (this machine's local time, then random). Sorted, ids
+    follow their start to the second only: sort runs with start_order."""
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def start_order(run_id, started=None):
+    """A key that sorts runs (and sweeps) in the order they started: their start time (a datetime, or a
+    record's ISO text, to the millisecond), else the clock in their id; the id breaks ties. Not the id
+    alone: its clock steps by a second, and the random part would order two runs of one second."""
+    run_id = run_id.removeprefix("sweep-")  # a sweep's id is a run id after its prefix
+    if isinstance(started, str):
+        try:
+            started = datetime.datetime.fromisoformat(started) if started else None
+        except ValueError:  # (a record written by hand): its id's clock is the next best
+            started = None
+    if started is None:
+        try:
+            started = datetime.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S")  # local time, as new_run_id's
+        except ValueError:
+            return 0.0, run_id
+    return started.timestamp(), run_id
 
 
 def check_run_id(run_id):

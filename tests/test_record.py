@@ -53,6 +53,13 @@ def test_runs_are_listed_newest_first(tmp_path):
     assert html.startswith("<table><tr><th>run</th>") and f"<td>{NEW}</td><td>running</td><td>None</td>" in html
 
 
+def test_two_runs_of_one_second_are_listed_in_the_order_they_started(tmp_path):
+    early, late = "20261125-101502-ffffff", "20261125-101502-000000"  # their ids sort the other way
+    record.save(tmp_path, RunResult(late, server="gpu", started="2026-11-25T10:15:02.900+00:00"))
+    record.save(tmp_path, RunResult(early, server="gpu", started="2026-11-25T10:15:02.100+00:00"))
+    assert [r.run_id for r in record.runs(tmp_path)] == [late, early]
+
+
 def test_write_atomically_replaces_whole(tmp_path):
     path = Path(tmp_path) / "f.json"
     record.write_atomically(path, "one")

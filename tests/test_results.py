@@ -1,3 +1,4 @@
+import datetime
 import io
 import os
 import tarfile
@@ -34,6 +35,21 @@ def test_run_ids_are_unique_and_checked():
         assert results.check_run_id(run_id) == run_id
     with pytest.raises(PystributedError, match="is not a run id"):
         results.check_run_id("../etc")
+
+
+def test_start_order_sorts_by_the_start_time_and_the_id_breaks_ties():
+    # Two runs of one second: the one started later has the smaller random part.
+    early, late = "20261125-101502-ffffff", "20261125-101502-000000"
+    assert results.start_order(late, "2026-11-25T10:15:02.900+00:00") > \
+        results.start_order(early, "2026-11-25T10:15:02.100+00:00")
+    utc = datetime.datetime(2026, 11, 25, 10, 15, 2, 500000, tzinfo=datetime.timezone.utc)
+    assert results.start_order(late, utc) == (utc.timestamp(), late)  # a datetime (list's, from the server)
+    # No start known (an old record, a run folder alone): the id's clock, this machine's local time.
+    clock = datetime.datetime(2026, 11, 25, 10, 15, 2).timestamp()
+    assert results.start_order(early) == results.start_order(early, "") == (clock, early)
+    assert results.start_order(early, "not a time") == (clock, early)
+    assert results.start_order("sweep-" + early) == (clock, early)  # a sweep sorts among the runs
+    assert results.start_order("not-an-id") == (0.0, "not-an-id")
 
 
 def test_extract_lands_files_under_the_final_name(tmp_path):

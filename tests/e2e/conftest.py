@@ -106,14 +106,14 @@ def rig(kind, tools, why_root):
 def rig_fixtures(kind, tools, why_root, make, *, name):
     """The fixtures of a rig's tests: `{kind}_env`, its variables (the rig runs while the module's
     tests do), and `name`, pystributed aimed at it for one test in its own folder, the test given
-    `make(variables)` (its checks of the rig)."""
+    `make(variables, folder)` (its checks of the rig, of what was started from the test's folder)."""
     @pytest.fixture(scope="module", name=f"{kind}_env")
     def variables(sandbox_env):
         yield from rig(kind, tools, why_root)
 
     @pytest.fixture(name=name)
     def aimed(request, monkeypatch, tmp_path):
-        yield from on_rig(make(request.getfixturevalue(f"{kind}_env")), monkeypatch, tmp_path)
+        yield from on_rig(make(request.getfixturevalue(f"{kind}_env"), tmp_path), monkeypatch, tmp_path)
 
     return variables, aimed
 
@@ -204,13 +204,28 @@ def interrupted_then_attached(sweep_id, goes_on, *, tasks=3, after=4):
 
 def on_rig(rig, monkeypatch, folder):
     """pystributed aimed at a rig (its variables, no config file named), in `folder`; `rig` (its
-    checks) for the test, then whatever the test left on it is named and removed."""
+    checks) for the test, then whatever the test left on it is named and removed: what the test
+    started (own_ids), never the whole rig's, which other tests and users share."""
     for name, value in rig.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PYSTRIBUTED_CONFIG", raising=False)
     monkeypatch.chdir(folder)
     yield rig
     rig.assert_nothing_left()
+
+
+def own_ids(folder):
+    """The ids of the runs and sweeps started from `folder` (a test's own): the names of their records
+    below it (LOCAL_RESULTS_DIR/.runs/, .sweeps/, saved as each starts). A test checks what these made,
+    not a whole engine, swarm or queue: another test's or user's detached run may be there, rightly."""
+    return {p.stem for p in Path(folder).rglob("*.json") if p.parent.name in (".runs", ".sweeps")}
+
+
+def owned(name, ids):
+    """Whether `name` (a service's, a secret's, a Slurm job's, a container's pystributed.run label)
+    belongs to one of `ids`: the id, or its task, retry or secret (ID-INDEX-ATTEMPT, ID-s0)."""
+    name = name.removeprefix("pystributed-")
+    return any(name == i or name.startswith(i + "-") for i in ids)
 
 
 @pytest.fixture

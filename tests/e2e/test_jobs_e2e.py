@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import interrupted_attach, pystributed
+from conftest import interrupted_attach, own_ids, pystributed
 from kernel import Kernel, error_of, stream_text
 
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -41,7 +41,7 @@ def test_an_interrupted_attach_leaves_the_sweep_going_and_a_later_attach_brings_
 
 
 def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_no_traceback_and_attach_brings_it_all(sandbox, tmp_path):
-    detached_by_an_interrupt_then_attached(tmp_path, lambda: running(sandbox))
+    detached_by_an_interrupt_then_attached(tmp_path, lambda: running(sandbox, tmp_path))
 
 
 def detached_by_an_interrupt_then_attached(tmp_path, is_running):
@@ -78,8 +78,10 @@ def detached_by_an_interrupt_then_attached(tmp_path, is_running):
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]
 
 
-def running(sandbox):
-    return bool(sandbox.docker("remote", "ps", "--quiet", "--filter", "name=pystributed-sweep-").stdout.split())
+def running(sandbox, folder):
+    """Whether a task of a sweep started from `folder` runs (not any sweep's: the engine is shared)."""
+    sweeps = [sweep_id for sweep_id in own_ids(folder) if sweep_id.startswith("sweep-")]
+    return any(running_tasks(sandbox, sweep_id) for sweep_id in sweeps)
 
 
 def test_the_sweep_record_is_saved_as_tasks_change(sandbox, tmp_path, monkeypatch):

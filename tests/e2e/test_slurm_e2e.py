@@ -10,6 +10,8 @@ from conftest import (
     cancel_once_the_first_ended,
     interrupted_then_attached,
     long_sweep,
+    own_ids,
+    owned,
     pystributed,
     rig_fixtures,
     two_tasks_per_container,
@@ -18,19 +20,27 @@ from kernel import Kernel, error_of, stream_text
 
 # slurm_env: the variables that point pystributed at the rig's login node; cluster: a test's view of it.
 slurm_env, cluster = rig_fixtures("slurm", ["slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker"],
-                                  "starts daemons and a user", lambda env: Rig(env), name="cluster")
+                                  "starts daemons and a user", lambda *made: Rig(*made), name="cluster")
 
 
 class Rig:
-    def __init__(self, env):
-        self.env = env
+    """The rig, as a test sees it: the jobs of what the test started from its folder (conftest.own_ids)
+    are all it counts, checks or cancels; other tests share the cluster and its login user."""
+
+    def __init__(self, env, folder):
+        self.env, self.folder = env, folder
         self.ssh = ["ssh", *shlex.split(env["PYSTRIBUTED_SSH_OPTIONS"]), env["PYSTRIBUTED_REMOTE_SERVER"]]
 
     def login(self, command):
         return subprocess.run([*self.ssh, command], capture_output=True, text=True, check=False)
 
     def jobs(self):
-        return self.login("squeue --noheader --format=%A").stdout.split()
+        """The ids of the test's jobs in the queue (named pystributed-ID; a retry's name goes on with
+        -INDEX-ATTEMPT)."""
+        ids = own_ids(self.folder)
+        out = self.login("squeue --noheader --format='%A %j'").stdout
+        listed = [line.split() for line in out.splitlines()]
+        return [job for job, name in (words for words in listed if len(words) == 2) if owned(name, ids)]
 
     def containers(self, run_id):
         """The containers of the run (or sweep) on the nodes' engine (the sandbox's remote one, shared)."""
@@ -42,7 +52,7 @@ class Rig:
     def assert_nothing_left(self):
         left = self.jobs()
         if left:
-            self.login("scancel --user=$(id -u)")
+            self.login(shlex.join(["scancel", *left]))
         assert left == [], left
 
 

@@ -18,6 +18,8 @@ from conftest import (
     flaky_cell,
     interrupted_then_attached,
     long_sweep,
+    own_ids,
+    owned,
     pystributed,
     rig_fixtures,
     two_tasks_per_container,
@@ -32,12 +34,15 @@ GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n
 # base image it uses, is sandbox_env's to start and stop); swarm: a test's view of the rig.
 swarm_env, swarm = rig_fixtures("swarm", ["dockerd", "docker", "docker-registry", "sshd", "debootstrap", "nsenter",
                                           "unshare", "ip"], "makes network namespaces and starts daemons",
-                                lambda env: Rig(env), name="swarm")
+                                lambda *made: Rig(*made), name="swarm")
 
 
 class Rig:
-    def __init__(self, env):
-        self.env, self.dir = env, Path(env["PYSTRIBUTED_SANDBOX_SWARM_DIR"])
+    """The rig, as a test sees it: what the test started from its folder (conftest.own_ids) is all
+    it counts, checks or removes; other tests and users share the swarm."""
+
+    def __init__(self, env, folder):
+        self.env, self.dir, self.folder = env, Path(env["PYSTRIBUTED_SANDBOX_SWARM_DIR"]), folder
 
     def docker(self, node, *args):
         """docker on node N's engine directly (as root, for checking)."""
@@ -47,9 +52,33 @@ class Rig:
     def home(self, node):
         return self.dir / f"node{node}" / "home"
 
+    def services(self):
+        """The names of the test's services."""
+        return self._own(self.docker(1, "service", "ls", "--format", "{{.Name}}").stdout.split())
+
+    def secrets(self):
+        """The names of the test's Swarm secrets."""
+        return self._own(self.docker(1, "secret", "ls", "--format", "{{.Name}}").stdout.split())
+
+    def containers(self, node, *, stopped=True):
+        """The ids of the test's containers on node N (labelled pystributed.run with its ids); the
+        running ones only, unless `stopped`."""
+        out = self.docker(node, "ps", *(["--all"] if stopped else []), "--format",
+                          '{{.ID}} {{.Label "pystributed.run"}}').stdout
+        labelled = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+        return [container for container, run in labelled.items() if self._own([run])]
+
+    def running(self):
+        """{node: how many of the test's containers run there}."""
+        return {n: len(self.containers(n, stopped=False)) for n in (1, 2, 3)}
+
+    def _own(self, names):
+        ids = own_ids(self.folder)
+        return [name for name in names if owned(name, ids)]
+
     def assert_nothing_left(self):
-        services = self.docker(1, "service", "ls", "--quiet").stdout.split()
-        containers = {n: self.docker(n, "ps", "--all", "--quiet").stdout.split() for n in (1, 2, 3)}
+        services = self.services()
+        containers = {n: self.containers(n) for n in (1, 2, 3)}
         for service in services:  # for the next test
             self.docker(1, "service", "rm", service)
         for node, ids in containers.items():
@@ -160,7 +189,7 @@ def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):
     sweep_id = long_sweep(*[120] * 8)
     deadline = time.time() + 60
     while time.time() < deadline:  # until six run (two wait in the queue)
-        running = sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3))
+        running = sum(swarm.running().values())
         if running == 6:
             break
         time.sleep(0.5)
@@ -176,13 +205,12 @@ def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):
     for task in ran:  # the cell got a KeyboardInterrupt: its `finally:` ran, and its results came back
         assert (task / "finally.txt").read_text() == "ran"
         assert state(task)["State"]["ExitCode"] == 130 and state(task)["Cancelled"] is True
-    # (the fixture checks that no service or container is left on any node)
+    # (the fixture checks that none of the test's services or containers is left on any node)
 
 
 def test_a_cancel_leaves_a_task_that_ended_before_it_succeeded_and_fetched(swarm, tmp_path):
     sweep_id = long_sweep(0, 120)  # (6 GPUs: both start; Swarm may start either first)
-    proc = cancel_once_the_first_ended(
-        sweep_id, lambda: sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)), 1)
+    proc = cancel_once_the_first_ended(sweep_id, lambda: sum(swarm.running().values()), 1)
     assert "1 succeeded, 0 failed, 1 cancelled" in proc.stdout, proc.stdout
     folder = tmp_path / "results" / sweep_id
     assert state(folder / "0")["State"]["ExitCode"] == 0 and not state(folder / "0").get("Cancelled")
@@ -231,7 +259,7 @@ def test_a_single_run_waits_in_the_queue_while_every_gpu_is_taken(swarm, tmp_pat
                                      "os.environ['CUDA_VISIBLE_DEVICES'], 'shm GiB', shm.f_blocks * shm.f_frsize >> 30)\n")
     sweep_id = pystributed("sweep", "hold.py", "--param", "hold=10,10,10,10,10,10", "--detach", "-q").stdout.strip()
     deadline = time.time() + 60
-    while sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)) < 6:
+    while sum(swarm.running().values()) < 6:
         assert time.time() < deadline
         time.sleep(0.5)
     proc = pystributed("run", "one.py")
@@ -253,7 +281,7 @@ def test_interrupting_the_kernel_stops_every_task_and_the_display_updates_in_pla
         def interrupt_when_six_run():
             deadline = time.time() + 120
             while time.time() < deadline:
-                if sum(len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)) == 6:
+                if sum(swarm.running().values()) == 6:
                     time.sleep(2)
                     kernel.interrupt()
                     return
@@ -346,7 +374,7 @@ def test_list_and_clean_show_and_remove_an_ended_sweep_on_the_swarm_never_one_go
     assert cleaned.endswith("Removed.\n"), cleaned
     assert not any((swarm.home(n) / own["workdir"] / sweep_id).exists() for n in (1, 2, 3))
     assert sweep_id not in pystributed("list").stdout, listing
-    # (the fixture checks that no service or container is left on any node)
+    # (the fixture checks that none of the test's services or containers is left on any node)
 
 
 def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeypatch):
@@ -369,7 +397,7 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
 
 
 def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_the_sweep_going_then_attach_brings_it(swarm, tmp_path):
-    detached_by_an_interrupt_then_attached(tmp_path, lambda: sum(nodes_running(swarm).values()) > 0)
+    detached_by_an_interrupt_then_attached(tmp_path, lambda: sum(swarm.running().values()) > 0)
 
 
 def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm, tmp_path, monkeypatch):
@@ -382,14 +410,14 @@ def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm,
         "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'ok.txt'), 'w').write(str(os.environ['API_TOKEN'] == "
         f"{value!r}))\n")
     sweep_id = pystributed("sweep", "cell.py", "--param", "hold=6,6", "--detach", "-q").stdout.strip()
-    wait_until(lambda: swarm.docker(1, "service", "ls", "--quiet").stdout.split(), 30, "the service")
+    wait_until(swarm.services, 30, "the service")
     spec = swarm.docker(1, "service", "inspect", f"pystributed-{sweep_id}").stdout
     assert value not in spec and "API_TOKEN" in spec  # its name (PYSTRIBUTED_SECRETS), not its value
-    assert swarm.docker(1, "secret", "ls", "--quiet").stdout.split()  # the job's own
+    assert swarm.secrets()  # the job's own
     pystributed("attach", sweep_id, timeout=180)
     folder = tmp_path / "results" / sweep_id
     assert [(folder / str(i) / "ok.txt").read_text() for i in (0, 1)] == ["True", "True"]
-    assert swarm.docker(1, "secret", "ls", "--quiet").stdout.split() == []  # removed with it
+    assert swarm.secrets() == []  # removed with it
 
 
 def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach_brings_every_task(swarm, tmp_path):
@@ -397,10 +425,6 @@ def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach
     folder = interrupted_then_attached(sweep_id, lambda: f"pystributed-{sweep_id}" in swarm.docker(
         1, "service", "ls", "--format", "{{.Name}}").stdout)
     assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
-
-
-def nodes_running(swarm):
-    return {n: len(swarm.docker(n, "ps", "--quiet").stdout.split()) for n in (1, 2, 3)}
 
 
 def sweep_in_background(tmp_path, *args):
@@ -420,7 +444,7 @@ def wait_until(predicate, timeout, what):
 def test_a_node_whose_ssh_is_cut_loses_its_tasks_which_are_retried_on_the_others(swarm, tmp_path):
     proc = sweep_in_background(tmp_path, "--param", "hold=8,8,8,8,8,8", "--retries", "1")
     try:
-        wait_until(lambda: sum(nodes_running(swarm).values()) == 6, 120, "six tasks running")
+        wait_until(lambda: sum(swarm.running().values()) == 6, 120, "six tasks running")
         # Every sshd of node 3 (the one listening, and each connection's): its ssh is cut, its engine runs on.
         pids = subprocess.run(["ip", "netns", "pids", "pst-swarm3"], capture_output=True, text=True,
                               check=True).stdout.split()
@@ -440,7 +464,7 @@ def test_a_node_whose_ssh_is_cut_loses_its_tasks_which_are_retried_on_the_others
     assert len(retried) == 2 and all(t["node"] != "pystributed-swarm3" for t in retried), record
     assert "node pystributed-swarm3 was lost" in out, out
     # What ran on node 3 stays there (no one could reach it to put it away): gone with the node, in the field.
-    leftover = swarm.docker(3, "ps", "--all", "--quiet").stdout.split()
+    leftover = swarm.containers(3)
     assert leftover, "node 3's containers"
     swarm.docker(3, "rm", "--force", *leftover)
 
@@ -449,7 +473,7 @@ def test_a_node_whose_daemon_dies_mid_sweep_never_holds_the_sweep_open(swarm, tm
     """Last in this file: the rig is made again afterwards (a restarted node is a plain one)."""
     proc = sweep_in_background(tmp_path, "--param", "hold=15,15,15,15,15,15", "--retries", "1")
     try:
-        wait_until(lambda: sum(nodes_running(swarm).values()) == 6, 120, "six tasks running")
+        wait_until(lambda: sum(swarm.running().values()) == 6, 120, "six tasks running")
         started = time.time()
         subprocess.run(["kill", "-9", (swarm.dir / "node3" / "docker.pid").read_text().strip()], check=True)
         out, err = proc.communicate(timeout=300)
@@ -458,8 +482,8 @@ def test_a_node_whose_daemon_dies_mid_sweep_never_holds_the_sweep_open(swarm, tm
         proc.kill()
         subprocess.run([SANDBOX, "stop", "--swarm"], capture_output=True, check=False)
         subprocess.run([SANDBOX, "start", "--swarm"], capture_output=True, check=False)
-        for n in (1, 2, 3):  # the containers the old swarm left in the nodes' data roots
-            leftover = swarm.docker(n, "ps", "--all", "--quiet").stdout.split()
+        for n in (1, 2, 3):  # the containers the old swarm left in the nodes' data roots (the test's)
+            leftover = swarm.containers(n)
             if leftover:
                 swarm.docker(n, "rm", "--force", *leftover)
     folder = sweep_folder(tmp_path)
