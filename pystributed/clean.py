@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pystributed import docker, listing, record, registry
+from pystributed import docker, listing, registry, results
 from pystributed.lifecycle import human_duration, put_away
 from pystributed.places import place_for
 
@@ -108,7 +108,7 @@ def _plan(config, place, older_than):
     plan.images = sorted(ref for ref in sections.get("images", [])
                          if ref.startswith(ours) and not ref.endswith(":<none>") and ref not in needed)
     if config.DOCKER_REGISTRY:
-        pushed = {r.image for r in record.runs(config.LOCAL_RESULTS_DIR)
+        pushed = {r.image for r in results.runs(config.LOCAL_RESULTS_DIR)
                   if r.server == plan.server and r.image.startswith(ours)}
         for ref in sorted((pushed | set(plan.images)) - needed):
             digest = registry.digest(ref)

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from pystributed import docker, live, pipeline, progress, record, results
+from pystributed import docker, live, pipeline, progress, results
 from pystributed.errors import PystributedError, StepError, UnknownRun
 from pystributed.features import values
 from pystributed.places import place_for
@@ -150,7 +150,7 @@ def parse_survey(config, sections):
     for run in runs.values():
         if run.state == "no container":
             _from_index(config, run, logged=run.run_id in logged)
-        local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+        local = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
         if local and local.local_path and local.local_path.exists():
             run.local_path = str(local.local_path)
     return runs
@@ -188,7 +188,7 @@ def describe(run, info, *, container):
 
 def _from_index(config, run, *, logged):
     """A run folder without a container or .pystributed-state.json: what the local index knows of it."""
-    local = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+    local = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
     if local and local.exit_code is not None:
         run.exit_code, run.image = local.exit_code, local.image
         run.state = str(State.INTERRUPTED) if local.status == State.INTERRUPTED else f"exited {local.exit_code}"
@@ -218,7 +218,7 @@ def find(config, place, run_id):
     results.check_run_id(run_id)
     run = survey(config, place, run_id).get(run_id)
     if run is None:
-        local = record.load(config.LOCAL_RESULTS_DIR, run_id)
+        local = results.load_record(config.LOCAL_RESULTS_DIR, run_id)
         known = ""
         if local:
             known = f"; the local index last saw it {local.status}" + (
@@ -230,7 +230,7 @@ def find(config, place, run_id):
 
 def _result(config, place, run):
     """The run's RunResult: the local record, brought up to date, or a new one."""
-    result = record.load(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(run.run_id, server=place.name)
+    result = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(run.run_id, server=place.name)
     result.remote_dir, result.image = run.remote_dir, run.image or result.image
     if run.started and not result.started:
         result.started = run.started.isoformat(timespec="milliseconds")
@@ -247,11 +247,11 @@ def _result(config, place, run):
 
 def remember(config, place, run):
     """Bring the local index up to date with what the server says (only runs it knows)."""
-    known = record.load(config.LOCAL_RESULTS_DIR, run.run_id)
+    known = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
     if known:
         updated = _result(config, place, run)
         if updated != known:
-            record.set_state(config.LOCAL_RESULTS_DIR, updated, updated.status)
+            results.set_state(config.LOCAL_RESULTS_DIR, updated, updated.status)
 
 
 def _pipeline_run(config, place, run, steps=None, **fields):

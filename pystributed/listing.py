@@ -3,7 +3,7 @@ as runs (lifecycle.py) and as sweeps (sweep_survey.py); the local records when t
 reached."""
 from __future__ import annotations
 
-from pystributed import lifecycle, record, results, sweep_survey
+from pystributed import lifecycle, results, sweep_survey
 from pystributed.errors import StepError
 from pystributed.lifecycle import RunState, RunTable, iso_time
 from pystributed.places import place_for
@@ -42,7 +42,7 @@ def _newest(run):
 
 def _from_records(config, server):
     found = []
-    for local in record.runs(config.LOCAL_RESULTS_DIR):
+    for local in results.runs(config.LOCAL_RESULTS_DIR):
         if local.server != server:
             continue
         run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,

@@ -7,7 +7,7 @@ import sys
 
 from pystributed import clean as cleaning
 from pystributed import config as configuration
-from pystributed import features, jobs, lifecycle, listing, magic, pipeline, record
+from pystributed import features, jobs, lifecycle, listing, magic, pipeline, results
 from pystributed.features import values
 from pystributed.magic import register as _register
 
@@ -88,7 +88,7 @@ def attach(run_id, config_path=None, *, quiet=False, **overrides):
 def runs(config_path=None):
     """Past runs recorded in LOCAL_RESULTS_DIR, newest first."""
     config = configuration.load(config_path, require_server=False)
-    return record.runs(config.LOCAL_RESULTS_DIR)
+    return results.runs(config.LOCAL_RESULTS_DIR)
 
 
 # Runs that outlive the notebook: each asks the server (one ssh connection) and takes the same

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pystributed import context, docker, live, progress, record, results
+from pystributed import context, docker, live, progress, results
 from pystributed.config import environment
 from pystributed.errors import EXIT_HINTS, PystributedError, StepError, remote_cell_error
 from pystributed.places import place_for
@@ -52,7 +52,7 @@ class Run:
     output: str = ""
 
     def set(self, state, **fields):
-        record.set_state(self.config.LOCAL_RESULTS_DIR, self.result, state, **fields)
+        results.set_state(self.config.LOCAL_RESULTS_DIR, self.result, state, **fields)
 
     def hooks(self, name):
         return [getattr(feature, name)(self) for feature in self.features]
@@ -374,7 +374,7 @@ def fetch(run, *, going=False):
         except OSError as e:  # the copy went through, writing it here did not (a full disk)
             raise StepError("fetch", f"the results could not be written to {local}: {e}",
                             hint=f"Make room there (or set LOCAL_RESULTS_DIR elsewhere). {hint}") from None
-    record.save(run.config.LOCAL_RESULTS_DIR, result)
+    results.save_record(run.config.LOCAL_RESULTS_DIR, result)
     if skipped:
         run.steps.say(f"fetch: left out (not plain files inside the run folder): {', '.join(skipped)}\n")
     return result

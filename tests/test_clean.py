@@ -3,7 +3,7 @@ import pytest
 from test_lifecycle import ENDED, GONE, RUNNING, WORKDIR, connect, container, survey_answer, surveyed
 
 from pystributed import clean as cleaning
-from pystributed import config, record, registry, results
+from pystributed import config, registry, results
 from pystributed.places import server
 
 MARK = server.MARK
@@ -106,8 +106,8 @@ def test_a_starting_run_whose_image_is_unknown_keeps_every_image(cfg, programs, 
 
 
 def test_tags_our_runs_pushed_that_nothing_needs_go_too(cfg, programs, deleted, monkeypatch):
-    record.save("results", results.RunResult("20261101-000000-000000", server="gpu-box", image="reg:5000/proj:unused"))
-    record.save("results", results.RunResult("20261101-000000-000001", server="elsewhere", image="reg:5000/proj:x"))
+    results.save_record("results", results.RunResult("20261101-000000-000000", server="gpu-box", image="reg:5000/proj:unused"))
+    results.save_record("results", results.RunResult("20261101-000000-000001", server="elsewhere", image="reg:5000/proj:x"))
     connect(programs)
     surveyed(programs, out=ONLY_GONE)
     programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=f"{MARK} used\n{MARK} images\n")

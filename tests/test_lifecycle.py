@@ -7,7 +7,7 @@ import json
 import pytest
 from fakes import tar_of
 
-from pystributed import config, lifecycle, listing, record, results
+from pystributed import config, lifecycle, listing, results
 from pystributed.errors import PystributedError, StepError
 from pystributed.places import server
 
@@ -109,7 +109,7 @@ def test_a_folder_without_container_or_state(cfg):
 
 def test_a_run_that_failed_before_its_container_lasts_as_its_record_says(cfg, tmp_path):
     cfg = dataclasses.replace(cfg, LOCAL_RESULTS_DIR=str(tmp_path))
-    record.save(tmp_path, results.RunResult(GONE, status="failed", started="2026-11-25T10:15:02.000+00:00",
+    results.save_record(tmp_path, results.RunResult(GONE, status="failed", started="2026-11-25T10:15:02.000+00:00",
                                             ended="2026-11-25T10:15:11.000+00:00"))
     run = lifecycle.RunState(GONE, age=60)
     lifecycle._from_index(cfg, run, logged=False)
@@ -117,13 +117,13 @@ def test_a_run_that_failed_before_its_container_lasts_as_its_record_says(cfg, tm
 
 
 def test_status_describes_the_run_and_updates_the_local_record(cfg, programs):
-    record.save("results", results.RunResult(ENDED, status="running", server="gpu-box"))
+    results.save_record("results", results.RunResult(ENDED, status="running", server="gpu-box"))
     connect(programs)
     surveyed(programs, ENDED)
     run = lifecycle.status(cfg, ENDED)
     assert str(run).splitlines()[0] == f"{ENDED} exited 2"
     assert str(run).splitlines()[4:] == [f"  folder    {WORKDIR}/{ENDED}", "  results   not fetched"]
-    saved = record.load("results", ENDED)
+    saved = results.load_record("results", ENDED)
     assert (saved.status, saved.exit_code, saved.remote_dir) == ("failed", 2, f"{WORKDIR}/{ENDED}")
 
 
@@ -133,7 +133,7 @@ def test_an_unknown_run(cfg, programs):
     with pytest.raises(lifecycle.UnknownRun) as error:
         lifecycle.status(cfg, "20200101-000000-abcdef")
     assert str(error.value) == "there is no run 20200101-000000-abcdef in runs with space/$(x) on gpu-box"
-    record.save("results", results.RunResult("20200101-000000-abcdef", status="failed"))
+    results.save_record("results", results.RunResult("20200101-000000-abcdef", status="failed"))
     connect(programs)
     surveyed(programs, "20200101-000000-abcdef")
     with pytest.raises(lifecycle.UnknownRun, match="; the local index last saw it failed$"):
@@ -226,7 +226,7 @@ def test_fetch_of_an_ended_container_puts_it_away_first(cfg, programs, tmp_path)
     result = lifecycle.fetch(cfg, ENDED, quiet=True)
     assert result.local_path == (tmp_path / "results" / ENDED).resolve() and result.files == ["output.log", "run.json"]
     assert (result.status, result.exit_code, result.server) == ("failed", 2, "gpu-box")
-    assert record.load("results", ENDED) == result
+    assert results.load_record("results", ENDED) == result
 
 
 def test_fetch_of_a_run_that_goes_on_takes_what_it_wrote_so_far(cfg, programs, capsys):
@@ -267,11 +267,11 @@ def test_an_interrupted_attach_leaves_the_run_going(cfg, programs):
     programs.expect("server", "follow", RUNNING, out=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         lifecycle.attach(cfg, RUNNING, quiet=True)
-    assert record.load("results", RUNNING).status == "detached"
+    assert results.load_record("results", RUNNING).status == "detached"
 
 
 def test_list_shows_the_servers_runs_newest_first_and_remembers_them(cfg, programs):
-    record.save("results", results.RunResult(GONE, status="running", server="gpu-box"))
+    results.save_record("results", results.RunResult(GONE, status="running", server="gpu-box"))
     connect(programs)
     surveyed(programs)
     table = listing.list_runs(cfg)
@@ -279,14 +279,14 @@ def test_list_shows_the_servers_runs_newest_first_and_remembers_them(cfg, progra
     lines = str(table).splitlines()
     assert lines[0].split() == ["RUN", "STATE", "STARTED", "DURATION", "IMAGE", "RESULTS", "HERE"]
     assert lines[3].split()[:2] == [GONE, "cancelled"]
-    assert record.load("results", GONE).status == "cancelled"  # the index learns what the server says
-    assert record.load("results", RUNNING) is None  # and only of the runs it knows
+    assert results.load_record("results", GONE).status == "cancelled"  # the index learns what the server says
+    assert results.load_record("results", RUNNING) is None  # and only of the runs it knows
     assert json.loads(table.to_json())["runs"][2]["run_id"] == GONE
 
 
 def test_list_offline_shows_the_local_index(cfg, programs):
-    record.save("results", results.RunResult(GONE, status="succeeded", exit_code=0, server="gpu-box"))
-    record.save("results", results.RunResult(RUNNING, status="running", server="other-box"))
+    results.save_record("results", results.RunResult(GONE, status="succeeded", exit_code=0, server="gpu-box"))
+    results.save_record("results", results.RunResult(RUNNING, status="running", server="other-box"))
     connect(programs)
     programs.expect("server", "survey", "runs with space/$(x)", code=255, stderr="ssh: Could not resolve hostname")
     table = listing.list_runs(cfg)

@@ -7,7 +7,7 @@ import pytest
 from test_lifecycle import WORKDIR, connect, container, surveyed
 from test_sweep_lifecycle import task_state
 
-from pystributed import config, jobs, listing, record, results, sweep_survey
+from pystributed import config, jobs, listing, results, sweep_survey
 from pystributed.places import server
 
 MARK = server.MARK
@@ -52,7 +52,7 @@ def utc(text):
 
 
 def test_runs_and_sweeps_of_one_second_are_listed_in_the_order_they_started(cfg, programs):
-    record.save("results", results.RunResult(BUILDING, status="starting", server="gpu-box",
+    results.save_record("results", results.RunResult(BUILDING, status="starting", server="gpu-box",
                                              started="2026-11-25T10:15:02.700+00:00"))
     connect(programs)
     surveyed(programs, out=answer())
@@ -75,7 +75,7 @@ def test_offline_the_records_of_this_server_are_listed_in_the_order_they_started
     fetched = tmp_path / "results" / EARLY
     fetched.mkdir(parents=True)
     for run_id, where in ((EARLY, "gpu-box"), (LATE, "gpu-box"), (BUILDING, "other-box")):
-        record.save("results", results.RunResult(
+        results.save_record("results", results.RunResult(
             run_id, status="succeeded", exit_code=0, server=where,
             started=STARTED.get(run_id, "") + "+00:00",
             ended="2026-11-25T10:16:00.000+00:00", image="reg:5000/proj:1",

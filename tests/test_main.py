@@ -6,7 +6,7 @@ import pytest
 
 import pystributed.main as runner
 from pystributed import clean as cleaning
-from pystributed import lifecycle, listing, magic, pipeline, record
+from pystributed import lifecycle, listing, magic, pipeline, results
 from pystributed.features import cache, checks, data, values
 from pystributed.results import RunResult
 
@@ -80,7 +80,7 @@ def test_the_last_value_is_shown(ran, monkeypatch, capsys):
 
 
 def test_runs_reads_the_local_record(ran):
-    record.save("results", RunResult(RUN_ID, status="succeeded"))
+    results.save_record("results", RunResult(RUN_ID, status="succeeded"))
     assert [r.run_id for r in runner.runs()] == [RUN_ID]
 
 

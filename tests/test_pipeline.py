@@ -9,7 +9,7 @@ import tarfile
 import pytest
 from fakes import tar_of
 
-from pystributed import config, pipeline, progress, record, registry, results
+from pystributed import config, pipeline, progress, registry, results
 from pystributed.errors import EXIT_HINTS, PystributedError, RemoteCellError, StepError
 from pystributed.features import Feature
 from pystributed.places import local, ssh
@@ -69,13 +69,13 @@ def socket_dir(monkeypatch, tmp_path):
 def states(monkeypatch):
     """Each state saved in the local record, in order."""
     saved = []
-    real = record.save
+    real = results.save_record
 
     def save(results_dir, result):
         saved.append(str(result.status))
         real(results_dir, result)
 
-    monkeypatch.setattr(record, "save", save)
+    monkeypatch.setattr(results, "save_record", save)
     return saved
 
 
@@ -174,7 +174,7 @@ def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir
     assert result.local_path == (tmp_path / "results" / RUN_ID).resolve()
     saved = json.loads((result.local_path / "run.json").read_text())
     assert saved["status"] == "succeeded" and saved["exit_code"] == 0 and saved["image"] == IMAGE
-    assert record.load("results", RUN_ID) == result
+    assert results.load_record("results", RUN_ID) == result
     # The build context goes to docker build's stdin; the server's commands share one connection.
     build = next(call for call in programs.calls if call.words[:2] == ["docker", "build"])
     assert build.stdin == b"the build context"
@@ -407,7 +407,7 @@ def test_a_failing_build_fails_the_run_and_discards_its_folder(programs, remote_
     assert error.value.hint == ("Is the Docker engine running here (`docker info`)? Check BASE_IMAGE and "
                                 "REQUIREMENTS.")
     assert states == ["starting", "failed"]
-    assert record.load("results", RUN_ID).status == "failed"
+    assert results.load_record("results", RUN_ID).status == "failed"
 
 
 def test_an_interrupt_before_the_container_discards_the_folder(programs, remote_config, socket_dir, states):
@@ -461,7 +461,7 @@ def test_an_interrupt_stops_the_container_and_fetches_what_there_is(programs, re
     assert (f"\nInterrupted: stopping container {NAME} and fetching what "
             "results exist ...\n" in capsys.readouterr().out)
     assert states == ["starting", "running", "interrupted", "interrupted", "interrupted"]
-    saved = record.load("results", RUN_ID)
+    saved = results.load_record("results", RUN_ID)
     assert saved.status == "interrupted" and saved.exit_code == 130 and saved.files == ["out.txt", "run.json"]
     assert json.loads((saved.local_path / "run.json").read_text())["status"] == "interrupted"
 
@@ -584,7 +584,7 @@ def test_a_fetch_that_fails_leaves_the_record_without_a_results_folder(programs,
     pipeline.fetch(run)
     assert (run.result.local_path == (tmp_path / "results" / RUN_ID).resolve()
             and run.result.files == ["a.txt", "run.json"])
-    assert record.load("results", RUN_ID).files == ["a.txt", "run.json"]
+    assert results.load_record("results", RUN_ID).files == ["a.txt", "run.json"]
 
 
 def test_a_run_that_goes_on_is_fetched_as_it_is_now(programs, local_cfg, tmp_path):

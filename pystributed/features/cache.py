@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pystributed import cell_runner, record
+from pystributed import cell_runner, record, results
 from pystributed.features import Feature, data
 
 INDEX = ".cache"
@@ -44,7 +44,8 @@ def reuse(config, cache_key, variables, steps):
     entry = Path(config.LOCAL_RESULTS_DIR) / INDEX / f"{cache_key}.json"
     if not entry.is_file():
         return None
-    result = record.load(config.LOCAL_RESULTS_DIR, json.loads(entry.read_text(encoding="utf-8"))["run_id"])
+    run_id = json.loads(entry.read_text(encoding="utf-8"))["run_id"]
+    result = results.load_record(config.LOCAL_RESULTS_DIR, run_id)
     if (result is None or result.status != "succeeded" or not result.local_path
             or not result.local_path.is_dir()):
         return None  # deleted, or never finished: run again

@@ -3,7 +3,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pystributed import cell_runner, config, pipeline, progress, record, results
+from pystributed import cell_runner, config, pipeline, progress, results
 from pystributed.features import cache, values
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -15,7 +15,7 @@ def finished_run(cfg, tmp_path, *, saved=("a",), status="succeeded"):
                             local_path=tmp_path / "results" / RUN_ID)
     (run.local_path / cell_runner.VALUES_DIR).mkdir(parents=True)
     cell_runner.save_values(str(run.local_path / cell_runner.VALUES_DIR), {"a": 1}, list(saved), None)
-    record.save(cfg.LOCAL_RESULTS_DIR, run)
+    results.save_record(cfg.LOCAL_RESULTS_DIR, run)
     return run
 
 
