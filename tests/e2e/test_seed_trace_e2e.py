@@ -21,7 +21,8 @@ LIMITS = {"cli": 700, "notebook": 800}
 # notebook 905 (988 physical lines): pipeline.py 121, dockerignore.py 86, features/deps.py 75, ...
 TODAY = {"cli": 744, "notebook": 905}
 # A plain run (no DATA, REMOTE_DATA, --gpus, CLUSTER, REQUIREMENTS, --cache) reaches none of these.
-NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py", "features/requirements.py"]
+NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py",
+                      "features/requirements.py"]
 SWEEPS = ["sweep.py", "cluster.py", "jobs.py", "engine.py", "job_view.py", "sweep_survey.py", "listing.py",
           "places/server_engine.py", "places/swarm_engine.py", "places/swarm_secrets.py"]
 
@@ -38,7 +39,8 @@ def trace(sandbox_env):
 
 
 def test_the_package_under_test_is_traced(trace):
-    # The installed wheel: tests/conftest.py refuses a checkout's package but with PYSTRIBUTED_TEST_CHECKOUT=1.
+    # The installed wheel: tests/conftest.py refuses a checkout's package
+    # but with PYSTRIBUTED_TEST_CHECKOUT=1.
     assert Path(trace["package"]) == Path(pystributed.__file__).resolve().parent
 
 
@@ -51,7 +53,8 @@ def test_each_door_is_within_its_limit_or_does_not_grow(trace, door):
         f"{door}: {figures['statements']} statements (at most {held}; the limit is {LIMITS[door]}): "
         "run scripts/seed_trace.py --functions")
     assert door not in TODAY or figures["statements"] > LIMITS[door], (
-        f"{door}: {figures['statements']} statements, within the limit of {LIMITS[door]}: delete TODAY's entry")
+        f"{door}: {figures['statements']} statements, within the limit of {LIMITS[door]}: "
+        "delete TODAY's entry")
 
 
 @pytest.mark.parametrize("door", LIMITS)
