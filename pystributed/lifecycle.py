@@ -1,8 +1,8 @@
 """Runs after they started, from any kernel or shell: attach, status, logs, wait, fetch, cancel,
-list (clean.py removes what ended). The server is the truth: the container labelled with the run id, and the run
-folder REMOTE_WORKDIR/<run-id>/ with its output.log and .pystributed-state.json (the container's
-final state, saved as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers `list` when the server
-cannot be reached, and is brought up to date by what the server says."""
+list (clean.py removes what ended). The server is the truth: the container labelled with the run id, and
+the run folder REMOTE_WORKDIR/<run-id>/ with its output.log and .pystributed-state.json (the
+container's final state, saved as it is removed). The local index (LOCAL_RESULTS_DIR/.runs/) answers
+`list` when the server cannot be reached, and is brought up to date by what the server says."""
 from __future__ import annotations
 
 import dataclasses
@@ -58,7 +58,8 @@ class RunState:
     def __str__(self):
         run, state, started, took, image, fetched = self.row()
         lines = [f"{run} {state}", f"  started   {started}", f"  duration  {took}", f"  image     {image}",
-                 f"  folder    {self.remote_dir or '-'}", f"  results   {fetched if self.local_path else 'not fetched'}"]
+                 f"  folder    {self.remote_dir or '-'}",
+                 f"  results   {fetched if self.local_path else 'not fetched'}"]
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):
@@ -89,8 +90,10 @@ class RunTable(list):
 
     def _repr_html_(self):
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.HEAD)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r.row()) + "</tr>" for r in self)
-        note = f"<p><b>Offline</b>, from the local index (may be stale): {html.escape(self.offline)}</p>" if self.offline else ""
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r.row()) + "</tr>"
+                       for r in self)
+        note = (f"<p><b>Offline</b>, from the local index (may be stale): {html.escape(self.offline)}</p>"
+                if self.offline else "")
         return f"{note}<table><tr>{head}</tr>{body}</table>"
 
     def to_json(self):
@@ -119,7 +122,8 @@ def parse_age(text):
         return float(text)
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", str(text))
     if not match:
-        raise PystributedError(f"{text!r} is not an age: give a number and a unit, e.g. 90s, 30m, 12h, 7d, 2w")
+        raise PystributedError(f"{text!r} is not an age: give a number and a unit, "
+                               "e.g. 90s, 30m, 12h, 7d, 2w")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
@@ -191,7 +195,8 @@ def _from_index(config, run, *, logged):
     local = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
     if local and local.exit_code is not None:
         run.exit_code, run.image = local.exit_code, local.image
-        run.state = str(State.INTERRUPTED) if local.status == State.INTERRUPTED else f"exited {local.exit_code}"
+        run.state = (str(State.INTERRUPTED) if local.status == State.INTERRUPTED
+                     else f"exited {local.exit_code}")
     elif logged and local and local.status in (State.RUNNING, State.DETACHED) and not run.container and \
             config.is_cluster:
         # A Swarm task writes output.log as it starts; its container is on a node, not in this survey.
@@ -230,7 +235,8 @@ def find(config, place, run_id):
 
 def _result(config, place, run):
     """The run's RunResult: the local record, brought up to date, or a new one."""
-    result = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id) or results.RunResult(run.run_id, server=place.name)
+    result = (results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
+              or results.RunResult(run.run_id, server=place.name))
     result.remote_dir, result.image = run.remote_dir, run.image or result.image
     if run.started and not result.started:
         result.started = run.started.isoformat(timespec="milliseconds")
@@ -281,7 +287,8 @@ def logs(config, run_id, *, follow=False):
         if follow:
             run = _with_container(config, place, run)
         out, err = live.Redraws("stdout"), live.Redraws("stderr")
-        code = place.logs(run.remote_dir, run_id, live.Unmarked(out.write), live.Unmarked(err.write), follow=follow)
+        code = place.logs(run.remote_dir, run_id, live.Unmarked(out.write), live.Unmarked(err.write),
+                          follow=follow)
         out.close()
         err.close()
         if code:

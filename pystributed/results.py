@@ -30,7 +30,8 @@ class State(str, enum.Enum):
 
     STARTING = "starting"  # being built, pushed, pulled; no container yet
     RUNNING = "running"
-    DETACHED = "detached"  # goes on without us (an interrupt with ON_INTERRUPT = "detach", a dropped connection)
+    # goes on without us (an interrupt with ON_INTERRUPT = "detach", a dropped connection)
+    DETACHED = "detached"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
@@ -49,7 +50,8 @@ def docker_time(text):
     match = re.match(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?Z", text or "")
     if not match or text.startswith("0001-"):
         return None
-    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
+    moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment + datetime.timedelta(seconds=float(match.group(2) or 0))
 
 
@@ -157,7 +159,8 @@ class RunResult:
     def _repr_html_(self):
         took = f"{self.duration:.1f}s" if self.duration is not None else "-"
         rows = "".join(
-            f"<tr><td style='text-align:left'><a href='{html.escape(path)}' target='_blank'>{html.escape(path)}</a>"
+            f"<tr><td style='text-align:left'><a href='{html.escape(path)}' target='_blank'>"
+            f"{html.escape(path)}</a>"
             f"</td><td style='text-align:right'>{size}</td></tr>" for path, size in self._file_rows())
         # JupyterLab centres tables: this one stays under its heading.
         return (f"<b>run {html.escape(self.run_id)}</b>: {html.escape(self.status)} "

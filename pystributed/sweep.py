@@ -70,13 +70,16 @@ def combinations(params=None, grid=None):
     if params is not None:
         params = [dict(p) for p in params]
         if not params or not all(isinstance(p, dict) for p in params):
-            raise PystributedError("params must be a non-empty list of dicts, e.g. [{'lr': 0.1}, {'lr': 0.01}]")
+            raise PystributedError("params must be a non-empty list of dicts, "
+                                   "e.g. [{'lr': 0.1}, {'lr': 0.01}]")
     else:
         if not grid:
-            raise PystributedError("a sweep needs parameters: e.g. --sweep lr=0.1,0.01, or runner.sweep(lr=[0.1, 0.01])")
+            raise PystributedError("a sweep needs parameters: e.g. --sweep lr=0.1,0.01, "
+                                   "or runner.sweep(lr=[0.1, 0.01])")
         for name, options in grid.items():
             if isinstance(options, (str, bytes)) or not hasattr(options, "__iter__"):
-                raise PystributedError(f"{name}: give a list of values to sweep over, e.g. {name}=[{options!r}]")
+                raise PystributedError(f"{name}: give a list of values to sweep over, "
+                                       f"e.g. {name}=[{options!r}]")
         params = [dict(zip(grid, combo)) for combo in itertools.product(*(list(v) for v in grid.values()))]
     for p in params:
         for name in p:
@@ -115,7 +118,8 @@ def grid_of(specs):
     for spec in specs or []:
         name, found = parse_param(spec)
         if name in grid:
-            raise PystributedError(f"--sweep/--param {name} is given twice: give all its values at once ({name}=A,B)")
+            raise PystributedError(f"--sweep/--param {name} is given twice: "
+                                   f"give all its values at once ({name}=A,B)")
         grid[name] = found
     return grid
 
@@ -127,8 +131,8 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
     if retries < 0:
         raise PystributedError("--retries must be 0 or more")
     if config.NODES > 1:
-        raise PystributedError(f"NODES = {config.NODES} (--nodes) is for a single run, which runs over several nodes; "
-                               "a sweep's tasks are one node each")
+        raise PystributedError(f"NODES = {config.NODES} (--nodes) is for a single run, which runs over "
+                               "several nodes; a sweep's tasks are one node each")
     code_path = code_path or config.USER_CODE_PATH
     exchange = values.Exchange(inputs=inputs, out=out, namespace=namespace)
     # A task's record names its image only: its cell is in it (no cell_mount.CellMount).
@@ -168,7 +172,8 @@ def _config_of(config, job):
 
 
 def engine_for(place):
-    """The engine class of `place`: places/<place.engine>_engine.py's <Engine>Engine (ServerEngine, SwarmEngine)."""
+    """The engine class of `place`: places/<place.engine>_engine.py's <Engine>Engine
+    (ServerEngine, SwarmEngine)."""
     module = importlib.import_module(f"pystributed.places.{place.engine}_engine")
     return getattr(module, f"{place.engine.capitalize()}Engine")
 
@@ -203,8 +208,8 @@ def attach(config, sweep_id, *, namespace=None, quiet=False, follow=None):
 def _beside_driver(config, job, steps):
     """The job's record as the process that drives it saves it, until it ends (that Job) or the job
     is this process's to drive (that Job, claimed)."""
-    steps.say(f"Sweep {job.sweep_id} is followed by another process here: showing it as that one saves it (if "
-              "that process ends first, this one takes the sweep on).\n")
+    steps.say(f"Sweep {job.sweep_id} is followed by another process here: showing it as that one saves it "
+              "(if that process ends first, this one takes the sweep on).\n")
     display = job_view.Display(steps)
     while True:
         display.update(job)

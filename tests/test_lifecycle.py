@@ -17,8 +17,10 @@ ENDED = "20261125-101505-cccccc"  # its container ended and is still there
 
 
 def container(run_id, status, *, code=0, folder=WORKDIR, cancelled=False, **state):
-    return json.dumps({"Cancelled": cancelled, "Name": f"/pystributed-{run_id}", "Image": f"reg:5000/proj:{run_id[-6:]}",
-                       "State": {"Status": status, "ExitCode": code, "StartedAt": "2026-11-25T10:15:03.123456789Z",
+    return json.dumps({"Cancelled": cancelled, "Name": f"/pystributed-{run_id}",
+                       "Image": f"reg:5000/proj:{run_id[-6:]}",
+                       "State": {"Status": status, "ExitCode": code,
+                                 "StartedAt": "2026-11-25T10:15:03.123456789Z",
                                  "FinishedAt": "0001-01-01T00:00:00Z" if status == "running" else
                                  "2026-11-25T10:16:03.5Z", **state},
                        "Mounts": [{"Source": f"{folder}/{run_id}", "Destination": "/results"}]})
@@ -46,13 +48,15 @@ SURVEY = survey_answer()
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
-                       REMOTE_WORKDIR="runs with space/$(x)", SSH_OPTIONS=["-F", "/cfg"])
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj", REMOTE_WORKDIR="runs with space/$(x)",
+                       SSH_OPTIONS=["-F", "/cfg"])
 
 
 def connect(programs):
     """The user's ssh config multiplexes already: no master of ours."""
-    programs.expect("ssh", "-G", "-F", "/cfg", "--", "gpu-box", out="controlmaster auto\ncontrolpath ~/.ssh/%C\n")
+    programs.expect("ssh", "-G", "-F", "/cfg", "--", "gpu-box",
+                    out="controlmaster auto\ncontrolpath ~/.ssh/%C\n")
 
 
 def surveyed(programs, *run_id, out=SURVEY):
@@ -83,7 +87,8 @@ def test_one_run_is_surveyed_alone(cfg, programs):
     ({"Status": "exited", "ExitCode": 130}, {}, ("interrupted", False)),
     ({"Status": "exited", "ExitCode": 130}, {"Cancelled": True}, ("cancelled", False)),
     ({"Status": "exited", "ExitCode": 137, "OOMKilled": True}, {}, ("killed (out of memory)", False)),
-    ({"Status": "created", "ExitCode": 128, "Error": "could not select device driver"}, {}, ("failed to start", False)),
+    ({"Status": "created", "ExitCode": 128, "Error": "could not select device driver"}, {},
+     ("failed to start", False)),
     ({"Status": "exited", "ExitCode": 128, "Error": "could not select device driver",
       "StartedAt": "0001-01-01T00:00:00Z"}, {}, ("failed to start", False)),
     ({"Status": "created", "ExitCode": 0}, {}, ("starting", True)),
@@ -109,8 +114,9 @@ def test_a_folder_without_container_or_state(cfg):
 
 def test_a_run_that_failed_before_its_container_lasts_as_its_record_says(cfg, tmp_path):
     cfg = dataclasses.replace(cfg, LOCAL_RESULTS_DIR=str(tmp_path))
-    results.save_record(tmp_path, results.RunResult(GONE, status="failed", started="2026-11-25T10:15:02.000+00:00",
-                                            ended="2026-11-25T10:15:11.000+00:00"))
+    results.save_record(tmp_path, results.RunResult(GONE, status="failed",
+                                                    started="2026-11-25T10:15:02.000+00:00",
+                                                    ended="2026-11-25T10:15:11.000+00:00"))
     run = lifecycle.RunState(GONE, age=60)
     lifecycle._from_index(cfg, run, logged=False)
     assert (run.state, run.active, run.duration) == ("failed", False, 9.0)
@@ -184,7 +190,8 @@ def test_cancel_interrupts_stops_and_puts_the_container_away(cfg, programs):
         container(RUNNING, "exited", code=130, cancelled=True)))
     run = lifecycle.cancel(cfg, RUNNING)
     assert (run.state, run.container) == ("cancelled", False)
-    assert [call.step for call in programs.calls if call.words[0] == "server"] == ["status", "cancel", "run", "status"]
+    steps = [call.step for call in programs.calls if call.words[0] == "server"]
+    assert steps == ["status", "cancel", "run", "status"]
 
 
 def test_cancel_of_a_run_that_ended_only_puts_it_away(cfg, programs):
@@ -203,8 +210,8 @@ def test_cancel_of_a_run_that_has_no_container_yet_is_refused(cfg, programs):
     surveyed(programs, RUNNING, out=survey_answer(containers=()))
     with pytest.raises(PystributedError) as error:
         lifecycle.cancel(cfg, RUNNING)
-    assert str(error.value) == (f"run {RUNNING} has no container yet (it is being built or pushed): interrupt the "
-                                "process that started it, or cancel it once it runs")
+    assert str(error.value) == (f"run {RUNNING} has no container yet (it is being built or pushed): "
+                                "interrupt the process that started it, or cancel it once it runs")
 
 
 def test_wait_puts_the_ended_container_away(cfg, programs):
@@ -224,7 +231,8 @@ def test_fetch_of_an_ended_container_puts_it_away_first(cfg, programs, tmp_path)
     surveyed(programs, ENDED)
     programs.expect("server", "fetch", f"{WORKDIR}/{ENDED}", "", out=tar_of({"./output.log": b"log\n"}))
     result = lifecycle.fetch(cfg, ENDED, quiet=True)
-    assert result.local_path == (tmp_path / "results" / ENDED).resolve() and result.files == ["output.log", "run.json"]
+    assert result.local_path == (tmp_path / "results" / ENDED).resolve()
+    assert result.files == ["output.log", "run.json"]
     assert (result.status, result.exit_code, result.server) == ("failed", 2, "gpu-box")
     assert results.load_record("results", ENDED) == result
 
@@ -235,7 +243,8 @@ def test_fetch_of_a_run_that_goes_on_takes_what_it_wrote_so_far(cfg, programs, c
     programs.expect("server", "fetch", f"{WORKDIR}/{RUNNING}", "going", out=tar_of({"./log.txt": b"1\n"}))
     result = lifecycle.fetch(cfg, RUNNING)
     assert result.files == ["log.txt", "run.json"] and result.status == "running"
-    assert f"Run {RUNNING} is still running: fetching what it has written so far.\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Run {RUNNING} is still running: fetching what it has written so far.\n" in out
 
 
 def test_attach_to_a_run_that_goes_on_follows_it_to_the_end(cfg, programs, capsys):
@@ -255,7 +264,8 @@ def test_attach_to_a_run_that_ended_fetches_it_and_shows_its_log(cfg, programs, 
     surveyed(programs, GONE)
     programs.expect("server", "fetch", f"{WORKDIR}/{GONE}", "", out=tar_of({"./output.log": b"the output\n"}))
     result = lifecycle.attach(cfg, GONE)
-    assert result.files == ["output.log", "run.json"] and result.status == "cancelled" and result.exit_code == 130
+    assert result.files == ["output.log", "run.json"]
+    assert result.status == "cancelled" and result.exit_code == 130
     out = capsys.readouterr().out
     assert f"Run {GONE} has ended (cancelled); fetching its results and log.\n" in out
     assert out.endswith("\nthe output\n")
@@ -288,21 +298,24 @@ def test_list_offline_shows_the_local_index(cfg, programs):
     results.save_record("results", results.RunResult(GONE, status="succeeded", exit_code=0, server="gpu-box"))
     results.save_record("results", results.RunResult(RUNNING, status="running", server="other-box"))
     connect(programs)
-    programs.expect("server", "survey", "runs with space/$(x)", code=255, stderr="ssh: Could not resolve hostname")
+    programs.expect("server", "survey", "runs with space/$(x)", code=255,
+                    stderr="ssh: Could not resolve hostname")
     table = listing.list_runs(cfg)
     assert [run.run_id for run in table] == [GONE]  # this server's runs only
-    assert table.offline == ("gpu-box: status failed: ssh could not run `server.sh survey 'runs with space/$(x)'` "
-                             "on gpu-box (exit code 255)")
+    assert table.offline == ("gpu-box: status failed: ssh could not run "
+                             "`server.sh survey 'runs with space/$(x)'` on gpu-box (exit code 255)")
     assert str(table).splitlines()[0] == f"OFFLINE, from the local index (may be stale): {table.offline}"
     assert table[0].state == "succeeded (last seen)"
 
 
 def test_ages_durations_and_docker_times():
     assert lifecycle.parse_age("90s") == 90 and lifecycle.parse_age("7d") == 7 * 86400
-    assert lifecycle.parse_age("1.5h") == 5400 and lifecycle.parse_age("0") == 0 and lifecycle.parse_age(5) == 5.0
+    assert lifecycle.parse_age("1.5h") == 5400 and lifecycle.parse_age("0") == 0
+    assert lifecycle.parse_age(5) == 5.0
     with pytest.raises(PystributedError, match="is not an age"):
         lifecycle.parse_age("7 days")
-    assert [lifecycle.human_duration(s) for s in (5, 125, 7260, 90000, None)] == ["5s", "2m05s", "2h01m", "1d01h", "-"]
+    assert [lifecycle.human_duration(s) for s in (5, 125, 7260, 90000, None)] == [
+        "5s", "2m05s", "2h01m", "1d01h", "-"]
     assert results.docker_time("2026-11-25T10:15:03.123456789Z") == datetime.datetime(
         2026, 11, 25, 10, 15, 3, 123457, tzinfo=datetime.timezone.utc)
     assert results.docker_time("0001-01-01T00:00:00Z") is None and results.docker_time("") is None

@@ -11,13 +11,15 @@ OLD, NEW = "20261125-101502-3fa9c1", "20261126-090000-aaaaaa"
 
 
 def test_a_record_is_saved_and_loaded_whole(tmp_path):
-    result = RunResult(OLD, exit_code=0, local_path=tmp_path / "r", files=["a"], status="succeeded", server="gpu",
-                       config={"REMOTE_SERVER": "gpu"})
+    result = RunResult(OLD, exit_code=0, local_path=tmp_path / "r", files=["a"], status="succeeded",
+                       server="gpu", config={"REMOTE_SERVER": "gpu"})
     results.save_record(tmp_path / "results", result)
     assert results.load_record(tmp_path / "results", OLD) == result
-    assert json.loads((tmp_path / "results" / ".runs" / f"{OLD}.json").read_text())["local_path"] == str(tmp_path / "r")
+    saved = json.loads((tmp_path / "results" / ".runs" / f"{OLD}.json").read_text())
+    assert saved["local_path"] == str(tmp_path / "r")
     assert results.load_record(tmp_path / "results", NEW) is None
-    assert [p.name for p in (tmp_path / "results" / ".runs").iterdir()] == [f"{OLD}.json"]  # no temporary file left
+    # no temporary file left
+    assert [p.name for p in (tmp_path / "results" / ".runs").iterdir()] == [f"{OLD}.json"]
 
 
 def test_set_state_changes_the_state_and_its_fields_and_saves_at_once(tmp_path):
@@ -43,14 +45,16 @@ def test_which_states_are_an_end(state, ended):
 
 def test_runs_are_listed_newest_first(tmp_path):
     assert str(results.runs(tmp_path)) == "no runs yet"
-    results.save_record(tmp_path, RunResult(OLD, exit_code=0, status="succeeded", server="gpu", started="2026-11-25T10:15:02+00:00",
-                                    ended="2026-11-25T10:15:04.5+00:00", files=["a", "b"]))
+    results.save_record(tmp_path, RunResult(OLD, exit_code=0, status="succeeded", server="gpu",
+                                            started="2026-11-25T10:15:02+00:00",
+                                            ended="2026-11-25T10:15:04.5+00:00", files=["a", "b"]))
     results.save_record(tmp_path, RunResult(NEW, status="running", server="local"))
     runs = results.runs(tmp_path)
     assert [r.run_id for r in runs] == [NEW, OLD]
     assert str(runs).splitlines()[1] == f"{OLD}  succeeded  0  2.5s  gpu  2 files"
     html = runs._repr_html_()
-    assert html.startswith("<table><tr><th>run</th>") and f"<td>{NEW}</td><td>running</td><td>None</td>" in html
+    assert html.startswith("<table><tr><th>run</th>")
+    assert f"<td>{NEW}</td><td>running</td><td>None</td>" in html
 
 
 def test_two_runs_of_one_second_are_listed_in_the_order_they_started(tmp_path):

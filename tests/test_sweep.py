@@ -51,11 +51,13 @@ def test_a_sweep_shows_as_a_table_and_comes_back_from_its_record():
     assert lines[0].split() == ["#", "PARAMETERS", "STATE", "NODE", "GPU", "DURATION", "LOG"]
     assert lines[1].split()[:6] == ["0", "lr=0.1", "succeeded", "n1", "GPU-a", "2.5s"]
     assert "failed (attempt 2): ValueError: bad" in lines[2] and "queued: no suitable node" in lines[3]
-    assert str(found).startswith("sweep sweep-20261125-101502-3fa9c1: 3 tasks on the swarm cluster of m: 1 queued")
+    assert str(found).startswith("sweep sweep-20261125-101502-3fa9c1: 3 tasks on the swarm cluster of m: "
+                                 "1 queued")
     assert "<table" in found._repr_html_()
     again = jobs.Job.from_json(found.to_json())
     assert again.statuses == found.statuses and str(again.table()) == str(found.table())
-    assert again.values == {"loss": [None, None, None]}  # values are loaded from the fetched folders, not the record
+    # values are loaded from the fetched folders, not the record
+    assert again.values == {"loss": [None, None, None]}
 
 
 def test_a_terminal_gets_a_line_when_a_task_changes(capsys):

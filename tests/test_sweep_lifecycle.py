@@ -35,8 +35,9 @@ ANSWER = survey_answer() + SWEEPS
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
-                       REMOTE_WORKDIR="runs with space/$(x)", SSH_OPTIONS=["-F", "/cfg"])
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj", REMOTE_WORKDIR="runs with space/$(x)",
+                       SSH_OPTIONS=["-F", "/cfg"])
 
 
 def recorded(cfg, statuses=("succeeded", "failed", "succeeded", "cancelled")):
@@ -57,8 +58,10 @@ def test_list_shows_one_row_per_sweep_with_its_tasks_states(cfg, programs):
     assert (done.image, done.remote_dir, done.age) == ("reg:5000/proj:sweep", f"{WORKDIR}/{DONE}", 4000.0)
     assert done.duration == pytest.approx(60.376543)  # its tasks' first start to their last end
     assert going.state == "2 tasks: 1 running, 1 queued" and going.active and not going.container
-    assert str(table).splitlines()[1].split()[:8] == [DONE, "4", "tasks:", "2", "succeeded,", "1", "failed,", "1"]
-    assert json.loads(table.to_json())["runs"][0]["tasks"] == {"0": "succeeded", "1": "failed", "2": "succeeded"}
+    assert str(table).splitlines()[1].split()[:8] == [DONE, "4", "tasks:", "2", "succeeded,", "1", "failed,",
+                                                      "1"]
+    assert json.loads(table.to_json())["runs"][0]["tasks"] == {"0": "succeeded", "1": "failed",
+                                                               "2": "succeeded"}
 
 
 def test_list_offline_shows_the_sweeps_records(cfg, programs):
@@ -81,8 +84,8 @@ def test_a_young_sweep_whose_tasks_have_not_all_ended_goes_on(cfg, programs):
     assert (found.active, found.state) == (False, "1 tasks: 1 not run")  # an hour without a change: it ended
 
 
-def test_clean_puts_an_ended_sweeps_containers_away_removes_its_folder_and_never_touches_one_going(cfg, programs,
-                                                                                                   monkeypatch):
+def test_clean_puts_an_ended_sweeps_containers_away_removes_its_folder_and_never_touches_one_going(
+        cfg, programs, monkeypatch):
     monkeypatch.setattr(cleaning.registry, "digest", lambda ref: None)
     recorded(cfg)
 
@@ -94,11 +97,12 @@ def test_clean_puts_an_ended_sweeps_containers_away_removes_its_folder_and_never
     planned()
     plan = cleaning.clean(cfg, older_than=3600)
     assert [r.run_id for r in plan.running] == [RUNNING, GOING]
-    assert [r.run_id for r in plan.containers] == [ENDED, DONE] and [r.run_id for r in plan.folders] == [GONE, DONE]
-    assert (f"  containers pystributed-{DONE}-2  (sweep {DONE}: 4 tasks: 2 succeeded, 1 failed, 1 not run; their "
-            "logs and states are saved first)") in str(plan).splitlines()
-    assert f"  run folder {WORKDIR}/{DONE}  (4 tasks: 2 succeeded, 1 failed, 1 not run, last changed 1h06m ago)" in \
-        str(plan).splitlines()
+    assert [r.run_id for r in plan.containers] == [ENDED, DONE]
+    assert [r.run_id for r in plan.folders] == [GONE, DONE]
+    assert (f"  containers pystributed-{DONE}-2  (sweep {DONE}: 4 tasks: 2 succeeded, 1 failed, 1 not run; "
+            "their logs and states are saved first)") in str(plan).splitlines()
+    assert (f"  run folder {WORKDIR}/{DONE}  (4 tasks: 2 succeeded, 1 failed, 1 not run, "
+            "last changed 1h06m ago)") in str(plan).splitlines()
     assert str(plan).splitlines()[-1] == f"Kept, still running or starting: {RUNNING}, {GOING}"
     planned()
     programs.expect("server", "finish", f"{WORKDIR}/{ENDED}", ENDED, "false", ..., out="2\n")
@@ -114,29 +118,34 @@ def test_clean_puts_an_ended_sweeps_containers_away_removes_its_folder_and_never
 SWARM = {"now": ["1764076000"], "workdir": ["/home/me/runs"],
          "sweeps": [f"{DONE} 1764070000.0", f"{DONE}/0 1764070000.0", f"{DONE}/1 1764070000.0",
                     f"{GOING} 1764075000.0", f"{GOING}/0 1764075990.0"],
-         "sweep_states": [json.dumps({"Name": f"/pystributed-{DONE}-0", "State": {"Status": "exited", "ExitCode": 0}}),
-                          json.dumps({"Name": f"/pystributed-{DONE}-1", "State": {"Status": "exited", "ExitCode": 1}})]}
+         "sweep_states": [json.dumps({"Name": f"/pystributed-{DONE}-0",
+                                      "State": {"Status": "exited", "ExitCode": 0}}),
+                          json.dumps({"Name": f"/pystributed-{DONE}-1",
+                                      "State": {"Status": "exited", "ExitCode": 1}})]}
 
 
 def swarm_task(ident, run, state, *, slot=0, created="2026-11-25T10:15:00Z"):
-    return json.dumps({"ID": ident, "Slot": slot, "NodeID": "n1", "CreatedAt": created, "Status": {"State": state},
+    return json.dumps({"ID": ident, "Slot": slot, "NodeID": "n1", "CreatedAt": created,
+                       "Status": {"State": state},
                        "Spec": {"ContainerSpec": {"Labels": {"pystributed.run": run}}}})
 
 
 def test_on_a_swarm_a_sweeps_services_and_their_tasks_say_how_it_goes_and_clean_removes_them(programs):
-    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                      CLUSTER="swarm")
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                      REMOTE_WORKDIR="runs", CLUSTER="swarm")
     place = swarm.Swarm(cfg)
-    place._nodes = swarm_service.parse_nodes([json.dumps({"ID": "n1", "Spec": {"Availability": "active"},
-                                                  "Status": {"State": "ready", "Addr": "10.0.0.1"}})], user="me")
+    node = json.dumps({"ID": "n1", "Spec": {"Availability": "active"},
+                       "Status": {"State": "ready", "Addr": "10.0.0.1"}})
+    place._nodes = swarm_service.parse_nodes([node], user="me")
     retry = f"{DONE}-1-2"
     tasks = [swarm_task("a", DONE, "complete"), swarm_task("b", DONE, "complete", slot=1),
              swarm_task("c", retry, "complete", created="2026-11-25T10:16:00Z"),
              swarm_task("d", GOING, "running"), swarm_task("e", GOING, "pending", slot=1),
              swarm_task("f", "20261125-101502-3fa9c1", "running")]  # a single run's
-    services = [f"pystributed-{DONE}", f"pystributed-{retry}", f"pystributed-{GOING}", "pystributed-20261125-101502-3fa9c1"]
-    programs.expect("server", "swarm_tasks", out=f"{MARK} services\n" + "\n".join(services) + f"\n{MARK} tasks\n" +
-                    "\n".join(tasks) + "\n")
+    services = [f"pystributed-{DONE}", f"pystributed-{retry}", f"pystributed-{GOING}",
+                "pystributed-20261125-101502-3fa9c1"]
+    programs.expect("server", "swarm_tasks", out=f"{MARK} services\n" + "\n".join(services)
+                    + f"\n{MARK} tasks\n" + "\n".join(tasks) + "\n")
     found = sweep_survey.survey(cfg, place, SWARM)
     done, going = found[DONE], found[GOING]
     assert (done.state, done.active, done.container) == ("2 tasks: 1 succeeded, 1 failed", False, True)
@@ -156,7 +165,8 @@ def test_a_detached_sweep_on_one_server_starts_every_task_before_this_process_go
     started = types.SimpleNamespace(steps=progress.steps_for(True), detach=True, env={})
     engine = server_engine.ServerEngine(cfg, lifecycle.place_for(cfg), result, sweep=started)
     for i in range(2):
-        programs.expect("server", "rundir", "runs with space/$(x)", f"{DONE}/{i}", out=f"{WORKDIR}/{DONE}/{i}\n1\n1\n")
+        programs.expect("server", "rundir", "runs with space/$(x)", f"{DONE}/{i}",
+                        out=f"{WORKDIR}/{DONE}/{i}\n1\n1\n")
         programs.expect("server", "start", "--detach", "--name", f"pystributed-{DONE}-{i}", ...)
     engine.start()  # no thread: none would outlive this process
     assert engine.workers == [] and result.statuses == ["running", "running"] and engine.launched == {0, 1}

@@ -40,7 +40,8 @@ class ServerEngine(Engine):
         self.queue.extend(t for t in self.job.tasks if not t.final)
         width = min(self.config.MAX_CONCURRENT or 1, len(self.queue))
         with self.steps.step("start", f"{len(self.queue)} tasks on {self.place.name}, {width} at a time"):
-            if self.sweep is not None and self.sweep.detach:  # all at once, before this process goes (sweep.run)
+            # all at once, before this process goes (sweep.run)
+            if self.sweep is not None and self.sweep.detach:
                 while self.queue:
                     task = self.queue.popleft()
                     self.make_folder(task)
@@ -91,7 +92,8 @@ class ServerEngine(Engine):
             try:
                 self.run_task(task)
             except StepError as e:
-                if self.stopping.wait(0.5):  # an interrupt (Ctrl-C reaches our ssh too): cancel() puts it away
+                # an interrupt (Ctrl-C reaches our ssh too): cancel() puts it away
+                if self.stopping.wait(0.5):
                     return
                 task.set(FAILED, error=f"{e.message}\n{e.output}".strip(), ended=time.time())
             except BaseException as e:  # noqa: BLE001 (kept for the main thread)
@@ -107,7 +109,8 @@ class ServerEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
         self.place.start([*args, *context.task_command("--cell")], self.secrets())  # finish saves its log
         self.launched.add(task.index)
-        if self.stopping.is_set() and not self.detaching:  # a cancel began while it started: cancel() missed it
+        # a cancel began while it started: cancel() missed it
+        if self.stopping.is_set() and not self.detaching:
             self.place.stop(self.task_id(task), step="cancel")
         task.set(RUNNING, node=self.place.name)
 
@@ -151,7 +154,8 @@ class ServerEngine(Engine):
                     self.queue.appendleft(task)
                 task.set(QUEUED, attempts=max(0, task.attempts - 1), started=None)
                 return
-            while code not in (0, INTERRUPTED) and task.attempts <= self.job.retries and not self.stopping.is_set():
+            while (code not in (0, INTERRUPTED) and task.attempts <= self.job.retries
+                   and not self.stopping.is_set()):
                 task.set(RETRYING, exit_code=code)
                 self.launch(task)
                 code = self.place.finish(self.task_dir(task), self.task_id(task))
@@ -201,7 +205,8 @@ class ServerEngine(Engine):
                 code = self.place.finish(self.task_dir(task), self.task_id(task), cancelled=True)
             # A task that ended before the cancel reached it keeps how it went: succeeded, or failed
             # with a code of its own.
-            ended[task.index] = SUCCEEDED if code == 0 else CANCELLED if code is None or code in STOPPED else FAILED
+            ended[task.index] = (SUCCEEDED if code == 0 else CANCELLED if code is None or code in STOPPED
+                                 else FAILED)
             task.set(ended[task.index], exit_code=code, ended=time.time())
             if not self.fetch(task):
                 ended[task.index] = CANCELLED if ended[task.index] == CANCELLED else FAILED

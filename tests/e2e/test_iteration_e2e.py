@@ -41,10 +41,12 @@ def records(project):
     return sorted(found, key=lambda r: (r["started"], r["run_id"]))
 
 
-SEES_ITSELF = "import hashlib\nprint('version {n}', hashlib.sha256(open('/app/user_code.py', 'rb').read()).hexdigest())\n"
+SEES_ITSELF = ("import hashlib\n"
+               "print('version {n}', hashlib.sha256(open('/app/user_code.py', 'rb').read()).hexdigest())\n")
 
 
-def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(project, sandbox, monkeypatch):
+def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(project, sandbox,
+                                                                                 monkeypatch):
     # A folder and an image name of its own: clean's survey sees no other test's run starting, and
     # what clean removes is this test's alone.
     workdir = f"pystributed-runs/{project.name}"
@@ -54,7 +56,8 @@ def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(
     (project / "user_code.py").write_text(SEES_ITSELF.format(n=2))
     out = run()
     lines = {line.split()[0]: line for line in out.splitlines() if line[:1].isalpha()}
-    assert "not needed: the cell's files go over" in lines["build"] and "push" not in lines and "pull" not in lines
+    assert "not needed: the cell's files go over" in lines["build"]
+    assert "push" not in lines and "pull" not in lines
     # The container read the new cell at its place in the image, and only the new one.
     sha = hashlib.sha256((project / "user_code.py").read_bytes()).hexdigest()
     assert f"version 2 {sha}" in out, out
@@ -77,8 +80,8 @@ def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(
 
 
 def clean():
-    proc = subprocess.run([sys.executable, "-m", "pystributed", "clean", "--yes"], capture_output=True, text=True,
-                          check=False, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "pystributed", "clean", "--yes"], capture_output=True,
+                          text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -108,8 +111,8 @@ def test_remote_build_needs_no_registry(project, sandbox, monkeypatch):
     # The base image comes from Docker Hub on a real server; the sandbox's has no network.
     base = sandbox.env["PYSTRIBUTED_BASE_IMAGE"]
     if sandbox.docker("remote", "image", "inspect", base).returncode:
-        saved = subprocess.run(["docker", "-H", sandbox.env["DOCKER_HOST"], "save", base], capture_output=True,
-                               check=True).stdout
+        saved = subprocess.run(["docker", "-H", sandbox.env["DOCKER_HOST"], "save", base],
+                               capture_output=True, check=True).stdout
         subprocess.run(["docker", "-H", sandbox.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"], "load"],
                        input=saved, capture_output=True, check=True)
     monkeypatch.setenv("PYSTRIBUTED_TRANSPORT", "remote-build")
@@ -121,7 +124,8 @@ def test_remote_build_needs_no_registry(project, sandbox, monkeypatch):
     assert image.startswith("pystributed:")
     assert sandbox.docker("remote", "image", "inspect", image).returncode == 0
     assert sandbox.docker("local", "image", "inspect", image).returncode != 0
-    (project / "user_code.py").write_text(SEES_ITSELF.format(n=3))  # a change: nothing built on the server either
+    # a change: nothing built on the server either
+    (project / "user_code.py").write_text(SEES_ITSELF.format(n=3))
     out = run()
     assert "not needed: the cell's files go over" in out and "version 3" in out
     assert [r["image"] for r in records(project)] == [image, image]

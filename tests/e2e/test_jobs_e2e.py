@@ -13,12 +13,13 @@ from kernel import Kernel, error_of, stream_text
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 
-HOLD = "import os, time\ntime.sleep(hold)\nopen(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w')" \
-       ".write(str(hold))\n"
+HOLD = ("import os, time\ntime.sleep(hold)\n"
+        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w').write(str(hold))\n")
 
 
 def running_tasks(sandbox, sweep_id):
-    return sandbox.docker("remote", "ps", "--quiet", "--filter", f"name=pystributed-{sweep_id}-").stdout.split()
+    return sandbox.docker("remote", "ps", "--quiet", "--filter",
+                          f"name=pystributed-{sweep_id}-").stdout.split()
 
 
 def test_an_interrupted_attach_leaves_the_sweep_going_and_a_later_attach_brings_every_task(sandbox, tmp_path,
@@ -40,7 +41,8 @@ def test_an_interrupted_attach_leaves_the_sweep_going_and_a_later_attach_brings_
     assert sandbox.docker("remote", "ps", "-aq", "--filter", f"name=pystributed-{sweep_id}-").stdout == ""
 
 
-def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_no_traceback_and_attach_brings_it_all(sandbox, tmp_path):
+def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_no_traceback_and_attach_brings_it_all(
+        sandbox, tmp_path):
     detached_by_an_interrupt_then_attached(tmp_path, lambda: running(sandbox, tmp_path))
 
 
@@ -68,10 +70,11 @@ def detached_by_an_interrupt_then_attached(tmp_path, is_running):
         said = stream_text(messages)
         assert " goes on on " in said and "runner.attach(" in said, said
         sweep_id = said.split("Sweep ", 1)[1].split()[0]
-        messages, reply = kernel.execute(f"r = runner.attach({sweep_id!r}, quiet=True)\nprint(r.statuses, hold)",
-                                         timeout=120)
+        messages, reply = kernel.execute(
+            f"r = runner.attach({sweep_id!r}, quiet=True)\nprint(r.statuses, hold)", timeout=120)
         assert reply["status"] == "ok", error_of(messages)
-        assert stream_text(messages).strip().endswith("['succeeded', 'succeeded'] [6, 7]"), stream_text(messages)
+        attached = stream_text(messages)
+        assert attached.strip().endswith("['succeeded', 'succeeded'] [6, 7]"), attached
     finally:
         kernel.close()
     folder = tmp_path / "results" / sweep_id
@@ -88,8 +91,8 @@ def test_the_sweep_record_is_saved_as_tasks_change(sandbox, tmp_path, monkeypatc
     """Another process sees what this one saw: the record follows each task's state."""
     monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "1")
     (tmp_path / "hold.py").write_text(HOLD)
-    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=3,3", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=3,3",
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = set()
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline:
@@ -110,8 +113,8 @@ def test_a_sweep_whose_process_was_killed_is_finished_by_attach_and_two_attaches
     monkeypatch.setenv("PYSTRIBUTED_MAX_CONCURRENT", "1")
     (tmp_path / "hold.py").write_text(HOLD)
     started = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param", "hold=0,3,1,1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", "--param",
+                             "hold=0,3,1,1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # killed once task 1 runs (task 0 ended, 2 and 3 wait)
         found = list((tmp_path / "results" / ".sweeps").glob("sweep-*.json"))
@@ -122,8 +125,8 @@ def test_a_sweep_whose_process_was_killed_is_finished_by_attach_and_two_attaches
     proc.kill()
     proc.communicate()
     sweep_id = found[0].stem
-    attaches = [subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    attaches = [subprocess.Popen([sys.executable, "-m", "pystributed", "attach", sweep_id],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [a.communicate(timeout=180) for a in attaches]
     assert [a.returncode for a in attaches] == [0, 0], outs
     folder = tmp_path / "results" / sweep_id
