@@ -314,9 +314,10 @@ swarm_tasks() {
     true
 }
 
-# Slurm (places/slurm.py, places/slurm_engine.py), read with squeue's and scontrol's explicit formats
-# (Slurm 20.11 has them; no --json). A job is found by its name: pystributed-RUN_ID, a sweep's
-# pystributed-SWEEP_ID, a retry's pystributed-SWEEP_ID-INDEX-ATTEMPT.
+# Slurm (places/slurm.py, places/slurm_engine.py), read with squeue's explicit formats (Slurm 20.11
+# has them; no --json); what squeue cannot say is read from the files the jobs write on the shared disk.
+# A job is found by its name: pystributed-RUN_ID, a sweep's pystributed-SWEEP_ID, a retry's
+# pystributed-SWEEP_ID-INDEX-ATTEMPT.
 
 # slurm_containers: how the nodes run containers, as the login node shows it: pyxis (srun takes
 # --container-image), apptainer (or singularity), else docker.
@@ -346,26 +347,36 @@ slurm_ended() {
     [ -z "$ids" ]
 }
 
-# slurm_jobs [--states DIR] NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one
-# line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running
-# one's job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)); with --states,
-# `states`: the tasks (DIR/INDEX) that saved their state, ended whether their job has or not.
+# slurm_jobs [--states] DIR NAME...: in sections, `states` (with --states): the tasks (DIR/INDEX) that
+# saved their state, ended whether their job has or not; `jobs`: the jobs so named that Slurm still
+# knows, one line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`:
+# each running one's job id and the GPU indexes it was given, as its job script saved them in
+# DIR/.pystributed-gpus-JOB_ID (places/slurm_job.sh). One squeue call, whatever the number of tasks:
+# the engine looks every 0.5 s in a sweep's last wave, and a scontrol call per running task (squeue
+# has no GPU indexes) made some 1,000 controller calls a second at 500 tasks.
 slurm_jobs() {
-    dir=
-    if [ "$1" = --states ]; then dir=$2 && shift 2; fi
+    states=
+    if [ "$1" = --states ]; then states=1 && shift; fi
+    dir=$1
+    shift
     names=$(printf '%s,' "$@")
     answer
-    if [ -n "$dir" ]; then
+    if [ -n "$states" ]; then
         section states
         for state in "$dir"/*/"$STATE"; do
             if [ -f "$state" ]; then state=${state%/*} && printf '%s\n' "${state##*/}"; fi
         done
     fi
+    jobs=$(squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N') ||
+        return
     section jobs
-    squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N' || return
+    printf '%s\n' "$jobs"
     section gpus
-    for id in $(squeue --noheader --array --states=RUNNING --name="${names%,}" --format=%A); do
-        printf '%s %s\n' "$id" "$(scontrol --oneliner --details show job "$id" | grep -o 'IDX:[^)]*' | head -n 1)"
+    printf '%s\n' "$jobs" | while IFS='|' read -r id _ _ _ state _; do
+        # (read, not cat: no process per running task either)
+        if [ "$state" = RUNNING ] && { read -r gpus <"$dir/.pystributed-gpus-$id"; } 2>/dev/null; then
+            printf '%s %s\n' "$id" "$gpus"
+        fi
     done
 }
 

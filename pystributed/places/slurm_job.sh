@@ -31,6 +31,15 @@ dir=$1 name=$2 mode=$3 route=$4 env_file=$5
 shift 5
 RANK_STATE=.pystributed-rank-state.json
 
+# The GPUs Slurm gave the job, where server.sh's slurm_jobs reads them for the engine's looks: squeue
+# has no GPU indexes, and a scontrol call per running job at every look loads the controller. Gone
+# at the job's end (a `rank` is a step of a job whose batch script wrote it).
+gpus_file=$dir/.pystributed-gpus-${SLURM_JOB_ID:-0}
+if [ "$mode" != rank ]; then
+    printf '%s\n' "${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}" >"$gpus_file" 2>/dev/null
+    trap 'rm -f -- "$gpus_file"' EXIT
+fi
+
 # field FILE KEY: a value of the one-line JSON state FILE (a number, or a string without quotes).
 field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" 2>/dev/null | head -n 1; }
 

@@ -78,8 +78,8 @@ def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, progr
 
 def test_a_waiting_task_shows_slurms_reason_a_running_one_its_node_and_gpu(cfg, programs):
     engine = engine_of(cfg, 2)
-    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
-                                                                                 reason="Resources")], gpus="41 IDX:1\n")
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"),
+                                   row("40", 1, "PENDING", reason="Resources")], gpus="41 1\n")
     engine.refresh()
     first, second = engine.job.tasks
     assert (first.status, first.node, first.gpu) == ("running", "node2", "1")

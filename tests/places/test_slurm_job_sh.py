@@ -212,3 +212,15 @@ def test_a_retry_of_a_chunks_task_runs_that_task_alone(job):
     run, = [call for call in job.calls("docker") if call[0] == "run"]
     assert env_of(run)["PYSTRIBUTED_TASK"] == "7" and "PYSTRIBUTED_TASKS_PER_CONTAINER" not in env_of(run)
     assert env_of(run)["PYSTRIBUTED_ATTEMPT"] == "2"  # (as on a swarm: the cell knows it is tried again)
+
+
+def test_the_job_saves_its_gpus_for_the_looks_and_removes_them_at_its_end(job, tmp_path):
+    """server.sh's slurm_jobs reads a running job's GPUs from the shared disk, not from scontrol."""
+    seen = tmp_path / "seen"
+    args = ["--volume", f"{job.dir}:/results", "reg:5000/p:1", "sh", "-c",
+            f"cat {job.dir}/.pystributed-gpus-45 >{seen}"]  # (the container: what a look reads meanwhile)
+    fake_docker = '#!/bin/sh\n[ "$1" = run ] || exit 1\nshift $(($# - 3))\nexec "$@"\n'  # (runs the command)
+    job.bin.joinpath("docker").write_text(fake_docker)
+    job.run("1", args=args, SLURM_ARRAY_TASK_ID="3", SLURM_JOB_GPUS="0,1")
+    assert seen.read_text() == "0,1\n"
+    assert not (job.dir / ".pystributed-gpus-45").exists()
