@@ -55,8 +55,9 @@ class SlurmEngine(Engine):
                            + (f"--time {limit} in SLURM_ARGS" if limit else "the partition's") + f") must cover {per} "
                            f"of them; those it cuts off end without a state (see .pystributed-slurm-*.out)\n")
 
-    def retry(self, task):
-        """The task again, as a one-task job of its own."""
+    def retry(self, task, *, requeue=False):
+        """The task again, as a one-task job of its own; `requeue`: a stop kept it from starting (it uses
+        no retry)."""
         attempt = task.attempts + 1
         name = f"{self.name}-{task.index}-{attempt}"
         # The attempt before's state goes first: a task whose folder has a state has ended (look). The
@@ -68,7 +69,10 @@ class SlurmEngine(Engine):
                                                          f"PYSTRIBUTED_ATTEMPT={attempt}"])
         with self.job.lock:
             self.job.set(services=[*self.job.services, [name, ident, task.index]])
-        task.set(RETRYING, attempts=attempt)
+        if requeue:
+            task.set(QUEUED, attempts=attempt, requeued=task.requeued + 1, error="")
+        else:
+            task.set(RETRYING, attempts=attempt)
 
     def names(self):
         return [name for name, _, _ in self.job.services] or [self.name]
@@ -98,7 +102,8 @@ class SlurmEngine(Engine):
             row = rows.get(task.index)
             before = (task.status, task.why, task.node)
             if row is not None and row.pending:
-                task.set(RETRYING if task.attempts > 1 else QUEUED, why=row.reason if row.reason != "None" else "")
+                task.set(RETRYING if task.attempts - task.requeued > 1 else QUEUED,
+                         why=row.reason if row.reason != "None" else "")
             elif row is not None and not row.ended and task.index not in saved:  # (saved: it ended, its job ends)
                 if task.status != RUNNING:
                     task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
@@ -139,16 +144,20 @@ class SlurmEngine(Engine):
         elif code is None:
             why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
-            if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
+            if self.job.may_retry(task) and not self.cancelling:  # its node failed (NODE_FAIL), say
                 task.set(error=why)
                 self.retry(task)
             else:
                 task.set(CANCELLED if self.cancelling else FAILED, error=why)
-        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+        elif state.get("Unstarted") and not self.cancelling:  # (a chunk's task that a --time limit or a
+            self.retry(task, requeue=True)                       # preemption kept from starting: no failure)
+        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
             task.set(error=failure(task))
             self.retry(task)
+        elif state.get("Unstarted") or state.get("Cancelled") or self.cancelling:
+            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
         else:
-            task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
+            task.set(FAILED, error=failure(task))
 
     def wait(self):
         while True:

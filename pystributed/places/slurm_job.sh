@@ -18,7 +18,8 @@
 # A container that never started (an image its node could not pull) leaves a state of this script's
 # own, with docker's exit code and its message in output.log. An interrupt (scancel --batch
 # --signal=INT) is passed on to the cell (its `finally:` blocks run); a SIGTERM stops the container:
-# Docker's containers are not the job's processes, and Slurm would not end them.
+# Docker's containers are not the job's processes, and Slurm would not end them. A chunk's tasks that
+# never began are then saved as cancelled (INT) or unstarted (TERM alone: run again by the engine).
 #
 # `ranks` (sbatch --nodes=N --ntasks-per-node=1): the batch script, on the first node, runs this script
 # again on every node with `srun` (MODE `rank`, one container per node, on the host's network so that
@@ -138,6 +139,15 @@ started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
 if [ "$mode" = 1 ] && [ -n "${PYSTRIBUTED_ATTEMPT:-}" ]; then set -- --env "PYSTRIBUTED_ATTEMPT=$PYSTRIBUTED_ATTEMPT" "$@"; fi
 if [ -n "${chunked:-}" ]; then set -- --env "PYSTRIBUTED_TASKS_PER_CONTAINER=$per" "$@"; fi
+# A cancel (SIGINT, from slurm_cancel) and a stop (SIGTERM: the --time limit, a preemption, the TERM
+# after a cancel's INT) are told apart for the tasks that never ran: see the end.
+cancelled='' stopped=''
+# shellcheck disable=SC2317 # (the routes define their own; called by the traps)
+interrupt() { :; }
+# shellcheck disable=SC2317
+terminate() { :; }
+trap 'cancelled=1; interrupt' INT
+trap 'stopped=1; terminate' TERM
 case $route in
 docker)
     set -- --rm --name "$name" --env-file "$env_file" --env "PYSTRIBUTED_NODE=$node" "$@"
@@ -150,8 +160,6 @@ docker)
     interrupt() { docker kill --signal INT "$name" >/dev/null 2>&1; }
     # shellcheck disable=SC2317
     terminate() { docker stop --time 5 "$name" >/dev/null 2>&1; }
-    trap interrupt INT
-    trap terminate TERM
     docker run "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
     ;;
 pyxis | apptainer)
@@ -179,8 +187,6 @@ pyxis | apptainer)
         terminate() { kill -TERM "$child" 2>/dev/null; }
         "$launcher" exec "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
     fi
-    trap interrupt INT
-    trap terminate TERM
     ;;
 *)
     echo "pystributed: the container route $route is not known to this job script" >"$folder/.pystributed-docker.err"
@@ -204,10 +210,20 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
     # it first: slurm_engine.retry) is that attempt's, not one that never ran.
     owner=$(cat -- "$folder/.pystributed-attempt" 2>/dev/null) || owner=1
     if [ ! -f "$state" ] && [ "$owner" -le "${PYSTRIBUTED_ATTEMPT:-1}" ]; then
+        # One that never began (task_runner.py writes output.log as a task starts) was cancelled if a
+        # cancel came, and is unstarted if a stop came: the engine runs it again (as task_runner.py
+        # saves it when it gets the SIGTERM itself), as no failure of its own; else its container failed.
+        task_code=$code cancel=false unstarted='' error="the container did not start"
+        if [ ! -f "$folder/output.log" ] && [ -n "$cancelled" ]; then
+            task_code=130 cancel=true error="cancelled before it started"
+        elif [ ! -f "$folder/output.log" ] && [ -n "$stopped" ]; then
+            task_code=143 unstarted='"Unstarted":true,' error="stopped before it started"
+        fi
         cat -- "$err" >>"$folder/output.log" 2>/dev/null
-        printf '{"Cancelled":false,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' "$name" "$code" >"$state.$$"
-        printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"the container did not start"},' \
-            "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" >>"$state.$$"
+        printf '{%s"Cancelled":%s,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' \
+            "$unstarted" "$cancel" "$name" "$task_code" >"$state.$$"
+        printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"%s"},' \
+            "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" "$error" >>"$state.$$"
         printf '"Mounts":[],"Node":"%s","Gpus":"%s"}\n' "$node" "$gpus" >>"$state.$$"
         mv -f -- "$state.$$" "$state"
     fi

@@ -4,8 +4,10 @@
 writes the output and the state task_runner.py would, into the folder mounted at /results, with the
 exit code FAKE_CODE_<RANK> (0 unless given)."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -224,3 +226,39 @@ def test_the_job_saves_its_gpus_for_the_looks_and_removes_them_at_its_end(job, t
     job.run("1", args=args, SLURM_ARRAY_TASK_ID="3", SLURM_JOB_GPUS="0,1")
     assert seen.read_text() == "0,1\n"
     assert not (job.dir / ".pystributed-gpus-45").exists()
+
+
+STOPPABLE_DOCKER = """#!/bin/sh
+# A container that runs until `docker stop` or `docker kill` ends it (killed before task_runner.py saved
+# any state), its first task begun (its output.log written).
+case $1 in
+run) echo began >"$FAKE_FOLDER/output.log"; echo $$ >"$FAKE/pid"; exec sleep 60 ;;
+stop | kill) kill "$(cat "$FAKE/pid")" ;;
+*) exit 1 ;;
+esac
+"""
+
+
+STOPPED = {"Unstarted": True, "Cancelled": False, "Error": "stopped before it started", "Code": 143}
+CANCELLED = {"Unstarted": None, "Cancelled": True, "Error": "cancelled before it started", "Code": 130}
+
+
+@pytest.mark.parametrize("number, unstarted", [(signal.SIGTERM, STOPPED), (signal.SIGINT, CANCELLED)])
+def test_a_stop_saves_a_chunks_unstarted_tasks_as_such_a_cancel_as_cancelled(job, number, unstarted):
+    """Slurm's --time limit and a preemption send SIGTERM (the engine runs such tasks again, using no
+    retry); our cancel sends SIGINT first. The task that ran is a failure in both."""
+    job.bin.joinpath("docker").write_text(STOPPABLE_DOCKER)
+    environ = {"PATH": f"{job.bin}:/usr/bin:/bin", "FAKE": str(job.fake), "FAKE_FOLDER": str(job.dir / "6"),
+               "SLURM_JOB_ID": "45", "SLURM_ARRAY_TASK_ID": "3", "PYSTRIBUTED_TASKS_PER_CONTAINER": "2",
+               "PYSTRIBUTED_TASK_COUNT": "8", "SLURMD_NODENAME": "node1"}
+    proc = subprocess.Popen(["sh", str(job.script), str(job.dir), NAME, "1", "docker", job.env_file, "img",
+                             "cmd"], env=environ)
+    deadline = time.monotonic() + 30
+    while not (job.fake / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(number)
+    assert proc.wait(timeout=30) == 0
+    ran, never = job.state(job.dir / "6"), job.state(job.dir / "7")
+    assert ran["State"]["ExitCode"] in (130, 143) and "Unstarted" not in ran  # it had begun: a failure
+    assert {"Unstarted": never.get("Unstarted"), "Cancelled": never["Cancelled"],
+            "Error": never["State"]["Error"], "Code": never["State"]["ExitCode"]} == unstarted
