@@ -137,7 +137,9 @@ logs() {
 
 # survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
 # states, and the labelled containers' states, in sections; without RUN_ID also the sweeps' folders
-# and their tasks' folders (with their ages), and the tasks' saved states (sweep.py).
+# and their tasks' folders (with their ages), the tasks' saved states (sweep.py), the Slurm jobs'
+# environment files (`envs`, WORKDIR/*.env, for clean) and, unless squeue fails, the names of this
+# user's jobs that Slurm still lists (`slurm_jobs`: none where there is no Slurm).
 survey() {
     pattern=${2:-*}
     answer
@@ -157,7 +159,15 @@ survey() {
             find . -mindepth 1 -maxdepth 2 -type d -path './sweep-*' -printf '%P %T@\n'
             section sweep_states
             find . -mindepth 3 -maxdepth 3 -path "./sweep-*/*/$STATE" -exec cat -- {} +
+            section envs
+            find . -mindepth 1 -maxdepth 1 -type f -name '*.env' -printf '%f\n'
         fi
+    fi
+    if [ -z "$2" ] && ! command -v squeue >/dev/null 2>&1; then
+        section slurm_jobs
+    elif [ -z "$2" ] && queued=$(squeue --noheader --user="$(id -un)" --format=%j 2>/dev/null); then
+        section slurm_jobs
+        printf '%s\n' "$queued"
     fi
     section containers
     command -v docker >/dev/null 2>&1 || return 0  # a Slurm cluster's login node: no containers there

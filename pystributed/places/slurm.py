@@ -95,10 +95,13 @@ class Slurm(ClusterPlace):
             self.route = self.call("slurm_containers", step="connect").strip() or "docker"
         return self.route
 
-    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1):
+    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1,
+               env_file=None):
         """sbatch the job script for the container `docker run run_args` would start; its job id.
         `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE);
-        `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's `ranks`)."""
+        `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's
+        `ranks`); `env_file`: where `env` is saved (REMOTE_WORKDIR/ID.env unless given), which the job
+        removes at its end."""
         route = self.containers()
         if route != "docker" and route not in slurm_routes.ROUTES:
             raise StepError("start", f"the container route {route!r} of {self.name} is not known",
@@ -107,7 +110,7 @@ class Slurm(ClusterPlace):
             raise StepError("start", "a run over several nodes (NODES) is not supported with pyxis yet: its "
                                      "containers are job steps, and each rank already is one",
                             hint="Use SLURM_CONTAINERS = 'apptainer' or 'docker' where the nodes have them.")
-        env_file, script = f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
+        env_file, script = env_file or f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
         gpus = self.config.GPUS_PER_TASK
         options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
                    *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),

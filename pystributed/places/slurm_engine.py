@@ -64,15 +64,26 @@ class SlurmEngine(Engine):
         # folder is marked this attempt's: the container of the attempt before (a chunk's, still
         # running its other tasks) then writes no state of its own for it when it ends.
         self.place.call("next_attempt", f"{self.job.remote_dir}/{task.index}", str(attempt), step="start")
+        # Its environment (SECRETS) is sent again, to a file of its own that its job removes at its end: the
+        # array's file goes when the array's last task ends (slurm_job.sh), which may be before this job
+        # starts; keeping that one until the engine's end instead would keep a secret on the shared disk
+        # for as long as a detached sweep runs, or for good after a kernel that died.
         ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
-                                  sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
-                                                         f"PYSTRIBUTED_ATTEMPT={attempt}"])
+                                  sweep=True, env_file=self.env_file(name),
+                                  variables=[f"PYSTRIBUTED_TASK={task.index}",
+                                             f"PYSTRIBUTED_ATTEMPT={attempt}"])
         with self.job.lock:
             self.job.set(services=[*self.job.services, [name, ident, task.index]])
         if requeue:
             task.set(QUEUED, attempts=attempt, requeued=task.requeued + 1, error="")
         else:
             task.set(RETRYING, attempts=attempt)
+
+    def env_file(self, name):
+        """Where the job `name` (the array's, or a retry's: NAME-INDEX-ATTEMPT) finds its environment:
+        REMOTE_WORKDIR/SWEEP_ID.env, or SWEEP_ID.INDEX-ATTEMPT.env (`clean` knows both by their id)."""
+        suffix = name.removeprefix(self.name).removeprefix("-")
+        return f"{self.job.remote_dir}{'.' + suffix if suffix else ''}.env"
 
     def names(self):
         return [name for name, _, _ in self.job.services] or [self.name]
@@ -181,9 +192,10 @@ class SlurmEngine(Engine):
         return min(POLL_RUNNING if running else POLL_MAX, self.pause * 1.5)
 
     def tidy(self):
-        """The job's environment file (ENV and SECRETS) goes once every task has ended."""
+        """The jobs' environment files (ENV and SECRETS) that no job removed (a task cancelled while it
+        waited) go once every task has ended."""
         with contextlib.suppress(StepError):
-            self.place.call("remove", f"{self.job.remote_dir}.env", step="fetch")
+            self.place.call("remove", *[self.env_file(name) for name in self.names()], step="fetch")
 
     def cancel(self):
         """Cancel the jobs: waiting tasks go, running cells get SIGINT (their `finally:` blocks run) and

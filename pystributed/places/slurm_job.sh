@@ -46,6 +46,26 @@ field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" 2>/dev/null | 
 
 rank_folder() { if [ "$1" = 0 ]; then echo "$dir"; else echo "$dir/rank-$1"; fi; }
 
+# forget_env: ENV_FILE (the SECRETS' values) leaves the shared disk once no task of this job can need it
+# again, so that no secret outlives its job, whoever follows it (a detached sweep, a kernel that died).
+# A run's and a retry's job (each retry is sent a file of its own: slurm_engine.retry) remove it at
+# their end; an array's tasks each read it as they start, so the last of them to end removes it: each
+# notes its end in DIR/.pystributed-env-read/ first, and the one that finds all SLURM_ARRAY_TASK_COUNT
+# notes there is the last (two at once both remove it). One that never ends here (cancelled while it
+# waits, its node lost) leaves it to the engine's end and to `clean`.
+forget_env() {
+    if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
+        rm -f -- "$env_file"
+        return
+    fi
+    read_dir=$dir/.pystributed-env-read
+    [ -n "${SLURM_ARRAY_TASK_COUNT:-}" ] && mkdir -p -- "$read_dir" || return 0
+    : >"$read_dir/$SLURM_ARRAY_TASK_ID" || return 0
+    ended=0
+    for note in "$read_dir"/*; do [ -e "$note" ] && ended=$((ended + 1)); done
+    if [ "$ended" -ge "$SLURM_ARRAY_TASK_COUNT" ]; then rm -rf -- "$env_file" "$read_dir"; fi
+}
+
 # failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
 # `~ RANK`, last), the first to end first.
 failures() {
@@ -93,6 +113,7 @@ if [ "$mode" = ranks ]; then
         cp -- "$from/$RANK_STATE" "$dir/.pystributed-state.json.$$" &&
             mv -f -- "$dir/.pystributed-state.json.$$" "$dir/.pystributed-state.json"
     fi
+    forget_env  # (every rank has ended: srun returned)
     exit 0
 fi
 
@@ -231,4 +252,5 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
     i=$((i + 1))
 done
 rm -f -- "$err"
+if [ "$mode" != rank ]; then forget_env; fi  # (a rank's batch script removes it, once every rank ended)
 exit 0

@@ -99,12 +99,17 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     expect_jobs(programs, [NAME, retry], [row("50", None, "RUNNING", name=retry, nodes="node2", array="50")])
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 1, 0)
-    programs.expect("server", "remove", f"{FOLDER}.env")
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.1-2.env")  # (what no job removed)
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
     assert [t.attempts for t in job.tasks] == [1, 2]
     words = programs.calls[4].words
     assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words and "--array" not in " ".join(words)
+    # The retry's environment is sent again, to a file of its own, which its job removes at its end: the
+    # array's goes with the array's last task, maybe before the retry starts.
+    env_file = f"{FOLDER}.1-2.env"
+    assert words[words.index("slurm_submit") + 1] == env_file and words[words.index("docker") + 1] == env_file
+    assert programs.calls[4].stdin == b"TOKEN=s3cret\n"
     assert job.services == [[NAME, "40", None], [retry, "50", 1]]
 
 
@@ -180,7 +185,7 @@ def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_all
     retry = f"{NAME}-0-2"
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 0, 0)
-    programs.expect("server", "remove", f"{FOLDER}.env")
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.0-2.env")
     job = engine.watch("stop")
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
 
@@ -269,7 +274,7 @@ def test_a_chunks_tasks_that_a_stop_kept_from_starting_run_again_without_using_a
                                               array="50")])
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 1, 0)
-    programs.expect("server", "remove", f"{FOLDER}.env")
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.1-2.env")
     engine.look()
     engine.look()
     shown = engine.job.tasks[1].status  # waiting again: queued, not "retrying" (it never ran)

@@ -262,3 +262,36 @@ def test_a_stop_saves_a_chunks_unstarted_tasks_as_such_a_cancel_as_cancelled(job
     assert ran["State"]["ExitCode"] in (130, 143) and "Unstarted" not in ran  # it had begun: a failure
     assert {"Unstarted": never.get("Unstarted"), "Cancelled": never["Cancelled"],
             "Error": never["State"]["Error"], "Code": never["State"]["ExitCode"]} == unstarted
+
+
+def test_a_runs_job_removes_its_environment_file_at_its_end(job):
+    """ENV and SECRETS leave the shared disk with the job: also after a detached run or a crashed kernel."""
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    job.run("0")
+    assert job.state()["State"]["ExitCode"] == 0 and not Path(job.env_file).exists()
+
+
+def test_a_retrys_job_removes_its_own_environment_file(job):
+    retry_env = f"{job.dir}.7-2.env"
+    Path(retry_env).write_text("TOKEN=s3cret\n")
+    Path(job.env_file).write_text("TOKEN=s3cret\n")  # the array's, which its own tasks may still need
+    job.env_file = retry_env
+    job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_ATTEMPT="2")
+    assert not Path(retry_env).exists() and Path(f"{job.dir}.env").exists()
+
+
+def test_the_last_array_task_to_end_removes_the_arrays_environment_file(job):
+    """Each array task reads it as it starts: it goes once every one of them has ended."""
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    for task in ("2", "0"):
+        job.run("1", SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT="3")
+        assert Path(job.env_file).exists()
+    job.run("1", SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_COUNT="3")
+    assert not Path(job.env_file).exists()
+    assert sorted(p.name for p in job.dir.iterdir() if p.name.startswith(".")) == [".pystributed-job.sh"]
+
+
+def test_a_run_over_two_nodes_removes_its_environment_file_once_every_rank_ended(job):
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    job.run("ranks")
+    assert job.state()["State"]["ExitCode"] == 0 and not Path(job.env_file).exists()

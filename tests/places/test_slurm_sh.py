@@ -1,5 +1,6 @@
 """server.sh's slurm_* actions themselves, run by `sh` (dash), with fake `squeue`, `scontrol` and
-`sbatch` on PATH that log their words: what one look of the Slurm engine costs the controller."""
+`sbatch` on PATH that log their words: what one look of the Slurm engine costs the controller, and
+what `clean` is told of the jobs' environment files."""
 import json
 import shutil
 import subprocess
@@ -19,7 +20,11 @@ prog, argv = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.path.join(os.environ["FAKE"], "calls"), "a") as f:
     f.write(json.dumps([prog, *argv]) + "\n")
 running = int(os.environ.get("FAKE_RUNNING", "0"))
-if prog == "squeue" and "--format=%A" in argv:
+if prog == "squeue" and os.environ.get("FAKE_SQUEUE_FAILS"):
+    sys.exit(1)
+elif prog == "squeue" and "--format=%j" in argv:
+    print(os.environ.get("FAKE_QUEUED", ""))
+elif prog == "squeue" and "--format=%A" in argv:
     print("\n".join(str(100 + i) for i in range(running)))
 elif prog == "squeue":
     print("\n".join(f"{100 + i}|40|{i}|{os.environ['FAKE_NAME']}|RUNNING|None|node{i % 2 + 1}" for i in range(running)))
@@ -37,7 +42,7 @@ class Sh:
         self.bin, self.fake = tmp_path / "bin", tmp_path / "fake"
         self.bin.mkdir()
         self.fake.mkdir()
-        for prog in ("squeue", "scontrol", "sbatch"):
+        for prog in ("squeue", "scontrol", "sbatch", "docker"):  # (docker: no containers)
             (self.bin / prog).write_text(FAKE.replace("PYTHON", sys.executable))
             (self.bin / prog).chmod(0o755)
 
@@ -86,3 +91,19 @@ def test_a_single_runs_look_reads_its_gpus_from_its_folder(sh, tmp_path):
     rows = slurm.parse_jobs(sh("slurm_jobs", str(folder), NAME, FAKE_RUNNING="1"))
     assert [(row.id, row.gpus) for row in rows] == [("100", "0,1"), ("40", "")]
     assert len(sh.calls("squeue")) == 1 and sh.calls("scontrol") == []
+
+
+def test_the_survey_lists_the_jobs_environment_files_and_the_jobs_slurm_still_lists(sh, tmp_path):
+    workdir = tmp_path / "runs"
+    (workdir / "sweep-20261125-101509-eeeeee").mkdir(parents=True)
+    for name in ("sweep-20261125-101509-eeeeee.env", "sweep-20261125-101509-eeeeee.3-2.env"):
+        (workdir / name).write_text("TOKEN=s3cret\n")
+    retry = "pystributed-sweep-20261125-101509-eeeeee-3-2"  # (its job waits)
+    found = server.sections(sh("survey", str(workdir), FAKE_QUEUED=retry))
+    assert sorted(found["envs"]) == ["sweep-20261125-101509-eeeeee.3-2.env",
+                                     "sweep-20261125-101509-eeeeee.env"]
+    assert found["slurm_jobs"] == [retry]
+    squeue, = sh.calls("squeue")
+    assert "--format=%j" in squeue and any(w.startswith("--user=") for w in squeue)
+    # squeue failing: no answer of its (clean then removes no environment file: a job may wait for a GPU)
+    assert "slurm_jobs" not in server.sections(sh("survey", str(workdir), FAKE_SQUEUE_FAILS="1"))
