@@ -27,7 +27,8 @@ elif prog == "squeue" and "--format=%j" in argv:
 elif prog == "squeue" and "--format=%A" in argv:
     print("\n".join(str(100 + i) for i in range(running)))
 elif prog == "squeue":
-    print("\n".join(f"{100 + i}|40|{i}|{os.environ['FAKE_NAME']}|RUNNING|None|node{i % 2 + 1}" for i in range(running)))
+    name = os.environ["FAKE_NAME"]
+    print("\n".join(f"{100 + i}|40|{i}|{name}|RUNNING|None|node{i % 2 + 1}" for i in range(running)))
     print(f"40|40|{running}-{running + 3}|{os.environ['FAKE_NAME']}|PENDING|Resources|")
 elif prog == "scontrol":
     print(f"JobId={argv[-1]} Nodes=node1 CPU_IDs=0 Mem=0 GRES=gpu:1(IDX:0)")
@@ -49,7 +50,8 @@ class Sh:
     def __call__(self, *words, stdin="", **env):
         environ = {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "FAKE_NAME": NAME, **env}
         proc = subprocess.run([shutil.which("dash") or "sh", "-c", '. "$0" && "$@"', str(SERVER_SH), *words],
-                              input=stdin, env=environ, capture_output=True, text=True, timeout=60, check=False)
+                              input=stdin, env=environ, capture_output=True, text=True, timeout=60,
+                              check=False)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
