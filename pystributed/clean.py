@@ -1,8 +1,9 @@
 """clean: remove what ended, after showing it. Ended containers (their log and state saved
 first), run folders unchanged for a given age, the images of DOCKER_IMAGE_NAME (on the server
-and their tags in the registry) that no container and no remaining run needs, and the kept files of
-cell layers that no run used for an hour. A run that goes on,
-or is starting, is never touched."""
+and their tags in the registry) that no container and no remaining run needs, the kept files of
+cell layers that no run used for an hour, and the ENV and SECRETS files that Slurm jobs which
+ended left (places/slurm_job.sh removes its own; not one cancelled while it waited). A run that
+goes on, or is starting, is never touched."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,13 +24,14 @@ class Plan:
     images: list = dataclasses.field(default_factory=list)  # refs on the server
     tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
     cells: list = dataclasses.field(default_factory=list)  # folders of cell layers' files (features/cell_mount.py)
+    envs: list = dataclasses.field(default_factory=list)  # paths of Slurm jobs' ENV and SECRETS files
     running: list = dataclasses.field(default_factory=list)  # RunState, never touched
     images_kept_because: str = ""
     done: bool = False
 
     @property
     def empty(self):
-        return not (self.containers or self.folders or self.images or self.tags or self.cells)
+        return not (self.containers or self.folders or self.images or self.tags or self.cells or self.envs)
 
     def __str__(self):
         age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
@@ -41,6 +43,7 @@ class Plan:
         lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
         lines += [f"  image      {ref}" for ref in self.images]
         lines += [f"  cell files {folder}  (unused for an hour; a rerun sends them again)" for folder in self.cells]
+        lines += [f"  secrets    {path}  (ENV and SECRETS of an ended Slurm job)" for path in self.envs]
         lines += ["In the registry:"] if self.tags else []
         lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
         if self.empty:
@@ -76,6 +79,8 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
                 put_away(config, place, run)
         if plan.folders:
             place.remove([r.remote_dir for r in plan.folders])
+        if plan.envs:
+            place.remove(plan.envs)
         if plan.cells:
             place.remove_cells(plan.cells)
         if plan.images:
@@ -87,9 +92,11 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
 
 
 def _plan(config, place, older_than):
-    runs = listing.survey_all(config, place)
+    sections = place.survey()
+    runs = listing.survey_all(config, place, sections)
     plan = Plan(place.name, older_than)
     plan.running = [r for r in runs.values() if r.active]
+    plan.envs = _envs(sections, runs)
     ended = [r for r in runs.values() if not r.active]
     plan.containers = [r for r in ended if r.container]
     if older_than is not None:
@@ -115,3 +122,23 @@ def _plan(config, place, older_than):
             if digest:
                 plan.tags.append((ref, digest))
     return plan
+
+
+def _envs(sections, runs):
+    """The Slurm jobs' environment files (REMOTE_WORKDIR/ID.env, a retry's ID.INDEX-ATTEMPT.env) of runs and
+    sweeps that ended: neither going on nor with a job that Slurm still lists (one waits for a GPU, and
+    reads its file when it starts). None if squeue could not say."""
+    if "slurm_jobs" not in sections:
+        return []
+    workdir = (sections.get("workdir") or [""])[0]
+    queued = sections["slurm_jobs"]
+    found = []
+    for name in sections.get("envs", []):
+        run_id = name.split(".")[0]
+        if not (results.RUN_ID.fullmatch(run_id) or results.SWEEP_ID.fullmatch(run_id)):
+            continue  # (not ours)
+        job = docker.container_name(run_id)
+        if run_id in runs and runs[run_id].active or any(q == job or q.startswith(f"{job}-") for q in queued):
+            continue
+        found.append(f"{workdir}/{name}")
+    return found

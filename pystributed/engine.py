@@ -223,7 +223,8 @@ class Engine:
             return self.not_fetched(task, remote_dir, task.node or place.name)
         state = json_file(Path(task.local_path) / results.STATE_NAME)
         code = (state.get("State") or {}).get("ExitCode")
-        status = SUCCEEDED if code == 0 else CANCELLED if code is None or state.get("Cancelled") else FAILED
+        status = SUCCEEDED if code == 0 else \
+            CANCELLED if code is None or state.get("Cancelled") or state.get("Unstarted") else FAILED
         task.set(status, exit_code=code, ended=task.ended or time.time(), error="" if status == SUCCEEDED else task.error)
         if status == FAILED:
             task.set(error=failure(task))

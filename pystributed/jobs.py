@@ -62,6 +62,7 @@ class Task:
     node_id: str = ""  # Swarm's
     gpu: str = ""
     attempts: int = 0
+    requeued: int = 0  # of the attempts, those run again because a stop kept the one before from starting
     exit_code: int | None = None
     started: float | None = None  # time.time()
     ended: float | None = None
@@ -119,6 +120,10 @@ class Job:
     def chunk(self, number):
         """The indexes of the tasks that the job's container (or array task) `number` runs."""
         return list(range(number * self.per_container, min(len(self.tasks), (number + 1) * self.per_container)))
+
+    def may_retry(self, task):
+        """Whether a failed task has a retry left: its attempts that never started (`requeued`) used none."""
+        return task.attempts - task.requeued <= self.retries
 
     def __post_init__(self):
         self.lock = threading.RLock()  # not fields: not in the record

@@ -9,9 +9,10 @@ from pystributed.lifecycle import RunState, RunTable, iso_time
 from pystributed.places import place_for
 
 
-def survey_all(config, place):
-    """{id: RunState} of the runs and the sweeps (sweep_survey.SweepState) in REMOTE_WORKDIR."""
-    sections = place.survey()
+def survey_all(config, place, sections=None):
+    """{id: RunState} of the runs and the sweeps (sweep_survey.SweepState) in REMOTE_WORKDIR (from the
+    survey's `sections`, if given)."""
+    sections = place.survey() if sections is None else sections
     found = lifecycle.parse_survey(config, sections)
     found.update(sweep_survey.survey(config, place, sections))
     return found

@@ -143,7 +143,9 @@ logs() {
 
 # survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
 # states, and the labelled containers' states, in sections; without RUN_ID also the sweeps' folders
-# and their tasks' folders (with their ages), and the tasks' saved states (sweep.py).
+# and their tasks' folders (with their ages), the tasks' saved states (sweep.py), the Slurm jobs'
+# environment files (`envs`, WORKDIR/*.env, for clean) and, unless squeue fails, the names of this
+# user's jobs that Slurm still lists (`slurm_jobs`: none where there is no Slurm).
 survey() {
     pattern=${2:-*}
     answer
@@ -163,7 +165,15 @@ survey() {
             find . -mindepth 1 -maxdepth 2 -type d -path './sweep-*' -printf '%P %T@\n'
             section sweep_states
             find . -mindepth 3 -maxdepth 3 -path "./sweep-*/*/$STATE" -exec cat -- {} +
+            section envs
+            find . -mindepth 1 -maxdepth 1 -type f -name '*.env' -printf '%f\n'
         fi
+    fi
+    if [ -z "$2" ] && ! command -v squeue >/dev/null 2>&1; then
+        section slurm_jobs
+    elif [ -z "$2" ] && queued=$(squeue --noheader --user="$(id -un)" --format=%j 2>/dev/null); then
+        section slurm_jobs
+        printf '%s\n' "$queued"
     fi
     section containers
     command -v docker >/dev/null 2>&1 || return 0  # a Slurm cluster's login node: no containers there
@@ -320,9 +330,10 @@ swarm_tasks() {
     true
 }
 
-# Slurm (places/slurm.py, places/slurm_engine.py), read with squeue's and scontrol's explicit formats
-# (Slurm 20.11 has them; no --json). A job is found by its name: pystributed-RUN_ID, a sweep's
-# pystributed-SWEEP_ID, a retry's pystributed-SWEEP_ID-INDEX-ATTEMPT.
+# Slurm (places/slurm.py, places/slurm_engine.py), read with squeue's explicit formats (Slurm 20.11
+# has them; no --json); what squeue cannot say is read from the files the jobs write on the shared disk.
+# A job is found by its name: pystributed-RUN_ID, a sweep's pystributed-SWEEP_ID, a retry's
+# pystributed-SWEEP_ID-INDEX-ATTEMPT.
 
 # slurm_containers: how the nodes run containers, as the login node shows it: pyxis (srun takes
 # --container-image), apptainer (or singularity), else docker.
@@ -352,26 +363,36 @@ slurm_ended() {
     [ -z "$ids" ]
 }
 
-# slurm_jobs [--states DIR] NAME...: in sections, `jobs`: the jobs so named that Slurm still knows, one
-# line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`: each running
-# one's job id and the GPU indexes it was given (scontrol's GRES=gpu:N(IDX:...)); with --states,
-# `states`: the tasks (DIR/INDEX) that saved their state, ended whether their job has or not.
+# slurm_jobs [--states] DIR NAME...: in sections, `states` (with --states): the tasks (DIR/INDEX) that
+# saved their state, ended whether their job has or not; `jobs`: the jobs so named that Slurm still
+# knows, one line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`:
+# each running one's job id and the GPU indexes it was given, as its job script saved them in
+# DIR/.pystributed-gpus-JOB_ID (places/slurm_job.sh). One squeue call, whatever the number of tasks:
+# the engine looks every 0.5 s in a sweep's last wave, and a scontrol call per running task (squeue
+# has no GPU indexes) made some 1,000 controller calls a second at 500 tasks.
 slurm_jobs() {
-    dir=
-    if [ "$1" = --states ]; then dir=$2 && shift 2; fi
+    states=
+    if [ "$1" = --states ]; then states=1 && shift; fi
+    dir=$1
+    shift
     names=$(printf '%s,' "$@")
     answer
-    if [ -n "$dir" ]; then
+    if [ -n "$states" ]; then
         section states
         for state in "$dir"/*/"$STATE"; do
             if [ -f "$state" ]; then state=${state%/*} && printf '%s\n' "${state##*/}"; fi
         done
     fi
+    jobs=$(squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N') ||
+        return
     section jobs
-    squeue --noheader --array --states=all --name="${names%,}" --format='%A|%F|%K|%j|%T|%r|%N' || return
+    printf '%s\n' "$jobs"
     section gpus
-    for id in $(squeue --noheader --array --states=RUNNING --name="${names%,}" --format=%A); do
-        printf '%s %s\n' "$id" "$(scontrol --oneliner --details show job "$id" | grep -o 'IDX:[^)]*' | head -n 1)"
+    printf '%s\n' "$jobs" | while IFS='|' read -r id _ _ _ state _; do
+        # (read, not cat: no process per running task either)
+        if [ "$state" = RUNNING ] && { read -r gpus <"$dir/.pystributed-gpus-$id"; } 2>/dev/null; then
+            printf '%s %s\n' "$id" "$gpus"
+        fi
     done
 }
 

@@ -23,8 +23,10 @@ tries the task again itself (--retries) as a job of its own.
 
 With PYSTRIBUTED_TASKS_PER_CONTAINER=K (TASKS_PER_CONTAINER, for short tasks: a task's container, its
 placement and its start cost about a second each), the container runs K tasks one after another, each
-as above: its own process, folder, output.log and state file; an interrupt stops the one that runs and
-saves the rest as cancelled before they started.
+as above: its own process, folder, output.log and state file. An interrupt (SIGINT: our cancel) stops
+the one that runs and saves the rest as cancelled before they started; a stop (SIGTERM: Slurm's time
+limit, a preemption, `docker stop`, none of them the user's wish) saves them as unstarted
+(`"Unstarted": true`), and the engine runs them again without counting a failure or a retry.
 """
 import datetime
 import json
@@ -140,8 +142,11 @@ def supervise():
             if folders:
                 os.environ["PYSTRIBUTED_RESULTS"] = os.path.join(base, str(index))
                 os.makedirs(os.environ["PYSTRIBUTED_RESULTS"], exist_ok=True)
-        if interrupted:  # cancelled before it started
+        if signal.SIGINT in interrupted:  # cancelled before it started (a cancel's SIGTERM may follow)
             save(index, 130, _now(), cancelled=True, error="cancelled before it started")
+        elif interrupted:  # stopped before it started: for the engine to queue again, not a failure
+            save(index, 128 + signal.SIGTERM, _now(), cancelled=False, error="stopped before it started",
+                 unstarted=True)
         else:
             save(index, *run_cell(current), cancelled=bool(interrupted))
     return 0
@@ -172,14 +177,16 @@ def run_cell(current):
     return (code if code >= 0 else 128 - code), started  # killed by signal N: 128 + N, as a shell says
 
 
-def save(index, code, started, *, cancelled, error=""):
-    """The task's exit code and times, in its folder's state file."""
+def save(index, code, started, *, cancelled, error="", unstarted=False):
+    """The task's exit code and times, in its folder's state file (`Unstarted`: a stop came first)."""
     folder = os.environ.get("PYSTRIBUTED_RESULTS", "/results")
     name = os.environ.get("PYSTRIBUTED_RUN_ID", "") + ("" if index is None else f"-{index}")
     state = {"Cancelled": cancelled and code == 130, "Name": f"/pystributed-{name}", "Image": "",
              "State": {"Status": "exited", "ExitCode": code, "StartedAt": started, "FinishedAt": _now(),
                        "OOMKilled": False, "Error": error},
              "Mounts": [], "Node": os.environ.get("PYSTRIBUTED_NODE", ""), "Gpus": os.environ.get("DOCKER_RESOURCE_GPU", "")}
+    if unstarted:
+        state["Unstarted"] = True
     part = os.path.join(folder, f".{STATE}.{os.getpid()}")
     with open(part, "w", encoding="utf-8") as f:
         f.write(json.dumps(state) + "\n")

@@ -122,3 +122,31 @@ def test_an_empty_plan_says_so(cfg, programs):
     plan = cleaning.clean(cfg, older_than=0, apply=True)
     assert plan.empty and not plan.done
     assert str(plan) == "On gpu-box:\n  nothing to remove\nRun folders: older than 0s."
+
+
+def test_the_environment_files_ended_slurm_jobs_left_go_those_of_jobs_that_wait_stay(cfg, programs, deleted):
+    """A Slurm job removes its ENV and SECRETS file itself (places/slurm_job.sh); one cancelled while it
+    waited, or on a lost node, leaves it: clean removes those of runs and sweeps that ended."""
+    sweep, waiting = "sweep-20261125-101509-eeeeee", "sweep-20261125-101510-ffffff"
+    envs = [f"{GONE}.env", f"{ENDED}.env", f"{RUNNING}.env", f"{sweep}.env", f"{sweep}.3-2.env",
+            f"{waiting}.4-2.env", "notes.env"]
+    listed = f"{MARK} envs\n" + "\n".join(envs) + f"\n{MARK} slurm_jobs\npystributed-{waiting}-4-2\nother\n"
+    survey = ONLY_GONE.replace(f"{MARK} containers", f"{listed}{MARK} containers")
+    planned(programs, survey)
+    plan = cleaning.clean(cfg)
+    gone = [f"{WORKDIR}/{name}" for name in (f"{GONE}.env", f"{ENDED}.env", f"{sweep}.env",
+                                             f"{sweep}.3-2.env")]
+    assert plan.envs == gone  # not the running run's, not the waiting retry's, not a file of no run
+    assert f"  secrets    {WORKDIR}/{sweep}.3-2.env  (ENV and SECRETS of an ended Slurm job)" in str(plan)
+    planned(programs, survey)
+    programs.expect("server", "remove", *gone)
+    programs.expect("server", "remove_cells", ...)
+    programs.expect("server", "docker_command", "image", "rm", "--", ...)
+    assert cleaning.clean(cfg, apply=True).done
+
+
+def test_without_squeues_answer_no_environment_file_goes(cfg, programs, deleted):
+    """squeue failed: a job that waits for a GPU would find its file gone when it starts."""
+    survey = ONLY_GONE.replace(f"{MARK} containers", f"{MARK} envs\n{GONE}.env\n{MARK} containers")
+    planned(programs, survey)
+    assert cleaning.clean(cfg).envs == []

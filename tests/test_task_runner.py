@@ -110,3 +110,27 @@ def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_sta
     states = [json.loads((tmp_path / "results" / str(i) / task_runner.STATE).read_text()) for i in range(3)]
     assert [s["Cancelled"] for s in states] == [True] * 3 and [s["State"]["ExitCode"] for s in states] == [130] * 3
     assert [s["State"]["Error"] for s in states] == ["", "cancelled before it started", "cancelled before it started"]
+
+
+def test_a_stop_saves_the_containers_unstarted_tasks_as_such_not_as_cancelled(tmp_path):
+    """SIGTERM is a stop the user did not ask for (Slurm's --time limit, a preemption, `docker stop`):
+    the tasks that never started are saved as unstarted, for the engine to queue again; the one that
+    ran is stopped and fails, as any cell that a signal ends."""
+    script = image(tmp_path, "import os, time\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w')"
+                             ".close()\ntime.sleep(30)\n", [{}] * 3)
+    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1",
+           "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path / "app", env=env)
+    began = tmp_path / "results" / "0" / "began"
+    deadline = time.monotonic() + 30
+    while not began.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    folders = [tmp_path / "results" / str(i) for i in range(3)]
+    ran, *rest = [json.loads((folder / task_runner.STATE).read_text()) for folder in folders]
+    assert ran["State"]["ExitCode"] == 143 and not ran["Cancelled"] and not ran.get("Unstarted")
+    assert [s["Unstarted"] for s in rest] == [True, True] and [s["Cancelled"] for s in rest] == [False, False]
+    assert [s["State"]["Error"] for s in rest] == ["stopped before it started"] * 2
+    assert not (tmp_path / "results" / "1" / "output.log").exists()  # (it never ran)

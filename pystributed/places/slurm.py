@@ -10,8 +10,9 @@ nodes: the run folder is made there from the login node, the task writes its out
 state (.pystributed-state.json, task_runner.py) into it, and the folder is fetched from the login
 node. Ended jobs are read from those state files: squeue forgets a job minutes after it ends.
 
-Slurm is read with squeue's and scontrol's explicit formats (server.sh's slurm_* actions): Slurm
-20.11's commands and flags only, never --json."""
+Slurm is read with squeue's explicit formats (server.sh's slurm_* actions; one call a look, and no
+scontrol: the GPUs a job was given are the ones its job script saved in the folder): Slurm 20.11's
+commands and flags only, never --json."""
 from __future__ import annotations
 
 import contextlib
@@ -58,7 +59,7 @@ def parse_jobs(text):
     rows = [Row(line) for line in found.get("jobs", []) if "|" in line]
     gpus = dict((line.split(" ", 1) + [""])[:2] for line in found.get("gpus", []))
     for row in rows:
-        row.gpus = gpus.get(row.id, "").removeprefix("IDX:").strip()
+        row.gpus = gpus.get(row.id, "").strip()
     return rows
 
 
@@ -94,10 +95,13 @@ class Slurm(ClusterPlace):
             self.route = self.call("slurm_containers", step="connect").strip() or "docker"
         return self.route
 
-    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1):
+    def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1,
+               env_file=None):
         """sbatch the job script for the container `docker run run_args` would start; its job id.
         `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE);
-        `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's `ranks`)."""
+        `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's
+        `ranks`); `env_file`: where `env` is saved (REMOTE_WORKDIR/ID.env unless given), which the job
+        removes at its end."""
         route = self.containers()
         if route != "docker" and route not in slurm_routes.ROUTES:
             raise StepError("start", f"the container route {route!r} of {self.name} is not known",
@@ -106,7 +110,7 @@ class Slurm(ClusterPlace):
             raise StepError("start", "a run over several nodes (NODES) is not supported with pyxis yet: its "
                                      "containers are job steps, and each rank already is one",
                             hint="Use SLURM_CONTAINERS = 'apptainer' or 'docker' where the nodes have them.")
-        env_file, script = f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
+        env_file, script = env_file or f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
         gpus = self.config.GPUS_PER_TASK
         options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
                    *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),
@@ -122,9 +126,10 @@ class Slurm(ClusterPlace):
                              "limit) and GPUS_PER_TASK against the cluster's limits (`sinfo`, `sacctmgr show qos`).")
         return out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
 
-    def jobs(self, *names, step="run"):
-        """[Row]: the jobs so named (and their array tasks) that Slurm still knows."""
-        return parse_jobs(self.call("slurm_jobs", *names, step=step))
+    def jobs(self, remote_dir, *names, step="run"):
+        """[Row]: the jobs so named (and their array tasks) that Slurm still knows; their GPUs as their job
+        script saved them in remote_dir (the run's folder, or the sweep's)."""
+        return parse_jobs(self.call("slurm_jobs", remote_dir, *names, step=step))
 
     def sweep_jobs(self, remote_dir, *names):
         """([Row] as jobs() has them, {the indexes of the tasks that saved their state in remote_dir/INDEX})."""
@@ -134,11 +139,11 @@ class Slurm(ClusterPlace):
     def cancel(self, *names, step="cancel"):
         self.call("slurm_cancel", *names, step=step)
 
-    def wait_started(self, name):
+    def wait_started(self, name, remote_dir):
         """Until the job runs (or ended); says, once, why it waits (Slurm's reason)."""
         said = ""
         while True:
-            rows = self.jobs(name)
+            rows = self.jobs(remote_dir, name)
             row = rows[-1] if rows else None
             if row is None or not row.pending:
                 if said and row is not None:
@@ -190,8 +195,8 @@ class Slurm(ClusterPlace):
     def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
         if start:
             self.start(start, env or {})
-        self.wait_started(job_name(run_id))
         remote_dir = self.dirs.get(run_id) or f"{self.login.workdir()}/{run_id}"
+        self.wait_started(job_name(run_id), remote_dir)
         return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="run", on_stdout=on_stdout,
                                  on_stderr=on_stderr)
 

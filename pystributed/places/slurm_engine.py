@@ -55,20 +55,35 @@ class SlurmEngine(Engine):
                            + (f"--time {limit} in SLURM_ARGS" if limit else "the partition's") + f") must cover {per} "
                            f"of them; those it cuts off end without a state (see .pystributed-slurm-*.out)\n")
 
-    def retry(self, task):
-        """The task again, as a one-task job of its own."""
+    def retry(self, task, *, requeue=False):
+        """The task again, as a one-task job of its own; `requeue`: a stop kept it from starting (it uses
+        no retry)."""
         attempt = task.attempts + 1
         name = f"{self.name}-{task.index}-{attempt}"
         # The attempt before's state goes first: a task whose folder has a state has ended (look). The
         # folder is marked this attempt's: the container of the attempt before (a chunk's, still
         # running its other tasks) then writes no state of its own for it when it ends.
         self.place.call("next_attempt", f"{self.job.remote_dir}/{task.index}", str(attempt), step="start")
+        # Its environment (SECRETS) is sent again, to a file of its own that its job removes at its end: the
+        # array's file goes when the array's last task ends (slurm_job.sh), which may be before this job
+        # starts; keeping that one until the engine's end instead would keep a secret on the shared disk
+        # for as long as a detached sweep runs, or for good after a kernel that died.
         ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir, name=name,
-                                  sweep=True, variables=[f"PYSTRIBUTED_TASK={task.index}",
-                                                         f"PYSTRIBUTED_ATTEMPT={attempt}"])
+                                  sweep=True, env_file=self.env_file(name),
+                                  variables=[f"PYSTRIBUTED_TASK={task.index}",
+                                             f"PYSTRIBUTED_ATTEMPT={attempt}"])
         with self.job.lock:
             self.job.set(services=[*self.job.services, [name, ident, task.index]])
-        task.set(RETRYING, attempts=attempt)
+        if requeue:
+            task.set(QUEUED, attempts=attempt, requeued=task.requeued + 1, error="")
+        else:
+            task.set(RETRYING, attempts=attempt)
+
+    def env_file(self, name):
+        """Where the job `name` (the array's, or a retry's: NAME-INDEX-ATTEMPT) finds its environment:
+        REMOTE_WORKDIR/SWEEP_ID.env, or SWEEP_ID.INDEX-ATTEMPT.env (`clean` knows both by their id)."""
+        suffix = name.removeprefix(self.name).removeprefix("-")
+        return f"{self.job.remote_dir}{'.' + suffix if suffix else ''}.env"
 
     def names(self):
         return [name for name, _, _ in self.job.services] or [self.name]
@@ -98,7 +113,8 @@ class SlurmEngine(Engine):
             row = rows.get(task.index)
             before = (task.status, task.why, task.node)
             if row is not None and row.pending:
-                task.set(RETRYING if task.attempts > 1 else QUEUED, why=row.reason if row.reason != "None" else "")
+                task.set(RETRYING if task.attempts - task.requeued > 1 else QUEUED,
+                         why=row.reason if row.reason != "None" else "")
             elif row is not None and not row.ended and task.index not in saved:  # (saved: it ended, its job ends)
                 if task.status != RUNNING:
                     task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
@@ -139,16 +155,20 @@ class SlurmEngine(Engine):
         elif code is None:
             why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
-            if task.attempts <= self.job.retries and not self.cancelling:  # its node failed (NODE_FAIL), say
+            if self.job.may_retry(task) and not self.cancelling:  # its node failed (NODE_FAIL), say
                 task.set(error=why)
                 self.retry(task)
             else:
                 task.set(CANCELLED if self.cancelling else FAILED, error=why)
-        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+        elif state.get("Unstarted") and not self.cancelling:  # (a chunk's task that a --time limit or a
+            self.retry(task, requeue=True)                       # preemption kept from starting: no failure)
+        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
             task.set(error=failure(task))
             self.retry(task)
+        elif state.get("Unstarted") or state.get("Cancelled") or self.cancelling:
+            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
         else:
-            task.set(CANCELLED if state.get("Cancelled") or self.cancelling else FAILED, error=failure(task))
+            task.set(FAILED, error=failure(task))
 
     def wait(self):
         while True:
@@ -172,9 +192,10 @@ class SlurmEngine(Engine):
         return min(POLL_RUNNING if running else POLL_MAX, self.pause * 1.5)
 
     def tidy(self):
-        """The job's environment file (ENV and SECRETS) goes once every task has ended."""
+        """The jobs' environment files (ENV and SECRETS) that no job removed (a task cancelled while it
+        waited) go once every task has ended."""
         with contextlib.suppress(StepError):
-            self.place.call("remove", f"{self.job.remote_dir}.env", step="fetch")
+            self.place.call("remove", *[self.env_file(name) for name in self.names()], step="fetch")
 
     def cancel(self):
         """Cancel the jobs: waiting tasks go, running cells get SIGINT (their `finally:` blocks run) and

@@ -18,7 +18,8 @@
 # A container that never started (an image its node could not pull) leaves a state of this script's
 # own, with docker's exit code and its message in output.log. An interrupt (scancel --batch
 # --signal=INT) is passed on to the cell (its `finally:` blocks run); a SIGTERM stops the container:
-# Docker's containers are not the job's processes, and Slurm would not end them.
+# Docker's containers are not the job's processes, and Slurm would not end them. A chunk's tasks that
+# never began are then saved as cancelled (INT) or unstarted (TERM alone: run again by the engine).
 #
 # `ranks` (sbatch --nodes=N --ntasks-per-node=1): the batch script, on the first node, runs this script
 # again on every node with `srun` (MODE `rank`, one container per node, on the host's network so that
@@ -31,10 +32,39 @@ dir=$1 name=$2 mode=$3 route=$4 env_file=$5
 shift 5
 RANK_STATE=.pystributed-rank-state.json
 
+# The GPUs Slurm gave the job, where server.sh's slurm_jobs reads them for the engine's looks: squeue
+# has no GPU indexes, and a scontrol call per running job at every look loads the controller. Gone
+# at the job's end (a `rank` is a step of a job whose batch script wrote it).
+gpus_file=$dir/.pystributed-gpus-${SLURM_JOB_ID:-0}
+if [ "$mode" != rank ]; then
+    printf '%s\n' "${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}" >"$gpus_file" 2>/dev/null
+    trap 'rm -f -- "$gpus_file"' EXIT
+fi
+
 # field FILE KEY: a value of the one-line JSON state FILE (a number, or a string without quotes).
 field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" 2>/dev/null | head -n 1; }
 
 rank_folder() { if [ "$1" = 0 ]; then echo "$dir"; else echo "$dir/rank-$1"; fi; }
+
+# forget_env: ENV_FILE (the SECRETS' values) leaves the shared disk once no task of this job can need it
+# again, so that no secret outlives its job, whoever follows it (a detached sweep, a kernel that died).
+# A run's and a retry's job (each retry is sent a file of its own: slurm_engine.retry) remove it at
+# their end; an array's tasks each read it as they start, so the last of them to end removes it: each
+# notes its end in DIR/.pystributed-env-read/ first, and the one that finds all SLURM_ARRAY_TASK_COUNT
+# notes there is the last (two at once both remove it). One that never ends here (cancelled while it
+# waits, its node lost) leaves it to the engine's end and to `clean`.
+forget_env() {
+    if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
+        rm -f -- "$env_file"
+        return
+    fi
+    read_dir=$dir/.pystributed-env-read
+    [ -n "${SLURM_ARRAY_TASK_COUNT:-}" ] && mkdir -p -- "$read_dir" || return 0
+    : >"$read_dir/$SLURM_ARRAY_TASK_ID" || return 0
+    ended=0
+    for note in "$read_dir"/*; do [ -e "$note" ] && ended=$((ended + 1)); done
+    if [ "$ended" -ge "$SLURM_ARRAY_TASK_COUNT" ]; then rm -rf -- "$env_file" "$read_dir"; fi
+}
 
 # failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
 # `~ RANK`, last), the first to end first.
@@ -83,6 +113,7 @@ if [ "$mode" = ranks ]; then
         cp -- "$from/$RANK_STATE" "$dir/.pystributed-state.json.$$" &&
             mv -f -- "$dir/.pystributed-state.json.$$" "$dir/.pystributed-state.json"
     fi
+    forget_env  # (every rank has ended: srun returned)
     exit 0
 fi
 
@@ -129,6 +160,15 @@ started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 if [ "$mode" = 1 ]; then set -- --env "PYSTRIBUTED_TASK=$index" --env PYSTRIBUTED_TASK_FOLDERS=1 "$@"; fi
 if [ "$mode" = 1 ] && [ -n "${PYSTRIBUTED_ATTEMPT:-}" ]; then set -- --env "PYSTRIBUTED_ATTEMPT=$PYSTRIBUTED_ATTEMPT" "$@"; fi
 if [ -n "${chunked:-}" ]; then set -- --env "PYSTRIBUTED_TASKS_PER_CONTAINER=$per" "$@"; fi
+# A cancel (SIGINT, from slurm_cancel) and a stop (SIGTERM: the --time limit, a preemption, the TERM
+# after a cancel's INT) are told apart for the tasks that never ran: see the end.
+cancelled='' stopped=''
+# shellcheck disable=SC2317 # (the routes define their own; called by the traps)
+interrupt() { :; }
+# shellcheck disable=SC2317
+terminate() { :; }
+trap 'cancelled=1; interrupt' INT
+trap 'stopped=1; terminate' TERM
 case $route in
 docker)
     set -- --rm --name "$name" --env-file "$env_file" --env "PYSTRIBUTED_NODE=$node" "$@"
@@ -141,8 +181,6 @@ docker)
     interrupt() { docker kill --signal INT "$name" >/dev/null 2>&1; }
     # shellcheck disable=SC2317
     terminate() { docker stop --time 5 "$name" >/dev/null 2>&1; }
-    trap interrupt INT
-    trap terminate TERM
     docker run "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
     ;;
 pyxis | apptainer)
@@ -170,8 +208,6 @@ pyxis | apptainer)
         terminate() { kill -TERM "$child" 2>/dev/null; }
         "$launcher" exec "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
     fi
-    trap interrupt INT
-    trap terminate TERM
     ;;
 *)
     echo "pystributed: the container route $route is not known to this job script" >"$folder/.pystributed-docker.err"
@@ -195,10 +231,20 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
     # it first: slurm_engine.retry) is that attempt's, not one that never ran.
     owner=$(cat -- "$folder/.pystributed-attempt" 2>/dev/null) || owner=1
     if [ ! -f "$state" ] && [ "$owner" -le "${PYSTRIBUTED_ATTEMPT:-1}" ]; then
+        # One that never began (task_runner.py writes output.log as a task starts) was cancelled if a
+        # cancel came, and is unstarted if a stop came: the engine runs it again (as task_runner.py
+        # saves it when it gets the SIGTERM itself), as no failure of its own; else its container failed.
+        task_code=$code cancel=false unstarted='' error="the container did not start"
+        if [ ! -f "$folder/output.log" ] && [ -n "$cancelled" ]; then
+            task_code=130 cancel=true error="cancelled before it started"
+        elif [ ! -f "$folder/output.log" ] && [ -n "$stopped" ]; then
+            task_code=143 unstarted='"Unstarted":true,' error="stopped before it started"
+        fi
         cat -- "$err" >>"$folder/output.log" 2>/dev/null
-        printf '{"Cancelled":false,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' "$name" "$code" >"$state.$$"
-        printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"the container did not start"},' \
-            "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" >>"$state.$$"
+        printf '{%s"Cancelled":%s,"Name":"/%s","Image":"","State":{"Status":"exited","ExitCode":%s,' \
+            "$unstarted" "$cancel" "$name" "$task_code" >"$state.$$"
+        printf '"StartedAt":"%s","FinishedAt":"%s","OOMKilled":false,"Error":"%s"},' \
+            "$started" "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" "$error" >>"$state.$$"
         printf '"Mounts":[],"Node":"%s","Gpus":"%s"}\n' "$node" "$gpus" >>"$state.$$"
         mv -f -- "$state.$$" "$state"
     fi
@@ -206,4 +252,5 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
     i=$((i + 1))
 done
 rm -f -- "$err"
+if [ "$mode" != rank ]; then forget_env; fi  # (a rank's batch script removes it, once every rank ended)
 exit 0

@@ -57,9 +57,12 @@ class SwarmEngine(Engine):
                                           *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
         self.job.set(services=[[self.service, ident, None]], per_container=per, nodes=sorted(self.place.prepared))
 
-    def retry(self, task):
-        """The task again, as a one-task job of its own (Swarm places it where a GPU is free)."""
+    def retry(self, task, *, requeue=False):
+        """The task again, as a one-task job of its own (Swarm places it where a GPU is free); `requeue`: a
+        stop kept it from starting, and it uses no retry."""
         self.fetch_failures[task.index] = 0
+        if requeue:
+            task.set(QUEUED, requeued=task.requeued + 1, error="")
         run_id = f"{self.job.sweep_id}-{task.index}-{task.attempts + 1}"
         ident = self.place.create(self.run_args(run_id), self.secrets(), job_id=self.job.sweep_id, replicas=1,
                                   gpus=self.config.GPUS_PER_TASK,
@@ -126,7 +129,7 @@ class SwarmEngine(Engine):
             elif last.ended:
                 mine.set(RETRYING)  # Swarm puts another task in its place
             elif last.state in swarm_service.QUEUED:
-                mine.set(RETRYING if len(theirs) > 1 else QUEUED, why=last.error or "")
+                mine.set(RETRYING if len(theirs) - mine.requeued > 1 else QUEUED, why=last.error or "")
             elif last.state in swarm_service.STARTING:
                 mine.set(STARTING, why="")
             elif last.state == "running":
@@ -150,7 +153,7 @@ class SwarmEngine(Engine):
         if first:
             self.steps.say(f"node {node.shown} was lost ({how}); its tasks fail"
                            + (", and are tried again on other nodes" if self.job.retries else "") + "\n")
-        if task.attempts <= self.job.retries and not self.cancelling:
+        if self.job.may_retry(task) and not self.cancelling:
             task.set(RETRYING, why=why, error=why)
             self.retry(task)
         else:
@@ -179,15 +182,19 @@ class SwarmEngine(Engine):
             self.fetch_failures[task.index] += 1
             if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
                 self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
-            elif task.attempts <= self.job.retries and not self.cancelling:
+            elif self.job.may_retry(task) and not self.cancelling:
                 self.lose(task, node, task.why or "its results could not be fetched")
             else:
                 task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
-        elif task.attempts <= self.job.retries and not self.cancelling and not state.get("Cancelled"):
+        elif state.get("Unstarted") and not self.cancelling:  # a stop kept it from starting: no failure
+            self.retry(task, requeue=True)
+        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
             task.set(RETRYING, error=failure(task))
             self.retry(task)
+        elif state.get("Unstarted") or state.get("Cancelled"):
+            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
         else:
-            task.set(CANCELLED if state.get("Cancelled") else FAILED, error=failure(task))
+            task.set(FAILED, error=failure(task))
 
     def wait(self):
         while True:

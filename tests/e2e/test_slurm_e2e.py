@@ -3,8 +3,10 @@ Debian's Slurm 22.05, two slurmd with 2 fake GPUs each, a login node (an sshd on
 without Docker, the jobs running their containers on the sandbox's remote engine. With CI=true a rig
 that cannot start fails these tests."""
 import json
+import secrets
 import shlex
 import subprocess
+import time
 
 from conftest import (
     cancel_once_the_first_ended,
@@ -48,6 +50,22 @@ class Rig:
         out = subprocess.run(["docker", "-H", host, "ps", "--all", "--filter", f"name=pystributed-{run_id}",
                               "--format", "{{.Names}}"], capture_output=True, text=True, check=False).stdout
         return out.split()
+
+    def files_of(self, run_id):
+        """The files on the shared disk named by the run's (or sweep's) id, beside its folder: its
+        `ID.env`, a retry's `ID.INDEX-ATTEMPT.env`; and those anywhere in or beside it that hold `text`."""
+        folder = self.login(f"find ~ -maxdepth 4 -type d -name {shlex.quote(run_id)}").stdout.split()
+        assert len(folder) == 1, folder
+        workdir = shlex.quote(folder[0].rsplit("/", 1)[0])
+        ident = shlex.quote(run_id)
+        return lambda text: self.login(f"cd {workdir} && grep -rlF -e {shlex.quote(text)} -- {ident}*; "
+                                       f"ls -d -- {ident}*.env").stdout.split()
+
+    def wait_for_no_job(self, timeout=120):
+        deadline = time.time() + timeout
+        while self.jobs():
+            assert time.time() < deadline, self.jobs()
+            time.sleep(1)
 
     def assert_nothing_left(self):
         left = self.jobs()
@@ -193,3 +211,38 @@ def test_a_rank_that_fails_fails_the_run_with_its_traceback(cluster, tmp_path):
     assert json.loads((run / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 1
     cluster.assert_nothing_left()
     assert cluster.containers(run.name) == []
+
+
+SECRET_CELL = "import os\nprint('token of', len(os.environ['PST_SLURM_TOKEN']), 'characters')\n"
+
+
+def test_a_runs_secret_leaves_the_shared_disk_with_its_job_before_anyone_waits_for_it(cluster, tmp_path,
+                                                                                     monkeypatch):
+    """ENV and SECRETS reach the job in REMOTE_WORKDIR/ID.env (mode 600): the job removes it at its end,
+    so that no secret stays after a detached run or a kernel that died; `wait` then finds the run."""
+    value = f"pst-{secrets.token_hex(12)}"
+    monkeypatch.setenv("PST_SLURM_TOKEN", value)
+    monkeypatch.setenv("PYSTRIBUTED_SECRETS", "PST_SLURM_TOKEN")
+    (tmp_path / "cell.py").write_text(SECRET_CELL)
+    run_id = pystributed("submit", "cell.py").stdout.strip()
+    holding = cluster.files_of(run_id)
+    cluster.wait_for_no_job()  # (no one follows it: what is left is what the job left)
+    assert holding(value) == [], "the secret stayed on the shared disk"
+    done = pystributed("wait", run_id, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert holding(value) == []
+
+
+def test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array(cluster, tmp_path, monkeypatch):
+    """A job array's tasks each read the file as they start: the last of them to end removes it."""
+    value = f"pst-{secrets.token_hex(12)}"
+    monkeypatch.setenv("PST_SLURM_TOKEN", value)
+    monkeypatch.setenv("PYSTRIBUTED_SECRETS", "PST_SLURM_TOKEN")
+    (tmp_path / "cell.py").write_text(SECRET_CELL)
+    sweep_id = pystributed("sweep", "cell.py", "--param", "x=0,1,2", "--detach", "-q").stdout.strip()
+    holding = cluster.files_of(sweep_id)
+    cluster.wait_for_no_job()
+    assert holding(value) == [], "the secret stayed on the shared disk"
+    done = pystributed("attach", sweep_id, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "token of 28 characters" in (tmp_path / "results" / sweep_id / "2" / "output.log").read_text()

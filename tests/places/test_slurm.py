@@ -63,16 +63,17 @@ def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
                     "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
                     "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", "docker", f"{FOLDER}.env",
                     ..., out="7\n")
-    programs.expect("server", "slurm_jobs", NAME, out=f"{MARK} jobs\n7|7|N/A|{NAME}|PENDING|Resources|\n")
-    programs.expect("server", "slurm_jobs", NAME, out=f"{MARK} jobs\n7|7|N/A|{NAME}|RUNNING|None|node2\n"
-                                                      f"{MARK} gpus\n7 IDX:0-1\n")
+    programs.expect("server", "slurm_jobs", FOLDER, NAME,
+                    out=f"{MARK} jobs\n7|7|N/A|{NAME}|PENDING|Resources|\n")
+    programs.expect("server", "slurm_jobs", FOLDER, NAME,
+                    out=f"{MARK} jobs\n7|7|N/A|{NAME}|RUNNING|None|node2\n{MARK} gpus\n7 0,1\n")
     programs.expect("server", "slurm_follow", FOLDER, NAME, stdout="hello\n")
     said, out = [], []
     place.say = said.append
     assert place.follow(RUN, out.append, out.append, start=start, env={"A": "1"}) == 0
     assert out == ["hello\n"] and programs.calls[2].stdin == b"A=1\n"
     assert said == ["queued: Resources (Slurm's reason; it starts the job when it can)\n",
-                    "placed on node2, GPU 0-1\n"]
+                    "placed on node2, GPU 0,1\n"]
     state = {"State": {"ExitCode": 3}}
     programs.expect("server", "slurm_finish", FOLDER, NAME, f"{FOLDER}.env", out=json.dumps(state) + "\n")
     assert place.finish(FOLDER, RUN) == 3

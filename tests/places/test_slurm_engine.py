@@ -78,8 +78,8 @@ def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, progr
 
 def test_a_waiting_task_shows_slurms_reason_a_running_one_its_node_and_gpu(cfg, programs):
     engine = engine_of(cfg, 2)
-    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
-                                                                                 reason="Resources")], gpus="41 IDX:1\n")
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"),
+                                   row("40", 1, "PENDING", reason="Resources")], gpus="41 1\n")
     engine.refresh()
     first, second = engine.job.tasks
     assert (first.status, first.node, first.gpu) == ("running", "node2", "1")
@@ -99,12 +99,17 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     expect_jobs(programs, [NAME, retry], [row("50", None, "RUNNING", name=retry, nodes="node2", array="50")])
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 1, 0)
-    programs.expect("server", "remove", f"{FOLDER}.env")
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.1-2.env")  # (what no job removed)
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
     assert [t.attempts for t in job.tasks] == [1, 2]
     words = programs.calls[4].words
     assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words and "--array" not in " ".join(words)
+    # The retry's environment is sent again, to a file of its own, which its job removes at its end: the
+    # array's goes with the array's last task, maybe before the retry starts.
+    env_file = f"{FOLDER}.1-2.env"
+    assert words[words.index("slurm_submit") + 1] == env_file and words[words.index("docker") + 1] == env_file
+    assert programs.calls[4].stdin == b"TOKEN=s3cret\n"
     assert job.services == [[NAME, "40", None], [retry, "50", 1]]
 
 
@@ -180,7 +185,7 @@ def test_a_task_that_ended_without_a_state_file_is_tried_again_while_retries_all
     retry = f"{NAME}-0-2"
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 0, 0)
-    programs.expect("server", "remove", f"{FOLDER}.env")
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.0-2.env")
     job = engine.watch("stop")
     assert job.statuses == ["succeeded"] and job.tasks[0].attempts == 2
 
@@ -247,3 +252,49 @@ def test_a_task_that_saved_its_state_has_ended_before_slurm_says_its_job_has(cfg
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.watch("stop")
     assert job.statuses == ["succeeded", "succeeded"]
+
+
+def test_a_chunks_tasks_that_a_stop_kept_from_starting_run_again_without_using_a_retry(programs):
+    """Array task 0 (tasks 0 and 1) reached its --time limit (or was preempted) while task 0 ran: task 0
+    failed, task 1 never started. Task 1 is queued again as a job of its own, though --retries is 0."""
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="slurm", SLURM_CONTAINERS="docker", TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 2)
+    engine.job.services, engine.job.per_container = [[NAME, "40", None]], 2
+    expect_jobs(programs, [NAME], [], saved=(0, 1))
+    unstarted = {"State": {"ExitCode": 143, "Error": "stopped before it started"}, "Cancelled": False,
+                 "Unstarted": True}
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({
+        "0/output.log": b"Terminated\n",
+        "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 143}}).encode(),
+        "1/.pystributed-state.json": json.dumps(unstarted).encode()}))
+    expect_retry(programs, 1, 50)
+    retry = f"{NAME}-1-2"
+    expect_jobs(programs, [NAME, retry], [row("50", None, "PENDING", name=retry, reason="Priority",
+                                              array="50")])
+    expect_jobs(programs, [NAME, retry], [])
+    expect_fetch(programs, 1, 0)
+    programs.expect("server", "remove", f"{FOLDER}.env", f"{FOLDER}.1-2.env")
+    engine.look()
+    engine.look()
+    shown = engine.job.tasks[1].status  # waiting again: queued, not "retrying" (it never ran)
+    job = engine.watch("stop")
+    assert shown == "queued"
+    assert job.statuses == ["failed", "succeeded"] and [t.attempts for t in job.tasks] == [1, 2]
+    assert job.tasks[1].requeued == 1 and job.tasks[1].error == ""
+    assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in programs.calls[3].words
+
+
+def test_a_cancel_cancels_the_tasks_that_a_stop_kept_from_starting(cfg, programs):
+    """Seen ended by the cancel's look (a detached sweep's), a task that never started is cancelled, not
+    failed."""
+    engine = engine_of(cfg, 1)
+    engine.job.services = [[NAME, "40", None]]
+    engine.job.tasks[0].set(jobs.RUNNING, node="node1", attempts=1)
+    expect_jobs(programs, [NAME], [], saved=(0,))
+    programs.expect("server", "slurm_cancel", NAME)
+    state = {"State": {"ExitCode": 143}, "Unstarted": True, "Cancelled": False}
+    programs.expect("server", "fetch", f"{FOLDER}/0", "",
+                    out=tar_of({".pystributed-state.json": json.dumps(state).encode()}))
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    assert engine.cancel().statuses == ["cancelled"]

@@ -4,8 +4,10 @@
 writes the output and the state task_runner.py would, into the folder mounted at /results, with the
 exit code FAKE_CODE_<RANK> (0 unless given)."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,84 @@ def test_a_retry_of_a_chunks_task_runs_that_task_alone(job):
     run, = [call for call in job.calls("docker") if call[0] == "run"]
     assert env_of(run)["PYSTRIBUTED_TASK"] == "7" and "PYSTRIBUTED_TASKS_PER_CONTAINER" not in env_of(run)
     assert env_of(run)["PYSTRIBUTED_ATTEMPT"] == "2"  # (as on a swarm: the cell knows it is tried again)
+
+
+def test_the_job_saves_its_gpus_for_the_looks_and_removes_them_at_its_end(job, tmp_path):
+    """server.sh's slurm_jobs reads a running job's GPUs from the shared disk, not from scontrol."""
+    seen = tmp_path / "seen"
+    args = ["--volume", f"{job.dir}:/results", "reg:5000/p:1", "sh", "-c",
+            f"cat {job.dir}/.pystributed-gpus-45 >{seen}"]  # (the container: what a look reads meanwhile)
+    fake_docker = '#!/bin/sh\n[ "$1" = run ] || exit 1\nshift $(($# - 3))\nexec "$@"\n'  # (runs the command)
+    job.bin.joinpath("docker").write_text(fake_docker)
+    job.run("1", args=args, SLURM_ARRAY_TASK_ID="3", SLURM_JOB_GPUS="0,1")
+    assert seen.read_text() == "0,1\n"
+    assert not (job.dir / ".pystributed-gpus-45").exists()
+
+
+STOPPABLE_DOCKER = """#!/bin/sh
+# A container that runs until `docker stop` or `docker kill` ends it (killed before task_runner.py saved
+# any state), its first task begun (its output.log written).
+case $1 in
+run) echo began >"$FAKE_FOLDER/output.log"; echo $$ >"$FAKE/pid"; exec sleep 60 ;;
+stop | kill) kill "$(cat "$FAKE/pid")" ;;
+*) exit 1 ;;
+esac
+"""
+
+
+STOPPED = {"Unstarted": True, "Cancelled": False, "Error": "stopped before it started", "Code": 143}
+CANCELLED = {"Unstarted": None, "Cancelled": True, "Error": "cancelled before it started", "Code": 130}
+
+
+@pytest.mark.parametrize("number, unstarted", [(signal.SIGTERM, STOPPED), (signal.SIGINT, CANCELLED)])
+def test_a_stop_saves_a_chunks_unstarted_tasks_as_such_a_cancel_as_cancelled(job, number, unstarted):
+    """Slurm's --time limit and a preemption send SIGTERM (the engine runs such tasks again, using no
+    retry); our cancel sends SIGINT first. The task that ran is a failure in both."""
+    job.bin.joinpath("docker").write_text(STOPPABLE_DOCKER)
+    environ = {"PATH": f"{job.bin}:/usr/bin:/bin", "FAKE": str(job.fake), "FAKE_FOLDER": str(job.dir / "6"),
+               "SLURM_JOB_ID": "45", "SLURM_ARRAY_TASK_ID": "3", "PYSTRIBUTED_TASKS_PER_CONTAINER": "2",
+               "PYSTRIBUTED_TASK_COUNT": "8", "SLURMD_NODENAME": "node1"}
+    proc = subprocess.Popen(["sh", str(job.script), str(job.dir), NAME, "1", "docker", job.env_file, "img",
+                             "cmd"], env=environ)
+    deadline = time.monotonic() + 30
+    while not (job.fake / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(number)
+    assert proc.wait(timeout=30) == 0
+    ran, never = job.state(job.dir / "6"), job.state(job.dir / "7")
+    assert ran["State"]["ExitCode"] in (130, 143) and "Unstarted" not in ran  # it had begun: a failure
+    assert {"Unstarted": never.get("Unstarted"), "Cancelled": never["Cancelled"],
+            "Error": never["State"]["Error"], "Code": never["State"]["ExitCode"]} == unstarted
+
+
+def test_a_runs_job_removes_its_environment_file_at_its_end(job):
+    """ENV and SECRETS leave the shared disk with the job: also after a detached run or a crashed kernel."""
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    job.run("0")
+    assert job.state()["State"]["ExitCode"] == 0 and not Path(job.env_file).exists()
+
+
+def test_a_retrys_job_removes_its_own_environment_file(job):
+    retry_env = f"{job.dir}.7-2.env"
+    Path(retry_env).write_text("TOKEN=s3cret\n")
+    Path(job.env_file).write_text("TOKEN=s3cret\n")  # the array's, which its own tasks may still need
+    job.env_file = retry_env
+    job.run("1", PYSTRIBUTED_TASK="7", PYSTRIBUTED_ATTEMPT="2")
+    assert not Path(retry_env).exists() and Path(f"{job.dir}.env").exists()
+
+
+def test_the_last_array_task_to_end_removes_the_arrays_environment_file(job):
+    """Each array task reads it as it starts: it goes once every one of them has ended."""
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    for task in ("2", "0"):
+        job.run("1", SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT="3")
+        assert Path(job.env_file).exists()
+    job.run("1", SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_COUNT="3")
+    assert not Path(job.env_file).exists()
+    assert sorted(p.name for p in job.dir.iterdir() if p.name.startswith(".")) == [".pystributed-job.sh"]
+
+
+def test_a_run_over_two_nodes_removes_its_environment_file_once_every_rank_ended(job):
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    job.run("ranks")
+    assert job.state()["State"]["ExitCode"] == 0 and not Path(job.env_file).exists()

@@ -243,8 +243,8 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
 
 
 def test_the_logs_of_a_task_that_shares_a_running_container_are_its_own_log_file(cfg, programs):
-    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                      CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                      REMOTE_WORKDIR="runs", CLUSTER="swarm", TASKS_PER_CONTAINER=2)
     engine = engine_of(cfg, 2)
     engine.job.services, engine.job.per_container = [[SERVICE, "svc1", None]], 2
     programs.expect("server", "swarm_tasks", SERVICE, out=f"{MARK} services\n{SERVICE}\n{MARK} tasks\n"
@@ -254,3 +254,27 @@ def test_the_logs_of_a_task_that_shares_a_running_container_are_its_own_log_file
     out = []
     engine.logs(engine.job.tasks[1], out.append, out.append)
     assert "".join(out) == "task 1 so far\n"
+
+
+def test_a_containers_tasks_that_a_stop_kept_from_starting_run_again_without_using_a_retry(programs):
+    """A container of two tasks stopped (`docker stop`, a drained node) while its first ran: that one
+    failed; the second never started, and runs again as a job of its own, though --retries is 0."""
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                      REMOTE_WORKDIR="runs", CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    engine = engine_of(cfg, 2)
+    engine.job.services, engine.job.per_container = [[SERVICE, "svc1", None]], 2
+    expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1)])
+    unstarted = {"State": {"ExitCode": 143, "Error": "stopped before it started"}, "Unstarted": True}
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({
+        "0/output.log": b"Terminated\n",
+        "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 143}}).encode(),
+        "1/.pystributed-state.json": json.dumps(unstarted).encode()}))
+    programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # task 1 again, alone
+    retry = f"{SERVICE}-1-2"
+    expect_tasks(programs, [SERVICE, retry], [task("t0", "svc1", 0, "n1", "complete", created=1),
+                                              task("t2", "svc2", 0, "n1", "complete", created=3)])
+    expect_fetch(programs, 1, 0)
+    expect_put_away(programs, SERVICE, retry)
+    job = engine.watch("stop")
+    assert job.statuses == ["failed", "succeeded"] and job.tasks[1].requeued == 1
+    assert "PYSTRIBUTED_TASK=1" in programs.calls[3].words
