@@ -297,12 +297,19 @@ def logs(config, run_id, *, follow=False):
         return run
 
 
+def held(place, run):
+    """Whether the run's container is there to follow, stop or put away: ours, or on a cluster the
+    scheduler's (a Swarm task on a node, a Slurm job: no survey lists it; the place reaches it by the
+    run's id)."""
+    return run.container or (place.queues and run.active)
+
+
 def _with_container(config, place, run, *, poll=5.0):
     """The run once its container is there (or it is known to have none)."""
-    if run.active and not run.container:
+    if run.active and not held(place, run):
         print(f"Run {run.run_id} has no container yet (is it being built or pushed?): waiting for it.",
               file=sys.stderr)
-    while run.active and not run.container:
+    while run.active and not held(place, run):
         time.sleep(poll)
         run = find(config, place, run.run_id)
     return run
@@ -323,7 +330,7 @@ def _attach(config, run_id, *, quiet, on_interrupt):
     with place_for(config).connection() as place:
         run = _with_container(config, place, find(config, place, run_id))
         started = _pipeline_run(config, place, run, steps, on_interrupt=on_interrupt)
-        if not run.container:
+        if not held(place, run):
             # It ended and was put away (its output is in the run folder): fetch what it left.
             steps.say(f"Run {run_id} has ended ({run.state}); fetching its results and log.\n")
             result = pipeline.fetch(started)
@@ -338,7 +345,7 @@ def wait(config, run_id):
     return its RunState, whose exit_code is the cell's."""
     with place_for(config).connection() as place:
         run = _with_container(config, place, find(config, place, run_id))
-        if run.container:
+        if held(place, run):
             run = put_away(config, place, run)
         return run
 
@@ -362,10 +369,10 @@ def cancel(config, run_id):
     put away."""
     with place_for(config).connection() as place:
         run = find(config, place, run_id)
-        if run.active and not run.container:
+        if run.active and not held(place, run):
             raise PystributedError(f"run {run_id} has no container yet (it is being built or pushed): "
                                    "interrupt the process that started it, or cancel it once it runs")
-        if not run.container:
+        if not held(place, run):
             return run
         if run.active:
             place.stop(run_id, step="cancel")

@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -316,3 +317,37 @@ def login(request, sandbox, monkeypatch):
     user = LoginUser(sandbox, request.param)
     monkeypatch.setenv("PYSTRIBUTED_REMOTE_SERVER", user.alias)
     return user
+
+
+# A run that prints, then holds, and whose `finally:` leaves a mark.
+LONG_RUN = ("import os, time\n"
+            "try:\n"
+            "    print('started', flush=True)\n"
+            "    time.sleep(300)\n"
+            "finally:\n"
+            "    open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'finally.txt'), 'w').write('ran')\n")
+
+
+def a_cluster_run_followed_then_cancelled(folder):
+    """`submit` a long run; `logs -f RUN` from another process shows its output while it runs (on a
+    cluster no survey lists its container: the scheduler holds it); `cancel RUN` stops it, its
+    `finally:` runs, and it shows as cancelled; `fetch RUN` brings its folder. The run id."""
+    (folder / "long.py").write_text(LONG_RUN)
+    run_id = pystributed("submit", "long.py").stdout.strip()
+    follow = subprocess.Popen([sys.executable, "-m", "pystributed", "logs", "-f", run_id],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(follow.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 180
+    while "started\n" not in lines:
+        assert time.time() < deadline and follow.poll() is None, (lines, follow.poll())
+        time.sleep(0.5)
+    cancelled = pystributed("cancel", run_id, check=False, timeout=240)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    follow.wait(timeout=120)  # it ends with the run
+    status = pystributed("status", run_id)
+    assert "cancelled" in status.stdout, status.stdout
+    pystributed("fetch", run_id)
+    assert (folder / "results" / run_id / "finally.txt").read_text() == "ran"
+    return run_id

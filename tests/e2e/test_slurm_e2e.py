@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from conftest import (
+    a_cluster_run_followed_then_cancelled,
     cancel_once_the_first_ended,
     interrupted_then_attached,
     long_sweep,
@@ -246,3 +247,8 @@ def test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array(cluster,
     done = pystributed("attach", sweep_id, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "token of 28 characters" in (tmp_path / "results" / sweep_id / "2" / "output.log").read_text()
+
+
+def test_a_run_is_followed_and_cancelled_from_another_process(cluster, tmp_path):
+    a_cluster_run_followed_then_cancelled(tmp_path)
+    cluster.wait_for_no_job(timeout=30)

@@ -14,6 +14,7 @@ import pytest
 from conftest import (
     LONG,
     SANDBOX,
+    a_cluster_run_followed_then_cancelled,
     cancel_once_the_first_ended,
     flaky_cell,
     interrupted_then_attached,
@@ -494,3 +495,8 @@ def test_a_node_whose_daemon_dies_mid_sweep_never_holds_the_sweep_open(swarm, tm
     for task in record["tasks"]:  # each back, or named as lost
         assert (folder / str(task["index"]) / "done.txt").exists() or "was lost" in task["error"], task
     assert took < 240
+
+
+def test_a_run_is_followed_and_cancelled_from_another_process(swarm, tmp_path):
+    run_id = a_cluster_run_followed_then_cancelled(tmp_path)
+    assert swarm.services() == [], run_id
