@@ -15,7 +15,6 @@ In the container, task_runner.py runs before cell_runner.py: it tees the output 
 Swarm gave the task (DOCKER_RESOURCE_GPU), and for a sweep picks the task's parameters by its slot."""
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import threading
@@ -28,6 +27,7 @@ from pystributed.places.swarm_service import (
     QUEUED,
     Node,
     check_run_args,
+    on_each,
     parse_nodes,
     parse_tasks,
     service_args,
@@ -35,6 +35,7 @@ from pystributed.places.swarm_service import (
 )
 
 POLL = 0.5  # seconds between two looks at a service's tasks
+NODES_EVERY = 3.0  # seconds between two looks at the nodes' states, while a run waits for its task
 
 
 class Swarm(ClusterPlace):
@@ -98,20 +99,7 @@ class Swarm(ClusterPlace):
                 self._places[node.id] = place
             return self._places[node.id]
 
-    def each(self, nodes, action):
-        """{node id: action(node) or the StepError it raised}, for each node at once."""
-        nodes = list(nodes)
-        if not nodes:
-            return {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-            futures = {node.id: pool.submit(action, node) for node in nodes}
-        found = {}
-        for node_id, future in futures.items():
-            try:
-                found[node_id] = future.result()
-            except StepError as e:
-                found[node_id] = e
-        return found
+    each = staticmethod(on_each)  # {node id: action(node) or the StepError it raised}, for each node at once
 
     def usable(self):
         """The nodes tasks may be placed on."""
@@ -304,8 +292,9 @@ class Swarm(ClusterPlace):
         return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=True, step="run")
 
     def finish(self, remote_dir, run_id, *, cancelled=False):
-        """Wait for the task to end (and its retries); remove the service; its exit code."""
-        service = service_name(run_id)
+        """Wait for the task to end (and its retries); remove the service; its exit code. A node
+        that goes down meanwhile (Swarm would go on saying its task runs) fails the run."""
+        service, nodes_read = service_name(run_id), time.monotonic()
         while True:
             exists, tasks = self.tasks(service)
             if not exists or not tasks:
@@ -314,6 +303,14 @@ class Swarm(ClusterPlace):
             last = tasks[-1]
             if last.ended:
                 break
+            if last.node and time.monotonic() - nodes_read > NODES_EVERY:
+                nodes_read = time.monotonic()
+                node = next((n for n in self.nodes(again=True) if n.id == last.node), None)
+                if node is not None and node.state == "down":  # ("unknown" comes and goes with a new leader)
+                    self.remove_service(service, nodes=[n.id for n in self.usable() if n.id != node.id])
+                    raise StepError("run", f"its node {node.shown} was lost (down in Swarm's view)",
+                                    hint=f"Its output and results, if any, are in {remote_dir} on "
+                                         f"{node.shown}; run it again (Swarm places it on another node).")
             time.sleep(POLL)
         self.remove_service(service, nodes={t.node for t in tasks if t.node})
         if last.node:

@@ -3,11 +3,12 @@ tasks as `docker node inspect` / `docker inspect --type task` print them, and `d
 options as `docker service create` takes them (swarm.py uses these)."""
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 
 from pystributed import context, docker
-from pystributed.errors import ConfigError
+from pystributed.errors import ConfigError, StepError
 
 SSH_LABEL = "pystributed.ssh"  # a node's label: how to reach it with ssh (set by `cluster init`)
 GPU = "gpu"  # the generic resource's kind
@@ -198,3 +199,19 @@ def _mount(volume):
 def check_run_args(args):
     """Refuse, before anything is built, DOCKER_RUN_ARGS that a service cannot take."""
     service_args([*args, "image"])
+
+
+def on_each(nodes, action):
+    """{node id: action(node) or the StepError it raised}, for each node at once."""
+    nodes = list(nodes)
+    if not nodes:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        futures = {node.id: pool.submit(action, node) for node in nodes}
+    found = {}
+    for node_id, future in futures.items():
+        try:
+            found[node_id] = future.result()
+        except StepError as e:
+            found[node_id] = e
+    return found

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pystributed import config, context
-from pystributed.errors import ConfigError
+from pystributed.errors import ConfigError, StepError
 from pystributed.places import place_for, swarm, swarm_service
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -184,3 +184,21 @@ def test_secrets_become_docker_secrets_of_the_job_never_its_spec(cfg, programs):
                     out=f"{secret}\npystributed-other-s0\n")
     programs.expect("server", "docker_command", "secret", "rm", secret)
     place.remove_service(f"pystributed-{RUN_ID}", nodes=[])
+
+
+def test_a_run_whose_node_goes_down_fails_instead_of_waiting_for_ever(cfg, monkeypatch):
+    """Swarm goes on saying the task of a down node runs: the run's finish looks at the nodes too."""
+    place = swarm.Swarm(cfg)
+    running = swarm_service.Task("t1", service="s", node="n1", state="running", container="c1")
+    monkeypatch.setattr(place, "tasks", lambda service: (True, [running]))
+    down = swarm_service.Node("n1", hostname="gpu1", state="down")
+    monkeypatch.setattr(place, "nodes", lambda again=False: [down, swarm_service.Node("n2", hostname="gpu2")])
+    removed = []
+    monkeypatch.setattr(place, "remove_service",
+                        lambda *services, nodes=None: removed.append((services, nodes)))
+    monkeypatch.setattr(swarm, "NODES_EVERY", 0.0)
+    monkeypatch.setattr(swarm, "POLL", 0.0)
+    with pytest.raises(StepError, match="its node gpu1 was lost") as caught:
+        place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID)
+    assert "run it again" in caught.value.hint
+    assert removed == [((f"pystributed-{RUN_ID}",), [])]  # (n2 is not ready: no usable node is left)
