@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import importlib
 import itertools
 import os
 import pickle
@@ -41,6 +40,9 @@ from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
 from pystributed.jobs import FAILED, FINAL, Job, Task, load, new_sweep_id
 from pystributed.places import place_for
+from pystributed.places.server_engine import ServerEngine
+from pystributed.places.slurm_engine import SlurmEngine
+from pystributed.places.swarm_engine import SwarmEngine
 
 # The parameters.
 
@@ -171,11 +173,12 @@ def _config_of(config, job):
     return dataclasses.replace(config, REMOTE_SERVER=job.server, CLUSTER=job.cluster)
 
 
+ENGINES = {"server": ServerEngine, "swarm": SwarmEngine, "slurm": SlurmEngine}
+
+
 def engine_for(place):
-    """The engine class of `place`: places/<place.engine>_engine.py's <Engine>Engine
-    (ServerEngine, SwarmEngine)."""
-    module = importlib.import_module(f"pystributed.places.{place.engine}_engine")
-    return getattr(module, f"{place.engine.capitalize()}Engine")
+    """The engine class of `place` (Place.engine names it)."""
+    return ENGINES[place.engine]
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ class Place:
     base_id = ""  # BASE_IMAGE's id on its engine, when `prepare` asked it too (remote-build); "" if not
     queues = False  # whether it queues a job's tasks itself (a job then goes on without this process)
     # What runs a job's tasks here: places/<engine>_engine.py's <Engine>Engine (engine.py's interface;
-    # sweep.engine_for finds it by this name, so that no place imports its engine: no import circle).
+    # sweep.ENGINES maps this name to it: no place imports its engine).
     engine = "server"
     steps = None  # the run's step display, for what the place has to say (set by the caller)
 
