@@ -23,7 +23,8 @@ class Plan:
     folders: list = dataclasses.field(default_factory=list)  # RunState
     images: list = dataclasses.field(default_factory=list)  # refs on the server
     tags: list = dataclasses.field(default_factory=list)  # (ref, digest) in the registry
-    cells: list = dataclasses.field(default_factory=list)  # folders of cell layers' files (features/cell_mount.py)
+    # folders of cell layers' files (features/cell_mount.py)
+    cells: list = dataclasses.field(default_factory=list)
     envs: list = dataclasses.field(default_factory=list)  # paths of Slurm jobs' ENV and SECRETS files
     running: list = dataclasses.field(default_factory=list)  # RunState, never touched
     images_kept_because: str = ""
@@ -38,11 +39,14 @@ class Plan:
             "none: give --older-than AGE (e.g. 7d) to remove run folders"
         lines = [f"On {self.server}:"]
         lines += [getattr(r, "put_away_line", "") or  # (a sweep's: sweep.SweepState)
-                  f"  container  {docker.container_name(r.run_id)}  ({r.state}; its log and state are saved first)"
+                  f"  container  {docker.container_name(r.run_id)}  ({r.state}; "
+                  "its log and state are saved first)"
                   for r in self.containers]
-        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)" for r in self.folders]
+        lines += [f"  run folder {r.remote_dir}  ({r.state}, last changed {human_duration(r.age)} ago)"
+                  for r in self.folders]
         lines += [f"  image      {ref}" for ref in self.images]
-        lines += [f"  cell files {folder}  (unused for an hour; a rerun sends them again)" for folder in self.cells]
+        lines += [f"  cell files {folder}  (unused for an hour; a rerun sends them again)"
+                  for folder in self.cells]
         lines += [f"  secrets    {path}  (ENV and SECRETS of an ended Slurm job)" for path in self.envs]
         lines += ["In the registry:"] if self.tags else []
         lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
@@ -59,14 +63,15 @@ class Plan:
         if self.done:
             printer.text(f"{self}\nRemoved.")
         else:
-            printer.text(str(self) + ("" if self.empty else "\nNothing removed yet: clean(yes=True) removes these."))
+            printer.text(str(self) + ("" if self.empty
+                                      else "\nNothing removed yet: clean(yes=True) removes these."))
 
 
 def clean(config, *, older_than=None, apply=False, confirm=None):
     """Work out what to remove: ended containers (their log and state saved first), the folders of
-    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME that no
-    container and no remaining run uses, and the registry tags of those images (and of images
-    our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
+    ended runs that have not changed for `older_than` seconds, the server's images of DOCKER_IMAGE_NAME
+    that no container and no remaining run uses, and the registry tags of those images (and of
+    images our runs pushed that nothing needs now). Runs that go on are never touched. With `apply`
     (or when `confirm(plan)` says yes), remove them. Return the Plan."""
     with place_for(config).connection() as place:
         plan = _plan(config, place, older_than)

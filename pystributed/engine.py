@@ -65,9 +65,9 @@ class Engine:
         self.job.set("detached")
         self.job.release()  # an attach, from here or elsewhere, drives it next
         sweep_id = self.job.sweep_id
-        self.steps.say(f"Sweep {sweep_id} ({len(self.job.tasks)} tasks) goes on on {self.place.name}. Follow it "
-                       f"and fetch its results with runner.attach({sweep_id!r}) (or, in a shell, `python -m "
-                       f"pystributed attach {sweep_id}`).\n")
+        self.steps.say(f"Sweep {sweep_id} ({len(self.job.tasks)} tasks) goes on on {self.place.name}. "
+                       f"Follow it and fetch its results with runner.attach({sweep_id!r}) (or, in a shell, "
+                       f"`python -m pystributed attach {sweep_id}`).\n")
         return self.job
 
     def tick(self):
@@ -110,9 +110,10 @@ class Engine:
         self.job.set("detached")
         self.job.release()
         sweep_id = self.job.sweep_id
-        raise StepError(error.step, f"{self.place.name} did not answer {LOOK_TRIES} times in a row: {error.message}",
-                        output=error.output, hint=f"The tasks of {sweep_id} go on there. Attach later with "
-                        f"runner.attach({sweep_id!r}) (or `python -m pystributed attach {sweep_id}`).") from None
+        raise StepError(error.step, f"{self.place.name} did not answer {LOOK_TRIES} times in a row: "
+                        f"{error.message}", output=error.output,
+                        hint=f"The tasks of {sweep_id} go on there. Attach later with runner.attach("
+                        f"{sweep_id!r}) (or `python -m pystributed attach {sweep_id}`).") from None
 
     def done(self):
         self.fetches.shutdown(wait=True)
@@ -120,7 +121,8 @@ class Engine:
             self.followed.join(timeout=5)
         job = self.job
         collect(job, self.namespace)
-        job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED, ended=results.now_iso())
+        job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED,
+                ended=results.now_iso())
         if self.local.exists():
             (self.local / "sweep.json").write_text(job.to_json(), encoding="utf-8")
         job.release()
@@ -143,9 +145,11 @@ class Engine:
         return True
 
     def not_fetched(self, task, remote_dir, where):
-        """A task whose folder did not come: it fails (a cancelled one stays so), and says where its results are."""
+        """A task whose folder did not come: it fails (a cancelled one stays so), and says where its
+        results are."""
         sweep_id = self.job.sweep_id
-        task.set(CANCELLED if task.status == CANCELLED else FAILED, error=f"{task.why}\nIts results are still in {remote_dir} on {where}: fetch them with "
+        task.set(CANCELLED if task.status == CANCELLED else FAILED,
+                 error=f"{task.why}\nIts results are still in {remote_dir} on {where}: fetch them with "
                  f"runner.fetch({sweep_id!r}) (or `python -m pystributed fetch {sweep_id}`).")
 
     def fetch_tasks(self, tasks, place, remote_dir):
@@ -156,8 +160,10 @@ class Engine:
         batch = self.local / f".tasks-{tasks[0].index}-{secrets.token_hex(4)}"
         try:
             try:
-                place.fetch_tasks(remote_dir, [t.index for t in tasks], lambda stream: results.extract(stream, batch),
-                                  hint=f"The tasks' results are still in {remote_dir} on {tasks[0].node or place.name}.")
+                place.fetch_tasks(remote_dir, [t.index for t in tasks],
+                                  lambda stream: results.extract(stream, batch),
+                                  hint=f"The tasks' results are still in {remote_dir} on "
+                                  f"{tasks[0].node or place.name}.")
             except (StepError, OSError) as e:
                 for task in tasks:
                     task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
@@ -169,7 +175,8 @@ class Engine:
                     task.set(why="its results could not be fetched: its folder is not there")
                     continue
                 old = batch / f".old-{task.index}"
-                with contextlib.suppress(FileNotFoundError):  # an earlier fetch's copy goes once the new one is there
+                # an earlier fetch's copy goes once the new one is there
+                with contextlib.suppress(FileNotFoundError):
                     local.rename(old)
                 got.rename(local)
                 self.landed(task, local)
@@ -225,7 +232,8 @@ class Engine:
         code = (state.get("State") or {}).get("ExitCode")
         status = SUCCEEDED if code == 0 else \
             CANCELLED if code is None or state.get("Cancelled") or state.get("Unstarted") else FAILED
-        task.set(status, exit_code=code, ended=task.ended or time.time(), error="" if status == SUCCEEDED else task.error)
+        task.set(status, exit_code=code, ended=task.ended or time.time(),
+                 error="" if status == SUCCEEDED else task.error)
         if status == FAILED:
             task.set(error=failure(task))
 

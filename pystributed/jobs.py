@@ -34,7 +34,8 @@ SWEEP_ID = results.SWEEP_ID
 INDEX = ".sweeps"
 # A task's status, as the display and Job.statuses show it.
 QUEUED, STARTING, RUNNING, RETRYING = "queued", "starting", "running", "retrying"
-ENDED = "ended, not fetched yet"  # seen ended by a look that fetched nothing (status, cancel): attach fetches it
+# ENDED: seen ended by a look that fetched nothing (status, cancel): attach fetches it
+ENDED = "ended, not fetched yet"
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 
@@ -115,11 +116,13 @@ class Job:
     services: list = dataclasses.field(default_factory=list)  # a cluster's: [name, id, index (None: all)]
     mounts: list = dataclasses.field(default_factory=list)  # docker run's, of the features (REMOTE_DATA)
     per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
-    nodes: list = dataclasses.field(default_factory=list)  # a swarm's: the node ids with its folder, for retries
+    # a swarm's: the node ids with its folder, for retries
+    nodes: list = dataclasses.field(default_factory=list)
 
     def chunk(self, number):
         """The indexes of the tasks that the job's container (or array task) `number` runs."""
-        return list(range(number * self.per_container, min(len(self.tasks), (number + 1) * self.per_container)))
+        return list(range(number * self.per_container,
+                          min(len(self.tasks), (number + 1) * self.per_container)))
 
     def may_retry(self, task):
         """Whether a failed task has a retry left: its attempts that never started (`requeued`) used none."""
@@ -198,9 +201,9 @@ class Job:
 
     def counts(self):
         found = collections.Counter(t.status for t in self.tasks)
-        return {name: found.get(name, 0) for name in (QUEUED, STARTING, RUNNING, RETRYING, SUCCEEDED, FAILED,
-                                                      CANCELLED) if found.get(name) or name in (QUEUED, RUNNING,
-                                                                                                SUCCEEDED, FAILED)}
+        return {name: found.get(name, 0)
+                for name in (QUEUED, STARTING, RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED)
+                if found.get(name) or name in (QUEUED, RUNNING, SUCCEEDED, FAILED)}
 
     def table(self):
         return Table(self)
@@ -223,8 +226,10 @@ class Job:
         # Field by field, not dataclasses.asdict: that would deep-copy every task's --out values (large,
         # at times) before they are left out; the parameters as shown (their values are in the image).
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tasks"}
-        data["tasks"] = [{f.name: {k: repr(v) for k, v in t.params.items()} if f.name == "params" else getattr(t, f.name)
-                          for f in dataclasses.fields(t) if f.name not in ("values", "value")} for t in self.tasks]
+        data["tasks"] = [{f.name: ({k: repr(v) for k, v in t.params.items()} if f.name == "params"
+                                   else getattr(t, f.name))
+                          for f in dataclasses.fields(t) if f.name not in ("values", "value")}
+                         for t in self.tasks]
         return json.dumps(data, indent=1) + "\n"
 
     @classmethod
@@ -271,7 +276,8 @@ class Table:
             cells = [html.escape(c) for c in row]
             if task.local_path and Path(task.local_path).exists():
                 folder = os.path.relpath(task.local_path)
-                cells[-1] = (f"<a href='{html.escape(cells[-1])}' target='_blank'>log</a> " if row[-1] != "-" else "") \
+                cells[-1] = (f"<a href='{html.escape(cells[-1])}' target='_blank'>log</a> "
+                             if row[-1] != "-" else "") \
                     + f"<a href='{html.escape(folder)}' target='_blank'>folder</a>"
             body.append("<tr>" + "".join(f"<td {style}>{c}</td>" for c in cells) + "</tr>")
         return f"<table style='margin:0'><tr>{head}</tr>{''.join(body)}</table>"
@@ -298,8 +304,8 @@ def save(config, job):
 def load(config, sweep_id):
     path = Path(config.LOCAL_RESULTS_DIR) / INDEX / f"{check_sweep_id(sweep_id)}.json"
     if not path.exists():
-        raise PystributedError(f"there is no sweep {sweep_id} in {Path(config.LOCAL_RESULTS_DIR) / INDEX}: it was "
-                               "started from another folder (or LOCAL_RESULTS_DIR)")
+        raise PystributedError(f"there is no sweep {sweep_id} in {Path(config.LOCAL_RESULTS_DIR) / INDEX}: "
+                               "it was started from another folder (or LOCAL_RESULTS_DIR)")
     return Job.from_json(path.read_text(encoding="utf-8")).bind(config)
 
 

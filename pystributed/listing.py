@@ -49,6 +49,7 @@ def _from_records(config, server):
         run = RunState(local.run_id, state=f"{local.status} (last seen)", exit_code=local.exit_code,
                        started=iso_time(local.started), ended=iso_time(local.ended), image=local.image,
                        remote_dir=local.remote_dir,
-                       local_path=str(local.local_path) if local.local_path and local.local_path.exists() else "")
+                       local_path=(str(local.local_path) if local.local_path and local.local_path.exists()
+                                   else ""))
         found.append(run)
     return found

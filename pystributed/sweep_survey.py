@@ -38,7 +38,8 @@ class SweepState(RunState):
 
     tasks: dict = dataclasses.field(default_factory=dict)  # index -> its status (as jobs.Task's)
     total: int = 0  # its tasks: as many as its record here has, else as many as the server shows
-    leftovers: list = dataclasses.field(default_factory=list)  # ended tasks' containers (RunState), one server's
+    # ended tasks' containers (RunState), one server's
+    leftovers: list = dataclasses.field(default_factory=list)
     services: list = dataclasses.field(default_factory=list)  # its Swarm services, all of whose tasks ended
 
     def put_away(self, config, place):
@@ -65,8 +66,8 @@ def _task_status(run):
 
 def _summary(total, statuses):
     counts = collections.Counter(statuses)
-    shown = ", ".join(f"{counts[name]} {name}" for name in (RUNNING, STARTING, QUEUED, RETRYING, SUCCEEDED, FAILED,
-                                                             CANCELLED, "not run") if counts[name])
+    shown = ", ".join(f"{counts[name]} {name}" for name in (RUNNING, STARTING, QUEUED, RETRYING, SUCCEEDED,
+                                                             FAILED, CANCELLED, "not run") if counts[name])
     return f"{total} tasks: {shown}" if total else "no task started"
 
 
@@ -108,7 +109,8 @@ def survey(config, place, sections):
 
 
 def _swarm_tasks(place, found):
-    """The sweeps' services, and the state of each task's latest attempt (retries are services of their own)."""
+    """The sweeps' services, and the state of each task's latest attempt (retries are services of
+    their own)."""
     names, tasks = place.ours()
     for name in names:
         match = SWEEP_ID.match(name.removeprefix(docker.container_name("")))
@@ -125,8 +127,8 @@ def _swarm_tasks(place, found):
         sweep.total = max(sweep.total, index + 1)
         if not task.ended:
             sweep.active = True
-            sweep.tasks[index] = RUNNING if task.state == "running" else QUEUED if task.state in swarm_service.QUEUED \
-                else STARTING
+            sweep.tasks[index] = RUNNING if task.state == "running" \
+                else QUEUED if task.state in swarm_service.QUEUED else STARTING
         elif index not in sweep.tasks:  # Swarm could not run it: no state saved
             sweep.tasks[index] = FAILED
 
@@ -137,8 +139,8 @@ def _complete(config, sweep, runs):
     known = Job.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
     sweep.total = max(sweep.total, len(known.tasks) if known else 0)
     ended = sum(1 for status in sweep.tasks.values() if status in FINAL)
-    if (not sweep.active and not (known and known.status in FINAL) and ended < sweep.total and sweep.age is not None
-            and sweep.age < STARTING_GRACE):
+    if (not sweep.active and not (known and known.status in FINAL) and ended < sweep.total
+            and sweep.age is not None and sweep.age < STARTING_GRACE):
         sweep.active = True  # being built, or between two tasks of one server's sweep: it goes on
     if sweep.active:
         sweep.leftovers, sweep.services = [], []

@@ -16,10 +16,11 @@ defined before the cell. Before it, in the environment:
 it copies its output into PYSTRIBUTED_RESULTS/output.log as it comes, passes an interrupt on to it
 (SIGINT: the cell's `finally:` blocks run), writes its exit code and times into
 PYSTRIBUTED_RESULTS/.pystributed-state.json (or the name PYSTRIBUTED_STATE_NAME gives: a rank of a
-run over several nodes, whose job script then writes the run's state from all of them), and exits 0 itself. Swarm retries a replicated job's
-failed task again and again, whatever its restart policy says (a failed task's slot is simply filled
-again), so the cell's own failure is never Swarm's: pystributed reads it from the state file, and
-tries the task again itself (--retries) as a job of its own.
+run over several nodes, whose job script then writes the run's state from all of them), and exits 0
+itself. Swarm retries a replicated job's failed task again and again, whatever its restart policy
+says (a failed task's slot is simply filled again), so the cell's own failure is never Swarm's:
+pystributed reads it from the state file, and tries the task again itself (--retries) as a job of
+its own.
 
 With PYSTRIBUTED_TASKS_PER_CONTAINER=K (TASKS_PER_CONTAINER, for short tasks: a task's container, its
 placement and its start cost about a second each), the container runs K tasks one after another, each
@@ -63,7 +64,8 @@ def prepare(environ, here=HERE):
         folder = os.path.join(environ.get("PYSTRIBUTED_RESULTS", "/results"), str(index))
         os.makedirs(folder, exist_ok=True)
         environ["PYSTRIBUTED_RESULTS"] = folder
-    for name in filter(None, environ.pop("PYSTRIBUTED_SECRETS", "").split(",")):  # a swarm's: files, not its spec
+    # a swarm's: files, not its spec
+    for name in filter(None, environ.pop("PYSTRIBUTED_SECRETS", "").split(",")):
         with open(os.path.join(SECRETS, f"pystributed-{name}"), encoding="utf-8") as f:
             environ[name] = f.read()
     gpus = environ.get("DOCKER_RESOURCE_GPU", "")
@@ -127,7 +129,8 @@ def supervise():
 
     def forward(number, frame):
         interrupted.append(number)
-        if len(interrupted) > 1 or not current:  # (`docker stop` after `docker kill --signal INT`): its `finally:` blocks run on
+        # (`docker stop` after `docker kill --signal INT`): its `finally:` blocks run on
+        if len(interrupted) > 1 or not current:
             return
         try:
             current[-1].send_signal(number)
@@ -184,7 +187,8 @@ def save(index, code, started, *, cancelled, error="", unstarted=False):
     state = {"Cancelled": cancelled and code == 130, "Name": f"/pystributed-{name}", "Image": "",
              "State": {"Status": "exited", "ExitCode": code, "StartedAt": started, "FinishedAt": _now(),
                        "OOMKilled": False, "Error": error},
-             "Mounts": [], "Node": os.environ.get("PYSTRIBUTED_NODE", ""), "Gpus": os.environ.get("DOCKER_RESOURCE_GPU", "")}
+             "Mounts": [], "Node": os.environ.get("PYSTRIBUTED_NODE", ""),
+             "Gpus": os.environ.get("DOCKER_RESOURCE_GPU", "")}
     if unstarted:
         state["Unstarted"] = True
     part = os.path.join(folder, f".{STATE}.{os.getpid()}")

@@ -17,14 +17,16 @@ ONLY_GONE = survey_answer(containers=(container(RUNNING, "running"),)).replace(f
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
-                       REMOTE_WORKDIR="runs with space/$(x)", SSH_OPTIONS=["-F", "/cfg"])
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj", REMOTE_WORKDIR="runs with space/$(x)",
+                       SSH_OPTIONS=["-F", "/cfg"])
 
 
 @pytest.fixture
 def deleted(monkeypatch):
     done = []
-    monkeypatch.setattr(registry, "digest", lambda ref: DIGEST if ref.endswith((":unused", GONE[-6:])) else None)
+    monkeypatch.setattr(registry, "digest",
+                        lambda ref: DIGEST if ref.endswith((":unused", GONE[-6:])) else None)
     monkeypatch.setattr(registry, "delete", lambda ref, digest: done.append((ref, digest)))
     return done
 
@@ -41,7 +43,8 @@ def test_clean_lists_then_removes_only_what_it_listed(cfg, programs, deleted):
     assert [r.run_id for r in plan.folders] == [GONE] and plan.containers == [] and not plan.done
     assert [r.run_id for r in plan.running] == [RUNNING]
     # not the running run's, not another repository's, not one without a tag; the removed run's goes too
-    assert plan.images == [f"reg:5000/proj:{GONE[-6:]}", f"reg:5000/proj:{ENDED[-6:]}", "reg:5000/proj:unused"]
+    assert plan.images == [f"reg:5000/proj:{GONE[-6:]}", f"reg:5000/proj:{ENDED[-6:]}",
+                           "reg:5000/proj:unused"]
     assert plan.tags == [(f"reg:5000/proj:{GONE[-6:]}", DIGEST), ("reg:5000/proj:unused", DIGEST)]
     assert deleted == []  # nothing removed yet
     assert str(plan) == "\n".join([
@@ -72,7 +75,8 @@ def test_younger_folders_stay_and_without_an_age_no_folder_goes(cfg, programs, d
     assert cleaning.clean(cfg, older_than=4000).folders == []
     planned(programs)
     plan = cleaning.clean(cfg)
-    assert plan.folders == [] and "Run folders: none: give --older-than AGE (e.g. 7d) to remove run folders." in str(plan)
+    assert (plan.folders == []
+            and "Run folders: none: give --older-than AGE (e.g. 7d) to remove run folders." in str(plan))
     assert f"reg:5000/proj:{GONE[-6:]}" not in plan.images  # its run stays, and needs it
 
 
@@ -86,7 +90,8 @@ def test_an_ended_container_is_put_away_before_anything_is_removed(cfg, programs
     programs.expect("server", "remove_cells", "runs with space/$(x)", f"/w/runs/.cells/{'c' * 64}")
     programs.expect("server", "docker_command", "image", "rm", "--", ...)
     plan = cleaning.clean(cfg, older_than=3600, confirm=lambda plan: True)
-    assert plan.done and f"  container  pystributed-{ENDED}  (exited 2; its log and state are saved first)" in str(plan)
+    assert plan.done and (f"  container  pystributed-{ENDED}  (exited 2; its log and state are saved first)"
+                          in str(plan))
 
 
 def test_nothing_is_removed_unless_confirmed(cfg, programs, deleted):
@@ -101,16 +106,19 @@ def test_a_starting_run_whose_image_is_unknown_keeps_every_image(cfg, programs, 
     surveyed(programs, out=survey_answer(containers=()))  # RUNNING: a young folder, no container, no image
     plan = cleaning.clean(cfg, older_than=3600)
     assert plan.images == [] and plan.tags == []
-    assert str(plan).endswith("Images and tags: none, a run is starting whose image is not known yet: images are "
-                              "left alone until it runs.")
+    assert str(plan).endswith("Images and tags: none, a run is starting whose image is not known yet: "
+                              "images are left alone until it runs.")
 
 
 def test_tags_our_runs_pushed_that_nothing_needs_go_too(cfg, programs, deleted, monkeypatch):
-    results.save_record("results", results.RunResult("20261101-000000-000000", server="gpu-box", image="reg:5000/proj:unused"))
-    results.save_record("results", results.RunResult("20261101-000000-000001", server="elsewhere", image="reg:5000/proj:x"))
+    results.save_record("results", results.RunResult("20261101-000000-000000", server="gpu-box",
+                                                     image="reg:5000/proj:unused"))
+    results.save_record("results", results.RunResult("20261101-000000-000001", server="elsewhere",
+                                                     image="reg:5000/proj:x"))
     connect(programs)
     surveyed(programs, out=ONLY_GONE)
-    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=f"{MARK} used\n{MARK} images\n")
+    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)",
+                    out=f"{MARK} used\n{MARK} images\n")
     plan = cleaning.clean(cfg)
     assert plan.images == [] and plan.tags == [("reg:5000/proj:unused", DIGEST)]
 
@@ -118,7 +126,8 @@ def test_tags_our_runs_pushed_that_nothing_needs_go_too(cfg, programs, deleted, 
 def test_an_empty_plan_says_so(cfg, programs):
     connect(programs)
     surveyed(programs, out=f"{MARK} now\n1\n{MARK} containers\n")
-    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)", out=f"{MARK} used\n{MARK} images\n")
+    programs.expect("server", "images", "reg:5000/proj", "runs with space/$(x)",
+                    out=f"{MARK} used\n{MARK} images\n")
     plan = cleaning.clean(cfg, older_than=0, apply=True)
     assert plan.empty and not plan.done
     assert str(plan) == "On gpu-box:\n  nothing to remove\nRun folders: older than 0s."

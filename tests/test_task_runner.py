@@ -22,8 +22,8 @@ def test_the_index_is_given_or_swarms_slot_whose_0_is_a_node_id():
 
 def test_a_task_gets_its_folder_its_gpus_and_its_index(tmp_path):
     (tmp_path / task_runner.SWEEP).write_bytes(pickle.dumps([{}, {}, {}]))
-    env = {"PYSTRIBUTED_SLOT": "2", "PYSTRIBUTED_TASK_FOLDERS": "1", "PYSTRIBUTED_RESULTS": str(tmp_path / "r"),
-           "DOCKER_RESOURCE_GPU": "GPU-a,GPU-b"}
+    env = {"PYSTRIBUTED_SLOT": "2", "PYSTRIBUTED_TASK_FOLDERS": "1",
+           "PYSTRIBUTED_RESULTS": str(tmp_path / "r"), "DOCKER_RESOURCE_GPU": "GPU-a,GPU-b"}
     assert task_runner.prepare(env, here=tmp_path) == 2
     assert env["PYSTRIBUTED_RESULTS"] == str(tmp_path / "r" / "2") and (tmp_path / "r" / "2").is_dir()
     assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"] == "GPU-a,GPU-b"
@@ -58,7 +58,8 @@ def test_on_a_cluster_the_cell_fails_but_the_task_does_not(tmp_path):
     script = image(tmp_path, "import os\nprint(f\"lr is {lr} {os.environ['PYSTRIBUTED_TASK']}\")\n"
                              "if lr > 1:\n    raise ValueError('too big')\n", [{"lr": 0.5}, {"lr": 2}])
     ok, failed = run(script, tmp_path, "nodeid"), run(script, tmp_path, "1")
-    assert ok.returncode == failed.returncode == 0  # Swarm would fill the slot of a failed task again and again
+    # Swarm would fill the slot of a failed task again and again
+    assert ok.returncode == failed.returncode == 0
     assert ok.stdout == "lr is 0.5 0\n" and "ValueError: too big" in failed.stderr
     for index, code in ((0, 0), (1, 1)):
         folder = Path(tmp_path / "results" / str(index))
@@ -77,7 +78,8 @@ def test_a_container_runs_its_tasks_one_after_another_each_with_its_folder_and_s
            "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "app", env=env, capture_output=True,
                           text=True, timeout=60, check=False)
-    assert done.returncode == 0 and done.stdout == "x is 3 3\nx is 4 4\n"  # the container 1 of 3 tasks each: 3 and 4
+    # the container 1 of 3 tasks each: 3 and 4
+    assert done.returncode == 0 and done.stdout == "x is 3 3\nx is 4 4\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["3", "4"]
     for index, code in ((3, 0), (4, 1)):
         folder = tmp_path / "results" / str(index)
@@ -96,10 +98,12 @@ def test_a_retry_runs_its_one_task_and_the_chunk_is_cut_at_the_end(tmp_path):
 
 
 def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_start(tmp_path):
-    script = image(tmp_path, "import os, time\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w').close()\n"
+    script = image(tmp_path, "import os, time\n"
+                             "open(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w').close()\n"
                              "time.sleep(30)\n", [{}] * 3)
     env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
-           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1", "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
+           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1",
+           "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
     process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path / "app", env=env)
     began = tmp_path / "results" / "0" / "began"
     deadline = time.monotonic() + 30
@@ -108,8 +112,10 @@ def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_sta
     process.send_signal(signal.SIGINT)  # (what a cancel does: Swarm's stop signal, scancel --signal=INT)
     assert process.wait(timeout=30) == 0
     states = [json.loads((tmp_path / "results" / str(i) / task_runner.STATE).read_text()) for i in range(3)]
-    assert [s["Cancelled"] for s in states] == [True] * 3 and [s["State"]["ExitCode"] for s in states] == [130] * 3
-    assert [s["State"]["Error"] for s in states] == ["", "cancelled before it started", "cancelled before it started"]
+    assert ([s["Cancelled"] for s in states] == [True] * 3
+            and [s["State"]["ExitCode"] for s in states] == [130] * 3)
+    assert [s["State"]["Error"] for s in states] == ["", "cancelled before it started",
+                                                     "cancelled before it started"]
 
 
 def test_a_stop_saves_the_containers_unstarted_tasks_as_such_not_as_cancelled(tmp_path):

@@ -52,8 +52,9 @@ class SlurmEngine(Engine):
         if per > 1:
             limit = time_limit(self.config.SLURM_ARGS)
             self.steps.say(f"note: each array task runs {per} tasks one after another: its time limit ("
-                           + (f"--time {limit} in SLURM_ARGS" if limit else "the partition's") + f") must cover {per} "
-                           f"of them; those it cuts off end without a state (see .pystributed-slurm-*.out)\n")
+                           + (f"--time {limit} in SLURM_ARGS" if limit else "the partition's")
+                           + f") must cover {per} of them; those it cuts off end without a state "
+                           f"(see .pystributed-slurm-*.out)\n")
 
     def retry(self, task, *, requeue=False):
         """The task again, as a one-task job of its own; `requeue`: a stop kept it from starting (it uses
@@ -90,13 +91,15 @@ class SlurmEngine(Engine):
 
     def rows(self):
         """({index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
-        task stands for the tasks of its chunk, Job.chunk), {the indexes of the tasks that saved their state})."""
+        task stands for the tasks of its chunk, Job.chunk), {the indexes of the tasks that saved their
+        state})."""
         order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
         found, rank = {}, {}
         rows, saved = self.place.sweep_jobs(self.job.remote_dir, *self.names())
         for row in rows:
             at, index = order.get(row.name, (0, None))
-            for each in ([] if row.index is None else self.job.chunk(row.index)) if index is None else [index]:
+            for each in (([] if row.index is None else self.job.chunk(row.index)) if index is None
+                         else [index]):
                 if at >= rank.get(each, -1):
                     found[each], rank[each] = row, at
         return found, saved
@@ -115,18 +118,21 @@ class SlurmEngine(Engine):
             if row is not None and row.pending:
                 task.set(RETRYING if task.attempts - task.requeued > 1 else QUEUED,
                          why=row.reason if row.reason != "None" else "")
-            elif row is not None and not row.ended and task.index not in saved:  # (saved: it ended, its job ends)
+            elif (row is not None and not row.ended
+                  and task.index not in saved):  # (saved: it ended, its job ends)
                 if task.status != RUNNING:
                     task.set(started=time.time(), ended=None, attempts=max(task.attempts, 1))
                 task.set(RUNNING, why="", node=row.nodes, gpu=row.gpus)
                 self.follow_task(task, lambda out, err, task=task: self.logs(task, out, err, follow=True))
             elif not fetch:
                 task.set(ENDED)
-            else:  # ended (its state saved, before its job ends), or forgotten by Slurm: its state file says how
+            else:  # ended (its state saved, before its job ends), or forgotten by Slurm:
+                # its state file says how
                 self.busy.add(task.index)
                 task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
                 alone = task.attempts > 1  # (a retry's job ran it alone)
-                ended.setdefault(("alone", task.index) if alone else task.index // self.job.per_container, []).append(task)
+                ended.setdefault(("alone", task.index) if alone else task.index // self.job.per_container,
+                                 []).append(task)
             changed = changed or before != (task.status, task.why, task.node)
         for tasks in ended.values():
             self.fetches.submit(self.settle, tasks)

@@ -42,20 +42,23 @@ class SwarmEngine(Engine):
         return swarm_service.service_name(self.job.sweep_id)
 
     def run_args(self, run_id):
-        return docker.run_detached(self.job.image, run_id=run_id, results_dir=self.job.remote_dir, user=self.job.user,
-                                   env=self.env(), extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
+        return docker.run_detached(self.job.image, run_id=run_id, results_dir=self.job.remote_dir,
+                                   user=self.job.user, env=self.env(),
+                                   extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
         n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
         containers = -(-n // per)  # each runs `per` tasks one after another (task_runner.py)
         with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"
                              + (f", {per} a container" if per > 1 else "")):
-            ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(), job_id=self.job.sweep_id,
-                                      replicas=containers, max_concurrent=min(self.config.MAX_CONCURRENT or n, containers),
+            ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(),
+                                      job_id=self.job.sweep_id, replicas=containers,
+                                      max_concurrent=min(self.config.MAX_CONCURRENT or n, containers),
                                       gpus=self.config.GPUS_PER_TASK, variables=[
                                           "PYSTRIBUTED_TASK_FOLDERS=1",
                                           *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
-        self.job.set(services=[[self.service, ident, None]], per_container=per, nodes=sorted(self.place.prepared))
+        self.job.set(services=[[self.service, ident, None]], per_container=per,
+                     nodes=sorted(self.place.prepared))
 
     def retry(self, task, *, requeue=False):
         """The task again, as a one-task job of its own (Swarm places it where a GPU is free); `requeue`: a
@@ -69,7 +72,8 @@ class SwarmEngine(Engine):
                                   variables=["PYSTRIBUTED_TASK_FOLDERS=1", f"PYSTRIBUTED_TASK={task.index}",
                                              f"PYSTRIBUTED_ATTEMPT={task.attempts + 1}"])
         with self.job.lock:
-            self.job.set(services=[*self.job.services, [swarm_service.service_name(run_id), ident, task.index]])
+            self.job.set(services=[*self.job.services,
+                                   [swarm_service.service_name(run_id), ident, task.index]])
 
     def attempts(self):
         """(whether the job's first service is still there, {index: its Swarm tasks, oldest first}); a
@@ -105,7 +109,8 @@ class SwarmEngine(Engine):
             last = theirs[-1]
             fields = {"attempts": len(theirs)}
             if last.node:
-                fields.update(node=self.place.node(last.node).shown, node_id=last.node, gpu=", ".join(last.gpus))
+                fields.update(node=self.place.node(last.node).shown, node_id=last.node,
+                              gpu=", ".join(last.gpus))
             mine.set(**fields)
             # Only the latest attempt counts: the ones before it were settled (a retry follows a complete
             # task whose cell failed, or one on a lost node) or failed in Swarm's hands (Swarm replaced them).
@@ -181,7 +186,8 @@ class SwarmEngine(Engine):
             node = self.place.node(last.node)
             self.fetch_failures[task.index] += 1
             if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
-                self.seen.discard((last.id, task.index))  # the next look fetches it again: one failure is no lost node
+                # the next look fetches it again: one failure is no lost node
+                self.seen.discard((last.id, task.index))
             elif self.job.may_retry(task) and not self.cancelling:
                 self.lose(task, node, task.why or "its results could not be fetched")
             else:
@@ -230,7 +236,8 @@ class SwarmEngine(Engine):
         """The job's folder goes from the nodes where no task ran (it is empty there)."""
         used = {t.node_id for t in self.job.tasks if t.node_id}
         spare = [self.place.node(n) for n in self.reachable() if n not in used]
-        self.place.each(spare, lambda node: self.place.at(node).call("rmdir_run", self.job.remote_dir, step="fetch"))
+        self.place.each(spare, lambda node: self.place.at(node).call("rmdir_run", self.job.remote_dir,
+                                                                     step="fetch"))
 
     def place_of(self, task):
         return self.place.at(task.node_id) if task.node_id and task.node_id not in self.lost else None
@@ -266,7 +273,8 @@ class SwarmEngine(Engine):
         remote_dir = f"{self.job.remote_dir}/{task.index}"
         _, attempts = self.attempts()
         last = (attempts.get(task.index) or [None])[-1]
-        shared = last and self.job.per_container > 1 and last.service == self.job.services[0][1]  # (a chunk's)
+        shared = (last and self.job.per_container > 1
+                  and last.service == self.job.services[0][1])  # (a chunk's)
         if last and last.container and not last.ended and not shared:
             return self.place.container_logs(last.node, last.container, on_stdout, on_stderr, follow=follow)
         node = (last.node if last else "") or task.node_id or self.place.where(remote_dir)

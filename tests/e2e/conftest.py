@@ -95,7 +95,8 @@ def rig(kind, tools, why_root):
     if os.geteuid() != 0:
         unavailable(f"the {kind} rig {why_root}, so it needs root")
     require_tools(*tools)
-    running = subprocess.run([SANDBOX, "status", f"--{kind}"], capture_output=True, check=False).returncode == 0
+    running = subprocess.run([SANDBOX, "status", f"--{kind}"], capture_output=True,
+                             check=False).returncode == 0
     started = subprocess.run([SANDBOX, "start", f"--{kind}"], capture_output=True, text=True, check=False)
     if started.returncode:
         unavailable(f"the {kind} rig did not start:\n{started.stderr[-3000:]}")
@@ -140,7 +141,8 @@ def cancel_once_the_first_ended(sweep_id, containers, expected):
     is `expected` and `status` has seen the first task end (no one fetched it: the sweep is
     detached); cancel's output."""
     deadline = time.time() + 90
-    while not ("ended, not fetched yet" in pystributed("status", sweep_id).stdout and containers() == expected):
+    while not ("ended, not fetched yet" in pystributed("status", sweep_id).stdout
+               and containers() == expected):
         assert time.time() < deadline, pystributed("status", sweep_id).stdout
         time.sleep(1)
     return pystributed("cancel", sweep_id)
@@ -167,12 +169,14 @@ def two_tasks_per_container(monkeypatch):
     record = json.loads((folder / "sweep.json").read_text())
     tasks = record["tasks"]
     assert record["per_container"] == 2 and len(record["services"]) == 3  # the first three, then the retries
-    assert [t["status"] for t in tasks] == ["succeeded", "succeeded", "failed", "succeeded", "succeeded"], proc.stdout
+    assert [t["status"] for t in tasks] == ["succeeded", "succeeded", "failed", "succeeded",
+                                            "succeeded"], proc.stdout
     assert [t["attempts"] for t in tasks] == [1, 2, 2, 1, 1]
     assert tasks[2]["error"].startswith("ValueError: x is 2") and 'line 5, in <module>' in tasks[2]["error"]
     for index in (0, 3, 4):  # each its own folder, output and state
         assert (folder / str(index) / "output.log").read_text() == f"fine {index} {index}\n"
-        assert json.loads((folder / str(index) / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
+        assert json.loads((folder / str(index)
+                           / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
     assert "fine 1 1" in (folder / "1" / "output.log").read_text()
 
 
@@ -198,7 +202,8 @@ def interrupted_then_attached(sweep_id, goes_on, *, tasks=3, after=4):
     assert goes_on(), "the sweep goes on"
     done = pystributed("attach", sweep_id, timeout=180)
     folder = Path("results") / sweep_id
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [str(i) for i in range(tasks)], done.stdout
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [str(i) for i in range(tasks)], \
+        done.stdout
     assert json.loads((folder / "sweep.json").read_text())["status"] == "succeeded"
     return folder
 
@@ -244,7 +249,8 @@ class Sandbox:
 
     def docker(self, engine, *args):
         """Run docker on the 'local' or the 'remote' engine directly (as root), for checking."""
-        host = self.env["DOCKER_HOST"] if engine == "local" else self.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"]
+        host = (self.env["DOCKER_HOST"] if engine == "local"
+                else self.env["PYSTRIBUTED_SANDBOX_REMOTE_DOCKER_HOST"])
         return subprocess.run(["docker", "-H", host, *args], capture_output=True, text=True, check=False)
 
     def remote_shell(self, script):
@@ -254,7 +260,8 @@ class Sandbox:
         return registry_tags(self.registry, name)
 
     def container_events(self, engine, run_id, since):
-        out = self.docker(engine, "events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1),
+        out = self.docker(engine, "events", "--since", str(int(since) - 1),
+                          "--until", str(int(time.time()) + 1),
                           "--filter", f"label=pystributed.run={run_id}", "--format", "{{.Action}}").stdout
         return out.split()
 
@@ -271,7 +278,8 @@ class Sandbox:
             with open(log, "rb") as f:
                 f.seek(since)
                 lines = f.read().decode(errors="replace").splitlines()
-            return sum(line.startswith("Accepted publickey") and f" from {address} " in line for line in lines)
+            return sum(line.startswith("Accepted publickey") and f" from {address} " in line
+                       for line in lines)
         return logins
 
     def assert_ran_remotely(self, run_folder, started):
@@ -292,7 +300,8 @@ LOGIN_USERS = {"bash": "pystributed-sandbox", "fish": "pystributed-sandbox-fish"
                "tcsh": "pystributed-sandbox-tcsh", "noisy-bashrc": "pystributed-sandbox-noisy"}
 LOGIN_USER_NAMES = {"bash": "pystributed", "fish": "pystributed-fish", "tcsh": "pystributed-tcsh",
                     "noisy-bashrc": "pystributed-noisy"}
-LOGIN_BANNERS = {"bash": None, "fish": "Welcome to fish on the GPU box", "tcsh": "Welcome to tcsh on the GPU box",
+LOGIN_BANNERS = {"bash": None, "fish": "Welcome to fish on the GPU box",
+                 "tcsh": "Welcome to tcsh on the GPU box",
                  "noisy-bashrc": "Welcome to the GPU cluster! conda base activated"}
 
 

@@ -94,8 +94,8 @@ started = time.time()
 time.sleep(4)
 if x == 5:
     raise ValueError("task five fails")
-info = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "node": os.environ["PYSTRIBUTED_NODE"], "started": started,
-        "ended": time.time()}
+info = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "node": os.environ["PYSTRIBUTED_NODE"],
+        "started": started, "ended": time.time()}
 json.dump(info, open(os.path.join(os.environ["PYSTRIBUTED_RESULTS"], "info.json"), "w"))
 y = x * 10
 """
@@ -123,20 +123,23 @@ def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp
     for a, first in infos.items():  # no (node, GPU) given to two running tasks at once
         for b, second in infos.items():
             if a < b and (first["node"], first["gpu"]) == (second["node"], second["gpu"]):
-                assert first["ended"] <= second["started"] or second["ended"] <= first["started"], (first, second)
+                assert first["ended"] <= second["started"] or second["ended"] <= first["started"], \
+                    (first, second)
     assert {i["node"] for i in infos.values()} == {"node1", "node2"}
     assert {i["gpu"] for i in infos.values()} == {"0", "1"}
 
 
 def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(cluster, monkeypatch):
-    two_tasks_per_container(monkeypatch)  # array tasks of tasks 0-1, 2-3, 4; a job each for the retries of 1 and 2
+    # array tasks of tasks 0-1, 2-3, 4; a job each for the retries of 1 and 2
+    two_tasks_per_container(monkeypatch)
 
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
     # Task 0 ends at once, task 4 takes its GPU, task 5 waits in the queue.
     sweep_id = long_sweep(0, *[120] * 5)
     proc = cancel_once_the_first_ended(sweep_id, lambda: len(cluster.containers(sweep_id)), 4)
-    assert "1 succeeded, 0 failed, 5 cancelled" in proc.stdout, proc.stdout  # task 0 ended before: it stays succeeded
+    # task 0 ended before: it stays succeeded
+    assert "1 succeeded, 0 failed, 5 cancelled" in proc.stdout, proc.stdout
     assert cluster.jobs() == [] and cluster.containers(sweep_id) == []
     first = json.loads((tmp_path / "results" / sweep_id / "0" / ".pystributed-state.json").read_text())
     assert first["State"]["ExitCode"] == 0 and not first["Cancelled"]
@@ -148,7 +151,8 @@ def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
         assert state["State"]["ExitCode"] == 130 and state["Cancelled"] is True
 
 
-def test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything(cluster, tmp_path):
+def test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything(
+        cluster, tmp_path):
     sweep_id = long_sweep(8, 9, 10)
     folder = interrupted_then_attached(sweep_id, cluster.jobs)
     assert all((folder / str(i) / "finally.txt").read_text() == "ran" for i in range(3))
@@ -195,7 +199,8 @@ def test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value(cl
 
 
 def test_a_rank_that_fails_fails_the_run_with_its_traceback(cluster, tmp_path):
-    cell = ("%%remote --nodes 2\nimport os, socket\nif os.environ['RANK'] == '1':\n    raise ValueError('rank one fails')\n"
+    cell = ("%%remote --nodes 2\nimport os, socket\n"
+            "if os.environ['RANK'] == '1':\n    raise ValueError('rank one fails')\n"
             "server = socket.create_server((os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT'])))\n"
             "server.accept()  # never: rank 1 failed, and the job stops rank 0\n")
     kernel = Kernel(tmp_path)

@@ -33,8 +33,9 @@ GPUS = {f"GPU-7700000{n}-0000-4000-8000-{g:012d}": f"pystributed-swarm{n}" for n
 
 # swarm_env: the variables that point pystributed at the rig's manager (the sandbox, whose registry and
 # base image it uses, is sandbox_env's to start and stop); swarm: a test's view of the rig.
-swarm_env, swarm = rig_fixtures("swarm", ["dockerd", "docker", "docker-registry", "sshd", "debootstrap", "nsenter",
-                                          "unshare", "ip"], "makes network namespaces and starts daemons",
+swarm_env, swarm = rig_fixtures("swarm", ["dockerd", "docker", "docker-registry", "sshd", "debootstrap",
+                                          "nsenter", "unshare", "ip"],
+                                "makes network namespaces and starts daemons",
                                 lambda *made: Rig(*made), name="swarm")
 
 
@@ -102,8 +103,10 @@ def state(folder):
 def test_cluster_init_formed_the_swarm_and_status_shows_its_gpus(swarm):
     log = (swarm.dir / "cluster-init.log").read_text()
     assert "pystributed-swarm1: swarm initialised, a manager" in log, log
-    assert "pystributed-swarm2: joined as a worker" in log and "pystributed-swarm3: joined as a worker" in log, log
-    # What each daemon.json needs: the GPUs are counted already (node-generic-resources), the runtime is not nvidia.
+    assert ("pystributed-swarm2: joined as a worker" in log
+            and "pystributed-swarm3: joined as a worker" in log), log
+    # What each daemon.json needs: the GPUs are counted already (node-generic-resources),
+    # the runtime is not nvidia.
     assert '"default-runtime": "nvidia"' in log and "swarm-resource" in log
     assert '"node-generic-resources"' not in log
     # Again, on the swarm it made: nothing changes.
@@ -122,8 +125,8 @@ SWEEP_CELL = """%%remote --sweep lr=0.1,0.01,0.001 --sweep seed=0,1,2,3 --out lo
 import json, os, time
 started = time.time()
 time.sleep(3)
-info = {"task": os.environ["PYSTRIBUTED_TASK"], "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "lr": lr, "seed": seed,
-        "started": started, "ended": time.time()}
+info = {"task": os.environ["PYSTRIBUTED_TASK"], "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "lr": lr,
+        "seed": seed, "started": started, "ended": time.time()}
 json.dump(info, open(os.path.join(os.environ["PYSTRIBUTED_RESULTS"], "info.json"), "w"))
 loss = lr * seed
 """
@@ -152,7 +155,8 @@ def test_a_sweep_of_12_tasks_over_6_gpus_from_a_notebook(swarm, tmp_path):
     # Every node ran tasks, each task saw the GPU Swarm gave it, and no two running tasks shared a GPU.
     states = [state(folder / str(i)) for i in range(12)]
     assert [s["Gpus"] for s in states] == [i["gpu"] for i in infos]
-    assert {GPUS[i["gpu"]] for i in infos} == {"pystributed-swarm1", "pystributed-swarm2", "pystributed-swarm3"}
+    assert {GPUS[i["gpu"]] for i in infos} == {"pystributed-swarm1", "pystributed-swarm2",
+                                               "pystributed-swarm3"}
     for a in infos:
         for b in infos:
             if a is not b and a["gpu"] == b["gpu"]:
@@ -183,7 +187,8 @@ def test_a_failing_task_is_reported_while_the_others_succeed_and_retries(swarm, 
 
 
 def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(swarm, monkeypatch):
-    two_tasks_per_container(monkeypatch)  # containers of tasks 0-1, 2-3, 4; the job, and a retry each of 1 and 2
+    # containers of tasks 0-1, 2-3, 4; the job, and a retry each of 1 and 2
+    two_tasks_per_container(monkeypatch)
 
 
 def test_cancel_mid_sweep_stops_every_task_and_leaves_nothing(swarm, tmp_path):
@@ -215,15 +220,16 @@ def test_a_cancel_leaves_a_task_that_ended_before_it_succeeded_and_fetched(swarm
     assert "1 succeeded, 0 failed, 1 cancelled" in proc.stdout, proc.stdout
     folder = tmp_path / "results" / sweep_id
     assert state(folder / "0")["State"]["ExitCode"] == 0 and not state(folder / "0").get("Cancelled")
-    assert state(folder / "1")["State"]["ExitCode"] == 130 and (folder / "1" / "finally.txt").read_text() == "ran"
+    assert (state(folder / "1")["State"]["ExitCode"] == 130
+            and (folder / "1" / "finally.txt").read_text() == "ran")
 
 
 def test_detach_then_attach_from_a_new_kernel(swarm, tmp_path):
     first = Kernel(tmp_path)
     try:
         first.execute("import pystributed.main as runner")
-        messages, reply = first.execute("%%remote --sweep x=1,2,3 --out y --detach\nimport time\ntime.sleep(4)\n"
-                                        "y = x * 10\n")
+        messages, reply = first.execute("%%remote --sweep x=1,2,3 --out y --detach\n"
+                                        "import time\ntime.sleep(4)\ny = x * 10\n")
         assert reply["status"] == "ok", error_of(messages)
         messages, _ = first.execute("print(_.sweep_id)")
         sweep_id = stream_text(messages).strip()
@@ -257,8 +263,10 @@ def test_runner_sweep_from_python_after_save_for_remote_declares_the_parameters(
 def test_a_single_run_waits_in_the_queue_while_every_gpu_is_taken(swarm, tmp_path):
     (tmp_path / "hold.py").write_text("import time\ntime.sleep(hold)\n")
     (tmp_path / "one.py").write_text("import os\nshm = os.statvfs('/dev/shm')\nprint('single run on', "
-                                     "os.environ['CUDA_VISIBLE_DEVICES'], 'shm GiB', shm.f_blocks * shm.f_frsize >> 30)\n")
-    sweep_id = pystributed("sweep", "hold.py", "--param", "hold=10,10,10,10,10,10", "--detach", "-q").stdout.strip()
+                                     "os.environ['CUDA_VISIBLE_DEVICES'], 'shm GiB', "
+                                     "shm.f_blocks * shm.f_frsize >> 30)\n")
+    sweep_id = pystributed("sweep", "hold.py", "--param", "hold=10,10,10,10,10,10", "--detach",
+                           "-q").stdout.strip()
     deadline = time.time() + 60
     while sum(swarm.running().values()) < 6:
         assert time.time() < deadline
@@ -316,7 +324,8 @@ def test_a_sweep_on_one_server_runs_max_concurrent_at_a_time(sandbox, tmp_path, 
         "import json, os, time\n"
         "started = time.time()\n"
         "time.sleep(2)\n"
-        "json.dump([started, time.time()], open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 't.json'), 'w'))\n"
+        "json.dump([started, time.time()], "
+        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 't.json'), 'w'))\n"
         "if x == 2:\n"
         "    raise ValueError('two')\n")
     proc = pystributed("sweep", "cell.py", "--param", "x=0,1,2,3", check=False)
@@ -366,11 +375,13 @@ def test_list_and_clean_show_and_remove_an_ended_sweep_on_the_swarm_never_one_go
     sweep_id = pystributed("sweep", "hold.py", "--param", "hold=0,10", "--detach", "-q").stdout.strip()
     poll_listing(sweep_id, "2 tasks: 1 running, 1 succeeded")
     kept = pystributed("clean", "--older-than", "0s", "--yes").stdout
-    assert f"Kept, still running or starting: {sweep_id}" in kept and sweep_id not in kept.split("Kept")[0], kept
+    assert (f"Kept, still running or starting: {sweep_id}" in kept
+            and sweep_id not in kept.split("Kept")[0]), kept
     listing = poll_listing(sweep_id, "2 tasks: 2 succeeded")
     assert f"pystributed-{sweep_id}" in swarm.docker(1, "service", "ls", "--format", "{{.Name}}").stdout
     cleaned = pystributed("clean", "--older-than", "0s", "--yes").stdout
-    assert f"  services   pystributed-{sweep_id}  (sweep {sweep_id}: 2 tasks: 2 succeeded)" in cleaned, cleaned
+    assert (f"  services   pystributed-{sweep_id}  (sweep {sweep_id}: 2 tasks: 2 succeeded)"
+            in cleaned), cleaned
     assert f"/{own['workdir']}/{sweep_id}  (2 tasks: 2 succeeded, last changed " in cleaned, cleaned
     assert cleaned.endswith("Removed.\n"), cleaned
     assert not any((swarm.home(n) / own["workdir"] / sweep_id).exists() for n in (1, 2, 3))
@@ -385,11 +396,12 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
         sweep_id = pystributed("sweep", "hold.py", "--param", "hold=0,6", "--detach", "-q").stdout.strip()
         poll_listing(sweep_id, "2 tasks: 1 running, 1 succeeded")
         kept = pystributed("clean", "--older-than", "0s", "--yes").stdout
-        assert f"Kept, still running or starting: {sweep_id}" in kept and sweep_id not in kept.split("Kept")[0], kept
+        assert (f"Kept, still running or starting: {sweep_id}" in kept
+                and sweep_id not in kept.split("Kept")[0]), kept
         poll_listing(sweep_id, "2 tasks: 2 succeeded")
         cleaned = pystributed("clean", "--older-than", "0s", "--yes").stdout
-        assert (f"  containers pystributed-{sweep_id}-0, pystributed-{sweep_id}-1  (sweep {sweep_id}: 2 tasks: 2 "
-                "succeeded; their logs and states are saved first)") in cleaned, cleaned
+        assert (f"  containers pystributed-{sweep_id}-0, pystributed-{sweep_id}-1  (sweep {sweep_id}: "
+                "2 tasks: 2 succeeded; their logs and states are saved first)") in cleaned, cleaned
         assert f"/{own['workdir']}/{sweep_id}  (2 tasks: 2 succeeded, last changed " in cleaned, cleaned
         assert sandbox.docker("remote", "ps", "-aq", "--filter", f"name=pystributed-{sweep_id}").stdout == ""
         assert sandbox.remote_shell(f"ls {own['workdir']}").split() == []
@@ -397,7 +409,8 @@ def test_list_and_clean_of_a_sweep_on_one_server(sandbox, own, tmp_path, monkeyp
         sandbox.remote_shell(f"rm -rf {own['workdir']}")
 
 
-def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_the_sweep_going_then_attach_brings_it(swarm, tmp_path):
+def test_a_kernel_interrupt_with_on_interrupt_detach_leaves_the_sweep_going_then_attach_brings_it(
+        swarm, tmp_path):
     detached_by_an_interrupt_then_attached(tmp_path, lambda: sum(swarm.running().values()) > 0)
 
 
@@ -408,7 +421,8 @@ def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm,
     (tmp_path / "cell.py").write_text(
         "import os, time\n"
         "time.sleep(hold)\n"
-        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'ok.txt'), 'w').write(str(os.environ['API_TOKEN'] == "
+        "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'ok.txt'), 'w')"
+        ".write(str(os.environ['API_TOKEN'] == "
         f"{value!r}))\n")
     sweep_id = pystributed("sweep", "cell.py", "--param", "hold=6,6", "--detach", "-q").stdout.strip()
     wait_until(swarm.services, 30, "the service")
@@ -421,7 +435,8 @@ def test_secrets_reach_the_tasks_as_docker_secrets_never_the_service_spec(swarm,
     assert swarm.secrets() == []  # removed with it
 
 
-def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach_brings_every_task(swarm, tmp_path):
+def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach_brings_every_task(
+        swarm, tmp_path):
     sweep_id = long_sweep(10, 11, 12)
     folder = interrupted_then_attached(sweep_id, lambda: f"pystributed-{sweep_id}" in swarm.docker(
         1, "service", "ls", "--format", "{{.Name}}").stdout)
@@ -430,9 +445,10 @@ def test_an_interrupted_attach_exits_130_with_the_sweep_going_and_a_later_attach
 
 def sweep_in_background(tmp_path, *args):
     (tmp_path / "hold.py").write_text("import os, time\ntime.sleep(hold)\n"
-                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w').write('1')\n")
-    return subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'done.txt'), 'w')"
+                                      ".write('1')\n")
+    return subprocess.Popen([sys.executable, "-m", "pystributed", "sweep", "hold.py", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_until(predicate, timeout, what):

@@ -21,14 +21,14 @@ STATE = {"State": {"ExitCode": 0, "StartedAt": "2026-11-25T10:15:03.000000000Z",
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000", DOCKER_IMAGE_NAME="proj",
-                       REMOTE_WORKDIR="runs", MAX_CONCURRENT=1)
+    return config.load(environ={}, REMOTE_SERVER="gpu-box", DOCKER_REGISTRY="reg:5000",
+                       DOCKER_IMAGE_NAME="proj", REMOTE_WORKDIR="runs", MAX_CONCURRENT=1)
 
 
 def job_of(n, *, retries=0, statuses=None):
     tasks = [jobs.Task(i, {"x": i}, status=(statuses or {}).get(i, jobs.QUEUED)) for i in range(n)]
-    return jobs.Job(SWEEP, tasks, server="gpu-box", remote_dir=FOLDER, image="reg:5000/proj:s", user="1000:1000",
-                    retries=retries)
+    return jobs.Job(SWEEP, tasks, server="gpu-box", remote_dir=FOLDER, image="reg:5000/proj:s",
+                    user="1000:1000", retries=retries)
 
 
 def engine_of(cfg, job, *, detach=False):
@@ -45,8 +45,8 @@ def expect_start(programs, index):
 
 
 def expect_finish(programs, index, code, *, cancelled=False):
-    programs.expect("server", "finish", f"{FOLDER}/{index}", f"{SWEEP}-{index}", "true" if cancelled else "false", ...,
-                    out=f"{code}\n")
+    programs.expect("server", "finish", f"{FOLDER}/{index}", f"{SWEEP}-{index}",
+                    "true" if cancelled else "false", ..., out=f"{code}\n")
 
 
 def expect_fetch(programs, index, code, log="done\n"):
@@ -67,7 +67,8 @@ def expect_one_attempt(programs, index, code):
     expect_fetch(programs, index, code)
 
 
-TRACEBACK = "Traceback (most recent call last):\n  File \"user_code.py\", line 1, in <module>\nValueError: bad\n"
+TRACEBACK = ("Traceback (most recent call last):\n  File \"user_code.py\", line 1, in <module>\n"
+             "ValueError: bad\n")
 
 
 def test_tasks_succeed_fail_and_are_retried_one_at_a_time(cfg, programs):
@@ -129,7 +130,8 @@ def test_an_interrupt_with_detach_leaves_started_tasks_going(cfg, programs, monk
 def test_an_interrupt_with_tasks_not_started_yet_stops_those_that_run(cfg, programs, monkeypatch):
     job = job_of(2, statuses={0: jobs.RUNNING})
     engine = ServerEngine(cfg, ssh.Ssh(cfg), job, quiet=True)
-    engine.queue.append(job.tasks[1])  # only this process would start it: "detach" cannot leave it to the server
+    # only this process would start it: "detach" cannot leave it to the server
+    engine.queue.append(job.tasks[1])
 
     def interrupted():
         raise KeyboardInterrupt
@@ -280,5 +282,6 @@ def test_a_task_whose_container_never_started_is_started_on_attach(cfg, programs
 
 def test_a_run_whose_container_never_started_says_so(cfg, programs):
     programs.expect("server", "finish", f"{FOLDER}/0", f"{SWEEP}-0", "false", ..., out="absent\n")
-    with pytest.raises(StepError, match="no container pystributed-.* on gpu-box, and no state .* never started"):
+    with pytest.raises(StepError,
+                       match="no container pystributed-.* on gpu-box, and no state .* never started"):
         ssh.Ssh(cfg).finish(f"{FOLDER}/0", f"{SWEEP}-0")

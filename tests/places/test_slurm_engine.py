@@ -18,9 +18,9 @@ MARK = "@@pystributed@@"
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                       CLUSTER="slurm", SLURM_ARGS=["--partition", "gpu"], SLURM_CONTAINERS="docker",
-                       MAX_CONCURRENT=4)
+    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000",
+                       REMOTE_WORKDIR="runs", CLUSTER="slurm", SLURM_ARGS=["--partition", "gpu"],
+                       SLURM_CONTAINERS="docker", MAX_CONCURRENT=4)
 
 
 @pytest.fixture(autouse=True)
@@ -56,16 +56,18 @@ def expect_fetch(programs, index, code, log="done\n", cancelled=False):
 
 
 @pytest.mark.parametrize("args, limit", [([], ""), (["--time", "1:00:00"], "1:00:00"), (["--time=5"], "5"),
-                                         (["-t", "10"], "10"), (["-t10"], "10"), (["--tmp=1G", "-p", "gpu"], "")])
+                                         (["-t", "10"], "10"), (["-t10"], "10"),
+                                         (["--tmp=1G", "-p", "gpu"], "")])
 def test_the_time_limit_is_read_as_sbatch_takes_it(args, limit):
     assert slurm_engine.time_limit(args) == limit
 
 
 def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, programs):
     engine = engine_of(cfg, 8)
-    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
-                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
-                    "--gres=gpu:1", "--array=0-7%4", "--partition", "gpu", f"{FOLDER}/.pystributed-job.sh", FOLDER,
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
+                    slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
+                    "--output", f"{FOLDER}/.pystributed-slurm-%j.out", "--gres=gpu:1", "--array=0-7%4",
+                    "--partition", "gpu", f"{FOLDER}/.pystributed-job.sh", FOLDER,
                     NAME, "1", "docker", f"{FOLDER}.env", "--label", f"pystributed.run={SWEEP}", "--user",
                     "1000:1000", "--volume", f"{FOLDER}:/results", ..., out="40\n")
     engine.start()
@@ -95,7 +97,8 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\nValueError: bad\n")
     retry = f"{NAME}-1-2"
     expect_retry(programs, 1, 50)
-    expect_jobs(programs, [NAME, retry], [row("50", None, "PENDING", name=retry, reason="Priority", array="50")])
+    expect_jobs(programs, [NAME, retry],
+                [row("50", None, "PENDING", name=retry, reason="Priority", array="50")])
     expect_jobs(programs, [NAME, retry], [row("50", None, "RUNNING", name=retry, nodes="node2", array="50")])
     expect_jobs(programs, [NAME, retry], [])
     expect_fetch(programs, 1, 0)
@@ -104,7 +107,8 @@ def test_a_failed_task_is_retried_as_a_job_of_its_own_then_succeeds(cfg, program
     assert job.statuses == ["succeeded", "succeeded"] and job.status == "succeeded"
     assert [t.attempts for t in job.tasks] == [1, 2]
     words = programs.calls[4].words
-    assert "--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words and "--array" not in " ".join(words)
+    assert ("--export=ALL,PYSTRIBUTED_TASK=1,PYSTRIBUTED_ATTEMPT=2" in words
+            and "--array" not in " ".join(words))
     # The retry's environment is sent again, to a file of its own, which its job removes at its end: the
     # array's goes with the array's last task, maybe before the retry starts.
     env_file = f"{FOLDER}.1-2.env"
@@ -117,7 +121,8 @@ def test_a_task_that_fails_without_retries_shows_its_remote_traceback(cfg, progr
     engine = engine_of(cfg, 1)
     engine.job.services = [[NAME, "40", None]]
     expect_jobs(programs, [NAME], [row("41", 0, "COMPLETED")])
-    expect_fetch(programs, 0, 1, log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
+    expect_fetch(programs, 0, 1,
+                 log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.watch("stop")
     assert job.statuses == ["failed"] and job.tasks[0].error.startswith("ValueError: bad")
@@ -132,7 +137,8 @@ def test_cancel_scancels_the_jobs_and_fetches_what_ran(cfg, programs):
     expect_fetch(programs, 0, 130, cancelled=True)
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.cancel()
-    assert (job.statuses, job.status, [t.fetched for t in job.tasks]) == (["cancelled"] * 2, "cancelled", [True, False])
+    assert (job.statuses, job.status, [t.fetched for t in job.tasks]) == (["cancelled"] * 2, "cancelled",
+                                                                          [True, False])
 
 
 def test_cancel_leaves_tasks_that_had_ended_as_they_went_and_fetches_them(cfg, programs):
@@ -142,12 +148,14 @@ def test_cancel_leaves_tasks_that_had_ended_as_they_went_and_fetches_them(cfg, p
     expect_jobs(programs, [NAME], [row("43", 2, "RUNNING", nodes="node1")], saved=(0, 1))
     programs.expect("server", "slurm_cancel", NAME)
     expect_fetch(programs, 0, 0)
-    expect_fetch(programs, 1, 1, log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
+    expect_fetch(programs, 1, 1,
+                 log="Traceback (most recent call last):\n  File \"/app/c.py\"\nValueError: bad\n")
     expect_fetch(programs, 2, 130, cancelled=True)
     programs.expect("server", "remove", f"{FOLDER}.env")
     job = engine.cancel()
     assert job.statuses == ["succeeded", "failed", "cancelled"] and all(t.fetched for t in job.tasks)
-    assert [t.exit_code for t in job.tasks] == [0, 1, None] and job.tasks[1].error.startswith("ValueError: bad")
+    assert ([t.exit_code for t in job.tasks] == [0, 1, None]
+            and job.tasks[1].error.startswith("ValueError: bad"))
 
 
 def test_a_cancel_leaves_a_task_being_settled_to_its_settle_then_cancels_what_it_left_going(cfg, programs):
@@ -198,16 +206,18 @@ def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled
     engine.steps = progress.steps_for(False)
     programs.expect("server", "slurm_submit", ..., out="40\n")
     engine.start()
-    assert ("note: each array task runs 2 tasks one after another: its time limit (--time 00:10:00 in SLURM_ARGS) "
-            "must cover 2 of them") in capsys.readouterr().out
+    assert ("note: each array task runs 2 tasks one after another: its time limit "
+            "(--time 00:10:00 in SLURM_ARGS) must cover 2 of them") in capsys.readouterr().out
     words = programs.calls[-1].words
     assert "--array=0-1%2" in words and engine.job.per_container == 2  # two jobs: tasks 0-1 and task 2
     assert "--export=ALL,PYSTRIBUTED_TASKS_PER_CONTAINER=2,PYSTRIBUTED_TASK_COUNT=3" in words
     expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node2"), row("40", 1, "PENDING",
                                                                                  reason="Resources")])
-    expect_jobs(programs, [NAME], [row("40", 1, "RUNNING", nodes="node1")])  # array task 0 ended: tasks 0 and 1
+    # array task 0 ended: tasks 0 and 1
+    expect_jobs(programs, [NAME], [row("40", 1, "RUNNING", nodes="node1")])
     programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the job's tasks in one stream
-        "0/output.log": b"done\n", "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode(),
+        "0/output.log": b"done\n",
+        "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode(),
         "1/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
         "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode()}))
     expect_jobs(programs, [NAME], [])

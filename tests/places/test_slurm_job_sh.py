@@ -25,18 +25,24 @@ with open(os.path.join(os.environ["FAKE"], "calls"), "a") as f:
 
 def container(folder, env):
     if env.get("PYSTRIBUTED_TASK_FOLDERS") == "1":  # (as task_runner.py does: the first task of its chunk)
-        folder = os.path.join(folder, str(int(env["PYSTRIBUTED_TASK"]) * int(env.get("PYSTRIBUTED_TASKS_PER_CONTAINER", "1"))))
+        folder = os.path.join(folder, str(int(env["PYSTRIBUTED_TASK"])
+                                          * int(env.get("PYSTRIBUTED_TASKS_PER_CONTAINER", "1"))))
     rank = env.get("RANK", "")
     code = int(os.environ.get(f"FAKE_CODE_{rank}", "0"))
-    open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n" + ("Traceback\nValueError: no\n" * bool(code)))
-    state = {"Cancelled": False, "State": {"ExitCode": code, "FinishedAt": os.environ.get(f"FAKE_AT_{rank}", "T1")},
-             "Node": env.get("PYSTRIBUTED_NODE", ""), "Env": {k: env.get(k) for k in ("A", "B", "RANK", "PYSTRIBUTED_RESULTS", "APPTAINER_NOHTTPS", "PYSTRIBUTED_NODE", "PYSTRIBUTED_TASK")}}
+    open(os.path.join(folder, "output.log"), "w").write(f"rank {rank} ran\n"
+                                                        + ("Traceback\nValueError: no\n" * bool(code)))
+    state = {"Cancelled": False,
+             "State": {"ExitCode": code, "FinishedAt": os.environ.get(f"FAKE_AT_{rank}", "T1")},
+             "Node": env.get("PYSTRIBUTED_NODE", ""),
+             "Env": {k: env.get(k) for k in ("A", "B", "RANK", "PYSTRIBUTED_RESULTS", "APPTAINER_NOHTTPS",
+                                             "PYSTRIBUTED_NODE", "PYSTRIBUTED_TASK")}}
     open(os.path.join(folder, env.get("PYSTRIBUTED_STATE_NAME", ".pystributed-state.json")), "w").write(
         json.dumps(state) + "\n")
 
 
 if prog == "scontrol":
-    print("node1\nnode2" if argv[:2] == ["show", "hostnames"] else "NodeName=node1 NodeAddr=10.0.0.1 Arch=x86_64")
+    print("node1\nnode2" if argv[:2] == ["show", "hostnames"]
+          else "NodeName=node1 NodeAddr=10.0.0.1 Arch=x86_64")
 elif prog == "srun" and "sh" in argv:
     command = argv[argv.index("sh"):]
     for rank in range(int(os.environ["SLURM_JOB_NUM_NODES"])):
@@ -51,7 +57,8 @@ elif prog == "srun":  # pyxis
 elif prog == "apptainer":
     container(argv[argv.index("--bind") + 1].rsplit(":", 1)[0], os.environ)
 elif prog == "docker" and argv[0] == "run":
-    env = {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1] for i, a in enumerate(argv) if a == "--env"}
+    env = {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1]
+           for i, a in enumerate(argv) if a == "--env"}
     container(next(argv[i + 1] for i, a in enumerate(argv) if a == "--volume").rsplit(":", 1)[0], env)
 elif prog == "docker" and argv[:2] == ["container", "inspect"]:
     sys.exit(1)
@@ -80,8 +87,8 @@ class Job:
         environ = {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "SLURM_JOB_ID": "45",
                    "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_GPUS": "0",
                    "SLURMD_NODENAME": "node1", **env}
-        proc = subprocess.run(["sh", str(self.script), str(self.dir), NAME, mode, route, self.env_file, *args],
-                              env=environ, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(["sh", str(self.script), str(self.dir), NAME, mode, route, self.env_file,
+                               *args], env=environ, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stderr
         return args
 
@@ -94,7 +101,8 @@ class Job:
 
 
 def env_of(argv):
-    return {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1] for i, a in enumerate(argv) if a == "--env"}
+    return {argv[i + 1].split("=", 1)[0]: argv[i + 1].split("=", 1)[1]
+            for i, a in enumerate(argv) if a == "--env"}
 
 
 @pytest.fixture
@@ -105,16 +113,18 @@ def job(tmp_path):
 def test_a_run_over_two_nodes_runs_one_container_per_node_with_the_ranks_variables(job):
     args = job.run("ranks")
     srun, = job.calls("srun")
-    assert srun == ["--ntasks-per-node=1", "--kill-on-bad-exit=0", "sh", "--", str(job.script), str(job.dir), NAME,
-                    "rank", "docker", job.env_file, *args]
+    assert srun == ["--ntasks-per-node=1", "--kill-on-bad-exit=0", "sh", "--", str(job.script), str(job.dir),
+                    NAME, "rank", "docker", job.env_file, *args]
     runs = [call for call in job.calls("docker") if call[0] == "run"]
     assert len(runs) == 2
     for rank, run in enumerate(runs):
         env = env_of(run)
-        assert {k: env[k] for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK",
-                                    "LOCAL_WORLD_SIZE", "PYSTRIBUTED_NODE", "DOCKER_RESOURCE_GPU")} == {
+        assert {k: env[k] for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "NODE_RANK", "WORLD_SIZE",
+                                    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PYSTRIBUTED_NODE",
+                                    "DOCKER_RESOURCE_GPU")} == {
             "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "20045", "RANK": str(rank), "NODE_RANK": str(rank),
-            "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "PYSTRIBUTED_NODE": f"node{rank + 1}",
+            "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+            "PYSTRIBUTED_NODE": f"node{rank + 1}",
             "DOCKER_RESOURCE_GPU": str(rank)}  # the step's GPUs, not the first node's SLURM_JOB_GPUS
         assert run[run.index("--network") + 1] == "host" and "--rm" in run
         folder = job.dir if rank == 0 else job.dir / f"rank-{rank}"
@@ -128,10 +138,12 @@ def test_a_run_over_two_nodes_runs_one_container_per_node_with_the_ranks_variabl
 
 
 def test_the_first_rank_to_fail_fails_the_run_with_its_output_and_stops_the_others(job):
-    job.run("ranks", FAKE_CODE_0="143", FAKE_AT_0="T2", FAKE_CODE_1="3", FAKE_AT_1="T1", FAKE_SRUN_LINGER="2.5")
+    job.run("ranks", FAKE_CODE_0="143", FAKE_AT_0="T2", FAKE_CODE_1="3", FAKE_AT_1="T1",
+            FAKE_SRUN_LINGER="2.5")
     assert job.state()["State"]["ExitCode"] == 3 and job.state()["Node"] == "node2"
     log = (job.dir / "output.log").read_text()
-    assert log == ("rank 0 ran\nTraceback\nValueError: no\n\n[pystributed] rank 1 (on node2) failed with exit code 3; "
+    assert log == ("rank 0 ran\nTraceback\nValueError: no\n\n"
+                   "[pystributed] rank 1 (on node2) failed with exit code 3; "
                    "its output (rank-1/output.log):\nrank 1 ran\nTraceback\nValueError: no\n")
     assert ["--signal=TERM", "45"] in job.calls("scancel")
 
@@ -145,13 +157,13 @@ def test_rank_0_failing_first_is_the_runs_failure(job):
 def test_a_one_task_run_is_unchanged(job):
     args = job.run("0")
     run, = [call for call in job.calls("docker") if call[0] == "run"]
-    assert run[1:] == ["--env", "DOCKER_RESOURCE_GPU=0", "--rm", "--name", NAME, "--env-file", job.env_file, "--env",
-                   "PYSTRIBUTED_NODE=node1", *args]
+    assert run[1:] == ["--env", "DOCKER_RESOURCE_GPU=0", "--rm", "--name", NAME, "--env-file", job.env_file,
+                       "--env", "PYSTRIBUTED_NODE=node1", *args]
     assert job.calls("srun") == [] and job.state()["State"]["ExitCode"] == 0
 
 
-DOCKER_ARGS = ["--user", "1000:1000", "--volume", "{dir}:/results", "--env", "PYSTRIBUTED_RESULTS=/results", "--env",
-               "B=run's", "127.0.0.1:5000/p:1", "python", "/app/task_runner.py"]
+DOCKER_ARGS = ["--user", "1000:1000", "--volume", "{dir}:/results", "--env", "PYSTRIBUTED_RESULTS=/results",
+               "--env", "B=run's", "127.0.0.1:5000/p:1", "python", "/app/task_runner.py"]
 
 
 @pytest.mark.parametrize("route", ["pyxis", "apptainer"])
@@ -162,8 +174,8 @@ def test_pyxis_and_apptainer_start_the_container_with_the_variables_in_its_envir
     args = slurm_routes.ROUTES[route](docker_args)
     job.run(mode, route, args, SLURM_ARRAY_TASK_ID="3")
     launched, = job.calls("srun" if route == "pyxis" else "apptainer")
-    assert launched == ([] if route == "pyxis" else ["exec"]) + (["--ntasks=1"] if route == "pyxis" else []) + \
-        args[args.index("--") + 1:]
+    assert launched == (([] if route == "pyxis" else ["exec"]) + (["--ntasks=1"] if route == "pyxis" else [])
+                        + args[args.index("--") + 1:])
     folder = job.dir / "3" if mode == "1" else job.dir
     env = job.state(folder)["Env"]
     assert env["A"] == "secret value" and env["B"] == "run's" and env["PYSTRIBUTED_NODE"] == "node1"
@@ -189,10 +201,12 @@ def test_an_array_task_of_a_chunk_runs_its_tasks_in_one_container_and_each_that_
     job.run("1", SLURM_ARRAY_TASK_ID="2", PYSTRIBUTED_TASKS_PER_CONTAINER="3", PYSTRIBUTED_TASK_COUNT="8")
     run, = [call for call in job.calls("docker") if call[0] == "run"]
     env = env_of(run)
-    assert env["PYSTRIBUTED_TASK"] == "2" and env["PYSTRIBUTED_TASKS_PER_CONTAINER"] == "3"  # task_runner's chunk
+    # task_runner's chunk
+    assert env["PYSTRIBUTED_TASK"] == "2" and env["PYSTRIBUTED_TASKS_PER_CONTAINER"] == "3"
     assert run[run.index("--name") + 1] == f"{NAME}-2"
     assert job.state(job.dir / "6")["State"]["ExitCode"] == 0 and (job.dir / "6" / "output.log").exists()
-    never = job.state(job.dir / "7")  # its container ended before it: it fails, and is tried again by --retries
+    # its container ended before it: it fails, and is tried again by --retries
+    never = job.state(job.dir / "7")
     assert never["State"]["ExitCode"] == 125 and never["State"]["Error"] == "the container did not start"
     assert job.state(job.dir / "1") == job.state(job.dir / "8") == {}  # other chunks': left alone
 

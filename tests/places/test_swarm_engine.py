@@ -24,14 +24,14 @@ def node(ident, *, state="ready"):
 
 def task(ident, service, slot, node_id, state, *, created, exit_code=0):
     status = {"State": state, "ContainerStatus": {"ContainerID": f"c-{ident}", "ExitCode": exit_code}}
-    return {"ID": ident, "ServiceID": service, "Slot": slot, "NodeID": node_id, "CreatedAt": f"2026-01-01T00:00:{created:02}Z",
-            "Status": status}
+    return {"ID": ident, "ServiceID": service, "Slot": slot, "NodeID": node_id,
+            "CreatedAt": f"2026-01-01T00:00:{created:02}Z", "Status": status}
 
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                       CLUSTER="swarm")
+    return config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                       REMOTE_WORKDIR="runs", CLUSTER="swarm")
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,8 @@ def expect_tasks(programs, services, tasks, *, nodes=ONE_NODE):
 
 def expect_fetch(programs, index, code, log="done\n"):
     programs.expect("server", "fetch", f"{FOLDER}/{index}", "", out=tar_of({
-        "output.log": log.encode(), ".pystributed-state.json": json.dumps({"State": {"ExitCode": code}}).encode()}))
+        "output.log": log.encode(),
+        ".pystributed-state.json": json.dumps({"State": {"ExitCode": code}}).encode()}))
 
 
 def expect_put_away(programs, *services, nodes=1):
@@ -79,8 +80,8 @@ def expect_the_retry_to_end(programs, index):
 
 def test_a_job_of_two_tasks_one_failing_once_then_retried_as_a_job_of_its_own(cfg, programs):
     engine = engine_of(cfg, 2, retries=1)
-    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach", "--mode",
-                    "replicated-job", "--replicas", "2", ..., out="svc1\n")
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach",
+                    "--mode", "replicated-job", "--replicas", "2", ..., out="svc1\n")
     engine.start()
     assert programs.calls[-1].stdin == b"TOKEN=s3cret\n"  # ENV and SECRETS on its stdin, not in its spec
     expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
@@ -214,11 +215,11 @@ def test_attach_after_a_detach_fetches_what_ended_and_follows_the_rest(cfg, prog
 
 
 def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retried_alone(cfg, programs):
-    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                      CLUSTER="swarm", TASKS_PER_CONTAINER=2)
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                      REMOTE_WORKDIR="runs", CLUSTER="swarm", TASKS_PER_CONTAINER=2)
     engine = engine_of(cfg, 3, retries=1)
-    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach", "--mode",
-                    "replicated-job", "--replicas", "2", "--max-concurrent", "2", ..., out="svc1\n")
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach",
+                    "--mode", "replicated-job", "--replicas", "2", "--max-concurrent", "2", ..., out="svc1\n")
     engine.start()
     assert "PYSTRIBUTED_TASKS_PER_CONTAINER=2" in programs.calls[-1].words and engine.job.per_container == 2
     # Slot 0 runs tasks 0 and 1, slot 1 task 2; while slot 0 runs, both of its tasks run.
@@ -227,10 +228,12 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
     expect_fetch(programs, 2, 0)
     expect_tasks(programs, [SERVICE], [task("t0", "svc1", 0, "n1", "complete", created=1),
                                        task("t1", "svc1", 1, "n1", "complete", created=2)])
-    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({  # the container's tasks in one stream
+    # the container's tasks in one stream
+    programs.expect("server", "fetch_tasks", FOLDER, "0", "1", out=tar_of({
         "0/output.log": b"Traceback (most recent call last):\nValueError: bad\n",
         "0/.pystributed-state.json": json.dumps({"State": {"ExitCode": 1}}).encode(),
-        "1/output.log": b"done\n", "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
+        "1/output.log": b"done\n",
+        "1/.pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
     programs.expect("server", "docker_command", "service", "create", ..., out="svc2\n")  # task 0 again, alone
     expect_the_retry_to_end(programs, 0)
     job = engine.watch("stop")
@@ -239,7 +242,8 @@ def test_with_tasks_per_container_a_container_runs_several_each_fetched_and_retr
     assert "PYSTRIBUTED_TASK=0" in retry_args and not any("TASKS_PER_CONTAINER" in w for w in retry_args)
     local = engine.local
     assert (local / "1" / "output.log").read_text() == (local / "0" / "output.log").read_text() == "done\n"
-    assert sorted(p.name for p in local.iterdir() if p.name.startswith(".")) == []  # (the stream's folder went)
+    # (the stream's folder went)
+    assert sorted(p.name for p in local.iterdir() if p.name.startswith(".")) == []
 
 
 def test_the_logs_of_a_task_that_shares_a_running_container_are_its_own_log_file(cfg, programs):
