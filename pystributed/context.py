@@ -23,7 +23,10 @@ RUNNER_DIR = "/pystributed"
 RUNNER = Path(__file__).with_name("cell_runner.py")
 _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must not depend on times
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
-DEFAULT_EXCLUDES = [".git", "**/.git", "**/.ipynb_checkpoints", "**/__pycache__", ".dockerignore"]
+# Left out of every context: each file or folder of these names, wherever it is.
+LEFT_OUT_NAMES = frozenset({".git", ".ipynb_checkpoints", "__pycache__"})
+# The same as .dockerignore patterns (`**/x` also matches x at the top), for a folder that has one.
+DEFAULT_EXCLUDES = [f"**/{name}" for name in sorted(LEFT_OUT_NAMES)] + [".dockerignore"]
 # The image's Python: `python3`, else `python` (Ubuntu's, Debian's and CUDA images with Python added
 # have no `python`). `sh -c RUN_PYTHON sh ARGS...` runs it with ARGS, as itself (exec).
 FIND_PYTHON = "command -v python3 || command -v python"
@@ -152,8 +155,34 @@ def context_files(context_dir, excludes=()):
 
 
 def matcher(root, excludes=()):
-    """Whether a relative path is left out of the context."""
-    return Matcher(DEFAULT_EXCLUDES + list(excludes) + read_dockerignore(Path(root) / ".dockerignore"))
+    """Whether a relative path is left out of the context: Docker's matcher for the folder's
+    .dockerignore, else (no file, or no pattern in it) the plain filter of the same defaults."""
+    patterns = read_dockerignore(Path(root) / ".dockerignore")
+    if not patterns:
+        return LeftOut(excludes)
+    return Matcher(DEFAULT_EXCLUDES + list(excludes) + patterns)
+
+
+class LeftOut:
+    """What a context without .dockerignore patterns leaves out, as a Matcher of DEFAULT_EXCLUDES and
+    `excludes` would (test_context checks that it does): a path with one of LEFT_OUT_NAMES among its
+    parts, and a path that is, or is inside, .dockerignore or one of `excludes` (the results folder
+    and DATA: relative paths, taken as they are; the Matcher reads them as patterns)."""
+
+    def __init__(self, excludes=()):
+        # .dockerignore too: one without patterns, or a folder of that name, is never sent either.
+        self.paths = [".dockerignore", *excludes]
+
+    def __call__(self, path):
+        return (not LEFT_OUT_NAMES.isdisjoint(path.split("/"))
+                or any(path == p or path.startswith(p + "/") for p in self.paths))
+
+    def match(self, path, above=None):
+        """dockerignore.walk's question: no results to hand down, the answer does not need them."""
+        return self(path), None
+
+    def may_enter(self, folder):
+        return False  # no `!` exception can bring back anything inside a left-out folder
 
 
 def requirement_files(requirements):

@@ -1,8 +1,11 @@
 import io
+import os
 import tarfile
 from pathlib import Path
 
-from pystributed import context
+import pytest
+
+from pystributed import context, dockerignore
 
 
 def members(tmp_path, **kwargs):
@@ -75,6 +78,74 @@ def test_dockerignore_is_honoured(tmp_path):
     got = members(tmp_path, code_path=str(tmp_path / "c.py"))
     assert {n for n in got if n.startswith("context/") and got[n] is not None} == {
         "context/b.py", "context/data/keep.csv", "context/sub/secret.txt"}
+
+
+# A folder with no .dockerignore: names the defaults leave out (or nearly), where they leave them out
+# and where not, and names that are awkward in any other way.
+TRICKY = [".git/HEAD", ".git/refs/x", "sub/.git", "sub/.gitignore", "sub/.git2/x", "my.git/x",
+          "a/b/__pycache__/m.pyc", "a/b/m.py", "__pycache__x/y", "x__pycache__", "a/__pycache__",
+          "nb/.ipynb_checkpoints/c-checkpoint.ipynb", ".ipynb_checkpoints.bak", "results/r/out.txt",
+          "deep/results/kept.txt", "results2/x", "resultsx", "sub/results/out", "data/x.csv",
+          "data/x.csv.bak", "data/y.csv", "with space/a b.txt", " lead", "trail ", "ünïcödé/ß.py",
+          ".dockerignore/inner", "sub/.dockerignore", "file[1].txt", "star*", "q?", "back\\slash", "!bang",
+          "#hash", "a**b/c", "dot./x", "..dots", "日本/ファイル", "cell.py"]
+EXCLUDES = ["results", "sub/results", "data/x.csv"]  # the results folder, deeper, and a DATA file
+
+
+def tricky_folder(root):
+    for name in TRICKY:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    os.close(os.open(os.fsencode(root) + b"/caf\xe9", os.O_CREAT | os.O_WRONLY))  # not UTF-8
+    for link, target in [("to_pycache", "a/b/__pycache__"), ("sub/__pycache__", "../a"), ("loop", "."),
+                         ("dangling", "nowhere"), ("to_results", "results"), ("data/.git", "../a")]:
+        (root / link).symlink_to(target)
+    return root
+
+
+@pytest.mark.parametrize("excludes", [[], EXCLUDES])
+def test_without_a_dockerignore_the_plain_filter_leaves_out_what_the_matcher_would(tmp_path, excludes):
+    root = tricky_folder(tmp_path)
+    plain, docker = context.matcher(root, excludes), context.Matcher(context.DEFAULT_EXCLUDES + excludes)
+    assert isinstance(plain, context.LeftOut)
+    everything = [os.path.relpath(os.path.join(d, n), root) for d, folders, files in os.walk(root)
+                  for n in folders + files]
+    assert len(everything) > 60
+    assert [plain(rel) for rel in everything] == [docker(rel) for rel in everything]
+    assert list(dockerignore.walk(root, plain)) == list(dockerignore.walk(root, docker))
+    assert "sub/.gitignore" in dict(map(reversed, dockerignore.walk(root, plain)))
+
+
+def test_without_a_dockerignore_the_context_is_byte_for_byte_what_the_matcher_makes(tmp_path, monkeypatch):
+    # The same bytes, the same hash: images built before the plain filter are not built again.
+    root = tricky_folder(tmp_path)
+
+    def written():
+        buf = io.BytesIO()
+        packed = context.write(buf, context_dir=str(root), code_path=str(root / "cell.py"),
+                               source="print(1)\n", base_image="python:3.12-slim", excludes=EXCLUDES)
+        return buf.getvalue(), packed
+
+    plain = written()
+    monkeypatch.setattr(context, "matcher",
+                        lambda _, excludes: context.Matcher(context.DEFAULT_EXCLUDES + excludes))
+    assert written() == plain
+    assert b"context/sub/.gitignore" in plain[0] and b"context/deep/results/kept.txt" in plain[0]
+
+
+def test_the_results_folder_and_data_are_left_out_as_the_paths_they_are_not_as_patterns(tmp_path):
+    # DATA must exist as named (features/data.py), so `[1]` or `*` in it are its name.
+    left_out = context.matcher(tmp_path, ["data[1]", "run*"])
+    assert left_out("data[1]") and left_out("data[1]/x") and left_out("run*")
+    assert not left_out("data1") and not left_out("runs")
+
+
+@pytest.mark.parametrize("ignore", ["", "# only a comment\n\n"])
+def test_a_dockerignore_without_patterns_is_the_plain_filter_and_one_with_patterns_docker_s(tmp_path, ignore):
+    (tmp_path / ".dockerignore").write_text(ignore)
+    assert isinstance(context.matcher(tmp_path), context.LeftOut)
+    (tmp_path / ".dockerignore").write_text(ignore + "*.log\n")
+    assert isinstance(context.matcher(tmp_path), context.Matcher)
 
 
 def test_requirements_ship_the_wheels_they_name(tmp_path):

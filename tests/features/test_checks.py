@@ -75,10 +75,11 @@ def test_warnings_go_to_stderr_before_anything_runs(tmp_path, capsys):
 
 
 def test_the_check_hook_warns_of_what_the_run_leaves_out(tmp_path, capsys):
-    (tmp_path / "model.pth").write_bytes(b"m")
-    run = pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('model.pth')\n",
-                       excludes=["*.pth"])
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "model.pth").write_bytes(b"m")
+    run = pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('results/model.pth')\n",
+                       excludes=["results"])  # as pipeline.check adds the results folder
     checks.Checks().check(run)
     assert capsys.readouterr().err == (
-        "warning: the cell opens 'model.pth', which is left out of the image (.dockerignore or the results "
-        "folder): add it to DATA to have it mounted, or remove it from .dockerignore\n")
+        "warning: the cell opens 'results/model.pth', which is left out of the image (.dockerignore or the "
+        "results folder): add it to DATA to have it mounted, or remove it from .dockerignore\n")
