@@ -260,7 +260,7 @@ def follow(run, *, start):
         with run.steps.step("run", f"run {run.result.run_id} on {run.place.name}", live=True):
             try:
                 stream(run, start_args(run) if start else None)
-                exit_code = finish(run)
+                exit_code = run.place.finish(run.result.remote_dir, run.result.run_id)
             except StepError as e:
                 raise dropped(run, e) from None
     except KeyboardInterrupt:
@@ -327,26 +327,12 @@ def interrupted(run):
     run.set(State.INTERRUPTED)  # before the fetch, which writes run.json
     try:
         run.place.stop(run_id)
-        run.result.exit_code = finish(run)
+        run.result.exit_code = run.place.finish(run.result.remote_dir, run_id)
+        run.result.ended = results.now_iso()  # the container's end, after the stop: not the interrupt's
         fetch(run)
     except StepError as e:
         run.steps.say(f"{e}\n")
     run.set(State.INTERRUPTED, exit_code=run.result.exit_code)
-
-
-def finish(run, *, cancelled=False):
-    """Wait for the container, save its log and final state (.pystributed-state.json) into the run
-    folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
-    container stays, so that its log is not lost.
-
-    Another process may put the same container away at the same time (a notebook following the
-    run, and `wait` or `cancel` in a shell): each writes under names of its own and renames, so
-    that neither leaves a truncated log; one that finds the container gone reads the exit code
-    from the state the other saved."""
-    result = run.result
-    code = run.place.finish(result.remote_dir, result.run_id, cancelled=cancelled)
-    result.ended = results.now_iso()
-    return code
 
 
 def fetch(run, *, going=False):
