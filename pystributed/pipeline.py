@@ -59,9 +59,10 @@ class Run:
 
 
 def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None, features=()):
-    """Build, push, run and fetch the saved cell (`source`, else read from `code_path`); return a
-    RunResult. With `detach`, return as soon as the container has started. Raise RemoteCellError
-    if the cell exits non-zero (after its results are fetched), StepError if a step fails."""
+    """Build, push, run and fetch the saved cell (`source`, as %%save_for_remote saved it, else read
+    from `code_path`); return a RunResult. With `detach`, return as soon as the container has
+    started. Raise RemoteCellError if the cell exits non-zero (after its results are fetched),
+    StepError if a step fails."""
     code_path = code_path or config.USER_CODE_PATH
     run = Run(config, place_for(config), progress.steps_for(quiet), source=check_code(code_path, source),
               code_path=code_path, features=list(features), detach=detach,
@@ -97,12 +98,15 @@ def check(run):
 
 
 def check_code(code_path, source=None):
-    if source is None and not os.path.isfile(code_path):
+    """The code to run: `source`, a cell %%save_for_remote saved in this kernel (magic.save refused it
+    unless it compiled: it is not compiled again), else the file at `code_path`, checked here."""
+    if source is not None:
+        return source
+    if not os.path.isfile(code_path):
         raise PystributedError(
             f"there is no saved cell at {code_path}: mark a cell with %%save_for_remote first "
             "(or set USER_CODE_PATH)")
-    if source is None:
-        source = Path(code_path).read_text(encoding="utf-8")
+    source = Path(code_path).read_text(encoding="utf-8")
     if not source.strip():
         raise PystributedError(f"the cell saved at {code_path} is empty: nothing to run")
     try:
