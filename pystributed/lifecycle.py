@@ -268,7 +268,7 @@ def _pipeline_run(config, place, run, steps=None, **fields):
 
 def put_away(config, place, run, *, cancelled=False):
     """Save an ended container's log and state into its run folder and remove it; the run again."""
-    pipeline.finish(_pipeline_run(config, place, run), cancelled=cancelled)
+    place.finish(run.remote_dir, run.run_id, cancelled=cancelled)
     return find(config, place, run.run_id)
 
 

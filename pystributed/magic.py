@@ -181,7 +181,7 @@ def check_cell(source, path):
 
 
 def save(source, path):
-    check_cell(source, path)
+    check_cell(source, path)  # the script's one compile: a run takes the saved script as it is (pipeline)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Write then rename: a reader never sees half a cell.

@@ -59,9 +59,10 @@ class Run:
 
 
 def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None, features=()):
-    """Build, push, run and fetch the saved cell (`source`, else read from `code_path`); return a
-    RunResult. With `detach`, return as soon as the container has started. Raise RemoteCellError
-    if the cell exits non-zero (after its results are fetched), StepError if a step fails."""
+    """Build, push, run and fetch the saved cell (`source`, as %%save_for_remote saved it, else read
+    from `code_path`); return a RunResult. With `detach`, return as soon as the container has
+    started. Raise RemoteCellError if the cell exits non-zero (after its results are fetched),
+    StepError if a step fails."""
     code_path = code_path or config.USER_CODE_PATH
     run = Run(config, place_for(config), progress.steps_for(quiet), source=check_code(code_path, source),
               code_path=code_path, features=list(features), detach=detach,
@@ -97,12 +98,15 @@ def check(run):
 
 
 def check_code(code_path, source=None):
-    if source is None and not os.path.isfile(code_path):
+    """The code to run: `source`, a cell %%save_for_remote saved in this kernel (magic.save refused it
+    unless it compiled: it is not compiled again), else the file at `code_path`, checked here."""
+    if source is not None:
+        return source
+    if not os.path.isfile(code_path):
         raise PystributedError(
             f"there is no saved cell at {code_path}: mark a cell with %%save_for_remote first "
             "(or set USER_CODE_PATH)")
-    if source is None:
-        source = Path(code_path).read_text(encoding="utf-8")
+    source = Path(code_path).read_text(encoding="utf-8")
     if not source.strip():
         raise PystributedError(f"the cell saved at {code_path} is empty: nothing to run")
     try:
@@ -260,7 +264,7 @@ def follow(run, *, start):
         with run.steps.step("run", f"run {run.result.run_id} on {run.place.name}", live=True):
             try:
                 stream(run, start_args(run) if start else None)
-                exit_code = finish(run)
+                exit_code = run.place.finish(run.result.remote_dir, run.result.run_id)
             except StepError as e:
                 raise dropped(run, e) from None
     except KeyboardInterrupt:
@@ -327,26 +331,12 @@ def interrupted(run):
     run.set(State.INTERRUPTED)  # before the fetch, which writes run.json
     try:
         run.place.stop(run_id)
-        run.result.exit_code = finish(run)
+        run.result.exit_code = run.place.finish(run.result.remote_dir, run_id)
+        run.result.ended = results.now_iso()  # the container's end, after the stop: not the interrupt's
         fetch(run)
     except StepError as e:
         run.steps.say(f"{e}\n")
     run.set(State.INTERRUPTED, exit_code=run.result.exit_code)
-
-
-def finish(run, *, cancelled=False):
-    """Wait for the container, save its log and final state (.pystributed-state.json) into the run
-    folder, remove it; return its exit code. If the log cannot be saved (a full disk), the
-    container stays, so that its log is not lost.
-
-    Another process may put the same container away at the same time (a notebook following the
-    run, and `wait` or `cancel` in a shell): each writes under names of its own and renames, so
-    that neither leaves a truncated log; one that finds the container gone reads the exit code
-    from the state the other saved."""
-    result = run.result
-    code = run.place.finish(result.remote_dir, result.run_id, cancelled=cancelled)
-    result.ended = results.now_iso()
-    return code
 
 
 def fetch(run, *, going=False):

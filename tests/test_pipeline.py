@@ -170,6 +170,7 @@ def test_every_step_of_a_remote_run_in_order(programs, remote_config, socket_dir
     assert result.run_id == RUN_ID and result.status == "succeeded" and result.exit_code == 0
     assert result.image == IMAGE and result.image_digest == "sha256:" + "a" * 64
     assert result.remote_dir == RUN_DIR and result.server == "gpu-box"
+    assert result.started <= result.ended  # the end stamped when it ended (results.set_state)
     assert result.files == ["out.txt", "run.json"] and (result.local_path / "out.txt").read_text() == "42"
     assert result.local_path == (tmp_path / "results" / RUN_ID).resolve()
     saved = json.loads((result.local_path / "run.json").read_text())
@@ -556,15 +557,15 @@ def test_finish_reads_the_exit_code_or_the_state_another_process_saved(programs,
     programs.expect("server", "finish", "/w/r", RUN_ID, "false", ..., out="3\n")
     programs.expect("server", "finish", "/w/r", RUN_ID, "true", ...,
                     out='{"Cancelled":true,"State":{"Status":"exited","ExitCode":130}}\n')
-    assert pipeline.finish(run) == 3 and run.result.ended
-    assert pipeline.finish(run, cancelled=True) == 130
+    assert run.place.finish("/w/r", RUN_ID) == 3
+    assert run.place.finish("/w/r", RUN_ID, cancelled=True) == 130
     assert capsys.readouterr().err == ""
 
 
 def test_finish_warns_when_the_log_could_not_be_saved(programs, local_cfg, capsys):
     run = run_of(local_cfg, local.Local(local_cfg), remote_dir="/w/r")
     programs.expect("server", "finish", "/w/r", RUN_ID, "false", ..., out="0\nlog-not-saved\n")
-    assert pipeline.finish(run) == 0
+    assert run.place.finish("/w/r", RUN_ID) == 0
     assert capsys.readouterr().err == (
         "warning: the output could not be saved as output.log in /w/r on the local engine (is its disk "
         f"full?); the container is kept, its output is in `docker logs {NAME}` there.\n")
@@ -649,10 +650,10 @@ def test_a_container_put_away_by_two_processes_keeps_its_log_and_exit_code(tmp_p
     monkeypatch.setenv("FAKE", str(tmp_path))
     (tmp_path / "run").mkdir()
     run = run_of(local_cfg, local.Local(local_cfg), remote_dir=str(tmp_path / "run"))
-    assert pipeline.finish(run) == 3  # the first
+    assert run.place.finish(run.result.remote_dir, RUN_ID) == 3  # the first
     if other == "between our wait and our save":
         monkeypatch.setenv("FAKE_WAITED", "1")
-    assert pipeline.finish(run) == 3  # the second
+    assert run.place.finish(run.result.remote_dir, RUN_ID) == 3  # the second
     assert (tmp_path / "run" / "output.log").read_text() == "the whole output\n"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".pystributed-state.json", "output.log"]
     assert "warning" not in capsys.readouterr().err

@@ -24,7 +24,8 @@ SSH_DEFAULTS = ["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o
 # before they say who they are; ssh then exits 255 with `kex_exchange_identification: …` (older
 # clients: `ssh_exchange_identification: …`), and nothing ran on the server. Such a connection is
 # tried again after these pauses, each drawn between half and one and a half times its value (runs
-# refused together do not come back together): about six seconds in all.
+# refused together do not come back together): about six seconds in all. Only what opens a
+# connection is: the shared one's start, or a command that has none to share (`Shared`).
 RETRY_DELAYS = (0.2, 0.4, 0.8, 1.6, 3.2)
 REFUSED = re.compile(r"^(kex|ssh)_exchange_identification: ", re.MULTILINE)
 # What a client that cannot share a connection says when asked to: Windows' own OpenSSH
@@ -81,7 +82,7 @@ class Ssh(server.Server):
         if not folder:
             yield _unshared(place, why)
             return
-        shared = Ssh(dataclasses.replace(
+        shared = Shared(dataclasses.replace(
             place.config, SSH_OPTIONS=[*place.config.SSH_OPTIONS, "-o", f"ControlPath={folder}/%C"]))
         try:
             yield shared if _start_master(shared, place) else place
@@ -93,6 +94,13 @@ class Ssh(server.Server):
         """ssh's settings for this server, as the user's ssh config makes them (`ssh -G`)."""
         out = util.output(["ssh", "-G", *self.config.SSH_OPTIONS, "--", self.name])
         return dict(line.partition(" ")[::2] for line in out.splitlines())
+
+
+class Shared(Ssh):
+    """This place over its running shared connection: each command is a new session on that
+    connection, not a new connection, so MaxStartups never refuses it and it runs once."""
+    call = server.Server.call
+    stream = server.Server.stream
 
 
 def multiplexed(settings):

@@ -1,7 +1,8 @@
 """Many runs at once: sshd drops new connections beyond its MaxStartups (10 unauthenticated ones at
 once, by default) before they say who they are, and ssh exits 255 with `kex_exchange_identification:`.
 Nothing ran on the server then, so the connection is tried again, with pauses of a few seconds in
-all; one that never gets through says why (not keys)."""
+all; one that never gets through says why (not keys). What runs over a run's shared connection opens
+none: only that connection's start is tried again."""
 import pytest
 
 from pystributed import config
@@ -90,6 +91,22 @@ def test_a_command_on_its_own_connection_is_tried_again(cfg, programs, pauses):
     programs.expect("server", "rundir", "runs", RUN_ID, out="/home/me/runs/r\n1000\n1000\n")
     assert ssh.Ssh(cfg).prepare(RUN_ID) == ("/home/me/runs/r", "1000:1000")
     assert len(pauses) == 1
+
+
+def test_a_command_over_the_shared_connection_runs_once(cfg, programs, pauses):
+    # It opens no connection of its own (a new session on the master's), which MaxStartups could refuse;
+    # a 255 from it is the run's (a dropped connection), not a refusal to wait out.
+    master_refused(programs, 0)
+    programs.expect("ssh", ...)  # the master starts
+    programs.expect("server", "stop", RUN_ID, code=255, stderr=REFUSED)
+    programs.expect("server", "follow", RUN_ID, code=255, stderr=REFUSED)
+    programs.expect("ssh", ...)  # -O exit
+    err = []
+    with ssh.Ssh(cfg).connection() as shared:
+        with pytest.raises(StepError) as error:
+            shared.stop(RUN_ID)
+        assert shared.follow(RUN_ID, lambda text: None, err.append) == 255
+    assert pauses == [] and "MaxStartups" not in error.value.hint and "".join(err) == REFUSED
 
 
 def test_a_command_that_fails_there_is_not_tried_again(cfg, programs, pauses):
