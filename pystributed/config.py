@@ -22,6 +22,10 @@ _IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:
 _REGISTRY = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._/-]+)?")
 
 
+# A whole number of at least 1: an annotation of its own, which _check_type reads as such (mypy: an int).
+Count = int
+
+
 def _default_base_image():
     # Pickles and wheels need the same Python on both sides, so follow the local one.
     return f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
@@ -49,15 +53,15 @@ class Config:
     # Many servers (places/swarm.py, sweep.py): "swarm" runs on the Docker Swarm that REMOTE_SERVER manages.
     CLUSTER: str = ""
     GPUS_PER_TASK: int = 1
-    MAX_CONCURRENT: int | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
+    MAX_CONCURRENT: Count | None = None  # tasks of a sweep at once: 1 on a server, all on a cluster
     # a cluster's sweep: tasks run one after another in one container (short tasks)
-    TASKS_PER_CONTAINER: int = 1
+    TASKS_PER_CONTAINER: Count = 1
     # CLUSTER = "slurm" (places/slurm.py): sbatch's options of the site (partition, account, QoS, time), and
     # how the nodes run containers ("" = found on the login node).
     SLURM_ARGS: list[str] = dataclasses.field(default_factory=list)
     SLURM_CONTAINERS: str = ""
     # CLUSTER = "slurm": a run's cell once per node, in one allocation (MASTER_ADDR, RANK, ...)
-    NODES: int = 1
+    NODES: Count = 1
 
     @property
     def is_local(self):
@@ -74,16 +78,33 @@ class Config:
         return self.DOCKER_IMAGE_NAME
 
 
-KEYS = [field.name for field in dataclasses.fields(Config)]
-_LIST_KEYS = {"DOCKER_RUN_ARGS", "SSH_OPTIONS", "SECRETS", "DATA", "SLURM_ARGS"}
-_DICT_KEYS = {"ENV", "REMOTE_DATA"}
-_NUMBER_KEYS = {"CONTEXT_WARN_MB"}
+# Each key's annotation, as written (`from __future__ import annotations`): what the checks below read.
+_ANNOTATIONS = {field.name: field.type for field in dataclasses.fields(Config)}
+KEYS = list(_ANNOTATIONS)
+
+
+def _whole(value, least):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+# What a value of each annotation must be: its test, and how a message says it.
+_TYPES = {
+    "str": (lambda value: isinstance(value, str), "a string"),
+    "str | None": (lambda value: value is None or isinstance(value, str), "a string or None"),
+    "list[str]": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+                  "a list of strings"),
+    "dict[str, str]": (lambda value: isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()), "a dict of strings to strings"),
+    "float": (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+              "a number (0 or more)"),
+    "int": (lambda value: _whole(value, 0), "a whole number (0 or more)"),
+    "Count": (lambda value: _whole(value, 1), "a whole number (at least 1)"),
+    "Count | None": (lambda value: value is None or _whole(value, 1), "a whole number (at least 1)"),
+}
+# The annotations whose $PYSTRIBUTED_<KEY> text is a number: how it is read, and how a message says it.
+_NUMBERS = {"float": (float, "a number"), "int": (int, "a whole number"), "Count": (int, "a whole number"),
+            "Count | None": (int, "a whole number")}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPTIONAL_KEYS = {"REQUIREMENTS"}
-# whole numbers (MAX_CONCURRENT also None)
-_INT_KEYS = {"GPUS_PER_TASK", "MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER"}
-_AT_LEAST_1 = ("MAX_CONCURRENT", "NODES", "TASKS_PER_CONTAINER")
-CLUSTERS = ("", "swarm", "slurm")
 SWARM, SLURM = "swarm", "slurm"
 SLURM_ROUTES = ("", "docker", "pyxis", "apptainer")
 # sbatch options that are pystributed's own (slurm.py sets them).
@@ -155,52 +176,36 @@ def _check_key(key, where):
 
 
 def _from_string(key, value):
-    if key in _LIST_KEYS:
+    """$PYSTRIBUTED_<KEY>'s text as a value of the key's annotation (which _check_type then checks)."""
+    annotation = _ANNOTATIONS[key]
+    if annotation == "str":
+        return value
+    if annotation == "list[str]":
         return shlex.split(value)
-    if key in _DICT_KEYS:  # "A=1 B='two words'"
+    if annotation == "dict[str, str]":  # "A=1 B='two words'"
         words = shlex.split(value)
         bad = [word for word in words if "=" not in word]
         if bad:
             raise ConfigError(f"$PYSTRIBUTED_{key} must be NAME=VALUE words, e.g. PYSTRIBUTED_{key}=\"A=1 "
                               f"B='two words'\", not {bad[0]!r}")
         return dict(word.partition("=")[::2] for word in words)
-    if key in _OPTIONAL_KEYS | {"MAX_CONCURRENT"} and value == "":
+    if annotation.endswith(" | None") and value == "":
         return None
-    if key in _INT_KEYS:
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{key} must be a whole number, not {value!r}") from None
-    if key in _NUMBER_KEYS:
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, not {value!r}") from None
-    return value
+    if annotation == "str | None":
+        return value
+    number, said = _NUMBERS[annotation]
+    try:
+        return number(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be {said}, not {value!r}") from None
 
 
 def _check_type(key, value, where):
-    if key in _LIST_KEYS:
-        if isinstance(value, str):
-            raise ConfigError(f"{key} in {where} must be a list of strings, e.g. {shlex.split(value)!r}")
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-        expected = "a list of strings"
-    elif key in _DICT_KEYS:
-        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                             for k, v in value.items())
-        expected = "a dict of strings to strings"
-    elif key in _NUMBER_KEYS:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-        expected = "a number (0 or more)"
-    elif key in _OPTIONAL_KEYS:
-        ok, expected = value is None or isinstance(value, str), "a string or None"
-    elif key in _INT_KEYS:
-        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= (key in _AT_LEAST_1)
-              or value is None and key == "MAX_CONCURRENT")
-        expected = "a whole number (at least 1)" if key in _AT_LEAST_1 else "a whole number (0 or more)"
-    else:
-        ok, expected = isinstance(value, str), "a string"
-    if not ok:
+    annotation = _ANNOTATIONS[key]
+    if annotation == "list[str]" and isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be a list of strings, e.g. {shlex.split(value)!r}")
+    test, expected = _TYPES[annotation]
+    if not test(value):
         raise ConfigError(f"{key} in {where} must be {expected}, not {type(value).__name__} {value!r}")
 
 
@@ -228,22 +233,8 @@ def _check_values(config, source):
         if not _ENV_NAME.fullmatch(name):
             refuse("ENV" if name in config.ENV else "SECRETS",
                    f"holds {name!r}, which is not a variable name")
-    if config.CLUSTER not in CLUSTERS:
-        refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages), \"slurm\" (a Slurm "
-               "cluster whose login node is REMOTE_SERVER) or \"\" (one server)")
-    if config.is_cluster:
-        to = "a manager of the swarm" if config.CLUSTER == SWARM else "the cluster's login node"
-        if config.is_local:
-            refuse("REMOTE_SERVER", f"is 'local', but CLUSTER = {config.CLUSTER!r} needs {to} to ssh to")
-        if config.TRANSPORT != "registry":
-            refuse("TRANSPORT", f"must be 'registry' with CLUSTER = {config.CLUSTER!r}: every node pulls the "
-                                "image from it")
-        if config.DATA:
-            refuse("DATA", f"is synced to one server, and CLUSTER = {config.CLUSTER!r} runs on many: put the "
-                           "data on every node and mount it with REMOTE_DATA")
-    if config.SLURM_CONTAINERS not in SLURM_ROUTES:
-        refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on "
-                                   "the login node)")
+    if config.CLUSTER:
+        _check_cluster(config, refuse)
     if config.NODES > 1 and config.CLUSTER != SLURM:
         refuse("NODES", "runs the cell over several nodes in one Slurm allocation: only with CLUSTER = "
                         f"\"slurm\" (here CLUSTER = {config.CLUSTER!r}); on one server or a swarm a run "
@@ -252,12 +243,6 @@ def _check_values(config, source):
         refuse("TASKS_PER_CONTAINER", "runs a sweep's short tasks one after another in one container of a "
                                       "cluster (CLUSTER = \"swarm\" or \"slurm\"); on one server each task "
                                       "is a container")
-    for word in config.SLURM_ARGS:
-        if word.split("=", 1)[0] in SLURM_OURS:
-            refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the "
-                                 "GPUs, MAX_CONCURRENT limits a sweep's tasks at once, NODES asks for nodes)")
-        if "\n" in word or "\0" in word:
-            refuse("SLURM_ARGS", "holds a word with a newline")
     if config.ON_INTERRUPT not in INTERRUPT_CHOICES:
         refuse("ON_INTERRUPT", f"must be one of {', '.join(INTERRUPT_CHOICES)}")
     for key in ("REMOTE_WORKDIR", "USER_CODE_PATH", "LOCAL_RESULTS_DIR"):
@@ -275,6 +260,33 @@ def _check_values(config, source):
                 container_path.lstrip("/"))):
             refuse("REMOTE_DATA", f"maps {server_path!r} to {container_path!r}: the values are where it "
                                   "appears in the container, relative to /app (e.g. 'imagenet') or absolute")
+
+
+def _check_cluster(config, refuse):
+    """The keys that only a cluster reads (a run on one server reads none of them), SLURM_* Slurm's only."""
+    if config.CLUSTER not in (SWARM, SLURM):
+        refuse("CLUSTER", "must be \"swarm\" (a Docker Swarm that REMOTE_SERVER manages), \"slurm\" (a Slurm "
+               "cluster whose login node is REMOTE_SERVER) or \"\" (one server)")
+    to = "a manager of the swarm" if config.CLUSTER == SWARM else "the cluster's login node"
+    if config.is_local:
+        refuse("REMOTE_SERVER", f"is 'local', but CLUSTER = {config.CLUSTER!r} needs {to} to ssh to")
+    if config.TRANSPORT != "registry":
+        refuse("TRANSPORT", f"must be 'registry' with CLUSTER = {config.CLUSTER!r}: every node pulls the "
+                            "image from it")
+    if config.DATA:
+        refuse("DATA", f"is synced to one server, and CLUSTER = {config.CLUSTER!r} runs on many: put the "
+                       "data on every node and mount it with REMOTE_DATA")
+    if config.CLUSTER != SLURM:
+        return
+    if config.SLURM_CONTAINERS not in SLURM_ROUTES:
+        refuse("SLURM_CONTAINERS", "must be \"docker\", \"pyxis\", \"apptainer\", or \"\" (found on "
+                                   "the login node)")
+    for word in config.SLURM_ARGS:
+        if word.split("=", 1)[0] in SLURM_OURS:
+            refuse("SLURM_ARGS", f"holds {word!r}, which pystributed sets itself (GPUS_PER_TASK asks for the "
+                                 "GPUs, MAX_CONCURRENT limits a sweep's tasks at once, NODES asks for nodes)")
+        if "\n" in word or "\0" in word:
+            refuse("SLURM_ARGS", "holds a word with a newline")
 
 
 def _plain_relative(path):

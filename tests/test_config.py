@@ -162,3 +162,49 @@ def test_tasks_per_container_is_a_clusters_and_at_least_1():
         config.load(environ={}, REMOTE_SERVER="gpu", DOCKER_REGISTRY="r", TASKS_PER_CONTAINER=2)
     with pytest.raises(ConfigError, match="at least 1"):
         config.load(environ={}, REMOTE_SERVER="gpu", DOCKER_REGISTRY="r", TASKS_PER_CONTAINER=0)
+
+
+@pytest.mark.parametrize("key", config.KEYS)
+def test_every_key_has_its_type_checked(key):
+    # Each key's check comes from its annotation: a key whose annotation has none is a ConfigError too.
+    with pytest.raises(ConfigError, match=f"^{key} in the arguments must be .*, not object <object"):
+        config.load(environ={}, **{"REMOTE_SERVER": "local", key: object()})
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("GPUS_PER_TASK", -1, "GPUS_PER_TASK in the arguments must be a whole number (0 or more), not int -1"),
+    ("GPUS_PER_TASK", True,
+     "GPUS_PER_TASK in the arguments must be a whole number (0 or more), not bool True"),
+    ("MAX_CONCURRENT", 0, "MAX_CONCURRENT in the arguments must be a whole number (at least 1), not int 0"),
+    ("NODES", 1.0, "NODES in the arguments must be a whole number (at least 1), not float 1.0"),
+    ("ENV", {"A": 1}, "ENV in the arguments must be a dict of strings to strings, not dict {'A': 1}"),
+])
+def test_whole_numbers_and_dicts(key, value, expected):
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(environ={}, **{"REMOTE_SERVER": "local", key: value})
+    assert str(excinfo.value) == expected
+
+
+def test_numbers_and_none_from_the_environment():
+    cfg = config.load(environ={"PYSTRIBUTED_MAX_CONCURRENT": "", "PYSTRIBUTED_REQUIREMENTS": "",
+                               "PYSTRIBUTED_GPUS_PER_TASK": "2"}, REMOTE_SERVER="local")
+    assert cfg.MAX_CONCURRENT is None and cfg.REQUIREMENTS is None and cfg.GPUS_PER_TASK == 2
+    cfg = config.load(environ={"PYSTRIBUTED_MAX_CONCURRENT": "3", "PYSTRIBUTED_REQUIREMENTS": "r.txt"},
+                      REMOTE_SERVER="local")
+    assert cfg.MAX_CONCURRENT == 3 and cfg.REQUIREMENTS == "r.txt"
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(environ={"PYSTRIBUTED_NODES": "two"}, REMOTE_SERVER="local")
+    assert str(excinfo.value) == "NODES must be a whole number, not 'two'"
+    with pytest.raises(ConfigError) as excinfo:
+        config.load(environ={"PYSTRIBUTED_CONTEXT_WARN_MB": "1e"}, REMOTE_SERVER="local")
+    assert str(excinfo.value) == "CONTEXT_WARN_MB must be a number, not '1e'"
+
+
+def test_the_slurm_keys_are_read_on_slurm_only():
+    # A run on one server or a swarm reads no SLURM_* key: a value meant for Slurm does not stop it.
+    for cluster in ("", "swarm"):
+        config.load(environ={}, REMOTE_SERVER="me@gpu", DOCKER_REGISTRY="r", CLUSTER=cluster,
+                    SLURM_ARGS=["-J", "x"], SLURM_CONTAINERS="podman")
+    with pytest.raises(ConfigError, match="SLURM_CONTAINERS = 'podman' in the arguments must be \"docker\""):
+        config.load(environ={}, REMOTE_SERVER="me@gpu", DOCKER_REGISTRY="r", CLUSTER="slurm",
+                    SLURM_CONTAINERS="podman")
