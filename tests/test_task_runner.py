@@ -97,7 +97,8 @@ def test_a_retry_runs_its_one_task_and_the_chunk_is_cut_at_the_end(tmp_path):
     assert task_runner.chunk({"PYSTRIBUTED_TASKS_PER_CONTAINER": "4"}, None, here=tmp_path) == [None]
 
 
-def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_start(tmp_path):
+def signalled_once_the_first_task_runs(tmp_path, signum):
+    """A container of 3 tasks whose first holds: `signum` once it began; task_runner.py's exit code."""
     script = image(tmp_path, "import os, time\n"
                              "open(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w').close()\n"
                              "time.sleep(30)\n", [{}] * 3)
@@ -109,8 +110,13 @@ def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_sta
     deadline = time.monotonic() + 30
     while not began.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # (what a cancel does: Swarm's stop signal, scancel --signal=INT)
-    assert process.wait(timeout=30) == 0
+    process.send_signal(signum)
+    return process.wait(timeout=30)
+
+
+def test_an_interrupt_stops_the_running_task_and_the_containers_others_never_start(tmp_path):
+    # (SIGINT: what a cancel does, Swarm's stop signal, scancel --signal=INT)
+    assert signalled_once_the_first_task_runs(tmp_path, signal.SIGINT) == 0
     states = [json.loads((tmp_path / "results" / str(i) / task_runner.STATE).read_text()) for i in range(3)]
     assert ([s["Cancelled"] for s in states] == [True] * 3
             and [s["State"]["ExitCode"] for s in states] == [130] * 3)
@@ -122,18 +128,7 @@ def test_a_stop_saves_the_containers_unstarted_tasks_as_such_not_as_cancelled(tm
     """SIGTERM is a stop the user did not ask for (Slurm's --time limit, a preemption, `docker stop`):
     the tasks that never started are saved as unstarted, for the engine to queue again; the one that
     ran is stopped and fails, as any cell that a signal ends."""
-    script = image(tmp_path, "import os, time\nopen(os.environ['PYSTRIBUTED_RESULTS'] + '/began', 'w')"
-                             ".close()\ntime.sleep(30)\n", [{}] * 3)
-    env = {**os.environ, "PYSTRIBUTED_RESULTS": str(tmp_path / "results"), "PYSTRIBUTED_TASK_FOLDERS": "1",
-           "PYSTRIBUTED_SLOT": "nodeid", "PYSTRIBUTED_RUN_ID": "sweep-1",
-           "PYSTRIBUTED_TASKS_PER_CONTAINER": "3"}
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path / "app", env=env)
-    began = tmp_path / "results" / "0" / "began"
-    deadline = time.monotonic() + 30
-    while not began.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    assert signalled_once_the_first_task_runs(tmp_path, signal.SIGTERM) == 0
     folders = [tmp_path / "results" / str(i) for i in range(3)]
     ran, *rest = [json.loads((folder / task_runner.STATE).read_text()) for folder in folders]
     assert ran["State"]["ExitCode"] == 143 and not ran["Cancelled"] and not ran.get("Unstarted")
