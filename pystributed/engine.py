@@ -23,8 +23,7 @@ from pathlib import Path
 
 from pystributed import docker, live, progress, results
 from pystributed.config import environment
-from pystributed.errors import PystributedError, StepError, parse_traceback
-from pystributed.features import values
+from pystributed.errors import StepError, parse_traceback
 from pystributed.job_view import Display
 from pystributed.jobs import CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED
 
@@ -33,9 +32,10 @@ LOOK_TRIES, LOOK_PAUSE = 5, 2.0  # a place that does not answer: looked at again
 
 
 class Engine:
-    def __init__(self, config, place, job, *, sweep=None, namespace=None, follow=None, quiet=False):
+    def __init__(self, config, place, job, *, sweep=None, collect=None, follow=None, quiet=False):
         self.config, self.place, self.job = config, place, job.bind(config)
-        self.sweep, self.namespace, self.follow = sweep, namespace, follow
+        # collect(job): what the caller takes from the tasks' folders once they are here (the --out values)
+        self.sweep, self.collect, self.follow = sweep, collect or (lambda job: None), follow
         self.steps = sweep.steps if sweep else progress.steps_for(quiet)
         self.display = Display(self.steps)
         self.local = Path(config.LOCAL_RESULTS_DIR) / job.sweep_id
@@ -120,7 +120,7 @@ class Engine:
         if self.followed is not None:  # the followed task's last output
             self.followed.join(timeout=5)
         job = self.job
-        collect(job, self.namespace)
+        self.collect(job)
         job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED,
                 ended=results.now_iso())
         if self.local.exists():
@@ -198,7 +198,7 @@ class Engine:
         self.fetches.shutdown(wait=True)
         if all(t.final for t in self.job.tasks):
             return self.done()
-        collect(self.job, self.namespace)
+        self.collect(self.job)
         self.job.flush()
         return self.job
 
@@ -265,22 +265,6 @@ class Engine:
 
     def goes_on_alone(self):
         return True
-
-
-def collect(job, namespace=None):
-    """Each task's --out values and last value; the --out names as lists in the notebook."""
-    for task in job.tasks:
-        if not task.local_path:
-            continue
-        run = results.RunResult(f"{job.sweep_id}/{task.index}", local_path=Path(task.local_path))
-        try:
-            values.Exchange(out=job.out).collect(run)
-        except PystributedError as e:
-            if task.status == SUCCEEDED:
-                task.set(error=str(e))
-        task.values, task.value = dict(run.values), run.value  # (not saved: they stay in the task's folder)
-    if namespace is not None:
-        namespace.update(job.values)
 
 
 def failure(task):

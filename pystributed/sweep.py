@@ -32,13 +32,14 @@ import pickle
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from pystributed import cell_runner, features, job_view, live, pipeline, progress, results, task_runner
-from pystributed.engine import POLL, collect
+from pystributed.engine import POLL
 from pystributed.errors import PystributedError
 from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.jobs import FAILED, FINAL, Job, Task, load, new_sweep_id
+from pystributed.jobs import FAILED, FINAL, SUCCEEDED, Job, Task, load, new_sweep_id
 from pystributed.places import place_for
 from pystributed.places.server_engine import ServerEngine
 from pystributed.places.slurm_engine import SlurmEngine
@@ -161,9 +162,25 @@ def run(config, *, params, code_path=None, source=None, out=None, inputs=None, n
             job.image, job.remote_dir, job.user = sweep.result.image, sweep.result.remote_dir, sweep.user
             job.mounts = sweep.mounts
             # sweep.config: as the features left it (--gpus free becomes the GPU it took).
-            engine = engine_for(sweep.place)(sweep.config, sweep.place, job, sweep=sweep, namespace=namespace,
-                                             follow=follow)
+            engine = engine_for(sweep.place)(sweep.config, sweep.place, job, sweep=sweep, follow=follow,
+                                             collect=lambda job: collect(job, namespace))
             return engine.go(detach=detach, on_interrupt=on_interrupt or config.ON_INTERRUPT)
+
+
+def collect(job, namespace=None):
+    """Each task's --out values and last value; the --out names as lists in the notebook."""
+    for task in job.tasks:
+        if not task.local_path:
+            continue
+        run = results.RunResult(f"{job.sweep_id}/{task.index}", local_path=Path(task.local_path))
+        try:
+            values.Exchange(out=job.out).collect(run)
+        except PystributedError as e:
+            if task.status == SUCCEEDED:
+                task.set(error=str(e))
+        task.values, task.value = dict(run.values), run.value  # (not saved: they stay in the task's folder)
+    if namespace is not None:
+        namespace.update(job.values)
 
 
 # After the start: from any kernel or shell, by the sweep's id, the same for every place.
@@ -182,11 +199,11 @@ def engine_for(place):
 
 
 @contextlib.contextmanager
-def _engine(config, sweep_id, job=None, **options):
+def _engine(config, sweep_id, job=None, *, namespace=None, **options):
     job = job or load(config, sweep_id)
     config = _config_of(config, job)
     with place_for(config).connection() as place:
-        engine = engine_for(place)(config, place, job, **options)
+        engine = engine_for(place)(config, place, job, collect=lambda job: collect(job, namespace), **options)
         place.steps = engine.steps
         try:
             yield engine

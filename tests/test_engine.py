@@ -125,15 +125,3 @@ def test_an_attach_takes_the_job_on_when_the_driving_process_ends(cfg, monkeypat
     driver.release()  # its process ended (the kernel died): the lock goes with it
     beside.join(timeout=10)
     assert len(resumed) == 1 and resumed[0].claimed is not None
-
-
-def test_collect_puts_each_out_name_in_the_namespace_in_parameter_order(tmp_path):
-    job = job_of(2, out=["loss"])
-    for task in job.tasks:
-        folder = tmp_path / str(task.index) / ".pystributed"
-        folder.mkdir(parents=True)
-        task.local_path = str(tmp_path / str(task.index))
-    namespace = {}
-    engine.collect(job, namespace)
-    assert namespace == {"loss": [None, None]}  # (nothing pickled: no value came back)
-

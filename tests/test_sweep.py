@@ -78,3 +78,15 @@ def test_ids_of_sweeps_are_not_run_ids():
     assert jobs.check_sweep_id(jobs.new_sweep_id()).startswith("sweep-")
     with pytest.raises(PystributedError, match="not a sweep id"):
         jobs.check_sweep_id("20261125-101502-3fa9c1")
+
+
+def test_collect_puts_each_out_name_in_the_namespace_in_parameter_order(tmp_path):
+    job = jobs.Job("sweep-20261125-101502-3fa9c1", [jobs.Task(i, {"x": i}) for i in range(2)], out=["loss"])
+    for task in job.tasks:
+        folder = tmp_path / str(task.index) / ".pystributed"
+        folder.mkdir(parents=True)
+        task.local_path = str(tmp_path / str(task.index))
+    namespace = {}
+    sweep.collect(job, namespace)
+    assert namespace == {"loss": [None, None]}  # (nothing pickled: no value came back)
+
