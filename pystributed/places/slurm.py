@@ -26,8 +26,8 @@ from pystributed.places import ClusterPlace, server, slurm_routes
 
 JOB_SCRIPT = (Path(__file__).parent / "slurm_job.sh").read_text(encoding="utf-8")
 POLL = 1.0
-ENDED = ("COMPLETED", "COMPLETING", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-         "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED")
+ENDED = ("COMPLETED", "COMPLETING", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+         "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED")
 
 
 def job_name(run_id):
@@ -112,18 +112,21 @@ class Slurm(ClusterPlace):
                             hint="Use SLURM_CONTAINERS = 'apptainer' or 'docker' where the nodes have them.")
         env_file, script = env_file or f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
         gpus = self.config.GPUS_PER_TASK
-        options = ["--job-name", name, "--chdir", remote_dir, "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
+        options = ["--job-name", name, "--chdir", remote_dir,
+                   "--output", f"{remote_dir}/.pystributed-slurm-%j.out",
                    *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),
                    *([f"--export=ALL,{','.join(variables)}"] if variables else []),
-                   *([f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []), *self.config.SLURM_ARGS]
+                   *([f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []),
+                   *self.config.SLURM_ARGS]
         args = docker.job_run_args(run_args)
         if route != "docker":
             args = slurm_routes.ROUTES[route](args)
         out = self.call("slurm_submit", env_file, script, JOB_SCRIPT, *options, script, remote_dir,
                         name, "1" if sweep else "ranks" if nodes > 1 else "0", route,
                         env_file, *args, step="start", stdin=server._env_writer(env),
-                        hint=f"sbatch refused the job on {self.name}: check SLURM_ARGS (partition, account, time "
-                             "limit) and GPUS_PER_TASK against the cluster's limits (`sinfo`, `sacctmgr show qos`).")
+                        hint=f"sbatch refused the job on {self.name}: check SLURM_ARGS (partition, account, "
+                             "time limit) and GPUS_PER_TASK against the cluster's limits "
+                             "(`sinfo`, `sacctmgr show qos`).")
         return out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
 
     def jobs(self, remote_dir, *names, step="run"):
@@ -132,7 +135,8 @@ class Slurm(ClusterPlace):
         return parse_jobs(self.call("slurm_jobs", remote_dir, *names, step=step))
 
     def sweep_jobs(self, remote_dir, *names):
-        """([Row] as jobs() has them, {the indexes of the tasks that saved their state in remote_dir/INDEX})."""
+        """([Row] as jobs() has them, {the indexes of the tasks that saved their state in
+        remote_dir/INDEX})."""
         out = self.call("slurm_jobs", "--states", remote_dir, *names, step="run")
         return parse_jobs(out), {int(i) for i in server.sections(out).get("states", []) if i.isdigit()}
 
@@ -181,10 +185,12 @@ class Slurm(ClusterPlace):
             # registry now, as their pull will, so that the pull step pushes it again (pipeline.pull).
             if registry.has(argv[-1]) is False:  # (None, it cannot say: a login; the nodes will)
                 raise StepError(step, f"the registry has no {argv[-1]}", output="manifest unknown",
-                                hint="Is DOCKER_REGISTRY the registry the nodes pull from, and was the push through?")
+                                hint="Is DOCKER_REGISTRY the registry the nodes pull from, "
+                                     "and was the push through?")
             return ""
         raise StepError(step, f"{shlex.join(argv[:3])}: the login node {self.name} runs no Docker command",
-                        hint="On a Slurm cluster, containers run in jobs on the nodes (TRANSPORT = 'registry').")
+                        hint="On a Slurm cluster, containers run in jobs on the nodes "
+                             "(TRANSPORT = 'registry').")
 
     def start(self, start, env):
         name = start[start.index("--name") + 1]
@@ -197,17 +203,20 @@ class Slurm(ClusterPlace):
             self.start(start, env or {})
         remote_dir = self.dirs.get(run_id) or f"{self.login.workdir()}/{run_id}"
         self.wait_started(job_name(run_id), remote_dir)
-        return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="run", on_stdout=on_stdout,
-                                 on_stderr=on_stderr)
+        return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="run",
+                                 on_stdout=on_stdout, on_stderr=on_stderr)
 
     def finish(self, remote_dir, run_id, *, cancelled=False):
-        state = self.call("slurm_finish", remote_dir, job_name(run_id), f"{remote_dir}.env", step="run").strip()
+        state = self.call("slurm_finish", remote_dir, job_name(run_id), f"{remote_dir}.env",
+                          step="run").strip()
         if not state:
-            raise StepError("run", f"the job {job_name(run_id)} ended without saving its state in {remote_dir}",
-                            hint=f"Either it never ran (see {remote_dir}/.pystributed-slurm-*.out there), or "
-                                 f"REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) is not on a filesystem that the "
-                                 f"nodes share with the login node {self.name}: the task wrote its results on "
-                                 "its node. Choose a REMOTE_WORKDIR on the shared filesystem (often your home).")
+            raise StepError("run", f"the job {job_name(run_id)} ended without saving its state in "
+                                   f"{remote_dir}",
+                            hint=f"Either it never ran (see {remote_dir}/.pystributed-slurm-*.out there), "
+                                 f"or REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) is not on a filesystem "
+                                 f"that the nodes share with the login node {self.name}: the task wrote its "
+                                 "results on its node. Choose a REMOTE_WORKDIR on the shared filesystem "
+                                 "(often your home).")
         return server.exit_code(state.splitlines()[-1])
 
     def stop(self, run_id, *, step="run"):
@@ -221,8 +230,8 @@ class Slurm(ClusterPlace):
 
     def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
         if follow:
-            return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="logs", on_stdout=on_stdout,
-                                     on_stderr=on_stderr)
+            return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="logs",
+                                     on_stdout=on_stdout, on_stderr=on_stderr)
         return self.login.logs(remote_dir, run_id, on_stdout, on_stderr)
 
     def survey(self, run_id=None):

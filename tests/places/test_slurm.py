@@ -15,8 +15,8 @@ NAME, FOLDER, MARK = docker.container_name(RUN), f"/home/me/runs/{RUN}", server.
 
 @pytest.fixture
 def cfg():
-    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
-                       CLUSTER="slurm", GPUS_PER_TASK=2)
+    return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000",
+                       REMOTE_WORKDIR="runs", CLUSTER="slurm", GPUS_PER_TASK=2)
 
 
 @pytest.fixture(autouse=True)
@@ -59,10 +59,11 @@ def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
     assert place.docker(docker.pull("reg:5000/p:1"), step="pull") == ""
     start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
                                 env=docker.task_env(RUN))[2:]
-    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
-                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
-                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", "docker", f"{FOLDER}.env",
-                    ..., out="7\n")
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
+                    slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
+                    "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", "docker",
+                    f"{FOLDER}.env", ..., out="7\n")
     programs.expect("server", "slurm_jobs", FOLDER, NAME,
                     out=f"{MARK} jobs\n7|7|N/A|{NAME}|PENDING|Resources|\n")
     programs.expect("server", "slurm_jobs", FOLDER, NAME,
@@ -102,10 +103,11 @@ def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, p
     start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
                                 env=docker.task_env(RUN))[2:]
     env = [word for key, value in docker.task_env(RUN).items() for word in ("--env", f"{key}={value}")]
-    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
-                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
-                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", route, f"{FOLDER}.env",
-                    *env, *words, *context.task_command(), out="9\n")
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
+                    slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
+                    "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+                    "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", route,
+                    f"{FOLDER}.env", *env, *words, *context.task_command(), out="9\n")
     place.start(start, {})
 
 
@@ -133,8 +135,8 @@ def test_image_names_for_pyxis_and_plain_http_for_apptainer(ref, pyxis, plain):
 
 def test_apptainer_is_told_of_a_plain_http_registry():
     args = slurm_routes.apptainer_args(["--env", "A=1", "127.0.0.1:5000/p:1", "python"])
-    assert args == ["--env", "A=1", "--env", "APPTAINER_NOHTTPS=1", "--env", "SINGULARITY_NOHTTPS=1", "--", "--nv",
-                    "--pwd", "/app", "docker://127.0.0.1:5000/p:1", "python"]
+    assert args == ["--env", "A=1", "--env", "APPTAINER_NOHTTPS=1", "--env", "SINGULARITY_NOHTTPS=1",
+                    "--", "--nv", "--pwd", "/app", "docker://127.0.0.1:5000/p:1", "python"]
 
 
 @pytest.mark.parametrize("key, value, words", [
@@ -146,13 +148,13 @@ def test_apptainer_is_told_of_a_plain_http_registry():
 ])
 def test_the_slurm_keys_are_checked(key, value, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
-        config.load(environ={}, **{"REMOTE_SERVER": "me@login", "DOCKER_REGISTRY": "reg:5000", "CLUSTER": "slurm",
-                                   key: value})
+        config.load(environ={}, **{"REMOTE_SERVER": "me@login", "DOCKER_REGISTRY": "reg:5000",
+                                   "CLUSTER": "slurm", key: value})
 
 
 def test_slurm_args_come_from_the_environment_as_words():
-    cfg = config.load(environ={"PYSTRIBUTED_SLURM_ARGS": "--partition gpu --time=01:00:00"}, REMOTE_SERVER="h",
-                      DOCKER_REGISTRY="r:5000", CLUSTER="slurm")
+    cfg = config.load(environ={"PYSTRIBUTED_SLURM_ARGS": "--partition gpu --time=01:00:00"},
+                      REMOTE_SERVER="h", DOCKER_REGISTRY="r:5000", CLUSTER="slurm")
     assert cfg.SLURM_ARGS == ["--partition", "gpu", "--time=01:00:00"] and cfg.is_cluster
 
 
@@ -163,10 +165,12 @@ def test_a_run_over_two_nodes_is_one_allocation_of_one_task_per_node(cfg, progra
     place.route = "docker"
     start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
                                 env=docker.task_env(RUN))[2:]
-    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh", slurm.JOB_SCRIPT,
-                    "--job-name", NAME, "--chdir", FOLDER, "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
+    programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
+                    slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
+                    "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
                     "--gres=gpu:1", "--nodes=2", "--ntasks-per-node=1", "--partition", "gpu",
-                    f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "ranks", "docker", f"{FOLDER}.env", ..., out="8\n")
+                    f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "ranks", "docker", f"{FOLDER}.env", ...,
+                    out="8\n")
     place.start(start, {})
 
 
@@ -186,6 +190,7 @@ def test_a_sweep_over_several_nodes_is_refused_before_anything_runs():
     from pystributed import sweep
     from pystributed.errors import PystributedError
 
-    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", CLUSTER="slurm", NODES=2)
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", CLUSTER="slurm",
+                      NODES=2)
     with pytest.raises(PystributedError, match="for a single run"):
         sweep.run(cfg, params=[{"x": 1}], source="x\n")
