@@ -12,6 +12,7 @@ watch with its interrupt, fetching a task's folder, the values, the record). Eac
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -44,6 +45,7 @@ class Engine:
         self.followed = None
         self.lock = threading.Lock()
         self.busy = set()  # a cluster's: the indexes of the tasks being fetched and settled
+        self.fetch_failed = collections.Counter()  # index -> its fetches that failed in a row (a dropped ssh)
 
     def env(self, index=None, attempt=None):
         """The container's variables (on the command line; ENV and SECRETS go on its stdin)."""
@@ -139,6 +141,7 @@ class Engine:
                         hint=f"The task's results are still in {remote_dir} on {task.node or place.name}.")
         except (StepError, OSError) as e:
             task.set(why=f"its results could not be fetched: {said(e)}")
+            self.fetch_failed[task.index] += 1
             self.steps.say(f"task {task.index}: {task.why}\n")
             return False
         self.landed(task, local)
@@ -166,7 +169,8 @@ class Engine:
                                   f"{tasks[0].node or place.name}.")
             except (StepError, OSError) as e:
                 for task in tasks:
-                    task.set(why=f"its results could not be fetched: {getattr(e, 'message', e)}")
+                    task.set(why=f"its results could not be fetched: {said(e)}")
+                    self.fetch_failed[task.index] += 1
                     self.steps.say(f"task {task.index}: {task.why}\n")
                 return
             for task in tasks:
@@ -239,6 +243,7 @@ class Engine:
 
     def landed(self, task, local):
         """The task's folder is here: its times (the container's own) and, for a failure, its error."""
+        self.fetch_failed.pop(task.index, None)
         fields = {"local_path": str(local.resolve()), "fetched": True}
         state = json_file(local / results.STATE_NAME).get("State") or {}
         times = [results.docker_time(state.get(k)) for k in ("StartedAt", "FinishedAt")]

@@ -21,6 +21,7 @@ from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING
 from pystributed.places.slurm import job_name
 
 POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
+FETCH_TRIES = 3  # fetches of an ended task's folder that fail in a row before it fails (not re-run: it ran)
 
 
 class SlurmEngine(Engine):
@@ -158,6 +159,10 @@ class SlurmEngine(Engine):
             task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
         if code == 0:
             task.set(SUCCEEDED, error="")
+        elif code is None and self.fetch_failed[task.index]:  # the login node did not answer: not the task's
+            if self.fetch_failed[task.index] < FETCH_TRIES and not self.cancelling:  # fault; the next look
+                return                                                                # fetches it again
+            self.not_fetched(task, f"{self.job.remote_dir}/{task.index}", self.place.name)
         elif code is None:
             why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")

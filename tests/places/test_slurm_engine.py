@@ -308,3 +308,18 @@ def test_a_cancel_cancels_the_tasks_that_a_stop_kept_from_starting(cfg, programs
                     out=tar_of({".pystributed-state.json": json.dumps(state).encode()}))
     programs.expect("server", "remove", f"{FOLDER}.env")
     assert engine.cancel().statuses == ["cancelled"]
+
+
+def test_a_task_whose_folder_cannot_be_fetched_is_fetched_again_then_fails_saying_where_it_is(cfg, programs):
+    """The login node drops the fetch: the task ran, so it is not run again (that would cost its work);
+    the next looks fetch it again, and after FETCH_TRIES failures it fails, naming its folder."""
+    engine = engine_of(cfg, 1, retries=1)
+    engine.job.services = [[NAME, "40", None]]
+    for _ in range(slurm_engine.FETCH_TRIES):
+        expect_jobs(programs, [NAME], [], saved=(0,))
+        programs.expect("server", "fetch", f"{FOLDER}/0", "", code=255,
+                        stderr="Connection reset by peer\n")
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    job = engine.watch("stop")
+    assert job.statuses == ["failed"] and job.tasks[0].attempts == 1
+    assert "Connection reset by peer" in job.tasks[0].error and f"fetch {SWEEP}" in job.tasks[0].error
