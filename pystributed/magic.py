@@ -132,21 +132,18 @@ def with_earlier_cells(shell, cell, args):
     return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 
+# The options given on as they are, when given: option -> the config key it sets, or the run option
+# (no config key) that main() takes.
+_GIVEN_ON = {"server": "REMOTE_SERVER", "image": "BASE_IMAGE", "detach": "detach", "out": "out",
+             "inputs": "inputs", "cache": "cache"}
+
+
 def overrides(args, base):
-    options = {}
-    if args.server:
-        options["REMOTE_SERVER"] = args.server
-    if args.image:
-        options["BASE_IMAGE"] = args.image
+    options = {key: getattr(args, option) for option, key in _GIVEN_ON.items() if getattr(args, option)}
     if args.gpus:
         options["DOCKER_RUN_ARGS"] = [*base.DOCKER_RUN_ARGS, "--gpus", args.gpus]
-    if args.nodes is not None:
+    if args.nodes is not None:  # 0 too: the config refuses it
         options["NODES"] = args.nodes
-    if args.detach:
-        options["detach"] = True
-    for option in ("out", "inputs", "cache"):
-        if getattr(args, option):
-            options[option] = getattr(args, option)
     return options
 
 
