@@ -1,15 +1,15 @@
 """%%save_for_remote saves the cell for a remote run instead of running it here; %%remote saves
 and runs it in one step. Both take options that override the config for that run."""
 import os
-import tempfile
 import weakref
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from pystributed import config as configuration
-from pystributed import features
+from pystributed import features, record
 from pystributed.errors import PystributedError
 from pystributed.features import deps, values
 
@@ -179,13 +179,9 @@ def check_cell(source, path):
 
 def save(source, path):
     check_cell(source, path)  # the script's one compile: a run takes the saved script as it is (pipeline)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Write then rename: a reader never sees half a cell.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".user_code.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(_with_newline(source))
-    os.replace(tmp, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record.write_atomically(path, _with_newline(source))  # a reader never sees half a cell
 
 
 def _config():
