@@ -46,14 +46,12 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
         finally:
             returncode = proc.wait()
         stdout, stderr = _read(out), _read(err)
-    if read_stdout and not returncode:
-        return value
     if returncode:
         if isinstance(value, Exception):
             stderr = f"{stderr}\n({type(value).__name__}: {value})"
         raise StepError(step, f"`{_short(cmd)}` exited with code {returncode}",
                         output=stderr or stdout, hint=hint, code=returncode)
-    return stdout
+    return value if read_stdout else stdout
 
 
 def succeeds(cmd, *, cwd=None):
