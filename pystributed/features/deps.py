@@ -35,18 +35,17 @@ class UnresolvedNames(PystributedError):
 
 
 class Statement:
-    """One top-level statement of a cell: what it binds, what it reads when it runs (`now`) and
-    what its functions read when called (`later`)."""
+    """One top-level statement of a cell: what it binds, what it reads when it runs before it binds
+    it (`reads_first`) and what its functions read when called (`later`)."""
 
     def __init__(self, cell, node, text):
         self.cell, self.node, self.text, self.line = cell, node, text, node.lineno
-        self.binds, self.now, self.later = scope_names(text)
+        self.binds, now, self.later = scope_names(text)  # now: what it reads when it runs
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            self.reads_first = self.now  # `x = x + 1` reads x before binding it
+            self.reads_first = now  # `x = x + 1` reads x before binding it
         else:
-            self.reads_first = self.now - self.binds  # `for i in ...: f(i)` binds i before reading it
+            self.reads_first = now - self.binds  # `for i in ...: f(i)` binds i before reading it
         # symtable counts `x += 1` as a binding only; it reads x first, unless x was set otherwise here.
-        self.now = self.now | _incremented(node)
         self.reads_first = self.reads_first | _incremented(node)
         self.portable = portable(node)
         self.star = isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
