@@ -117,7 +117,6 @@ class Exchange(Feature):
         if problems:
             loaded = f"; {', '.join(values)} came back" if values else ""
             raise PystributedError(f"--out: {'; '.join(problems)} (run {result.run_id}{loaded})")
-        return result
 
 
 def _read(folder):
