@@ -158,8 +158,7 @@ def saved(path):
 
 def _read(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return Path(path).read_text(encoding="utf-8")
     except OSError:
         return None
 
