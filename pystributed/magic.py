@@ -1,15 +1,15 @@
 """%%save_for_remote saves the cell for a remote run instead of running it here; %%remote saves
 and runs it in one step. Both take options that override the config for that run."""
 import os
-import tempfile
 import weakref
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from pystributed import config as configuration
-from pystributed import features
+from pystributed import features, record
 from pystributed.errors import PystributedError
 from pystributed.features import deps, values
 
@@ -132,21 +132,18 @@ def with_earlier_cells(shell, cell, args):
     return deps.script(cell, deps.history_of(shell), namespace=shell.user_ns, given=given)
 
 
+# The options given on as they are, when given: option -> the config key it sets, or the run option
+# (no config key) that main() takes.
+_GIVEN_ON = {"server": "REMOTE_SERVER", "image": "BASE_IMAGE", "detach": "detach", "out": "out",
+             "inputs": "inputs", "cache": "cache"}
+
+
 def overrides(args, base):
-    options = {}
-    if args.server:
-        options["REMOTE_SERVER"] = args.server
-    if args.image:
-        options["BASE_IMAGE"] = args.image
+    options = {key: getattr(args, option) for option, key in _GIVEN_ON.items() if getattr(args, option)}
     if args.gpus:
         options["DOCKER_RUN_ARGS"] = [*base.DOCKER_RUN_ARGS, "--gpus", args.gpus]
-    if args.nodes is not None:
+    if args.nodes is not None:  # 0 too: the config refuses it
         options["NODES"] = args.nodes
-    if args.detach:
-        options["detach"] = True
-    for option in ("out", "inputs", "cache"):
-        if getattr(args, option):
-            options[option] = getattr(args, option)
     return options
 
 
@@ -161,8 +158,7 @@ def saved(path):
 
 def _read(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return Path(path).read_text(encoding="utf-8")
     except OSError:
         return None
 
@@ -182,13 +178,9 @@ def check_cell(source, path):
 
 def save(source, path):
     check_cell(source, path)  # the script's one compile: a run takes the saved script as it is (pipeline)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Write then rename: a reader never sees half a cell.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".user_code.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(_with_newline(source))
-    os.replace(tmp, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record.write_atomically(path, _with_newline(source))  # a reader never sees half a cell
 
 
 def _config():

@@ -5,6 +5,8 @@
 """
 import sys
 
+from IPython.display import display  # IPython: a dependency, imported with the magics anyway
+
 from pystributed import clean as cleaning
 from pystributed import config as configuration
 from pystributed import features, jobs, lifecycle, listing, magic, pipeline, results
@@ -43,7 +45,7 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
                           on_interrupt=on_interrupt,
                           features=features.for_run(config, exchange=exchange, cache=cache))
     if result.value is not None:
-        _show(result.value)
+        display(result.value)  # outside IPython, IPython's display prints it
     return result
 
 
@@ -149,14 +151,6 @@ def _namespace():
 
     shell = get_ipython()
     return shell.user_ns if shell is not None else vars(sys.modules["__main__"])
-
-
-def _show(value):
-    try:
-        from IPython.display import display
-    except ImportError:
-        display = print
-    display(value)
 
 
 _register()

@@ -246,14 +246,13 @@ def now_iso():
 
 
 def extract(stream, destination, *, finalize=None, on_bytes=None):
-    """Unpack the tar `stream` of a run folder into `destination`, which appears only when it is
-    complete: a half-copied folder never takes the final name. Return the relative file names
-    and the names left out. `finalize(folder, files)` may add to the folder before it lands;
+    """Unpack the tar `stream` of a run folder into `destination` (a Path), which appears only
+    when it is complete: a half-copied folder never takes the final name. Return the relative file
+    names and the names left out. `finalize(folder, files)` may add to the folder before it lands;
     `on_bytes(total)` hears how much has arrived.
 
     Only regular files and folders are taken, and only inside the folder: whatever ran on the
     server must not be able to write elsewhere here (absolute names, `..`, links)."""
-    destination = Path(destination)
     _remove_stale(destination)
     # A folder of this copy's own: two fetches of one run at once (two kernels attached to it)
     # must not write into each other's.

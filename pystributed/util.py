@@ -15,7 +15,6 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
     """Run `cmd` to the end and return its stdout; raise StepError naming `step` if it fails.
     `write_stdin(file)` writes the program's input (e.g. a tar stream); `read_stdout(file)`
     consumes its output as it comes (and the return value is then what it returned)."""
-    log.debug("$ %s", shlex.join(cmd))
     # Files, not pipes: a chatty program can't block on a full pipe while we write its stdin.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = _popen(cmd, step, stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
@@ -46,14 +45,12 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
         finally:
             returncode = proc.wait()
         stdout, stderr = _read(out), _read(err)
-    if read_stdout and not returncode:
-        return value
     if returncode:
         if isinstance(value, Exception):
             stderr = f"{stderr}\n({type(value).__name__}: {value})"
         raise StepError(step, f"`{_short(cmd)}` exited with code {returncode}",
                         output=stderr or stdout, hint=hint, code=returncode)
-    return stdout
+    return value if read_stdout else stdout
 
 
 def succeeds(cmd, *, cwd=None):
@@ -73,7 +70,6 @@ def stream(cmd, *, step, on_stdout, on_stderr, cwd=None, write_stdin=None):
     """Run `cmd`, handing its output to the callbacks as it arrives (chunks, not lines, so a
     progress bar's `\\r` and a print without newline show at once). Return its exit code.
     `write_stdin(file)` writes its (small) input."""
-    log.debug("$ %s", shlex.join(cmd))
     proc = _popen(cmd, step, stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
     if write_stdin:
@@ -110,6 +106,7 @@ def _pump(pipe, callback):
 
 
 def _popen(cmd, step, **kwargs):
+    log.debug("$ %s", shlex.join(cmd))
     try:
         return subprocess.Popen(cmd, **kwargs)
     except FileNotFoundError:

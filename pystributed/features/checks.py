@@ -20,7 +20,9 @@ _LARGEST = 5
 
 class Checks(Feature):
     def check(self, run):
-        show(run.config, run.source, run.excludes)
+        """Print the warnings (on stderr, also when quiet: they explain a failure to come)."""
+        for line in warnings_for(run.config, run.source, run.excludes):
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def warnings_for(config, source, excludes, folder="."):
@@ -29,12 +31,6 @@ def warnings_for(config, source, excludes, folder="."):
     found += context_size(config, excludes, folder)
     found += version_differences(config, source, folder)
     return found
-
-
-def show(config, source, excludes):
-    """Print the warnings (on stderr, also when quiet: they explain a failure to come)."""
-    for line in warnings_for(config, source, excludes):
-        print(f"warning: {line}", file=sys.stderr)
 
 
 def read_paths(source):

@@ -35,18 +35,17 @@ class UnresolvedNames(PystributedError):
 
 
 class Statement:
-    """One top-level statement of a cell: what it binds, what it reads when it runs (`now`) and
-    what its functions read when called (`later`)."""
+    """One top-level statement of a cell: what it binds, what it reads when it runs before it binds
+    it (`reads_first`) and what its functions read when called (`later`)."""
 
     def __init__(self, cell, node, text):
         self.cell, self.node, self.text, self.line = cell, node, text, node.lineno
-        self.binds, self.now, self.later = scope_names(text)
+        self.binds, now, self.later = scope_names(text)  # now: what it reads when it runs
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            self.reads_first = self.now  # `x = x + 1` reads x before binding it
+            self.reads_first = now  # `x = x + 1` reads x before binding it
         else:
-            self.reads_first = self.now - self.binds  # `for i in ...: f(i)` binds i before reading it
+            self.reads_first = now - self.binds  # `for i in ...: f(i)` binds i before reading it
         # symtable counts `x += 1` as a binding only; it reads x first, unless x was set otherwise here.
-        self.now = self.now | _incremented(node)
         self.reads_first = self.reads_first | _incremented(node)
         self.portable = portable(node)
         self.star = isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
@@ -166,9 +165,9 @@ def _no_calls(expr):
 
 def needed(source, history, *, namespace=None, given=()):
     """The definitions from `history` ([(label, source)], oldest first) that the cell `source`
-    needs, as the text to put above it ("" if none), and the labels of the cells they came from.
-    `given`: names the run gets otherwise (--in); the classes of their values that the notebook
-    defined come along too, so that they unpickle. Raise UnresolvedNames for names it would lack."""
+    needs, as Statements in their order. `given`: names the run gets otherwise (--in); the classes
+    of their values that the notebook defined come along too, so that they unpickle. Raise
+    UnresolvedNames for names it would lack."""
     earlier = [s for label, text in history for s in statements(label, text)]
     known = MODULE_NAMES | set(given)
     wanted = []  # (name, statements before which it must be bound, who reads it)
@@ -216,26 +215,23 @@ def needed(source, history, *, namespace=None, given=()):
             wanted += [(n, len(earlier), by) for n in sorted(s.later)]
     if problems:
         raise UnresolvedNames(problems)
-    return head([earlier[i] for i in sorted(chosen)])
+    return [earlier[i] for i in sorted(chosen)]
 
 
-def head(chosen):
-    """The text above the cell in the saved script, and the labels of the cells it came from."""
+def script(source, history, *, namespace=None, given=()):
+    """The saved script: the definitions the cell needs from earlier cells (under HEAD, each
+    cell's under its label), then the cell; and the labels of the cells they came from."""
+    chosen = needed(source, history, namespace=namespace, given=given)
     if not chosen:
-        return "", []
+        return source, []
     parts, labels = [HEAD], []
     for s in chosen:
         if s.cell not in labels:
             labels.append(s.cell)
             parts.append(f"# {s.cell}\n")
         parts.append(s.text if s.text.endswith("\n") else s.text + "\n")
+    parts.append(f"\n{MARKER}{source}")
     return "".join(parts), labels
-
-
-def script(source, history, *, namespace=None, given=()):
-    """The saved script: the definitions the cell needs from earlier cells, then the cell."""
-    text, labels = needed(source, history, namespace=namespace, given=given)
-    return (f"{text}\n{MARKER}{source}" if text else source), labels
 
 
 def history_of(shell):

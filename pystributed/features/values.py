@@ -36,6 +36,8 @@ class Exchange(Feature):
         run.runner_files.update(self.runner_files())
 
     def before_build(self, run):
+        if not (self.inputs or self.out):
+            return  # nothing is pickled: the image's Python does not matter
         on_server = run.config.TRANSPORT == "remote-build"
         self.check_python(run.config, run.place.docker if on_server else docker.here, on_server=on_server)
 
@@ -51,10 +53,6 @@ class Exchange(Feature):
         """The exchange a fetched run was started with (for attach: its --out names)."""
         report, _ = _read(Path(result.local_path) / cell_runner.VALUES_DIR)
         return cls(out=list(report["out"]) if report else [], namespace=namespace)
-
-    @property
-    def pickles(self):
-        return bool(self.inputs or self.out)
 
     def runner_files(self):
         """The files next to cell_runner.py in the image: which names to send back, and this kernel's
@@ -86,8 +84,6 @@ class Exchange(Feature):
         """Warn, before building, when the image's Python is not this kernel's: plain values cross
         (pickle protocol 5, read by every Python 3.8+), an object of a module that differs between
         the two may not, and is then named with both versions (cell_runner.load_problem)."""
-        if not self.pickles:
-            return
         here, there = here_python(), image_python(config, engine, on_server=on_server)
         if there != here:
             print(f"warning: --in/--out: this kernel runs Python {here} and BASE_IMAGE {config.BASE_IMAGE} "
@@ -121,7 +117,6 @@ class Exchange(Feature):
         if problems:
             loaded = f"; {', '.join(values)} came back" if values else ""
             raise PystributedError(f"--out: {'; '.join(problems)} (run {result.run_id}{loaded})")
-        return result
 
 
 def _read(folder):

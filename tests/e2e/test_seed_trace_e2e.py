@@ -14,12 +14,10 @@ import pystributed
 ROOT = Path(__file__).resolve().parents[2]
 # Issue #25's limits, in statements (a statement folded over lines counts once: no formatting moves them).
 LIMITS = {"cli": 700, "notebook": 800}
-# Neither door is within its limit yet: each is held at its figure of today (statements, measured on the
-# sandbox at the commit that counted statements), so that it cannot grow, until the issue's limit is met;
-# then its entry goes, and the limit holds it.
-# cli 744 (807 physical lines): pipeline.py 97, dockerignore.py 91, config.py 71, results.py 62, ...
-# notebook 905 (988 physical lines): pipeline.py 121, dockerignore.py 86, features/deps.py 75, ...
-TODAY = {"cli": 744, "notebook": 905}
+# Both doors are within their limits, which hold them: cli 624 (681 physical lines), notebook 788 (872).
+# A door over its limit is held here at its figure of the day (statements, measured on the sandbox), so
+# that it cannot grow until the limit is met; then its entry goes.
+TODAY: dict[str, int] = {}
 # A plain run (no DATA, REMOTE_DATA, --gpus, CLUSTER, REQUIREMENTS, --cache) reaches none of these.
 NOT_ON_A_PLAIN_RUN = ["places/swarm.py", "features/cluster.py", "features/cache.py",
                       "features/requirements.py"]

@@ -70,7 +70,7 @@ def test_a_version_that_differs_from_the_pinned_one(tmp_path):
 
 
 def test_warnings_go_to_stderr_before_anything_runs(tmp_path, capsys):
-    checks.show(cfg(), "open('gone.txt')\n", [])
+    checks.Checks().check(pipeline.Run(cfg(), None, progress.Steps(quiet=True), source="open('gone.txt')\n"))
     assert capsys.readouterr().err.startswith("warning: the cell opens 'gone.txt', which does not exist")
 
 

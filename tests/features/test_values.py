@@ -170,7 +170,8 @@ def test_a_different_python_in_the_image_is_warned_about_before_building(program
     programs.expect(*INSPECT, "python:3.11-slim", out="sha256:abc\n")  # asked once per image: no docker run
     exchange.check_python(cfg, docker.here, on_server=False)
     assert "warning: --in/--out: this kernel runs Python 3.12" in capsys.readouterr().err
-    values.Exchange().check_python(cfg, docker.here, on_server=False)  # nothing pickled: nothing asked
+    # nothing pickled: nothing asked
+    values.Exchange().before_build(pipeline.Run(cfg, None, progress.Steps(quiet=True)))
 
 
 def test_a_base_image_that_is_not_there_is_named_as_such(programs, monkeypatch):
