@@ -18,7 +18,7 @@ setup(
         "demo": ["nbclient", "nbformat", "ipykernel"],
         "test": ["pytest", "build", "mypy", "nbclient", "nbformat", "ipykernel", "ruff",
                  # the browser tests: Jupyter's two front ends, Selenium (with Debian's chromium and
-                 # chromedriver, from scripts/sandbox.sh install), Pillow for the README's screenshots
+                 # chromedriver, from scripts/sandbox.sh install --all), Pillow for the README's screenshots
                  "jupyterlab", "notebook", "selenium", "pillow"],
     },
 )

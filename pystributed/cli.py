@@ -213,7 +213,7 @@ def run(config, args):
     result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet,
                           features=features.for_run(config))
     if result.local_path:
-        print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
+        print(f"{result.run_id}: {len(result.shown_files)} file(s) in {result.local_path}")
     return 0
 
 
@@ -251,7 +251,7 @@ def fetch(config, args):
     from pystributed import lifecycle
 
     result = lifecycle.fetch(config, args.run_id, quiet=args.quiet)
-    print(f"{result.run_id}: {len(result.files)} file(s) in {result.local_path}")
+    print(f"{result.run_id}: {len(result.shown_files)} file(s) in {result.local_path}")
     return 0
 
 

@@ -95,6 +95,11 @@ def check_run_id(run_id):
     return run_id
 
 
+def own_file(name):
+    """Whether NAME (a path in a run folder) is pystributed's bookkeeping: .pystributed*, hidden."""
+    return PurePosixPath(name).name.startswith(".pystributed")
+
+
 @dataclasses.dataclass
 class RunResult:
     """What a run did; saved as run.json in its folder and in LOCAL_RESULTS_DIR/.runs/."""
@@ -126,6 +131,13 @@ class RunResult:
     @property
     def log(self):
         return self.local_path / LOG_NAME if self.local_path else None
+
+    @property
+    def shown_files(self):
+        """The files a user is shown and counted ("3 file(s)", the result table): `files` less
+        pystributed's own hidden bookkeeping (.pystributed-state.json and the like, in any folder),
+        which `ls` does not show either. A dotfile the cell wrote is its output, and counts."""
+        return [name for name in self.files if not own_file(name)]
 
     @property
     def duration(self):
@@ -169,9 +181,7 @@ class RunResult:
 
     def _file_rows(self):
         """The files to show: the cell's and the log, not pystributed's own (.pystributed*)."""
-        for name in self.files:
-            if name.startswith(".pystributed"):
-                continue
+        for name in self.shown_files:
             path = self.local_path / name
             size = human_size(path.stat().st_size) if path.exists() else "missing"
             yield os.path.relpath(path), size
@@ -215,7 +225,7 @@ class RunList(list):
     def _rows(self):
         for r in self:
             took = f"{r.duration:.1f}s" if r.duration is not None else "-"
-            yield r.run_id, r.status, str(r.exit_code), took, r.server, f"{len(r.files)} files"
+            yield r.run_id, r.status, str(r.exit_code), took, r.server, f"{len(r.shown_files)} files"
 
     def __str__(self):
         return "\n".join("  ".join(row) for row in self._rows()) or "no runs yet"

@@ -16,12 +16,10 @@
 # Their welcome lines go to stdout, before the output of every command run over ssh.
 # They have a fake `nvidia-smi` first on their PATH (see fake_gpus), and no GPU.
 #
-#   scripts/sandbox.sh install   apt packages it needs (Debian, as root)
-#   scripts/sandbox.sh start     start everything (idempotent) and build the base image once
-#   scripts/sandbox.sh env       print the shell exports that point pystributed at it
-#   scripts/sandbox.sh stop      stop everything; `clean` also deletes its state
-#   scripts/sandbox.sh COMMAND --swarm   the same for a three-node Docker Swarm beside it (scripts/swarm_rig.sh)
-#   scripts/sandbox.sh COMMAND --slurm   the same for a two-node Slurm cluster beside it (scripts/slurm_rig.sh)
+# The fish and tcsh logins are made only where fish and tcsh are installed (`install --all`); the
+# demo needs none of them.
+#
+# Its commands: `scripts/sandbox.sh --help` (usage, below).
 #
 # Engines run with --bridge=none --iptables=false: containers get no network, nothing outside
 # 127.0.0.0/8 is touched.
@@ -36,41 +34,85 @@ SSH_USER=${PYSTRIBUTED_SANDBOX_USER:-pystributed}
 BASE_IMAGE=pystributed-sandbox/python:bookworm
 HOST_ALIAS=pystributed-sandbox
 # The login variants: user $SSH_USER-VARIANT, Host alias $HOST_ALIAS-VARIANT ("" is the plain one).
-VARIANTS=("" fish tcsh noisy)
+VARIANTS=("")
+for shell in fish tcsh; do if command -v "$shell" >/dev/null; then VARIANTS+=("$shell"); fi; done
+VARIANTS+=(noisy)
 if command -v podman >/dev/null; then VARIANTS+=(podman); fi
+# The sandbox's users and groups (uninstall deletes them): the logins above, and the rigs'.
+USERS=("$SSH_USER" "$SSH_USER-fish" "$SSH_USER-tcsh" "$SSH_USER-noisy" "$SSH_USER-podman" pystributed-swarm
+    pystributed-slurm)
+GROUPS_MADE=("$SSH_USER" "$SSH_USER-podman" pystributed-swarm pystributed-slurm)
+# The Debian packages `install` adds where missing, as WHAT:PACKAGE (WHAT: a program on PATH, or a
+# file's absolute path). `install` alone: the demo's (the sandbox itself).
+DEMO_PACKAGES=(dockerd:docker.io docker-registry:docker-registry sshd:openssh-server debootstrap:debootstrap)
+# `install --all`: also what the test suite needs.
+TEST_PACKAGES=(
+    rsync:rsync            # DATA syncs with it when both sides have it
+    ip:iproute2            # the swarm rig's namespaces (scripts/swarm_rig.sh)
+    fish:fish              # login shells of the other sandbox users
+    tcsh:tcsh
+    shellcheck:shellcheck  # tests/test_gpu_check_script.py
+    zsh:zsh                # tests/test_server_sh.py runs server.sh under it too
+    podman:podman          # the rootless Podman of pystributed-podman
+    newuidmap:uidmap
+    # The Slurm rig (scripts/slurm_rig.sh): Debian's Slurm 22.05 and munge; nothing starts by itself.
+    slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge
+    # The browser tests (tests/e2e/test_browser_e2e.py): headless Chromium and its driver, and an
+    # emoji font, as a desktop has, for the step display's marks.
+    /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+    /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf:fonts-noto-color-emoji
+)
+# What `install` added, one package a line, for `uninstall` to list (it removes no package itself).
+INSTALLED=$CACHE/installed-packages
 
 WHO=sandbox LOGS=$SANDBOX
 # shellcheck source=scripts/sandbox_lib.sh
 . "$(dirname "$0")/sandbox_lib.sh"
 
-install() {
-    local missing=()
-    command -v dockerd >/dev/null || missing+=(docker.io)
-    command -v docker-registry >/dev/null || missing+=(docker-registry)
-    command -v sshd >/dev/null || missing+=(openssh-server)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v rsync >/dev/null || missing+=(rsync)  # DATA syncs with it when both sides have it
-    command -v ip >/dev/null || missing+=(iproute2)  # the swarm rig's namespaces (scripts/swarm_rig.sh)
-    command -v fish >/dev/null || missing+=(fish)    # login shells of the other sandbox users
-    command -v tcsh >/dev/null || missing+=(tcsh)
-    command -v shellcheck >/dev/null || missing+=(shellcheck)  # tests/test_gpu_check_script.py
-    command -v zsh >/dev/null || missing+=(zsh)  # tests/test_server_sh.py runs server.sh under it too
-    command -v podman >/dev/null || missing+=(podman)  # the rootless Podman of pystributed-podman
-    command -v newuidmap >/dev/null || missing+=(uidmap)
-    # The Slurm rig (scripts/slurm_rig.sh): Debian's Slurm 22.05 and munge; nothing starts by itself.
-    for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
-        command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+usage() {
+    cat <<EOF
+usage: $0 COMMAND    (the sandbox: Debian, as root)
+  install               the apt packages the demo needs, where missing: ${DEMO_PACKAGES[*]#*:}
+  install --all         also those the test suite needs (scripts/test.sh): ${TEST_PACKAGES[*]#*:}
+  start [--swarm|--slurm]   start the sandbox (idempotent; the base image is built once); with
+                        --swarm or --slurm also a Docker Swarm or a Slurm cluster beside it
+  env [--swarm|--slurm]     print the shell exports that point pystributed at it
+  status [--swarm|--slurm]  what runs
+  stop [--swarm|--slurm]    stop it (with --swarm, --slurm: the rig only)
+  clean [--swarm|--slurm]   stop it and delete its state (the base image's cache stays)
+  uninstall [--dry-run] stop everything and delete what it made: its users (${USERS[*]}),
+                        $SANDBOX and $CACHE; prints the packages install added, to remove
+                        by hand (--dry-run: print what it would do, do nothing)
+  --help                this
+EOF
+}
+
+missing_packages() {  # missing_packages WHAT:PACKAGE...: the packages whose WHAT is not here
+    local entry what
+    for entry in "$@"; do
+        what=${entry%%:*}
+        case $what in
+        /*) [ -e "$what" ] || echo "${entry#*:}" ;;
+        *) command -v "$what" >/dev/null || echo "${entry#*:}" ;;
+        esac
     done
-    # The browser tests (tests/e2e/test_browser_e2e.py): headless Chromium and its driver, and an
-    # emoji font, as a desktop has, for the step display's marks.
-    [ -x /usr/bin/chromium ] || missing+=(chromium)
-    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
-    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+}
+
+install() {  # install [--all]
+    local missing wanted=("${DEMO_PACKAGES[@]}")
+    case ${1:-} in
+    "") ;;
+    --all) wanted+=("${TEST_PACKAGES[@]}") ;;
+    *) usage >&2; exit 2 ;;
+    esac
+    mapfile -t missing < <(missing_packages "${wanted[@]}")
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
     log "installing ${missing[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    mkdir -p "$CACHE"
+    printf '%s\n' "${missing[@]}" >>"$INSTALLED"
 }
 
 start_engine() {  # start_engine NAME DATA_ROOT [EXTRA dockerd ARGS...]
@@ -314,7 +356,7 @@ build_base_image() {
 }
 
 start() {
-    for tool in dockerd docker-registry sshd debootstrap fish tcsh; do
+    for tool in dockerd docker-registry sshd debootstrap; do
         command -v "$tool" >/dev/null || die "$tool is missing: run '$0 install' first"
     done
     mkdir -p "$SANDBOX" "$CACHE"
@@ -354,17 +396,57 @@ status() {
     return $ok
 }
 
+uninstall() {  # uninstall [--dry-run]
+    local dry='' name installed=()
+    case ${1:-} in
+    "") ;;
+    --dry-run) dry=yes ;;
+    *) usage >&2; exit 2 ;;
+    esac
+    act() { if [ -n "$dry" ]; then echo "would run: $*"; else "$@"; fi; }
+    [ -n "$dry" ] || [ "$(id -u)" = 0 ] || die "needs root to uninstall"
+    # The rigs first (each stops its daemons, deletes its namespaces and state), then the sandbox.
+    act "$(dirname "$0")/slurm_rig.sh" clean
+    act "$(dirname "$0")/swarm_rig.sh" clean
+    act stop
+    # An engine's mounts go when it stops; one left (a dockerd that would not stop) keeps its files.
+    if [ -z "$dry" ] && grep -qF -e " $SANDBOX/" -e " $CACHE/" /proc/self/mounts; then
+        die "something is still mounted under $SANDBOX or $CACHE (see /proc/self/mounts): not deleting"
+    fi
+    for name in "${USERS[@]}"; do
+        id "$name" >/dev/null 2>&1 || continue
+        act pkill -KILL -u "$name" || true  # its processes (rootless Podman's, a login left open) hold it
+        act userdel --remove "$name"
+    done
+    for name in "${GROUPS_MADE[@]}"; do
+        # userdel deleted the groups named as their users, where no one else was in them
+        if getent group "$name" >/dev/null; then act groupdel "$name"; fi
+    done
+    if [ -f "$INSTALLED" ]; then mapfile -t installed < <(sort -u "$INSTALLED"); fi
+    act rm -rf "$SANDBOX" "$CACHE"
+    if [ ${#installed[@]} -gt 0 ]; then
+        log "uninstall removes no package; those install added, to remove by hand if nothing else needs them:"
+        echo "apt-get remove ${installed[*]}"
+    else
+        log "uninstall removes no package, and install recorded none here; it installs these where" \
+            "missing (remove by hand those you did not have before):" \
+            "${DEMO_PACKAGES[*]#*:} ${TEST_PACKAGES[*]#*:}"
+    fi
+}
+
 # COMMAND --swarm: the three-node Docker Swarm beside the sandbox (scripts/swarm_rig.sh; start starts both).
 if [ "${2:-}" = --swarm ]; then exec "$(dirname "$0")/swarm_rig.sh" "$1"; fi
 # COMMAND --slurm: the two-node Slurm cluster and its login node (scripts/slurm_rig.sh; start starts both).
 if [ "${2:-}" = --slurm ]; then exec "$(dirname "$0")/slurm_rig.sh" "$1"; fi
 
 case ${1:-} in
-install) install ;;
+install) install "${2:-}" ;;
 start) start ;;
 env) env_exports ;;
 stop) stop ;;
 status) status ;;
 clean) stop; rm -rf "$SANDBOX" ;;
-*) echo "usage: $0 {install|start|env|status|stop|clean}" >&2; exit 2 ;;
+uninstall) uninstall "${2:-}" ;;
+-h | --help | help) usage ;;
+*) usage >&2; exit 2 ;;
 esac

@@ -201,7 +201,7 @@ EOF
 start() {
     [ "$(id -u)" = 0 ] || die "needs root: it starts daemons and makes a user"
     for tool in slurmctld slurmd sbatch munged sshd; do
-        command -v "$tool" >/dev/null || die "$tool is missing: run 'scripts/sandbox.sh install' first"
+        command -v "$tool" >/dev/null || die "$tool is missing: run 'scripts/sandbox.sh install --all' first"
     done
     "$HERE/sandbox.sh" start  # the registry, the remote engine and the base image are the sandbox's
     mkdir -p "$SLURM"

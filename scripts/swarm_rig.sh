@@ -208,7 +208,7 @@ form_swarm() {
 start() {
     [ "$(id -u)" = 0 ] || die "needs root: it makes network namespaces and starts daemons"
     for tool in dockerd docker-registry sshd nsenter unshare ip; do
-        command -v "$tool" >/dev/null || die "$tool is missing: run 'scripts/sandbox.sh install' first"
+        command -v "$tool" >/dev/null || die "$tool is missing: run 'scripts/sandbox.sh install --all' first"
     done
     "$HERE/sandbox.sh" start  # the registry and the base image are the sandbox's
     mkdir -p "$SWARM" "$CACHE/swarm"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh Debian machine as root: installs Docker, the registry, sshd and
-# debootstrap if missing; builds the package's wheel from a clean copy of this checkout and installs
-# it (not --editable: the suite tests what users get); runs ruff, pycodestyle's blank-line rules, mypy
-# over the package, and pytest with the checkout off sys.path. The end-to-end tests start the sandbox
-# (scripts/sandbox.sh) themselves and stop it afterwards.
+# The whole test suite, on a fresh Debian machine as root: installs, where missing, the sandbox's
+# Debian packages and those the tests need (scripts/sandbox.sh install --all: login shells, Podman,
+# Slurm, Chromium...; `scripts/sandbox.sh uninstall` deletes what the sandbox made); builds the
+# package's wheel from a clean copy of this checkout and installs it (not --editable: the suite tests
+# what users get); runs ruff, pycodestyle's blank-line rules, mypy over the package, and pytest with
+# the checkout off sys.path. The end-to-end tests start the sandbox (scripts/sandbox.sh) themselves
+# and stop it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/sandbox.sh install
+scripts/sandbox.sh install --all
 wheel=$(scripts/build_wheel.sh)
 python3 -m pip uninstall --quiet --yes pystributed 2>/dev/null || true
 python3 -m pip install --quiet "${wheel}[test]"

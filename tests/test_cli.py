@@ -96,7 +96,9 @@ def test_run_prints_where_the_results_are(configured, monkeypatch, capsys, tmp_p
 
     def run(config, **kwargs):
         seen.update(kwargs)
-        return results.RunResult(RUN_ID, local_path=tmp_path / "results" / RUN_ID, files=["a", "b"])
+        # pystributed's own hidden state is not counted: `ls` shows the other 2
+        return results.RunResult(RUN_ID, local_path=tmp_path / "results" / RUN_ID,
+                                 files=[".pystributed-state.json", "a", "b"])
 
     monkeypatch.setattr(pipeline, "run", run)
     assert cli.main(["run", "cell.py", "-q"]) == 0
@@ -132,7 +134,7 @@ def test_the_run_id_commands(configured, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(lifecycle, "status", lambda config, run_id: lifecycle.RunState(run_id, "running"))
     monkeypatch.setattr(lifecycle, "cancel", lambda config, run_id: lifecycle.RunState(run_id, "cancelled"))
     monkeypatch.setattr(lifecycle, "fetch", lambda config, run_id, quiet: results.RunResult(
-        run_id, local_path=tmp_path / run_id, files=["x"]))
+        run_id, local_path=tmp_path / run_id, files=["x", ".pystributed-state.json"]))
     assert cli.main(["logs", "-f", RUN_ID]) == 0 and calls == [("logs", RUN_ID, True)]
     assert cli.main(["status", RUN_ID]) == 0 and capsys.readouterr().out.startswith(f"{RUN_ID} "
                                                                                     "running\n  started   -")

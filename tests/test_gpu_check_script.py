@@ -19,9 +19,9 @@ def test_it_is_executable_and_bash_parses_it():
 
 
 def test_shellcheck_finds_nothing():
-    if not shutil.which("shellcheck"):  # scripts/sandbox.sh install adds it; CI must not pass without it
+    if not shutil.which("shellcheck"):  # `sandbox.sh install --all` adds it; CI must not pass without it
         if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and shellcheck is not installed: run `scripts/sandbox.sh install`")
+            pytest.fail("CI=true and shellcheck is not installed: run `scripts/sandbox.sh install --all`")
         pytest.skip("shellcheck is not installed")
     subprocess.run(["shellcheck", str(SCRIPT), *map(str, sorted((ROOT / "scripts").glob("*.sh")))],
                    check=True,

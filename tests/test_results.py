@@ -141,3 +141,19 @@ def test_partial_folders_of_killed_fetches_go_after_a_day(tmp_path):
     os.utime(old, (time.time() - 2 * 86400,) * 2)
     results.extract(tar_stream([("./a", tarfile.REGTYPE, b"A")]), tmp_path / "r1")
     assert not old.exists() and young.exists() and (tmp_path / "r1").is_dir()
+
+
+def test_the_files_shown_and_counted_are_those_ls_shows(tmp_path):
+    """A run's own hidden files (.pystributed-state.json, at the top or in a task's folder) are not
+    counted or listed: after the demo's run `ls` shows 3 files and so does the count. A dotfile the
+    cell wrote is its output, and is."""
+    run = results.RunResult(results.new_run_id(), local_path=tmp_path,
+                            files=[".pystributed-state.json", "counts.json", "output.log", "run.json",
+                                   "0/.pystributed-attempt", "0/out.txt", ".cell-cache"])
+    for name in run.files:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert run.shown_files == ["counts.json", "output.log", "run.json", "0/out.txt", ".cell-cache"]
+    assert [os.path.basename(path) for path, _ in run._file_rows()] == [
+        "counts.json", "output.log", "run.json", "out.txt", ".cell-cache"]
+    assert str(results.RunList([run])).endswith("  5 files")

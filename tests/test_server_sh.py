@@ -107,7 +107,7 @@ class Through(local.Local):
         return [self.shell, "-c", f"{self.banner}sh -c '{server.LOADER.format(size)}'"]
 
 
-# In CI (`scripts/sandbox.sh install` put them there) a missing shell fails its tests instead.
+# In CI (`scripts/sandbox.sh install --all` put them there) a missing shell fails its tests instead.
 LOGIN_SHELLS = [pytest.param(name, marks=pytest.mark.skipif(
                     not shutil.which(name) and os.environ.get("CI") != "true", reason=f"{name} is not "
                                                                                       "installed"))

@@ -23,7 +23,7 @@ def missing():
     """What the browser tests lack, or None."""
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
-            return (f"{path} is missing: run `scripts/sandbox.sh install` (Debian's chromium and "
+            return (f"{path} is missing: run `scripts/sandbox.sh install --all` (Debian's chromium and "
                     "chromium-driver)")
     for module in ("selenium", "jupyterlab", "notebook"):
         try:

@@ -30,7 +30,7 @@ def require_tools(*tools):
     """Each of TOOLS is on PATH, or the tests that need them are unavailable."""
     for tool in tools:
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
-            unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install`")
+            unavailable(f"{tool} is not installed: run `scripts/sandbox.sh install --all`")
 
 
 def sandbox_variables(*args):

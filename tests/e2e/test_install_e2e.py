@@ -75,3 +75,33 @@ def test_installed_package_runs_a_cell(artifacts, route, tmp_path, sandbox):
     assert "hello from the server" in proc.stdout
     (run,) = [p for p in Path(tmp_path, "results").iterdir() if not p.name.startswith(".")]
     assert (run / "out.txt").read_text() == "42"
+
+
+def fresh_clone(dest):
+    """A clone of this checkout with its work tree's edits and new files over it (what a clone of them,
+    committed, has)."""
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True)
+    return clean_copy(dest)
+
+
+def test_demo_from_a_fresh_clone_with_a_venv_inside(tmp_path, sandbox):
+    """README's two commands are run where README says to stand: in the checkout, inside a venv made
+    there (`python3 -m venv .venv && . .venv/bin/activate`). The venv's lib64 link broke the wheel's
+    build once; the demo installs the package into that venv and runs the notebook on the sandbox."""
+    clone = fresh_clone(tmp_path / "clone")
+    # As a user's shell has it: nothing that points at the sandbox (the demo starts it and exports its
+    # own), no checkout on PYTHONPATH, no other venv active.
+    env = {name: value for name, value in os.environ.items()
+           if name not in {*sandbox.env, "PYTHONPATH", "VIRTUAL_ENV", "PYTHONSAFEPATH"}}
+    readme = "python3 -m venv .venv && . .venv/bin/activate && bash scripts/demo.sh"
+    proc = subprocess.run(["bash", "-c", readme], cwd=clone, env=env, capture_output=True, text=True,
+                          check=False, timeout=1200)
+    assert proc.returncode == 0, f"{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+    assert "cp:" not in proc.stderr
+    assert "Out | most common:" in proc.stdout, proc.stdout[-5000:]
+    assert (clone / "examples" / "demo" / "demo.out.ipynb").is_file()
+    # The package the demo ran is the venv's.
+    where = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
+                            "import pystributed; print(pystributed.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(clone / ".venv")), where

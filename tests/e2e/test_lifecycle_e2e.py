@@ -143,7 +143,8 @@ def test_a_run_outlives_its_process_and_is_followed_and_fetched_from_another(own
 
     # fetch, twice: the second copy replaces the first whole, and nothing half-copied is left.
     for _ in range(2):
-        assert "4 file(s)" in own.cli("fetch", run_id).stdout  # run.json too
+        # model.txt, output.log, run.json: what `ls` shows (not .pystributed-state.json)
+        assert "3 file(s)" in own.cli("fetch", run_id).stdout
         folder = tmp_path / "results" / run_id
         assert (folder / "model.txt").read_text() == "trained"
         assert (folder / "output.log").read_text() == followed

@@ -45,7 +45,7 @@ def podman(sandbox, tmp_path):
     """The podman login, each test in a REMOTE_WORKDIR and with an image name of its own (removed after)."""
     for tool in ("podman", "newuidmap"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode:
-            message = (f"{tool} is not installed: run `scripts/sandbox.sh install`, then "
+            message = (f"{tool} is not installed: run `scripts/sandbox.sh install --all`, then "
                        "`scripts/sandbox.sh start`")
             if os.environ.get("CI") == "true":
                 pytest.fail(f"CI=true and the Podman login of the sandbox is unavailable: {message}")
