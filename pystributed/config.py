@@ -22,6 +22,9 @@ _IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:
 _REGISTRY = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._/-]+)?")
 
 
+# The BASE_IMAGE that config.py.example, README and docs/ recommend for a GPU cell (not the default).
+RECOMMENDED_GPU_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+
 # A whole number of at least 1: an annotation of its own, which _check_type reads as such (mypy: an int).
 Count = int
 
@@ -77,6 +80,65 @@ class Config:
             return f"{self.DOCKER_REGISTRY}/{self.DOCKER_IMAGE_NAME}"
         return self.DOCKER_IMAGE_NAME
 
+
+# One line per key: what docs/configuration.md's reference says of it (scripts/config_reference.py
+# prints that table from Config's fields and these; tests/test_docs.py checks that it is current).
+HELP = {
+    "REMOTE_SERVER": ("what you would give `ssh`: `user@host`, `host`, or a `Host` alias from "
+                      "`~/.ssh/config` (port, key, user come from there). `local` runs on this machine's "
+                      "engine, without ssh."),
+    "DOCKER_REGISTRY": ("registry both machines reach, e.g. `registry.example.com:5000/team`. Empty only "
+                        'with `local` or `TRANSPORT = "remote-build"` (nothing is pushed).'),
+    "DOCKER_IMAGE_NAME": ("image name; each image is tagged with the hash of what went into it, "
+                          "`BASE_IMAGE`'s id included (a rerun with nothing changed reuses it; a base "
+                          "rebuilt under the same tag builds again)."),
+    "REMOTE_WORKDIR": ("folder on the server (absolute, or relative to the ssh user's home; with `local`, "
+                       "to yours) that gets one `<run-id>/` folder per run."),
+    "USER_CODE_PATH": "where `%%save_for_remote` saves the cell, and what `runner.main()` runs.",
+    "BASE_IMAGE": ("image to build on; needs `python3` or `python` on its `PATH` (and pip for requirements: "
+                  "`python3 -m pip`). One without Python is named before anything is pushed. For a "
+                  f"GPU cell: `{RECOMMENDED_GPU_IMAGE}`."),
+    "REQUIREMENTS": ("pip requirements file, installed in its own layer before your code. Wheels it names "
+                     'by relative path are shipped with it. `"auto"`: pin the versions installed here of '
+                     "what the cell imports."),
+    "LOCAL_RESULTS_DIR": "where runs land here: `LOCAL_RESULTS_DIR/<run-id>/`.",
+    "DOCKER_RUN_ARGS": ('extra `docker run` arguments on the server, e.g. `["--gpus", "all"]` ([GPU '
+                        "servers](gpu-servers.md))."),
+    "SSH_OPTIONS": 'extra `ssh` arguments, e.g. `["-i", "~/.ssh/gpu_key"]` or `["-F", "ssh_config"]`.',
+    "ON_INTERRUPT": "what interrupting the kernel does to the run: `stop` it, or `detach` (it goes on).",
+    "TRANSPORT": ("`registry`: build here, push, pull there. `remote-build`: send the build context over "
+                  "ssh and build on the server (its layer cache stays there; no registry needed)."),
+    "ENV": "environment variables for the run (kept in `run.json`).",
+    "SECRETS": ("names of variables (API tokens) taken from *this* machine's environment at run time; see "
+                "[Safety](faults-and-safety.md#safety)."),
+    "DATA": ("files and folders of the notebook's folder synced to the server once (only changes later) "
+             "and mounted read-only at the same relative path, instead of being built into the image."),
+    "REMOTE_DATA": ('paths on the server mounted read-only: `{"/srv/datasets/imagenet": "imagenet"}` '
+                    "appears at `/app/imagenet`."),
+    "CONTEXT_WARN_MB": ("warn before the build when the build context is larger (in MB); `0` turns the "
+                        "warning off."),
+    "CLUSTER": ('`"swarm"`: run on the Docker Swarm that `REMOTE_SERVER` manages ([Many '
+                'servers](clusters.md)); `"slurm"`: as Slurm jobs submitted on the login node '
+                '`REMOTE_SERVER` ([Slurm](slurm.md)); `""`: one server.'),
+    "GPUS_PER_TASK": "on a cluster, the GPUs each run or sweep task asks Swarm or Slurm for (`0`: none).",
+    "MAX_CONCURRENT": ("tasks of a sweep running at once: on one server `1` when unset; on a cluster all "
+                       "(Swarm or Slurm queues those without a free GPU)."),
+    "TASKS_PER_CONTAINER": ("on a cluster (swarm, Slurm), a sweep's tasks run one after another in each "
+                            "container, K at a time: for many short tasks, whose container starts would "
+                            "cost more than their work. Each task keeps its own folder, `output.log`, exit"
+                            " code, traceback and retry; a Slurm job's time limit (`--time` in "
+                            "`SLURM_ARGS`, or the partition's) must cover K tasks, which a note at the "
+                            "sweep's start recalls."),
+    "SLURM_ARGS": ("`CLUSTER = \"slurm\"` only: the site's sbatch options (partition, account, QoS, time "
+                   'limit), e.g. `["--partition", "gpu", "--time", "02:00:00"]`; those pystributed sets '
+                   "itself (`--array`, `--gres`, `--nodes`, ...) are refused."),
+    "SLURM_CONTAINERS": ('`CLUSTER = "slurm"` only: how the nodes run containers, `"docker"`, `"pyxis"` or'
+                         ' `"apptainer"`; `""`: found on the login node.'),
+    "NODES": ("`CLUSTER = \"slurm\"` only: a run's cell once per node on that many nodes, in one allocation "
+              "(`--nodes N` of `%%remote` and `run`, `runner.main(nodes=N)`; see [Slurm](slurm.md))."),
+}
+# How the reference shows a default that is computed (a default_factory) rather than written.
+DEFAULT_SHOWN = {"BASE_IMAGE": "python:<your major.minor>-slim"}
 
 # Each key's annotation, as written (`from __future__ import annotations`): what the checks below read.
 _ANNOTATIONS = {field.name: field.type for field in dataclasses.fields(Config)}
