@@ -1,5 +1,5 @@
 """scripts/gpu_check.sh needs a GPU, which CI lacks: here only that it is executable, parses, and
-that the cell it runs compiles. (It ran on a lent H200; README.md, "GPU servers", has the figures.)"""
+that the cell it runs compiles. (It ran on a lent H200; docs/gpu-servers.md has the figures.)"""
 import os
 import re
 import shutil

@@ -26,7 +26,7 @@ from pystributed.features import Feature
 from pystributed.places.server import Server, sections
 
 FREE = "free"
-HELP = "See README.md, \"GPU servers\"."
+HELP = "See docs/gpu-servers.md."
 
 
 def requested(args):
