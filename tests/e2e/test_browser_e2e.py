@@ -3,7 +3,7 @@ Chromium, driven through the page itself (typing, Shift+Enter, the toolbar, the 
 the sandbox. The tests read the page's text and structure, never its pixels, and save a screenshot
 of the window at each moment that matters into pytest's temporary folder (`screenshots0/`, printed
 at the end; `--basetemp DIR` keeps it in DIR); with PYSTRIBUTED_SCREENSHOTS set to a folder, the
-README's three are also written there, cropped to their cells and small:
+three for docs/features.md (one also in README) are written there, cropped to their cells and small:
 
     PYSTRIBUTED_SCREENSHOTS=docs/ python3 -m pytest -q tests/e2e/test_browser_e2e.py
 """
