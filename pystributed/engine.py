@@ -57,11 +57,14 @@ class Engine:
 
     def go(self, *, detach, on_interrupt):
         self.job.claim()  # (a new job's: no other process knows it yet)
-        self.start()
-        self.job.set(RUNNING)
-        if detach:
-            return self.detached()
-        return self.watch(on_interrupt)
+        try:
+            self.start()
+            self.job.set(RUNNING)
+            if detach:
+                return self.detached()
+            return self.watch(on_interrupt)
+        finally:  # however it ends, this process drives it no more (a kernel lives on: attach there)
+            self.job.release()
 
     def detached(self):
         self.job.set("detached")
@@ -87,6 +90,9 @@ class Engine:
             self.steps.say(f"\nInterrupted: stopping every task of {self.job.sweep_id} and fetching what "
                            "results exist ...\n")
             self.cancel()
+            raise
+        except BaseException:
+            self.job.release()
             raise
         return self.done()
 

@@ -125,3 +125,17 @@ def test_an_attach_takes_the_job_on_when_the_driving_process_ends(cfg, monkeypat
     driver.release()  # its process ended (the kernel died): the lock goes with it
     beside.join(timeout=10)
     assert len(resumed) == 1 and resumed[0].claimed is not None
+
+
+def test_a_watch_that_fails_lets_the_job_go_for_an_attach_in_the_same_kernel(cfg):
+    class Broken(engine.Engine):
+        def start(self):
+            pass
+
+        def wait(self):
+            raise RuntimeError("a bug")
+
+    run = Broken(cfg, ssh.Ssh(cfg), job_of(1), quiet=True)
+    with pytest.raises(RuntimeError):
+        run.go(detach=False, on_interrupt="stop")
+    assert run.job.claimed is None and job_of(1).bind(cfg).claim()
