@@ -18,8 +18,9 @@ def pytest_sessionstart(session):
     """The suite tests the package as installed (scripts/test.sh installs the wheel): one imported
     from this checkout (an editable install, or the checkout on sys.path) would hide a file missing
     from the wheel. PYSTRIBUTED_TEST_CHECKOUT=1 allows it for a quick loop, never in CI."""
-    if CHECKOUT in INSTALLED.parents and (os.environ.get("CI") == "true"
-                                          or not os.environ.get("PYSTRIBUTED_TEST_CHECKOUT")):
+    # (The checkout's own folder: a venv inside the checkout, as README allows, installs the wheel below it.)
+    if INSTALLED == CHECKOUT / "pystributed" and (os.environ.get("CI") == "true"
+                                                  or not os.environ.get("PYSTRIBUTED_TEST_CHECKOUT")):
         pytest.exit(f"pystributed was imported from this checkout ({INSTALLED}), not from an installed "
                     "wheel: run bash scripts/test.sh (or set PYSTRIBUTED_TEST_CHECKOUT=1 for a quick "
                     "loop, outside CI)",
