@@ -45,7 +45,7 @@ def new_sweep_id():
 
 
 def check_sweep_id(text):
-    if not SWEEP_ID.fullmatch(text) and not results.RUN_ID.fullmatch(text):  # (a run's: a job of one task)
+    if not SWEEP_ID.fullmatch(text):
         raise PystributedError(f"{text!r} is not a sweep id (they look like sweep-20261125-101502-3fa9c1)")
     return text
 
