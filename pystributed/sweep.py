@@ -249,17 +249,20 @@ def as_run(run, job, files, *, check=False):
             result.files = sorted({*(p.relative_to(result.local_path).as_posix()
                                      for p in result.local_path.rglob("*") if p.is_file()), "run.json"})
         record.write_atomically(result.local_path / "run.json", result.to_json())
-    if not check or state != results.State.FAILED:
+    if not check or not task.final:
         return result
-    if task.exit_code is None or not task.fetched:  # no cell's error: its node, its container, the fetch
+    if state == results.State.FAILED and (task.exit_code is None or not task.fetched):
+        # no cell's error: its node was lost, its container did not start, its folder did not come
         step = "fetch" if "could not be fetched" in (task.why or task.error) else "run"
         message, _, more = (task.error or task.why or "it failed").partition("\n")
         raise StepError(step, message, output=more)
-    run.hooks("after_fetch")
+    if task.fetched:
+        run.hooks("after_fetch")
     if task.exit_code:
         text = result.log.read_text(encoding="utf-8", errors="replace") if result.log.exists() else ""
         raise remote_cell_error(result, text, text, entry=context.entry_point(".", run.code_path),
                                 code_path=run.code_path)
+    run.hooks("finished")
     return result
 
 
