@@ -214,7 +214,8 @@ def run_one(run, job=None, *, cancel=False, check=True):
         live.unmark_file(folder / results.LOG_NAME)
         files.extend(found)
 
-    engine = engine_for(run.place)(run.config, run.place, job, sweep=run, follow=0, finalize=landing)
+    engine = engine_for(run.place)(run.config, run.place, job, sweep=run, finalize=landing,
+                                   follow=None if cancel or not check else 0)  # (wait, cancel: no output)
     run.place.steps = run.steps
     try:
         if run.detach:
