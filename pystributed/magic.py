@@ -81,7 +81,7 @@ class RemoteMagics(Magics):
     def remote(self, line, cell):
         """Run this cell on REMOTE_SERVER in one step (save, build, push, run, fetch); the
         RunResult is the cell's result."""
-        from pystributed import pipeline
+        from pystributed import lifecycle, pipeline
 
         args = parse_argstring(self.remote, line)
         if args.sweep:  # the cell once per combination of parameters (sweep.py)
@@ -98,6 +98,7 @@ class RemoteMagics(Magics):
                                       namespace=self.shell.user_ns)
         config = configuration.load(**options)
         result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach,
+                              engine=lifecycle.on_cluster,
                               features=features.for_run(config, exchange=exchange, cache=cache))
         return result if result.value is None else result.value  # the cell's own value, as locally
 

@@ -42,7 +42,7 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
         overrides["NODES"] = nodes
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
-                          on_interrupt=on_interrupt,
+                          on_interrupt=on_interrupt, engine=lifecycle.on_cluster,
                           features=features.for_run(config, exchange=exchange, cache=cache))
     if result.value is not None:
         display(result.value)  # outside IPython, IPython's display prints it
