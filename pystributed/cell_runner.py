@@ -335,7 +335,7 @@ class Shown(importlib.machinery.PathFinder):
         for fmt in dict.fromkeys(["png", *(f for f in cls.formats if f in FORMATS)]):
             fig.savefig(os.path.join(folder, f"{name}.{fmt}"), format=fmt, bbox_inches="tight")
             with open(os.path.join(folder, f"{name}.{fmt}"), "rb") as f:
-                data[FORMATS[fmt]] = f.read()
+                data[FORMATS[fmt]] = f.read().decode() if fmt == "svg" else f.read()  # (SVG is text)
         show(data, {}, file=name + ".png")
 
 

@@ -18,6 +18,6 @@ class Formats(Feature):
 def asked():
     """[Formats] when this kernel's InlineBackend.figure_formats asks for more than png, else []."""
     ipython = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    formats = set(ipython.config.get("InlineBackend", {}).get("figure_formats", ())) if ipython else set()
-    formats = {"jpeg" if f == "jpg" else f for f in formats} & FORMATS.keys()
+    asked = ipython.config.get("InlineBackend", {}).get("figure_formats", ()) if ipython else ()
+    formats = {"jpeg" if f == "jpg" else f for f in asked} & FORMATS.keys()
     return [Formats(sorted(formats))] if formats - {"png"} else []
