@@ -269,6 +269,8 @@ def save_values(folder, namespace, out, value):
                 pickles[LAST], report["value"]["pickled"] = data, True
             else:
                 report["value"]["why"] = f"its pickle is {len(data)} bytes; use --out to bring it back"
+        if not report["value"]["pickled"] and len(bundle(value)[0]) > 1:  # a table, an image: shown as it is
+            display(value)
     if not out and value is None:
         return
     report["modules"] = versions(pickles.values())
@@ -288,9 +290,8 @@ def _repr(value, limit=10000):
 
 
 class Shown(importlib.machinery.PathFinder):
-    """What the cell shows. An import hook (on sys.meta_path): matplotlib's backend is BACKEND (unless
-    MPLBACKEND says otherwise; not in the environment, which a subprocess would inherit), IPython's
-    display() is ours (IPython's prints a repr outside a notebook)."""
+    """What the cell shows. An import hook (sys.meta_path): matplotlib's backend is BACKEND (unless MPLBACKEND
+    names one; not set in os.environ, which a subprocess inherits), IPython's display() is ours."""
 
     count = 0  # figures saved so far
     formats = tuple(os.environ.get("PYSTRIBUTED_FIGURE_FORMATS", "png").split(","))  # the notebook's

@@ -178,3 +178,20 @@ def test_the_notebooks_figure_formats_go_to_the_image_only_when_more_than_png(mo
     run = types.SimpleNamespace(env={})
     feature.check(run)
     assert run.env == {"PYSTRIBUTED_FIGURE_FORMATS": "jpeg,png,svg"}
+
+
+def test_a_last_value_that_cannot_come_back_shows_its_rich_repr(tmp_path, capsys):
+    class Table:
+        def __init__(self):
+            self.unpicklable = lambda: None
+
+        def _repr_html_(self):
+            return "<table/>"
+
+    cell_runner.save_values(str(tmp_path), {}, [], Table())
+    (kind, shown), = split(capsys.readouterr().out)
+    assert kind == "shown" and shown["data"]["text/html"] == "<table/>"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["value"]["pickled"] is False and report["value"]["type"] == "Table"
+    cell_runner.save_values(str(tmp_path), {}, [], lambda: None)  # nothing richer than its repr: not shown
+    assert capsys.readouterr().out == ""
