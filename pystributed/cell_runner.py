@@ -21,6 +21,7 @@ import io
 import json
 import linecache
 import os
+import pathlib
 import pickle
 import pickletools
 import re
@@ -102,7 +103,8 @@ def main(argv):
     path = os.path.abspath(argv[1])
     with open(path, encoding="utf-8") as f:
         head, cell = split(f.read())
-    settings = _read_json(os.path.join(HERE, "settings.json")) or {}
+    saved = pathlib.Path(HERE, "settings.json")  # (values.py's, for a notebook's run)
+    settings = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
     global _this
     _this = sys.modules["__main__"]  # this file's own module stays alive once the cell's takes its name
     module = types.ModuleType("__main__")
@@ -327,7 +329,7 @@ class Shown(importlib.machinery.PathFinder):
         pyplot.close("all")
 
     @classmethod
-    def figure(cls, fig):
+    def figure(cls, fig, **at):
         """Save `fig` as figures/NNN.png (and in the notebook's other figure formats, FORMATS); show it."""
         cls.count += 1
         name, folder = f"figures/{cls.count:03d}", os.environ.get("PYSTRIBUTED_RESULTS", ".")
@@ -337,7 +339,7 @@ class Shown(importlib.machinery.PathFinder):
             fig.savefig(os.path.join(folder, f"{name}.{fmt}"), format=fmt, bbox_inches="tight")
             with open(os.path.join(folder, f"{name}.{fmt}"), "rb") as f:
                 data[FORMATS[fmt]] = f.read().decode() if fmt == "svg" else f.read()  # (SVG is text)
-        show(data, {}, file=name + ".png")
+        show(data, {}, file=name + ".png", **at)
 
 
 # Changed as they load (Shown): matplotlib's backend (unless MPLBACKEND names one), IPython's display().
@@ -347,15 +349,19 @@ PATCHES = {"matplotlib": lambda m: "MPLBACKEND" in os.environ
                            lambda m: setattr(m, "display", display))}
 
 
-def display(*objs, raw=False, metadata=None, **kwargs):
-    """IPython's display(), here: each object's MIME bundle goes to the notebook (show)."""
+def display(*objs, raw=False, metadata=None, display_id=None, update=False, **kwargs):
+    """IPython's display(), here: each object's MIME bundle goes to the notebook (show); with a
+    display_id, a handle whose update() replaces it there (IPython's update_display too)."""
+    at = {"display_id": os.urandom(8).hex() if display_id is True else display_id, "update": update}
     for obj in objs:
         if raw and isinstance(obj, dict):
-            show(obj, metadata or {})
+            show(obj, metadata or {}, **at)
         elif type(obj).__module__ == "matplotlib.figure":  # saved and shown as plt.show() does
-            Shown.figure(obj)
+            Shown.figure(obj, **at)
         else:
-            show(*bundle(obj))
+            show(*bundle(obj), **at)
+    return types.SimpleNamespace(display_id=at["display_id"], update=lambda obj, **kw: display(
+        obj, display_id=at["display_id"], update=True, **kw)) if at["display_id"] else None
 
 
 def bundle(obj):
@@ -376,24 +382,17 @@ def bundle(obj):
     return {**data, "text/plain": data.get("text/plain") or _repr(obj)}, metadata
 
 
-def show(data, metadata, file=None):
+def show(data, metadata, file=None, **at):
     """Put a marker on stdout (MARK): pystributed shows `data` in the notebook, in order with the prints."""
     data = {mime: base64.b64encode(v).decode() if isinstance(v, bytes) else v for mime, v in data.items()}
-    text = json.dumps({"data": data, "metadata": metadata, "file": file}, default=str)
+    text = json.dumps({"data": data, "metadata": metadata, "file": file, **at}, default=str)
     in_sweep = os.path.exists(os.path.join(HERE, "sweep.pkl"))
     if in_sweep or len(text) > SHOW_LIMIT:
         why = "" if in_sweep else f" [too big to show here: {len(text)} characters, over {SHOW_LIMIT}]"
         plain = str(data.get("text/plain", ""))[:10000] + why
-        text = json.dumps({"data": {"text/plain": plain}, "metadata": {}, "file": file, "dropped": True})
+        text = json.dumps({"data": {"text/plain": plain}, "file": file, "dropped": True, **at})
     sys.stdout.write(MARK + text + END)
     sys.stdout.flush()
-
-
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 if __name__ == "__main__":

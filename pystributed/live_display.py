@@ -36,10 +36,14 @@ def show(shown):
         sys.stdout.write(live.text_of(shown))
         sys.stdout.flush()
         return
-    from IPython.display import display
+    from IPython.display import display, update_display
 
     sys.stdout.flush()  # the prints before it first
-    display(shown["data"], metadata=shown.get("metadata") or {}, raw=True)
+    data, metadata, display_id = shown["data"], shown.get("metadata") or {}, shown.get("display_id")
+    if display_id and shown.get("update"):  # the cell's handle.update(): the output it names, in place
+        update_display(data, metadata=metadata, raw=True, display_id=display_id)
+    else:
+        display(data, metadata=metadata, raw=True, **({"display_id": display_id} if display_id else {}))
 
 
 def first_figures(tasks):

@@ -138,10 +138,31 @@ def test_in_ipython_a_marker_is_a_display_data_output(monkeypatch):
     fake.get_ipython = lambda: object()
     display_module = types.ModuleType("IPython.display")
     display_module.display = lambda *objs, **kw: shown.append((objs, kw))
+    display_module.update_display = lambda obj, **kw: shown.append(("update", obj, kw))
     monkeypatch.setitem(sys.modules, "IPython", fake)
     monkeypatch.setitem(sys.modules, "IPython.display", display_module)
     live_display.show({"data": {"image/png": "AAAA"}, "metadata": {"image/png": {"width": 1}}, "file": None})
-    assert shown == [(({"image/png": "AAAA"},), {"metadata": {"image/png": {"width": 1}}, "raw": True})]
+    assert shown.pop() == (({"image/png": "AAAA"},), {"metadata": {"image/png": {"width": 1}}, "raw": True})
+    live_display.show({"data": {"text/plain": "1"}, "display_id": "ab", "update": False})
+    assert shown.pop() == (({"text/plain": "1"},), {"metadata": {}, "raw": True, "display_id": "ab"})
+    live_display.show({"data": {"text/plain": "2"}, "display_id": "ab", "update": True})
+    assert shown.pop() == ("update", {"text/plain": "2"}, {"metadata": {}, "raw": True, "display_id": "ab"})
+
+
+def test_a_display_handle_in_the_image_updates_its_output(tmp_path):
+    out = run_cell(tmp_path, """
+handle = display("epoch 1", display_id=True)
+handle.update("epoch 2")
+from IPython.display import update_display
+update_display("epoch 3", display_id=handle.display_id)
+print(display(1))
+""")
+    shown = [s for kind, s in split(out) if kind == "shown"]
+    assert [s["data"]["text/plain"] for s in shown] == ["'epoch 1'", "'epoch 2'", "'epoch 3'", "1"]
+    assert [s["update"] for s in shown] == [False, True, True, False]
+    assert len({s["display_id"] for s in shown[:3]}) == 1 and shown[0]["display_id"]
+    assert not shown[3]["display_id"]
+    assert split(out)[-1] == ("text", "None\n")
 
 
 def test_a_sweep_shows_the_first_figure_of_each_task_with_its_parameters(tmp_path, capsys):

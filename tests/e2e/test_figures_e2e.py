@@ -119,6 +119,8 @@ def test_an_image_without_matplotlib_or_ipython_runs_as_before_and_display_still
             "    def _repr_html_(self):\n"
             "        return '<b>bold</b>'\n"
             "display(Bold())\n"
+            "handle = display('epoch 1', display_id=True)\n"
+            "handle.update('epoch 2')\n"
             "print('done')\n", timeout=600)
     finally:
         kernel.close()
@@ -128,6 +130,13 @@ def test_an_image_without_matplotlib_or_ipython_runs_as_before_and_display_still
     bold = position(found, lambda o: o[0] == "display" and o[1].get("text/html") == "<b>bold</b>")
     assert bold < position(found, lambda o: o[0] == "stdout" and "done" in o[1])
     assert not (only_run(tmp_path) / "figures").exists()
+    # a display handle updates its output in place
+    first = next(m for m in messages if m["msg_type"] == "display_data"
+                 and m["content"]["data"].get("text/plain") == "'epoch 1'")
+    display_id = first["content"]["transient"]["display_id"]
+    updates = [m["content"]["data"] for m in messages if m["msg_type"] == "update_display_data"
+               and m["content"]["transient"]["display_id"] == display_id]
+    assert updates == [{"text/plain": "'epoch 2'"}]
 
 
 def test_a_sweep_of_three_shows_three_figures_with_their_parameters(plot_image, tmp_path):
