@@ -16,12 +16,14 @@ class Redraws:
         self.line = ""  # the current line, since the last newline
         self.shown = ""  # what of it the stream shows
         self.last_redraw = float("-inf")
+        # Text that comes raw (a sweep's task logs) loses its marks, and what the cell shows shows.
+        self.write = Unmarked(self._write)
 
     @property
     def stream(self):
         return getattr(sys, self.name)  # looked up each time: Jupyter swaps it per cell
 
-    def write(self, text):
+    def _write(self, text):
         out = []
         lines = (self.line + text).split("\n")
         for line in lines[:-1]:

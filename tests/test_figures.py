@@ -216,3 +216,13 @@ def test_a_last_value_that_cannot_come_back_shows_its_rich_repr(tmp_path, capsys
     assert report["value"]["pickled"] is False and report["value"]["type"] == "Table"
     cell_runner.save_values(str(tmp_path), {}, [], lambda: None)  # nothing richer than its repr: not shown
     assert capsys.readouterr().out == ""
+
+
+def test_raw_output_through_redraws_names_the_figure_as_a_sweeps_task_logs_do(capsys):
+    fig = {"data": {"text/plain": "<Figure>"}, "file": "figures/001.png", "dropped": True}
+    out = live.Redraws("stdout")
+    text = f"a\n{marker(fig)}b{PARTIAL}c\n"
+    out.write(text[:5])
+    out.write(text[5:])
+    out.close()
+    assert capsys.readouterr().out == "a\n[figure figures/001.png]\nbc\n"

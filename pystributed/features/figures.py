@@ -16,8 +16,8 @@ class Formats(Feature):
 
 
 def asked():
-    """[Formats] when this kernel's InlineBackend.figure_formats asks for more than png, else []."""
-    ipython = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    asked = ipython.config.get("InlineBackend", {}).get("figure_formats", ()) if ipython else ()
-    formats = {"jpeg" if f == "jpg" else f for f in asked} & FORMATS.keys()
-    return [Formats(sorted(formats))] if formats - {"png"} else []
+    """[Formats] when this kernel's InlineBackend.figure_formats asks for more than png, else [].
+    (Called where IPython is imported: main.py, magic.py.)"""
+    config = getattr(sys.modules["IPython"].get_ipython(), "config", {})
+    formats = {"jpeg" if f == "jpg" else f for f in config.get("InlineBackend", {}).get("figure_formats", ())}
+    return [Formats(sorted(formats & FORMATS.keys()))] if formats & FORMATS.keys() - {"png"} else []
