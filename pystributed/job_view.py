@@ -59,9 +59,22 @@ class Display:
             self.handle.update(view)
 
     def end(self, job):
-        """The last state (in a terminal, the caller shows the Job)."""
-        if self.notebook and not self.quiet:
+        """The last state (in a terminal, the caller shows the Job), then the first figure of each task
+        that made one: in a notebook side by side with its parameters, in a terminal their paths."""
+        if self.quiet:
+            return
+        if self.notebook:
             self.update(job, force=True)
+        from pystributed import live_display
+
+        figures = live_display.first_figures(job.tasks)
+        grid = live_display.Grid(figures, lambda task: shown(task.params))
+        if figures and self.notebook:
+            from IPython.display import display
+
+            display(grid)
+        elif figures:
+            print(f"figures (the first of each task):\n{grid!r}")
 
 
 def _line(task):

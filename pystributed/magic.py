@@ -11,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from pystributed import config as configuration
 from pystributed import features, record
 from pystributed.errors import PystributedError
-from pystributed.features import deps, values
+from pystributed.features import deps, figures, values
 
 # code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
 # this copy: another kernel in the same folder may have saved its own cell to the same file since.
@@ -99,7 +99,8 @@ class RemoteMagics(Magics):
         config = configuration.load(**options)
         result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach,
                               engine=lifecycle.on_cluster,
-                              features=features.for_run(config, exchange=exchange, cache=cache))
+                              features=features.for_run(config, exchange=exchange, cache=cache)
+                              + figures.asked())
         return result if result.value is None else result.value  # the cell's own value, as locally
 
 
