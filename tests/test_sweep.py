@@ -154,3 +154,15 @@ def test_a_cluster_runs_failure_raises_the_cells_error_or_says_the_step(tmp_path
     with pytest.raises(StepError, match="could not be fetched") as step:
         sweep.as_run(run, job, [], check=True)
     assert step.value.step == "fetch" and "are in" in step.value.output
+
+
+def test_a_runs_job_lists_no_figure_grid_at_its_end(tmp_path, capsys):
+    """A run's figures showed in its output as they came; the grid of first figures is a sweep's."""
+    folder = tmp_path / "run"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "figures" / "001.png").write_bytes(b"\x89PNG")
+    task = jobs.Task(0, {}, status=jobs.SUCCEEDED, local_path=str(folder), fetched=True)
+    job_view.Display(progress.steps_for(False)).end(jobs.Job("20261125-101502-3fa9c1", [task], single=True))
+    assert "figures" not in capsys.readouterr().out
+    job_view.Display(progress.steps_for(False)).end(jobs.Job("sweep-20261125-101502-3fa9c1", [task]))
+    assert "figures (the first of each task)" in capsys.readouterr().out
