@@ -61,7 +61,7 @@ class Display:
     def end(self, job):
         """The last state (in a terminal, the caller shows the Job), then the first figure of each task
         that made one: in a notebook side by side with its parameters, in a terminal their paths."""
-        if self.quiet or job.single:  # (a run's figures showed as they came, in its output)
+        if self.quiet:
             return
         if self.notebook:
             self.update(job, force=True)
