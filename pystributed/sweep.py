@@ -222,6 +222,8 @@ def run_one(run, job=None, *, cancel=False, check=True):
             engine.go(detach=True, on_interrupt=run.on_interrupt)
             run.set(results.State.RUNNING)
             return result
+        if new:  # (`list`, `status`, `clean` elsewhere: it runs, not starting, until it ends)
+            run.set(results.State.RUNNING)
         with run.steps.step("run", f"run {result.run_id} on {run.place.name}", live=True):
             job = (engine.cancel() if cancel else engine.resume() if not new
                    else engine.go(detach=False, on_interrupt=run.on_interrupt))
@@ -232,6 +234,9 @@ def run_one(run, job=None, *, cancel=False, check=True):
                 out.close()
     except KeyboardInterrupt:
         as_run(run, engine.job, files)
+        raise
+    except Exception:  # its start failed (sbatch refused it: no job), or it goes on there without us
+        run.set(results.State.DETACHED if engine.job.services else results.State.FAILED)
         raise
     return as_run(run, job, files, check=check and not cancel)
 

@@ -91,7 +91,6 @@ def test_collect_puts_each_out_name_in_the_namespace_in_parameter_order(tmp_path
     assert namespace == {"loss": [None, None]}  # (nothing pickled: no value came back)
 
 
-
 class Heard:
     """A feature that notes which of a run's hooks were called."""
 
@@ -154,3 +153,52 @@ def test_a_cluster_runs_failure_raises_the_cells_error_or_says_the_step(tmp_path
     with pytest.raises(StepError, match="could not be fetched") as step:
         sweep.as_run(run, job, [], check=True)
     assert step.value.step == "fetch" and "are in" in step.value.output
+
+
+class FakeEngine:
+    """A cluster's engine whose go() notes the run's record as it starts, then does `then(job)`."""
+
+    seen, then = [], None
+
+    def __init__(self, config, place, job, **options):
+        self.config, self.job, self.followed = config, job, None
+
+    def go(self, *, detach, on_interrupt):
+        from pystributed import results
+
+        FakeEngine.seen.append(results.load_record(self.config.LOCAL_RESULTS_DIR, self.job.sweep_id).status)
+        return FakeEngine.then(self.job)
+
+
+def started_run(tmp_path, monkeypatch, then):
+    import types
+
+    run, _, _ = cluster_run(tmp_path, jobs.QUEUED)
+    run.place = types.SimpleNamespace(name="login", steps=None)
+    run.set("starting")
+    FakeEngine.seen, FakeEngine.then = [], then
+    monkeypatch.setattr(sweep, "engine_for", lambda place: FakeEngine)
+    return run
+
+
+def test_a_cluster_run_is_recorded_running_while_it_runs_and_failed_if_it_cannot_start(tmp_path, monkeypatch):
+    """Its record says it runs (for `status`, `list` and `clean` elsewhere: not "starting", not "ended"),
+    and a start that fails (sbatch refused it) leaves it failed, not starting for ever."""
+    from pystributed import results
+    from pystributed.errors import StepError
+
+    def ends(job):
+        job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
+        return job
+
+    run = started_run(tmp_path / "a", monkeypatch, ends)
+    assert sweep.run_one(run, check=False).status == results.State.SUCCEEDED
+    assert FakeEngine.seen == [results.State.RUNNING]
+
+    def refused(job):
+        raise StepError("start", "sbatch: error: invalid partition")
+
+    run = started_run(tmp_path / "b", monkeypatch, refused)
+    with pytest.raises(StepError):
+        sweep.run_one(run)
+    assert results.load_record(run.config.LOCAL_RESULTS_DIR, run.result.run_id).status == results.State.FAILED
