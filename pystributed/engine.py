@@ -64,6 +64,8 @@ class Engine:
         try:
             self.start()
             self.job.set(RUNNING)
+            if self.job.single:  # the run's record too (`status`, `list`, `clean` elsewhere read it)
+                self.sweep.set(results.State.RUNNING)
             if detach:
                 return self.detached()
             return self.watch(on_interrupt)

@@ -222,8 +222,6 @@ def run_one(run, job=None, *, cancel=False, check=True):
             engine.go(detach=True, on_interrupt=run.on_interrupt)
             run.set(results.State.RUNNING)
             return result
-        if new:  # (`list`, `status`, `clean` elsewhere: it runs, not starting, until it ends)
-            run.set(results.State.RUNNING)
         with run.steps.step("run", f"run {result.run_id} on {run.place.name}", live=True):
             job = (engine.cancel() if cancel else engine.resume() if not new
                    else engine.go(detach=False, on_interrupt=run.on_interrupt))

@@ -1,7 +1,7 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
 import pytest
 
-from pystributed import job_view, jobs, progress, sweep
+from pystributed import engine, job_view, jobs, progress, sweep
 from pystributed.errors import PystributedError
 
 
@@ -155,43 +155,41 @@ def test_a_cluster_runs_failure_raises_the_cells_error_or_says_the_step(tmp_path
     assert step.value.step == "fetch" and "are in" in step.value.output
 
 
-class FakeEngine:
-    """A cluster's engine whose go() notes the run's record as it starts, then does `then(job)`."""
+class FakeEngine(engine.Engine):
+    """A cluster's engine whose start does `begin(job)`, and whose wait notes the run's record, then
+    ends its one task."""
 
-    seen, then = [], None
+    seen, begin = [], None
 
-    def __init__(self, config, place, job, **options):
-        self.config, self.job, self.followed = config, job, None
+    def start(self):
+        FakeEngine.begin(self.job)
 
-    def go(self, *, detach, on_interrupt):
+    def wait(self):
         from pystributed import results
 
         FakeEngine.seen.append(results.load_record(self.config.LOCAL_RESULTS_DIR, self.job.sweep_id).status)
-        return FakeEngine.then(self.job)
+        self.job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
 
 
-def started_run(tmp_path, monkeypatch, then):
+def started_run(tmp_path, monkeypatch, begin):
     import types
 
     run, _, _ = cluster_run(tmp_path, jobs.QUEUED)
     run.place = types.SimpleNamespace(name="login", steps=None)
     run.set("starting")
-    FakeEngine.seen, FakeEngine.then = [], then
+    FakeEngine.seen, FakeEngine.begin = [], begin
     monkeypatch.setattr(sweep, "engine_for", lambda place: FakeEngine)
     return run
 
 
 def test_a_cluster_run_is_recorded_running_while_it_runs_and_failed_if_it_cannot_start(tmp_path, monkeypatch):
-    """Its record says it runs (for `status`, `list` and `clean` elsewhere: not "starting", not "ended"),
-    and a start that fails (sbatch refused it) leaves it failed, not starting for ever."""
+    """Its record says it runs once its job is there (for `status`, `list` and `clean` elsewhere: not
+    "starting", which they read as ended), and a start that fails (sbatch refused it) leaves it failed,
+    not starting for ever."""
     from pystributed import results
     from pystributed.errors import StepError
 
-    def ends(job):
-        job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
-        return job
-
-    run = started_run(tmp_path / "a", monkeypatch, ends)
+    run = started_run(tmp_path / "a", monkeypatch, lambda job: job.set(services=[["x", "1", None]]))
     assert sweep.run_one(run, check=False).status == results.State.SUCCEEDED
     assert FakeEngine.seen == [results.State.RUNNING]
 
