@@ -210,8 +210,13 @@ def run_one(run, job=None, *, cancel=False, check=True):
         if not job.claimed:
             return as_run(run, job, files, check=check)
 
+    raw = []  # its output as it came (figures' marks in it), when no one followed it
+
     def landing(folder, found):  # (before the folder takes its name)
-        live.unmark_file(folder / results.LOG_NAME)
+        log = folder / results.LOG_NAME
+        if engine.followed is None and not run.steps.quiet and log.is_file():
+            raw.append(log.read_text(encoding="utf-8", errors="replace"))
+        live.unmark_file(log)
         files.extend(found)
 
     engine = engine_for(run.place)(run.config, run.place, job, sweep=run, finalize=landing,
@@ -226,9 +231,9 @@ def run_one(run, job=None, *, cancel=False, check=True):
             job = (engine.cancel() if cancel else engine.resume() if not new
                    else engine.go(detach=False, on_interrupt=run.on_interrupt))
             log = job.tasks[0].log
-            if engine.followed is None and not run.steps.quiet and log and log.exists():
-                out = live.Redraws("stdout")  # it ended before a look saw it run: its output, now
-                out.write(log.read_text(encoding="utf-8", errors="replace"))
+            if engine.followed is None and not run.steps.quiet and (raw or log and log.exists()):
+                out = live.Redraws("stdout")  # it ended before a look saw it run: its output (figures), now
+                out.write(raw[-1] if raw else log.read_text(encoding="utf-8", errors="replace"))
                 out.close()
     except KeyboardInterrupt:
         as_run(run, engine.job, files)

@@ -1,4 +1,6 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
+import json
+
 import pytest
 
 from pystributed import engine, job_view, jobs, progress, sweep
@@ -159,7 +161,7 @@ class FakeEngine(engine.Engine):
     """A cluster's engine whose start does `begin(job)`, and whose wait notes the run's record, then
     ends its one task."""
 
-    seen, begin = [], None
+    seen, begin, log = [], None, None
 
     def start(self):
         FakeEngine.begin(self.job)
@@ -169,6 +171,13 @@ class FakeEngine(engine.Engine):
 
         FakeEngine.seen.append(results.load_record(self.config.LOCAL_RESULTS_DIR, self.job.sweep_id).status)
         self.job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
+        if FakeEngine.log is not None:  # its folder lands (results.extract), as no look saw it run
+            folder = self.local.with_name(".landing")
+            folder.mkdir()
+            (folder / "output.log").write_text(FakeEngine.log, encoding="utf-8")
+            self.finalize(folder, ["output.log"])
+            folder.rename(self.local)
+            self.job.tasks[0].set(fetched=True, local_path=str(self.local))
 
 
 def started_run(tmp_path, monkeypatch, begin):
@@ -177,7 +186,7 @@ def started_run(tmp_path, monkeypatch, begin):
     run, _, _ = cluster_run(tmp_path, jobs.QUEUED)
     run.place = types.SimpleNamespace(name="login", steps=None)
     run.set("starting")
-    FakeEngine.seen, FakeEngine.begin = [], begin
+    FakeEngine.seen, FakeEngine.begin, FakeEngine.log = [], begin, None
     monkeypatch.setattr(sweep, "engine_for", lambda place: FakeEngine)
     return run
 
@@ -200,3 +209,20 @@ def test_a_cluster_run_is_recorded_running_while_it_runs_and_failed_if_it_cannot
     with pytest.raises(StepError):
         sweep.run_one(run)
     assert results.load_record(run.config.LOCAL_RESULTS_DIR, run.result.run_id).status == results.State.FAILED
+
+
+def test_a_cluster_runs_figures_show_though_no_look_saw_it_run(tmp_path, monkeypatch, capsys):
+    """A short cell that ended between two looks: its output is shown at its end, its figures as figures
+    (not as the saved log's `[figure figures/001.png]` lines); the saved log has those lines."""
+    from pystributed import cell_runner, live_display
+
+    shown = []
+    monkeypatch.setattr(live_display, "show", shown.append)
+    run = started_run(tmp_path, monkeypatch, lambda job: job.set(services=[["x", "1", None]]))
+    run.steps = progress.steps_for(False)
+    marker = json.dumps({"data": {"image/png": "iVBO", "text/plain": "<Figure>"}, "file": "figures/001.png"})
+    FakeEngine.log = f"before\n{cell_runner.MARK}{marker}{cell_runner.END}after\n"
+    result = sweep.run_one(run, check=False)
+    assert [s["file"] for s in shown] == ["figures/001.png"]
+    assert "before\n" in capsys.readouterr().out
+    assert (result.local_path / "output.log").read_text() == "before\n[figure figures/001.png]\nafter\n"
