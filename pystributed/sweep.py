@@ -241,15 +241,17 @@ def run_one(run, job=None, *, cancel=False, check=True):
     except Exception:  # its start failed (sbatch refused it: no job), or it goes on there without us
         run.set(results.State.DETACHED if engine.job.services else results.State.FAILED)
         raise
-    return as_run(run, job, files, check=check and not cancel)
+    return as_run(run, job, files, check=check and not cancel, cancelled=cancel)
 
 
-def as_run(run, job, files, *, check=False):
-    """The run's record from its job's one task; with `check`, the run's failure raised."""
+def as_run(run, job, files, *, check=False, cancelled=False):
+    """The run's record from its job's one task; with `check`, the run's failure raised. `cancelled`:
+    by `cancel` (else a task that ended so was interrupted)."""
     result, task = run.result, job.tasks[0]
+    stopped = results.State.CANCELLED if cancelled else results.State.INTERRUPTED
     state = results.State.DETACHED if job.status == "detached" else {
         SUCCEEDED: results.State.SUCCEEDED, FAILED: results.State.FAILED}.get(
-        task.status, results.State.INTERRUPTED if task.final else results.State.RUNNING)
+        task.status, stopped if task.final else results.State.RUNNING)
     if task.fetched:
         result.local_path, result.files = Path(task.local_path), sorted({*files, "run.json"})
     run.set(state, exit_code=task.exit_code)

@@ -226,3 +226,15 @@ def test_a_cluster_runs_figures_show_though_no_look_saw_it_run(tmp_path, monkeyp
     assert [s["file"] for s in shown] == ["figures/001.png"]
     assert "before\n" in capsys.readouterr().out
     assert (result.local_path / "output.log").read_text() == "before\n[figure figures/001.png]\nafter\n"
+
+
+def test_a_cluster_run_that_cancel_stopped_is_recorded_cancelled_in_its_folder_too(tmp_path):
+    """`cancel RUN` (not an interrupt): its record and its folder's run.json say cancelled."""
+    from pystributed import results
+
+    run, job, _ = cluster_run(tmp_path, jobs.CANCELLED, exit_code=130, log="hi\n")
+    result = sweep.as_run(run, job, ["output.log"], cancelled=True)
+    assert result.status == results.State.CANCELLED
+    assert json.loads((result.local_path / "run.json").read_text())["status"] == "cancelled"
+    run, job, _ = cluster_run(tmp_path / "b", jobs.CANCELLED, exit_code=130, log="hi\n")
+    assert sweep.as_run(run, job, ["output.log"]).status == results.State.INTERRUPTED  # (Ctrl-C)
