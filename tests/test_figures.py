@@ -8,7 +8,7 @@ import subprocess
 import sys
 import types
 
-from pystributed import cell_runner, job_view, live, live_display, progress
+from pystributed import cell_runner, errors, job_view, live, live_display, progress
 from pystributed.cell_runner import END, MARK, PARTIAL
 from pystributed.features import figures
 from pystributed.jobs import Job, Task
@@ -235,3 +235,25 @@ def test_raw_output_through_redraws_names_the_figure_as_a_sweeps_task_logs_do(ca
     out.write(text[5:])
     out.close()
     assert capsys.readouterr().out == "a\n[figure figures/001.png]\nbc\n"
+
+
+def test_a_figure_that_cannot_be_drawn_at_the_cells_end_neither_fails_the_cell_nor_hides_its_error(tmp_path):
+    """As in a notebook: its error is said, the cell's own outcome (its values, its exception) stays."""
+    package = tmp_path / "matplotlib"
+    package.mkdir()
+    (package / "__init__.py").write_text("rcParams = {}\n")
+    (package / "pyplot.py").write_text("""import matplotlib
+class Figure:
+    def savefig(self, *args, **kwargs):
+        raise ValueError("cannot draw the label")
+def get_backend():
+    return matplotlib.rcParams.get("backend")
+get_fignums, figure, close = lambda: [1], lambda number: Figure(), lambda which: None
+""")
+    out = run_cell(tmp_path, "import matplotlib.pyplot as plt\nprint('ok')\n")
+    assert out.startswith("ok\n")
+    (tmp_path / "cell.py").write_text("import matplotlib.pyplot as plt\n{}['missing']\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, cell_runner.__file__, "cell.py"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, env={"PYSTRIBUTED_RESULTS": "."})
+    assert done.returncode == 1 and "cannot draw the label" in done.stderr
+    assert errors.parse_traceback(done.stderr)[:2] == ("KeyError", "'missing'")
