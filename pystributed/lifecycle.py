@@ -323,8 +323,8 @@ def _older_job(config, place, run):
     which a run of this version's says only once its job's record is there): its job, as its engine names
     it (its Slurm job, its Swarm service: the run's id), so that attach, wait and cancel reach it."""
     record = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
-    if record is None or record.status not in (State.RUNNING, State.DETACHED):
-        return None
+    if not run.active or record is None or record.status not in (State.RUNNING, State.DETACHED):
+        return None  # (one that ended: its folder is fetched, as a run's on one server)
     return jobs.Job(run.run_id, [jobs.Task(0, {})], single=True, server=place.name, cluster=config.CLUSTER,
                     status="detached", image=record.image or run.image, remote_dir=run.remote_dir,
                     started=record.started).bind(config)

@@ -348,6 +348,7 @@ def test_a_run_that_an_older_version_started_is_its_services_job(programs, tmp_p
     results.save_record(tmp_path, results.RunResult(RUN, status=results.State.STARTING))
     assert lifecycle.job_of(cfg, place, run) is None  # (being built: no job yet)
     results.save_record(tmp_path, results.RunResult(RUN, status=results.State.DETACHED, image="reg:5000/p:s"))
+    assert lifecycle.job_of(cfg, place, lifecycle.RunState(RUN, remote_dir=RUN_FOLDER)) is None  # (ended)
     job = lifecycle.job_of(cfg, place, run)
     assert lifecycle.held(cfg, place, run) and job.single and job.remote_dir == RUN_FOLDER
     engine = SwarmEngine(cfg, place, job, sweep=types.SimpleNamespace(steps=progress.steps_for(True), env={}))
