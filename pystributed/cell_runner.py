@@ -2,11 +2,9 @@
 
 This file is copied into every image as /pystributed/cell_runner.py and run there by the image's
 own Python (3.8 or newer), so it imports nothing from pystributed. It
-
-- runs the definitions brought along from earlier cells (the part of the saved script above
-  MARKER), then loads the `--in` variables (inputs.pkl next to this file), then the cell itself,
-  compiled with the cell's own line numbers, in a module named __main__ (so that classes defined
-  there pickle as they do in the notebook);
+- runs the definitions brought along from earlier cells (the saved script above MARKER), then loads the `--in`
+  variables (inputs.pkl next to this file), then the cell itself, compiled with the cell's own line numbers,
+  in a module named __main__ (so that classes defined there pickle as they do in the notebook);
 - keeps the value of the cell's last expression, as Jupyter shows it;
 - pickles the `--out` variables and that value into $PYSTRIBUTED_RESULTS/.pystributed/, with
   report.json saying, for each name, whether it could be pickled;
@@ -244,7 +242,10 @@ def run_cell(cell, path, namespace):
         exec(compile(tree, path, "exec"), namespace)  # noqa: S102 (running the cell is the point)
         return None if last is None else eval(compile(last, path, "eval"), namespace)
     finally:
-        Shown.figures()  # those left open, as a notebook shows them at the cell's end (also after an error)
+        try:  # those left open, as a notebook shows them at the cell's end (also after an error); one that
+            Shown.figures()  # cannot be drawn is said (as there), losing neither the cell's error nor values
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
 
 
 def save_values(folder, namespace, out, value):

@@ -46,6 +46,7 @@ class Engine:
         job.local_path = str(self.local.resolve())
         self.fetches = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         self.followed = None
+        self.muted = False  # detached: the followed task's output is not shown (its stream goes on)
         self.lock = threading.Lock()
         self.busy = set()  # a cluster's: the indexes of the tasks being fetched and settled
         self.fetch_failed = collections.Counter()  # index -> its fetches that failed in a row (a dropped ssh)
@@ -64,6 +65,8 @@ class Engine:
         try:
             self.start()
             self.job.set(RUNNING)
+            if self.job.single:  # the run's record too (`status`, `list`, `clean` elsewhere read it)
+                self.sweep.set(results.State.RUNNING)
             if detach:
                 return self.detached()
             return self.watch(on_interrupt)
@@ -71,6 +74,7 @@ class Engine:
             self.job.release()
 
     def detached(self):
+        self.muted = True  # (a kernel goes on: the next cells' output is theirs)
         self.job.set("detached")
         self.job.release()  # an attach, from here or elsewhere, drives it next
         sweep_id = self.job.sweep_id
@@ -120,6 +124,7 @@ class Engine:
     def lost_touch(self, error):
         """The place stays unreachable: no thread of ours is left, the job goes on there."""
         self.fetches.shutdown(wait=True, cancel_futures=True)
+        self.muted = True
         self.job.set("detached")
         self.job.release()
         sweep_id = self.job.sweep_id
@@ -272,10 +277,12 @@ class Engine:
         out, err = live.Redraws("stdout"), live.Redraws("stderr")
 
         def go():
+            on_out, on_err = live.Unmarked(out.write), live.Unmarked(err.write)
             with contextlib.suppress(StepError):
-                stream(live.Unmarked(out.write), live.Unmarked(err.write))
-            out.close()
-            err.close()
+                stream(lambda text: self.muted or on_out(text), lambda text: self.muted or on_err(text))
+            if not self.muted:
+                out.close()
+                err.close()
 
         self.followed = threading.Thread(target=go, daemon=True)
         self.followed.start()

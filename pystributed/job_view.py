@@ -65,6 +65,8 @@ class Display:
             return
         if self.notebook:
             self.update(job, force=True)
+        if job.single:  # a run's figures showed as it ran
+            return
         from pystributed import live_display
 
         figures = live_display.first_figures(job.tasks)

@@ -313,7 +313,21 @@ def held(config, place, run):
 
 def job_of(config, place, run):
     """A cluster's run: its job (of one task, sweep.run_one), which its engine drives; None elsewhere."""
-    return jobs.of_run(config, run.run_id) if place.queues else None
+    if not place.queues:
+        return None
+    return jobs.of_run(config, run.run_id) or _older_job(config, place, run)
+
+
+def _older_job(config, place, run):
+    """A run that an older pystributed started on the cluster (no job record: its record says it runs,
+    which a run of this version's says only once its job's record is there): its job, as its engine names
+    it (its Slurm job, its Swarm service: the run's id), so that attach, wait and cancel reach it."""
+    record = results.load_record(config.LOCAL_RESULTS_DIR, run.run_id)
+    if not run.active or record is None or record.status not in (State.RUNNING, State.DETACHED):
+        return None  # (one that ended: its folder is fetched, as a run's on one server)
+    return jobs.Job(run.run_id, [jobs.Task(0, {})], single=True, server=place.name, cluster=config.CLUSTER,
+                    status="detached", image=record.image or run.image, remote_dir=run.remote_dir,
+                    started=record.started).bind(config)
 
 
 def _with_container(config, place, run, *, poll=5.0):

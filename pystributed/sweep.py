@@ -210,8 +210,13 @@ def run_one(run, job=None, *, cancel=False, check=True):
         if not job.claimed:
             return as_run(run, job, files, check=check)
 
+    raw = []  # its output as it came (figures' marks in it), when no one followed it
+
     def landing(folder, found):  # (before the folder takes its name)
-        live.unmark_file(folder / results.LOG_NAME)
+        log = folder / results.LOG_NAME
+        if engine.followed is None and not run.steps.quiet and log.is_file():
+            raw.append(log.read_text(encoding="utf-8", errors="replace"))
+        live.unmark_file(log)
         files.extend(found)
 
     engine = engine_for(run.place)(run.config, run.place, job, sweep=run, finalize=landing,
@@ -226,22 +231,27 @@ def run_one(run, job=None, *, cancel=False, check=True):
             job = (engine.cancel() if cancel else engine.resume() if not new
                    else engine.go(detach=False, on_interrupt=run.on_interrupt))
             log = job.tasks[0].log
-            if engine.followed is None and not run.steps.quiet and log and log.exists():
-                out = live.Redraws("stdout")  # it ended before a look saw it run: its output, now
-                out.write(log.read_text(encoding="utf-8", errors="replace"))
+            if engine.followed is None and not run.steps.quiet and (raw or log and log.exists()):
+                out = live.Redraws("stdout")  # it ended before a look saw it run: its output (figures), now
+                out.write(raw[-1] if raw else log.read_text(encoding="utf-8", errors="replace"))
                 out.close()
     except KeyboardInterrupt:
         as_run(run, engine.job, files)
         raise
-    return as_run(run, job, files, check=check and not cancel)
+    except Exception:  # its start failed (sbatch refused it: no job), or it goes on there without us
+        run.set(results.State.DETACHED if engine.job.services else results.State.FAILED)
+        raise
+    return as_run(run, job, files, check=check and not cancel, cancelled=cancel)
 
 
-def as_run(run, job, files, *, check=False):
-    """The run's record from its job's one task; with `check`, the run's failure raised."""
+def as_run(run, job, files, *, check=False, cancelled=False):
+    """The run's record from its job's one task; with `check`, the run's failure raised. `cancelled`:
+    by `cancel` (else a task that ended so was interrupted)."""
     result, task = run.result, job.tasks[0]
+    stopped = results.State.CANCELLED if cancelled else results.State.INTERRUPTED
     state = results.State.DETACHED if job.status == "detached" else {
         SUCCEEDED: results.State.SUCCEEDED, FAILED: results.State.FAILED}.get(
-        task.status, results.State.INTERRUPTED if task.final else results.State.RUNNING)
+        task.status, stopped if task.final else results.State.RUNNING)
     if task.fetched:
         result.local_path, result.files = Path(task.local_path), sorted({*files, "run.json"})
     run.set(state, exit_code=task.exit_code)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pystributed import config, engine, jobs, sweep
+from pystributed import cell_runner, config, engine, jobs, sweep
 from pystributed.errors import StepError
 from pystributed.places import ssh
 
@@ -139,3 +139,24 @@ def test_a_watch_that_fails_lets_the_job_go_for_an_attach_in_the_same_kernel(cfg
     with pytest.raises(RuntimeError):
         run.go(detach=False, on_interrupt="stop")
     assert run.job.claimed is None and job_of(1).bind(cfg).claim()
+
+
+def test_a_detached_jobs_followed_output_stops_showing(cfg, capsys):
+    """An interrupt with ON_INTERRUPT = "detach" in a kernel: the followed task's stream goes on until the
+    task ends, but its output (figures too) is not shown any more, in whatever cell runs next."""
+    go_on = threading.Event()
+
+    def stream(on_stdout, on_stderr):
+        on_stdout("before\n")
+        go_on.wait(5)
+        on_stdout("after\n")
+        on_stdout(f"{cell_runner.MARK}{{\"data\": {{\"text/plain\": \"fig\"}}}}{cell_runner.END}")
+
+    run = engine.Engine(cfg, ssh.Ssh(cfg), job_of(1), quiet=True, follow=0)
+    run.follow_task(run.job.tasks[0], stream)
+    time.sleep(0.2)
+    run.detached()
+    go_on.set()
+    run.followed.join(5)
+    said = capsys.readouterr().out
+    assert "before" in said and "after" not in said and "fig" not in said  # (a figure: its text here)

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import types
 
-from pystributed import cell_runner, job_view, live, live_display, progress
+from pystributed import cell_runner, errors, job_view, live, live_display, progress
 from pystributed.cell_runner import END, MARK, PARTIAL
 from pystributed.features import figures
-from pystributed.jobs import Task
+from pystributed.jobs import Job, Task
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
                        "AAAABJRU5ErkJggg==")
@@ -179,11 +179,20 @@ def test_a_sweep_shows_the_first_figure_of_each_task_with_its_parameters(tmp_pat
     grid = live_display.Grid(figures, lambda task: f"lr={task.params['lr']}")
     page = grid._repr_html_()
     assert page.count("<img") == 2 and "task 2: lr=0.001" in page and base64.b64encode(PNG).decode() in page
-    job = types.SimpleNamespace(tasks=tasks)
+    job = types.SimpleNamespace(tasks=tasks, single=False)
     job_view.Display(progress.steps_for(quiet=False)).end(job)  # a terminal: their paths
     out = capsys.readouterr().out
     assert "figures (the first of each task):" in out
     assert f"task 0 [lr=0.1]: {tmp_path}/0/figures/001.png" in out
+
+
+def test_a_cluster_runs_figures_are_not_shown_again_at_its_end(tmp_path, capsys):
+    """A run on a cluster is a job of one task: its figures showed as it ran (no sweep's grid after)."""
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "001.png").write_bytes(PNG)
+    job = Job("20261125-101502-3fa9c1", [Task(0, {}, local_path=str(tmp_path))], single=True)
+    job_view.Display(progress.steps_for(quiet=False)).end(job)
+    assert "figures" not in capsys.readouterr().out
 
 
 def test_the_notebooks_figure_formats_go_to_the_image_only_when_more_than_png(monkeypatch):
@@ -226,3 +235,25 @@ def test_raw_output_through_redraws_names_the_figure_as_a_sweeps_task_logs_do(ca
     out.write(text[5:])
     out.close()
     assert capsys.readouterr().out == "a\n[figure figures/001.png]\nbc\n"
+
+
+def test_a_figure_that_cannot_be_drawn_at_the_cells_end_neither_fails_the_cell_nor_hides_its_error(tmp_path):
+    """As in a notebook: its error is said, the cell's own outcome (its values, its exception) stays."""
+    package = tmp_path / "matplotlib"
+    package.mkdir()
+    (package / "__init__.py").write_text("rcParams = {}\n")
+    (package / "pyplot.py").write_text("""import matplotlib
+class Figure:
+    def savefig(self, *args, **kwargs):
+        raise ValueError("cannot draw the label")
+def get_backend():
+    return matplotlib.rcParams.get("backend")
+get_fignums, figure, close = lambda: [1], lambda number: Figure(), lambda which: None
+""")
+    out = run_cell(tmp_path, "import matplotlib.pyplot as plt\nprint('ok')\n")
+    assert out.startswith("ok\n")
+    (tmp_path / "cell.py").write_text("import matplotlib.pyplot as plt\n{}['missing']\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, cell_runner.__file__, "cell.py"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, env={"PYSTRIBUTED_RESULTS": "."})
+    assert done.returncode == 1 and "cannot draw the label" in done.stderr
+    assert errors.parse_traceback(done.stderr)[:2] == ("KeyError", "'missing'")

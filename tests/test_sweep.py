@@ -1,7 +1,9 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
+import json
+
 import pytest
 
-from pystributed import job_view, jobs, progress, sweep
+from pystributed import engine, job_view, jobs, progress, sweep
 from pystributed.errors import PystributedError
 
 
@@ -91,7 +93,6 @@ def test_collect_puts_each_out_name_in_the_namespace_in_parameter_order(tmp_path
     assert namespace == {"loss": [None, None]}  # (nothing pickled: no value came back)
 
 
-
 class Heard:
     """A feature that notes which of a run's hooks were called."""
 
@@ -166,3 +167,86 @@ def test_a_runs_job_lists_no_figure_grid_at_its_end(tmp_path, capsys):
     assert "figures" not in capsys.readouterr().out
     job_view.Display(progress.steps_for(False)).end(jobs.Job("sweep-20261125-101502-3fa9c1", [task]))
     assert "figures (the first of each task)" in capsys.readouterr().out
+
+
+class FakeEngine(engine.Engine):
+    """A cluster's engine whose start does `begin(job)`, and whose wait notes the run's record, then
+    ends its one task."""
+
+    seen, begin, log = [], None, None
+
+    def start(self):
+        FakeEngine.begin(self.job)
+
+    def wait(self):
+        from pystributed import results
+
+        FakeEngine.seen.append(results.load_record(self.config.LOCAL_RESULTS_DIR, self.job.sweep_id).status)
+        self.job.tasks[0].set(jobs.SUCCEEDED, exit_code=0)
+        if FakeEngine.log is not None:  # its folder lands (results.extract), as no look saw it run
+            folder = self.local.with_name(".landing")
+            folder.mkdir()
+            (folder / "output.log").write_text(FakeEngine.log, encoding="utf-8")
+            self.finalize(folder, ["output.log"])
+            folder.rename(self.local)
+            self.job.tasks[0].set(fetched=True, local_path=str(self.local))
+
+
+def started_run(tmp_path, monkeypatch, begin):
+    import types
+
+    run, _, _ = cluster_run(tmp_path, jobs.QUEUED)
+    run.place = types.SimpleNamespace(name="login", steps=None)
+    run.set("starting")
+    FakeEngine.seen, FakeEngine.begin, FakeEngine.log = [], begin, None
+    monkeypatch.setattr(sweep, "engine_for", lambda place: FakeEngine)
+    return run
+
+
+def test_a_cluster_run_is_recorded_running_while_it_runs_and_failed_if_it_cannot_start(tmp_path, monkeypatch):
+    """Its record says it runs once its job is there (for `status`, `list` and `clean` elsewhere: not
+    "starting", which they read as ended), and a start that fails (sbatch refused it) leaves it failed,
+    not starting for ever."""
+    from pystributed import results
+    from pystributed.errors import StepError
+
+    run = started_run(tmp_path / "a", monkeypatch, lambda job: job.set(services=[["x", "1", None]]))
+    assert sweep.run_one(run, check=False).status == results.State.SUCCEEDED
+    assert FakeEngine.seen == [results.State.RUNNING]
+
+    def refused(job):
+        raise StepError("start", "sbatch: error: invalid partition")
+
+    run = started_run(tmp_path / "b", monkeypatch, refused)
+    with pytest.raises(StepError):
+        sweep.run_one(run)
+    assert results.load_record(run.config.LOCAL_RESULTS_DIR, run.result.run_id).status == results.State.FAILED
+
+
+def test_a_cluster_runs_figures_show_though_no_look_saw_it_run(tmp_path, monkeypatch, capsys):
+    """A short cell that ended between two looks: its output is shown at its end, its figures as figures
+    (not as the saved log's `[figure figures/001.png]` lines); the saved log has those lines."""
+    from pystributed import cell_runner, live_display
+
+    shown = []
+    monkeypatch.setattr(live_display, "show", shown.append)
+    run = started_run(tmp_path, monkeypatch, lambda job: job.set(services=[["x", "1", None]]))
+    run.steps = progress.steps_for(False)
+    marker = json.dumps({"data": {"image/png": "iVBO", "text/plain": "<Figure>"}, "file": "figures/001.png"})
+    FakeEngine.log = f"before\n{cell_runner.MARK}{marker}{cell_runner.END}after\n"
+    result = sweep.run_one(run, check=False)
+    assert [s["file"] for s in shown] == ["figures/001.png"]
+    assert "before\n" in capsys.readouterr().out
+    assert (result.local_path / "output.log").read_text() == "before\n[figure figures/001.png]\nafter\n"
+
+
+def test_a_cluster_run_that_cancel_stopped_is_recorded_cancelled_in_its_folder_too(tmp_path):
+    """`cancel RUN` (not an interrupt): its record and its folder's run.json say cancelled."""
+    from pystributed import results
+
+    run, job, _ = cluster_run(tmp_path, jobs.CANCELLED, exit_code=130, log="hi\n")
+    result = sweep.as_run(run, job, ["output.log"], cancelled=True)
+    assert result.status == results.State.CANCELLED
+    assert json.loads((result.local_path / "run.json").read_text())["status"] == "cancelled"
+    run, job, _ = cluster_run(tmp_path / "b", jobs.CANCELLED, exit_code=130, log="hi\n")
+    assert sweep.as_run(run, job, ["output.log"]).status == results.State.INTERRUPTED  # (Ctrl-C)

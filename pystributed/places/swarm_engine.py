@@ -84,8 +84,8 @@ class SwarmEngine(Engine):
         index_of = {ident: index for _, ident, index in self.job.services}
         attempts = collections.defaultdict(list)
         for task in sorted(tasks, key=lambda t: t.created):
-            if task.service in index_of:
-                index = index_of[task.service]
+            if task.service in index_of or not self.job.services:  # (none: an older version's run, its own)
+                index = index_of.get(task.service)
                 for each in self.job.chunk(task.slot) if index is None else [index]:
                     attempts[each].append(task)
         return exists, attempts

@@ -334,3 +334,32 @@ def test_a_run_whose_node_goes_down_fails_saying_so_instead_of_waiting_for_ever(
     job = engine.watch("stop")
     assert job.statuses == ["failed"]
     assert job.tasks[0].error == "its node gpu-n2 was lost: down in Swarm's view (down)"
+
+
+def test_a_run_that_an_older_version_started_is_its_services_job(programs, tmp_path):
+    """An older pystributed left no job record: its record says it runs (this version's says so only once
+    its job's record is there), so attach, wait and cancel make its job, and the engine follows its service
+    (named by the run's id) to the end, instead of waiting for ever for a container."""
+    from pystributed import lifecycle, results
+
+    cfg = config.load(environ={}, REMOTE_SERVER="me@manager", DOCKER_REGISTRY="reg:5000",
+                      REMOTE_WORKDIR="runs", CLUSTER="swarm", LOCAL_RESULTS_DIR=str(tmp_path))
+    place, run = swarm.Swarm(cfg), lifecycle.RunState(RUN, remote_dir=RUN_FOLDER, active=True)
+    results.save_record(tmp_path, results.RunResult(RUN, status=results.State.STARTING))
+    assert lifecycle.job_of(cfg, place, run) is None  # (being built: no job yet)
+    results.save_record(tmp_path, results.RunResult(RUN, status=results.State.DETACHED, image="reg:5000/p:s"))
+    assert lifecycle.job_of(cfg, place, lifecycle.RunState(RUN, remote_dir=RUN_FOLDER)) is None  # (ended)
+    job = lifecycle.job_of(cfg, place, run)
+    assert lifecycle.held(cfg, place, run) and job.single and job.remote_dir == RUN_FOLDER
+    engine = SwarmEngine(cfg, place, job, sweep=types.SimpleNamespace(steps=progress.steps_for(True), env={}))
+    engine.fetches = Inline()
+    service = f"pystributed-{RUN}"
+    for _ in range(2):  # (resume's look at the service, then the watch's)
+        programs.expect("server", "swarm_tasks", service, out=f"{MARK} services\n{service}\n{MARK} tasks\n"
+                        + json.dumps(task("t0", "svc-old", 0, "n1", "complete", created=1)) + "\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")
+    programs.expect("server", "fetch", RUN_FOLDER, "", out=tar_of({
+        "output.log": b"hi\n", ".pystributed-state.json": json.dumps({"State": {"ExitCode": 0}}).encode()}))
+    expect_put_away(programs, service)
+    job = engine.resume()
+    assert (job.tasks[0].status, job.tasks[0].exit_code) == ("succeeded", 0)
