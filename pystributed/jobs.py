@@ -113,7 +113,8 @@ class Job:
     started: str = ""
     ended: str = ""
     local_path: str = ""
-    services: list = dataclasses.field(default_factory=list)  # a cluster's: [name, id, index (None: all)]
+    # a cluster's: [name, id, index (None: all)]; a Slurm array after the first also has its offset
+    services: list = dataclasses.field(default_factory=list)
     mounts: list = dataclasses.field(default_factory=list)  # docker run's, of the features (REMOTE_DATA)
     per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
     # a swarm's: the node ids with its folder, for retries
