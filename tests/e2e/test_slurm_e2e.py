@@ -159,6 +159,26 @@ def test_a_sweep_over_max_array_size_runs_as_several_arrays_to_its_end(cluster, 
     cluster.wait_for_no_job(timeout=60)
 
 
+def test_a_sweep_one_over_the_real_max_array_size_is_two_arrays_slurm_takes(cluster, tmp_path, monkeypatch):
+    """At the rig's own MaxArraySize (1001, indexes 0 to 1000): 1,002 tasks are submitted as arrays of
+    1,001 and 1 (held, so that nothing runs), which Slurm accepts as they are; cancel takes both."""
+    monkeypatch.setenv("PYSTRIBUTED_SLURM_CONTAINERS", "docker")  # (the route is not what this is about)
+    monkeypatch.setenv("PYSTRIBUTED_SLURM_ARGS", "--hold")
+    (tmp_path / "cell.py").write_text("y = x\n")
+    sweep_id = pystributed("sweep", "cell.py", "--param", "x=" + ",".join(map(str, range(1002))), "--detach",
+                           "-q").stdout.strip()
+    listed = cluster.login(f"squeue --noheader --array --name=pystributed-{sweep_id} --format='%F %K %r'")
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    arrays = sorted({array for array, _, _ in rows})
+    assert len(arrays) == 2 and {reason for _, _, reason in rows} == {"JobHeldUser"}, listed.stdout[:500]
+    assert sorted(int(index) for array, index, _ in rows if array == arrays[0]) == list(range(1001))
+    assert [index for array, index, _ in rows if array == arrays[1]] == ["0"]
+    record = json.loads((tmp_path / "results" / ".sweeps" / f"{sweep_id}.json").read_text())
+    assert [service[1:] for service in record["services"]] == [[arrays[0], None], [arrays[1], None, 1001]]
+    assert pystributed("cancel", sweep_id, check=False).returncode == 0
+    cluster.wait_for_no_job(timeout=60)
+
+
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
     # Task 0 ends at once, task 4 takes its GPU, task 5 waits in the queue.
     sweep_id = long_sweep(0, *[120] * 5)
