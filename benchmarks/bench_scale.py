@@ -66,6 +66,9 @@ def measure_scale(args, workspace):
         task.set(jobs.FAILED if failed else jobs.SUCCEEDED, started=1.0, ended=2.0 + task.index % 7,
                  error="ValueError: bad" if failed else "")
     terminal = job_view.Display(progress.Steps())
+    first = io.StringIO()
+    with contextlib.redirect_stdout(first):  # a line per failure, once; the counts
+        terminal.update(job, force=True)
     shown, html, every, lines = [], [], [], 0
     for _ in range(args.repeat):
         out = io.StringIO()
@@ -86,7 +89,8 @@ def measure_scale(args, workspace):
     print(f"  a look: squeue's {n} rows parsed and mapped, every task changed, the record saved: "
           f"{median(looks):.3f}s (target < 0.5s)")
     print(f"  half of them done (1 in 100 failed), the rest running or waiting: a terminal's look and "
-          f"the table {median(shown) * 1000:.1f} ms, {lines} lines (target <= {SCREEN_LINES})")
+          f"the table {median(shown) * 1000:.1f} ms, {lines} lines (target <= {SCREEN_LINES}; before, once: "
+          f"{len(first.getvalue().splitlines())} lines, a failure's each and the counts)")
     print(f"  a notebook's table: {median(html) * 1000:.1f} ms, {rows} rows")
     print(f"  `status SWEEP --all`: {median(every) * 1000:.1f} ms, {len(listed.splitlines())} lines")
     return [(f"a look at {n} tasks (parsed, every task changed, saved) < 0.5s", median(looks) < 0.5,
