@@ -56,7 +56,7 @@ def parse_args(argv=None):
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
     parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
                         choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm", "look", "scale",
-                                 "sweep-large", "sweep-large-slurm"],
+                                 "sweep-large", "sweep-large-slurm", "sweep-large-server"],
                         help="what to time (default: runs copy import): runs and reruns with their floor, "
                              "copy-back, import; many: --many runs started at once against one run alone; "
                              "sweep: on the swarm rig (scripts/sandbox.sh start --swarm), 36 and 120 tasks "
@@ -64,9 +64,9 @@ def parse_args(argv=None):
                              "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs; look: "
                              "an engine's look that changes every task of a 2,000-task job, its record "
                              "saved; scale (no rig): a Slurm engine's look at --scale-tasks tasks (squeue's "
-                             "answer parsed), the record, the display; sweep-large, sweep-large-slurm: "
-                             "--large-tasks tasks of --large-seconds on the swarm or Slurm rig, default "
-                             "settings, to the end")
+                             "answer parsed), the record, the display; sweep-large, sweep-large-slurm, "
+                             "sweep-large-server: --large-tasks tasks of --large-seconds on the swarm or "
+                             "Slurm rig or the sandbox's server, default settings, to the end")
     parser.add_argument("--many", type=int, default=24, metavar="N",
                         help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
@@ -393,6 +393,16 @@ def measure(bench, args, workspace):
         if f"sweep-large{'-slurm' * (rig == 'slurm')}" in args.parts:
             with on_rig(bench, args, workspace / f"large-{rig}", rig) as (config, made):
                 checks += measure_large_sweep(args, rig, RIG_GPUS[rig], config, made)
+    if "sweep-large-server" in args.parts:
+        config = dataclasses.replace(bench.config("registry"), REQUIREMENTS=None,
+                                     MAX_CONCURRENT=args.large_at_once)
+        made, folders = [], []
+        try:
+            checks += measure_large_sweep(args, "server", args.large_at_once, config, made, folders)
+        finally:
+            bench.images["local"].update(made)
+            bench.images["remote"].update(made)
+            bench.remote_dirs.update(folders)
     print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")

@@ -1,6 +1,6 @@
 """bench.py's parts for sweeps at the size people run them (issue #29): `scale`, what 1,000 tasks cost
-here per look with no rig; `sweep-large` and `sweep-large-slurm`, a sweep of 1,000 short tasks on a rig,
-to its end, with the default settings."""
+here per look with no rig; `sweep-large`, `sweep-large-slurm` and `sweep-large-server`, a sweep of 1,000
+short tasks on a rig or on the sandbox's server, to its end, with the default settings."""
 import contextlib
 import io
 import os
@@ -102,17 +102,18 @@ def measure_scale(args, workspace):
 LARGE_CELL = "import time\n# round {n}\ntime.sleep({seconds})\n"
 
 
-def measure_large_sweep(args, rig, gpus, config, made):
-    """A sweep of --large-tasks tasks of --large-seconds each on the rig (`config` points at it; the
-    images made are added to `made`), with the default settings (a container a task), to its end: its
-    time against the ideal (the waves of tasks on the rig's GPUs, plus one run's overhead, measured
-    beside it), and whether every task's folder came back."""
+def measure_large_sweep(args, rig, gpus, config, made, folders=None):
+    """A sweep of --large-tasks tasks of --large-seconds each on the rig, or on one server (`config`
+    points there; the images made are added to `made`, the server's run folders to `folders`), with the
+    default settings (a container a task), to its end: its time against the ideal (the waves of tasks on
+    the rig's GPUs, or MAX_CONCURRENT at once on a server, plus one run's overhead, measured beside it),
+    and whether every task's folder came back."""
     from pystributed import features, pipeline
     from pystributed import sweep as sweeping
 
     n, seconds = args.large_tasks, args.large_seconds
-    print(f"\na sweep of {n} tasks of {seconds} s on the {rig} rig ({gpus} fake GPUs), default settings:",
-          flush=True)
+    where = "one server, MAX_CONCURRENT" if rig == "server" else f"the {rig} rig, its fake GPUs"
+    print(f"\na sweep of {n} tasks of {seconds} s on {where}: {gpus} at once, default settings:", flush=True)
     Path("user_code.py").write_text(LARGE_CELL.format(n="one", seconds=seconds))
     begin = time.perf_counter()
     one = pipeline.run(config, quiet=True, features=features.for_run(config))
@@ -123,6 +124,8 @@ def measure_large_sweep(args, rig, gpus, config, made):
     result = sweeping.run(config, params=[{"x": k} for k in range(n)], quiet=True)
     took = time.perf_counter() - begin
     made.append(result.image)
+    if folders is not None:
+        folders += [one.remote_dir, result.remote_dir]
     back = sum(1 for t in result.tasks
                if t.local_path and (Path(t.local_path) / ".pystributed-state.json").is_file())
     overhead = took_one - seconds
@@ -139,7 +142,8 @@ def measure_large_sweep(args, rig, gpus, config, made):
 # These parts' options: (name, type, default, metavar, what it is).
 OPTIONS = [("--scale-tasks", int, 1000, "N", "tasks of the `scale` part"),
            ("--large-tasks", int, 1000, "N", "tasks of the sweep-large parts"),
-           ("--large-seconds", float, 0.1, "S", "each task's work in the sweep-large parts")]
+           ("--large-seconds", float, 0.1, "S", "each task's work in the sweep-large parts"),
+           ("--large-at-once", int, 6, "N", "sweep-large-server's MAX_CONCURRENT")]
 
 
 def add_arguments(parser):
