@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
 sys.path.insert(1, str(ROOT / "tests" / "e2e"))  # make_wheel
 
+from bench_scale import add_arguments, measure_large_sweep, measure_scale
 from wheels import make_wheel
 
 from pystributed import config as configuration
@@ -54,13 +55,18 @@ def parse_args(argv=None):
     parser.add_argument("--transports", nargs="+", default=["registry", "remote-build"],
                         choices=["registry", "remote-build"], help="which TRANSPORTs to time (default: both)")
     parser.add_argument("--parts", nargs="+", default=["runs", "copy", "import"],
-                        choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm", "look"],
+                        choices=["runs", "copy", "import", "many", "sweep", "sweep-slurm", "look", "scale",
+                                 "sweep-large", "sweep-large-slurm", "sweep-large-server"],
                         help="what to time (default: runs copy import): runs and reruns with their floor, "
                              "copy-back, import; many: --many runs started at once against one run alone; "
                              "sweep: on the swarm rig (scripts/sandbox.sh start --swarm), 36 and 120 tasks "
                              "of 1 s on its 6 GPUs against one run; "
                              "sweep-slurm: the same on the Slurm rig (start --slurm), on its 4 GPUs; look: "
-                             "an engine's look that changes every task of a 2,000-task job, its record saved")
+                             "an engine's look that changes every task of a 2,000-task job, its record "
+                             "saved; scale (no rig): a Slurm engine's look at --scale-tasks tasks (squeue's "
+                             "answer parsed), the record, the display; sweep-large, sweep-large-slurm, "
+                             "sweep-large-server: --large-tasks tasks of --large-seconds on the swarm or "
+                             "Slurm rig or the sandbox's server, default settings, to the end")
     parser.add_argument("--many", type=int, default=24, metavar="N",
                         help="runs started at once, each from its own process, in --parts many (default: 24)")
     parser.add_argument("--small-files", type=int, default=1000, metavar="N",
@@ -69,6 +75,7 @@ def parse_args(argv=None):
                         help="size of the one large file in the copy-back test (default: 500)")
     parser.add_argument("--image-name", default="pystributed-bench",
                         help="DOCKER_IMAGE_NAME for the runs; its images and tags are removed at the end")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -380,6 +387,22 @@ def measure(bench, args, workspace):
         checks += measure_sweep(bench, args, workspace, "slurm")
     if "look" in args.parts:
         checks += measure_look(args, workspace)
+    if "scale" in args.parts:
+        checks += measure_scale(args, workspace)
+    for rig in ("swarm", "slurm"):
+        if f"sweep-large{'-slurm' * (rig == 'slurm')}" in args.parts:
+            with on_rig(bench, args, workspace / f"large-{rig}", rig) as (config, made):
+                checks += measure_large_sweep(args, rig, RIG_GPUS[rig], config, made)
+    if "sweep-large-server" in args.parts:
+        config = dataclasses.replace(bench.config("registry"), REQUIREMENTS=None,
+                                     MAX_CONCURRENT=args.large_at_once)
+        made, folders = [], []
+        try:
+            checks += measure_large_sweep(args, "server", args.large_at_once, config, made, folders)
+        finally:
+            bench.images["local"].update(made)
+            bench.images["remote"].update(made)
+            bench.remote_dirs.update(folders)
     print("\ntargets:" if checks else "")
     for label, ok, figure in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {label} ({figure})")
@@ -508,8 +531,16 @@ def measure_sweep(bench, args, workspace, rig):
     own part: how long a GPU that a task freed waits for the next task (from the tasks' own start and
     end times). The targets are taken with TASKS_PER_CONTAINER at the tasks over the GPUs (one container a
     GPU, its tasks one after another); the 36 with the default (1, a container a task) is shown beside."""
-    from pystributed import sweep as sweeping
+    rounds = {"one": [], SWEEP_TASKS: [], SWEEP_MANY: [], "gap": [], "alone": []}
+    with on_rig(bench, args, workspace / f"sweep-{rig}", rig) as (config, made):
+        sweep_rounds(args, rig, config, made, rounds)
+    return sweep_report(rig, rounds)
 
+
+@contextlib.contextmanager
+def on_rig(bench, args, project, rig):
+    """(the config for the rig, the images made there: the caller adds them), in the folder `project`
+    (the current folder meanwhile); the rig's copies of those images and its run folders go at the end."""
     script = ROOT / "scripts" / "sandbox.sh"
     if subprocess.run([script, "status", f"--{rig}"], capture_output=True, check=False).returncode:
         sys.exit(f"error: the {rig} rig is not running: start it with `scripts/sandbox.sh start "
@@ -519,14 +550,23 @@ def measure_sweep(bench, args, workspace, rig):
                                check=True).stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = shlex.split(value)[0]
-    project = workspace / f"sweep-{rig}"
     project.mkdir()
     here = os.getcwd()
     os.chdir(project)
     config = configuration.load(None, env, DOCKER_IMAGE_NAME=args.image_name, LOCAL_RESULTS_DIR="results",
                                 REQUIREMENTS=None)
     made = []
-    rounds = {"one": [], SWEEP_TASKS: [], SWEEP_MANY: [], "gap": [], "alone": []}
+    try:
+        yield config, made
+    finally:
+        os.chdir(here)
+        forget_sweep_runs(rig, env, made, project)
+        bench.images["local"].update(made)
+
+
+def sweep_rounds(args, rig, config, made, rounds):
+    """measure_sweep's rounds, in the rig's project folder."""
+    from pystributed import sweep as sweeping
 
     def sweep(i, n, per=1):
         Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-sweep-{n}-{per}"))
@@ -540,41 +580,39 @@ def measure_sweep(bench, args, workspace, rig):
             sys.exit(f"error: the benchmark's sweep failed: {result}")
         return took, result
 
-    try:
-        print(f"\nsweep on the {rig} rig ({RIG_GPUS[rig]} fake GPUs): {SWEEP_TASKS} and {SWEEP_MANY} tasks "
-              "of 1 s of work against one run of the same cell (each a new cell: each builds, pushes and "
-              "pulls one new layer):")
-        for i in range(args.repeat + 1):  # the first round warms the nodes (the base image), untimed
-            Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-one"))
-            started = time.perf_counter()
-            one = pipeline.run(config, quiet=True, features=features.for_run(config))
-            took_one = time.perf_counter() - started
-            made.append(one.image)
-            took_alone, result = sweep(i, SWEEP_TASKS)
-            if i == 0:
-                print(f"  warm-up: one run {took_one:.2f}s, sweep of {SWEEP_TASKS} {took_alone:.2f}s",
-                      flush=True)
-                continue
-            took, _ = sweep(i, SWEEP_TASKS, -(-SWEEP_TASKS // RIG_GPUS[rig]))
-            took_many, _ = sweep(i, SWEEP_MANY, -(-SWEEP_MANY // RIG_GPUS[rig]))
-            spans = {}
-            for task in result.tasks:
-                # a GPU is a node's
-                spans.setdefault((task.node, task.gpu), []).append((task.started, task.ended))
-            gaps = [b[0] - a[1] for runs in spans.values() for a, b in zip(sorted(runs), sorted(runs)[1:])]
-            rounds["one"].append(took_one)
-            rounds["alone"].append(took_alone)
-            rounds[SWEEP_TASKS].append(took)
-            rounds[SWEEP_MANY].append(took_many)
-            rounds["gap"].append(median(gaps) if gaps else 0.0)
-            print(f"  round {i}/{args.repeat}: one run {took_one:.2f}s; {SWEEP_TASKS} tasks a container each "
-                  f"{took_alone:.2f}s (a freed GPU waited {rounds['gap'][-1]:.2f}s, median, for the next "
-                  f"task); one container a GPU: {SWEEP_TASKS} tasks {took:.2f}s, {SWEEP_MANY} "
-                  f"{took_many:.2f}s", flush=True)
-    finally:
-        os.chdir(here)
-        forget_sweep_runs(rig, env, made, project)
-        bench.images["local"].update(made)
+    print(f"\nsweep on the {rig} rig ({RIG_GPUS[rig]} fake GPUs): {SWEEP_TASKS} and {SWEEP_MANY} tasks "
+          "of 1 s of work against one run of the same cell (each a new cell: each builds, pushes and "
+          "pulls one new layer):")
+    for i in range(args.repeat + 1):  # the first round warms the nodes (the base image), untimed
+        Path("user_code.py").write_text(SWEEP_CELL.format(n=f"{i}-one"))
+        started = time.perf_counter()
+        one = pipeline.run(config, quiet=True, features=features.for_run(config))
+        took_one = time.perf_counter() - started
+        made.append(one.image)
+        took_alone, result = sweep(i, SWEEP_TASKS)
+        if i == 0:
+            print(f"  warm-up: one run {took_one:.2f}s, sweep of {SWEEP_TASKS} {took_alone:.2f}s",
+                  flush=True)
+            continue
+        took, _ = sweep(i, SWEEP_TASKS, -(-SWEEP_TASKS // RIG_GPUS[rig]))
+        took_many, _ = sweep(i, SWEEP_MANY, -(-SWEEP_MANY // RIG_GPUS[rig]))
+        spans = {}
+        for task in result.tasks:
+            # a GPU is a node's
+            spans.setdefault((task.node, task.gpu), []).append((task.started, task.ended))
+        gaps = [b[0] - a[1] for runs in spans.values() for a, b in zip(sorted(runs), sorted(runs)[1:])]
+        rounds["one"].append(took_one)
+        rounds["alone"].append(took_alone)
+        rounds[SWEEP_TASKS].append(took)
+        rounds[SWEEP_MANY].append(took_many)
+        rounds["gap"].append(median(gaps) if gaps else 0.0)
+        print(f"  round {i}/{args.repeat}: one run {took_one:.2f}s; {SWEEP_TASKS} tasks a container each "
+              f"{took_alone:.2f}s (a freed GPU waited {rounds['gap'][-1]:.2f}s, median, for the next "
+              f"task); one container a GPU: {SWEEP_TASKS} tasks {took:.2f}s, {SWEEP_MANY} "
+              f"{took_many:.2f}s", flush=True)
+
+
+def sweep_report(rig, rounds):
     gpus = RIG_GPUS[rig]
     waves = -(-SWEEP_TASKS // gpus)
     one, swept, many = median(rounds["one"]), median(rounds[SWEEP_TASKS]), median(rounds[SWEEP_MANY])

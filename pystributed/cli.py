@@ -72,8 +72,9 @@ _COMMANDS = (
      (_RUN, (("-f", "--follow"), {"action": "store_true", "help": "keep printing until the run ends"}))),
     ("status", "show a run's state",
      ("Show the state of RUN on the server (running, exited N, interrupted, cancelled ...), its start, "
-      "duration, image and folder."),
-     (_RUN,)),
+      "duration, image and folder. A sweep: its counts by state and its tasks (past 20, the failed, "
+      "the running and the slowest; --all: every one)."),
+     (_RUN, (("--all",), {"action": "store_true", "help": "a sweep: list every task"}))),
     ("wait", "wait for a run to end; exit with its exit code",
      ("Wait until RUN ends, put its container away (its log and state stay in the run folder), and exit "
       "with the run's own exit code."),

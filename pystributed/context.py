@@ -25,8 +25,14 @@ _MTIME = 946684800  # 2000-01-01, for every file: the hash of the context must n
 PIP_OPTIONS = "--no-cache-dir --disable-pip-version-check"
 # Left out of every context: each file or folder of these names, wherever it is.
 LEFT_OUT_NAMES = frozenset({".git", ".ipynb_checkpoints", "__pycache__"})
-# The same as .dockerignore patterns (`**/x` also matches x at the top), for a folder that has one.
-DEFAULT_EXCLUDES = [f"**/{name}" for name in sorted(LEFT_OUT_NAMES)] + [".dockerignore"]
+# And each whose name ends so: the notebooks themselves. Jupyter saves the notebook as its cell is
+# edited, and the cell is sent on its own (the top layer); were they in the folder's layer, every
+# save would build, push and pull it again. A cell that reads one: `!NAME.ipynb` in .dockerignore.
+LEFT_OUT_SUFFIX = ".ipynb"
+# The same as .dockerignore patterns (`**/x` also matches x at the top), for a folder that has one; its
+# own patterns come after these, so its `!` exceptions bring any of them back.
+DEFAULT_EXCLUDES = ([f"**/{name}" for name in sorted(LEFT_OUT_NAMES)] + [f"**/*{LEFT_OUT_SUFFIX}"]
+                    + [".dockerignore"])
 # The image's Python: `python3`, else `python` (Ubuntu's, Debian's and CUDA images with Python added
 # have no `python`). `sh -c RUN_PYTHON sh ARGS...` runs it with ARGS, as itself (exec).
 FIND_PYTHON = "command -v python3 || command -v python"
@@ -165,16 +171,17 @@ def matcher(root, excludes=()):
 
 class LeftOut:
     """What a context without .dockerignore patterns leaves out, as a Matcher of DEFAULT_EXCLUDES and
-    `excludes` would (test_context checks that it does): a path with one of LEFT_OUT_NAMES among its
-    parts, and a path that is, or is inside, .dockerignore or one of `excludes` (the results folder
-    and DATA: relative paths, taken as they are; the Matcher reads them as patterns)."""
+    `excludes` would (test_context checks that it does): a path with one of LEFT_OUT_NAMES, or a name
+    ending in LEFT_OUT_SUFFIX, among its parts, and a path that is, or is inside, .dockerignore or one
+    of `excludes` (the results folder and DATA: relative paths, taken as they are; the Matcher reads
+    them as patterns)."""
 
     def __init__(self, excludes=()):
         # .dockerignore too: one without patterns, or a folder of that name, is never sent either.
         self.paths = [".dockerignore", *excludes]
 
     def __call__(self, path):
-        return (not LEFT_OUT_NAMES.isdisjoint(path.split("/"))
+        return (any(part in LEFT_OUT_NAMES or part.endswith(LEFT_OUT_SUFFIX) for part in path.split("/"))
                 or any(path == p or path.startswith(p + "/") for p in self.paths))
 
     def match(self, path, above=None):

@@ -1,5 +1,7 @@
 """How a job shows while it runs: in a notebook a table that updates in place (counts, then a row
-per task); in a terminal a line per change of a task's state, and the table at the end."""
+per task; past jobs.SCREEN tasks a screen's worth: the failed, the running, the slowest); in a terminal
+a line per change of a task's state (past jobs.SCREEN tasks: of a failure or retry, and the counts at
+most every COUNTS seconds), and the table at the end."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +11,10 @@ import threading
 import time
 
 from pystributed import progress
-from pystributed.jobs import FAILED, QUEUED, RETRYING, shown
+from pystributed.jobs import FAILED, QUEUED, RETRYING, SCREEN, shown
 
 POLL = 0.5  # at most this often, the notebook's table is drawn again
+COUNTS = 10.0  # a large sweep's counts, in a terminal: at most this often
 
 
 class Display:
@@ -19,6 +22,7 @@ class Display:
         self.steps, self.quiet = steps, steps.quiet
         self.notebook = isinstance(steps, progress.NotebookSteps)
         self.handle, self.shown, self.said = None, 0.0, {}
+        self.counted, self.counts = 0.0, None  # a large sweep's counts line: when, and what it said
         self.lock = threading.Lock()
 
     def update(self, job, *, force=False):
@@ -32,13 +36,24 @@ class Display:
                     self.shown = time.monotonic()
                     self._show(_Live(job))
                 return
+            large = len(job.tasks) > SCREEN
             for task in job.tasks:
                 state = (task.status, task.attempts, task.node)
                 if self.said.get(task.index) != state and (task.status != QUEUED or task.index in self.said
                                                            or task.why):
                     self.said[task.index] = state
-                    sys.stdout.write(_line(task) + "\n")
-                    sys.stdout.flush()
+                    if not large or task.status in (FAILED, RETRYING):
+                        sys.stdout.write(_line(task) + "\n")
+            if large:
+                self._count(job, force)
+            sys.stdout.flush()
+
+    def _count(self, job, force):
+        counts = job.counts()
+        if counts != self.counts and (force or time.monotonic() - self.counted >= COUNTS):
+            self.counted, self.counts = time.monotonic(), counts
+            said = ", ".join(f"{n} {name}" for name, n in counts.items())
+            sys.stdout.write(f"sweep {job.sweep_id}: {said}\n")
 
     def _run(self, task):
         """A run (a job of one task): why it waits, and where it runs once placed; its output follows."""

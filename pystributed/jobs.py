@@ -113,7 +113,8 @@ class Job:
     started: str = ""
     ended: str = ""
     local_path: str = ""
-    services: list = dataclasses.field(default_factory=list)  # a cluster's: [name, id, index (None: all)]
+    # a cluster's: [name, id, index (None: all)]; a Slurm array after the first also has its offset
+    services: list = dataclasses.field(default_factory=list)
     mounts: list = dataclasses.field(default_factory=list)  # docker run's, of the features (REMOTE_DATA)
     per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
     # a swarm's: the node ids with its folder, for retries
@@ -212,8 +213,9 @@ class Job:
                 for name in (QUEUED, STARTING, RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED)
                 if found.get(name) or name in (QUEUED, RUNNING, SUCCEEDED, FAILED)}
 
-    def table(self):
-        return Table(self)
+    def table(self, *, every=None):
+        """The tasks as a table: every one in a sweep of SCREEN or fewer (or `every`), else a screen's."""
+        return Table(self, every=every)
 
     def summary(self):
         counts = ", ".join(f"{n} {name}" for name, n in self.counts().items())
@@ -250,14 +252,39 @@ class Job:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
+# A sweep of more tasks than SCREEN shows a screen's worth (Table.chosen): its counts (Job.summary), then
+# the failed and the running tasks (EACH of either) and the slowest that succeeded (SLOWEST); `every`
+# (`status SWEEP --all`, job.table(every=True)) lists them all.
+SCREEN, EACH, SLOWEST = 20, 6, 3
+
+
 class Table:
     HEAD = ("#", "PARAMETERS", "STATE", "NODE", "GPU", "DURATION", "LOG")
 
-    def __init__(self, result):
+    def __init__(self, result, *, every=None):
         self.result = result
+        self.every = len(result.tasks) <= SCREEN if every is None else every
 
-    def rows(self):
-        for t in self.result.tasks:
+    def chosen(self):
+        """(the tasks shown, in that order; a line on what was left out, "" if nothing)."""
+        tasks = self.result.tasks
+        if self.every:
+            return tasks, ""
+        failed = [t for t in tasks if t.status == FAILED]
+        running = sorted((t for t in tasks if t.status in (STARTING, RUNNING, RETRYING)),
+                         key=lambda t: t.started or time.time())  # the longest running first
+        slowest = sorted((t for t in tasks if t.status == SUCCEEDED and t.duration is not None),
+                         key=lambda t: -t.duration)[:SLOWEST]
+        more = [f"{len(group) - EACH} more {name}" for group, name in ((failed, FAILED), (running, RUNNING))
+                if len(group) > EACH]
+        note = (f"the failed, the running and the {SLOWEST} slowest of {len(tasks)} tasks"
+                + (f" ({', '.join(more)})" if more else "")
+                + f"; every task: `python -m pystributed status {self.result.sweep_id} --all`, or in "
+                "Python the sweep's .table(every=True)")
+        return failed[:EACH] + running[:EACH] + slowest, note
+
+    def rows(self, tasks=None):
+        for t in self.chosen()[0] if tasks is None else tasks:
             state = t.status + (f" (attempt {t.attempts})" if t.attempts > 1 else "")
             if t.status == QUEUED and t.why:
                 state += f": {t.why}"
@@ -268,9 +295,11 @@ class Table:
             yield str(t.index), shown(t.params), state, t.node or "-", t.gpu or "-", took, log
 
     def __str__(self):
-        rows = [self.HEAD, *self.rows()]
+        tasks, note = self.chosen()
+        rows = [self.HEAD, *self.rows(tasks)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEAD))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        return "\n".join(lines + ([f"({note})"] if note else []))
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
@@ -279,7 +308,8 @@ class Table:
         style = "style='text-align:left;vertical-align:top;padding:0 1em 0 0'"
         head = "".join(f"<th {style}>{html.escape(h)}</th>" for h in self.HEAD)
         body = []
-        for row, task in zip(self.rows(), self.result.tasks):
+        tasks, note = self.chosen()
+        for row, task in zip(self.rows(tasks), tasks):
             cells = [html.escape(c) for c in row]
             if task.local_path and Path(task.local_path).exists():
                 folder = os.path.relpath(task.local_path)
@@ -287,7 +317,8 @@ class Table:
                              if row[-1] != "-" else "") \
                     + f"<a href='{html.escape(folder)}' target='_blank'>folder</a>"
             body.append("<tr>" + "".join(f"<td {style}>{c}</td>" for c in cells) + "</tr>")
-        return f"<table style='margin:0'><tr>{head}</tr>{''.join(body)}</table>"
+        return (f"<table style='margin:0'><tr>{head}</tr>{''.join(body)}</table>"
+                + (f"<div><i>{html.escape(note)}</i></div>" if note else ""))
 
 
 def _assign(thing, job, status, fields):

@@ -348,11 +348,20 @@ slurm_containers() {
     fi
 }
 
+# slurm_max_array: the cluster's MaxArraySize (`scontrol show config`; an array's indexes go up to one
+# less), nothing if scontrol does not say.
+slurm_max_array() {
+    answer
+    scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *\([0-9][0-9]*\).*/\1/p'
+}
+
 # slurm_submit ENV_FILE SCRIPT_FILE SCRIPT SBATCH_ARGS...: save the job script SCRIPT and the
 # container's environment (NAME=VALUE lines, on stdin), both this user's only; submit; answer the job id.
+# The environment is replaced whole (mv): a sweep's later arrays save it again while the first one's
+# tasks read it.
 slurm_submit() {
     answer
-    (umask 077 && printf '%s\n' "$3" >"$2" && cat >"$1") || return
+    (umask 077 && printf '%s\n' "$3" >"$2" && cat >"$1.$$" && mv -f -- "$1.$$" "$1") || return
     shift 3
     sbatch --parsable "$@"
 }

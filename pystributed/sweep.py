@@ -416,6 +416,9 @@ def command(config, args):
         result = cancel(config, sweep_id)
     elif args.command == "status":
         result = status(config, sweep_id)
+        if args.all:
+            print(f"{result.summary()}\n{result.table(every=True)}")
+            return 0
     elif args.command == "fetch":  # what has ended, now
         result = fetch(config, sweep_id, quiet=getattr(args, "quiet", False))
         print(result)

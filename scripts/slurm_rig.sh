@@ -123,6 +123,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=30
+MaxArraySize=1001
 KillWait=10
 ${nodes}PartitionName=gpu Nodes=node[1-${#NODES[@]}] Default=YES MaxTime=INFINITE State=UP
 EOF

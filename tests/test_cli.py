@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pystributed import clean as cleaning
-from pystributed import cli, jobs, lifecycle, listing, pipeline, results
+from pystributed import cli, config, jobs, lifecycle, listing, pipeline, results
 from pystributed.errors import PystributedError, RemoteCellError, StepError
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -257,3 +257,16 @@ def test_run_nodes_sets_nodes_and_is_refused_off_slurm(configured, monkeypatch, 
     assert "NODES = 2" in capsys.readouterr().err and seen == []
     monkeypatch.setenv("PYSTRIBUTED_CLUSTER", "slurm")
     assert cli.main(["run", "cell.py", "--nodes", "2", "-q"]) == 0 and seen == [2]
+
+
+def test_status_of_a_large_sweep_is_a_screen_with_all_every_task(configured, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PYSTRIBUTED_LOCAL_RESULTS_DIR", str(tmp_path))
+    sweep_id = "sweep-20261125-101502-3fa9c1"
+    tasks = [jobs.Task(i, {"x": i}, status=jobs.SUCCEEDED, started=1.0, ended=2.0 + i) for i in range(200)]
+    jobs.save(config.load(), jobs.Job(sweep_id, tasks, server="gpu-box", status=jobs.SUCCEEDED))
+    assert cli.main(["status", sweep_id]) == 0  # (every task ended: the record alone)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and [line.split()[0] for line in lines[2:5]] == ["199", "198", "197"]
+    assert cli.main(["status", sweep_id, "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 202 and lines[0].endswith("200 succeeded, 0 failed") and lines[-1].startswith("199 ")

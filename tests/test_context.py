@@ -51,7 +51,8 @@ def test_requirements_come_in_their_own_layer_before_the_code():
 def test_context_holds_the_folder_and_the_cell_but_not_the_clutter(tmp_path):
     (tmp_path / "my_model.pth").write_bytes(b"weights")
     (tmp_path / "user_code.py").write_text("print(1)\n")
-    for clutter in [".git/HEAD", ".ipynb_checkpoints/a.ipynb", "pkg/__pycache__/m.pyc", "results/r/out.txt"]:
+    for clutter in [".git/HEAD", ".ipynb_checkpoints/a.ipynb", "pkg/__pycache__/m.pyc", "results/r/out.txt",
+                    "analysis.ipynb", "pkg/notes.ipynb"]:
         (tmp_path / clutter).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / clutter).write_text("x")
     (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
@@ -88,7 +89,9 @@ TRICKY = [".git/HEAD", ".git/refs/x", "sub/.git", "sub/.gitignore", "sub/.git2/x
           "deep/results/kept.txt", "results2/x", "resultsx", "sub/results/out", "data/x.csv",
           "data/x.csv.bak", "data/y.csv", "with space/a b.txt", " lead", "trail ", "ünïcödé/ß.py",
           ".dockerignore/inner", "sub/.dockerignore", "file[1].txt", "star*", "q?", "back\\slash", "!bang",
-          "#hash", "a**b/c", "dot./x", "..dots", "日本/ファイル", "cell.py"]
+          "#hash", "a**b/c", "dot./x", "..dots", "日本/ファイル", "cell.py",
+          "sweep.ipynb", "nb/deep/Untitled1.ipynb", "nb.ipynb.bak", "ipynb", "x.IPYNB", "odd.ipynb/inner",
+          ".ipynb"]
 EXCLUDES = ["results", "sub/results", "data/x.csv"]  # the results folder, deeper, and a DATA file
 
 
@@ -146,6 +149,18 @@ def test_a_dockerignore_without_patterns_is_the_plain_filter_and_one_with_patter
     assert isinstance(context.matcher(tmp_path), context.LeftOut)
     (tmp_path / ".dockerignore").write_text(ignore + "*.log\n")
     assert isinstance(context.matcher(tmp_path), context.Matcher)
+
+
+def test_a_notebook_is_left_out_unless_the_dockerignore_brings_it_back(tmp_path):
+    # Jupyter re-saves the notebook as its cell is edited: in the folder's layer, each save would build.
+    for name in ["sweep.ipynb", "table.ipynb", "sub/other.ipynb", "c.py"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(name)
+    taken = members(tmp_path, code_path=str(tmp_path / "c.py"))
+    assert not any(name.endswith(".ipynb") for name in taken)
+    (tmp_path / ".dockerignore").write_text("!table.ipynb\n")  # the cell reads this one
+    taken = members(tmp_path, code_path=str(tmp_path / "c.py"))
+    assert {name for name in taken if name.endswith(".ipynb")} == {"context/table.ipynb"}
 
 
 def test_requirements_ship_the_wheels_they_name(tmp_path):

@@ -1,5 +1,6 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
 import json
+import types
 
 import pytest
 
@@ -74,6 +75,56 @@ def test_a_terminal_gets_a_line_when_a_task_changes(capsys):
                      "task 1 [lr=0.01] failed (attempt 2): ValueError: bad",
                      "task 2 [lr=0.001] queued: no suitable node",
                      "task 2 [lr=0.001] running on n2"]
+
+
+def big(n=1000, now=1000.0):
+    """A sweep of `n` tasks: most succeeded (task i took i/100 s), 9 failed, 8 running, the rest queued."""
+    tasks = [jobs.Task(i, {"seed": i}, status=jobs.SUCCEEDED, started=1.0, ended=1 + i / 100)
+             for i in range(n)]
+    for t in tasks[100:109]:
+        t.set(jobs.FAILED, error=f"ValueError: seed {t.index}")
+    for t in tasks[200:208]:
+        t.set(jobs.RUNNING, started=now - t.index, ended=None)  # task 207 has run longest
+    for t in tasks[-50:]:
+        t.set(jobs.QUEUED, started=None, ended=None)
+    return jobs.Job("sweep-20261125-101502-3fa9c1", tasks, server="login", cluster="slurm")
+
+
+def test_a_large_sweep_shows_a_screen_its_counts_the_failed_the_running_and_the_slowest(monkeypatch):
+    monkeypatch.setattr(jobs, "time", types.SimpleNamespace(time=lambda: 1000.0))
+    found = big()
+    lines = str(found).splitlines()
+    assert len(lines) <= 24, "\n".join(lines)
+    assert lines[0] == ("sweep sweep-20261125-101502-3fa9c1: 1000 tasks on the slurm cluster of login: "
+                        "50 queued, 8 running, 933 succeeded, 9 failed")
+    shown = [int(line.split()[0]) for line in lines[2:-1]]
+    assert shown == [100, 101, 102, 103, 104, 105, 207, 206, 205, 204, 203, 202, 949, 948, 947]
+    assert lines[-1] == ("(the failed, the running and the 3 slowest of 1000 tasks (3 more failed, 2 more "
+                         "running); every task: `python -m pystributed status sweep-20261125-101502-3fa9c1 "
+                         "--all`, or in Python the sweep's .table(every=True))")
+    every = str(found.table(every=True)).splitlines()
+    assert len(every) == 1001 and [int(line.split()[0]) for line in every[1:]] == list(range(1000))
+    assert found._repr_html_().count("<tr>") == 16 and "table(every=True)" in found._repr_html_()
+    assert str(jobs.Job(found.sweep_id, found.tasks[:20]).table()).count("\n") == 20  # (a screen: all)
+
+
+def test_a_terminal_shows_a_large_sweeps_failures_and_its_counts_not_a_line_a_task(capsys, monkeypatch):
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr(job_view, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    display = job_view.Display(progress.Steps())
+    found = big(30)
+    display.update(found)
+    found.tasks[0].set(jobs.FAILED, attempts=2, error="ValueError: no")
+    clock.now = 105.0
+    display.update(found)  # 5 s later: the failure, not yet the counts
+    clock.now = 111.0
+    display.update(found)  # 11 s: the counts
+    clock.now = 130.0
+    display.update(found)  # nothing changed: nothing
+    assert capsys.readouterr().out.splitlines() == [
+        "sweep sweep-20261125-101502-3fa9c1: 30 queued, 0 running, 0 succeeded, 0 failed",
+        "task 0 [seed=0] failed (attempt 2): ValueError: no",
+        "sweep sweep-20261125-101502-3fa9c1: 29 queued, 0 running, 0 succeeded, 1 failed"]
 
 
 def test_ids_of_sweeps_are_not_run_ids():

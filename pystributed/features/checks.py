@@ -83,6 +83,10 @@ def opened_files(config, source, excludes, folder="."):
             if not only_if_present:
                 yield (f"the cell opens {path!r}, which does not exist in the notebook's folder "
                        f"(the container starts in /app, the folder's copy)")
+        elif ignored(rel) and rel.endswith(context.LEFT_OUT_SUFFIX):
+            yield (f"the cell opens {path!r}, a notebook: notebooks are left out of the image (Jupyter "
+                   f"saves them as you edit; each save would build): a line `!{rel}` in .dockerignore "
+                   "brings it back")
         elif ignored(rel):
             yield (f"the cell opens {path!r}, which is left out of the image (.dockerignore or the results "
                    f"folder): add it to DATA to have it mounted, or remove it from .dockerignore")

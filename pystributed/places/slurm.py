@@ -93,10 +93,16 @@ class Slurm(ClusterPlace):
             self.route = self.call("slurm_containers", step="connect").strip() or "docker"
         return self.route
 
+    def max_array(self):
+        """The cluster's MaxArraySize: a job array's indexes are 0 to one less (Slurm's default: 1001)."""
+        out = self.call("slurm_max_array", step="start").strip()
+        return int(out) if out.isdigit() else 1001
+
     def submit(self, run_args, env, *, remote_dir, name, sweep=False, array=None, variables=(), nodes=1,
-               env_file=None):
+               env_file=None, after=None):
         """sbatch the job script for the container `docker run run_args` would start; its job id.
-        `array`: the tasks' indexes (`0-7%4`); `variables`: more of the job's environment (NAME=VALUE);
+        `array`: the tasks' indexes (`0-7%4`); `after`: a job that must end first (afterany);
+        `variables`: more of the job's environment (NAME=VALUE);
         `nodes` > 1: one allocation of that many nodes, the container once per node (the job script's
         `ranks`); `env_file`: where `env` is saved (REMOTE_WORKDIR/ID.env unless given), which the job
         removes at its end."""
@@ -115,6 +121,7 @@ class Slurm(ClusterPlace):
                    *([f"--gres=gpu:{gpus}"] if gpus else []), *([f"--array={array}"] if array else []),
                    *([f"--export=ALL,{','.join(variables)}"] if variables else []),
                    *([f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []),
+                   *([f"--dependency=afterany:{after}"] if after else []),
                    *self.config.SLURM_ARGS]
         args = docker.job_run_args(run_args)
         if route != "docker":

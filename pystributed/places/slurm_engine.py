@@ -1,6 +1,8 @@
 """A job's tasks on a Slurm cluster (slurm.py): one job array (`--array=0-(N-1)%MAX_CONCURRENT`, its
 task ids the tasks' indexes; with TASKS_PER_CONTAINER = K, `0-(N/K-1)`, each running its chunk's K tasks,
-Job.chunk), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given).
+Job.chunk), and a one-task job for each retry of a task (PYSTRIBUTED_TASK given). A sweep larger than the
+cluster's MaxArraySize is several arrays of one name, each's ids counted from its offset (its entry in
+Job.services has it, 4th); with MAX_CONCURRENT, each waits for the one before.
 One squeue call reads them all (and which tasks saved their state: those ended), every POLL seconds in
 the last wave, backing off before it (next_pause);
 a pending task shows Slurm's reason (Resources, Priority, QOSMaxGRESPerUser, ...), a running one its
@@ -40,20 +42,41 @@ class SlurmEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n, per = len(self.job.tasks), 1 if self.job.single else self.config.TASKS_PER_CONTAINER
+        if self.job.single:  # (a run: one job, its folder the run's; over NODES nodes)
+            where = f"on the Slurm cluster of {self.place.name}"
+            with self.steps.step("start", f"run {self.job.sweep_id} {where}"):
+                ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
+                                          name=self.name, nodes=self.config.NODES)
+            self.job.set(services=[[self.name, ident, None]], per_container=1)
+            return
+        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
         jobs = -(-n // per)  # each runs `per` tasks one after another (slurm_job.sh, task_runner.py)
         at_once = f"%{min(self.config.MAX_CONCURRENT, jobs)}" if self.config.MAX_CONCURRENT else ""
-        single = self.job.single  # (a run: one job, its folder the run's; over NODES nodes)
-        with self.steps.step("start", (f"run {self.job.sweep_id}" if single else f"{n} tasks")
-                             + f" on the Slurm cluster of {self.place.name}"
-                             + (f", {per} a job" if per > 1 else "")):
-            ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
-                                      name=self.name, sweep=not single,
-                                      array=None if single else f"0-{jobs - 1}{at_once}",
-                                      nodes=self.config.NODES if single else 1,
-                                      variables=[f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}",
-                                                 f"PYSTRIBUTED_TASK_COUNT={n}"] if per > 1 else ())
-        self.job.set(services=[[self.name, ident, None]], per_container=per)
+        # The site's MaxArraySize caps an array's indexes (0 to size - 1): a larger sweep is several
+        # arrays, each's task ids counted from its first job (PYSTRIBUTED_TASK_OFFSET, slurm_job.sh).
+        size = self.place.max_array()
+        if size < 1:
+            raise StepError("start", f"the Slurm cluster of {self.place.name} allows no job arrays "
+                            "(MaxArraySize = 0 in `scontrol show config`), and a sweep is one",
+                            hint="Ask its administrators for job arrays, or run the sweep on a server.")
+        arrays = [(first, min(jobs, first + size)) for first in range(0, jobs, size)]
+        split = f", in {len(arrays)} arrays (MaxArraySize {size})" if len(arrays) > 1 else ""
+        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"
+                             + (f", {per} a job" if per > 1 else "") + split):
+            services, after = [], None
+            for first, end in arrays:
+                variables = [f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}", f"PYSTRIBUTED_TASK_COUNT={n}"] \
+                    if per > 1 else []
+                if len(arrays) > 1:
+                    variables += [f"PYSTRIBUTED_TASK_OFFSET={first}", f"PYSTRIBUTED_ARRAY_COUNT={jobs}"]
+                ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
+                                          name=self.name, sweep=True, array=f"0-{end - first - 1}{at_once}",
+                                          variables=variables, after=after)
+                # (an array after the first: its offset too; saved as each starts, for the looks and cancel)
+                services.append([self.name, ident, None, *([first] if first else [])])
+                self.job.set(services=list(services), per_container=per)
+                # MAX_CONCURRENT holds for the sweep: each array then waits for the one before to end.
+                after = ident if at_once else None
         if per > 1:
             limit = time_limit(self.config.SLURM_ARGS)
             self.steps.say(f"note: each array task runs {per} tasks one after another: its time limit ("
@@ -92,18 +115,20 @@ class SlurmEngine(Engine):
         return f"{self.job.remote_dir}{'.' + suffix if suffix else ''}.env"
 
     def names(self):
-        return [name for name, _, _ in self.job.services] or [self.name]
+        return list(dict.fromkeys(name for name, *_ in self.job.services)) or [self.name]  # (arrays: one)
 
     def rows(self):
         """({index: the squeue row of its latest attempt} of the tasks that Slurm still lists (an array
         task stands for the tasks of its chunk, Job.chunk), {the indexes of the tasks that saved their
         state})."""
-        order = {name: (at, index) for at, (name, _, index) in enumerate(self.job.services)}
+        order = {name: (at, index) for at, (name, _, index, *_) in enumerate(self.job.services)}
+        offsets = {service[1]: service[3] for service in self.job.services if len(service) > 3}
         found, rank = {}, {}
         rows, saved = self.place.sweep_jobs(self.job.remote_dir, *self.names())
         for row in rows:
             at, index = order.get(row.name, (0, None))
-            for each in (([0] if self.job.single else [] if row.index is None else self.job.chunk(row.index))
+            number = None if row.index is None else row.index + offsets.get(row.array_id, 0)
+            for each in (([0] if self.job.single else [] if number is None else self.job.chunk(number))
                          if index is None else [index]):
                 if at >= rank.get(each, -1):
                     found[each], rank[each] = row, at
@@ -237,7 +262,7 @@ class SlurmEngine(Engine):
             self.look(fetch=False)
 
     def logs(self, task, on_stdout, on_stderr, *, follow=False):
-        index_of = {index: name for name, _, index in self.job.services if index is not None}
+        index_of = {index: name for name, _, index, *_ in self.job.services if index is not None}
         name = index_of.get(task.index, self.name)  # (a retry's job; the array's otherwise)
         remote_dir = self.job.task_dir(task)
         if follow:

@@ -7,7 +7,8 @@
 #
 # DIR: the run (or sweep) folder, on the filesystem the login node shares with the nodes; NAME: the
 # container's name (a sweep's task adds its index); MODE: 0 for a run, 1 for a sweep's task, whose
-# folder is DIR/INDEX (INDEX: SLURM_ARRAY_TASK_ID, or PYSTRIBUTED_TASK for a retry), `ranks` for a run
+# folder is DIR/INDEX (INDEX: SLURM_ARRAY_TASK_ID plus PYSTRIBUTED_TASK_OFFSET, the first of its array's
+# where a sweep is several arrays: MaxArraySize; or PYSTRIBUTED_TASK for a retry), `ranks` for a run
 # over the job's nodes (see below; `rank` is one of them); ROUTE: docker, pyxis or apptainer; ENV_FILE:
 # the container's ENV and SECRETS (NAME=VALUE lines, this user's only); ARGS: docker run's options, the
 # image, its command (docker.job_run_args), or for pyxis and apptainer `--env NAME=VALUE ... --` and the
@@ -51,19 +52,21 @@ rank_folder() { if [ "$1" = 0 ]; then echo "$dir"; else echo "$dir/rank-$1"; fi;
 # A run's and a retry's job (each retry is sent a file of its own: slurm_engine.retry) remove it at
 # their end; an array's tasks each read it as they start, so the last of them to end removes it: each
 # notes its end in DIR/.pystributed-env-read/ first, and the one that finds all SLURM_ARRAY_TASK_COUNT
-# notes there is the last (two at once both remove it). One that never ends here (cancelled while it
-# waits, its node lost) leaves it to the engine's end and to `clean`.
+# notes there (PYSTRIBUTED_ARRAY_COUNT: of all the sweep's arrays) is the last (two at once both remove
+# it). One that never ends here (cancelled while it waits, its node lost) leaves it to the engine's end
+# and to `clean`.
 forget_env() {
     if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
         rm -f -- "$env_file"
         return
     fi
     read_dir=$dir/.pystributed-env-read
-    [ -n "${SLURM_ARRAY_TASK_COUNT:-}" ] && mkdir -p -- "$read_dir" || return 0
-    : >"$read_dir/$SLURM_ARRAY_TASK_ID" || return 0
+    count=${PYSTRIBUTED_ARRAY_COUNT:-${SLURM_ARRAY_TASK_COUNT:-}}
+    [ -n "$count" ] && mkdir -p -- "$read_dir" || return 0
+    : >"$read_dir/$index" || return 0
     ended=0
     for note in "$read_dir"/*; do [ -e "$note" ] && ended=$((ended + 1)); done
-    if [ "$ended" -ge "$SLURM_ARRAY_TASK_COUNT" ]; then rm -rf -- "$env_file" "$read_dir"; fi
+    if [ "$ended" -ge "$count" ]; then rm -rf -- "$env_file" "$read_dir"; fi
 }
 
 # failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
@@ -117,7 +120,8 @@ if [ "$mode" = ranks ]; then
     exit 0
 fi
 
-index=${SLURM_ARRAY_TASK_ID:-${PYSTRIBUTED_TASK:-}}
+index=${PYSTRIBUTED_TASK:-}
+if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then index=$((SLURM_ARRAY_TASK_ID + ${PYSTRIBUTED_TASK_OFFSET:-0})); fi
 folder=$dir state_name=.pystributed-state.json
 gpus=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}
 first=$index last=$index per=${PYSTRIBUTED_TASKS_PER_CONTAINER:-1}

@@ -79,6 +79,30 @@ def test_a_code_change_builds_nothing_the_cells_files_go_over_the_earlier_image(
     assert sandbox.remote_shell(f"cat {folder}/app/user_code.py") == (project / "user_code.py").read_text()
 
 
+NOTEBOOK = '{{"cells": [{{"cell_type": "code", "source": ["{source}"]}}], "nbformat": 4}}\n'
+SEES_THE_NOTEBOOK = "import os\nprint('version {n}', os.path.exists('/app/sweep.ipynb'))\n"
+
+
+def test_a_code_change_with_the_notebook_re_saved_beside_it_builds_pushes_and_pulls_nothing(project):
+    # As people work: Jupyter saves the notebook (autosave, Ctrl-S) as its cell changes. The notebook is
+    # not in the image, so the folder's layer stays the same and the rerun takes the no-build path.
+    (project / "sweep.ipynb").write_text(NOTEBOOK.format(source="version 1"))
+    (project / "user_code.py").write_text(SEES_THE_NOTEBOOK.format(n=1))
+    assert "version 1 False" in run()
+    (project / "sweep.ipynb").write_text(NOTEBOOK.format(source="version 2, saved"))
+    (project / "user_code.py").write_text(SEES_THE_NOTEBOOK.format(n=2))
+    out = run()
+    lines = {line.split()[0]: line for line in out.splitlines() if line[:1].isalpha()}
+    assert "not needed: the cell's files go over" in lines["build"], out
+    assert "push" not in lines and "pull" not in lines and "version 2 False" in out
+    first, second = records(project)
+    assert second["image"] == first["image"] and second["cell_archive"] != ""
+    # A cell that reads a notebook names it in .dockerignore: the folder changed, so that run builds.
+    (project / ".dockerignore").write_text("!sweep.ipynb\n")
+    out = run()
+    assert "version 2 True" in out and "not needed" not in out
+
+
 def clean():
     proc = subprocess.run([sys.executable, "-m", "pystributed", "clean", "--yes"], capture_output=True,
                           text=True, check=False, timeout=600)

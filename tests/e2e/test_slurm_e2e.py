@@ -21,6 +21,9 @@ from conftest import (
 )
 from kernel import Kernel, error_of, stream_text
 
+from pystributed import config, sweep
+from pystributed.places import slurm
+
 # slurm_env: the variables that point pystributed at the rig's login node; cluster: a test's view of it.
 slurm_env, cluster = rig_fixtures("slurm", ["slurmctld", "slurmd", "sbatch", "munged", "sshd", "docker"],
                                   "starts daemons and a user", lambda *made: Rig(*made), name="cluster")
@@ -132,6 +135,48 @@ def test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing(cluster, tmp
 def test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry(cluster, monkeypatch):
     # array tasks of tasks 0-1, 2-3, 4; a job each for the retries of 1 and 2
     two_tasks_per_container(monkeypatch)
+
+
+def test_a_sweep_over_max_array_size_runs_as_several_arrays_to_its_end(cluster, tmp_path, monkeypatch):
+    """The cluster's MaxArraySize caps an array's indexes: a larger sweep is several arrays, each's task
+    ids counted from its offset. The rig's is Slurm's default, 1001 (slurm_rig.sh; `scontrol show config`
+    is read, and says so); its answer is taken as 40 here, so that 300 short tasks, 3 a container, make
+    arrays of 40, 40 and 20 jobs, which Slurm runs as they are (a cap of its own would take a restart)."""
+    assert "MaxArraySize            = 1001" in cluster.login("scontrol show config").stdout
+    with slurm.Slurm(config.load()).login.connection() as login:
+        assert login.call("slurm_max_array", step="start").strip() == "1001"
+    monkeypatch.setattr(slurm.Slurm, "max_array", lambda self: 40)
+    monkeypatch.setenv("PYSTRIBUTED_SLURM_CONTAINERS", "docker")  # (the route is not what this is about)
+    (tmp_path / "cell.py").write_text("import os\ny = x * 2\nfolder = os.environ['PYSTRIBUTED_RESULTS']\n"
+                                      "open(os.path.join(folder, 'x.txt'), 'w').write(str(x))\n")
+    job = sweep.run(config.load(TASKS_PER_CONTAINER=3), params=[{"x": i} for i in range(300)],
+                    code_path="cell.py", out=["y"], quiet=True)
+    assert job.statuses == ["succeeded"] * 300, job.summary()
+    assert [service[3:] for service in job.services] == [[], [40], [80]]
+    assert job.values["y"] == [2 * i for i in range(300)]
+    folder = tmp_path / "results" / job.sweep_id
+    assert [(folder / str(i) / "x.txt").read_text() for i in range(300)] == [str(i) for i in range(300)]
+    cluster.wait_for_no_job(timeout=60)
+
+
+def test_a_sweep_one_over_the_real_max_array_size_is_two_arrays_slurm_takes(cluster, tmp_path, monkeypatch):
+    """At the rig's own MaxArraySize (1001, indexes 0 to 1000): 1,002 tasks are submitted as arrays of
+    1,001 and 1 (held, so that nothing runs), which Slurm accepts as they are; cancel takes both."""
+    monkeypatch.setenv("PYSTRIBUTED_SLURM_CONTAINERS", "docker")  # (the route is not what this is about)
+    monkeypatch.setenv("PYSTRIBUTED_SLURM_ARGS", "--hold")
+    (tmp_path / "cell.py").write_text("y = x\n")
+    sweep_id = pystributed("sweep", "cell.py", "--param", "x=" + ",".join(map(str, range(1002))), "--detach",
+                           "-q").stdout.strip()
+    listed = cluster.login(f"squeue --noheader --array --name=pystributed-{sweep_id} --format='%F %K %r'")
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    arrays = sorted({array for array, _, _ in rows})
+    assert len(arrays) == 2 and {reason for _, _, reason in rows} == {"JobHeldUser"}, listed.stdout[:500]
+    assert sorted(int(index) for array, index, _ in rows if array == arrays[0]) == list(range(1001))
+    assert [index for array, index, _ in rows if array == arrays[1]] == ["0"]
+    record = json.loads((tmp_path / "results" / ".sweeps" / f"{sweep_id}.json").read_text())
+    assert [service[1:] for service in record["services"]] == [[arrays[0], None], [arrays[1], None, 1001]]
+    assert pystributed("cancel", sweep_id, check=False).returncode == 0
+    cluster.wait_for_no_job(timeout=60)
 
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):

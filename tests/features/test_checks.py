@@ -25,12 +25,15 @@ def test_a_missing_or_ignored_file_is_named_and_data_counts_as_there(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.csv").write_text("1\n")
     (tmp_path / "here.txt").write_text("1\n")
-    source = ("open('my_model.pth')\nopen('missing.csv')\nopen('data/x.csv')\nopen('data/y.csv')\n"
-              "open('here.txt')\nPath('out/')\nopen('../up.txt')\n")
+    (tmp_path / "table.ipynb").write_text("{}")
+    source = ("open('my_model.pth')\nopen('table.ipynb')\nopen('missing.csv')\nopen('data/x.csv')\n"
+              "open('data/y.csv')\nopen('here.txt')\nPath('out/')\nopen('../up.txt')\n")
     found = list(checks.opened_files(cfg(DATA=["data/"]), source, ["data"]))
     assert found == [
         ("the cell opens 'my_model.pth', which is left out of the image (.dockerignore or the results "
          "folder): add it to DATA to have it mounted, or remove it from .dockerignore"),
+        ("the cell opens 'table.ipynb', a notebook: notebooks are left out of the image (Jupyter saves them "
+         "as you edit; each save would build): a line `!table.ipynb` in .dockerignore brings it back"),
         ("the cell opens 'missing.csv', which does not exist in the notebook's folder "
          "(the container starts in /app, the folder's copy)"),
         "the cell opens 'data/y.csv', which is not in DATA's data/ here",

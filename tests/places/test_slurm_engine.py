@@ -7,6 +7,7 @@ import pytest
 from fakes import job_engine, tar_of
 
 from pystributed import config, jobs, progress
+from pystributed.errors import StepError
 from pystributed.places import slurm, slurm_engine
 from pystributed.places.slurm_engine import SlurmEngine
 
@@ -62,8 +63,13 @@ def test_the_time_limit_is_read_as_sbatch_takes_it(args, limit):
     assert slurm_engine.time_limit(args) == limit
 
 
+def expect_max_array(programs, size="1001"):
+    programs.expect("server", "slurm_max_array", out=f"{size}\n")
+
+
 def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, programs):
     engine = engine_of(cfg, 8)
+    expect_max_array(programs)
     programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
                     slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
                     "--output", f"{FOLDER}/.pystributed-slurm-%j.out", "--gres=gpu:1", "--array=0-7%4",
@@ -76,6 +82,71 @@ def test_a_sweep_is_one_job_array_with_the_gpus_and_the_sites_options(cfg, progr
     assert "--detach" not in call.words and "/dev/stdin" not in call.words
     assert call.words[-6:-4] == ["reg:5000/proj:s", "sh"] and call.words[-1] == "/pystributed/task_runner.py"
     assert engine.job.services == [[NAME, "40", None]]
+
+
+def options(words):
+    return [word for word in words if word.startswith(("--array", "--export", "--dependency"))]
+
+
+def started_in_arrays(programs, size, **settings):
+    """An engine of 25 tasks, started on a cluster whose MaxArraySize is `size`, in 3 arrays (40, 50, 60):
+    each submit's words."""
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000", REMOTE_WORKDIR="runs",
+                      CLUSTER="slurm", SLURM_CONTAINERS="docker", **settings)
+    engine = engine_of(cfg, 25)
+    expect_max_array(programs, size)
+    for ident in ("40", "50", "60"):
+        programs.expect("server", "slurm_submit", ..., out=f"{ident}\n")
+    engine.start()
+    return engine, [call.words for call in programs.calls if "slurm_submit" in call.words]
+
+
+def test_a_sweep_over_max_array_size_is_several_arrays_each_from_its_offset(programs):
+    # 25 tasks, MaxArraySize 10 (indexes 0-9): arrays of 10, 10 and 5, all at once.
+    engine, submits = started_in_arrays(programs, "10")
+    assert [options(words) for words in submits] == [
+        ["--array=0-9", "--export=ALL,PYSTRIBUTED_TASK_OFFSET=0,PYSTRIBUTED_ARRAY_COUNT=25"],
+        ["--array=0-9", "--export=ALL,PYSTRIBUTED_TASK_OFFSET=10,PYSTRIBUTED_ARRAY_COUNT=25"],
+        ["--array=0-4", "--export=ALL,PYSTRIBUTED_TASK_OFFSET=20,PYSTRIBUTED_ARRAY_COUNT=25"]]
+    assert all(words[words.index("--job-name") + 1] == NAME for words in submits)  # one name: one cancel
+    assert engine.job.services == [[NAME, "40", None], [NAME, "50", None, 10], [NAME, "60", None, 20]]
+    # squeue's array task ids are each array's own: task 3 of the second array is task 13.
+    expect_jobs(programs, [NAME], [row("41", 0, "RUNNING", nodes="node1"),
+                                   row("53", 3, "RUNNING", nodes="node2", array="50"),
+                                   row("60", 4, "PENDING", reason="Resources", array="60")])
+    engine.refresh()
+    tasks = engine.job.tasks
+    assert (tasks[0].node, tasks[13].node, tasks[3].node) == ("node1", "node2", "")
+    assert tasks[24].why == "Resources" and tasks[4].why == ""
+
+
+def test_with_max_concurrent_and_tasks_per_container_each_array_waits_for_the_one_before(programs):
+    # 25 tasks, 2 a container: 13 jobs; MaxArraySize 5: arrays of 5, 5 and 3 jobs, one after another.
+    engine, submits = started_in_arrays(programs, "5", MAX_CONCURRENT=4, TASKS_PER_CONTAINER=2)
+    chunks = "--export=ALL,PYSTRIBUTED_TASKS_PER_CONTAINER=2,PYSTRIBUTED_TASK_COUNT=25"
+    assert [options(words) for words in submits] == [
+        ["--array=0-4%4", f"{chunks},PYSTRIBUTED_TASK_OFFSET=0,PYSTRIBUTED_ARRAY_COUNT=13"],
+        ["--array=0-4%4", f"{chunks},PYSTRIBUTED_TASK_OFFSET=5,PYSTRIBUTED_ARRAY_COUNT=13",
+         "--dependency=afterany:40"],
+        ["--array=0-2%4", f"{chunks},PYSTRIBUTED_TASK_OFFSET=10,PYSTRIBUTED_ARRAY_COUNT=13",
+         "--dependency=afterany:50"]]
+    # array task 1 of the third array: job 11, tasks 22 and 23
+    expect_jobs(programs, [NAME], [row("61", 1, "RUNNING", nodes="node2", array="60")])
+    engine.refresh()
+    assert [t.index for t in engine.job.tasks if t.node == "node2"] == [22, 23]
+
+
+@pytest.mark.parametrize("answer, size", [("1001", 1001), ("", 1001), ("40", 40)])
+def test_max_array_size_is_the_clusters_or_slurms_default(cfg, programs, answer, size):
+    programs.expect("server", "slurm_max_array", out=f"{answer}\n")
+    assert slurm.Slurm(cfg).max_array() == size
+
+
+def test_a_cluster_without_job_arrays_refuses_the_sweep_saying_so(cfg, programs):
+    engine = engine_of(cfg, 3)
+    expect_max_array(programs, "0")
+    with pytest.raises(StepError, match="allows no job arrays"):
+        engine.start()
 
 
 def test_a_waiting_task_shows_slurms_reason_a_running_one_its_node_and_gpu(cfg, programs):
@@ -204,6 +275,7 @@ def test_with_tasks_per_container_an_array_task_runs_its_chunk_each_task_settled
                       SLURM_ARGS=["--partition", "gpu", "--time=00:10:00"])
     engine = engine_of(cfg, 3)
     engine.steps = progress.steps_for(False)
+    expect_max_array(programs)
     programs.expect("server", "slurm_submit", ..., out="40\n")
     engine.start()
     assert ("note: each array task runs 2 tasks one after another: its time limit "

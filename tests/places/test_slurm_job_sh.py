@@ -305,6 +305,36 @@ def test_the_last_array_task_to_end_removes_the_arrays_environment_file(job):
     assert sorted(p.name for p in job.dir.iterdir() if p.name.startswith(".")) == [".pystributed-job.sh"]
 
 
+def test_an_array_after_the_first_counts_its_tasks_from_its_offset(job):
+    """A sweep over MaxArraySize is several arrays (slurm_engine.start): task 3 of the array from 1000."""
+    job.run("1", SLURM_ARRAY_TASK_ID="3", PYSTRIBUTED_TASK_OFFSET="1000")
+    run, = [call for call in job.calls("docker") if call[0] == "run"]
+    assert env_of(run)["PYSTRIBUTED_TASK"] == "1003" and run[run.index("--name") + 1] == f"{NAME}-1003"
+    assert job.state(job.dir / "1003")["State"]["ExitCode"] == 0 and not (job.dir / "3").exists()
+
+
+def test_a_chunk_of_an_array_after_the_first_is_its_offsets(job):
+    # Array task 1 of the array from job 5, 2 tasks a container, of 14 tasks: job 6, tasks 12 and 13.
+    job.run("1", SLURM_ARRAY_TASK_ID="1", PYSTRIBUTED_TASK_OFFSET="5", PYSTRIBUTED_TASKS_PER_CONTAINER="2",
+            PYSTRIBUTED_TASK_COUNT="14")
+    run, = [call for call in job.calls("docker") if call[0] == "run"]
+    assert env_of(run)["PYSTRIBUTED_TASK"] == "6"  # (task_runner's chunk: 12, 13)
+    assert job.state(job.dir / "12")["State"]["ExitCode"] == 0
+    assert job.state(job.dir / "13")["State"]["Error"] == "the container did not start"  # (the fake ran one)
+
+
+def test_the_last_task_of_all_the_sweeps_arrays_removes_their_environment_file(job):
+    """Arrays of 2, 2 and 1 (MaxArraySize 2) share one file: it goes when the last of the 5 ends."""
+    Path(job.env_file).write_text("TOKEN=s3cret\n")
+    for offset, task in [("0", "0"), ("2", "1"), ("0", "1"), ("4", "0")]:
+        job.run("1", SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT="2" if offset != "4" else "1",
+                PYSTRIBUTED_TASK_OFFSET=offset, PYSTRIBUTED_ARRAY_COUNT="5")
+        assert Path(job.env_file).exists()  # (each array's own count, 2 or 1, would have removed it)
+    job.run("1", SLURM_ARRAY_TASK_ID="0", SLURM_ARRAY_TASK_COUNT="2", PYSTRIBUTED_TASK_OFFSET="2",
+            PYSTRIBUTED_ARRAY_COUNT="5")
+    assert not Path(job.env_file).exists()
+
+
 def test_a_run_over_two_nodes_removes_its_environment_file_once_every_rank_ended(job):
     Path(job.env_file).write_text("TOKEN=s3cret\n")
     job.run("ranks")

@@ -30,6 +30,9 @@ elif prog == "squeue":
     name = os.environ["FAKE_NAME"]
     print("\n".join(f"{100 + i}|40|{i}|{name}|RUNNING|None|node{i % 2 + 1}" for i in range(running)))
     print(f"40|40|{running}-{running + 3}|{os.environ['FAKE_NAME']}|PENDING|Resources|")
+elif prog == "scontrol" and argv == ["show", "config"]:
+    print("Configuration data as of 2026-12-07T19:00:00\nMaxArraySize            = "
+          + os.environ.get("FAKE_MAX_ARRAY", "1001") + "\nMaxJobCount             = 10000")
 elif prog == "scontrol":
     print(f"JobId={argv[-1]} Nodes=node1 CPU_IDs=0 Mem=0 GRES=gpu:1(IDX:0)")
 elif prog == "sbatch":
@@ -109,3 +112,21 @@ def test_the_survey_lists_the_jobs_environment_files_and_the_jobs_slurm_still_li
     assert "--format=%j" in squeue and any(w.startswith("--user=") for w in squeue)
     # squeue failing: no answer of its (clean then removes no environment file: a job may wait for a GPU)
     assert "slurm_jobs" not in server.sections(sh("survey", str(workdir), FAKE_SQUEUE_FAILS="1"))
+
+
+@pytest.mark.parametrize("size", ["1001", "40"])
+def test_the_clusters_max_array_size_is_read_from_its_config(sh, size):
+    assert sh("slurm_max_array", FAKE_MAX_ARRAY=size).splitlines()[-1] == size
+    assert sh.calls("scontrol") == [["show", "config"]]
+
+
+def test_a_submit_replaces_the_environment_file_whole(sh, tmp_path):
+    """A sweep's later arrays save it again while the first one's tasks read it: never a part of it."""
+    env_file, script = tmp_path / "s.env", tmp_path / "job.sh"
+    env_file.write_text("TOKEN=old\n")
+    before = env_file.stat().st_ino
+    assert sh("slurm_submit", str(env_file), str(script), "#!/bin/sh\n", "--array=0-9", str(script),
+              stdin="TOKEN=s3cret\n").splitlines()[-1] == "41"
+    assert env_file.read_text() == "TOKEN=s3cret\n" and env_file.stat().st_ino != before
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("s.")) == ["s.env"]  # (no .$$ left)
