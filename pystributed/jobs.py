@@ -78,7 +78,7 @@ class Task:
     def duration(self):
         if self.started is None:
             return None
-        return (self.ended or time.time()) - self.started
+        return (time.time() if self.ended is None else self.ended) - self.started
 
     @property
     def final(self):

@@ -301,3 +301,8 @@ def test_a_cluster_run_that_cancel_stopped_is_recorded_cancelled_in_its_folder_t
     assert json.loads((result.local_path / "run.json").read_text())["status"] == "cancelled"
     run, job, _ = cluster_run(tmp_path / "b", jobs.CANCELLED, exit_code=130, log="hi\n")
     assert sweep.as_run(run, job, ["output.log"]).status == results.State.INTERRUPTED  # (Ctrl-C)
+
+
+def test_a_task_that_ended_at_time_zero_has_ended():
+    """`ended` 0.0 (a clock's zero, a test's) is an end, not "still running"."""
+    assert jobs.Task(0, {}, started=-2.0, ended=0.0).duration == 2.0
