@@ -26,7 +26,7 @@ from pystributed import docker, live, progress, results
 from pystributed.config import environment
 from pystributed.errors import StepError, parse_traceback
 from pystributed.job_view import Display
-from pystributed.jobs import CANCELLED, ENDED, FAILED, RUNNING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, RETRYING, RUNNING, SUCCEEDED
 
 POLL = 0.5
 LOOK_TRIES, LOOK_PAUSE = 5, 2.0  # a place that does not answer: looked at again, so many times, after so long
@@ -50,6 +50,7 @@ class Engine:
         self.lock = threading.Lock()
         self.busy = set()  # a cluster's: the indexes of the tasks being fetched and settled
         self.fetch_failed = collections.Counter()  # index -> its fetches that failed in a row (a dropped ssh)
+        self.cancelling = False  # a cluster's: its cancel has begun (what ends now is cancelled)
 
     def env(self, index=None, attempt=None):
         """The container's variables (on the command line; ENV and SECRETS go on its stdin)."""
@@ -257,6 +258,26 @@ class Engine:
                  error="" if status == SUCCEEDED else task.error)
         if status == FAILED:
             task.set(error=failure(task))
+
+    def judge(self, task, state):
+        """A cluster's task whose state file came (`state`, with the cell's exit code): succeeded, run again
+        (a stop kept it from starting: no retry used; or a failure while --retries allow: `retry`),
+        cancelled, or failed with its remote exception."""
+        if (state.get("State") or {}).get("ExitCode") == 0:
+            task.set(SUCCEEDED, error="")
+        elif state.get("Unstarted") and not self.cancelling:  # (a chunk's task that a --time limit or a
+            self.retry(task, requeue=True)                       # preemption kept from starting)
+        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
+            task.set(RETRYING, error=failure(task))
+            self.retry(task)
+        elif state.get("Unstarted") or state.get("Cancelled") or self.cancelling:
+            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
+        else:
+            task.set(FAILED, error=failure(task))
+
+    def retry(self, task, *, requeue=False):
+        """A cluster's: the task again, as a one-task job of its own."""
+        raise NotImplementedError
 
     def landed(self, task, local):
         """The task's folder is here: its times (the container's own) and, for a failure, its error."""

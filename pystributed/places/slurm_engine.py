@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from pystributed import docker, results
-from pystributed.engine import Engine, failure, json_file
+from pystributed.engine import Engine, json_file
 from pystributed.errors import StepError
-from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING
 from pystributed.places.slurm import job_name
 
 POLL, POLL_RUNNING, POLL_MAX = 0.5, 2.0, 5.0
@@ -29,7 +29,6 @@ FETCH_TRIES = 3  # fetches of an ended task's folder that fail in a row before i
 class SlurmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.cancelling = False
         self.pause = POLL
 
     @property
@@ -187,9 +186,7 @@ class SlurmEngine(Engine):
                  started=task.ended if task.started is None else task.started)
         if state.get("Node"):
             task.set(node=state["Node"], gpu=state.get("Gpus") or task.gpu)
-        if code == 0:
-            task.set(SUCCEEDED, error="")
-        elif code is None and self.fetch_failed[task.index]:  # the login node did not answer: not the task's
+        if code is None and self.fetch_failed[task.index]:  # the login node did not answer: not the task's
             if self.fetch_failed[task.index] < FETCH_TRIES and not self.cancelling:  # fault; the next look
                 return                                                                # fetches it again
             self.not_fetched(task, self.job.task_dir(task), self.place.name)
@@ -201,15 +198,8 @@ class SlurmEngine(Engine):
                 self.retry(task)
             else:
                 task.set(CANCELLED if self.cancelling else FAILED, error=why)
-        elif state.get("Unstarted") and not self.cancelling:  # (a chunk's task that a --time limit or a
-            self.retry(task, requeue=True)                       # preemption kept from starting: no failure)
-        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
-            task.set(error=failure(task))
-            self.retry(task)
-        elif state.get("Unstarted") or state.get("Cancelled") or self.cancelling:
-            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
         else:
-            task.set(FAILED, error=failure(task))
+            self.judge(task, state)
 
     def wait(self):
         while True:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from pystributed import docker, results
-from pystributed.engine import Engine, failure, json_file
+from pystributed.engine import Engine, json_file
 from pystributed.errors import StepError
-from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING, STARTING, SUCCEEDED
+from pystributed.jobs import CANCELLED, ENDED, FAILED, QUEUED, RETRYING, RUNNING, STARTING
 from pystributed.places import swarm_service
 
 POLL = 0.5
@@ -29,7 +29,6 @@ class SwarmEngine(Engine):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.seen = set()  # (Swarm task, index) whose end was dealt with
-        self.cancelling = False
         self.lost = {}  # node id -> the indexes of the tasks it took with it
         self.nodes_read = 0.0
         self.down = {}  # node id -> Node, of the nodes down in Swarm's view
@@ -181,9 +180,7 @@ class SwarmEngine(Engine):
         state = json_file(Path(task.local_path) / results.STATE_NAME) if task.local_path else {}
         code = (state.get("State") or {}).get("ExitCode")
         task.set(exit_code=code, started=task.ended if task.started is None else task.started)
-        if code == 0:
-            task.set(SUCCEEDED, error="")
-        elif code is None:  # its node could not be reached (or its folder read, or written here)
+        if code is None:  # its node could not be reached (or its folder read, or written here)
             node = self.place.node(last.node)
             self.fetch_failures[task.index] += 1
             if self.fetch_failures[task.index] < FETCH_TRIES and not self.cancelling:
@@ -193,15 +190,8 @@ class SwarmEngine(Engine):
                 self.lose(task, node, task.why or "its results could not be fetched")
             else:
                 task.set(FAILED, error=task.why or "its results (and exit code) could not be fetched")
-        elif state.get("Unstarted") and not self.cancelling:  # a stop kept it from starting: no failure
-            self.retry(task, requeue=True)
-        elif self.job.may_retry(task) and not self.cancelling and not state.get("Cancelled"):
-            task.set(RETRYING, error=failure(task))
-            self.retry(task)
-        elif state.get("Unstarted") or state.get("Cancelled"):
-            task.set(CANCELLED, error="" if state.get("Unstarted") else failure(task))
         else:
-            task.set(FAILED, error=failure(task))
+            self.judge(task, state)
 
     def wait(self):
         while True:
