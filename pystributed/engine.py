@@ -311,6 +311,15 @@ class Engine:
     def goes_on_alone(self):
         return True
 
+    def refresh(self):
+        """A cluster's (status): one look at its tasks, fetching nothing."""
+        if not all(t.final for t in self.job.tasks):
+            self.look(fetch=False)
+
+    def look(self, *, fetch=True):
+        """A cluster's: bring the tasks up to date with the scheduler's view."""
+        raise NotImplementedError
+
 
 def failure(task):
     """The remote exception of a failed task, from its log."""

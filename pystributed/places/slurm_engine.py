@@ -247,10 +247,6 @@ class SlurmEngine(Engine):
                 self.fetches.submit(self.fetch_task, task, self.place, self.job.task_dir(task))
         return self.watch("detach")
 
-    def refresh(self):
-        if not all(t.final for t in self.job.tasks):
-            self.look(fetch=False)
-
     def logs(self, task, on_stdout, on_stderr, *, follow=False):
         index_of = {index: name for name, _, index, *_ in self.job.services if index is not None}
         name = index_of.get(task.index, self.name)  # (a retry's job; the array's otherwise)

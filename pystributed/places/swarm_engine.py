@@ -256,10 +256,6 @@ class SwarmEngine(Engine):
                 task.set(CANCELLED)
         return self.done() if not exists else self.watch("detach")
 
-    def refresh(self):
-        if not all(t.final for t in self.job.tasks):
-            self.look(fetch=False)
-
     def logs(self, task, on_stdout, on_stderr, *, follow=False):
         remote_dir = self.job.task_dir(task)
         _, attempts = self.attempts()
