@@ -46,7 +46,7 @@ from pystributed import (
     results,
     task_runner,
 )
-from pystributed.engine import POLL
+from pystributed.engine import POLL, json_file
 from pystributed.errors import PystributedError, StepError, remote_cell_error
 from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
@@ -252,9 +252,12 @@ def as_run(run, job, files, *, check=False, cancelled=False):
     state = results.State.DETACHED if job.status == "detached" else {
         SUCCEEDED: results.State.SUCCEEDED, FAILED: results.State.FAILED}.get(
         task.status, stopped if task.final else results.State.RUNNING)
+    code = task.exit_code
     if task.fetched:
         result.local_path, result.files = Path(task.local_path), sorted({*files, "run.json"})
-    run.set(state, exit_code=task.exit_code)
+        if code is None:  # (a task stopped by an interrupt or `cancel`: its state file has the cell's, 130)
+            code = (json_file(result.local_path / results.STATE_NAME).get("State") or {}).get("ExitCode")
+    run.set(state, exit_code=code)
     if task.fetched:
         if not files:  # (fetched by another process)
             result.files = sorted({*(p.relative_to(result.local_path).as_posix()

@@ -1,6 +1,7 @@
 """Sweeps: the parameters, what a sweep hands back, how it is shown (sweep.py)."""
 import json
 import types
+from pathlib import Path
 
 import pytest
 
@@ -299,8 +300,10 @@ def test_a_cluster_run_that_cancel_stopped_is_recorded_cancelled_in_its_folder_t
     result = sweep.as_run(run, job, ["output.log"], cancelled=True)
     assert result.status == results.State.CANCELLED
     assert json.loads((result.local_path / "run.json").read_text())["status"] == "cancelled"
-    run, job, _ = cluster_run(tmp_path / "b", jobs.CANCELLED, exit_code=130, log="hi\n")
-    assert sweep.as_run(run, job, ["output.log"]).status == results.State.INTERRUPTED  # (Ctrl-C)
+    run, job, _ = cluster_run(tmp_path / "b", jobs.CANCELLED, log="hi\n")  # (Ctrl-C: its task's code unread)
+    (Path(job.tasks[0].local_path) / ".pystributed-state.json").write_text('{"State": {"ExitCode": 130}}')
+    result = sweep.as_run(run, job, ["output.log"])
+    assert (result.status, result.exit_code) == (results.State.INTERRUPTED, 130)  # (the cell's, as it was)
 
 
 def test_a_task_that_ended_at_time_zero_has_ended():

@@ -266,12 +266,15 @@ class Swarm(ClusterPlace):
         return self.at(self.where(remote_dir)).fetch(remote_dir, read, going=going, hint=hint)
 
     def logs(self, remote_dir, run_id, on_stdout, on_stderr, *, follow=False):
-        _, tasks = self.tasks(service_name(run_id))
-        running = [t for t in tasks if t.container and not t.ended]
-        if running:
-            task = running[-1]
-            return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=follow)
-        return self.at(self.where(remote_dir)).logs(remote_dir, run_id, on_stdout, on_stderr)
+        while True:
+            _, tasks = self.tasks(service_name(run_id))
+            running = [t for t in tasks if t.container and not t.ended]
+            if running:
+                task = running[-1]
+                return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=follow)
+            if not (follow and any(not t.ended for t in tasks)):  # (follow: a task that waits, or starts)
+                return self.at(self.where(remote_dir)).logs(remote_dir, run_id, on_stdout, on_stderr)
+            time.sleep(POLL)
 
     def survey(self, run_id=None):
         """The nodes' surveys as one: every node's run folders, logs and saved states."""

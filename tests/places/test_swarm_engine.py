@@ -363,3 +363,20 @@ def test_a_run_that_an_older_version_started_is_its_services_job(programs, tmp_p
     expect_put_away(programs, service)
     job = engine.resume()
     assert (job.tasks[0].status, job.tasks[0].exit_code) == ("succeeded", 0)
+
+
+def test_logs_follow_of_a_run_just_submitted_waits_for_its_task_to_run(cfg, programs, monkeypatch):
+    """`submit` returns once its service is made: `logs -f RUN` then waits for its task's container (it
+    ended at once, with nothing shown)."""
+    monkeypatch.setattr(swarm, "POLL", 0)
+    service = f"pystributed-{RUN}"
+    waiting = task("t0", "svc1", 0, "", "pending", created=1)
+    del waiting["Status"]["ContainerStatus"]
+    for each in (waiting, task("t0", "svc1", 0, "n1", "running", created=1)):
+        programs.expect("server", "swarm_tasks", service, out=f"{MARK} services\n{service}\n{MARK} tasks\n"
+                        + json.dumps(each) + "\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")
+    programs.expect("server", "docker_command", "logs", "--follow", "c-t0", stdout="started\n")
+    said = []
+    assert swarm.Swarm(cfg).logs(RUN_FOLDER, RUN, said.append, said.append, follow=True) == 0
+    assert said == ["started\n"]
