@@ -168,9 +168,7 @@ def main(argv=None):
         config = configuration.load(args.config, require_server=args.command != "cluster", **options)
         if (args.command == "sweep"
                 or results.SWEEP_ID.fullmatch(str(getattr(args, "run_id", "")).split("/")[0])):
-            from pystributed import sweep  # (a sweep, and what comes after its start)
-
-            return sweep.command(config, args)
+            return _sweep_command(config, args)  # (a sweep, and what comes after its start)
         return COMMANDS[args.command](config, args)
     except RemoteCellError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -304,3 +302,41 @@ def _lifecycle():
     from pystributed import lifecycle
 
     return lifecycle
+
+
+# python -m pystributed sweep FILE --param NAME=V1,V2 ... | attach SWEEP | logs SWEEP/INDEX | status, wait,
+# fetch, cancel SWEEP.
+
+def _sweep_command(config, args):
+    """A command on a sweep; its exit code."""
+    from pystributed import sweep
+
+    if args.command == "sweep":
+        path = args.file or config.USER_CODE_PATH
+        if not os.path.isfile(path):
+            raise PystributedError(f"{path}: no such file (FILE is the script to run)")
+        params = sweep.combinations(grid=sweep.grid_of(args.param))
+        stdout = contextlib.redirect_stdout(sys.stderr) if args.detach else contextlib.nullcontext()
+        with stdout:  # with --detach, stdout is the sweep id alone
+            result = sweep.run(config, params=params, code_path=path, retries=args.retries,
+                               detach=args.detach, quiet=args.quiet, follow=args.follow)
+        print(result.sweep_id if args.detach else result.table())
+        return 0 if args.detach or result.ok else 1
+    sweep_id = args.run_id.partition("/")[0]
+    if args.command == "logs":
+        return sweep.logs(config, args.run_id, follow=args.follow) and 1
+    if args.command == "cancel":
+        result = sweep.cancel(config, sweep_id)
+    elif args.command == "status":
+        result = sweep.status(config, sweep_id)
+        if args.all:
+            print(f"{result.summary()}\n{result.table(every=True)}")
+            return 0
+    elif args.command == "fetch":  # what has ended, now
+        result = sweep.fetch(config, sweep_id, quiet=getattr(args, "quiet", False))
+        print(result)
+        return 1 if sweep.FAILED in result.statuses else 0
+    else:  # attach, wait: to its end, its results here
+        result = sweep.attach(config, sweep_id, quiet=getattr(args, "quiet", False))
+    print(result)
+    return 0 if result.ok or args.command in ("cancel", "status") else 1

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from pystributed import progress
+from pystributed import jobs, progress
 from pystributed.jobs import FAILED, QUEUED, RETRYING, SCREEN, shown
 
 POLL = 0.5  # at most this often, the notebook's table is drawn again
@@ -116,3 +116,21 @@ class _Live:
 
     def __repr__(self):
         return self.job.summary()
+
+
+def beside_driver(config, job, steps):
+    """The job's record as the process that drives it saves it, until it ends (that Job) or the job
+    is this process's to drive (that Job, claimed)."""
+    steps.say(f"{'Run' if job.single else 'Sweep'} {job.sweep_id} is followed by another process here: "
+              "showing it as that one saves it "
+              "(if that process ends first, this one takes the sweep on).\n")
+    display = Display(steps)
+    while True:
+        display.update(job)
+        if job.status in jobs.FINAL:
+            display.end(job)
+            return job
+        time.sleep(POLL)
+        job = jobs.load(config, job.sweep_id)
+        if job.status not in jobs.FINAL and job.claim():
+            return job

@@ -3,9 +3,14 @@ as runs (lifecycle.py) and as sweeps (sweep_survey.py); the local records when t
 reached."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import html
+import json
+
 from pystributed import lifecycle, results, sweep_survey
 from pystributed.errors import StepError
-from pystributed.lifecycle import RunState, RunTable, iso_time
+from pystributed.lifecycle import RunState, iso_time
 from pystributed.places import place_for
 
 
@@ -53,3 +58,40 @@ def _from_records(config, server):
                                    else ""))
         found.append(run)
     return found
+
+
+class RunTable(list):
+    """What `list` shows; `offline` says why it comes from the local index instead of the server."""
+
+    HEAD = ("RUN", "STATE", "STARTED", "DURATION", "IMAGE", "RESULTS HERE")
+
+    def __init__(self, runs, *, offline=""):
+        super().__init__(runs)
+        self.offline = offline
+
+    def __str__(self):
+        rows = [list(self.HEAD)] + [r.row() for r in self]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEAD))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        if not self:
+            lines = ["no runs"]
+        if self.offline:
+            lines.insert(0, f"OFFLINE, from the local index (may be stale): {self.offline}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.HEAD)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r.row()) + "</tr>"
+                       for r in self)
+        note = (f"<p><b>Offline</b>, from the local index (may be stale): {html.escape(self.offline)}</p>"
+                if self.offline else "")
+        return f"{note}<table><tr>{head}</tr>{body}</table>"
+
+    def to_json(self):
+        def plain(value):
+            return value.isoformat() if isinstance(value, datetime.datetime) else str(value)
+        runs = [dataclasses.asdict(r) for r in self]
+        return json.dumps({"offline": self.offline, "runs": runs}, indent=1, default=plain)

@@ -27,11 +27,8 @@ import ast
 import contextlib
 import dataclasses
 import itertools
-import os
 import pickle
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pystributed import (
@@ -46,11 +43,11 @@ from pystributed import (
     results,
     task_runner,
 )
-from pystributed.engine import POLL, json_file
+from pystributed.engine import json_file
 from pystributed.errors import PystributedError, StepError, remote_cell_error
 from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
-from pystributed.jobs import FAILED, FINAL, SUCCEEDED, Job, Task, load, new_sweep_id
+from pystributed.jobs import FAILED, SUCCEEDED, Job, Task, load, new_sweep_id
 from pystributed.places import place_for
 from pystributed.places.server_engine import ServerEngine
 from pystributed.places.slurm_engine import SlurmEngine
@@ -206,7 +203,7 @@ def run_one(run, job=None, *, cancel=False, check=True):
                   cluster=run.config.CLUSTER, image=result.image, remote_dir=result.remote_dir,
                   user=run.user, mounts=run.mounts, started=result.started)
     elif not cancel and not job.claim():  # another process here drives it: shown as that one saves it
-        job = _beside_driver(run.config, job, run.steps)
+        job = job_view.beside_driver(run.config, job, run.steps)
         if not job.claimed:
             return as_run(run, job, files, check=check)
 
@@ -314,30 +311,12 @@ def attach(config, sweep_id, *, namespace=None, quiet=False, follow=None):
     `sweep`, an attach), its record is shown as that one saves it; this one takes it on if that one ends."""
     job = load(config, sweep_id)
     if not job.claim():
-        job = _beside_driver(config, job, progress.steps_for(quiet))
+        job = job_view.beside_driver(config, job, progress.steps_for(quiet))
         if not job.claimed:  # ended by the other process
             collect(job, namespace)
             return job
     with _engine(config, sweep_id, job, namespace=namespace, follow=follow, quiet=quiet) as driver:
         return driver.resume()
-
-
-def _beside_driver(config, job, steps):
-    """The job's record as the process that drives it saves it, until it ends (that Job) or the job
-    is this process's to drive (that Job, claimed)."""
-    steps.say(f"{'Run' if job.single else 'Sweep'} {job.sweep_id} is followed by another process here: "
-              "showing it as that one saves it "
-              "(if that process ends first, this one takes the sweep on).\n")
-    display = job_view.Display(steps)
-    while True:
-        display.update(job)
-        if job.status in FINAL:
-            display.end(job)
-            return job
-        time.sleep(POLL)
-        job = load(config, job.sweep_id)
-        if job.status not in FINAL and job.claim():
-            return job
 
 
 def cancel(config, sweep_id):
@@ -394,39 +373,3 @@ def status(config, sweep_id):
         finally:
             job.release()
         return driver.job
-
-
-# python -m pystributed sweep FILE --param NAME=V1,V2 ... | attach SWEEP | logs SWEEP/INDEX | status, wait,
-# fetch, cancel SWEEP (cli.py hands these here).
-
-def command(config, args):
-    """A command of cli.py's on a sweep; its exit code."""
-    if args.command == "sweep":
-        path = args.file or config.USER_CODE_PATH
-        if not os.path.isfile(path):
-            raise PystributedError(f"{path}: no such file (FILE is the script to run)")
-        params = combinations(grid=grid_of(args.param))
-        stdout = contextlib.redirect_stdout(sys.stderr) if args.detach else contextlib.nullcontext()
-        with stdout:  # with --detach, stdout is the sweep id alone
-            result = run(config, params=params, code_path=path, retries=args.retries, detach=args.detach,
-                         quiet=args.quiet, follow=args.follow)
-        print(result.sweep_id if args.detach else result.table())
-        return 0 if args.detach or result.ok else 1
-    sweep_id = args.run_id.partition("/")[0]
-    if args.command == "logs":
-        return logs(config, args.run_id, follow=args.follow) and 1
-    if args.command == "cancel":
-        result = cancel(config, sweep_id)
-    elif args.command == "status":
-        result = status(config, sweep_id)
-        if args.all:
-            print(f"{result.summary()}\n{result.table(every=True)}")
-            return 0
-    elif args.command == "fetch":  # what has ended, now
-        result = fetch(config, sweep_id, quiet=getattr(args, "quiet", False))
-        print(result)
-        return 1 if FAILED in result.statuses else 0
-    else:  # attach, wait: to its end, its results here
-        result = attach(config, sweep_id, quiet=getattr(args, "quiet", False))
-    print(result)
-    return 0 if result.ok or args.command in ("cancel", "status") else 1

@@ -41,7 +41,7 @@ def test_exit_codes(configured, monkeypatch, capsys):
     assert cli.main(["wait", RUN_ID]) == 255
     monkeypatch.setattr(lifecycle, "wait", lambda config, run_id: lifecycle.RunState(run_id, "no container"))
     assert cli.main(["wait", RUN_ID]) == cli.EXIT_ERROR == 1
-    monkeypatch.setattr(listing, "list_runs", lambda config: lifecycle.RunTable([], offline="gpu-box: down"))
+    monkeypatch.setattr(listing, "list_runs", lambda config: listing.RunTable([], offline="gpu-box: down"))
     assert cli.main(["list"]) == 69
     assert "OFFLINE, from the local index (may be stale): gpu-box: down" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
@@ -144,7 +144,7 @@ def test_the_run_id_commands(configured, monkeypatch, capsys, tmp_path):
 
 
 def test_list_as_json(configured, monkeypatch, capsys):
-    monkeypatch.setattr(listing, "list_runs", lambda config: lifecycle.RunTable([lifecycle.RunState(RUN_ID)]))
+    monkeypatch.setattr(listing, "list_runs", lambda config: listing.RunTable([lifecycle.RunState(RUN_ID)]))
     assert cli.main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["offline"] == "" and data["runs"][0]["run_id"] == RUN_ID
