@@ -14,7 +14,7 @@ import pystributed
 ROOT = Path(__file__).resolve().parents[2]
 # Issue #25's limits, in statements (a statement folded over lines counts once: no formatting moves them).
 LIMITS = {"cli": 700, "notebook": 800}
-# Both doors are within their limits, which hold them: cli 624 (681 physical lines), notebook 788 (872).
+# Both doors are within their limits, which hold them: cli 630 (687 physical lines), notebook 793 (877).
 # A door over its limit is held here at its figure of the day (statements, measured on the sandbox), so
 # that it cannot grow until the limit is met; then its entry goes.
 TODAY: dict[str, int] = {}
