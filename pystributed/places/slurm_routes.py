@@ -15,8 +15,11 @@ from __future__ import annotations
 from pystributed import context
 from pystributed.errors import StepError
 
-# docker run's options that job_run_args gives, and what each route makes of them.
-_VALUED = {"--user", "--label", "--volume", "-v", "--env", "-e"}
+# docker run's options that job_run_args gives, and what each route makes of them: the variables and the
+# mounts; --user and --label have no use (the container runs as the job's user, and is a job step or
+# child, named by the job), nor --shm-size (features/shm.py): enroot's and Apptainer's containers share
+# the node's /dev/shm.
+_VALUED = {"--user", "--label", "--volume", "-v", "--env", "-e", "--shm-size"}
 
 
 def split(args, route):

@@ -114,8 +114,8 @@ def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, p
 def test_a_docker_option_and_pyxis_over_several_nodes_are_refused_clearly(cfg, programs):
     place = slurm.Slurm(cfg)
     place.route = "apptainer"
-    start = ["--detach", "--name", NAME, "--env-file", "/dev/stdin", "--shm-size", "1g", "img"]
-    with pytest.raises(StepError, match="--shm-size"):
+    start = ["--detach", "--name", NAME, "--env-file", "/dev/stdin", "--cap-add", "SYS_ADMIN", "img"]
+    with pytest.raises(StepError, match="--cap-add"):
         place.submit(start, {}, remote_dir=FOLDER, name=NAME)
     place.route = "pyxis"
     with pytest.raises(StepError, match="several nodes"):
@@ -131,6 +131,11 @@ def test_a_docker_option_and_pyxis_over_several_nodes_are_refused_clearly(cfg, p
 ])
 def test_image_names_for_pyxis_and_plain_http_for_apptainer(ref, pyxis, plain):
     assert slurm_routes.pyxis_image(ref) == pyxis and slurm_routes.plain_http(ref) is plain
+
+
+def test_shm_size_is_left_to_the_node_whose_dev_shm_both_routes_share():
+    args = ["--shm-size", "1g", "--label", "l=1", "--env", "A=1", "reg:5000/p:1", "python"]
+    assert slurm_routes.split(args, "pyxis") == (["A=1"], [], "reg:5000/p:1", ["python"])
 
 
 def test_apptainer_is_told_of_a_plain_http_registry():
