@@ -144,7 +144,8 @@ logs() {
 # survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
 # states, and the labelled containers' states, in sections; without RUN_ID also the sweeps' folders
 # and their tasks' folders (with their ages), the tasks' saved states (sweep.py), the Slurm jobs'
-# environment files (`envs`, WORKDIR/*.env, for clean) and, unless squeue fails, the names of this
+# environment files (`envs`, WORKDIR/*.env, for clean), the images the pyxis route imported
+# (`image_files`, WORKDIR/.pystributed-images/*.sqsh) and, unless squeue fails, the names of this
 # user's jobs that Slurm still lists (`slurm_jobs`: none where there is no Slurm).
 survey() {
     pattern=${2:-*}
@@ -167,6 +168,8 @@ survey() {
             find . -mindepth 3 -maxdepth 3 -path "./sweep-*/*/$STATE" -exec cat -- {} +
             section envs
             find . -mindepth 1 -maxdepth 1 -type f -name '*.env' -printf '%f\n'
+            section image_files  # (the pyxis route's images, imported once: places/slurm_job.sh)
+            find . -mindepth 2 -maxdepth 2 -type f -path './.pystributed-images/*.sqsh' -printf '%P\n'
         fi
     fi
     if [ -z "$2" ] && ! command -v squeue >/dev/null 2>&1; then
