@@ -5,11 +5,38 @@ user is not root. Where those sources are absent these tests skip, whatever CI s
 infrastructure that a checkout may not have); where they are there, a rig without pyxis fails them."""
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
-from conftest import owned, pystributed, rig_fixtures
-from test_slurm_e2e import Rig
+from conftest import pystributed, rig_fixtures
+
+# What the Docker route passes on the rig, the pyxis route passes too: the same tests, run here with this
+# module's `cluster` (pyxis as the route, its containers the jobs' steps).
+from test_slurm_e2e import (
+    Rig,
+    test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value,
+    test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array,
+    test_a_rank_that_fails_fails_the_run_with_its_traceback,
+    test_a_run_is_followed_and_cancelled_from_another_process,
+    test_a_runs_secret_leaves_the_shared_disk_with_its_job_before_anyone_waits_for_it,
+    test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing,
+    test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything,
+    test_cancel_mid_sweep_leaves_no_job_and_no_container,
+    test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry,
+)
+
+__all__ = [
+    "test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value",
+    "test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array",
+    "test_a_rank_that_fails_fails_the_run_with_its_traceback",
+    "test_a_run_is_followed_and_cancelled_from_another_process",
+    "test_a_runs_secret_leaves_the_shared_disk_with_its_job_before_anyone_waits_for_it",
+    "test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing",
+    "test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything",
+    "test_cancel_mid_sweep_leaves_no_job_and_no_container",
+    "test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry",
+]
 
 SOURCES = Path(os.environ.get("PYSTRIBUTED_SLURM_CONTAINERS_SRC")
                or Path(__file__).resolve().parents[3] / "shared" / "slurm-containers")
@@ -31,12 +58,22 @@ class PyxisRig(Rig):
         assert env.get("PYSTRIBUTED_SANDBOX_PYXIS") == "yes", (
             f"{SOURCES} is there, but the Slurm rig runs no pyxis: {env.get('PYSTRIBUTED_SANDBOX_PYXIS')}")
 
+    def assert_nothing_left(self):
+        """A task's job ends seconds after the task saved its state: pyxis then removes its container."""
+        try:
+            self.wait_for_no_job(timeout=30)
+        finally:
+            super().assert_nothing_left()
+        assert self.enroot_left() == []
+
     def containers(self, run_id):
-        """The running steps of the run's (or sweep's) jobs: its containers."""
-        jobs = [line.split() for line in self.login("squeue --noheader --format='%i %j'").stdout.splitlines()]
-        ids = {job for job, name in (w for w in jobs if len(w) == 2) if owned(name, {run_id})}
-        steps = self.login("squeue --steps --noheader --format='%i'").stdout.split()
-        return [s for s in steps if s.rsplit(".", 1)[0] in ids and s.rsplit(".", 1)[1].isdigit()]
+        """The run's (or sweep's tasks') containers that run its cell: those whose output.log is there, and
+        no state yet (a step lives on for seconds after its container's command ended, while pyxis removes
+        the container)."""
+        script = ("for d in $(find ~ -maxdepth 2 -type d -name \"$1\") $(find ~ -maxdepth 3 -path \"*/$1/*\" "
+                  "-type d); do [ -f \"$d/output.log\" ] && [ ! -f \"$d/.pystributed-state.json\" ] && "
+                  "echo \"$d\"; done; true")
+        return self.login(f"sh -c {shlex.quote(script)} sh {shlex.quote(run_id)}").stdout.split()
 
     def enroot_left(self):
         """enroot's containers of the login user that no job listed by Slurm owns (pyxis_JOBID.STEP)."""
