@@ -171,7 +171,8 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=30
-KillWait=10
+# (pyxis removes a cancelled step's container within KillWait: a big one takes seconds here)
+KillWait=30
 $(if pyxis; then echo "PlugStackConfig=$SLURM/etc/plugstack.conf"; fi)
 ${nodes}PartitionName=gpu Nodes=node[1-${#NODES[@]}] Default=YES MaxTime=INFINITE State=UP
 EOF

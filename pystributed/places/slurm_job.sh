@@ -117,7 +117,10 @@ if [ "$mode" = ranks ]; then
     while kill -0 "$child" 2>/dev/null; do
         if [ -z "$stopped" ] && [ -n "$(failures)" ]; then
             stopped=1
-            scancel --signal=TERM "$SLURM_JOB_ID"  # a rank failed: the others would wait for it forever
+            # A rank failed: the others would wait for it forever. Step 0, the ranks' scripts (and their
+            # srun, which passes it on to a pyxis container): not the failed rank's pyxis step, whose
+            # container pyxis is removing (a signal would kill the removal).
+            scancel --signal=TERM "$SLURM_JOB_ID.0"
         fi
         sleep 1
     done

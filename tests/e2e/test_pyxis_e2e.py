@@ -15,6 +15,7 @@ from conftest import pystributed, rig_fixtures
 # module's `cluster` (pyxis as the route, its containers the jobs' steps).
 from test_slurm_e2e import (
     Rig,
+    cancel_mid_sweep,
     test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value,
     test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array,
     test_a_rank_that_fails_fails_the_run_with_its_traceback,
@@ -22,7 +23,6 @@ from test_slurm_e2e import (
     test_a_runs_secret_leaves_the_shared_disk_with_its_job_before_anyone_waits_for_it,
     test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing,
     test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything,
-    test_cancel_mid_sweep_leaves_no_job_and_no_container,
     test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry,
 )
 
@@ -34,7 +34,6 @@ __all__ = [
     "test_a_runs_secret_leaves_the_shared_disk_with_its_job_before_anyone_waits_for_it",
     "test_a_sweep_of_8_tasks_over_4_gpus_from_a_notebook_one_failing",
     "test_an_interrupted_attach_exits_130_and_a_later_attach_from_a_new_process_brings_everything",
-    "test_cancel_mid_sweep_leaves_no_job_and_no_container",
     "test_tasks_per_container_keeps_each_tasks_folder_exit_code_traceback_and_retry",
 ]
 
@@ -103,3 +102,6 @@ def test_a_run_from_the_cli_comes_back(cluster, tmp_path):
     cluster.wait_for_no_job(timeout=60)
     assert cluster.enroot_left() == []
 
+
+def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
+    cancel_mid_sweep(cluster, tmp_path, wait=300)

@@ -147,7 +147,7 @@ def test_the_first_rank_to_fail_fails_the_run_with_its_output_and_stops_the_othe
     assert log == ("rank 0 ran\nTraceback\nValueError: no\n\n"
                    "[pystributed] rank 1 (on node2) failed with exit code 3; "
                    "its output (rank-1/output.log):\nrank 1 ran\nTraceback\nValueError: no\n")
-    assert ["--signal=TERM", "45"] in job.calls("scancel")
+    assert ["--signal=TERM", "45.0"] in job.calls("scancel")
 
 
 def test_rank_0_failing_first_is_the_runs_failure(job):
