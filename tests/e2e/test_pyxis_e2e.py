@@ -75,14 +75,15 @@ class PyxisRig(Rig):
         return self.login(f"sh -c {shlex.quote(script)} sh {shlex.quote(run_id)}").stdout.split()
 
     def enroot_left(self):
-        """enroot's containers of the login user that no job listed by Slurm owns (pyxis_JOBID.STEP)."""
+        """enroot's containers of the login user that no job listed by Slurm owns (pyxis_JOBID_JOBID.STEP)."""
         uid = self.login("id -u").stdout.strip()
         users = Path(self.env["PYSTRIBUTED_SANDBOX_SLURM_DIR"]).parent / "enroot-users"
         data = users / f"user-{uid}" / "data"
         squeue = self.login("squeue --noheader --format='%i %A'").stdout
         listed = {word.split("_")[0] for word in squeue.split()}
         names = [p.name for p in data.iterdir()] if data.is_dir() else []
-        return [n for n in names if n.startswith("pyxis_") and n[6:].split(".")[0] not in listed]
+        return [n for n in names
+                if n.startswith("pyxis_") and n[6:].split("_")[0].split(".")[0] not in listed]
 
 
 def test_the_rig_runs_pyxis_as_a_user_that_is_not_root(cluster):
