@@ -120,10 +120,7 @@ EOF
     printf '%s %s none x-create=file,bind,ro,nosuid,nodev,private 0 -1\n' "$SLURM/etc/task_prolog.sh" \
         "$SLURM/etc/task_prolog.sh" >"$ENROOT/etc/enroot/mounts.d/30-pystributed-rig.fstab"
     mkdir -p "$SLURM/pyxis"
-    # container_scope=job: a job's containers are also removed by its epilog (slurmd's), whatever signal
-    # cut a step's own removal short (a cancel, a failed rank's TERM), as sites run it.
-    echo "required $ENROOT/lib/slurm/spank_pyxis.so runtime_path=$SLURM/pyxis container_scope=job" \
-        >"$SLURM/etc/plugstack.conf"
+    echo "required $ENROOT/lib/slurm/spank_pyxis.so runtime_path=$SLURM/pyxis" >"$SLURM/etc/plugstack.conf"
     chmod 644 "$SLURM/etc/plugstack.conf"
     echo yes >"$PYXIS_NOTE"
 }
