@@ -30,7 +30,7 @@
 # state is that rank's (else rank 0's), and its output is added to DIR/output.log.
 dir=$1 name=$2 mode=$3 route=$4 env_file=$5
 shift 5
-RANK_STATE=.pystributed-rank-state.json
+RANK_STATE=.pystributed-rank-state.json RANK_ENDED=.pystributed-rank-ended
 
 # The GPUs Slurm gave the job, where server.sh's slurm_jobs reads them for the engine's looks: squeue
 # has no GPU indexes, and a scontrol call per running job at every look loads the controller. Gone
@@ -88,14 +88,17 @@ forget_env() {
 }
 
 # failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
-# `~ RANK`, last), the first to end first.
+# `~ RANK`, last), the first to end first; a rank counts once its script is done (RANK_ENDED): a pyxis
+# step removes its container after its command ended, and a signal to the rank's srun meanwhile would
+# kill that removal.
 failures() {
     r=0
     while [ "$r" -lt "${SLURM_JOB_NUM_NODES:-1}" ]; do
         s=$(rank_folder "$r")/$RANK_STATE
         if [ ! -f "$s" ]; then
             [ "${1:-}" = ended ] && echo "~ $r"
-        elif [ "$(field "$s" ExitCode)" != 0 ]; then
+        elif [ "$(field "$s" ExitCode)" != 0 ] &&
+            { [ "${1:-}" = ended ] || [ -e "$(rank_folder "$r")/$RANK_ENDED" ]; }; then
             echo "$(field "$s" FinishedAt) $r"
         fi
         r=$((r + 1))
@@ -117,9 +120,8 @@ if [ "$mode" = ranks ]; then
     while kill -0 "$child" 2>/dev/null; do
         if [ -z "$stopped" ] && [ -n "$(failures)" ]; then
             stopped=1
-            # A rank failed: the others would wait for it forever. Step 0, the ranks' scripts (and their
-            # srun, which passes it on to a pyxis container): not the failed rank's pyxis step, whose
-            # container pyxis is removing (a signal would kill the removal).
+            # A rank failed: the others would wait for it forever. Step 0, the ranks' scripts and their srun
+            # (which stops a pyxis container): not a pyxis container's step, whose removal it would kill.
             scancel --signal=TERM "$SLURM_JOB_ID.0"
         fi
         sleep 1
@@ -295,4 +297,5 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
 done
 rm -f -- "$err"
 if [ "$mode" != rank ]; then forget_env; fi  # (a rank's batch script removes it, once every rank ended)
+if [ "$mode" = rank ]; then : >"$folder/$RANK_ENDED"; fi
 exit 0
