@@ -66,12 +66,12 @@ class PyxisRig(Rig):
         assert self.enroot_left() == []
 
     def containers(self, run_id):
-        """The run's (or sweep's tasks') containers that run its cell: those whose output.log is there, and
-        no state yet (a step lives on for seconds after its container's command ended, while pyxis removes
-        the container)."""
+        """The run's (or sweep's tasks', or ranks') containers that run its cell: those whose output.log is
+        there, and no state yet (a step lives on for seconds after its container's command ended, while pyxis
+        removes the container)."""
         script = ("for d in $(find ~ -maxdepth 2 -type d -name \"$1\") $(find ~ -maxdepth 3 -path \"*/$1/*\" "
                   "-type d); do [ -f \"$d/output.log\" ] && [ ! -f \"$d/.pystributed-state.json\" ] && "
-                  "echo \"$d\"; done; true")
+                  "[ ! -f \"$d/.pystributed-rank-state.json\" ] && echo \"$d\"; done; true")
         return self.login(f"sh -c {shlex.quote(script)} sh {shlex.quote(run_id)}").stdout.split()
 
     def enroot_left(self):
