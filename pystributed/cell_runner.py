@@ -9,14 +9,19 @@ own Python (3.8 or newer), so it imports nothing from pystributed. It
   there pickle as they do in the notebook);
 - keeps the value of the cell's last expression, as Jupyter shows it;
 - pickles the `--out` variables and that value into $PYSTRIBUTED_RESULTS/.pystributed/, with
-  report.json saying, for each name, whether it could be pickled.
+  report.json saying, for each name, whether it could be pickled;
+- shows figures (saved in $PYSTRIBUTED_RESULTS/figures/) and display(obj) with markers on stdout (Shown).
 """
 import ast
+import base64
 import builtins
+import importlib.machinery
+import importlib.util
 import io
 import json
 import linecache
 import os
+import pathlib
 import pickle
 import pickletools
 import re
@@ -42,6 +47,15 @@ _this = None
 # redraws itself with \r, a print(end="")) would show only once it ends. So a line left open for
 # a moment is ended with PARTIAL, which pystributed takes out again where it shows the output.
 PARTIAL = "\x1b]pystributed\x07\n"
+# What the cell shows: MARK, JSON {"data": MIME bundle, "metadata", "file": "figures/NNN.png"}, END; with at
+# most SHOW_LIMIT characters (else only its text), none in a sweep's task (shown at the end from its folder).
+MARK, END = "\x1b]pystributed;", "\x07\n"
+SHOW_LIMIT = 10 * 1000 * 1000
+BACKEND = "pystributed_figures"  # a module made here (Shown), not a file: nothing is installed
+REPRS = [("text/html", "_repr_html_"), ("text/markdown", "_repr_markdown_"), ("text/latex", "_repr_latex_"),
+         ("image/svg+xml", "_repr_svg_"), ("image/png", "_repr_png_"), ("image/jpeg", "_repr_jpeg_"),
+         ("application/json", "_repr_json_"), ("application/pdf", "_repr_pdf_")]
+FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "jpeg": "image/jpeg"}
 
 
 def split(text):
@@ -85,10 +99,12 @@ class OpenLines:
 
 def main(argv):
     sys.stdout, sys.stderr = OpenLines(sys.stdout), OpenLines(sys.stderr)
+    builtins.display, sys.meta_path[:0] = display, [Shown]  # display() needs no import, as in a notebook
     path = os.path.abspath(argv[1])
     with open(path, encoding="utf-8") as f:
         head, cell = split(f.read())
-    settings = _read_json(os.path.join(HERE, "settings.json")) or {}
+    saved = pathlib.Path(HERE, "settings.json")  # (values.py's, for a notebook's run)
+    settings = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
     global _this
     _this = sys.modules["__main__"]  # this file's own module stays alive once the cell's takes its name
     module = types.ModuleType("__main__")
@@ -224,8 +240,11 @@ def run_cell(cell, path, namespace):
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not cell.rstrip().endswith(";"):
         last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, path, "exec"), namespace)  # noqa: S102 (running the cell is the point)
-    return None if last is None else eval(compile(last, path, "eval"), namespace)
+    try:
+        exec(compile(tree, path, "exec"), namespace)  # noqa: S102 (running the cell is the point)
+        return None if last is None else eval(compile(last, path, "eval"), namespace)
+    finally:
+        Shown.figures()  # those left open, as a notebook shows them at the cell's end (also after an error)
 
 
 def save_values(folder, namespace, out, value):
@@ -252,6 +271,8 @@ def save_values(folder, namespace, out, value):
                 pickles[LAST], report["value"]["pickled"] = data, True
             else:
                 report["value"]["why"] = f"its pickle is {len(data)} bytes; use --out to bring it back"
+        if not report["value"]["pickled"] and len(bundle(value)[0]) > 1:  # a table, an image: shown as it is
+            display(value)
     if not out and value is None:
         return
     report["modules"] = versions(pickles.values())
@@ -270,11 +291,108 @@ def _repr(value, limit=10000):
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+class Shown(importlib.machinery.PathFinder):
+    """What the cell shows. An import hook (sys.meta_path): matplotlib's backend is BACKEND (unless MPLBACKEND
+    names one; not set in os.environ, which a subprocess inherits), IPython's display() is ours."""
+
+    count = 0  # figures saved so far
+    formats = tuple(os.environ.get("PYSTRIBUTED_FIGURE_FORMATS", "png").split(","))  # the notebook's
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == BACKEND:
+            return importlib.util.spec_from_loader(name, cls)
+        patch = PATCHES.get(name)
+        spec = super().find_spec(name, path, target) if patch else None  # the module's own file
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            run = spec.loader.exec_module
+            spec.loader.exec_module = lambda module: (run(module), patch(module))
+        return spec
+
+    create_module = staticmethod(lambda spec: None)
+
+    @staticmethod
+    def exec_module(module):  # BACKEND: Agg's canvas, our show()
+        from matplotlib.backends import backend_agg  # type: ignore[import-not-found]  # (the image's)
+
+        module.FigureCanvas, module.FigureManager = backend_agg.FigureCanvasAgg, backend_agg.FigureManagerBase
+        module.show = lambda *args, **kwargs: Shown.figures()
+
+    @classmethod
+    def figures(cls):
+        """Save and show each open figure, then close it (as the notebook's inline backend does)."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None or pyplot.get_backend() != "module://" + BACKEND:
+            return  # no figure, or the cell chose its own backend
+        for number in pyplot.get_fignums():
+            cls.figure(pyplot.figure(number))
+        pyplot.close("all")
+
+    @classmethod
+    def figure(cls, fig, **at):
+        """Save `fig` as figures/NNN.png (and in the notebook's other figure formats, FORMATS); show it."""
+        cls.count += 1
+        name, folder = f"figures/{cls.count:03d}", os.environ.get("PYSTRIBUTED_RESULTS", ".")
+        os.makedirs(os.path.join(folder, "figures"), exist_ok=True)
+        data = {"text/plain": _repr(fig)}
+        for fmt in dict.fromkeys(["png", *(f for f in cls.formats if f in FORMATS)]):
+            fig.savefig(os.path.join(folder, f"{name}.{fmt}"), format=fmt, bbox_inches="tight")
+            with open(os.path.join(folder, f"{name}.{fmt}"), "rb") as f:
+                data[FORMATS[fmt]] = f.read().decode() if fmt == "svg" else f.read()  # (SVG is text)
+        show(data, {}, file=name + ".png", **at)
+
+
+# Changed as they load (Shown): matplotlib's backend (unless MPLBACKEND names one), IPython's display().
+PATCHES = {"matplotlib": lambda m: "MPLBACKEND" in os.environ
+           or m.rcParams.update(backend="module://" + BACKEND),
+           **dict.fromkeys(["IPython.core.display_functions", "IPython.core.display"],
+                           lambda m: setattr(m, "display", display))}
+
+
+def display(*objs, raw=False, metadata=None, display_id=None, update=False, **kwargs):
+    """IPython's display(), here: each object's MIME bundle goes to the notebook (show); with a
+    display_id, a handle whose update() replaces it there (IPython's update_display too)."""
+    at = {"display_id": os.urandom(8).hex() if display_id is True else display_id, "update": update}
+    for obj in objs:
+        if raw and isinstance(obj, dict):
+            show(obj, metadata or {}, **at)
+        elif type(obj).__module__ == "matplotlib.figure":  # saved and shown as plt.show() does
+            Shown.figure(obj, **at)
+        else:
+            show(*bundle(obj), **at)
+    return types.SimpleNamespace(display_id=at["display_id"], update=lambda obj, **kw: display(
+        obj, display_id=at["display_id"], update=True, **kw)) if at["display_id"] else None
+
+
+def bundle(obj):
+    """({MIME type: data}, metadata) of `obj`, as Jupyter's formatters make it (near enough)."""
+    data, metadata = {}, {}
+    for mime, method in [(None, "_repr_mimebundle_")] + REPRS:
+        try:
+            got = getattr(obj, method)() if callable(getattr(obj, method, None)) else None
+        except Exception:  # noqa: BLE001, S112 (a repr that fails is left out, as in a notebook)
+            continue
+        got, meta = got if isinstance(got, tuple) and len(got) == 2 else (got, None)
+        if mime is None and isinstance(got, dict):
+            data.update(got)
+            metadata.update(meta or {})
+        elif got is not None and mime not in data:
+            data[mime] = got
+            metadata.update({mime: meta} if meta else {})
+    return {**data, "text/plain": data.get("text/plain") or _repr(obj)}, metadata
+
+
+def show(data, metadata, file=None, **at):
+    """Put a marker on stdout (MARK): pystributed shows `data` in the notebook, in order with the prints."""
+    data = {mime: base64.b64encode(v).decode() if isinstance(v, bytes) else v for mime, v in data.items()}
+    text = json.dumps({"data": data, "metadata": metadata, "file": file, **at}, default=str)
+    in_sweep = os.path.exists(os.path.join(HERE, "sweep.pkl"))
+    if in_sweep or len(text) > SHOW_LIMIT:
+        why = "" if in_sweep else f" [too big to show here: {len(text)} characters, over {SHOW_LIMIT}]"
+        plain = str(data.get("text/plain", ""))[:10000] + why
+        text = json.dumps({"data": {"text/plain": plain}, "file": file, "dropped": True, **at})
+    sys.stdout.write(MARK + text + END)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ def _script(path):
 
 def run(config, args):
     result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet,
-                          features=features.for_run(config))
+                          features=features.for_run(config), engine=_lifecycle().on_cluster)
     if result.local_path:
         print(f"{result.run_id}: {len(result.shown_files)} file(s) in {result.local_path}")
     return 0
@@ -220,7 +220,7 @@ def run(config, args):
 def submit(config, args):
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the run id alone: RUN=$(... submit)
         result = pipeline.run(config, code_path=_script(args.file), quiet=args.quiet, detach=True,
-                              features=features.for_run(config))
+                              features=features.for_run(config), engine=_lifecycle().on_cluster)
     print(result.run_id)
     return 0
 

@@ -33,10 +33,13 @@ LOOK_TRIES, LOOK_PAUSE = 5, 2.0  # a place that does not answer: looked at again
 
 
 class Engine:
-    def __init__(self, config, place, job, *, sweep=None, collect=None, follow=None, quiet=False):
+    def __init__(self, config, place, job, *, sweep=None, collect=None, follow=None, quiet=False,
+                 finalize=None):
         self.config, self.place, self.job = config, place, job.bind(config)
-        # collect(job): what the caller takes from the tasks' folders once they are here (the --out values)
+        # collect(job): what the caller takes from the tasks' folders once they are here (the --out values);
+        # finalize(folder, files): what it adds to a task's folder before it lands (a run's run.json)
         self.sweep, self.collect, self.follow = sweep, collect or (lambda job: None), follow
+        self.finalize = finalize
         self.steps = sweep.steps if sweep else progress.steps_for(quiet)
         self.display = Display(self.steps)
         self.local = Path(config.LOCAL_RESULTS_DIR) / job.sweep_id
@@ -49,7 +52,8 @@ class Engine:
 
     def env(self, index=None, attempt=None):
         """The container's variables (on the command line; ENV and SECRETS go on its stdin)."""
-        return docker.task_env(self.job.sweep_id, sweep_id=self.job.sweep_id, index=index, attempt=attempt)
+        return docker.task_env(self.job.sweep_id, sweep_id=None if self.job.single else self.job.sweep_id,
+                               index=index, attempt=attempt)
 
     def secrets(self):
         """ENV and SECRETS: the sweep's, or read again here after an attach."""
@@ -70,7 +74,8 @@ class Engine:
         self.job.set("detached")
         self.job.release()  # an attach, from here or elsewhere, drives it next
         sweep_id = self.job.sweep_id
-        self.steps.say(f"Sweep {sweep_id} ({len(self.job.tasks)} tasks) goes on on {self.place.name}. "
+        what = f"Run {sweep_id}" if self.job.single else f"Sweep {sweep_id} ({len(self.job.tasks)} tasks)"
+        self.steps.say(f"{what} goes on on {self.place.name}. "
                        f"Follow it and fetch its results with runner.attach({sweep_id!r}) (or, in a shell, "
                        f"`python -m pystributed attach {sweep_id}`).\n")
         return self.job
@@ -131,7 +136,7 @@ class Engine:
         self.collect(job)
         job.set(SUCCEEDED if job.ok else CANCELLED if CANCELLED in job.statuses else FAILED,
                 ended=results.now_iso())
-        if self.local.exists():
+        if self.local.exists() and not job.single:
             (self.local / "sweep.json").write_text(job.to_json(), encoding="utf-8")
         job.release()
         self.display.end(job)
@@ -140,10 +145,11 @@ class Engine:
     def fetch_task(self, task, place, remote_dir, *, going=False):
         """Copy the task's folder to LOCAL_RESULTS_DIR/<sweep-id>/<index>/ (whole, or not at all);
         whether it came."""
-        local = self.local / str(task.index)
+        local = self.local if self.job.single else self.local / str(task.index)
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
-            place.fetch(remote_dir, lambda stream: results.extract(stream, local), going=going,
+            place.fetch(remote_dir, lambda stream: results.extract(stream, local, finalize=self.finalize),
+                        going=going,
                         hint=f"The task's results are still in {remote_dir} on {task.node or place.name}.")
         except (StepError, OSError) as e:
             task.set(why=f"its results could not be fetched: {said(e)}")
@@ -165,7 +171,7 @@ class Engine:
         """The folders of several tasks that ended together (a container's chunk) in one stream, each
         then at LOCAL_RESULTS_DIR/<sweep-id>/<index>/ as fetch_task leaves it."""
         if len(tasks) == 1:
-            return self.fetch_task(tasks[0], place, f"{remote_dir}/{tasks[0].index}")
+            return self.fetch_task(tasks[0], place, self.job.task_dir(tasks[0]))
         batch = self.local / f".tasks-{tasks[0].index}-{secrets.token_hex(4)}"
         try:
             try:
@@ -204,7 +210,7 @@ class Engine:
         for task in self.job.tasks:
             place = self.place_of(task)
             if not task.fetched and (task.final or task.status == ENDED) and place is not None:
-                self.fetches.submit(self.fetch_ended, task, place, f"{self.job.remote_dir}/{task.index}")
+                self.fetches.submit(self.fetch_ended, task, place, self.job.task_dir(task))
         self.fetches.shutdown(wait=True)
         if all(t.final for t in self.job.tasks):
             return self.done()
@@ -218,7 +224,7 @@ class Engine:
         decides; one that settle left going is cancelled once every fetch is through. The Job."""
         for task in self.job.tasks:
             if not task.final and task.index not in self.busy:
-                self.cancel_task(task, place_of(task), f"{self.job.remote_dir}/{task.index}")
+                self.cancel_task(task, place_of(task), self.job.task_dir(task))
         self.fetches.shutdown(wait=True)
         for task in self.job.tasks:
             if not task.final:
@@ -267,7 +273,7 @@ class Engine:
 
         def go():
             with contextlib.suppress(StepError):
-                stream(out.write, err.write)
+                stream(live.Unmarked(out.write), live.Unmarked(err.write))
             out.close()
             err.close()
 

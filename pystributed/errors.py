@@ -78,7 +78,9 @@ def parse_traceback(text):
     if start < 0:
         return "", "", ""
     lines = text[start:].rstrip().splitlines()
-    last = next((line for line in reversed(lines[1:]) if line and not line[0].isspace()), "")
+    # The exception is the first line after the frames (all indented): what follows may be output that a
+    # buffer let out at the exit (one stream, as a Slurm job's), or the message's further lines.
+    last = next((line for line in lines[1:] if line and not line[0].isspace()), "")
     remote_type, _, message = last.partition(": ")
     if not remote_type.replace(".", "").replace("_", "").isalnum():
         return "", "", "\n".join(lines)

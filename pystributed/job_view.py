@@ -9,14 +9,14 @@ import threading
 import time
 
 from pystributed import progress
-from pystributed.jobs import FAILED, QUEUED, shown
+from pystributed.jobs import FAILED, QUEUED, RETRYING, shown
 
 POLL = 0.5  # at most this often, the notebook's table is drawn again
 
 
 class Display:
     def __init__(self, steps):
-        self.quiet = steps.quiet
+        self.steps, self.quiet = steps, steps.quiet
         self.notebook = isinstance(steps, progress.NotebookSteps)
         self.handle, self.shown, self.said = None, 0.0, {}
         self.lock = threading.Lock()
@@ -25,6 +25,8 @@ class Display:
         if self.quiet:
             return
         with self.lock:
+            if job.single:
+                return self._run(job.tasks[0])
             if self.notebook:
                 if force or time.monotonic() - self.shown > POLL:
                     self.shown = time.monotonic()
@@ -38,6 +40,16 @@ class Display:
                     sys.stdout.write(_line(task) + "\n")
                     sys.stdout.flush()
 
+    def _run(self, task):
+        """A run (a job of one task): why it waits, and where it runs once placed; its output follows."""
+        if task.status in (QUEUED, RETRYING):
+            if task.why and self.said.get("queued") != task.why:
+                self.said["queued"] = task.why
+                self.steps.say(f"queued: {task.why} (the scheduler starts it when it can)\n")
+        elif task.node and not self.said.get("placed"):  # (running, or ended before a look saw it run)
+            self.said["placed"] = task.node
+            self.steps.say(f"placed on {task.node}" + (f", GPU {task.gpu}" if task.gpu else "") + "\n")
+
     def _show(self, view):
         from IPython.display import display
 
@@ -47,9 +59,22 @@ class Display:
             self.handle.update(view)
 
     def end(self, job):
-        """The last state (in a terminal, the caller shows the Job)."""
-        if self.notebook and not self.quiet:
+        """The last state (in a terminal, the caller shows the Job), then the first figure of each task
+        that made one: in a notebook side by side with its parameters, in a terminal their paths."""
+        if self.quiet or job.single:  # (a run's figures showed as they came, in its output)
+            return
+        if self.notebook:
             self.update(job, force=True)
+        from pystributed import live_display
+
+        figures = live_display.first_figures(job.tasks)
+        grid = live_display.Grid(figures, lambda task: shown(task.params))
+        if figures and self.notebook:
+            from IPython.display import display
+
+            display(grid)
+        elif figures:
+            print(f"figures (the first of each task):\n{grid!r}")
 
 
 def _line(task):

@@ -118,6 +118,13 @@ class Job:
     per_container: int = 1  # a cluster's: tasks run one after another in one container (TASKS_PER_CONTAINER)
     # a swarm's: the node ids with its folder, for retries
     nodes: list = dataclasses.field(default_factory=list)
+    # A run on a cluster: a job of one task whose folders are the run's own (REMOTE_WORKDIR/<run-id>/ there,
+    # LOCAL_RESULTS_DIR/<run-id>/ here, no <index>/ below them), its id the run id.
+    single: bool = False
+
+    def task_dir(self, task):
+        """The task's folder where it runs."""
+        return self.remote_dir if self.single else f"{self.remote_dir}/{task.index}"
 
     def chunk(self, number):
         """The indexes of the tasks that the job's container (or array task) `number` runs."""
@@ -307,6 +314,12 @@ def load(config, sweep_id):
         raise PystributedError(f"there is no sweep {sweep_id} in {Path(config.LOCAL_RESULTS_DIR) / INDEX}: "
                                "it was started from another folder (or LOCAL_RESULTS_DIR)")
     return Job.from_json(path.read_text(encoding="utf-8")).bind(config)
+
+
+def of_run(config, run_id):
+    """The job of a run on a cluster (a job of one task: sweep.run_one), or None (a run on one server)."""
+    path = Path(config.LOCAL_RESULTS_DIR) / INDEX / f"{run_id}.json"
+    return Job.from_json(path.read_text(encoding="utf-8")).bind(config) if path.exists() else None
 
 
 def sweeps(config):

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from pystributed import docker, live, pipeline, progress, results
+from pystributed import docker, jobs, live, pipeline, progress, results
 from pystributed.errors import PystributedError, StepError, UnknownRun
 from pystributed.features import values
 from pystributed.places import place_for
@@ -272,6 +272,14 @@ def put_away(config, place, run, *, cancelled=False):
     return find(config, place, run.run_id)
 
 
+def on_cluster(run, job=None, **options):
+    """A run on a cluster, once its image is there (pipeline.run's `engine`), or its `job` after the start
+    (attach, wait, cancel): a job of one task on the cluster's engine (sweep.run_one)."""
+    from pystributed import sweep
+
+    return sweep.run_one(run, job, **options)
+
+
 # The commands.
 
 def status(config, run_id):
@@ -297,19 +305,23 @@ def logs(config, run_id, *, follow=False):
         return run
 
 
-def held(place, run):
-    """Whether the run's container is there to follow, stop or put away: ours, or on a cluster the
-    scheduler's (a Swarm task on a node, a Slurm job: no survey lists it; the place reaches it by the
-    run's id)."""
-    return run.container or (place.queues and run.active)
+def held(config, place, run):
+    """Whether the run's container is there to follow, stop or put away: ours, or on a cluster its job's
+    (a Swarm task on a node, a Slurm job: no survey lists them) once it started (its job's record here)."""
+    return run.container or (place.queues and run.active and job_of(config, place, run) is not None)
+
+
+def job_of(config, place, run):
+    """A cluster's run: its job (of one task, sweep.run_one), which its engine drives; None elsewhere."""
+    return jobs.of_run(config, run.run_id) if place.queues else None
 
 
 def _with_container(config, place, run, *, poll=5.0):
     """The run once its container is there (or it is known to have none)."""
-    if run.active and not held(place, run):
+    if run.active and not held(config, place, run):
         print(f"Run {run.run_id} has no container yet (is it being built or pushed?): waiting for it.",
               file=sys.stderr)
-    while run.active and not held(place, run):
+    while run.active and not held(config, place, run):
         time.sleep(poll)
         run = find(config, place, run.run_id)
     return run
@@ -330,7 +342,10 @@ def _attach(config, run_id, *, quiet, on_interrupt):
     with place_for(config).connection() as place:
         run = _with_container(config, place, find(config, place, run_id))
         started = _pipeline_run(config, place, run, steps, on_interrupt=on_interrupt)
-        if not held(place, run):
+        job = job_of(config, place, run)
+        if job is not None:
+            return on_cluster(started, job)
+        if not held(config, place, run):
             # It ended and was put away (its output is in the run folder): fetch what it left.
             steps.say(f"Run {run_id} has ended ({run.state}); fetching its results and log.\n")
             result = pipeline.fetch(started)
@@ -345,7 +360,11 @@ def wait(config, run_id):
     return its RunState, whose exit_code is the cell's."""
     with place_for(config).connection() as place:
         run = _with_container(config, place, find(config, place, run_id))
-        if held(place, run):
+        job = job_of(config, place, run)
+        if job is not None:
+            on_cluster(_pipeline_run(config, place, run), job, check=False)
+            return find(config, place, run_id)
+        if held(config, place, run):
             run = put_away(config, place, run)
         return run
 
@@ -369,10 +388,15 @@ def cancel(config, run_id):
     put away."""
     with place_for(config).connection() as place:
         run = find(config, place, run_id)
-        if run.active and not held(place, run):
+        if run.active and not held(config, place, run):
             raise PystributedError(f"run {run_id} has no container yet (it is being built or pushed): "
                                    "interrupt the process that started it, or cancel it once it runs")
-        if not held(place, run):
+        job = job_of(config, place, run)
+        if job is not None:
+            if run.active:
+                on_cluster(_pipeline_run(config, place, run), job, cancel=True)
+            return find(config, place, run_id)
+        if not held(config, place, run):
             return run
         if run.active:
             place.stop(run_id, step="cancel")

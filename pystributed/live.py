@@ -3,7 +3,7 @@ import os
 import sys
 import time
 
-from pystributed.cell_runner import PARTIAL
+from pystributed.cell_runner import END, MARK, PARTIAL, SHOW_LIMIT
 
 
 class Redraws:
@@ -16,12 +16,14 @@ class Redraws:
         self.line = ""  # the current line, since the last newline
         self.shown = ""  # what of it the stream shows
         self.last_redraw = float("-inf")
+        # Text that comes raw (a sweep's task logs) loses its marks, and what the cell shows shows.
+        self.write = Unmarked(self._write)
 
     @property
     def stream(self):
         return getattr(sys, self.name)  # looked up each time: Jupyter swaps it per cell
 
-    def write(self, text):
+    def _write(self, text):
         out = []
         lines = (self.line + text).split("\n")
         for line in lines[:-1]:
@@ -72,18 +74,46 @@ class Redraws:
 
 class Unmarked:
     """A text callback that gets the container's output without cell_runner's PARTIAL marks (a
-    mark may be cut between two pieces: its start waits for the rest)."""
+    mark may be cut between two pieces: its start waits for the rest). What the cell shows (a
+    MARK ... END marker) goes to `on_shown` ({"data": MIME bundle, "metadata", "file"}), in its
+    place among the text: by default live_display.show (the notebook shows it)."""
 
-    def __init__(self, callback):
-        self.callback, self.held = callback, ""
+    def __init__(self, callback, on_shown=None):
+        self.callback, self.held, self.on_shown = callback, "", on_shown
 
     def __call__(self, text):
         text, self.held = (self.held + text).replace(PARTIAL, ""), ""
+        if MARK in text:
+            text = self._shown(text)
         cut = text.rfind(PARTIAL[0])
-        if cut >= 0 and PARTIAL.startswith(text[cut:]):
+        if cut >= 0 and PARTIAL.startswith(text[cut:]) and not self.held:
             text, self.held = text[:cut], text[cut:]
         if text:
             self.callback(text)
+
+    def _shown(self, text):
+        """Pass on the text before each whole marker, then the marker; hold one not yet whole
+        (one longer than any cell_runner writes is text)."""
+        from pystributed import live_display
+
+        while MARK in text:
+            before, _, rest = text.partition(MARK)
+            body, end, text = rest.partition(END)
+            if not end and len(rest) <= SHOW_LIMIT + 10000:
+                self.held = MARK + rest
+                return before
+            if before:
+                self.callback(before)
+            shown = live_display.parse(body) if end else {"data": {"text/plain": MARK + rest}}
+            (self.on_shown or live_display.show)(shown)
+        return text
+
+
+def text_of(shown):
+    """What the cell showed, as text (the saved output, `logs`): `[figure figures/001.png]`, else
+    its text/plain."""
+    file = shown.get("file")
+    return f"[figure {file}]\n" if file else f"{shown.get('data', {}).get('text/plain', '')}\n"
 
 
 def unmark(text):
@@ -97,7 +127,7 @@ def unmark_file(path):
     part = path.with_name(f".{path.name}.unmarked")
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as src, \
             open(part, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
-        write = Unmarked(dst.write)
+        write = Unmarked(dst.write, on_shown=lambda shown: dst.write(text_of(shown)))
         for chunk in iter(lambda: src.read(1 << 20), ""):
             write(chunk)
         dst.write(write.held)

@@ -11,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from pystributed import config as configuration
 from pystributed import features, record
 from pystributed.errors import PystributedError
-from pystributed.features import deps, values
+from pystributed.features import deps, figures, values
 
 # code path -> (source, overrides) as %%save_for_remote saved them in this kernel. main() runs
 # this copy: another kernel in the same folder may have saved its own cell to the same file since.
@@ -81,7 +81,7 @@ class RemoteMagics(Magics):
     def remote(self, line, cell):
         """Run this cell on REMOTE_SERVER in one step (save, build, push, run, fetch); the
         RunResult is the cell's result."""
-        from pystributed import pipeline
+        from pystributed import lifecycle, pipeline
 
         args = parse_argstring(self.remote, line)
         if args.sweep:  # the cell once per combination of parameters (sweep.py)
@@ -98,7 +98,9 @@ class RemoteMagics(Magics):
                                       namespace=self.shell.user_ns)
         config = configuration.load(**options)
         result = pipeline.run(config, source=script, quiet=args.quiet, detach=detach,
-                              features=features.for_run(config, exchange=exchange, cache=cache))
+                              engine=lifecycle.on_cluster,
+                              features=features.for_run(config, exchange=exchange, cache=cache)
+                              + figures.asked())
         return result if result.value is None else result.value  # the cell's own value, as locally
 
 

@@ -10,7 +10,7 @@ from IPython.display import display  # IPython: a dependency, imported with the 
 from pystributed import clean as cleaning
 from pystributed import config as configuration
 from pystributed import features, jobs, lifecycle, listing, magic, pipeline, results
-from pystributed.features import values
+from pystributed.features import figures, values
 from pystributed.magic import register as _register
 
 
@@ -42,8 +42,8 @@ def main(config_path=None, *, code_path=None, quiet=False, detach=False, on_inte
         overrides["NODES"] = nodes
     config = configuration.load(config_path, **{**saved, **overrides})
     result = pipeline.run(config, code_path=code_path, source=source, quiet=quiet, detach=detach,
-                          on_interrupt=on_interrupt,
-                          features=features.for_run(config, exchange=exchange, cache=cache))
+                          on_interrupt=on_interrupt, engine=lifecycle.on_cluster,
+                          features=features.for_run(config, exchange=exchange, cache=cache) + figures.asked())
     if result.value is not None:
         display(result.value)  # outside IPython, IPython's display prints it
     return result

@@ -58,11 +58,13 @@ class Run:
         return [getattr(feature, name)(self) for feature in self.features]
 
 
-def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None, features=()):
+def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_interrupt=None, features=(),
+        engine=None):
     """Build, push, run and fetch the saved cell (`source`, as %%save_for_remote saved it, else read
     from `code_path`); return a RunResult. With `detach`, return as soon as the container has
     started. Raise RemoteCellError if the cell exits non-zero (after its results are fetched),
-    StepError if a step fails."""
+    StepError if a step fails. On a cluster, once the image is there, `engine(run)` runs it (the
+    door's lifecycle.on_cluster: a job of one task)."""
     code_path = code_path or config.USER_CODE_PATH
     run = Run(config, place_for(config), progress.steps_for(quiet), source=check_code(code_path, source),
               code_path=code_path, features=list(features), detach=detach,
@@ -78,6 +80,8 @@ def run(config, *, code_path=None, source=None, quiet=False, detach=False, on_in
             source_sha256=hashlib.sha256(run.source.encode()).hexdigest(), config=dataclasses.asdict(config))
         with run.place.connection() as run.place:
             ship(run)
+            if run.place.queues:
+                return engine(run)
             return start(run) if run.detach else follow(run, start=True)
 
 

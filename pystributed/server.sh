@@ -387,8 +387,8 @@ slurm_ended() {
     [ -z "$ids" ]
 }
 
-# slurm_jobs [--states] DIR NAME...: in sections, `states` (with --states): the tasks (DIR/INDEX) that
-# saved their state, ended whether their job has or not; `jobs`: the jobs so named that Slurm still
+# slurm_jobs [--states] DIR NAME...: in sections, `states` (with --states): the tasks (DIR/INDEX; a run's
+# DIR itself, 0) that saved their state, ended whether their job has or not; `jobs`: the jobs so named that Slurm still
 # knows, one line per array task: job id|array job id|array task id|name|state|reason|nodes; `gpus`:
 # each running one's job id and the GPU indexes it was given, as its job script saved them in
 # DIR/.pystributed-gpus-JOB_ID (places/slurm_job.sh). One squeue call, whatever the number of tasks:
@@ -403,6 +403,8 @@ slurm_jobs() {
     answer
     if [ -n "$states" ]; then
         section states
+        # (a run's own state: DIR is its folder, and it is the job's one task, 0)
+        if [ -f "$dir/$STATE" ]; then echo 0; fi
         for state in "$dir"/*/"$STATE"; do
             if [ -f "$state" ]; then state=${state%/*} && printf '%s\n' "${state##*/}"; fi
         done
@@ -437,15 +439,6 @@ slurm_follow() {
         [ -z "$ended" ] || return 0
         sleep 1
     done
-}
-
-# slurm_finish DIR NAME ENV_FILE: wait until the job NAME has ended; remove ENV_FILE; answer the
-# state its task saved in DIR (nothing if none: it never ran, or DIR is not on its node).
-slurm_finish() {
-    answer
-    until [ -f "$1/$STATE" ] || slurm_ended "$2"; do sleep 1; done
-    rm -f -- "$3"
-    cat -- "$1/$STATE" 2>/dev/null || true
 }
 
 # slurm_cancel NAME...: the jobs' waiting tasks go; the running ones' cells get SIGINT (the job

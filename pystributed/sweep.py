@@ -34,9 +34,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from pystributed import cell_runner, features, job_view, live, pipeline, progress, results, task_runner
+from pystributed import (
+    cell_runner,
+    context,
+    features,
+    job_view,
+    live,
+    pipeline,
+    progress,
+    record,
+    results,
+    task_runner,
+)
 from pystributed.engine import POLL
-from pystributed.errors import PystributedError
+from pystributed.errors import PystributedError, StepError, remote_cell_error
 from pystributed.features import Feature, cell_mount, values
 from pystributed.features import cluster as cluster_feature
 from pystributed.jobs import FAILED, FINAL, SUCCEEDED, Job, Task, load, new_sweep_id
@@ -183,6 +194,79 @@ def collect(job, namespace=None):
         namespace.update(job.values)
 
 
+# A run on a cluster: a job of one task.
+
+def run_one(run, job=None, *, cancel=False, check=True):
+    """A run on a cluster (pipeline.run hands it here once its image is there; lifecycle's attach, wait
+    and cancel with its `job`): a job of one task on the cluster's engine, its id and folders the run's.
+    Its RunResult, as a run on one server gives it: the cell's error raised, its --out values taken."""
+    result, files, new = run.result, [], job is None
+    if new:
+        job = Job(result.run_id, [Task(0, {})], single=True, server=run.place.name,
+                  cluster=run.config.CLUSTER, image=result.image, remote_dir=result.remote_dir,
+                  user=run.user, mounts=run.mounts, started=result.started)
+    elif not cancel and not job.claim():  # another process here drives it: shown as that one saves it
+        job = _beside_driver(run.config, job, run.steps)
+        if not job.claimed:
+            return as_run(run, job, files, check=check)
+
+    def landing(folder, found):  # (before the folder takes its name)
+        live.unmark_file(folder / results.LOG_NAME)
+        files.extend(found)
+
+    engine = engine_for(run.place)(run.config, run.place, job, sweep=run, finalize=landing,
+                                   follow=None if cancel or not check else 0)  # (wait, cancel: no output)
+    run.place.steps = run.steps
+    try:
+        if run.detach:
+            engine.go(detach=True, on_interrupt=run.on_interrupt)
+            run.set(results.State.RUNNING)
+            return result
+        with run.steps.step("run", f"run {result.run_id} on {run.place.name}", live=True):
+            job = (engine.cancel() if cancel else engine.resume() if not new
+                   else engine.go(detach=False, on_interrupt=run.on_interrupt))
+            log = job.tasks[0].log
+            if engine.followed is None and not run.steps.quiet and log and log.exists():
+                out = live.Redraws("stdout")  # it ended before a look saw it run: its output, now
+                out.write(log.read_text(encoding="utf-8", errors="replace"))
+                out.close()
+    except KeyboardInterrupt:
+        as_run(run, engine.job, files)
+        raise
+    return as_run(run, job, files, check=check and not cancel)
+
+
+def as_run(run, job, files, *, check=False):
+    """The run's record from its job's one task; with `check`, the run's failure raised."""
+    result, task = run.result, job.tasks[0]
+    state = results.State.DETACHED if job.status == "detached" else {
+        SUCCEEDED: results.State.SUCCEEDED, FAILED: results.State.FAILED}.get(
+        task.status, results.State.INTERRUPTED if task.final else results.State.RUNNING)
+    if task.fetched:
+        result.local_path, result.files = Path(task.local_path), sorted({*files, "run.json"})
+    run.set(state, exit_code=task.exit_code)
+    if task.fetched:
+        if not files:  # (fetched by another process)
+            result.files = sorted({*(p.relative_to(result.local_path).as_posix()
+                                     for p in result.local_path.rglob("*") if p.is_file()), "run.json"})
+        record.write_atomically(result.local_path / "run.json", result.to_json())
+    if not check or not task.final:
+        return result
+    if state == results.State.FAILED and (task.exit_code is None or not task.fetched):
+        # no cell's error: its node was lost, its container did not start, its folder did not come
+        step = "fetch" if "could not be fetched" in (task.why or task.error) else "run"
+        message, _, more = (task.error or task.why or "it failed").partition("\n")
+        raise StepError(step, message, output=more)
+    if task.fetched:
+        run.hooks("after_fetch")
+    if task.exit_code:
+        text = result.log.read_text(encoding="utf-8", errors="replace") if result.log.exists() else ""
+        raise remote_cell_error(result, text, text, entry=context.entry_point(".", run.code_path),
+                                code_path=run.code_path)
+    run.hooks("finished")
+    return result
+
+
 # After the start: from any kernel or shell, by the sweep's id, the same for every place.
 
 def _config_of(config, job):
@@ -228,7 +312,8 @@ def attach(config, sweep_id, *, namespace=None, quiet=False, follow=None):
 def _beside_driver(config, job, steps):
     """The job's record as the process that drives it saves it, until it ends (that Job) or the job
     is this process's to drive (that Job, claimed)."""
-    steps.say(f"Sweep {job.sweep_id} is followed by another process here: showing it as that one saves it "
+    steps.say(f"{'Run' if job.single else 'Sweep'} {job.sweep_id} is followed by another process here: "
+              "showing it as that one saves it "
               "(if that process ends first, this one takes the sweep on).\n")
     display = job_view.Display(steps)
     while True:

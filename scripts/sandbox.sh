@@ -32,6 +32,7 @@ REGISTRY_PORT=${PYSTRIBUTED_SANDBOX_REGISTRY_PORT:-5000}
 SSH_PORT=${PYSTRIBUTED_SANDBOX_SSH_PORT:-2222}
 SSH_USER=${PYSTRIBUTED_SANDBOX_USER:-pystributed}
 BASE_IMAGE=pystributed-sandbox/python:bookworm
+PLOT_IMAGE=pystributed-sandbox/python-plot:bookworm  # BASE_IMAGE with matplotlib, pandas, IPython
 HOST_ALIAS=pystributed-sandbox
 # The login variants: user $SSH_USER-VARIANT, Host alias $HOST_ALIAS-VARIANT ("" is the plain one).
 VARIANTS=("")
@@ -76,6 +77,8 @@ usage: $0 COMMAND    (the sandbox: Debian, as root)
   install --all         also those the test suite needs (scripts/test.sh): ${TEST_PACKAGES[*]#*:}
   start [--swarm|--slurm]   start the sandbox (idempotent; the base image is built once); with
                         --swarm or --slurm also a Docker Swarm or a Slurm cluster beside it
+  plot-image            build (once) $PLOT_IMAGE, the base image with matplotlib, pandas, IPython
+                        (start builds it too; the sandbox must run)
   env [--swarm|--slurm]     print the shell exports that point pystributed at it
   status [--swarm|--slurm]  what runs
   stop [--swarm|--slurm]    stop it (with --swarm, --slurm: the rig only)
@@ -338,12 +341,22 @@ EOF
 }
 
 build_base_image() {
-    local local_docker=(docker -H "unix://$SANDBOX/local/docker.sock")
-    "${local_docker[@]}" image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
-    log "building the base image $BASE_IMAGE with debootstrap (once per machine, about a minute)"
-    local root=$CACHE/rootfs
+    debootstrap_image "$BASE_IMAGE" python3,python3-pip,python-is-python3 "about a minute"
+}
+
+# The image with matplotlib, pandas and IPython (Debian's), for the figures' and display()'s tests.
+build_plot_image() {
+    local packages=python3,python3-pip,python-is-python3,python3-matplotlib,python3-pandas,python3-ipython
+    debootstrap_image "$PLOT_IMAGE" "$packages" "a few minutes"
+}
+
+debootstrap_image() {  # debootstrap_image IMAGE PACKAGES HOW_LONG: built once per machine
+    local local_docker=(docker -H "unix://$SANDBOX/local/docker.sock") image=$1
+    "${local_docker[@]}" image inspect "$image" >/dev/null 2>&1 && return
+    log "building the image $image with debootstrap (once per machine, $3)"
+    local root=$CACHE/rootfs-${image//[^a-z0-9]/-}
     rm -rf "$root"
-    debootstrap --variant=minbase --include=python3,python3-pip,python-is-python3 \
+    debootstrap --variant=minbase --include="$2" \
         bookworm "$root" >"$SANDBOX/debootstrap.log" 2>&1 ||
         die "debootstrap failed; see $SANDBOX/debootstrap.log"
     # Like the python:3.x images: pip may install into the image's Python.
@@ -351,7 +364,7 @@ build_base_image() {
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     tar -C "$root" -c . | "${local_docker[@]}" import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
+        --change 'CMD ["python3"]' - "$image" >/dev/null
     rm -rf "$root"
 }
 
@@ -367,6 +380,7 @@ start() {
     fake_gpus
     start_sshd
     build_base_image
+    build_plot_image
     log "ready; point pystributed at it with: eval \"\$($0 env)\""
 }
 
@@ -378,6 +392,7 @@ export PYSTRIBUTED_REMOTE_SERVER=$HOST_ALIAS
 export PYSTRIBUTED_SSH_OPTIONS='-F $SANDBOX/ssh/ssh_config'
 export PYSTRIBUTED_DOCKER_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export PYSTRIBUTED_BASE_IMAGE=$BASE_IMAGE
+export PYSTRIBUTED_SANDBOX_PLOT_IMAGE=$PLOT_IMAGE
 EOF
 }
 
@@ -442,6 +457,7 @@ if [ "${2:-}" = --slurm ]; then exec "$(dirname "$0")/slurm_rig.sh" "$1"; fi
 case ${1:-} in
 install) install "${2:-}" ;;
 start) start ;;
+plot-image) build_plot_image ;;
 env) env_exports ;;
 stop) stop ;;
 status) status ;;

@@ -71,3 +71,9 @@ def test_parse_traceback_takes_the_last_one():
                                                              "x\nB.C: second"))
     assert errors.parse_traceback("no traceback") == ("", "", "")
     assert errors.parse_traceback("Traceback (most recent call last):\n  x\n  y")[:2] == ("", "")
+
+
+def test_the_exception_is_the_line_after_the_frames_not_output_let_out_after_it():
+    """One stream (a Slurm job's output.log): a print that a buffer held comes after the traceback."""
+    text = 'a\nTraceback (most recent call last):\n  File "/app/c.py", line 5\nValueError: boom\nb\n'
+    assert errors.parse_traceback(text)[:2] == ("ValueError", "boom")

@@ -39,7 +39,8 @@ def test_main_runs_the_saved_cell_with_its_features(ran, tmp_path):
     (config, kwargs), = ran
     assert config.REMOTE_SERVER == "local"
     assert kwargs == {"code_path": "user_code.py", "source": None, "quiet": True, "detach": False,
-                      "on_interrupt": None, "features": kwargs["features"]}
+                      "on_interrupt": None, "features": kwargs["features"],
+                      "engine": lifecycle.on_cluster}  # (a cluster's run: a job of one task)
     kinds = [type(f) for f in kwargs["features"]]
     assert kinds[0] == checks.Checks and values.Exchange in kinds
     assert data.Data not in kinds and cache.Cache not in kinds  # no DATA, no --cache

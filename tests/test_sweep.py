@@ -90,3 +90,79 @@ def test_collect_puts_each_out_name_in_the_namespace_in_parameter_order(tmp_path
     sweep.collect(job, namespace)
     assert namespace == {"loss": [None, None]}  # (nothing pickled: no value came back)
 
+
+
+class Heard:
+    """A feature that notes which of a run's hooks were called."""
+
+    def __init__(self):
+        self.heard = []
+
+    def after_fetch(self, run):
+        self.heard.append("after_fetch")
+
+    def finished(self, run):
+        self.heard.append("finished")
+
+
+def cluster_run(tmp_path, status, *, exit_code=None, log="", error=""):
+    """A run on a cluster whose job's one task ended so (its folder here when it has a log); the run
+    (pipeline.Run), its job, its feature."""
+    from pystributed import config, pipeline, results
+
+    cfg = config.load(environ={}, REMOTE_SERVER="me@login", CLUSTER="slurm", DOCKER_REGISTRY="reg:5000",
+                      LOCAL_RESULTS_DIR=str(tmp_path / "results"))
+    run_id = "20261125-101502-3fa9c1"
+    task = jobs.Task(0, {}, status=status, exit_code=exit_code, error=error, fetched=bool(log))
+    if log:
+        folder = tmp_path / "results" / run_id
+        folder.mkdir(parents=True)
+        (folder / "output.log").write_text(log)
+        task.local_path = str(folder)
+    feature = Heard()
+    run = pipeline.Run(cfg, None, progress.steps_for(True), result=results.RunResult(run_id, server="login"),
+                       code_path="cell.py", features=[feature])
+    return run, jobs.Job(run_id, [task], single=True), feature
+
+
+def test_a_cluster_runs_task_becomes_its_record_and_its_values_are_taken(tmp_path):
+    from pystributed import results
+
+    run, job, feature = cluster_run(tmp_path, jobs.SUCCEEDED, exit_code=0, log="hi\n")
+    result = sweep.as_run(run, job, ["output.log"], check=True)
+    assert result.status == results.State.SUCCEEDED and result.exit_code == 0
+    assert feature.heard == ["after_fetch", "finished"]  # (--out values: finished)
+    assert result.files == ["output.log", "run.json"] and (result.local_path / "run.json").exists()
+    assert results.load_record(run.config.LOCAL_RESULTS_DIR, result.run_id).status == results.State.SUCCEEDED
+
+
+def test_a_cluster_runs_failure_raises_the_cells_error_or_says_the_step(tmp_path):
+    from pystributed.errors import RemoteCellError, StepError
+
+    run, job, feature = cluster_run(tmp_path / "a", jobs.FAILED, exit_code=1,
+                                    log='Traceback (most recent call last):\n  File "/app/cell.py", line 1\n'
+                                        "ValueError: bad\n")
+    with pytest.raises(RemoteCellError, match="ValueError: bad") as caught:
+        sweep.as_run(run, job, [], check=True)
+    assert isinstance(caught.value, ValueError) and feature.heard == ["after_fetch"]
+    run, job, _ = cluster_run(tmp_path / "b", jobs.FAILED, error="its node gpu2 was lost: down")
+    with pytest.raises(StepError, match="its node gpu2 was lost") as step:
+        sweep.as_run(run, job, [], check=True)
+    assert step.value.step == "run"
+    run, job, _ = cluster_run(tmp_path / "c", jobs.FAILED, exit_code=0,
+                              error="its results could not be fetched: ssh: timeout\nIts results are in")
+    with pytest.raises(StepError, match="could not be fetched") as step:
+        sweep.as_run(run, job, [], check=True)
+    assert step.value.step == "fetch" and "are in" in step.value.output
+
+
+def test_a_runs_job_lists_no_figure_grid_at_its_end(tmp_path, capsys):
+    """A run's figures showed in its output as they came; the grid of first figures is a sweep's."""
+    folder = tmp_path / "run"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "figures" / "001.png").write_bytes(b"\x89PNG")
+    task = jobs.Task(0, {}, status=jobs.SUCCEEDED, local_path=str(folder), fetched=True)
+    job_view.Display(progress.steps_for(False)).end(jobs.Job("20261125-101502-3fa9c1", [task], single=True))
+    assert "figures" not in capsys.readouterr().out
+    job_view.Display(progress.steps_for(False)).end(jobs.Job("sweep-20261125-101502-3fa9c1", [task]))
+    assert "figures (the first of each task)" in capsys.readouterr().out

@@ -31,6 +31,9 @@ class Place:
         """Run a docker argument list (from docker.py) on the place's engine; its output."""
         raise NotImplementedError
 
+    # start, follow, finish, stop: one server's (pipeline, server_engine.py); a cluster's run is a job of
+    # one task on its engine (sweep.run_one).
+
     def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
         """Start the container (with `start`, docker run's arguments, and `env` on its stdin),
         then hand its output to the callbacks until it ends; the exit code of that command."""

@@ -1,7 +1,7 @@
 """CLUSTER = "slurm": a Slurm cluster whose login node is REMOTE_SERVER (reached with ssh, as one
-server is). No scheduler of ours: a run is a one-task batch job (a sweep one job array,
-slurm_engine.py) asking for GPUS_PER_TASK GPUs (`--gres=gpu:N`), with the site's SLURM_ARGS; Slurm
-queues it, places it and says why it waits.
+server is). No scheduler of ours: slurm_engine.py submits a job's tasks, a sweep's as one job array, a
+run's (a job of one task, sweep.run_one) as one batch job, each asking for GPUS_PER_TASK GPUs
+(`--gres=gpu:N`), with the site's SLURM_ARGS; Slurm queues them, places them and says why they wait.
 
 The login node runs no container (it usually has no Docker): the job does, on its node, by the job
 script places/slurm_job.sh, which pulls the image from the registry (the pipeline's `pull` step is
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import time
 from pathlib import Path
 
 from pystributed import docker, registry
@@ -25,7 +24,6 @@ from pystributed.errors import StepError
 from pystributed.places import ClusterPlace, server, slurm_routes
 
 JOB_SCRIPT = (Path(__file__).parent / "slurm_job.sh").read_text(encoding="utf-8")
-POLL = 1.0
 ENDED = ("COMPLETED", "COMPLETING", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED")
 
@@ -139,11 +137,6 @@ class Slurm(ClusterPlace):
                 self.digests[ref] = ""
         return slurm_routes.image_file(remote_dir.rsplit("/", 1)[0], ref, self.digests[ref])
 
-    def jobs(self, remote_dir, *names, step="run"):
-        """[Row]: the jobs so named (and their array tasks) that Slurm still knows; their GPUs as their job
-        script saved them in remote_dir (the run's folder, or the sweep's)."""
-        return parse_jobs(self.call("slurm_jobs", remote_dir, *names, step=step))
-
     def sweep_jobs(self, remote_dir, *names):
         """([Row] as jobs() has them, {the indexes of the tasks that saved their state in
         remote_dir/INDEX})."""
@@ -153,26 +146,7 @@ class Slurm(ClusterPlace):
     def cancel(self, *names, step="cancel"):
         self.call("slurm_cancel", *names, step=step)
 
-    def wait_started(self, name, remote_dir):
-        """Until the job runs (or ended); says, once, why it waits (Slurm's reason)."""
-        said = ""
-        while True:
-            rows = self.jobs(remote_dir, name)
-            row = rows[-1] if rows else None
-            if row is None or not row.pending:
-                if said and row is not None:
-                    self.say(f"placed on {row.nodes}" + (f", GPU {row.gpus}" if row.gpus else "") + "\n")
-                if self.steps is not None and row is not None and row.nodes:
-                    self.steps.progress(f"on {row.nodes}" + (" after a wait in the queue" if said else ""))
-                return row
-            if row.reason and row.reason != said and row.reason != "None":
-                said = row.reason
-                self.say(f"queued: {row.reason} (Slurm's reason; it starts the job when it can)\n")
-                if self.steps is not None:
-                    self.steps.progress(f"queued: {row.reason}")
-            time.sleep(POLL)
-
-    # The Place methods, for a single run: a job of one task.
+    # The Place methods (a run's job is slurm_engine.py's).
 
     def prepare(self, run_id):
         path, user = self.login.prepare(run_id)
@@ -201,36 +175,6 @@ class Slurm(ClusterPlace):
         raise StepError(step, f"{shlex.join(argv[:3])}: the login node {self.name} runs no Docker command",
                         hint="On a Slurm cluster, containers run in jobs on the nodes "
                              "(TRANSPORT = 'registry').")
-
-    def start(self, start, env):
-        name = start[start.index("--name") + 1]
-        results = next(v for v in start if v.endswith(":" + docker.task_env("")["PYSTRIBUTED_RESULTS"]))
-        remote_dir = results.rsplit(":", 1)[0]
-        self.submit(start, env, remote_dir=remote_dir, name=name, nodes=self.config.NODES)
-
-    def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
-        if start:
-            self.start(start, env or {})
-        remote_dir = self.dirs.get(run_id) or f"{self.login.workdir()}/{run_id}"
-        self.wait_started(job_name(run_id), remote_dir)
-        return self.login.stream("slurm_follow", remote_dir, job_name(run_id), step="run",
-                                 on_stdout=on_stdout, on_stderr=on_stderr)
-
-    def finish(self, remote_dir, run_id, *, cancelled=False):
-        state = self.call("slurm_finish", remote_dir, job_name(run_id), f"{remote_dir}.env",
-                          step="run").strip()
-        if not state:
-            raise StepError("run", f"the job {job_name(run_id)} ended without saving its state in "
-                                   f"{remote_dir}",
-                            hint=f"Either it never ran (see {remote_dir}/.pystributed-slurm-*.out there), "
-                                 f"or REMOTE_WORKDIR ({self.config.REMOTE_WORKDIR}) is not on a filesystem "
-                                 f"that the nodes share with the login node {self.name}: the task wrote its "
-                                 "results on its node. Choose a REMOTE_WORKDIR on the shared filesystem "
-                                 "(often your home).")
-        return server.exit_code(state.splitlines()[-1])
-
-    def stop(self, run_id, *, step="run"):
-        self.cancel(job_name(run_id), step=step)
 
     def fetch(self, remote_dir, read, *, going=False, hint=""):
         return self.login.fetch(remote_dir, read, going=going, hint=hint)

@@ -40,13 +40,17 @@ class SlurmEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        n, per = len(self.job.tasks), 1 if self.job.single else self.config.TASKS_PER_CONTAINER
         jobs = -(-n // per)  # each runs `per` tasks one after another (slurm_job.sh, task_runner.py)
         at_once = f"%{min(self.config.MAX_CONCURRENT, jobs)}" if self.config.MAX_CONCURRENT else ""
-        with self.steps.step("start", f"{n} tasks on the Slurm cluster of {self.place.name}"
+        single = self.job.single  # (a run: one job, its folder the run's; over NODES nodes)
+        with self.steps.step("start", (f"run {self.job.sweep_id}" if single else f"{n} tasks")
+                             + f" on the Slurm cluster of {self.place.name}"
                              + (f", {per} a job" if per > 1 else "")):
             ident = self.place.submit(self.run_args(), self.secrets(), remote_dir=self.job.remote_dir,
-                                      name=self.name, sweep=True, array=f"0-{jobs - 1}{at_once}",
+                                      name=self.name, sweep=not single,
+                                      array=None if single else f"0-{jobs - 1}{at_once}",
+                                      nodes=self.config.NODES if single else 1,
                                       variables=[f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}",
                                                  f"PYSTRIBUTED_TASK_COUNT={n}"] if per > 1 else ())
         self.job.set(services=[[self.name, ident, None]], per_container=per)
@@ -65,7 +69,7 @@ class SlurmEngine(Engine):
         # The attempt before's state goes first: a task whose folder has a state has ended (look). The
         # folder is marked this attempt's: the container of the attempt before (a chunk's, still
         # running its other tasks) then writes no state of its own for it when it ends.
-        self.place.call("next_attempt", f"{self.job.remote_dir}/{task.index}", str(attempt), step="start")
+        self.place.call("next_attempt", self.job.task_dir(task), str(attempt), step="start")
         # Its environment (SECRETS) is sent again, to a file of its own that its job removes at its end: the
         # array's file goes when the array's last task ends (slurm_job.sh), which may be before this job
         # starts; keeping that one until the engine's end instead would keep a secret on the shared disk
@@ -99,8 +103,8 @@ class SlurmEngine(Engine):
         rows, saved = self.place.sweep_jobs(self.job.remote_dir, *self.names())
         for row in rows:
             at, index = order.get(row.name, (0, None))
-            for each in (([] if row.index is None else self.job.chunk(row.index)) if index is None
-                         else [index]):
+            for each in (([0] if self.job.single else [] if row.index is None else self.job.chunk(row.index))
+                         if index is None else [index]):
                 if at >= rank.get(each, -1):
                     found[each], rank[each] = row, at
         return found, saved
@@ -130,7 +134,8 @@ class SlurmEngine(Engine):
             else:  # ended (its state saved, before its job ends), or forgotten by Slurm:
                 # its state file says how
                 self.busy.add(task.index)
-                task.set(ended=time.time(), node=row.nodes if row is not None and row.nodes else task.node)
+                task.set(ended=time.time(), why="",  # (Slurm's reason while it waited: no more)
+                         node=row.nodes if row is not None and row.nodes else task.node)
                 alone = task.attempts > 1  # (a retry's job ran it alone)
                 ended.setdefault(("alone", task.index) if alone else task.index // self.job.per_container,
                                  []).append(task)
@@ -162,7 +167,7 @@ class SlurmEngine(Engine):
         elif code is None and self.fetch_failed[task.index]:  # the login node did not answer: not the task's
             if self.fetch_failed[task.index] < FETCH_TRIES and not self.cancelling:  # fault; the next look
                 return                                                                # fetches it again
-            self.not_fetched(task, f"{self.job.remote_dir}/{task.index}", self.place.name)
+            self.not_fetched(task, self.job.task_dir(task), self.place.name)
         elif code is None:
             why = task.why or ("it ended without a state file: it never ran (see .pystributed-slurm-*.out in "
                                f"{self.job.remote_dir}), or the nodes do not share REMOTE_WORKDIR")
@@ -224,7 +229,7 @@ class SlurmEngine(Engine):
         """After a detach: fetch what ended meanwhile, follow the rest."""
         for task in self.job.tasks:
             if task.final and not task.fetched and task.node:
-                self.fetches.submit(self.fetch_task, task, self.place, f"{self.job.remote_dir}/{task.index}")
+                self.fetches.submit(self.fetch_task, task, self.place, self.job.task_dir(task))
         return self.watch("detach")
 
     def refresh(self):
@@ -234,7 +239,7 @@ class SlurmEngine(Engine):
     def logs(self, task, on_stdout, on_stderr, *, follow=False):
         index_of = {index: name for name, _, index in self.job.services if index is not None}
         name = index_of.get(task.index, self.name)  # (a retry's job; the array's otherwise)
-        remote_dir = f"{self.job.remote_dir}/{task.index}"
+        remote_dir = self.job.task_dir(task)
         if follow:
             return self.place.login.stream("slurm_follow", remote_dir, name, step="logs", on_stdout=on_stdout,
                                            on_stderr=on_stderr)

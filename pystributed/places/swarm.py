@@ -1,7 +1,7 @@
-"""CLUSTER = "swarm": a Docker Swarm whose manager is REMOTE_SERVER. No scheduler of ours: a run (or
-a sweep, sweep.py) is one `replicated-job` service, each task asking for GPUS_PER_TASK of the generic
-resource `gpu` that the nodes advertise; Swarm places it on a node with that many free, and keeps it
-`pending` while no node has them (the queue).
+"""CLUSTER = "swarm": a Docker Swarm whose manager is REMOTE_SERVER. No scheduler of ours: a job (a
+sweep, or a run: a job of one task, sweep.run_one) is one `replicated-job` service (swarm_engine.py),
+each task asking for GPUS_PER_TASK of the generic resource `gpu` that the nodes advertise; Swarm
+places it on a node with that many free, and keeps it `pending` while no node has them (the queue).
 
 Files stay where they are made, as on one server: the run folder REMOTE_WORKDIR/<run-id>/ is made on
 every node before the service starts (one service mounts the same path wherever its task lands, so
@@ -24,7 +24,6 @@ from pystributed import docker
 from pystributed.errors import StepError
 from pystributed.places import ClusterPlace, server, ssh, swarm_secrets
 from pystributed.places.swarm_service import (
-    QUEUED,
     Node,
     check_run_args,
     on_each,
@@ -35,7 +34,6 @@ from pystributed.places.swarm_service import (
 )
 
 POLL = 0.5  # seconds between two looks at a service's tasks
-NODES_EVERY = 3.0  # seconds between two looks at the nodes' states, while a run waits for its task
 
 
 class Swarm(ClusterPlace):
@@ -48,7 +46,6 @@ class Swarm(ClusterPlace):
         self.manager = self.login  # everything but a node's files goes through it
         self.steps = None  # the run's display, for "queued" (set by features/cluster.py)
         self.prepared = {}  # node id -> the run folder's path there, for the nodes that have it
-        self.ran_on = {}  # run folder -> the node id its task ran on
         self._nodes = None
         self._places = {}
         self._stack = None
@@ -186,7 +183,7 @@ class Swarm(ClusterPlace):
         if self.steps is not None:
             self.steps.say(text)
 
-    # The Place methods, for a single run: a job of one task.
+    # The Place methods (a run's container is its job's: swarm_engine.py).
 
     def prepare(self, run_id):
         # Each node as a server of its own: the same checks (a ':' in the path, a rootless engine).
@@ -248,102 +245,13 @@ class Swarm(ClusterPlace):
             return ""
         return self.manager.docker(argv, step=step, hint=hint, stdin=stdin, read=read)
 
-    def start(self, start, env):
-        self.create(start, env, gpus=self.config.GPUS_PER_TASK)
-
-    def wait_placed(self, service, *, report=True):
-        """The service's first task once it runs (or ended before); says, once, that it waits in the queue."""
-        said = ""
-        while True:
-            exists, tasks = self.tasks(service)
-            if not exists:
-                raise StepError("run", f"the service {service} is gone from {self.name} (cancelled?)")
-            task = tasks[-1] if tasks else None
-            if task and (task.state == "running" or task.ended):
-                where = self.node(task.node).shown if task.node else ""
-                if said and report:
-                    self.say(f"placed on {where}" + (f", GPU {', '.join(task.gpus)}"
-                                                     if task.gpus else "") + "\n")
-                if self.steps is not None and where:
-                    self.steps.progress(f"on {where}" + (" after a wait in the queue" if said else ""))
-                return task
-            why = task and task.state in QUEUED and task.error
-            if why and not said and report:
-                said = why
-                self.say(f"queued: {why} (every node's GPUs are taken, or too few; Swarm starts it as soon "
-                         f"as {self.config.GPUS_PER_TASK} GPU(s) on one node are free)\n")
-                if self.steps is not None:
-                    self.steps.progress("queued")
-            time.sleep(POLL)
-
-    def follow(self, run_id, on_stdout, on_stderr, *, start=None, env=None):
-        service = service_name(run_id)
-        if start:
-            self.start(start, env or {})
-        task = self.wait_placed(service)
-        if not task.container:  # it never started (rejected: an image it could not pull, a mount)
-            on_stderr(f"the task of {service} did not start on "
-                      f"{self.node(task.node).shown if task.node else 'any node'}: "
-                      f"{task.error or task.message or task.state}\n")
-            self.remove_service(service, nodes=[task.node] if task.node else None)  # Swarm would try it again
-            return 125
-        if task.node in self.prepared:
-            self.ran_on[self.prepared[task.node]] = task.node
-        return self.container_logs(task.node, task.container, on_stdout, on_stderr, follow=True, step="run")
-
-    def finish(self, remote_dir, run_id, *, cancelled=False):
-        """Wait for the task to end (and its retries); remove the service; its exit code. A node
-        that goes down meanwhile (Swarm would go on saying its task runs) fails the run."""
-        service, nodes_read = service_name(run_id), time.monotonic()
-        while True:
-            exists, tasks = self.tasks(service)
-            if not exists or not tasks:
-                raise StepError("run", f"the service {service} is gone from {self.name}, with its exit code",
-                                hint="Its output and results are in its run folder on the node it ran on.")
-            last = tasks[-1]
-            if last.ended:
-                break
-            if last.node and time.monotonic() - nodes_read > NODES_EVERY:
-                nodes_read = time.monotonic()
-                node = next((n for n in self.nodes(again=True) if n.id == last.node), None)
-                if node is not None and node.state == "down":  # ("unknown" comes and goes with a new leader)
-                    self.remove_service(service, nodes=[n.id for n in self.usable() if n.id != node.id])
-                    raise StepError("run", f"its node {node.shown} was lost (down in Swarm's view)",
-                                    hint=f"Its output and results, if any, are in {remote_dir} on "
-                                         f"{node.shown}; run it again (Swarm places it on another node).")
-            time.sleep(POLL)
-        self.remove_service(service, nodes={t.node for t in tasks if t.node})
-        if last.node:
-            self.ran_on[remote_dir] = last.node
-            others = [self.node(n) for n in self.prepared if n != last.node]
-            self.each(others, lambda node: self.at(node).call("rmdir_run", remote_dir, step="run"))
-            if last.succeeded:  # task_runner.py saved the cell's exit code
-                state = self.at(last.node).call("saved_state", remote_dir, step="run").strip()
-                if state:
-                    return server.exit_code(state)
-        return last.exit_code if last.exit_code is not None else 125
-
-    def stop(self, run_id, *, step="run"):
-        """Interrupt the cell (SIGINT), then stop its container, on its node."""
-        _, tasks = self.tasks(service_name(run_id))
-        running = [t for t in tasks if t.container and not t.ended]
-        for task in running:
-            place = self.at(task.node)
-            with contextlib.suppress(StepError):
-                place.docker(docker.interrupt(task.container), step=step)
-            place.docker(docker.stop(task.container), step=step)
-        if not running:
-            self.remove_service(service_name(run_id), step=step, interrupt=True)
-
     def container_logs(self, node, container, on_stdout, on_stderr, *, follow=False, step="logs"):
         """A task's container's output, on its node (with `follow`, until it ends); the exit code."""
         return self.at(node).stream("docker_command", *docker.logs(container, follow=follow)[1:], step=step,
                                     on_stdout=on_stdout, on_stderr=on_stderr)
 
     def where(self, remote_dir):
-        """The node a run folder's task ran on: remembered, else the one whose folder has a log."""
-        if remote_dir in self.ran_on:
-            return self.ran_on[remote_dir]
+        """The node a run folder's task ran on: the one whose folder has a log."""
         found = self.each(self.usable(), lambda node: self.at(node).call(
             "missing", f"{remote_dir}/output.log", step="fetch").strip())
         with_log = [node for node, missing in found.items() if missing == ""]

@@ -47,14 +47,15 @@ class SwarmEngine(Engine):
                                    extra_args=[*self.job.mounts, *self.config.DOCKER_RUN_ARGS])[2:]
 
     def start(self):
-        n, per = len(self.job.tasks), self.config.TASKS_PER_CONTAINER
+        n, per = len(self.job.tasks), 1 if self.job.single else self.config.TASKS_PER_CONTAINER
         containers = -(-n // per)  # each runs `per` tasks one after another (task_runner.py)
-        with self.steps.step("start", f"{n} tasks on the swarm of {self.place.name}"
+        shown = f"run {self.job.sweep_id}" if self.job.single else f"{n} tasks"
+        with self.steps.step("start", f"{shown} on the swarm of {self.place.name}"
                              + (f", {per} a container" if per > 1 else "")):
             ident = self.place.create(self.run_args(self.job.sweep_id), self.secrets(),
                                       job_id=self.job.sweep_id, replicas=containers,
                                       max_concurrent=min(self.config.MAX_CONCURRENT or n, containers),
-                                      gpus=self.config.GPUS_PER_TASK, variables=[
+                                      gpus=self.config.GPUS_PER_TASK, variables=[] if self.job.single else [
                                           "PYSTRIBUTED_TASK_FOLDERS=1",
                                           *([f"PYSTRIBUTED_TASKS_PER_CONTAINER={per}"] if per > 1 else [])])
         self.job.set(services=[[self.service, ident, None]], per_container=per,
@@ -260,7 +261,7 @@ class SwarmEngine(Engine):
         for task in self.job.tasks:  # those that ended before: fetched now, if they were not
             if (task.final or not exists) and not task.fetched and task.node_id:
                 self.fetches.submit(self.fetch_task, task, self.place.at(task.node_id),
-                                    f"{self.job.remote_dir}/{task.index}")
+                                    self.job.task_dir(task))
             if not exists and not task.final:  # put away already (cancelled)
                 task.set(CANCELLED)
         return self.done() if not exists else self.watch("detach")
@@ -270,7 +271,7 @@ class SwarmEngine(Engine):
             self.look(fetch=False)
 
     def logs(self, task, on_stdout, on_stderr, *, follow=False):
-        remote_dir = f"{self.job.remote_dir}/{task.index}"
+        remote_dir = self.job.task_dir(task)
         _, attempts = self.attempts()
         last = (attempts.get(task.index) or [None])[-1]
         shared = (last and self.job.per_container > 1

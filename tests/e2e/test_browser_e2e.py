@@ -3,7 +3,7 @@ Chromium, driven through the page itself (typing, Shift+Enter, the toolbar, the 
 the sandbox. The tests read the page's text and structure, never its pixels, and save a screenshot
 of the window at each moment that matters into pytest's temporary folder (`screenshots0/`, printed
 at the end; `--basetemp DIR` keeps it in DIR); with PYSTRIBUTED_SCREENSHOTS set to a folder, the
-three for docs/features.md (one also in README) are written there, cropped to their cells and small:
+four for docs/features.md (two also in README) are written there, cropped to their cells and small:
 
     PYSTRIBUTED_SCREENSHOTS=docs/ python3 -m pytest -q tests/e2e/test_browser_e2e.py
 """
@@ -261,6 +261,29 @@ def test_remote_out_shows_the_result_table_and_its_files_open_in_jupyterlab(lab,
     assert editor[0].get_attribute("textContent") == " ".join(expected)
     shots.take(lab, "lab-6-result-file-opened")
     lab._click_label(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", "lab.ipynb")
+
+
+# A training cell's usual end, in the image with matplotlib (scripts/sandbox.sh plot-image).
+FIGURE_CELL = ("%%remote --image pystributed-sandbox/python-plot:bookworm\n"
+               "import matplotlib.pyplot as plt\n"
+               "losses = [1 / (1 + step / 10) for step in range(100)]\n"
+               "plt.figure(figsize=(6, 2.5))\n"  # the cell fits in the window, for its screenshot
+               "plt.plot(losses)\n"
+               "plt.xlabel('step'); plt.ylabel('loss'); plt.title('training loss')\n"
+               "plt.show()\n"
+               "print('final loss', round(losses[-1], 3))")
+
+
+def test_a_remote_figure_shows_in_jupyterlab_before_the_next_print(lab, shots):
+    index = lab.run(FIGURE_CELL)
+    outputs = lab.wait_done(index, 600)["outputs"]
+    mimes = [o["mime"] for o in outputs]
+    assert "image/png" in mimes, outputs
+    figure = mimes.index("image/png")
+    assert "final loss 0.092" in "".join(o["text"] for o in outputs[figure + 1:]), outputs
+    images = lab.by_css(".jp-OutputArea-output[data-mime-type='image/png'] img", lab.cell(index))
+    assert images and images[0].size["width"] > 100, "the figure is not drawn"
+    shots.take(lab, "lab-7-remote-figure", cells=[index], docs="remote-figure.png")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,17 @@
-"""A single run on a Slurm cluster (places/slurm.py), every program faked strictly: the run folder
-made from the login node, the pull left to the nodes, a one-task job, its output followed, its exit
-code read from its state file, a cancel; and the config's checks of the Slurm keys."""
+"""A run on a Slurm cluster (places/slurm.py), every program faked strictly: the run folder made from
+the login node, the pull left to the nodes, the run a job of one task on the Slurm engine (one batch
+job, its folder the run's, its exit code read from its state file); the container routes; and the
+config's checks of the Slurm keys."""
 import json
+import types
 
+import fakes
 import pytest
 
-from pystributed import config, context, docker, registry
+from pystributed import config, context, docker, jobs, progress, registry
 from pystributed.errors import ConfigError, StepError
 from pystributed.places import place_for, server, slurm, slurm_routes
+from pystributed.places.slurm_engine import SlurmEngine
 
 RUN = "20261125-101502-3fa9c1"
 NAME, FOLDER, MARK = docker.container_name(RUN), f"/home/me/runs/{RUN}", server.MARK
@@ -17,11 +21,6 @@ NAME, FOLDER, MARK = docker.container_name(RUN), f"/home/me/runs/{RUN}", server.
 def cfg():
     return config.load(environ={}, REMOTE_SERVER="me@login", DOCKER_REGISTRY="reg:5000",
                        REMOTE_WORKDIR="runs", CLUSTER="slurm", GPUS_PER_TASK=2)
-
-
-@pytest.fixture(autouse=True)
-def no_waiting(monkeypatch):
-    monkeypatch.setattr(slurm, "POLL", 0)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +47,7 @@ def test_the_pull_step_asks_the_registry_for_the_tag_the_nodes_will_pull(cfg, ta
     assert place.docker(docker.pull("reg:5000/p:2"), step="pull") == ""  # (a login): left to the nodes
 
 
-def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
+def test_a_run_is_a_one_task_job_of_the_slurm_engine_its_folder_the_runs(cfg, programs, capsys):
     place = place_for(cfg)
     assert isinstance(place, slurm.Slurm) and place.queues
     programs.expect("server", "rundir", "runs", RUN, out=f"{FOLDER}\n1000\n1000\nmachine x86_64\n")
@@ -57,39 +56,36 @@ def test_a_run_is_a_one_task_job_followed_to_its_exit_code(cfg, programs):
     # The pull is the nodes': nothing is asked of the login node, which has no Docker.
     assert not docker.has_image(place.docker, "reg:5000/p:1")
     assert place.docker(docker.pull("reg:5000/p:1"), step="pull") == ""
-    start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
-                                env=docker.task_env(RUN))[2:]
+    job = jobs.Job(RUN, [jobs.Task(0, {})], single=True, remote_dir=FOLDER, image="reg:5000/p:1",
+                   user="1000:1000")
+    started = types.SimpleNamespace(steps=progress.steps_for(False), detach=False, env={"A": "1"})
+    engine = SlurmEngine(cfg, place, job, sweep=started)
+    engine.fetches = fakes.Inline()
+    # One batch job, no array: the job script's mode 0 (a run's folder, not a task's below it).
     programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
                     slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
                     "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
                     "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", "docker",
                     f"{FOLDER}.env", ..., out="7\n")
-    programs.expect("server", "slurm_jobs", FOLDER, NAME,
-                    out=f"{MARK} jobs\n7|7|N/A|{NAME}|PENDING|Resources|\n")
-    programs.expect("server", "slurm_jobs", FOLDER, NAME,
-                    out=f"{MARK} jobs\n7|7|N/A|{NAME}|RUNNING|None|node2\n{MARK} gpus\n7 0,1\n")
-    programs.expect("server", "slurm_follow", FOLDER, NAME, stdout="hello\n")
-    said, out = [], []
-    place.say = said.append
-    assert place.follow(RUN, out.append, out.append, start=start, env={"A": "1"}) == 0
-    assert out == ["hello\n"] and programs.calls[2].stdin == b"A=1\n"
-    assert said == ["queued: Resources (Slurm's reason; it starts the job when it can)\n",
-                    "placed on node2, GPU 0,1\n"]
-    state = {"State": {"ExitCode": 3}}
-    programs.expect("server", "slurm_finish", FOLDER, NAME, f"{FOLDER}.env", out=json.dumps(state) + "\n")
-    assert place.finish(FOLDER, RUN) == 3
-
-
-def test_a_job_that_left_no_state_says_the_folder_may_not_be_shared(cfg, programs):
-    programs.expect("server", "slurm_finish", FOLDER, NAME, f"{FOLDER}.env", out="")
-    with pytest.raises(StepError) as e:
-        slurm.Slurm(cfg).finish(FOLDER, RUN)
-    assert "ended without saving its state" in e.value.message and "shared" in e.value.hint
-
-
-def test_stop_scancels_the_job(cfg, programs):
-    programs.expect("server", "slurm_cancel", NAME)
-    slurm.Slurm(cfg).stop(RUN)
+    engine.start()
+    assert programs.calls[-1].stdin == b"A=1\n" and "PYSTRIBUTED_SWEEP_ID" not in programs.calls[-1].words
+    looks = [(f"7|7|N/A|{NAME}|PENDING|Resources|\n", "", ""),
+             (f"7|7|N/A|{NAME}|RUNNING|None|node2\n", "7 0,1\n", ""),
+             (f"7|7|N/A|{NAME}|COMPLETING|None|node2\n", "", "0\n")]  # (its state saved: it has ended)
+    for rows, gpus, saved in looks:
+        programs.expect("server", "slurm_jobs", "--states", FOLDER, NAME,
+                        out=f"{MARK} states\n{saved}{MARK} jobs\n{rows}{MARK} gpus\n{gpus}")
+    state = {"State": {"ExitCode": 3}, "Node": "node2", "Gpus": "0,1"}
+    programs.expect("server", "fetch", FOLDER, "", out=fakes.tar_of({
+        "output.log": b"hello\n", ".pystributed-state.json": json.dumps(state).encode()}))
+    programs.expect("server", "remove", f"{FOLDER}.env")
+    done = engine.watch("stop")
+    task = done.tasks[0]
+    assert (task.status, task.exit_code, task.local_path) == ("failed", 3, str(engine.local.resolve()))
+    assert (engine.local / "output.log").read_text() == "hello\n"  # the run's folder, no 0/ below it
+    shown = capsys.readouterr().out
+    assert "queued: Resources" in shown and "placed on node2, GPU 0,1" in shown
+    assert shown.index("queued: Resources") < shown.index("placed on")
 
 
 @pytest.mark.parametrize("route, words", [
@@ -111,7 +107,7 @@ def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, p
                     "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
                     "--gres=gpu:2", f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "0", route,
                     f"{FOLDER}.env", *env, *words, *context.task_command(), out="9\n")
-    place.start(start, {})
+    place.submit(start, {}, remote_dir=FOLDER, name=NAME)
 
 
 def test_a_docker_option_is_refused_clearly(cfg, programs):
@@ -183,15 +179,15 @@ def test_a_run_over_two_nodes_is_one_allocation_of_one_task_per_node(cfg, progra
                       CLUSTER="slurm", GPUS_PER_TASK=1, NODES=2, SLURM_ARGS=["--partition", "gpu"])
     place = slurm.Slurm(cfg)
     place.route = "docker"
-    start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
-                                env=docker.task_env(RUN))[2:]
     programs.expect("server", "slurm_submit", f"{FOLDER}.env", f"{FOLDER}/.pystributed-job.sh",
                     slurm.JOB_SCRIPT, "--job-name", NAME, "--chdir", FOLDER,
                     "--output", f"{FOLDER}/.pystributed-slurm-%j.out",
                     "--gres=gpu:1", "--nodes=2", "--ntasks-per-node=1", "--partition", "gpu",
                     f"{FOLDER}/.pystributed-job.sh", FOLDER, NAME, "ranks", "docker", f"{FOLDER}.env", ...,
                     out="8\n")
-    place.start(start, {})
+    job = jobs.Job(RUN, [jobs.Task(0, {})], single=True, remote_dir=FOLDER, image="reg:5000/p:1",
+                   user="1000:1000")
+    SlurmEngine(cfg, place, job, sweep=types.SimpleNamespace(steps=progress.steps_for(True), env={})).start()
 
 
 @pytest.mark.parametrize("overrides, words", [

@@ -1,11 +1,12 @@
-"""CLUSTER = "swarm": the service a run becomes, Swarm's objects as read, a one-node swarm's run."""
+"""CLUSTER = "swarm": the service a job becomes, Swarm's objects as read, a one-node swarm's folders
+(a run's job: tests/places/test_swarm_engine.py)."""
 import dataclasses
 import json
 
 import pytest
 
 from pystributed import config, context
-from pystributed.errors import ConfigError, StepError
+from pystributed.errors import ConfigError
 from pystributed.places import place_for, swarm, swarm_service
 
 RUN_ID = "20261125-101502-3fa9c1"
@@ -145,23 +146,6 @@ def test_the_image_is_built_for_the_gpu_nodes_platform(cfg, programs, monkeypatc
     assert place.platform == platform
 
 
-def test_a_single_run_ends_with_the_exit_code_its_task_saved_and_nothing_left(cfg, programs):
-    place = swarm.Swarm(cfg)
-    place._nodes = swarm_service.parse_nodes([json.dumps(NODE)])
-    place.prepared = {"n1": f"/home/me/runs/{RUN_ID}"}
-    done = {"ID": "t1", "ServiceID": "s", "NodeID": "n1", "Status": {"State": "complete", "ContainerStatus": {
-        "ContainerID": "c1", "ExitCode": 0}}}
-    service = f"pystributed-{RUN_ID}"
-    programs.expect("server", "swarm_tasks", service, out=f"@@pystributed@@ services\n{service}\n"
-                    f"@@pystributed@@ tasks\n{json.dumps(done)}\n")
-    programs.expect("server", "docker_command", "service", "rm", service)
-    programs.expect("server", "swarm_put_away", service, "")
-    saved = '{"State": {"ExitCode": 3}}'
-    programs.expect("server", "saved_state", f"/home/me/runs/{RUN_ID}", out=saved + "\n")
-    assert place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID) == 3  # the cell's, as task_runner.py saved it
-    assert place.ran_on == {f"/home/me/runs/{RUN_ID}": "n1"}
-
-
 def test_secrets_become_docker_secrets_of_the_job_never_its_spec(cfg, programs):
     place = swarm.Swarm(dataclasses.replace(cfg, SECRETS=["TOKEN"]))
     secret = f"pystributed-{RUN_ID}-s0"
@@ -184,21 +168,3 @@ def test_secrets_become_docker_secrets_of_the_job_never_its_spec(cfg, programs):
                     out=f"{secret}\npystributed-other-s0\n")
     programs.expect("server", "docker_command", "secret", "rm", secret)
     place.remove_service(f"pystributed-{RUN_ID}", nodes=[])
-
-
-def test_a_run_whose_node_goes_down_fails_instead_of_waiting_for_ever(cfg, monkeypatch):
-    """Swarm goes on saying the task of a down node runs: the run's finish looks at the nodes too."""
-    place = swarm.Swarm(cfg)
-    running = swarm_service.Task("t1", service="s", node="n1", state="running", container="c1")
-    monkeypatch.setattr(place, "tasks", lambda service: (True, [running]))
-    down = swarm_service.Node("n1", hostname="gpu1", state="down")
-    monkeypatch.setattr(place, "nodes", lambda again=False: [down, swarm_service.Node("n2", hostname="gpu2")])
-    removed = []
-    monkeypatch.setattr(place, "remove_service",
-                        lambda *services, nodes=None: removed.append((services, nodes)))
-    monkeypatch.setattr(swarm, "NODES_EVERY", 0.0)
-    monkeypatch.setattr(swarm, "POLL", 0.0)
-    with pytest.raises(StepError, match="its node gpu1 was lost") as caught:
-        place.finish(f"/home/me/runs/{RUN_ID}", RUN_ID)
-    assert "run it again" in caught.value.hint
-    assert removed == [((f"pystributed-{RUN_ID}",), [])]  # (n2 is not ready: no usable node is left)

@@ -2,9 +2,10 @@
 success, failure and retry, cancel, attach after detach, and a node lost mid-job. The fetches run
 inline here (in the engine they run on a pool), so the calls come in one order."""
 import json
+import types
 
 import pytest
-from fakes import job_engine, tar_of
+from fakes import Inline, job_engine, tar_of
 
 from pystributed import config, jobs, progress
 from pystributed.places import swarm, swarm_engine
@@ -282,3 +283,54 @@ def test_a_containers_tasks_that_a_stop_kept_from_starting_run_again_without_usi
     job = engine.watch("stop")
     assert job.statuses == ["failed", "succeeded"] and job.tasks[1].requeued == 1
     assert "PYSTRIBUTED_TASK=1" in programs.calls[3].words
+
+
+RUN = "20261125-101502-3fa9c1"
+RUN_FOLDER = f"/home/me/runs/{RUN}"
+
+
+def run_engine(cfg):
+    """A run: a job of one task, its id and folders the run's (sweep.run_one makes it so)."""
+    job = jobs.Job(RUN, [jobs.Task(0, {})], single=True, remote_dir=RUN_FOLDER, image="reg:5000/proj:s",
+                   user="1000:1000")
+    engine = SwarmEngine(cfg, swarm.Swarm(cfg), job,
+                         sweep=types.SimpleNamespace(steps=progress.steps_for(True), env={"A": "1"}))
+    engine.fetches = Inline()
+    return engine
+
+
+def test_a_run_is_a_job_of_one_task_whose_folder_is_the_runs_and_its_exit_code_the_cells(cfg, programs):
+    engine = run_engine(cfg)
+    programs.expect("server", "docker_command", "service", "create", "--with-registry-auth", "--detach",
+                    "--mode", "replicated-job", "--replicas", "1", ..., out="svc1\n")
+    engine.start()
+    words = programs.calls[-1].words
+    assert "PYSTRIBUTED_TASK_FOLDERS=1" not in words and f"PYSTRIBUTED_RUN_ID={RUN}" in words
+    assert not any("PYSTRIBUTED_SWEEP_ID" in word for word in words)
+    service = f"pystributed-{RUN}"
+    programs.expect("server", "swarm_tasks", service, out=f"{MARK} services\n{service}\n{MARK} tasks\n"
+                    + json.dumps(task("t0", "svc1", 0, "n1", "complete", created=1)) + "\n")
+    programs.expect("server", "swarm_nodes", out=json.dumps(node("n1")) + "\n")
+    programs.expect("server", "fetch", RUN_FOLDER, "", out=tar_of({  # the run's folder, no 0/ below it
+        "output.log": b"hi\n", ".pystributed-state.json": json.dumps({"State": {"ExitCode": 3}}).encode()}))
+    expect_put_away(programs, service)
+    job = engine.watch("stop")
+    assert (job.tasks[0].status, job.tasks[0].exit_code) == ("failed", 3)
+    assert (engine.local / "output.log").read_text() == "hi\n" and engine.local.name == RUN
+
+
+def test_a_run_whose_node_goes_down_fails_saying_so_instead_of_waiting_for_ever(cfg, programs):
+    """Swarm goes on saying the task of a down node runs: the run's job looks at the nodes too."""
+    engine = run_engine(cfg)
+    service = f"pystributed-{RUN}"
+    engine.job.services = [[service, "svc1", None]]
+    engine.job.nodes, engine.place.prepared = ["n1", "n2"], {"n1": RUN_FOLDER, "n2": RUN_FOLDER}
+    programs.expect("server", "swarm_tasks", service, out=f"{MARK} services\n{service}\n{MARK} tasks\n"
+                    + json.dumps(task("t0", "svc1", 0, "n2", "running", created=1)) + "\n")
+    programs.expect("server", "swarm_nodes", out="".join(json.dumps(n) + "\n"
+                                                         for n in (node("n1"), node("n2", state="down"))))
+    expect_put_away(programs, service)
+    programs.expect("server", "rmdir_run", RUN_FOLDER)  # on n1, where it did not run
+    job = engine.watch("stop")
+    assert job.statuses == ["failed"]
+    assert job.tasks[0].error == "its node gpu-n2 was lost: down in Swarm's view (down)"
