@@ -106,3 +106,11 @@ def test_a_run_from_the_cli_comes_back(cluster, tmp_path):
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
     cancel_mid_sweep(cluster, tmp_path, wait=300)
+
+
+def test_cluster_status_shows_the_nodes_gpus_route_sharing_and_max_array_size(cluster):
+    shown = pystributed("cluster", "status").stdout
+    assert "node1" in shown and "node2" in shown and "gpu (default)" in shown, shown
+    assert "containers: pyxis (SLURM_CONTAINERS says so; the login node shows pyxis" in shown, shown
+    assert "GPUs: " in shown, shown
+    assert "shared with the nodes: " in shown and "MaxArraySize: " in shown, shown
