@@ -236,9 +236,15 @@ pyxis | apptainer)
         # cell would get it twice (its `finally:` interrupted). `scancel` where that process is not found.
         # shellcheck disable=SC2317
         interrupt() {
-            pids=$(scontrol listpids "$SLURM_JOB_ID" 2>/dev/null | awk '$3 ~ /^[0-9]+$/ && $4 == "0" {print $1}')
+            for _ in 1 2 3 4 5; do  # (slurmstepd may be slow to answer on a busy node)
+                pids=$(scontrol listpids "$SLURM_JOB_ID" 2>/dev/null | awk '$3 ~ /^[0-9]+$/ && $4 == "0" {print $1}')
+                [ -z "$pids" ] || break
+                sleep 1
+            done
             # shellcheck disable=SC2086 # (one word per pid)
-            if [ -n "$pids" ]; then kill -INT $pids; else scancel --signal=INT "$SLURM_JOB_ID"; fi
+            if [ -n "$pids" ]; then kill -INT $pids; return; fi
+            echo "pystributed: the container's first process was not found: scancel --signal=INT" >&2
+            scancel --signal=INT "$SLURM_JOB_ID"
         }
         # shellcheck disable=SC2317
         terminate() { :; }  # (Slurm ends the job's steps itself)
