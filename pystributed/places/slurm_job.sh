@@ -237,7 +237,9 @@ pyxis | apptainer)
         # shellcheck disable=SC2317
         interrupt() {
             for _ in 1 2 3 4 5; do  # (slurmstepd may be slow to answer on a busy node)
-                pids=$(scontrol listpids "$SLURM_JOB_ID" 2>/dev/null | awk '$3 ~ /^[0-9]+$/ && $4 == "0" {print $1}')
+                # (the node's name: where one host runs several slurmd, scontrol would ask the first)
+                pids=$(scontrol listpids "$SLURM_JOB_ID" ${SLURMD_NODENAME:+"$SLURMD_NODENAME"} 2>/dev/null |
+                    awk '$3 ~ /^[0-9]+$/ && $4 == "0" {print $1}')
                 [ -z "$pids" ] || break
                 sleep 1
             done
