@@ -26,13 +26,15 @@ class Plan:
     # folders of cell layers' files (features/cell_mount.py)
     cells: list = dataclasses.field(default_factory=list)
     envs: list = dataclasses.field(default_factory=list)  # paths of Slurm jobs' ENV and SECRETS files
+    image_files: list = dataclasses.field(default_factory=list)  # paths of the pyxis route's images
     running: list = dataclasses.field(default_factory=list)  # RunState, never touched
     images_kept_because: str = ""
     done: bool = False
 
     @property
     def empty(self):
-        return not (self.containers or self.folders or self.images or self.tags or self.cells or self.envs)
+        return not (self.containers or self.folders or self.images or self.tags or self.cells or self.envs
+                    or self.image_files)
 
     def __str__(self):
         age = f"older than {human_duration(self.older_than)}" if self.older_than is not None else \
@@ -48,6 +50,8 @@ class Plan:
         lines += [f"  cell files {folder}  (unused for an hour; a rerun sends them again)"
                   for folder in self.cells]
         lines += [f"  secrets    {path}  (ENV and SECRETS of an ended Slurm job)" for path in self.envs]
+        lines += [f"  image file {path}  (imported for pyxis; no job of ours is queued or running)"
+                  for path in self.image_files]
         lines += ["In the registry:"] if self.tags else []
         lines += [f"  tag        {ref}  ({digest})" for ref, digest in self.tags]
         if self.empty:
@@ -86,6 +90,8 @@ def clean(config, *, older_than=None, apply=False, confirm=None):
             place.remove([r.remote_dir for r in plan.folders])
         if plan.envs:
             place.remove(plan.envs)
+        if plan.image_files:
+            place.remove([*plan.image_files, *[f"{path}.lock" for path in plan.image_files]])
         if plan.cells:
             place.remove_cells(plan.cells)
         if plan.images:
@@ -102,6 +108,7 @@ def _plan(config, place, older_than):
     plan = Plan(place.name, older_than)
     plan.running = [r for r in runs.values() if r.active]
     plan.envs = _envs(sections, runs)
+    plan.image_files = _image_files(sections)
     ended = [r for r in runs.values() if not r.active]
     plan.containers = [r for r in ended if r.container]
     if older_than is not None:
@@ -127,6 +134,17 @@ def _plan(config, place, older_than):
             if digest:
                 plan.tags.append((ref, digest))
     return plan
+
+
+def _image_files(sections):
+    """The images that the pyxis route imported into REMOTE_WORKDIR/.pystributed-images (places/slurm_job.sh),
+    once no job of ours is queued or running (any of them may start from any): none while one is, or
+    where squeue could not say."""
+    queued = sections.get("slurm_jobs")
+    if queued is None or any(name.startswith("pystributed-") for name in queued):
+        return []
+    workdir = (sections.get("workdir") or [""])[0]
+    return [f"{workdir}/{name}" for name in sections.get("image_files", [])]
 
 
 def _envs(sections, runs):

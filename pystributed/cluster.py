@@ -196,7 +196,12 @@ def _table(rows):
 
 
 def status(config):
-    """The swarm's nodes with their GPUs (and which task holds each), and our tasks."""
+    """The swarm's nodes with their GPUs (and which task holds each), and our tasks; a Slurm cluster's
+    partitions, nodes and GPUs (cluster_slurm.py)."""
+    if config.CLUSTER == "slurm" and not config.is_local:
+        from pystributed import cluster_slurm
+
+        return cluster_slurm.status(config)
     if config.is_local:
         raise PystributedError("cluster status asks the swarm's manager: set REMOTE_SERVER to it")
     with swarm.Swarm(config).connection() as place:

@@ -144,7 +144,8 @@ logs() {
 # survey WORKDIR [RUN_ID]: the run folders (with their ages), which have a log, their saved
 # states, and the labelled containers' states, in sections; without RUN_ID also the sweeps' folders
 # and their tasks' folders (with their ages), the tasks' saved states (sweep.py), the Slurm jobs'
-# environment files (`envs`, WORKDIR/*.env, for clean) and, unless squeue fails, the names of this
+# environment files (`envs`, WORKDIR/*.env, for clean), the images the pyxis route imported
+# (`image_files`, WORKDIR/.pystributed-images/*.sqsh) and, unless squeue fails, the names of this
 # user's jobs that Slurm still lists (`slurm_jobs`: none where there is no Slurm).
 survey() {
     pattern=${2:-*}
@@ -167,6 +168,8 @@ survey() {
             find . -mindepth 3 -maxdepth 3 -path "./sweep-*/*/$STATE" -exec cat -- {} +
             section envs
             find . -mindepth 1 -maxdepth 1 -type f -name '*.env' -printf '%f\n'
+            section image_files  # (the pyxis route's images, imported once: places/slurm_job.sh)
+            find . -mindepth 2 -maxdepth 2 -type f -path './.pystributed-images/*.sqsh' -printf '%P\n'
         fi
     fi
     if [ -z "$2" ] && ! command -v squeue >/dev/null 2>&1; then
@@ -335,17 +338,38 @@ swarm_tasks() {
 # A job is found by its name: pystributed-RUN_ID, a sweep's pystributed-SWEEP_ID, a retry's
 # pystributed-SWEEP_ID-INDEX-ATTEMPT.
 
-# slurm_containers: how the nodes run containers, as the login node shows it: pyxis (srun takes
-# --container-image), apptainer (or singularity), else docker.
+# slurm_route: how the nodes run containers, as the login node shows it, and by what: `pyxis|WHY` (srun
+# takes --container-image), `apptainer|WHY` (or singularity), else `docker|WHY`.
+slurm_route() {
+    if srun --help 2>/dev/null | grep -q -e --container-image; then
+        echo "pyxis|srun takes --container-image (NVIDIA's pyxis plugin)"
+    elif command -v apptainer >/dev/null 2>&1 || command -v singularity >/dev/null 2>&1; then
+        echo "apptainer|$(command -v apptainer || command -v singularity) on the login node"
+    else
+        echo "docker|neither pyxis (srun --container-image) nor apptainer on the login node"
+    fi
+}
+
+# slurm_containers: slurm_route's route alone.
 slurm_containers() {
     answer
-    if srun --help 2>/dev/null | grep -q -e --container-image; then
-        echo pyxis
-    elif command -v apptainer >/dev/null 2>&1 || command -v singularity >/dev/null 2>&1; then
-        echo apptainer
-    else
-        echo docker
-    fi
+    slurm_route | cut -d '|' -f 1
+}
+
+# slurm_status WORKDIR: what `cluster status` shows of a Slurm cluster (cluster_slurm.py), in sections:
+# `nodes` (one sinfo call: NODE|PARTITION|STATE|GRES|GRES_USED|), `route` (slurm_route), `max_array_size`,
+# `workdir` (its filesystem's type, then a state file that a job wrote there: a node shares it).
+slurm_status() {
+    answer
+    section nodes
+    sinfo --noheader --Node -O 'NodeList:|,Partition:|,StateLong:|,Gres:|,GresUsed:|' || return
+    section route
+    slurm_route
+    section max_array_size
+    scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *//p'
+    section workdir
+    stat -f -c %T -- "$1" 2>/dev/null
+    find "$1" -mindepth 2 -maxdepth 3 -name .pystributed-state.json -print 2>/dev/null | head -n 1
 }
 
 # slurm_max_array: the cluster's MaxArraySize (`scontrol show config`; an array's indexes go up to one

@@ -101,7 +101,7 @@ def survey(config, place, sections):
         runs[sweep_id].append(task)
         if container and not task.active:
             found[sweep_id].leftovers.append(task)
-    if place.queues:  # a swarm: its services' tasks
+    if place.queues and hasattr(place, "ours"):  # a swarm's services' tasks (not a Slurm cluster's)
         _swarm_tasks(place, found)
     for sweep in found.values():
         _complete(config, sweep, runs[sweep.run_id])

@@ -13,7 +13,14 @@
 #     this machine, as that user;
 #   - the nodes have Docker: the task prolog gives every job step the node's own PATH and DOCKER_HOST,
 #     the sandbox's remote engine (its socket's group, pystributed, is one of the user's groups), which
-#     pulls from the sandbox registry on 127.0.0.1.
+#     pulls from the sandbox registry on 127.0.0.1;
+#   - and, where ../shared/slurm-containers is beside the checkout ($PYSTRIBUTED_SLURM_CONTAINERS_SRC),
+#     NVIDIA's enroot and pyxis too, as GPU clouds run containers: built once with its build.sh into
+#     $SANDBOX/enroot (kept by `clean --slurm`; built again when the sources change), enroot's config for
+#     every user (its paths under $SANDBOX/enroot-users/user-UID, plain HTTP for the sandbox's registry:
+#     pyxis lets no job set that), pyxis loaded by the slurmds (PlugStackConfig) and srun, enroot on the
+#     slurmds' and the jobs' PATH. `env --slurm` keeps SLURM_CONTAINERS = "docker" (the route the rig's
+#     tests mean unless they say pyxis); PYSTRIBUTED_SANDBOX_PYXIS says whether pyxis is there, or why not.
 #
 #   scripts/slurm_rig.sh start    start it (idempotent)
 #   scripts/slurm_rig.sh env      the exports that point pystributed at the login node
@@ -32,6 +39,9 @@ USER_NAME=pystributed-slurm
 SOCKET_GROUP=${PYSTRIBUTED_SANDBOX_USER:-pystributed}  # the group of the sandbox's remote engine's socket
 ALIAS=pystributed-slurm
 CONF=$SLURM/etc/slurm.conf
+CONTAINERS_SRC=${PYSTRIBUTED_SLURM_CONTAINERS_SRC:-$(cd "$HERE/../.." && pwd)/shared/slurm-containers}
+ENROOT=$SANDBOX/enroot  # enroot's and pyxis' PREFIX
+PYXIS_NOTE=$SLURM/etc/pyxis  # "yes", or why the rig has no pyxis
 
 WHO="slurm rig" LOGS=$SLURM
 # shellcheck source=scripts/sandbox_lib.sh
@@ -79,6 +89,44 @@ munge() {
     wait_for 20 "munged" alive "$dir/munged.pid"
 }
 
+containers() {  # enroot and pyxis, where their sources are here; PYXIS_NOTE says how it went
+    local stamp users=$SANDBOX/enroot-users
+    mkdir -p "$SLURM/etc"
+    if [ ! -f "$CONTAINERS_SRC/build.sh" ]; then
+        echo "no $CONTAINERS_SRC (enroot and pyxis sources, with build.sh): the rig has no pyxis" >"$PYXIS_NOTE"
+        log "$(cat "$PYXIS_NOTE"); its nodes run Docker alone, and the pyxis tests skip"
+        return 0
+    fi
+    stamp=$(cat "$CONTAINERS_SRC/build.sh" "$CONTAINERS_SRC"/*.tar.gz | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$ENROOT/.source" 2>/dev/null)" != "$stamp" ] || [ ! -f "$ENROOT/lib/slurm/spank_pyxis.so" ]; then
+        log "building enroot and pyxis into $ENROOT with $CONTAINERS_SRC/build.sh"
+        rm -rf "$ENROOT"
+        bash "$CONTAINERS_SRC/build.sh" "$ENROOT" >&2 || die "enroot and pyxis did not build (see above)"
+        echo "$stamp" >"$ENROOT/.source"
+    fi
+    chmod 755 "$SANDBOX" "$ENROOT"
+    # Every user's enroot state in a folder of its own (enroot's defaults are under /run and the home);
+    # plain HTTP: the sandbox's registry (127.0.0.1:5050) has no TLS, and pyxis drops ENROOT_ALLOW_HTTP
+    # from a job's environment, so only this file can say it (enroot then uses HTTP for every registry).
+    mkdir -p "$users"
+    chmod 1777 "$users"
+    cat >"$ENROOT/etc/enroot/enroot.conf.d/pystributed-rig.conf" <<EOF
+ENROOT_RUNTIME_PATH $users/user-\$(id -u)/run
+ENROOT_CACHE_PATH $users/user-\$(id -u)/cache
+ENROOT_DATA_PATH $users/user-\$(id -u)/data
+ENROOT_ALLOW_HTTP yes
+EOF
+    # slurmstepd runs the TaskProlog in a pyxis step's container: it is mounted into every container.
+    printf '%s %s none x-create=file,bind,ro,nosuid,nodev,private 0 -1\n' "$SLURM/etc/task_prolog.sh" \
+        "$SLURM/etc/task_prolog.sh" >"$ENROOT/etc/enroot/mounts.d/30-pystributed-rig.fstab"
+    mkdir -p "$SLURM/pyxis"
+    echo "required $ENROOT/lib/slurm/spank_pyxis.so runtime_path=$SLURM/pyxis" >"$SLURM/etc/plugstack.conf"
+    chmod 644 "$SLURM/etc/plugstack.conf"
+    echo yes >"$PYXIS_NOTE"
+}
+
+pyxis() { [ "$(cat "$PYXIS_NOTE" 2>/dev/null)" = yes ]; }
+
 configure() {
     local n nodes="" gpu
     mkdir -p "$SLURM/etc" "$SLURM/ctld" "$SLURM/dev"
@@ -124,16 +172,25 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=30
 MaxArraySize=1001
-KillWait=10
+# (pyxis removes a cancelled step's container within KillWait: a big one takes seconds here)
+KillWait=30
+$(if pyxis; then echo "PlugStackConfig=$SLURM/etc/plugstack.conf"; fi)
 ${nodes}PartitionName=gpu Nodes=node[1-${#NODES[@]}] Default=YES MaxTime=INFINITE State=UP
 EOF
+    if [ -f "$CONF" ] && ! cmp -s "$CONF.new" "$CONF" && alive "$SLURM/ctld/slurmctld.pid"; then
+        log "slurm.conf changed: restarting slurmctld and the slurmds (their jobs end)"
+        for n in "${NODES[@]}"; do stop_pid "$SLURM/node$n/slurmd.pid"; done
+        stop_pid "$SLURM/ctld/slurmctld.pid"
+    fi
     mv "$CONF.new" "$CONF"
     printf 'AutoDetect=off\nName=gpu File=%s/dev/fakegpu[0-%s]\n' "$SLURM" $((GPUS_PER_NODE - 1)) >"$SLURM/etc/gres.conf"
     # A job step's environment on a node: the node's own PATH (with docker) and engine, whatever the
-    # login node's environment that sbatch carried over.
+    # login node's environment that sbatch carried over; none in a pyxis step's container (no engine's
+    # socket there), whose PATH is its image's.
     cat >"$SLURM/etc/task_prolog.sh" <<EOF
 #!/bin/sh
-echo "export PATH=/usr/local/bin:/usr/bin:/bin"
+[ -S $SANDBOX/remote/docker.sock ] || exit 0
+echo "export PATH=/usr/local/bin:/usr/bin:/bin$(if pyxis; then echo ":$ENROOT/bin"; fi)"
 echo "export DOCKER_HOST=unix://$SANDBOX/remote/docker.sock"
 echo "export SLURM_CONF=$CONF"
 EOF
@@ -151,7 +208,8 @@ daemons() {
     for n in "${NODES[@]}"; do
         alive "$SLURM/node$n/slurmd.pid" && continue
         log "starting slurmd node$n on 127.0.0.1:$(node_port "$n") (gpu:$GPUS_PER_NODE)"
-        slurm slurmd -f "$CONF" -N "node$n"
+        # (slurmstepd runs pyxis' enroot from the PATH slurmd was started with)
+        PATH=$PATH$(if pyxis; then echo ":$ENROOT/bin"; fi) slurm slurmd -f "$CONF" -N "node$n"
     done
     for n in "${NODES[@]}"; do
         wait_for 60 "slurmd node$n" node_idle "node$n"
@@ -209,6 +267,7 @@ start() {
     user
     login_path
     munge
+    containers
     configure
     daemons
     login_sshd
@@ -223,6 +282,8 @@ export PYSTRIBUTED_REMOTE_SERVER=$ALIAS
 export PYSTRIBUTED_SSH_OPTIONS='-F $SLURM/ssh/ssh_config'
 export PYSTRIBUTED_SANDBOX_SLURM_DIR=$SLURM
 export PYSTRIBUTED_SANDBOX_SLURM_CONF=$CONF
+export PYSTRIBUTED_SLURM_CONTAINERS=docker
+export PYSTRIBUTED_SANDBOX_PYXIS='$(cat "$PYXIS_NOTE" 2>/dev/null || echo "the rig was not started")'
 EOF
 }
 

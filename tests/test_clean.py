@@ -159,3 +159,11 @@ def test_without_squeues_answer_no_environment_file_goes(cfg, programs, deleted)
     survey = ONLY_GONE.replace(f"{MARK} containers", f"{MARK} envs\n{GONE}.env\n{MARK} containers")
     planned(programs, survey)
     assert cleaning.clean(cfg).envs == []
+
+
+def test_the_pyxis_routes_image_files_go_once_no_job_of_ours_is_queued():
+    files = {"workdir": ["/home/me/runs"], "image_files": [".pystributed-images/sha256-ab.sqsh"]}
+    assert cleaning._image_files({**files, "slurm_jobs": ["other"]}) == [
+        "/home/me/runs/.pystributed-images/sha256-ab.sqsh"]
+    assert cleaning._image_files({**files, "slurm_jobs": ["pystributed-sweep-20261125-101502-3fa9c1"]}) == []
+    assert cleaning._image_files(files) == []  # (squeue could not say)

@@ -440,8 +440,8 @@ def test_survey_answers_the_run_folders_their_logs_states_and_containers(engine,
     engine.answer("container-inspect", '{"Name":"/c1"}\n{"Name":"/c2"}\n')
     sections = place_for("runs dir").survey()
     # (slurm_jobs: whatever a squeue on this machine answers; test_slurm_sh.py fakes it)
-    assert sorted(set(sections) - {"slurm_jobs"}) == ["containers", "envs", "folders", "logs", "now",
-                                                      "states", "sweep_states", "sweeps", "workdir"]
+    assert sorted(set(sections) - {"slurm_jobs"}) == ["containers", "envs", "folders", "image_files", "logs",
+                                                      "now", "states", "sweep_states", "sweeps", "workdir"]
     assert sorted(line.rsplit(" ", 1)[0] for line in sections["sweeps"]) == [sweep.name, f"{sweep.name}/0",
                                                                              f"{sweep.name}/1"]
     assert sections["sweep_states"] == ['{"Name":"/pystributed-sweep-20261125-101504-bbbbbb-1"}']

@@ -70,12 +70,14 @@ class Slurm(ClusterPlace):
         super().__init__(config)
         self.route = config.SLURM_CONTAINERS
         self.dirs = {}  # run id -> its folder there, once made
+        self.digests = {}  # image ref -> its digest in the registry ("": it would not say)
 
     @contextlib.contextmanager
     def connection(self):
         with self.login.connection() as login:
             place = Slurm(self.config)
             place.login, place.steps, place.route, place.dirs = login, self.steps, self.route, self.dirs
+            place.digests = self.digests
             yield place
 
     def say(self, text):
@@ -110,10 +112,6 @@ class Slurm(ClusterPlace):
         if route != "docker" and route not in slurm_routes.ROUTES:
             raise StepError("start", f"the container route {route!r} of {self.name} is not known",
                             hint="Set SLURM_CONTAINERS to 'docker', 'pyxis' or 'apptainer'.")
-        if route == "pyxis" and nodes > 1:
-            raise StepError("start", "a run over several nodes (NODES) is not supported with pyxis yet: its "
-                                     "containers are job steps, and each rank already is one",
-                            hint="Use SLURM_CONTAINERS = 'apptainer' or 'docker' where the nodes have them.")
         env_file, script = env_file or f"{remote_dir}.env", f"{remote_dir}/.pystributed-job.sh"
         gpus = self.config.GPUS_PER_TASK
         options = ["--job-name", name, "--chdir", remote_dir,
@@ -124,7 +122,9 @@ class Slurm(ClusterPlace):
                    *([f"--dependency=afterany:{after}"] if after else []),
                    *self.config.SLURM_ARGS]
         args = docker.job_run_args(run_args)
-        if route != "docker":
+        if route == "pyxis":
+            args = slurm_routes.pyxis_args(args, image_file=self.image_file(remote_dir, run_args[-1]))
+        elif route != "docker":
             args = slurm_routes.ROUTES[route](args)
         out = self.call("slurm_submit", env_file, script, JOB_SCRIPT, *options, script, remote_dir,
                         name, "1" if sweep else "ranks" if nodes > 1 else "0", route,
@@ -133,6 +133,16 @@ class Slurm(ClusterPlace):
                              "time limit) and GPUS_PER_TASK against the cluster's limits "
                              "(`sinfo`, `sacctmgr show qos`).")
         return out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
+
+    def image_file(self, remote_dir, ref):
+        """The squashfs that the pyxis route imports `ref` into once (slurm_routes.image_file), keyed by its
+        digest, which this machine asks the registry for (it pushed there), once a run."""
+        if ref not in self.digests:
+            try:
+                self.digests[ref] = registry.digest(ref) or ""
+            except StepError:  # (a registry that wants a login: the tag's hash stands for it)
+                self.digests[ref] = ""
+        return slurm_routes.image_file(remote_dir.rsplit("/", 1)[0], ref, self.digests[ref])
 
     def sweep_jobs(self, remote_dir, *names):
         """([Row] as jobs() has them, {the indexes of the tasks that saved their state in

@@ -31,7 +31,7 @@
 # state is that rank's (else rank 0's), and its output is added to DIR/output.log.
 dir=$1 name=$2 mode=$3 route=$4 env_file=$5
 shift 5
-RANK_STATE=.pystributed-rank-state.json
+RANK_STATE=.pystributed-rank-state.json RANK_ENDED=.pystributed-rank-ended
 
 # The GPUs Slurm gave the job, where server.sh's slurm_jobs reads them for the engine's looks: squeue
 # has no GPU indexes, and a scontrol call per running job at every look loads the controller. Gone
@@ -41,6 +41,27 @@ if [ "$mode" != rank ]; then
     printf '%s\n' "${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-}}" >"$gpus_file" 2>/dev/null
     trap 'rm -f -- "$gpus_file"' EXIT
 fi
+
+# import_once FILE REF: FILE, enroot's squashfs of the image REF (pyxis' REGISTRY#NAME:TAG), made once for
+# every task and job that uses it (pyxis would import it again for each: a whole image's download and
+# unpacking), by whichever task comes first, under a lock (flock, on the shared filesystem) that the others
+# wait on; its time is noted in FOLDER/.pystributed-import (`imported SECONDS`; `found` when it was there).
+# Fails (the task then lets pyxis import the image itself, and shows pyxis' message if that fails too)
+# where the node has no enroot or flock, or the import failed (its log: FOLDER/.pystributed-import.log).
+import_once() {
+    if [ -f "$1" ]; then echo found >"$folder/.pystributed-import"; return 0; fi
+    command -v enroot >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 && mkdir -p -- "${1%/*}" || return 1
+    (
+        flock 9 || exit 1
+        if [ -f "$1" ]; then echo found >"$folder/.pystributed-import"; exit 0; fi
+        began=$(date +%s)
+        rm -f -- "$1.$$"
+        enroot import --output "$1.$$" "docker://$2" >"$folder/.pystributed-import.log" 2>&1 &&
+            mv -f -- "$1.$$" "$1" || { rm -f -- "$1.$$"; exit 1; }
+        echo "imported $(($(date +%s) - began))" >"$folder/.pystributed-import"
+        rm -f -- "$folder/.pystributed-import.log"
+    ) 9>>"$1.lock"
+}
 
 # field FILE KEY: a value of the one-line JSON state FILE (a number, or a string without quotes).
 field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" "$1" 2>/dev/null | head -n 1; }
@@ -70,14 +91,17 @@ forget_env() {
 }
 
 # failures: `FINISHED RANK` of each rank that ended with a non-zero exit code (or never saved a state:
-# `~ RANK`, last), the first to end first.
+# `~ RANK`, last), the first to end first; a rank counts once its script is done (RANK_ENDED): a pyxis
+# step removes its container after its command ended, and a signal to the rank's srun meanwhile would
+# kill that removal.
 failures() {
     r=0
     while [ "$r" -lt "${SLURM_JOB_NUM_NODES:-1}" ]; do
         s=$(rank_folder "$r")/$RANK_STATE
         if [ ! -f "$s" ]; then
             [ "${1:-}" = ended ] && echo "~ $r"
-        elif [ "$(field "$s" ExitCode)" != 0 ]; then
+        elif [ "$(field "$s" ExitCode)" != 0 ] &&
+            { [ "${1:-}" = ended ] || [ -e "$(rank_folder "$r")/$RANK_ENDED" ]; }; then
             echo "$(field "$s" FinishedAt) $r"
         fi
         r=$((r + 1))
@@ -99,7 +123,9 @@ if [ "$mode" = ranks ]; then
     while kill -0 "$child" 2>/dev/null; do
         if [ -z "$stopped" ] && [ -n "$(failures)" ]; then
             stopped=1
-            scancel --signal=TERM "$SLURM_JOB_ID"  # a rank failed: the others would wait for it forever
+            # A rank failed: the others would wait for it forever. Step 0, the ranks' scripts and their srun
+            # (which stops a pyxis container): not a pyxis container's step, whose removal it would kill.
+            scancel --signal=TERM "$SLURM_JOB_ID.0"
         fi
         sleep 1
     done
@@ -147,7 +173,10 @@ elif [ "$mode" = rank ]; then
         mkdir -p -- "$folder" || exit 1
         for arg do  # its own folder at the results' place
             shift
-            case $arg in "$dir:"*) arg=$folder:${arg#"$dir:"} ;; esac
+            case $arg in
+            "$dir:"*) arg=$folder:${arg#"$dir:"} ;;
+            "--container-mounts=$dir:"*) arg=--container-mounts=$folder:${arg#"--container-mounts=$dir:"} ;;  # (pyxis)
+            esac
             set -- "$@" "$arg"
         done
     fi
@@ -190,16 +219,39 @@ docker)
 pyxis | apptainer)
     # The variables reach the container through the job's environment (ENV_FILE's lines, then ours).
     while IFS= read -r line; do case $line in [A-Za-z_]*=*) export "${line?}" ;; esac; done <"$env_file"
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do  # --env NAME=VALUE ... -- (slurm_routes.py)
-        if [ "$1" = --env ]; then export "${2?}"; fi
+    image_file=''
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do  # --env NAME=VALUE ... [--import FILE] -- (slurm_routes.py)
+        case $1 in --env) export "${2?}" ;; --import) image_file=$2 ;; esac
         shift 2
     done
     shift
     export "PYSTRIBUTED_NODE=$node"
-    if [ "$route" = pyxis ]; then
-        # The container is a job step's task: scancel (without --batch) signals the steps, not this script.
+    if [ -n "$image_file" ] && import_once "$image_file" "${1#--container-image=}"; then
+        shift
+        set -- "--container-image=$image_file" "$@"  # (pyxis_args gives --container-image first)
+    fi
+    if [ "$route" = pyxis ] && [ "$mode" = rank ]; then
+        # A rank is a step already: its container is a step beside it on its node (--overlap: with the
+        # rank's CPUs and GPUs). The batch script's scancel signals every step, the containers too.
+        srun --overlap --nodes=1 --ntasks=1 --nodelist="$node" "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
+    elif [ "$route" = pyxis ]; then
+        # The container is a job step's task. The interrupt goes to its first process alone (task_runner.py,
+        # which passes it on to the cell): scancel would signal each of the step's processes, and the
+        # cell would get it twice (its `finally:` interrupted). `scancel` where that process is not found.
         # shellcheck disable=SC2317
-        interrupt() { scancel --signal=INT "$SLURM_JOB_ID"; }
+        interrupt() {
+            for _ in 1 2 3 4 5; do  # (slurmstepd may be slow to answer on a busy node)
+                # (the node's name: where one host runs several slurmd, scontrol would ask the first)
+                pids=$(scontrol listpids "$SLURM_JOB_ID" ${SLURMD_NODENAME:+"$SLURMD_NODENAME"} 2>/dev/null |
+                    awk '$3 ~ /^[0-9]+$/ && $4 == "0" {print $1}')
+                [ -z "$pids" ] || break
+                sleep 1
+            done
+            # shellcheck disable=SC2086 # (one word per pid)
+            if [ -n "$pids" ]; then kill -INT $pids; return; fi
+            echo "pystributed: the container's first process was not found: scancel --signal=INT" >&2
+            scancel --signal=INT "$SLURM_JOB_ID"
+        }
         # shellcheck disable=SC2317
         terminate() { :; }  # (Slurm ends the job's steps itself)
         srun --ntasks=1 "$@" >/dev/null 2>"$folder/.pystributed-docker.err" &
@@ -257,4 +309,5 @@ while :; do  # the task (each of the chunk's) that never ran: its failure, as ta
 done
 rm -f -- "$err"
 if [ "$mode" != rank ]; then forget_env; fi  # (a rank's batch script removes it, once every rank ended)
+if [ "$mode" = rank ]; then : >"$folder/$RANK_ENDED"; fi
 exit 0

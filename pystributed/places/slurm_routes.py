@@ -12,11 +12,19 @@ image's working directory, the command. Both run the container as the job's user
 gave the job (its cgroups, CUDA_VISIBLE_DEVICES), on the node's own network."""
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
 from pystributed import context
 from pystributed.errors import StepError
 
-# docker run's options that job_run_args gives, and what each route makes of them.
-_VALUED = {"--user", "--label", "--volume", "-v", "--env", "-e"}
+IMAGES = ".pystributed-images"  # in REMOTE_WORKDIR: the images imported once (image_file)
+
+# docker run's options that job_run_args gives, and what each route makes of them: the variables and the
+# mounts; --user and --label have no use (the container runs as the job's user, and is a job step or
+# child, named by the job), nor --shm-size (features/shm.py): enroot's and Apptainer's containers share
+# the node's /dev/shm.
+_VALUED = {"--user", "--label", "--volume", "-v", "--env", "-e", "--shm-size"}
 
 
 def split(args, route):
@@ -58,9 +66,20 @@ def plain_http(ref):
     return host == "localhost" or host.startswith("127.")
 
 
-def pyxis_args(args):
+def image_file(workdir, ref, digest):
+    """Where a job's first task saves enroot's squashfs of the image (`enroot import -o`), which the job's
+    other tasks, and later jobs, start from: REMOTE_WORKDIR/.pystributed-images/KEY.sqsh, KEY its digest in
+    the registry (or, where the registry would not tell it, the hash of its ref, whose tag pystributed
+    derives from the image's content)."""
+    key = digest.replace(":", "-") if digest else "ref-" + hashlib.sha256(ref.encode()).hexdigest()[:32]
+    return f"{workdir}/{IMAGES}/{key}.sqsh"
+
+
+def pyxis_args(args, *, image_file=""):
+    """`image_file`: the image's squashfs, which the job script makes once (`--import FILE`, before `--`)."""
     variables, mounts, image, command = split(args, "pyxis")
-    return [*_env(variables), "--", f"--container-image={pyxis_image(image)}",
+    return [*_env(variables), *(["--import", image_file] if image_file else []),
+            "--", f"--container-image={pyxis_image(image)}",
             *([f"--container-mounts={','.join(mounts)}"] if mounts else []),
             f"--container-workdir={context.APP_DIR}", *command]
 
@@ -77,4 +96,4 @@ def _env(variables):
     return [word for variable in variables for word in ("--env", variable)]
 
 
-ROUTES = {"pyxis": pyxis_args, "apptainer": apptainer_args}
+ROUTES: dict[str, Callable[..., list]] = {"pyxis": pyxis_args, "apptainer": apptainer_args}

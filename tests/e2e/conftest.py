@@ -136,11 +136,11 @@ def long_sweep(*holds):
                        "-q").stdout.strip()
 
 
-def cancel_once_the_first_ended(sweep_id, containers, expected):
+def cancel_once_the_first_ended(sweep_id, containers, expected, wait=90):
     """`cancel` of a long_sweep whose first hold is 0, once `containers()` (the sweep's running ones)
     is `expected` and `status` has seen the first task end (no one fetched it: the sweep is
-    detached); cancel's output."""
-    deadline = time.time() + 90
+    detached), within `wait` seconds; cancel's output."""
+    deadline = time.time() + wait
     while not ("ended, not fetched yet" in pystributed("status", sweep_id).stdout
                and containers() == expected):
         assert time.time() < deadline, pystributed("status", sweep_id).stdout

@@ -180,9 +180,14 @@ def test_a_sweep_one_over_the_real_max_array_size_is_two_arrays_slurm_takes(clus
 
 
 def test_cancel_mid_sweep_leaves_no_job_and_no_container(cluster, tmp_path):
+    cancel_mid_sweep(cluster, tmp_path)
+
+
+def cancel_mid_sweep(cluster, tmp_path, wait=90):
+    """(`wait`: seconds for task 4 to start once task 0 ended; pyxis unpacks the image for each task)"""
     # Task 0 ends at once, task 4 takes its GPU, task 5 waits in the queue.
     sweep_id = long_sweep(0, *[120] * 5)
-    proc = cancel_once_the_first_ended(sweep_id, lambda: len(cluster.containers(sweep_id)), 4)
+    proc = cancel_once_the_first_ended(sweep_id, lambda: len(cluster.containers(sweep_id)), 4, wait)
     # task 0 ended before: it stays succeeded
     assert "1 succeeded, 0 failed, 5 cancelled" in proc.stdout, proc.stdout
     assert cluster.jobs() == [] and cluster.containers(sweep_id) == []

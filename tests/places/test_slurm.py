@@ -89,11 +89,14 @@ def test_a_run_is_a_one_task_job_of_the_slurm_engine_its_folder_the_runs(cfg, pr
 
 
 @pytest.mark.parametrize("route, words", [
-    ("pyxis", ["--", "--container-image=reg:5000#p:1", f"--container-mounts={FOLDER}:/results",
+    ("pyxis", ["--import", "/home/me/runs/.pystributed-images/sha256-ab12.sqsh",
+               "--", "--container-image=reg:5000#p:1", f"--container-mounts={FOLDER}:/results",
                "--container-workdir=/app"]),
     ("apptainer", ["--", "--nv", "--bind", f"{FOLDER}:/results", "--pwd", "/app", "docker://reg:5000/p:1"]),
 ])
-def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, programs, route, words):
+def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, programs, route, words,
+                                                                          monkeypatch):
+    monkeypatch.setattr(slurm.registry, "digest", lambda ref: "sha256:ab12")
     place = slurm.Slurm(cfg)
     place.route = route
     start = docker.run_detached("reg:5000/p:1", run_id=RUN, results_dir=FOLDER, user="1000:1000",
@@ -107,15 +110,27 @@ def test_pyxis_and_apptainer_get_the_variables_then_their_launchers_words(cfg, p
     place.submit(start, {}, remote_dir=FOLDER, name=NAME)
 
 
-def test_a_docker_option_and_pyxis_over_several_nodes_are_refused_clearly(cfg, programs):
+def test_a_docker_option_is_refused_clearly(cfg, programs):
     place = slurm.Slurm(cfg)
     place.route = "apptainer"
-    start = ["--detach", "--name", NAME, "--env-file", "/dev/stdin", "--shm-size", "1g", "img"]
-    with pytest.raises(StepError, match="--shm-size"):
+    start = ["--detach", "--name", NAME, "--env-file", "/dev/stdin", "--cap-add", "SYS_ADMIN", "img"]
+    with pytest.raises(StepError, match="--cap-add"):
         place.submit(start, {}, remote_dir=FOLDER, name=NAME)
-    place.route = "pyxis"
-    with pytest.raises(StepError, match="several nodes"):
-        place.submit(start, {}, remote_dir=FOLDER, name=NAME, nodes=2)
+
+
+def test_the_image_file_is_keyed_by_the_digest_else_by_the_refs_hash():
+    assert slurm_routes.image_file("/w", "r/p:1", "sha256:ab") == "/w/.pystributed-images/sha256-ab.sqsh"
+    keyed = slurm_routes.image_file("/w", "r/p:1", "")
+    assert keyed.startswith("/w/.pystributed-images/ref-")
+    assert keyed != slurm_routes.image_file("/w", "r/p:2", "")
+
+
+def test_a_registry_that_will_not_tell_the_digest_keys_the_file_by_the_ref(cfg, monkeypatch):
+    def refused(ref):
+        raise StepError("clean", "HTTP 401")
+
+    monkeypatch.setattr(slurm.registry, "digest", refused)
+    assert "/.pystributed-images/ref-" in slurm.Slurm(cfg).image_file(FOLDER, "reg:5000/p:1")
 
 
 @pytest.mark.parametrize("ref, pyxis, plain", [
@@ -127,6 +142,11 @@ def test_a_docker_option_and_pyxis_over_several_nodes_are_refused_clearly(cfg, p
 ])
 def test_image_names_for_pyxis_and_plain_http_for_apptainer(ref, pyxis, plain):
     assert slurm_routes.pyxis_image(ref) == pyxis and slurm_routes.plain_http(ref) is plain
+
+
+def test_shm_size_is_left_to_the_node_whose_dev_shm_both_routes_share():
+    args = ["--shm-size", "1g", "--label", "l=1", "--env", "A=1", "reg:5000/p:1", "python"]
+    assert slurm_routes.split(args, "pyxis") == (["A=1"], [], "reg:5000/p:1", ["python"])
 
 
 def test_apptainer_is_told_of_a_plain_http_registry():

@@ -54,6 +54,8 @@ elif prog == "srun" and "sh" in argv:
 elif prog == "srun":  # pyxis
     mounts = next(a for a in argv if a.startswith("--container-mounts=")).split("=", 1)[1]
     container(mounts.split(",")[0].rsplit(":", 1)[0], os.environ)
+elif prog == "enroot" and argv[0] == "import":
+    open(argv[argv.index("--output") + 1], "w").write(argv[-1])
 elif prog == "apptainer":
     container(argv[argv.index("--bind") + 1].rsplit(":", 1)[0], os.environ)
 elif prog == "docker" and argv[0] == "run":
@@ -71,7 +73,7 @@ class Job:
         self.dir.mkdir(parents=True)
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        for prog in ("srun", "scontrol", "scancel", "docker", "apptainer"):
+        for prog in ("srun", "scontrol", "scancel", "docker", "apptainer", "enroot"):
             path = self.bin / prog
             path.write_text(FAKE.replace("PYTHON", sys.executable))
             path.chmod(0o755)
@@ -145,7 +147,7 @@ def test_the_first_rank_to_fail_fails_the_run_with_its_output_and_stops_the_othe
     assert log == ("rank 0 ran\nTraceback\nValueError: no\n\n"
                    "[pystributed] rank 1 (on node2) failed with exit code 3; "
                    "its output (rank-1/output.log):\nrank 1 ran\nTraceback\nValueError: no\n")
-    assert ["--signal=TERM", "45"] in job.calls("scancel")
+    assert ["--signal=TERM", "45.0"] in job.calls("scancel")
 
 
 def test_rank_0_failing_first_is_the_runs_failure(job):
@@ -191,6 +193,30 @@ def test_apptainer_over_two_nodes_binds_each_ranks_folder(job):
     assert binds == [f"{job.dir}:/results", f"{job.dir}/rank-1:/results"]
     assert job.state()["Env"]["RANK"] == "0"
     assert json.loads((job.dir / "rank-1" / ".pystributed-rank-state.json").read_text())["Env"]["RANK"] == "1"
+
+
+def test_pyxis_over_two_nodes_mounts_each_ranks_folder_in_a_container_step_beside_the_rank(job):
+    docker_args = [word.format(dir=job.dir) for word in DOCKER_ARGS]
+    job.run("ranks", "pyxis", slurm_routes.pyxis_args(docker_args))
+    containers = [call for call in job.calls("srun") if "sh" not in call]
+    assert [call[:4] for call in containers] == [
+        ["--overlap", "--nodes=1", "--ntasks=1", f"--nodelist=node{n}"] for n in (1, 2)]
+    mounts = [next(a for a in call if a.startswith("--container-mounts=")) for call in containers]
+    assert mounts == [f"--container-mounts={folder}:/results" for folder in (job.dir, job.dir / "rank-1")]
+    assert json.loads((job.dir / "rank-1" / ".pystributed-rank-state.json").read_text())["Env"]["RANK"] == "1"
+
+
+def test_pyxis_imports_the_image_once_and_every_task_starts_from_that_file(job, tmp_path):
+    docker_args = [word.format(dir=job.dir) for word in DOCKER_ARGS]
+    image = tmp_path / "runs" / ".pystributed-images" / "sha256-ab.sqsh"
+    args = slurm_routes.pyxis_args(docker_args, image_file=str(image))
+    for task in ("0", "1"):
+        job.run("1", "pyxis", args, SLURM_ARRAY_TASK_ID=task)
+    assert job.calls("enroot") == [["import", "--output", job.calls("enroot")[0][2], "docker://127.0.0.1:5000#p:1"]]
+    assert image.read_text() == "docker://127.0.0.1:5000#p:1"
+    assert [call[1] for call in job.calls("srun")] == [f"--container-image={image}"] * 2
+    assert (job.dir / "0" / ".pystributed-import").read_text().startswith("imported ")
+    assert (job.dir / "1" / ".pystributed-import").read_text() == "found\n"
 
 
 def test_an_array_task_of_a_chunk_runs_its_tasks_in_one_container_and_each_that_never_ran_fails(job):
