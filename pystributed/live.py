@@ -3,6 +3,7 @@ import os
 import sys
 import time
 
+from pystributed import live_display
 from pystributed.cell_runner import END, MARK, PARTIAL, SHOW_LIMIT
 
 
@@ -94,8 +95,6 @@ class Unmarked:
     def _shown(self, text):
         """Pass on the text before each whole marker, then the marker; hold one not yet whole
         (one longer than any cell_runner writes is text)."""
-        from pystributed import live_display
-
         while MARK in text:
             before, _, rest = text.partition(MARK)
             body, end, text = rest.partition(END)
@@ -109,13 +108,6 @@ class Unmarked:
         return text
 
 
-def text_of(shown):
-    """What the cell showed, as text (the saved output, `logs`): `[figure figures/001.png]`, else
-    its text/plain."""
-    file = shown.get("file")
-    return f"[figure {file}]\n" if file else f"{shown.get('data', {}).get('text/plain', '')}\n"
-
-
 def unmark(text):
     return text.replace(PARTIAL, "")
 
@@ -127,7 +119,7 @@ def unmark_file(path):
     part = path.with_name(f".{path.name}.unmarked")
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as src, \
             open(part, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
-        write = Unmarked(dst.write, on_shown=lambda shown: dst.write(text_of(shown)))
+        write = Unmarked(dst.write, on_shown=lambda shown: dst.write(live_display.text_of(shown)))
         for chunk in iter(lambda: src.read(1 << 20), ""):
             write(chunk)
         dst.write(write.held)

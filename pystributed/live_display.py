@@ -10,8 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-from pystributed import live
-
 
 def parse(body):
     """A marker's JSON: {"data": MIME bundle, "metadata": {}, "file": "figures/NNN.png" or None}."""
@@ -24,6 +22,13 @@ def parse(body):
     return shown
 
 
+def text_of(shown):
+    """What the cell showed, as text (the saved output, `logs`): `[figure figures/001.png]`, else
+    its text/plain."""
+    file = shown.get("file")
+    return f"[figure {file}]\n" if file else f"{shown.get('data', {}).get('text/plain', '')}\n"
+
+
 def shell():
     """This process's IPython, where display() shows MIME bundles; None in a terminal."""
     ipython = sys.modules.get("IPython")
@@ -33,7 +38,7 @@ def shell():
 def show(shown):
     """Show what the cell showed: a display_data output of the running cell, else a line of text."""
     if shell() is None:
-        sys.stdout.write(live.text_of(shown))
+        sys.stdout.write(text_of(shown))
         sys.stdout.flush()
         return
     from IPython.display import display, update_display
