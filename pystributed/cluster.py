@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 
+from pystributed import util
 from pystributed.errors import PystributedError
 from pystributed.places import server, ssh, swarm, swarm_service
 
@@ -171,12 +172,12 @@ class Status:
         for node in sorted(self.nodes, key=lambda n: n.shown):
             gpus = ", ".join(f"{gpu} ({holders.get(gpu, 'free')})" for gpu in node.gpus) or "none"
             rows.append((node.shown, node.role, f"{node.state}/{node.availability}", node.address, gpus))
-        lines = _table(rows)
+        lines = util.columns(rows)
         running = [t for t in self.tasks if not t.ended]
         lines.append("")
         if running:
             nodes = {n.id: n.shown for n in self.nodes}
-            lines += _table([("SERVICE", "TASK", "STATE", "NODE", "GPU", "WHY")] + [
+            lines += util.columns([("SERVICE", "TASK", "STATE", "NODE", "GPU", "WHY")] + [
                 (self.service_of(t), str(t.slot), t.state, nodes.get(t.node, "-"), ", ".join(t.gpus) or "-",
                  t.error or "") for t in running])
         else:
@@ -188,11 +189,6 @@ class Status:
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
-
-
-def _table(rows):
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def status(config):

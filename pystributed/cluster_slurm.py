@@ -6,6 +6,7 @@ shared with the nodes, and the largest job array the site allows."""
 import dataclasses
 import re
 
+from pystributed import util
 from pystributed.places import server, slurm
 
 # The filesystems that nodes share (a local one, such as ext4, is shared only where the nodes are the login
@@ -55,7 +56,7 @@ class Status:
         for node in sorted(self.nodes, key=lambda n: (n.partition, n.name)):
             rows.append((node.partition, node.name, node.state, str(max(node.gpus - node.used, 0)),
                          str(node.used)))
-        lines = _table(rows)
+        lines = util.columns(rows)
         free = sum(max(n.gpus - n.used, 0) for n in {n.name: n for n in self.nodes}.values())
         used = sum(n.used for n in {n.name: n for n in self.nodes}.values())
         lines += ["", f"GPUs: {free} free, {used} in use (each node once, whatever its partitions)",
@@ -66,11 +67,6 @@ class Status:
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(str(self))
-
-
-def _table(rows):
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def status(config):

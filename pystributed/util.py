@@ -53,6 +53,12 @@ def run(cmd, *, step, hint="", write_stdin=None, read_stdout=None, cwd=None):
     return value if read_stdout else stdout
 
 
+def columns(rows):
+    """The rows (tuples of strings, the first the heading) as lines of left-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def succeeds(cmd, *, cwd=None):
     """Whether `cmd` exits 0 (its output is not wanted): for questions like "is the image there?"."""
     log.debug("$ %s", shlex.join(cmd))

@@ -3,7 +3,6 @@ enroot, built by the rig from ../shared/slurm-containers (beside the checkout; o
 $PYSTRIBUTED_SLURM_CONTAINERS_SRC), run each task's container as a job step, as GPU clouds do; the login
 user is not root. Where those sources are absent these tests skip, whatever CI says (they are test
 infrastructure that a checkout may not have); where they are there, a rig without pyxis fails them."""
-import json
 import os
 import shlex
 from pathlib import Path
@@ -16,6 +15,7 @@ from conftest import pystributed, rig_fixtures
 from test_slurm_e2e import (
     Rig,
     cancel_mid_sweep,
+    cli_run_comes_back,
     test_a_cell_over_two_nodes_meets_at_master_addr_and_returns_rank_0s_value,
     test_a_detached_sweeps_secret_leaves_the_shared_disk_with_its_array,
     test_a_rank_that_fails_fails_the_run_with_its_traceback,
@@ -92,14 +92,7 @@ def test_the_rig_runs_pyxis_as_a_user_that_is_not_root(cluster):
 
 
 def test_a_run_from_the_cli_comes_back(cluster, tmp_path):
-    (tmp_path / "cell.py").write_text("import os\nprint('on', os.environ['PYSTRIBUTED_NODE'], os.getuid())\n"
-                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), 'w')"
-                                      ".write('hi')\n")
-    proc = pystributed("run", "cell.py")
-    assert "on node" in proc.stdout, proc.stdout + proc.stderr
-    runs = [p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert len(runs) == 1 and (runs[0] / "out.txt").read_text() == "hi"
-    assert json.loads((runs[0] / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
+    cli_run_comes_back(tmp_path, "os.getuid()")
     cluster.wait_for_no_job(timeout=60)
     assert cluster.enroot_left() == []
 

@@ -80,13 +80,18 @@ class Rig:
 
 def test_the_login_node_has_no_docker_and_a_run_from_the_cli_comes_back(cluster, tmp_path):
     assert cluster.login("command -v docker").returncode != 0
-    (tmp_path / "cell.py").write_text("import os\nprint('on', os.environ['PYSTRIBUTED_NODE'], "
-                                      "os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
-                                      "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), 'w')"
-                                      ".write('hi')\n")
+    cli_run_comes_back(tmp_path, "os.environ.get('CUDA_VISIBLE_DEVICES')")
+
+
+def cli_run_comes_back(folder, shown):
+    """`python -m pystributed run` of a cell that prints its node and `shown` and writes out.txt: its
+    output here, its folder back with the file and exit code 0."""
+    (folder / "cell.py").write_text(f"import os\nprint('on', os.environ['PYSTRIBUTED_NODE'], {shown})\n"
+                                    "open(os.path.join(os.environ['PYSTRIBUTED_RESULTS'], 'out.txt'), 'w')"
+                                    ".write('hi')\n")
     proc = pystributed("run", "cell.py")
     assert "on node" in proc.stdout, proc.stdout + proc.stderr
-    runs = [p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    runs = [p for p in (folder / "results").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 1 and (runs[0] / "out.txt").read_text() == "hi"
     assert json.loads((runs[0] / ".pystributed-state.json").read_text())["State"]["ExitCode"] == 0
 
